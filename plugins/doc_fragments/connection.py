@@ -1,0 +1,35 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation fragment for the libvirt connection option."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  uri:
+    description:
+      - libvirt connection URI of the hypervisor to manage.
+      - V(xen:///system) for Xen (libxl), V(qemu:///system) for KVM/QEMU,
+        V(lxc:///system) for containers, V(test:///default) for libvirt's test driver.
+      - Remote hypervisors work through libvirt's remote URIs, for example V(xen+ssh://root@host/system).
+      - Set it once for every module of the collection with C(module_defaults) and the
+        action group C(group/lcfg.xen.xen).
+    type: str
+    default: qemu:///system
+requirements:
+  - libvirt-python (or Debian's python3-libvirt) on the managed host
+  - lxml on the managed host
+"""
+
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    support: full
+    details: Check mode reads the current state and reports exactly the changes and diff a real run would make, without making them.
+  diff_mode:
+    support: full
+    details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
+"""

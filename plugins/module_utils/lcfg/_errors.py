@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The single error type of the LCFG profile reader and model."""
+
+from __future__ import annotations
+
+__all__ = ["LcfgError"]
+
+
+class LcfgError(Exception):
+    """A problem in a profile; ``str()`` reads ``file:line: comp.res: problem``."""
+
+    def __init__(self, problem: str, file: str | None = None, line: int | None = None,
+                 resource: str | None = None) -> None:
+        self.problem = problem
+        self.file = file
+        self.line = line
+        self.resource = resource
+        super().__init__(str(self))
+
+    @property
+    def location(self) -> str:
+        if self.file is None:
+            return ""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.location, self.resource) if p]
+        return ": ".join(parts + [self.problem])
