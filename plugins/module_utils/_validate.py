@@ -126,7 +126,7 @@ def cpuset_members(value: str) -> list[int]:
     for item in parse_cpuset(value).split(","):
         target = excluded if item.startswith("^") else chosen
         item = item.lstrip("^")
-        low, _, high = item.partition("-")
+        low, _sep, high = item.partition("-")
         target.update(range(int(low), int(high or low) + 1))
     return sorted(chosen - excluded)
 

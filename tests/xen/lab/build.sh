@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Build (or reuse) the Xen lab: a Debian dom0 disk image with Xen's tools,
+# libvirt's libxl driver and python3-libvirt, the Xen hypervisor and the dom0
+# kernel/initrd to boot it under QEMU, an SSH key for the tests, and a tiny
+# busybox initramfs for PV test guests.
+#
+# Everything is made without mounting anything: debootstrap into a directory,
+# then `mkfs.ext4 -d`. The Debian mirror is read from this machine's apt
+# sources at run time; it is never written into the repository.
+#
+# The result lives in a cache directory outside the repository, keyed by the
+# package versions apt offers (apt-cache policy) and this script's own hash, so
+# a second run with nothing changed only prints the path.
+#
+# Usage: tests/xen/lab/build.sh            -> prints the lab directory on stdout
+# Environment:
+#   LCFG_XEN_LAB_CACHE   cache root (default /var/cache/lcfg-xen-lab)
+#   LCFG_XEN_LAB_MIRROR  Debian mirror URL (default: from /etc/apt/sources*)
+#   LCFG_XEN_LAB_SUITE   Debian suite (default: this machine's VERSION_CODENAME)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE_ROOT="${LCFG_XEN_LAB_CACHE:-/var/cache/lcfg-xen-lab}"
+XEN_VERSION=4.17
+IMAGE_SIZE=3G
+
+# Packages of the dom0 image. Recommends are not installed by debootstrap, so
+# everything needed at run time is listed.
+DOM0_PACKAGES=(
+  systemd-sysv udev kmod dbus procps iproute2 bridge-utils iptables dnsmasq-base
+  linux-image-amd64 initramfs-tools
+  "xen-hypervisor-${XEN_VERSION}-amd64" "xen-utils-${XEN_VERSION}" xen-utils-common xenstore-utils
+  libvirt-daemon-system libvirt-daemon-driver-xen libvirt-clients
+  python3 python3-libvirt python3-lxml python3-apt
+  openssh-server
+)
+# Host packages whose versions also go into the image (the guest initramfs).
+HOST_PACKAGES=(busybox-static debootstrap e2fsprogs)
+
+log() { printf '[xen-lab build] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+suite() {
+  if [[ -n ${LCFG_XEN_LAB_SUITE:-} ]]; then echo "$LCFG_XEN_LAB_SUITE"; return; fi
+  # shellcheck disable=SC1091
+  (. /etc/os-release && echo "$VERSION_CODENAME")
+}
+
+# The first mirror of this machine's apt sources that carries the release suite
+# itself (not -security/-updates): deb822 files first, then one-line sources.
+mirror() {
+  if [[ -n ${LCFG_XEN_LAB_MIRROR:-} ]]; then echo "$LCFG_XEN_LAB_MIRROR"; return; fi
+  local want="$1" file
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $file ]] || continue
+    # Stanzas are separated by blank lines; keep URIs of stanzas whose Suites hold $want.
+    awk -v want="$want" '
+      BEGIN { RS=""; FS="\n" }
+      {
+        uris=""; ok=0; deb=0
+        for (i = 1; i <= NF; i++) {
+          line = $i
+          if (line ~ /^[ \t]*#/) continue
+          if (tolower(line) ~ /^types:/ && line ~ /(^|[ \t:])deb([ \t]|$)/) deb=1
+          if (tolower(line) ~ /^uris:/) { sub(/^[^:]*:[ \t]*/, "", line); uris=line }
+          if (tolower(line) ~ /^suites:/) {
+            sub(/^[^:]*:[ \t]*/, "", line); n=split(line, s, /[ \t]+/)
+            for (j = 1; j <= n; j++) if (s[j] == want) ok=1
+          }
+        }
+        if (deb && ok && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit }
+      }' "$file"
+  done | head -n1 | grep . && return
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | awk -v want="$want" '$1 == "deb" {
+        i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == want) { print $i; exit } }' \
+    | head -n1 | grep . && return
+  die "no apt source for suite '$want' found in /etc/apt/sources.list{,.d}; set LCFG_XEN_LAB_MIRROR"
+}
+
+cache_key() {
+  {
+    sha256sum "$HERE/build.sh" | cut -d' ' -f1
+    echo "suite=$1 mirror-hash=$(printf '%s' "$2" | sha256sum | cut -d' ' -f1) size=$IMAGE_SIZE"
+    LC_ALL=C apt-cache policy "${DOM0_PACKAGES[@]}"
+    dpkg-query -W "${HOST_PACKAGES[@]}"
+  } | sha256sum | cut -c1-16
+}
+
+# A busybox initramfs for PV guests: busybox from the host's busybox-static,
+# the Xen front-end modules of the dom0 kernel, and an /init that reports and idles.
+build_guest_initrd() {
+  local rootfs="$1" out="$2" kver="$3" dir
+  dir="$(mktemp -d)"
+  mkdir -p "$dir"/{bin,dev,proc,sys,lib/modules}
+  cp /bin/busybox "$dir/bin/busybox"
+  local mod
+  for mod in drivers/net/xen-netfront.ko drivers/block/xen-blkfront.ko; do
+    for cand in "$rootfs/lib/modules/$kver/kernel/$mod" "$rootfs/lib/modules/$kver/kernel/$mod.xz"; do
+      [[ -f $cand ]] && cp "$cand" "$dir/lib/modules/"
+    done
+  done
+  cat > "$dir/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in /lib/modules/*.ko; do [ -f "$m" ] && insmod "$m"; done
+echo "lcfg-xen-lab guest: up, $(grep -c ^processor /proc/cpuinfo) cpu(s)"
+while true; do sleep 3600; done
+EOF
+  chmod 0755 "$dir/init"
+  (cd "$dir" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -9 > "$out"
+  rm -rf "$dir"
+}
+
+configure_rootfs() {
+  local rootfs="$1" pubkey="$2"
+  echo xenlab > "$rootfs/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\txenlab\n' > "$rootfs/etc/hosts"
+  printf '/dev/vda\t/\text4\terrors=remount-ro\t0\t1\n' > "$rootfs/etc/fstab"
+  # QEMU user-mode networking hands out an address by DHCP.
+  mkdir -p "$rootfs/etc/systemd/network"
+  cat > "$rootfs/etc/systemd/network/20-lab-dhcp.network" <<'EOF'
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+EOF
+  chroot "$rootfs" systemctl enable systemd-networkd.service >/dev/null 2>&1
+  chroot "$rootfs" systemctl enable ssh.service xen.service libvirtd.service >/dev/null 2>&1 || true
+  chroot "$rootfs" systemctl enable serial-getty@hvc0.service >/dev/null 2>&1 || true
+  # Root logs in by key only; the console (hvc0) has no password for debugging.
+  install -d -m 0700 "$rootfs/root/.ssh"
+  install -m 0600 "$pubkey" "$rootfs/root/.ssh/authorized_keys"
+  chroot "$rootfs" passwd -d root >/dev/null
+  mkdir -p "$rootfs/etc/ssh/sshd_config.d"
+  printf 'PermitRootLogin prohibit-password\nUseDNS no\n' > "$rootfs/etc/ssh/sshd_config.d/lcfg-xen-lab.conf"
+  # The lab has no name service; keep apt and friends from waiting on it.
+  : > "$rootfs/etc/resolv.conf"
+  rm -f "$rootfs/etc/machine-id" && : > "$rootfs/etc/machine-id"
+}
+
+main() {
+  local suite mirror key lab
+  suite="$(suite)"
+  mirror="$(mirror "$suite")"
+  key="$(cache_key "$suite" "$mirror")"
+  lab="$CACHE_ROOT/$key"
+  if [[ -f $lab/complete ]]; then
+    log "cached lab $lab is current (key $key)"
+    echo "$lab"
+    return
+  fi
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/.lock"
+  flock 9
+  if [[ -f $lab/complete ]]; then echo "$lab"; return; fi
+
+  local work="$CACHE_ROOT/.build-$key" start=$SECONDS
+  rm -rf "$work"
+  mkdir -p "$work"
+  trap 'rm -rf "$work"' EXIT
+  log "building lab $key from suite $suite (this takes a few minutes)"
+
+  ssh-keygen -q -t ed25519 -N '' -C lcfg-xen-lab -f "$work/id_ed25519"
+  local include
+  include="$(IFS=,; echo "${DOM0_PACKAGES[*]}")"
+  if ! debootstrap --variant=minbase --include="$include" "$suite" "$work/rootfs" "$mirror" \
+      > "$work/debootstrap.log" 2>&1; then
+    tail -n 30 "$work/debootstrap.log" >&2
+    tail -n 30 "$work/rootfs/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+    die "debootstrap failed"
+  fi
+  log "debootstrap done after $((SECONDS - start)) s"
+  configure_rootfs "$work/rootfs" "$work/id_ed25519.pub"
+
+  local kver xengz
+  kver="$(basename "$(ls -1 "$work"/rootfs/boot/vmlinuz-* | sort -V | tail -n1)")"
+  kver="${kver#vmlinuz-}"
+  xengz="$(ls -1 "$work"/rootfs/boot/xen-"$XEN_VERSION"-amd64.gz 2>/dev/null | head -n1)"
+  [[ -n $xengz ]] || die "the image has no /boot/xen-$XEN_VERSION-amd64.gz"
+  gzip -dc "$xengz" > "$work/xen"
+  cp "$work/rootfs/boot/vmlinuz-$kver" "$work/vmlinuz"
+  cp "$work/rootfs/boot/initrd.img-$kver" "$work/initrd.img"
+  # PV guests boot the dom0 kernel with the busybox initramfs, both inside dom0.
+  mkdir -p "$work/rootfs/var/lib/lcfg-xen-lab"
+  cp "$work/vmlinuz" "$work/rootfs/var/lib/lcfg-xen-lab/guest-vmlinuz"
+  build_guest_initrd "$work/rootfs" "$work/rootfs/var/lib/lcfg-xen-lab/guest-initrd.gz" "$kver"
+  chroot "$work/rootfs" dpkg-query -W > "$work/versions.txt"
+  echo "$kver" > "$work/kernel-version"
+  rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*_Packages
+
+  truncate -s "$IMAGE_SIZE" "$work/dom0.img"
+  mkfs.ext4 -q -F -L dom0 -d "$work/rootfs" "$work/dom0.img"
+  rm -rf "$work/rootfs"
+  date -u +%FT%TZ > "$work/complete"
+  echo "$((SECONDS - start))" > "$work/build-seconds"
+  # Only the current lab is kept.
+  find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name ".build-$key" -exec rm -rf {} +
+  mv "$work" "$lab"
+  trap - EXIT
+  log "built $lab in $((SECONDS - start)) s"
+  echo "$lab"
+}
+
+main "$@"
