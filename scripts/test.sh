@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The test command (make test / .ci/run). Stages: sanity, lint, then ONE pytest run
+# over unit, integration (real libvirtd + QEMU, molecule, the site playbook) and the
+# real-Xen lab, so the last line printed is pytest's summary.
+# Usage: scripts/test.sh all|sanity|lint|unit|integration|molecule|xen
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="$ROOT/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
+export PYTHONPATH="$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH}"
+export ANSIBLE_NOCOLOR=1
+PYTEST=(pytest -p no:cacheprovider)
+
+stage() { printf '\n==== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+run_sanity() {
+  stage "ansible-test sanity"
+  bash scripts/sanity.sh
+}
+
+run_lint() {
+  stage "ansible-doc renders every plugin"
+  local mod
+  for mod in plugins/modules/*.py; do
+    mod="$(basename "$mod" .py)"
+    ansible-doc "lcfg.xen.$mod" >/dev/null
+  done
+  ansible-doc -t inventory lcfg.xen.lcfg >/dev/null
+  stage "ansible-galaxy collection build"
+  ansible-galaxy collection build --force --output-path build/ >/dev/null
+  if [[ -d roles && -n "$(ls roles 2>/dev/null)" ]]; then
+    stage "ansible-lint"
+    ansible-lint --offline -q roles playbooks
+  fi
+}
+
+case "${1:-all}" in
+  sanity) run_sanity ;;
+  lint) run_lint ;;
+  unit) stage "pytest unit"; "${PYTEST[@]}" tests/unit ;;
+  integration) stage "pytest integration"; "${PYTEST[@]}" tests/integration ;;
+  molecule) stage "molecule"; "${PYTEST[@]}" tests/integration/test_molecule.py ;;
+  xen) stage "Xen lab"; "${PYTEST[@]}" tests/xen ;;
+  all)
+    run_sanity
+    run_lint
+    stage "pytest: unit, integration, Xen lab"
+    "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=15
+    ;;
+  *) echo "usage: $0 all|sanity|lint|unit|integration|molecule|xen" >&2; exit 2 ;;
+esac
