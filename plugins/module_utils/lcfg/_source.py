@@ -4,18 +4,309 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Reader for LCFG source profiles (cpp subset + statements + mutations)."""
+"""Reader for LCFG source profiles (reference lcfg.md sections 1.2-1.8).
+
+After the cpp subset (:mod:`._cpp`) every logical line is a statement::
+
+    comp.res[ctx]   value...          plain assignment: value = rest of line
+    !comp.res[ctx]  mMACRO(args)      mutation (macro table in :mod:`._mutations`)
+
+Statements apply in cpp output order (header text where the ``#include`` is).
+Macros are expanded in values (plain values and non-quoted mutation arguments),
+never inside string literals. Whitespace runs collapse to one space as with cpp.
+
+Derivations: ``"<absolute file>:<line>"`` of the statement's first physical line;
+a plain assignment starts a new derivation, each mutation appends its location.
+
+Contexts (``[ctx]``) are evaluated with no client contexts (the inventory's view):
+an inactive statement (priority < 0) is checked for syntax and then ignored; an
+active context-qualified value is kept apart from the context-free value, and the
+highest priority wins at the end (equal priority and different values: error).
+A mutation of a context-qualified value starts from the context-free value
+current at that point [inference].
+
+Resources whose value is the empty string are kept (value ``""``); a resource that
+was only touched by mutations that leave it unset (``mREMOVE`` on an unset value)
+does not appear.
+"""
 
 from __future__ import annotations
 
-from ._errors import LcfgError
-from ._profile import Profile
+import os
+import re
 
-__all__ = ["read_source_profile"]
+from ._cpp import LogicalLine, Preprocessor, expand
+from ._errors import LcfgError
+from ._mutations import MUTATIONS, Mutation, MutationError, valid_list, valid_name, valid_tag
+from ._profile import ContextError, Profile, Resource, context_priority
+
+__all__ = ["read_source_profile", "parse_statement", "Statement"]
+
+_STMT = re.compile(r"(!?)([^\s.\[\]!]*)\.([^\s\[\]]*)(?:\[([^\]]*)\])?(?:\s+(.*)|)\Z", re.S)
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\Z', re.S)
+_UNESCAPE = re.compile(r'\\(["\\])')
+_ARG_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+class Statement:
+    """A parsed statement (cached on the logical line, so headers parse once).
+
+    ``error`` holds a syntax problem, raised only when the statement is active.
+    ``args`` is ``None`` for a plain assignment (``value`` holds the text), else the
+    raw argument texts of the macro call; ``mutation`` the macro (or None when the
+    call needs macro expansion first).
+    """
+
+    __slots__ = ("mutate", "comp", "res", "ctx", "value", "macro", "args", "error")
+
+    def __init__(self) -> None:
+        self.mutate = False
+        self.comp = ""
+        self.res = ""
+        self.ctx: str | None = None
+        self.value = ""
+        self.macro: str | None = None
+        self.args: list[str] | None = None
+        self.error: str | None = None
+
+    @property
+    def resource(self) -> str | None:
+        return f"{self.comp}.{self.res}" if self.comp or self.res else None
+
+
+def _split_args(text: str, start: int) -> tuple[list[str], int]:
+    """Arguments of a call whose '(' is at ``start - 1``: top-level commas split.
+
+    Returns (args, index after the closing paren). ValueError when unbalanced.
+    """
+    args: list[str] = []
+    depth = 0
+    cur = start
+    i = start
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            m = _ARG_STRING.match(text, i)
+            if m is None:
+                raise ValueError("unterminated string in macro arguments")
+            i = m.end()
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                args.append(text[cur:i].strip())
+                return args, i + 1
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(text[cur:i].strip())
+            cur = i + 1
+        i += 1
+    raise ValueError("unterminated macro call: missing )")
+
+
+def _parse_call(text: str, st: Statement) -> bool:
+    """Fill ``st.macro``/``st.args`` from ``mNAME(args)``; False if not a call."""
+    m = _CALL.match(text)
+    if m is None:
+        return False
+    try:
+        args, end = _split_args(text, m.end())
+    except ValueError as exc:
+        st.error = str(exc)
+        return True
+    if text[end:].strip():
+        st.error = f"unexpected text after {m.group(1)}(...): {text[end:].strip()!r}"
+        return True
+    st.macro = m.group(1)
+    st.args = args
+    return True
+
+
+def parse_statement(text: str) -> Statement:
+    """Parse one statement (already comment-free, whitespace-collapsed)."""
+    st = Statement()
+    m = _STMT.match(text)
+    if m is None:
+        st.error = ("bad syntax: expected 'component.resource value' or "
+                    "'!component.resource mMACRO(...)'")
+        return st
+    bang, st.comp, st.res, ctx, rest = m.groups()
+    st.mutate = bool(bang)
+    st.ctx = ctx.strip() if ctx is not None else None
+    if not valid_name(st.comp):
+        st.error = f"invalid component name {st.comp!r} (letters, digits, _; starts with a letter)"
+        return st
+    if not valid_name(st.res):
+        st.error = f"invalid resource name {st.res!r} (letters, digits, _; starts with a letter)"
+        return st
+    rest = rest or ""
+    if not st.mutate:
+        st.value = rest
+        return st
+    st.value = rest
+    if not rest:
+        st.error = "mutation without a macro (expected e.g. mSET(value))"
+        return st
+    _parse_call(rest, st)  # else: maybe a macro that expands to a call; decided later
+    return st
+
+
+def _unquote(arg: str) -> str | None:
+    m = _STRING.match(arg)
+    if m is None:
+        return None
+    return _UNESCAPE.sub(r"\1", m.group(1))
+
+
+class _Reader:
+    def __init__(self, include_path: list[str] | None, defines: dict[str, str] | None) -> None:
+        self.pp = Preprocessor(include_path, defines)
+        self.defines = self.pp.defines
+        # (comp, res) -> [value, derivation]; context variants under (comp, res, ctx)
+        self.values: dict[tuple[str, ...], list] = {}
+        self.variants: dict[tuple[str, str], dict[str, list]] = {}
+
+    def fail(self, problem: str, file: str, ll: LogicalLine, st: Statement | None = None) -> LcfgError:
+        return LcfgError(problem, file=file, line=ll.line, resource=st.resource if st else None)
+
+    def statement(self, file: str, ll: LogicalLine) -> None:
+        st = ll.parsed
+        if st is None:
+            st = ll.parsed = parse_statement(ll.text)
+        if not isinstance(st, Statement):  # pragma: no cover - only we fill the slot
+            st = ll.parsed = parse_statement(ll.text)
+        if st.error is not None:
+            raise self.fail(st.error, file, ll, st)
+        key = (st.comp, st.res)
+        ctx = st.ctx
+        if ctx is not None:
+            try:
+                prio = context_priority(ctx)
+            except ContextError as exc:
+                raise self.fail(str(exc), file, ll, st) from None
+            if prio < 0:
+                # inactive without client contexts: check the mutation, then ignore it
+                self._new_value(st, file, ll, None, apply=False)
+                return
+            variants = self.variants.setdefault(key, {})
+            slot = variants.get(ctx)
+            if slot is None:
+                base = self.values.get(key)
+                slot = variants[ctx] = [base[0] if base else None, base[1] if base else "", prio]
+        else:
+            slot = self.values.get(key)
+            if slot is None:
+                slot = self.values[key] = [None, ""]
+        loc = f"{file}:{ll.line}"
+        slot[0] = self._new_value(st, file, ll, slot[0])
+        if st.mutate:
+            slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
+        else:
+            slot[1] = loc
+
+    def _expand(self, text: str, file: str, ll: LogicalLine, st: Statement) -> str:
+        try:
+            return expand(text, self.defines)
+        except ValueError as exc:
+            raise self.fail(str(exc), file, ll, st) from None
+
+    def _new_value(self, st: Statement, file: str, ll: LogicalLine, old: str | None,
+                   apply: bool = True) -> str | None:
+        if not st.mutate:
+            return self._expand(st.value, file, ll, st) if self.defines else st.value
+        macro, args = st.macro, st.args
+        if macro is None:
+            # not a literal call: cpp would expand macros first (#define M mADD(x))
+            expanded = " ".join(self._expand(st.value, file, ll, st).split())
+            tmp = Statement()
+            if not _parse_call(expanded, tmp):
+                raise self.fail(f"expected a mutation macro call such as mSET(value), "
+                                f"got {st.value!r}", file, ll, st)
+            if tmp.error:
+                raise self.fail(tmp.error, file, ll, st)
+            macro, args = tmp.macro, tmp.args
+        mut = MUTATIONS.get(macro or "")
+        if mut is None:
+            known = ", ".join(sorted(MUTATIONS))
+            raise self.fail(f"unknown mutation macro {macro} (known: {known})", file, ll, st)
+        args = args or [""]
+        if len(args) != mut.nargs:
+            hint = f"; use {mut.name}Q(\"...\") for values with commas" if not mut.quoted else ""
+            raise self.fail(f"{mut.name} takes {mut.nargs} argument"
+                            f"{'s' if mut.nargs > 1 else ''}, got {len(args)}{hint}", file, ll, st)
+        values = [self._argument(mut, a, file, ll, st) for a in args]
+        if mut.tags:
+            for v in values[:1] if mut.name.startswith("mREPLACE") else values:
+                for tag in v.split():
+                    if not valid_tag(tag):
+                        raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
+                                        f"digits and _)", file, ll, st)
+            if mut.name.startswith("mREPLACE"):
+                for tag in values[1].split():
+                    if not valid_tag(tag):
+                        raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
+                                        f"digits and _)", file, ll, st)
+        if not apply:
+            return old
+        try:
+            new = mut.apply(old, *values)
+        except MutationError as exc:
+            raise self.fail(f"{mut.name}: {exc}", file, ll, st) from None
+        if mut.tags and new is not None and not valid_list(new):
+            raise self.fail(f"{mut.name}: value {new!r} is not a valid tag list", file, ll, st)
+        return new
+
+    def _argument(self, mut: Mutation, arg: str, file: str, ll: LogicalLine, st: Statement) -> str:
+        if not mut.quoted:
+            return self._expand(arg, file, ll, st) if self.defines else arg
+        value = _unquote(arg)
+        if value is None and self.defines:
+            value = _unquote(self._expand(arg, file, ll, st).strip())
+        if value is None:
+            raise self.fail(f"{mut.name} expects one double-quoted string argument, got {arg!r}",
+                            file, ll, st)
+        return value
+
+    def profile(self, name: str, path: str) -> Profile:
+        resources: dict[str, dict[str, Resource]] = {}
+        keys = list(self.values)
+        keys.extend(k for k in self.variants if k not in self.values)
+        for key in keys:
+            comp, res = key
+            base = self.values.get(key)
+            best: tuple[int, str | None, str, str | None] | None = None
+            if base is not None:
+                best = (0, base[0], base[1], None)
+            for ctx, (value, deriv, prio) in self.variants.get(key, {}).items():
+                if best is None or prio > best[0]:
+                    best = (prio, value, deriv, ctx)
+                elif prio == best[0] and value != best[1]:
+                    file, line = Resource(value or "", deriv).first_location
+                    raise LcfgError(
+                        f"conflicting values {best[1]!r} ({best[2]}) and {value!r} ({deriv}) "
+                        f"with equal context priority {prio}", file=file or path,
+                        line=line, resource=f"{comp}.{res}")
+            if best is None or best[1] is None:
+                continue
+            resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
+        return Profile(name, path, resources)
 
 
 def read_source_profile(path: str, include_path: list[str] | None = None,
                         defines: dict[str, str] | None = None, name: str | None = None,
                         text: str | None = None) -> Profile:
-    """Read one source profile; only LcfgError may come out."""
-    raise LcfgError("source profile reader not implemented yet", file=path)
+    """Read one source profile (``text`` instead of the file's content if given).
+
+    ``include_path``: directories searched by ``#include``; ``defines``: macros
+    defined before the profile (``cpp -D``; a ``None`` value means ``1``).
+    The profile's name defaults to the file name. Only LcfgError comes out.
+    """
+    path = os.path.abspath(path)
+    reader = _Reader(include_path, defines)
+    statement = reader.statement
+    for file, ll in reader.pp.run(path, text):
+        statement(file, ll)
+    return reader.profile(name or os.path.basename(path), path)

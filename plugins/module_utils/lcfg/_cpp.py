@@ -1,0 +1,491 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The subset of the C preprocessor that LCFG source profiles use.
+
+Supported: ``#include <file>`` / ``#include "file"`` (the including file's directory
+first for the quoted form, then the include path), object-like ``#define`` /
+``#undef`` (``-D`` style initial defines), ``#if`` / ``#ifdef`` / ``#ifndef`` /
+``#elif`` / ``#else`` / ``#endif`` with ``defined``, integers, ``! && || == != < > <= >=``
+and parentheses, ``#error`` / ``#warning``, ``/* */`` comments (string aware, may span
+lines), backslash continuation, and whitespace collapsing like ``cpp``.
+Not supported (an error says so): function-like macros, ``##`` / ``#`` operators.
+
+Each file is split into logical lines once per process (keyed by path, mtime and
+size) because a site includes the same headers in every profile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+from ._errors import LcfgError
+
+__all__ = ["LogicalLine", "tokenize", "read_lines", "expand", "Preprocessor",
+           "clear_cache", "MAX_INCLUDE_DEPTH"]
+
+MAX_INCLUDE_DEPTH = 200
+MAX_FILE_SIZE = 64 * 1024 * 1024
+MAX_EXPANSION = 1024 * 1024
+MAX_EXPANSION_DEPTH = 200
+_CACHE_LIMIT = 4096
+
+
+class LogicalLine:
+    """One logical line: a directive (``directive`` set) or statement text.
+
+    ``parsed`` is a slot for the statement reader's cached parse of ``text``.
+    """
+
+    __slots__ = ("line", "directive", "text", "parsed")
+
+    def __init__(self, line: int, directive: str | None, text: str) -> None:
+        self.line = line
+        self.directive = directive
+        self.text = text
+        self.parsed: object = None
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        if self.directive is not None:
+            return f"LogicalLine({self.line}, #{self.directive} {self.text!r})"
+        return f"LogicalLine({self.line}, {self.text!r})"
+
+
+_SPECIAL = re.compile(r'/\*|"')
+_STRING_REST = re.compile(r'(?:[^"\\\n]|\\.)*"')
+_WS = re.compile(r"\s+")
+_STRING_OR_WS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\s+')
+_DIRECTIVE = re.compile(r"#\s*([A-Za-z_]\w*|\d+)?\s*(.*)\Z", re.S)
+
+
+def _collapse(text: str) -> str:
+    """Collapse whitespace runs outside string literals to one space; strip."""
+    if '"' not in text:
+        return " ".join(text.split())
+    return _STRING_OR_WS.sub(lambda m: " " if m.group(0)[0] != '"' else m.group(0), text).strip()
+
+
+def tokenize(text: str, file: str) -> list[LogicalLine]:
+    """Split ``text`` into logical lines: comments removed, continuations joined.
+
+    A logical line carries the number of its first physical line.
+    Raises LcfgError for an unterminated comment.
+    """
+    lines = text.split("\n")
+    n = len(lines)
+    out: list[LogicalLine] = []
+    i = 0
+    while i < n:
+        start = i + 1
+        line = lines[i]
+        i += 1
+        if line.endswith("\r"):
+            line = line[:-1]
+        while line.endswith("\\") and i < n:
+            nxt = lines[i]
+            i += 1
+            line = line[:-1] + (nxt[:-1] if nxt.endswith("\r") else nxt)
+        if "/*" in line or '"' in line:
+            parts: list[str] = []
+            pos = 0
+            while True:
+                m = _SPECIAL.search(line, pos)
+                if m is None:
+                    parts.append(line[pos:])
+                    break
+                parts.append(line[pos:m.start()])
+                if m.group(0) == '"':
+                    m2 = _STRING_REST.match(line, m.end())
+                    if m2 is not None:
+                        parts.append(line[m.start():m2.end()])
+                        pos = m2.end()
+                    else:  # a stray quote is an ordinary character (cpp warns only)
+                        parts.append('"')
+                        pos = m.end()
+                    continue
+                comment_line = start + line.count("\n", 0, m.start())
+                end = line.find("*/", m.end())
+                while end < 0:
+                    if i >= n:
+                        raise LcfgError("unterminated /* comment", file=file, line=comment_line)
+                    nxt = lines[i]
+                    i += 1
+                    if nxt.endswith("\r"):
+                        nxt = nxt[:-1]
+                    line = line + "\n" + nxt
+                    end = line.find("*/", m.end())
+                    if end >= 0:
+                        # the rest of the line after the comment may continue too
+                        while line.endswith("\\") and i < n:
+                            nxt = lines[i]
+                            i += 1
+                            line = line[:-1] + (nxt[:-1] if nxt.endswith("\r") else nxt)
+                parts.append(" ")
+                pos = end + 2
+            line = "".join(parts)
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped[0] == "#":
+            m = _DIRECTIVE.match(stripped)
+            if m is None:  # pragma: no cover - the pattern matches any '#...'
+                continue
+            out.append(LogicalLine(start, m.group(1) or "", _collapse(m.group(2))))
+        else:
+            out.append(LogicalLine(start, None, _collapse(stripped)))
+    return out
+
+
+_CACHE: dict[str, tuple[tuple[int, int], list[LogicalLine]]] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached file (tests use it)."""
+    _CACHE.clear()
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_text(path: str) -> str:
+    """Read a profile or header as text; LcfgError when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise LcfgError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    if len(data) > MAX_FILE_SIZE:
+        raise LcfgError(f"file larger than {MAX_FILE_SIZE} bytes", file=path)
+    return _decode(data)
+
+
+def read_lines(path: str, cache: bool = True) -> list[LogicalLine]:
+    """Logical lines of the file at ``path`` (absolute), cached per process."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise LcfgError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    key = (st.st_mtime_ns, st.st_size)
+    if cache:
+        hit = _CACHE.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    lines = tokenize(read_text(path), path)
+    if cache:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        _CACHE[path] = (key, lines)
+    return lines
+
+
+# ---------------------------------------------------------------- macros
+
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\.?\d[\w.]*|[A-Za-z_]\w*')
+
+
+def expand(text: str, defines: dict[str, str], _blocked: frozenset[str] = frozenset(),
+           _depth: int = 0) -> str:
+    """Replace every defined identifier token of ``text`` by its (expanded) body.
+
+    Whole tokens only, not inside string literals or numbers; a macro is not
+    expanded inside its own expansion (cpp rule), so ``#define X X`` is harmless.
+    Raises ValueError when the expansion runs away.
+    """
+    if not defines or not text:
+        return text
+    if _depth > MAX_EXPANSION_DEPTH:
+        raise ValueError("macro expansion nested too deeply")
+
+    def repl(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        body = defines.get(tok)
+        if body is None or tok in _blocked:
+            return tok
+        return expand(body, defines, _blocked | {tok}, _depth + 1)
+
+    out = _TOKEN.sub(repl, text)
+    if len(out) > MAX_EXPANSION:
+        raise ValueError("macro expansion too large")
+    return out
+
+
+_DEFINE = re.compile(r"([A-Za-z_]\w*)(\(?)\s*(.*)\Z", re.S)
+_IDENT = re.compile(r"[A-Za-z_]\w*\Z")
+
+
+class _CondFrame:
+    __slots__ = ("line", "parent_active", "taken", "active", "seen_else")
+
+    def __init__(self, line: int, parent_active: bool, cond: bool) -> None:
+        self.line = line
+        self.parent_active = parent_active
+        self.taken = cond
+        self.active = parent_active and cond
+        self.seen_else = False
+
+
+class Preprocessor:
+    """Walk a profile and its includes; yield the active statements.
+
+    ``defines`` is updated in place by ``#define`` / ``#undef``.
+    """
+
+    def __init__(self, include_path: list[str] | None = None,
+                 defines: dict[str, str] | None = None) -> None:
+        self.include_path = [os.path.abspath(p) for p in (include_path or [])]
+        self.defines: dict[str, str] = {}
+        for key, value in (defines or {}).items():
+            if not isinstance(key, str) or not _IDENT.match(key):
+                raise LcfgError(f"invalid macro name in defines: {key!r}")
+            self.defines[key] = "1" if value is None else " ".join(str(value).split())
+        self._stack: list[str] = []
+
+    # -- public
+    def run(self, path: str, text: str | None = None) -> Iterator[tuple[str, LogicalLine]]:
+        """Yield ``(file, line)`` for each active statement, in cpp output order."""
+        path = os.path.abspath(path)
+        lines = tokenize(text, path) if text is not None else read_lines(path, cache=False)
+        yield from self._walk(path, lines)
+
+    # -- internals
+    def _walk(self, path: str, lines: list[LogicalLine]) -> Iterator[tuple[str, LogicalLine]]:
+        self._stack.append(path)
+        conds: list[_CondFrame] = []
+        active = True
+        for ll in lines:
+            d = ll.directive
+            if d is None:
+                if active:
+                    yield path, ll
+                continue
+            if d in ("if", "ifdef", "ifndef"):
+                cond = self._condition(d, ll, path) if active else False
+                conds.append(_CondFrame(ll.line, active, cond))
+                active = conds[-1].active
+            elif d == "elif":
+                if not conds or conds[-1].seen_else:
+                    raise LcfgError("#elif without matching #if", file=path, line=ll.line)
+                f = conds[-1]
+                if f.parent_active and not f.taken:
+                    cond = self._condition("if", ll, path)
+                    f.taken = cond
+                    f.active = cond
+                else:
+                    f.active = False
+                active = f.active
+            elif d == "else":
+                if not conds or conds[-1].seen_else:
+                    raise LcfgError("#else without matching #if", file=path, line=ll.line)
+                f = conds[-1]
+                f.seen_else = True
+                f.active = f.parent_active and not f.taken
+                f.taken = True
+                active = f.active
+            elif d == "endif":
+                if not conds:
+                    raise LcfgError("#endif without matching #if", file=path, line=ll.line)
+                conds.pop()
+                active = conds[-1].active if conds else True
+            elif not active:
+                continue
+            elif d == "define":
+                self._define(ll, path)
+            elif d == "undef":
+                name = ll.text.split(" ", 1)[0] if ll.text else ""
+                if not _IDENT.match(name):
+                    raise LcfgError("#undef needs a macro name", file=path, line=ll.line)
+                self.defines.pop(name, None)
+            elif d == "include":
+                yield from self._include(ll, path)
+            elif d == "error":
+                raise LcfgError(f"#error {ll.text}".rstrip(), file=path, line=ll.line)
+            elif d in ("warning", "pragma", "ident", "line", "") or d.isdigit():
+                continue  # harmless for profiles
+            else:
+                raise LcfgError(f"unknown preprocessor directive #{d}", file=path, line=ll.line)
+        if conds:
+            raise LcfgError("#if/#ifdef/#ifndef without #endif", file=path, line=conds[-1].line)
+        self._stack.pop()
+
+    def _define(self, ll: LogicalLine, path: str) -> None:
+        m = _DEFINE.match(ll.text)
+        if m is None:
+            raise LcfgError("#define needs a macro name", file=path, line=ll.line)
+        name, paren, body = m.groups()
+        if paren:
+            raise LcfgError(f"function-like macro {name}(...) is not supported",
+                            file=path, line=ll.line)
+        if "##" in body:
+            raise LcfgError(f"token pasting (##) in macro {name} is not supported",
+                            file=path, line=ll.line)
+        self.defines[name] = body.strip()
+
+    def _include(self, ll: LogicalLine, path: str) -> Iterator[tuple[str, LogicalLine]]:
+        spec = ll.text
+        if spec and spec[0] not in '<"':
+            try:
+                spec = expand(spec, self.defines).strip()
+            except ValueError as exc:
+                raise LcfgError(str(exc), file=path, line=ll.line) from None
+        if len(spec) >= 2 and spec[0] == "<" and spec.endswith(">"):
+            name, dirs = spec[1:-1].strip(), list(self.include_path)
+        elif len(spec) >= 2 and spec[0] == '"' and spec.endswith('"'):
+            name, dirs = spec[1:-1], [os.path.dirname(path)] + self.include_path
+        else:
+            raise LcfgError(f"#include expects <file> or \"file\", got {ll.text!r}",
+                            file=path, line=ll.line)
+        if not name or "\x00" in name:
+            raise LcfgError("#include with an empty file name", file=path, line=ll.line)
+        found = None
+        for d in dirs:
+            candidate = os.path.normpath(os.path.join(d, name))
+            if os.path.isfile(candidate):
+                found = candidate
+                break
+        if found is None:
+            where = ", ".join(dirs) if dirs else "no include path configured"
+            raise LcfgError(f"include file {name} not found (searched: {where})",
+                            file=path, line=ll.line)
+        if found in self._stack:
+            chain = " -> ".join(self._stack[self._stack.index(found):] + [found])
+            raise LcfgError(f"include cycle: {chain}", file=path, line=ll.line)
+        if len(self._stack) >= MAX_INCLUDE_DEPTH:
+            raise LcfgError("#include nested too deeply", file=path, line=ll.line)
+        yield from self._walk(found, read_lines(found))
+
+    def _condition(self, d: str, ll: LogicalLine, path: str) -> bool:
+        text = ll.text
+        if d in ("ifdef", "ifndef"):
+            name = text.split(" ", 1)[0] if text else ""
+            if not _IDENT.match(name):
+                raise LcfgError(f"#{d} needs a macro name", file=path, line=ll.line)
+            return (name in self.defines) == (d == "ifdef")
+        try:
+            return _eval_if(text, self.defines) != 0
+        except ValueError as exc:
+            raise LcfgError(f"bad #{d} expression {text!r}: {exc}", file=path, line=ll.line) from None
+
+
+# ---------------------------------------------------------------- #if expressions
+
+_IF_TOKEN = re.compile(r"\s*(?:(\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|[!()<>+\-*/%]))")
+_DEFINED = re.compile(r"\bdefined\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))")
+
+
+def _eval_if(text: str, defines: dict[str, str]) -> int:
+    if not text.strip():
+        raise ValueError("empty expression")
+    text = _DEFINED.sub(lambda m: "1" if (m.group(1) or m.group(2)) in defines else "0", text)
+    text = expand(text, defines)
+    toks: list[tuple[str, object]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _IF_TOKEN.match(text, pos)
+        if m is None:
+            raise ValueError(f"unexpected {text[pos:].strip()[:20]!r}")
+        pos = m.end()
+        if m.group(1) is not None:
+            toks.append(("n", int(m.group(1))))
+        elif m.group(2) is not None:
+            toks.append(("n", 0))  # undefined identifiers are 0 (cpp)
+        else:
+            toks.append(("o", m.group(3)))
+    parser = _IfParser(toks)
+    value = parser.expr(0)
+    if parser.pos != len(toks):
+        raise ValueError("trailing tokens")
+    return value
+
+
+_BINARY = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4,
+           "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
+
+
+class _IfParser:
+    def __init__(self, toks: list[tuple[str, object]]) -> None:
+        self.toks = toks
+        self.pos = 0
+        self.depth = 0
+
+    def _peek(self) -> tuple[str, object] | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def unary(self) -> int:
+        tok = self._peek()
+        if tok is None:
+            raise ValueError("unexpected end")
+        self.pos += 1
+        kind, val = tok
+        if kind == "n":
+            return int(val)  # type: ignore[call-overload]
+        self.depth += 1
+        if self.depth > 100:
+            raise ValueError("expression nested too deeply")
+        try:
+            if val == "!":
+                return int(not self.unary())
+            if val == "-":
+                return -self.unary()
+            if val == "+":
+                return self.unary()
+            if val == "(":
+                v = self.expr(0)
+                if self._peek() != ("o", ")"):
+                    raise ValueError("missing )")
+                self.pos += 1
+                return v
+        finally:
+            self.depth -= 1
+        raise ValueError(f"unexpected {val!r}")
+
+    def expr(self, min_prec: int) -> int:
+        left = self.unary()
+        while True:
+            tok = self._peek()
+            if tok is None or tok[0] != "o" or tok[1] not in _BINARY:
+                return left
+            op = str(tok[1])
+            prec = _BINARY[op]
+            if prec < min_prec:
+                return left
+            self.pos += 1
+            right = self.expr(prec + 1)
+            left = _apply(op, left, right)
+
+
+def _apply(op: str, a: int, b: int) -> int:
+    if op == "||":
+        return int(bool(a or b))
+    if op == "&&":
+        return int(bool(a and b))
+    if op == "==":
+        return int(a == b)
+    if op == "!=":
+        return int(a != b)
+    if op == "<":
+        return int(a < b)
+    if op == ">":
+        return int(a > b)
+    if op == "<=":
+        return int(a <= b)
+    if op == ">=":
+        return int(a >= b)
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        raise ValueError("division by zero")
+    return int(a / b) if op == "/" else a - b * int(a / b)
