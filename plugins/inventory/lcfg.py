@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: lcfg
+short_description: Hypervisors, guests and virtual groups from LCFG profiles
+version_added: 0.1.0
+author:
+  - lcfg.xen contributors
+description:
+  - Reads LCFG profiles (source profiles with C(#include) and mutations, compiled XML profiles,
+    or XML profiles over http(s)) and exposes the C(xen) component as Ansible inventory.
+  - Every profile is one physical host, named after the profile file (XML profiles at
+    C(.../<host>/XML/profile.xml) by C(<host>), else by C(profile.node), else by the file stem).
+    Every host gets C(lcfg_resources). Hosts whose C(profile.components) contains C(xen) join the
+    group C(xen_hypervisors) and get C(xen_host).
+  - Every guest in C(xen.virtualmachines) becomes a host (named by C(xen.name_<tag>), default the
+    tag) in the group C(xen_guests) with the variables C(xen_hypervisor) and C(xen_domain).
+    Every virtual group in C(xen.virtualgroup) becomes a group of the same name holding its
+    member guests.
+  - >-
+    All validation happens here, before any host is touched. With O(strict=false) a profile with
+    errors is left out (its host and its guests) and a warning names C(file:line: resource:
+    problem) for each error; the rest of the site loads. With O(strict=true) any error in a
+    profile, or in a O(compose), O(groups) or O(keyed_groups) template, fails the whole source.
+  - Profile values are untrusted data. They are set as plain values and never treated as
+    templates.
+  - The configuration file name must end with C(lcfg.yml) or C(lcfg.yaml), for example
+    C(site.lcfg.yml).
+  - The resources are documented in the collection's C(docs/resources.md), the variables in
+    C(docs/inventory.md).
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: The name of this plugin; it must always be V(lcfg.xen.lcfg).
+    type: str
+    required: true
+    choices: [lcfg.xen.lcfg]
+  sources:
+    description:
+      - Source profile files or directories of them, XML profile files (C(*.xml)) or directories,
+        and C(http://) or C(https://) URLs of XML profiles.
+      - Relative paths are relative to the directory of this configuration file.
+      - Profiles are read in sorted path order; a guest name that an earlier profile already
+        defined is an error in the later profile.
+    type: list
+    elements: str
+    required: true
+  include_path:
+    description:
+      - Directories searched by C(#include <...>) in source profiles, in order.
+      - Relative paths are relative to the directory of this configuration file.
+    type: list
+    elements: str
+    default: []
+  defines:
+    description:
+      - Macros defined before every source profile is read, like C(cpp -DNAME=value).
+    type: dict
+    default: {}
+  timeout:
+    description: Seconds to wait for an XML profile fetched over http(s).
+    type: float
+    default: 30
+  validate_certs:
+    description: Verify the TLS certificate of XML profiles fetched over https.
+    type: bool
+    default: true
+notes:
+  - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
+    configuration and by the path, modification time and size of every file under O(sources)
+    and O(include_path); any change to them rebuilds it, so the cache is never stale. Sources
+    with http(s) URLs are never cached.
+"""
+
+EXAMPLES = r"""
+# site.lcfg.yml: a directory of source profiles with their headers
+plugin: lcfg.xen.lcfg
+sources:
+  - profiles
+include_path:
+  - include
+
+# site.lcfg.yml: compiled XML profiles from the LCFG server, strict validation,
+# plus a constructed group of the guests that boot with their hypervisor
+plugin: lcfg.xen.lcfg
+sources:
+  - https://lcfg.example.org/profiles/example.org/xen1/XML/profile.xml
+  - https://lcfg.example.org/profiles/example.org/xen2/XML/profile.xml
+strict: true
+timeout: 10
+groups:
+  autostarted: xen_domain.autostart | default(false)
+keyed_groups:
+  - key: xen_hypervisor | default(omit)
+    prefix: guests_of
+
+# site.lcfg.yml: a macro for every profile and a warm-cache setup for big sites
+plugin: lcfg.xen.lcfg
+sources:
+  - /var/lib/lcfg/conf/server/source
+include_path:
+  - /var/lib/lcfg/conf/server/include
+defines:
+  SITE_DEMO: "1"
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/lcfg-xen-inventory
+"""
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles
+
+HYPERVISORS = "xen_hypervisors"
+GUESTS = "xen_guests"
+CACHE_FORMAT = 1
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
+                 defines: dict[str, str]) -> str | None:
+    """Hash of the options and of (path, mtime, size) of every input file; None if uncachable."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines],
+                             sort_keys=True).encode())
+    for entry in list(sources) + list(include_path):
+        if _is_url(entry):
+            return None
+        top = os.path.join(base_dir, os.path.expanduser(entry))
+        try:
+            if os.path.isdir(top):
+                for root, dirs, files in os.walk(top):
+                    dirs.sort()
+                    stat = os.stat(root)
+                    digest.update(f"D{root}\0{stat.st_mtime_ns}\0".encode())
+                    for name in sorted(files):
+                        path = os.path.join(root, name)
+                        stat = os.stat(path)
+                        digest.update(f"F{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+            else:
+                stat = os.stat(top)
+                digest.update(f"F{top}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+        except OSError:
+            digest.update(f"M{top}\0".encode())
+    return digest.hexdigest()
+
+
+def load_site(base_dir: str, sources: list[str], include_path: list[str],
+              defines: dict[str, str], timeout: float, validate_certs: bool) -> dict[str, Any]:
+    """Read and model every profile; return plain data (what is cached and populated)."""
+    loaded = load_profiles(sources, base_dir, include_path=include_path, defines=defines,
+                           timeout=timeout, validate_certs=validate_certs)
+    rejected: dict[str, list[str]] = {}
+    profiles = []
+    for item in loaded:
+        if item.profile is None:
+            error = item.error or LcfgError("profile could not be read", file=item.source)
+            rejected[item.source] = [str(error)]
+        else:
+            profiles.append(item.profile)
+    site = build_site(profiles)
+    for name, errors in site.rejected.items():
+        rejected[name] = [str(err) for err in errors]
+    return {
+        "hosts": [host.to_data() for host in site.hosts.values()],
+        "rejected": rejected,
+        "warnings": list(site.warnings),
+    }
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    """Inventory from the xen component of LCFG profiles."""
+
+    NAME = "lcfg.xen.lcfg"
+
+    def verify_file(self, path: str) -> bool:
+        return super().verify_file(path) and path.endswith(("lcfg.yml", "lcfg.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache=cache)
+        self._read_config_data(path)
+        base_dir = os.path.dirname(os.path.abspath(path))
+        sources = [str(s) for s in self.get_option("sources") or []]
+        if not sources:
+            raise AnsibleParserError(f"{path}: option 'sources' lists no profile files, "
+                                     "directories or URLs")
+        include_path = [str(p) for p in self.get_option("include_path") or []]
+        defines = {str(k): "" if v is None else str(v)
+                   for k, v in (self.get_option("defines") or {}).items()}
+
+        user_cache = bool(self.get_option("cache"))
+        fingerprint = _fingerprint(base_dir, sources, include_path, defines) if user_cache else None
+        cache_key = self.get_cache_key(path)
+        data = None
+        if user_cache and cache and fingerprint is not None:
+            try:
+                entry = self._cache[cache_key]
+            except KeyError:
+                entry = None
+            if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint:
+                data = entry.get("data")
+        if data is None:
+            try:
+                data = load_site(base_dir, sources, include_path, defines,
+                                 float(self.get_option("timeout")),
+                                 bool(self.get_option("validate_certs")))
+            except LcfgError as exc:
+                raise AnsibleParserError(str(exc)) from exc
+            if user_cache and fingerprint is not None:
+                self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
+        self._populate(data)
+
+    def _populate(self, data: dict[str, Any]) -> None:
+        """Add hosts, groups and variables from plain site data (see ``load_site``)."""
+        strict = bool(self.get_option("strict"))
+        rejected = data.get("rejected") or {}
+        if strict and rejected:
+            lines = [msg for msgs in rejected.values() for msg in msgs]
+            raise AnsibleParserError("LCFG profile errors (strict: true):\n" + "\n".join(lines))
+        for msgs in rejected.values():
+            for msg in msgs:
+                self.display.warning(f"{msg} (profile left out)")
+        for msg in data.get("warnings") or []:
+            self.display.warning(msg)
+
+        inventory = self.inventory
+        hosts = data.get("hosts") or []
+        if any(h.get("is_hypervisor") for h in hosts):
+            inventory.add_group(HYPERVISORS)
+            inventory.add_group(GUESTS)
+        for host in hosts:
+            name = host["name"]
+            inventory.add_host(name)
+            inventory.set_variable(name, "lcfg_resources", host["resources"])
+            if not host.get("is_hypervisor"):
+                self._construct(name)
+                continue
+            inventory.add_child(HYPERVISORS, name)
+            inventory.set_variable(name, "xen_host", host["xen_host"])
+            for guest_name, domain in host["guests"].items():
+                inventory.add_host(guest_name, group=GUESTS)
+                inventory.set_variable(guest_name, "xen_hypervisor", name)
+                inventory.set_variable(guest_name, "xen_domain", domain)
+            for group, members in host["groups"].items():
+                group = inventory.add_group(group)
+                for member in members:
+                    inventory.add_child(group, member)
+            self._construct(name)
+            for guest_name in host["guests"]:
+                self._construct(guest_name)
+
+    def _construct(self, host: str) -> None:
+        strict = bool(self.get_option("strict"))
+        variables = self.inventory.get_host(host).get_vars()
+        try:
+            self._set_composite_vars(self.get_option("compose"), variables, host, strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), variables, host,
+                                              strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host,
+                                           strict=strict)
+        except AnsibleError as exc:
+            raise AnsibleParserError(str(exc)) from exc

@@ -1,0 +1,639 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The xen component model: LCFG profiles -> hypervisor hosts, guests and groups.
+
+Pure: no Ansible, no libvirt. ``build_host`` turns one :class:`Profile` into a
+:class:`HostModel` (``xen_host``, one ``xen_domain`` spec per guest, virtual
+groups, warnings) or raises :class:`ModelErrors` holding every problem found,
+each an :class:`LcfgError` naming ``file:line``, the resource and the problem.
+``build_site`` adds the rules that span profiles (unique host and guest names).
+The resources are documented in ``docs/resources.md``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os.path
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .lcfg._errors import LcfgError
+from .lcfg._profile import Profile, Resource
+from ._validate import (
+    canonical_guest_type,
+    parse_bool,
+    parse_cpuset,
+    parse_int,
+    valid_disk_name,
+    valid_guest_name,
+    valid_mac,
+    valid_uuid,
+)
+
+__all__ = [
+    "COMPONENT",
+    "DOMAIN_KEYS",
+    "DISK_KEYS",
+    "VIF_KEYS",
+    "GROUP_KEYS",
+    "DEFAULT_DISKPATH",
+    "DEFAULT_NAT_NETWORK",
+    "DEFAULT_NAT_SUBNET",
+    "DEFAULT_ROUTE_NETWORK",
+    "HostModel",
+    "ModelErrors",
+    "Site",
+    "build_host",
+    "build_site",
+]
+
+COMPONENT = "xen"
+
+#: every key of the ``xen_domain`` hostvar, in documentation order
+DOMAIN_KEYS = (
+    "name", "uuid", "type", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "autostart",
+    "disks", "vifs", "template", "profile_url", "partition", "groups",
+    "kernel", "ramdisk", "cmdline", "bootloader", "extra",
+)
+DISK_KEYS = ("tag", "name", "type", "size_gb", "path", "format")
+VIF_KEYS = ("tag", "mac", "ip", "nettype", "bridge", "script", "network")
+GROUP_KEYS = ("members", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "bridge", "nettype",
+              "script")
+
+DEFAULT_MEMORY = 512
+DEFAULT_TYPE = "pv"
+DEFAULT_DISKPATH = "/var/lib/lcfg-xen/guests"
+DEFAULT_NAT_NETWORK = "lcfg-nat"
+DEFAULT_NAT_SUBNET = "10.0.0.0/24"
+DEFAULT_ROUTE_NETWORK = "lcfg-route"
+DEFAULT_BRIDGE = "xenbr0"
+
+NETTYPES = ("bridge", "nat", "route")
+DISK_TYPES = ("image", "phy")
+DISK_FORMATS = ("raw", "qcow2")
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_NETNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*[gG]?[bB]?\s*$")
+
+
+class ModelErrors(LcfgError):
+    """Every problem of one profile. Reads like its first error; ``errors`` holds all."""
+
+    def __init__(self, errors: list[LcfgError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(first.problem, file=first.file, line=first.line, resource=first.resource)
+
+    def __str__(self) -> str:
+        return "\n".join(LcfgError.__str__(err) for err in self.errors)
+
+
+@dataclass
+class HostModel:
+    """One physical host: its resources and, for hypervisors, its guests and groups."""
+
+    name: str
+    path: str
+    resources: dict[str, dict[str, str]]
+    is_hypervisor: bool = False
+    xen_host: dict[str, Any] | None = None
+    guests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: guest name -> (derivation "file:line", resource name) of what defines it
+    origins: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON-able form (what the inventory plugin caches)."""
+        return {
+            "name": self.name, "path": self.path, "resources": self.resources,
+            "is_hypervisor": self.is_hypervisor, "xen_host": self.xen_host,
+            "guests": self.guests, "groups": self.groups, "warnings": self.warnings,
+        }
+
+
+@dataclass
+class Site:
+    """Accepted hosts in source order, rejected profiles with their errors, and warnings."""
+
+    hosts: dict[str, HostModel] = field(default_factory=dict)
+    rejected: dict[str, list[LcfgError]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[LcfgError]:
+        return [err for errs in self.rejected.values() for err in errs]
+
+
+def _location(res: Resource | None) -> tuple[str | None, int | None]:
+    return res.first_location if res is not None else (None, None)
+
+
+def _where(res: Resource | None, fallback: str) -> str:
+    if res is None or not res.derivation:
+        return fallback
+    return res.derivation.split()[-1]
+
+
+class _Builder:
+    """Builds one host; collects errors instead of stopping at the first."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.res: dict[str, Resource] = profile.resources.get(COMPONENT, {})
+        self.errors: list[LcfgError] = []
+        self.warnings: list[str] = []
+        self.used: set[str] = set()
+
+    # -- resource access -------------------------------------------------
+    def get(self, name: str) -> Resource | None:
+        """The resource, or None when absent or empty (an empty LCFG value means unset)."""
+        res = self.res.get(name)
+        if res is None or res.value is None or str(res.value).strip() == "":
+            return None
+        return res
+
+    def error(self, res: Resource | None, name: str, problem: str) -> None:
+        file, line = _location(res)
+        if file is None:
+            file = self.profile.path
+        self.errors.append(LcfgError(problem, file=file, line=line, resource=f"{COMPONENT}.{name}"))
+
+    def warn(self, res: Resource | None, name: str, problem: str) -> None:
+        file, line = _location(res)
+        self.warnings.append(str(LcfgError(problem, file=file or self.profile.path, line=line,
+                                           resource=f"{COMPONENT}.{name}")))
+
+    def parsed(self, name: str, parser: Callable[[str], Any]) -> tuple[Any, Resource | None]:
+        """(parsed value or None, resource); a parse failure is recorded as an error."""
+        res = self.get(name)
+        if res is None:
+            return None, None
+        try:
+            return parser(str(res.value).strip()), res
+        except ValueError as exc:
+            self.error(res, name, str(exc))
+            return None, res
+
+    def tags(self, name: str) -> tuple[list[str], Resource | None]:
+        res = self.get(name)
+        if res is None:
+            return [], None
+        tags: list[str] = []
+        for tag in str(res.value).split():
+            if not _TAG_RE.match(tag):
+                self.error(res, name, f"invalid tag {tag!r}: tags use letters, digits and '_'")
+            elif tag in tags:
+                self.error(res, name, f"tag {tag!r} is listed twice")
+            else:
+                tags.append(tag)
+        return tags, res
+
+
+# -- field parsers (raise ValueError) --------------------------------------
+
+def _int_min(minimum: int, what: str) -> Callable[[str], int]:
+    return lambda text: parse_int(text, minimum=minimum, what=what)
+
+
+def _size_gb(text: str) -> int:
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"disk size must be a whole number of GB (like 12 or 12G), got {text!r}")
+    size = int(match.group(1))
+    if size < 1:
+        raise ValueError(f"disk size must be at least 1 GB, got {text!r}")
+    return size
+
+
+def _abs_path(text: str) -> str:
+    if not os.path.isabs(text):
+        raise ValueError(f"path {text!r} must be absolute")
+    if ".." in text.split("/"):
+        raise ValueError(f"path {text!r} may not contain '..'")
+    if "\0" in text:
+        raise ValueError("path contains a NUL character")
+    return os.path.normpath(text)
+
+
+def _choice(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.lower()
+        if value not in choices:
+            raise ValueError(f"unknown {what} {text!r}: use one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _ifname(text: str) -> str:
+    if not _IFNAME_RE.match(text):
+        raise ValueError(f"invalid interface name {text!r}")
+    return text
+
+
+def _netname(text: str) -> str:
+    if not _NETNAME_RE.match(text):
+        raise ValueError(f"invalid libvirt network name {text!r}: use letters, digits, "
+                         "'_', '.', '-', starting with a letter or digit")
+    return text
+
+
+def _script(text: str) -> str:
+    if not _SCRIPT_RE.match(text) or ".." in text.split("/"):
+        raise ValueError(f"invalid vif script {text!r}: a script name or absolute path")
+    return text
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"invalid IP address {text!r}") from None
+
+
+def _subnet(text: str) -> str:
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"invalid subnet {text!r}: {exc}") from None
+    if net.num_addresses < 4:
+        raise ValueError(f"subnet {text!r} is too small for a gateway and guests")
+    return str(net)
+
+
+def _url(text: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", text):
+        raise ValueError(f"invalid profile URL {text!r}: expected http:// or https://")
+    return text
+
+
+def _text(text: str) -> str:
+    return text
+
+
+_GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "memory": ("groupmemory", _int_min(1, "memory (MiB)")),
+    "maxmem": ("groupmaxmem", _int_min(1, "maxmem (MiB)")),
+    "vcpus": ("groupvcpus", _int_min(1, "vcpus")),
+    "maxvcpus": ("groupmaxvcpus", _int_min(1, "maxvcpus")),
+    "cpus": ("groupcpus", parse_cpuset),
+    "bridge": ("groupbridge", _ifname),
+    "nettype": ("groupnettype", _choice(NETTYPES, "network type")),
+    "script": ("groupscript", _script),
+}
+
+_GUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "memory": ("memory", _int_min(1, "memory (MiB)")),
+    "maxmem": ("maxmem", _int_min(1, "maxmem (MiB)")),
+    "vcpus": ("vcpus", _int_min(1, "vcpus")),
+    "maxvcpus": ("maxvcpus", _int_min(1, "maxvcpus")),
+    "cpus": ("cpus", parse_cpuset),
+}
+
+_VIF_GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "nettype": ("nettype", _choice(NETTYPES, "network type")),
+    "bridge": ("bridge", _ifname),
+    "script": ("script", _script),
+}
+
+
+@dataclass
+class _Group:
+    name: str
+    members: list[str]
+    members_res: Resource | None
+    values: dict[str, tuple[Any, Resource]]
+
+
+def _host_settings(b: _Builder) -> dict[str, Any]:
+    bridge_net, _ = b.parsed("xendconfbridgenet", parse_bool)
+    nat_net, _ = b.parsed("xendconfnatnet", parse_bool)
+    route_net, _ = b.parsed("xendconfroutenet", parse_bool)
+    custom, _ = b.parsed("xendconfcustombridge", _ifname)
+    nat_name, _ = b.parsed("natnetwork", _netname)
+    nat_subnet, _ = b.parsed("natsubnet", _subnet)
+    route_name, _ = b.parsed("routenetwork", _netname)
+    route_subnet, _ = b.parsed("routesubnet", _subnet)
+
+    bridges: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    tags, _ = b.tags("bridgeinterfaces")
+    for index, tag in enumerate(tags):
+        netdev, _ = b.parsed(f"bridgenetdev_{tag}", _ifname)
+        vifnum, _ = b.parsed(f"bridgevifnum_{tag}", _int_min(0, "bridge vif number"))
+        if vifnum is None:
+            vifnum = index
+        bridge, bres = b.parsed(f"bridgeif_{tag}", _ifname)
+        if bridge is None:
+            bridge = f"xenbr{vifnum}"
+        if bridge in seen:
+            b.error(bres or b.get("bridgeinterfaces"), f"bridgeif_{tag}",
+                    f"bridge {bridge!r} is already declared by bridge interface {seen[bridge]!r}")
+        seen[bridge] = tag
+        bridges.append({"tag": tag, "netdev": netdev, "bridge": bridge, "vifnum": vifnum})
+
+    default_bridge = custom or (bridges[0]["bridge"] if bridges else DEFAULT_BRIDGE)
+    return {
+        "bridge_network": True if bridge_net is None else bridge_net,
+        "nat_network": bool(nat_net),
+        "route_network": bool(route_net),
+        "custom_bridge": custom,
+        "default_bridge": default_bridge,
+        "bridges": bridges,
+        "nat_network_name": nat_name or DEFAULT_NAT_NETWORK,
+        "nat_subnet": nat_subnet or DEFAULT_NAT_SUBNET,
+        "route_network_name": route_name or DEFAULT_ROUTE_NETWORK,
+        "route_subnet": route_subnet,
+        "guests": [],
+        "groups": {},
+    }
+
+
+def _read_groups(b: _Builder, guest_tags: list[str]) -> list[_Group]:
+    groups: list[_Group] = []
+    names, vg_res = b.tags("virtualgroup")
+    for name in names:
+        members, mres = b.tags(f"members_{name}")
+        for member in members:
+            if member not in guest_tags:
+                b.error(mres, f"members_{name}",
+                        f"member {member!r} of group {name!r} is not a guest of this host "
+                        f"(xen.virtualmachines lists: {' '.join(guest_tags) or 'none'})")
+        if mres is None:
+            b.warn(vg_res, "virtualgroup", f"group {name!r} has no members (xen.members_{name})")
+        values: dict[str, tuple[Any, Resource]] = {}
+        for key, (prefix, parser) in _GROUP_FIELDS.items():
+            value, res = b.parsed(f"{prefix}_{name}", parser)
+            if value is not None and res is not None:
+                values[key] = (value, res)
+        groups.append(_Group(name, [m for m in members if m in guest_tags], mres, values))
+    return groups
+
+
+class _Resolver:
+    """Guest value wins; groups fill in; conflicts between groups are errors."""
+
+    def __init__(self, b: _Builder, groups: list[_Group]) -> None:
+        self.b = b
+        self.groups = groups
+        self.reported: set[tuple[str, str]] = set()
+
+    def group_value(self, guest_tag: str, key: str) -> tuple[Any, Resource | None, str]:
+        chosen: tuple[Any, Resource | None, str] | None = None
+        for group in self.groups:
+            if guest_tag not in group.members or key not in group.values:
+                continue
+            value, res = group.values[key]
+            if chosen is None:
+                chosen = (value, res, group.name)
+            elif chosen[0] != value:
+                mark = (guest_tag, key)
+                if mark not in self.reported:
+                    self.reported.add(mark)
+                    prefix = _GROUP_FIELDS[key][0]
+                    self.b.error(res, f"{prefix}_{group.name}",
+                                 f"guest {guest_tag!r} is in groups {chosen[2]!r} and {group.name!r} "
+                                 f"which set {key} differently ({chosen[0]!r} at "
+                                 f"{_where(chosen[1], 'unknown')} vs {value!r} at "
+                                 f"{_where(res, 'unknown')}); set it on the guest or on one group")
+        if chosen is None:
+            return None, None, ""
+        return chosen[0], chosen[1], f"{_GROUP_FIELDS[key][0]}_{chosen[2]}"
+
+    def resolve(self, guest_tag: str, key: str, own_name: str, parser: Callable[[str], Any],
+                label: str) -> tuple[Any, Resource | None, str]:
+        own, own_res = self.b.parsed(own_name, parser)
+        gval, gres, gname = self.group_value(guest_tag, key)
+        if own_res is not None:
+            if gres is not None and own is not None and own != gval:
+                self.b.warn(own_res, own_name,
+                            f"{label} {own!r} ({_where(own_res, 'guest')}) overrides the group "
+                            f"value {gval!r} ({_where(gres, 'group')})")
+            return own, own_res, own_name
+        return gval, gres, gname
+
+
+def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: dict[str, Any],
+           vm_res: Resource | None) -> dict[str, Any] | None:
+    errors_before = len(b.errors)
+    name, name_res = b.parsed(f"name_{tag}", valid_guest_name)
+    if name_res is None:
+        try:
+            name = valid_guest_name(tag)
+        except ValueError as exc:
+            b.error(vm_res, "virtualmachines", str(exc))
+    gtype, _ = b.parsed(f"type_{tag}", canonical_guest_type)
+    uuid, _ = b.parsed(f"uuid_{tag}", valid_uuid)
+
+    vals: dict[str, tuple[Any, Resource | None, str]] = {}
+    for key, (prefix, parser) in _GUEST_FIELDS.items():
+        vals[key] = r.resolve(tag, key, f"{prefix}_{tag}", parser, key)
+    memory, mem_res, mem_name = vals["memory"]
+    maxmem, maxmem_res, _ = vals["maxmem"]
+    if memory is None and maxmem is None:
+        memory = maxmem = DEFAULT_MEMORY
+    elif memory is None:
+        memory = maxmem
+    elif maxmem is None:
+        maxmem = memory
+    elif memory > maxmem:
+        b.error(mem_res, mem_name,
+                f"memory {memory} MiB is more than maxmem {maxmem} MiB "
+                f"({_where(maxmem_res, 'maxmem')}); raise maxmem or lower memory")
+    vcpus, vcpus_res, _ = vals["vcpus"]
+    maxvcpus, maxv_res, maxv_name = vals["maxvcpus"]
+    vcpus = 1 if vcpus is None else vcpus
+    if maxvcpus is None:
+        maxvcpus = vcpus
+    elif maxvcpus < vcpus:
+        b.error(maxv_res, maxv_name,
+                f"maxvcpus {maxvcpus} is less than vcpus {vcpus} ({_where(vcpus_res, 'default')})")
+    autostart, _ = b.parsed(f"boot_{tag}", parse_bool)
+    template, _ = b.parsed(f"template_{tag}", _abs_path)
+    profile_url, _ = b.parsed(f"profileurl_{tag}", _url)
+    partition, _ = b.parsed(f"partition_{tag}", _int_min(1, "partition"))
+    kernel, _ = b.parsed(f"kernel_{tag}", _abs_path)
+    ramdisk, _ = b.parsed(f"ramdisk_{tag}", _abs_path)
+    cmdline, _ = b.parsed(f"cmdline_{tag}", _text)
+    bootloader, _ = b.parsed(f"bootloader_{tag}", _text)
+    extra, _ = b.parsed(f"extra_{tag}", _text)
+
+    guest_name = name or tag
+    disks = _disks(b, tag, guest_name)
+    vifs = _vifs(b, r, tag, host)
+    if len(b.errors) > errors_before:
+        return None
+    return {
+        "name": guest_name, "uuid": uuid, "type": gtype or DEFAULT_TYPE,
+        "memory": memory, "maxmem": maxmem, "vcpus": vcpus, "maxvcpus": maxvcpus,
+        "cpus": vals["cpus"][0], "autostart": bool(autostart),
+        "disks": disks, "vifs": vifs,
+        "template": template, "profile_url": profile_url, "partition": partition,
+        "groups": list(group_names),
+        "kernel": kernel, "ramdisk": ramdisk, "cmdline": cmdline, "bootloader": bootloader,
+        "extra": extra,
+    }
+
+
+def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
+    disks: list[dict[str, Any]] = []
+    tags, _ = b.tags(f"disks_{tag}")
+    seen: dict[str, str] = {}
+    for index, disk in enumerate(tags):
+        def pick(fieldname: str, parser: Callable[[str], Any]) -> tuple[Any, Resource | None, str]:
+            per_disk = f"{fieldname}_{tag}_{disk}"
+            if b.get(per_disk) is not None:
+                value, res = b.parsed(per_disk, parser)
+                return value, res, per_disk
+            per_guest = f"{fieldname}_{tag}"
+            value, res = b.parsed(per_guest, parser)
+            return value, res, per_guest
+
+        dname, dname_res, dname_key = pick("diskname", valid_disk_name)
+        if dname_res is None:
+            dname = guest_name if index == 0 else f"{guest_name}-{disk}"
+            try:
+                valid_disk_name(dname)
+            except ValueError as exc:
+                b.error(b.get(f"disks_{tag}"), f"disks_{tag}", str(exc))
+        dtype, _, _ = pick("disktype", _choice(DISK_TYPES, "disk type"))
+        size, _, _ = pick("disksize", _size_gb)
+        dpath, _, _ = pick("diskpath", _abs_path)
+        fmt, _, _ = pick("diskformat", _choice(DISK_FORMATS, "disk format"))
+        dtype = dtype or "image"
+        directory = dpath or DEFAULT_DISKPATH
+        if dname is None:
+            continue
+        path = os.path.join(directory, dname + (".img" if dtype == "image" else ""))
+        if path in seen:
+            b.error(dname_res or b.get(f"disks_{tag}"), dname_key,
+                    f"disk {disk!r} has the same path {path} as disk {seen[path]!r}; "
+                    f"set xen.diskname_{tag}_{disk}")
+        seen[path] = disk
+        disks.append({"tag": disk, "name": dname, "type": dtype, "size_gb": size,
+                      "path": path, "format": fmt})
+    return disks
+
+
+def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dict[str, Any]]:
+    vifs: list[dict[str, Any]] = []
+    tags, _ = b.tags(f"vifs_{tag}")
+    for vif in tags:
+        mac, _ = b.parsed(f"mac_{tag}_{vif}", valid_mac)
+        ip, _ = b.parsed(f"ip_{tag}_{vif}", _ip)
+        network, _ = b.parsed(f"network_{tag}_{vif}", _netname)
+        item: dict[str, Any] = {"tag": vif, "mac": mac, "ip": ip}
+        for key, (prefix, parser) in _VIF_GROUP_FIELDS.items():
+            item[key], _, _ = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser, f"vif {vif} {key}")
+        item["nettype"] = item["nettype"] or "bridge"
+        item["network"] = network
+        vifs.append({key: item[key] for key in VIF_KEYS})
+    return vifs
+
+
+def build_host(profile: Profile) -> HostModel:
+    """Build the model of one profile; raise :class:`ModelErrors` listing every problem."""
+    components = str(profile.value("profile", "components", "") or "").split()
+    model = HostModel(name=profile.name, path=profile.path, resources=profile.plain())
+    if COMPONENT not in components:
+        return model
+    b = _Builder(profile)
+    host = _host_settings(b)
+    guest_tags, vm_res = b.tags("virtualmachines")
+    groups = _read_groups(b, guest_tags)
+    resolver = _Resolver(b, groups)
+    names: dict[str, str] = {}
+    tag_to_name: dict[str, str] = {}
+    macs: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    uuids: dict[str, str] = {}
+    for tag in guest_tags:
+        member_of = [g.name for g in groups if tag in g.members]
+        guest = _guest(b, resolver, tag, member_of, host, vm_res)
+        if guest is None:
+            continue
+        name = guest["name"]
+        origin_key = f"name_{tag}" if b.get(f"name_{tag}") is not None else "virtualmachines"
+        origin = b.get(origin_key)
+        if name in names:
+            b.error(origin, origin_key,
+                    f"guest name {name!r} is already used by guest {names[name]!r} on this host")
+            continue
+        if guest["uuid"] is not None:
+            if guest["uuid"] in uuids:
+                b.error(b.get(f"uuid_{tag}"), f"uuid_{tag}",
+                        f"UUID {guest['uuid']} is already used by guest {uuids[guest['uuid']]!r}")
+            uuids[guest["uuid"]] = name
+        for vif in guest["vifs"]:
+            if vif["mac"] is not None:
+                if vif["mac"] in macs:
+                    b.error(b.get(f"mac_{tag}_{vif['tag']}"), f"mac_{tag}_{vif['tag']}",
+                            f"MAC {vif['mac']} is already used by {macs[vif['mac']]}")
+                macs[vif["mac"]] = f"{name} {vif['tag']}"
+        for disk in guest["disks"]:
+            if disk["path"] in paths and paths[disk["path"]] != name:
+                b.error(b.get(f"disks_{tag}"), f"disks_{tag}",
+                        f"disk path {disk['path']} is already used by guest {paths[disk['path']]!r}")
+            paths[disk["path"]] = name
+        names[name] = tag
+        tag_to_name[tag] = name
+        model.guests[name] = guest
+        model.origins[name] = (_where(origin, profile.path), origin_key)
+    if b.errors:
+        raise ModelErrors(b.errors)
+    for group in groups:
+        members = [tag_to_name[m] for m in group.members]
+        model.groups[group.name] = members
+        entry: dict[str, Any] = {"members": members}
+        for key in GROUP_KEYS[1:]:
+            entry[key] = group.values[key][0] if key in group.values else None
+        host["groups"][group.name] = entry
+    host["guests"] = list(model.guests)
+    model.is_hypervisor = True
+    model.xen_host = host
+    model.warnings = b.warnings
+    return model
+
+
+def build_site(profiles: Iterable[Profile]) -> Site:
+    """Build every profile in order; a later profile may not reuse an earlier name."""
+    site = Site()
+    owners: dict[str, str] = {}  # inventory name -> "where defined (which profile)"
+    for profile in profiles:
+        try:
+            model = build_host(profile)
+        except ModelErrors as exc:
+            site.rejected[profile.name] = exc.errors
+            continue
+        errors: list[LcfgError] = []
+        if profile.name in owners:
+            errors.append(LcfgError(
+                f"host name {profile.name!r} is already defined by {owners[profile.name]}; "
+                "inventory names must be unique across the site", file=profile.path))
+        for name, (origin, key) in model.origins.items():
+            if name in owners or name == profile.name:
+                file, _, line = origin.rpartition(":")
+                errors.append(LcfgError(
+                    f"guest name {name!r} at {origin} is already defined by "
+                    f"{owners.get(name, 'this host profile ' + profile.path)}; guest names are "
+                    "inventory host names and must be unique across the site",
+                    file=file or origin, line=int(line) if line.isdigit() else None,
+                    resource=f"{COMPONENT}.{key}"))
+        if errors:
+            site.rejected[profile.name] = errors
+            continue
+        owners[profile.name] = f"profile {profile.path}"
+        for name, (origin, _key) in model.origins.items():
+            owners[name] = f"{origin} (host {profile.name})"
+        site.hosts[profile.name] = model
+        site.warnings.extend(model.warnings)
+    return site
+
