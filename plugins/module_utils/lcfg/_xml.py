@@ -4,16 +4,265 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Reader for compiled LCFG XML profiles."""
+"""Reader for compiled LCFG XML profiles (reference lcfg.md section 2).
+
+Elements are matched by local name, so any ``profile-1.x`` / ``cfg-1.x`` namespace
+(or none) is accepted. ``profile/lcfg/components/<comp>/<resource>``:
+
+* a resource with ``cfg:template`` (or ``cfg:type="list"``) is a list: its value is
+  the space-joined tags of its ``*_RECORD`` children (``cfg:name``, a leading ``_``
+  stripped when the name has two or more characters); each child of a record is a
+  sub-resource named by the list's template whose base name (part before the first
+  ``_$``) is the child's element name, the right-most ``$`` taking the innermost tag;
+  records nest. A list without records falls back to its text (whitespace-normalised).
+* an empty element (no text, no children) is unset: no resource.
+* ``cfg:type="boolean"`` values are canonicalised to ``yes`` / ``""``;
+  ``cfg:type="integer"`` values are checked.
+* ``cfg:derivation`` is kept (else ``<profile path>:<element line>``); ``cfg:context`` is inherited
+  and ANDed, evaluated with no client contexts; only active resources are merged:
+  identical duplicates collapse, the higher priority wins, equal priorities with
+  different values are an error.
+
+The parser does no network access, no external entities or DTD loading, and refuses
+huge trees. Only LcfgError comes out.
+"""
 
 from __future__ import annotations
 
-from ._errors import LcfgError
-from ._profile import Profile
+import os
+import re
 
-__all__ = ["read_xml_profile"]
+from lxml import etree
+
+from ._errors import LcfgError
+from ._mutations import valid_name, valid_tag
+from ._profile import ContextError, Profile, Resource, combine_contexts, context_priority
+
+__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE"]
+
+MAX_XML_SIZE = 64 * 1024 * 1024
+MAX_TEMPLATE_DEPTH = 5
+
+_HOST_PATH = re.compile(r"(?:^|/)([^/]+)/XML/profile\.xml\Z")
+_TEMPLATE = re.compile(r"[A-Za-z][A-Za-z0-9_$]*\Z")
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
+def profile_name_from_path(path: str) -> str | None:
+    """``<host>`` of a ``.../<host>/XML/profile.xml`` path or URL, else None."""
+    m = _HOST_PATH.search(path.split("?", 1)[0].split("#", 1)[0])
+    return m.group(1) if m else None
+
+
+def _local(el: etree._Element) -> str:
+    tag = el.tag
+    return tag.rsplit("}", 1)[-1] if tag[0] == "{" else tag
+
+
+def _cfg(el: etree._Element) -> dict[str, str]:
+    """Namespaced attributes by local name (``cfg:name`` -> ``name``)."""
+    out: dict[str, str] = {}
+    for key, value in el.attrib.items():
+        if key[0] == "{":
+            out[key.rsplit("}", 1)[1]] = value
+    return out
+
+
+def _elements(el: etree._Element) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+def _text(el: etree._Element) -> str:
+    parts = [el.text or ""]
+    for c in el:
+        if c.tag is etree.Entity:
+            parts.append(c.text or "")
+        parts.append(c.tail or "")
+    return "".join(parts)
+
+
+class _Templates:
+    """The templates of one list: field -> split template parts."""
+
+    def __init__(self, spec: str, fail) -> None:
+        self.by_field: dict[str, list[str]] = {}
+        for tmpl in spec.split():
+            if not _TEMPLATE.match(tmpl):
+                raise fail(f"invalid template {tmpl!r}")
+            n = tmpl.count("$")
+            if n < 1 or n > MAX_TEMPLATE_DEPTH:
+                raise fail(f"template {tmpl!r} needs 1 to {MAX_TEMPLATE_DEPTH} '$' placeholders")
+            i = tmpl.find("_$")
+            field = tmpl[:i] if i >= 0 else tmpl[:tmpl.find("$")].rstrip("_")
+            self.by_field.setdefault(field, tmpl.split("$"))
+
+    def name(self, field: str, tags: list[str], fail) -> str:
+        parts = self.by_field.get(field)
+        if parts is None:
+            # no template for this field: the conventional name [inference]
+            return "_".join([field] + tags)
+        n = len(parts) - 1
+        if len(tags) < n:
+            raise fail(f"insufficient tags for template {'$'.join(parts)!r}: {tags}")
+        use = tags[len(tags) - n:]
+        out = [parts[0]]
+        for tag, part in zip(use, parts[1:]):
+            out.append(tag)
+            out.append(part)
+        return "".join(out)
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # (comp, res) -> list of (priority, value, derivation, context, line)
+        self.entries: dict[tuple[str, str], list[tuple[int, str, str, str | None, int | None]]] = {}
+
+    def failer(self, el: etree._Element, resource: str | None):
+        def fail(problem: str) -> LcfgError:
+            return LcfgError(problem, file=self.path, line=el.sourceline, resource=resource)
+        return fail
+
+    def component(self, el: etree._Element) -> None:
+        comp = _local(el)
+        if not valid_name(comp):
+            raise LcfgError(f"invalid component name {comp!r}", file=self.path, line=el.sourceline)
+        ctx = _cfg(el).get("context") or None
+        for child in _elements(el):
+            self.walk(child, comp, None, [], ctx)
+
+    def walk(self, el: etree._Element, comp: str, templates: _Templates | None,
+             tags: list[str], ctx: str | None) -> None:
+        field = _local(el)
+        attrs = _cfg(el)
+        fail = self.failer(el, f"{comp}.{field}")
+        if templates is None:
+            res = field
+        else:
+            res = templates.name(field, tags, fail)
+        if not valid_name(res):
+            raise fail(f"invalid resource name {res!r}")
+        fail = self.failer(el, f"{comp}.{res}")
+        ctx = combine_contexts(ctx, attrs.get("context") or None)
+        typ = attrs.get("type", "").lstrip("%").strip()
+        base_type = re.split(r"[\s(:]", typ, 1)[0] if typ else ""
+        tmpl = attrs.get("template")
+        children = _elements(el)
+        if tmpl is not None or base_type == "list":
+            own = _Templates(tmpl or "", fail)
+            record_tags: list[str] = []
+            for child in children:
+                if _local(child).endswith("_RECORD"):
+                    cattrs = _cfg(child)
+                    raw = cattrs.get("name")
+                    cfail = self.failer(child, f"{comp}.{res}")
+                    if raw is None:
+                        raise cfail(f"record <{_local(child)}> without cfg:name")
+                    tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
+                    if not valid_tag(tag):
+                        raise cfail(f"invalid tag {raw!r} in cfg:name")
+                    record_tags.append(tag)
+                    rctx = combine_contexts(ctx, cattrs.get("context") or None)
+                    for grand in _elements(child):
+                        self.walk(grand, comp, own, tags + [tag], rctx)
+                else:
+                    self.walk(child, comp, own, tags, ctx)
+            if record_tags:
+                value = " ".join(record_tags)
+            else:
+                value = " ".join(_text(el).split())
+                if not value:
+                    return  # empty list: unset
+        else:
+            if len(el) == 0 and not el.text:
+                return  # empty element: unset
+            value = _text(el)
+            if base_type == "boolean":
+                low = value.strip().lower()
+                if low in _TRUE:
+                    value = "yes"
+                elif low in _FALSE:
+                    value = ""
+                else:
+                    raise fail(f"invalid boolean value {value!r}")
+            elif base_type == "integer" and not _INTEGER.match(value.strip()):
+                raise fail(f"invalid integer value {value!r}")
+        deriv = attrs.get("derivation") or (
+            f"{self.path}:{el.sourceline}" if el.sourceline else self.path)
+        try:
+            prio = context_priority(ctx)
+        except ContextError as exc:
+            raise fail(str(exc)) from None
+        if prio < 0:
+            return
+        self.entries.setdefault((comp, res), []).append((prio, value, deriv, ctx, el.sourceline))
+
+    def profile(self, name: str | None) -> Profile:
+        resources: dict[str, dict[str, Resource]] = {}
+        for (comp, res), entries in self.entries.items():
+            best = entries[0]
+            for entry in entries[1:]:
+                if entry[0] > best[0]:
+                    best = entry
+                elif entry[0] == best[0] and entry[1] != best[1]:
+                    raise LcfgError(
+                        f"conflicting values {best[1]!r} (line {best[4]}) and {entry[1]!r} "
+                        f"with equal context priority {entry[0]}",
+                        file=self.path, line=entry[4], resource=f"{comp}.{res}")
+            resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
+        if name is None:
+            node = resources.get("profile", {}).get("node")
+            if node is not None and node.value.strip():
+                name = node.value.strip()
+            else:
+                base = os.path.basename(self.path.split("?", 1)[0].rstrip("/")) or self.path
+                name = os.path.splitext(base)[0] or base
+        return Profile(name, self.path, resources)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                           load_dtd=False, dtd_validation=False, remove_comments=True,
+                           remove_pis=True, collect_ids=False)
 
 
 def read_xml_profile(path: str, data: bytes | None = None, name: str | None = None) -> Profile:
-    """Read one XML profile (file or given bytes); only LcfgError may come out."""
-    raise LcfgError("XML profile reader not implemented yet", file=path)
+    """Read one XML profile from ``path`` (or from ``data`` if given).
+
+    Name: ``name``, else the ``<host>`` of a ``.../<host>/XML/profile.xml`` path,
+    else the ``profile.node`` resource, else the file stem. Only LcfgError comes out.
+    """
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_XML_SIZE + 1)
+        except OSError as exc:
+            raise LcfgError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    elif isinstance(data, str):
+        data = data.encode("utf-8")
+    if len(data) > MAX_XML_SIZE:
+        raise LcfgError(f"XML profile larger than {MAX_XML_SIZE} bytes", file=path)
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise LcfgError(f"invalid XML: {exc.msg}", file=path, line=exc.lineno or None) from None
+    except (ValueError, etree.LxmlError) as exc:
+        raise LcfgError(f"invalid XML: {exc}", file=path) from None
+    if root is None or not isinstance(root.tag, str) or _local(root) != "profile":
+        got = _local(root) if root is not None and isinstance(root.tag, str) else "nothing"
+        raise LcfgError(f"not an LCFG XML profile: the root element is <{got}>, not <profile>",
+                        file=path, line=getattr(root, "sourceline", None))
+    lcfg = next((c for c in _elements(root) if _local(c) == "lcfg"), None)
+    if lcfg is None:
+        raise LcfgError("not an LCFG XML profile: no <lcfg> element under <profile>",
+                        file=path, line=root.sourceline)
+    comps = next((c for c in _elements(lcfg) if _local(c) == "components"), None)
+    if comps is None:
+        raise LcfgError("not an LCFG XML profile: no <components> element under <lcfg>",
+                        file=path, line=lcfg.sourceline)
+    reader = _Reader(path)
+    for comp in _elements(comps):
+        reader.component(comp)
+    return reader.profile(name or profile_name_from_path(path))
