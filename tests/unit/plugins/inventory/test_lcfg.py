@@ -1,0 +1,257 @@
+"""Unit tests of the lcfg.xen.lcfg inventory plugin.
+
+``_populate`` runs on a real ``InventoryData`` with ``get_option`` stubbed by a dict and
+site data built from hand-made profiles; ``parse`` runs in-process on config files
+written to tmp_path (real readers, real cache plugin).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible.errors import AnsibleParserError
+from ansible.inventory.data import InventoryData
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader, inventory_loader
+from ansible.template import trust_as_template as T
+
+# Load the collection through Ansible's collection loader (as ansible-inventory does). Other
+# test modules may already have imported ``ansible_collections`` as a plain namespace package
+# from sys.path; drop those entries so that the loader's finder takes over.
+for _name in [n for n in sys.modules if n == "ansible_collections" or n.startswith("ansible_collections.")]:
+    del sys.modules[_name]
+init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
+
+from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
+from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
+
+OPTIONS = {"strict": False, "compose": {}, "groups": {}, "keyed_groups": [],
+           "leading_separator": True, "use_extra_vars": False}
+
+
+def make(name: str, xen: dict[str, str] | None, path: str | None = None) -> Profile:
+    path = path or f"/site/{name}"
+    prof = Profile(name=name, path=path)
+    prof.resources["profile"] = {"components": Resource("client xen" if xen is not None
+                                                        else "client", f"{path}:1")}
+    prof.resources["inv"] = {"location": Resource("JCMB-2422", f"{path}:2")}
+    if xen is not None:
+        prof.resources["xen"] = {res: Resource(value, f"{path}:{n}")
+                                 for n, (res, value) in enumerate(xen.items(), start=3)}
+    return prof
+
+
+def site_data(profiles: list[Profile]) -> dict:
+    site = build_site(profiles)
+    return {"hosts": [h.to_data() for h in site.hosts.values()],
+            "rejected": {k: [str(e) for e in v] for k, v in site.rejected.items()},
+            "warnings": site.warnings}
+
+
+class Display:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+@pytest.fixture
+def plugin():
+    def build(**options):
+        mod = inventory_loader.get("lcfg.xen.lcfg")
+        opts = dict(OPTIONS, **options)
+        mod.get_option = opts.__getitem__
+        mod.inventory = InventoryData()
+        mod._vars = {}
+        mod.loader = DataLoader()
+        mod.display = Display()
+        return mod
+    return build
+
+
+XEN1 = {"virtualmachines": "vm1 vm2", "name_vm1": "web", "memory_vm1": "256",
+        "vifs_vm1": "v", "mac_vm1_v": "00:16:3e:00:00:01", "virtualgroup": "cl",
+        "members_cl": "vm1 vm2", "groupvcpus_cl": "2"}
+
+
+def test_populate_hosts_groups_and_vars(plugin):
+    mod = plugin()
+    mod._populate(site_data([make("xen1", XEN1), make("desk", None)]))
+    inv = mod.inventory
+    assert set(inv.hosts) == {"xen1", "desk", "web", "vm2"}
+    assert sorted(h.name for h in inv.groups["xen_hypervisors"].get_hosts()) == ["xen1"]
+    assert sorted(h.name for h in inv.groups["xen_guests"].get_hosts()) == ["vm2", "web"]
+    assert sorted(h.name for h in inv.groups["cl"].get_hosts()) == ["vm2", "web"]
+    xen1 = inv.get_host("xen1").vars
+    assert xen1["lcfg_resources"]["inv"] == {"location": "JCMB-2422"}
+    assert xen1["xen_host"]["guests"] == ["web", "vm2"]
+    assert xen1["xen_host"]["groups"]["cl"]["members"] == ["web", "vm2"]
+    web = inv.get_host("web").vars
+    assert web["xen_hypervisor"] == "xen1"
+    assert web["xen_domain"]["memory"] == 256 and web["xen_domain"]["vcpus"] == 2
+    assert web["xen_domain"]["vifs"][0]["mac"] == "00:16:3e:00:00:01"
+    assert "lcfg_resources" not in web
+    desk = inv.get_host("desk").vars
+    assert set(desk) == {"lcfg_resources"} or "xen_host" not in desk
+    assert "desk" not in [h.name for h in inv.groups["xen_hypervisors"].get_hosts()]
+    assert mod.display.warnings == []
+
+
+def test_profile_values_stay_plain_strings(plugin):
+    mod = plugin()
+    evil = dict(XEN1, extra_vm2="{{ lookup('pipe', 'id') }}")
+    mod._populate(site_data([make("xen1", evil)]))
+    value = mod.inventory.get_host("vm2").vars["xen_domain"]["extra"]
+    assert value == "{{ lookup('pipe', 'id') }}"
+    assert type(value) is str
+
+
+def test_broken_profile_left_out_with_warning_when_not_strict(plugin):
+    mod = plugin(strict=False)
+    bad = dict(XEN1, uuid_vm2="26d1876a-85fc-49a4-9a5b-929570e18bb65")
+    mod._populate(site_data([make("xen1", bad), make("xen2", {"virtualmachines": "other"})]))
+    assert set(mod.inventory.hosts) == {"xen2", "other"}
+    assert "cl" not in mod.inventory.groups
+    [warning] = mod.display.warnings
+    assert warning.startswith("/site/xen1:11: xen.uuid_vm2: invalid UUID")
+
+
+def test_broken_profile_fails_the_source_when_strict(plugin):
+    mod = plugin(strict=True)
+    bad = dict(XEN1, uuid_vm2="26d1876a-85fc-49a4-9a5b-929570e18bb65")
+    with pytest.raises(AnsibleParserError, match=r"/site/xen1:11: xen\.uuid_vm2: invalid UUID"):
+        mod._populate(site_data([make("xen1", bad)]))
+
+
+def test_model_warnings_are_displayed(plugin):
+    mod = plugin()
+    xen = dict(XEN1, vcpus_vm2="4")
+    mod._populate(site_data([make("xen1", xen)]))
+    [warning] = mod.display.warnings
+    assert warning.startswith("/site/xen1:11: xen.vcpus_vm2: vcpus 4 (/site/xen1:11) overrides")
+    assert "/site/xen1:10" in warning
+
+
+def test_compose_groups_and_keyed_groups(plugin):
+    mod = plugin(compose={"guest_memory": T("xen_domain.memory")},
+                 groups={"small": T("xen_domain is defined and xen_domain.memory < 300")},
+                 keyed_groups=[{"key": T("xen_hypervisor"), "prefix": "on", "separator": "_"}])
+    mod._populate(site_data([make("xen1", XEN1)]))
+    inv = mod.inventory
+    assert inv.get_host("web").vars["guest_memory"] == 256
+    assert [h.name for h in inv.groups["small"].get_hosts()] == ["web"]
+    assert sorted(h.name for h in inv.groups["on_xen1"].get_hosts()) == ["vm2", "web"]
+
+
+def test_bad_compose_template_fails_only_when_strict(plugin):
+    data = site_data([make("xen1", XEN1)])
+    lenient = plugin(compose={"x": T("undefined_thing.attr")})
+    lenient._populate(data)
+    assert "x" not in lenient.inventory.get_host("web").vars
+    strict = plugin(strict=True, compose={"x": T("undefined_thing.attr")})
+    with pytest.raises(AnsibleParserError, match="Could not set x"):
+        strict._populate(data)
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("site.lcfg.yml", True), ("site.lcfg.yaml", True), ("lcfg.yml", True),
+    ("site.yml", False), ("site.lcfg.json", False), ("site.lcfg.yml.bak", False),
+    ("lcfg", False),
+])
+def test_verify_file(tmp_path, name, ok):
+    path = tmp_path / name
+    path.write_text("plugin: lcfg.xen.lcfg\n")
+    assert inventory_loader.get("lcfg.xen.lcfg").verify_file(str(path)) is ok
+
+
+def test_verify_file_missing(tmp_path):
+    assert not inventory_loader.get("lcfg.xen.lcfg").verify_file(str(tmp_path / "x.lcfg.yml"))
+
+
+# ---------------------------------------------------------------- parse() in-process
+
+PROFILE = """#define MEM 128
+!profile.components mADD(xen)
+!xen.virtualmachines mADD(vm1)
+!xen.memory_vm1 mSET(MEM)
+#include <site.h>
+"""
+
+
+def write_site(tmp_path: Path, extra: str = "") -> Path:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "include").mkdir()
+    (tmp_path / "profiles" / "hv1").write_text(PROFILE)
+    (tmp_path / "include" / "site.h").write_text("!xen.maxmem_vm1 mSET(256)\n")
+    config = tmp_path / "site.lcfg.yml"
+    config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\ninclude_path: [include]\n"
+                      + extra)
+    return config
+
+
+def parse(config: Path) -> InventoryData:
+    inv = InventoryData()
+    mod = inventory_loader.get("lcfg.xen.lcfg")
+    mod.parse(inv, DataLoader(), str(config), cache=True)
+    try:  # what InventoryManager does after parse()
+        mod.update_cache_if_changed()
+    except AttributeError:
+        pass
+    return inv
+
+
+def test_parse_reads_relative_sources_and_include_path(tmp_path):
+    inv = parse(write_site(tmp_path, "defines: {UNUSED: 1}\n"))
+    dom = inv.get_host("vm1").vars["xen_domain"]
+    assert (dom["memory"], dom["maxmem"]) == (128, 256)
+    assert inv.get_host("hv1").vars["xen_host"]["guests"] == ["vm1"]
+
+
+def test_parse_without_sources_is_a_parser_error(tmp_path):
+    config = tmp_path / "x.lcfg.yml"
+    config.write_text("plugin: lcfg.xen.lcfg\nsources: []\n")
+    with pytest.raises(AnsibleParserError, match="sources"):
+        parse(config)
+
+
+def test_cache_is_used_and_never_stale(tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                                  f"cache_connection: {cache_dir}\n")
+    calls = []
+    real = plugin_mod.load_site
+    monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 256
+    assert len(calls) == 1 and any(cache_dir.iterdir())
+    assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 256
+    assert len(calls) == 1  # warm cache: nothing re-read
+
+    # a change to an included header (not a source) invalidates the cache
+    header = tmp_path / "include" / "site.h"
+    header.write_text("!xen.maxmem_vm1 mSET(384)\n")
+    assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 384
+    assert len(calls) == 2
+
+    # a new profile in a source directory invalidates it too
+    (tmp_path / "profiles" / "hv2").write_text("!profile.components mADD(xen)\n")
+    assert "hv2" in parse(config).hosts
+    assert len(calls) == 3
+
+
+def test_cache_off_by_default_reads_every_time(tmp_path, monkeypatch):
+    config = write_site(tmp_path)
+    calls = []
+    real = plugin_mod.load_site
+    monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
+    parse(config)
+    parse(config)
+    assert len(calls) == 2
