@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 
 from ._errors import LcfgError
 
@@ -234,7 +234,7 @@ class _CondFrame:
 
 
 class Preprocessor:
-    """Walk a profile and its includes; yield the active statements.
+    """Walk a profile and its includes; report the active statements.
 
     ``defines`` is updated in place by ``#define`` / ``#undef``.
     """
@@ -248,24 +248,53 @@ class Preprocessor:
                 raise LcfgError(f"invalid macro name in defines: {key!r}")
             self.defines[key] = "1" if value is None else " ".join(str(value).split())
         self._stack: list[str] = []
+        self._emit: Callable[[str, LogicalLine], None] = lambda file, ll: None
+        self._version = 0
+        self._macro_version = -1
+        self._macro_re: re.Pattern[str] | None = None
 
     # -- public
-    def run(self, path: str, text: str | None = None) -> Iterator[tuple[str, LogicalLine]]:
-        """Yield ``(file, line)`` for each active statement, in cpp output order."""
+    def run(self, path: str, text: str | None,
+            on_statement: Callable[[str, LogicalLine], None]) -> None:
+        """Call ``on_statement(file, line)`` for each active statement, in cpp output order."""
         path = os.path.abspath(path)
         lines = tokenize(text, path) if text is not None else read_lines(path, cache=False)
-        yield from self._walk(path, lines)
+        self._emit = on_statement
+        self._walk(path, lines)
+
+    def macro_search(self) -> Callable[[str], object] | None:
+        """A ``search(text)`` that is truthy when ``text`` may use a defined macro.
+
+        None when nothing is defined. Rebuilt whenever the defines change.
+        """
+        if self._macro_version != self._version:
+            self._macro_version = self._version
+            names = sorted(self.defines, key=len, reverse=True)
+            self._macro_re = (re.compile(r"(?<![\w.])(?:" + "|".join(names) + r")(?!\w)")
+                              if names else None)
+        return self._macro_re.search if self._macro_re is not None else None
+
+    def expand(self, text: str) -> str:
+        """:func:`expand` with the current defines; fast when no defined name occurs.
+
+        Raises ValueError when the expansion runs away.
+        """
+        search = self.macro_search()
+        if search is None or search(text) is None:
+            return text
+        return expand(text, self.defines)
 
     # -- internals
-    def _walk(self, path: str, lines: list[LogicalLine]) -> Iterator[tuple[str, LogicalLine]]:
+    def _walk(self, path: str, lines: list[LogicalLine]) -> None:
         self._stack.append(path)
+        emit = self._emit
         conds: list[_CondFrame] = []
         active = True
         for ll in lines:
             d = ll.directive
             if d is None:
                 if active:
-                    yield path, ll
+                    emit(path, ll)
                 continue
             if d in ("if", "ifdef", "ifndef"):
                 cond = self._condition(d, ll, path) if active else False
@@ -304,8 +333,9 @@ class Preprocessor:
                 if not _IDENT.match(name):
                     raise LcfgError("#undef needs a macro name", file=path, line=ll.line)
                 self.defines.pop(name, None)
+                self._version += 1
             elif d == "include":
-                yield from self._include(ll, path)
+                self._include(ll, path)
             elif d == "error":
                 raise LcfgError(f"#error {ll.text}".rstrip(), file=path, line=ll.line)
             elif d in ("warning", "pragma", "ident", "line", "") or d.isdigit():
@@ -328,8 +358,9 @@ class Preprocessor:
             raise LcfgError(f"token pasting (##) in macro {name} is not supported",
                             file=path, line=ll.line)
         self.defines[name] = body.strip()
+        self._version += 1
 
-    def _include(self, ll: LogicalLine, path: str) -> Iterator[tuple[str, LogicalLine]]:
+    def _include(self, ll: LogicalLine, path: str) -> None:
         spec = ll.text
         if spec and spec[0] not in '<"':
             try:
@@ -360,7 +391,7 @@ class Preprocessor:
             raise LcfgError(f"include cycle: {chain}", file=path, line=ll.line)
         if len(self._stack) >= MAX_INCLUDE_DEPTH:
             raise LcfgError("#include nested too deeply", file=path, line=ll.line)
-        yield from self._walk(found, read_lines(found))
+        self._walk(found, read_lines(found))
 
     def _condition(self, d: str, ll: LogicalLine, path: str) -> bool:
         text = ll.text

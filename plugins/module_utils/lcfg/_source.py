@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 
-from ._cpp import LogicalLine, Preprocessor, expand
+from ._cpp import LogicalLine, Preprocessor
 from ._errors import LcfgError
 from ._mutations import MUTATIONS, Mutation, MutationError, valid_list, valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, context_priority
@@ -43,32 +43,40 @@ from ._profile import ContextError, Profile, Resource, context_priority
 __all__ = ["read_source_profile", "parse_statement", "Statement"]
 
 _STMT = re.compile(r"(!?)([^\s.\[\]!]*)\.([^\s\[\]]*)(?:\[([^\]]*)\])?(?:\s+(.*)|)\Z", re.S)
+# fast paths for the common forms (text is whitespace-collapsed already)
+_FAST_PLAIN = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)(?: (.*))?\Z", re.S)
+_FAST_MUTATION = re.compile(
+    r"!([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*) ([A-Za-z_]\w*) ?\(([^\"(),]*)\)\Z")
 _CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\Z', re.S)
 _UNESCAPE = re.compile(r'\\(["\\])')
 _ARG_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_TAGLIST = re.compile(r"[A-Za-z0-9_ ]*\Z")
 
 
 class Statement:
     """A parsed statement (cached on the logical line, so headers parse once).
 
     ``error`` holds a syntax problem, raised only when the statement is active.
-    ``args`` is ``None`` for a plain assignment (``value`` holds the text), else the
-    raw argument texts of the macro call; ``mutation`` the macro (or None when the
-    call needs macro expansion first).
+    Plain assignment: ``mutation`` is None and ``value`` holds the text. Mutation:
+    ``macro`` and ``args`` (raw argument texts) are set, or ``macro`` is None when
+    the text is not a literal call (it may become one after macro expansion).
     """
 
-    __slots__ = ("mutate", "comp", "res", "ctx", "value", "macro", "args", "error")
+    __slots__ = ("mutate", "comp", "res", "key", "ctx", "value", "macro", "args", "error",
+                 "checked")
 
     def __init__(self) -> None:
         self.mutate = False
         self.comp = ""
         self.res = ""
+        self.key: tuple[str, str] = ("", "")
         self.ctx: str | None = None
         self.value = ""
         self.macro: str | None = None
         self.args: list[str] | None = None
         self.error: str | None = None
+        self.checked = False  # tag arguments validated (valid while unexpanded)
 
     @property
     def resource(self) -> str | None:
@@ -128,12 +136,29 @@ def _parse_call(text: str, st: Statement) -> bool:
 def parse_statement(text: str) -> Statement:
     """Parse one statement (already comment-free, whitespace-collapsed)."""
     st = Statement()
+    m = _FAST_MUTATION.match(text)
+    if m is not None:
+        st.mutate = True
+        st.comp, st.res, st.macro, arg = m.groups()
+        st.key = (st.comp, st.res)
+        st.value = text[text.index(" ") + 1:]
+        st.args = [arg.strip()]
+        st.checked = _TAGLIST.match(arg) is not None
+        return st
+    if text[0] != "!":
+        m = _FAST_PLAIN.match(text)
+        if m is not None:
+            st.comp, st.res, value = m.groups()
+            st.key = (st.comp, st.res)
+            st.value = value or ""
+            return st
     m = _STMT.match(text)
     if m is None:
         st.error = ("bad syntax: expected 'component.resource value' or "
                     "'!component.resource mMACRO(...)'")
         return st
     bang, st.comp, st.res, ctx, rest = m.groups()
+    st.key = (st.comp, st.res)
     st.mutate = bool(bang)
     st.ctx = ctx.strip() if ctx is not None else None
     if not valid_name(st.comp):
@@ -142,15 +167,13 @@ def parse_statement(text: str) -> Statement:
     if not valid_name(st.res):
         st.error = f"invalid resource name {st.res!r} (letters, digits, _; starts with a letter)"
         return st
-    rest = rest or ""
+    st.value = rest or ""
     if not st.mutate:
-        st.value = rest
         return st
-    st.value = rest
-    if not rest:
+    if not st.value:
         st.error = "mutation without a macro (expected e.g. mSET(value))"
         return st
-    _parse_call(rest, st)  # else: maybe a macro that expands to a call; decided later
+    _parse_call(st.value, st)  # else: maybe a macro that expands to a call; decided later
     return st
 
 
@@ -164,59 +187,60 @@ def _unquote(arg: str) -> str | None:
 class _Reader:
     def __init__(self, include_path: list[str] | None, defines: dict[str, str] | None) -> None:
         self.pp = Preprocessor(include_path, defines)
-        self.defines = self.pp.defines
-        # (comp, res) -> [value, derivation]; context variants under (comp, res, ctx)
-        self.values: dict[tuple[str, ...], list] = {}
+        self.expand_text = self.pp.expand
+        # (comp, res) -> [value, derivation]
+        self.values: dict[tuple[str, str], list] = {}
+        # (comp, res) -> {context: [value, derivation, priority]}
         self.variants: dict[tuple[str, str], dict[str, list]] = {}
 
-    def fail(self, problem: str, file: str, ll: LogicalLine, st: Statement | None = None) -> LcfgError:
+    @staticmethod
+    def fail(problem: str, file: str, ll: LogicalLine, st: Statement | None = None) -> LcfgError:
         return LcfgError(problem, file=file, line=ll.line, resource=st.resource if st else None)
 
     def statement(self, file: str, ll: LogicalLine) -> None:
         st = ll.parsed
         if st is None:
             st = ll.parsed = parse_statement(ll.text)
-        if not isinstance(st, Statement):  # pragma: no cover - only we fill the slot
-            st = ll.parsed = parse_statement(ll.text)
-        if st.error is not None:
-            raise self.fail(st.error, file, ll, st)
-        key = (st.comp, st.res)
-        ctx = st.ctx
-        if ctx is not None:
+        if st.error is not None:  # type: ignore[union-attr]
+            raise self.fail(st.error, file, ll, st)  # type: ignore[union-attr,arg-type]
+        key = st.key  # type: ignore[union-attr]
+        if st.ctx is None:  # type: ignore[union-attr]
+            slot = self.values.get(key)
+            if slot is None:
+                slot = self.values[key] = [None, ""]
+        else:
+            ctx = st.ctx  # type: ignore[union-attr]
             try:
                 prio = context_priority(ctx)
             except ContextError as exc:
-                raise self.fail(str(exc), file, ll, st) from None
+                raise self.fail(str(exc), file, ll, st) from None  # type: ignore[arg-type]
             if prio < 0:
-                # inactive without client contexts: check the mutation, then ignore it
-                self._new_value(st, file, ll, None, apply=False)
+                # inactive without client contexts: check the statement, then ignore it
+                self._new_value(st, file, ll, None, apply=False)  # type: ignore[arg-type]
                 return
             variants = self.variants.setdefault(key, {})
             slot = variants.get(ctx)
             if slot is None:
                 base = self.values.get(key)
                 slot = variants[ctx] = [base[0] if base else None, base[1] if base else "", prio]
+        if st.mutate:  # type: ignore[union-attr]
+            slot[0] = self._new_value(st, file, ll, slot[0])  # type: ignore[arg-type]
+            slot[1] = f"{slot[1]} {file}:{ll.line}" if slot[1] else f"{file}:{ll.line}"
         else:
-            slot = self.values.get(key)
-            if slot is None:
-                slot = self.values[key] = [None, ""]
-        loc = f"{file}:{ll.line}"
-        slot[0] = self._new_value(st, file, ll, slot[0])
-        if st.mutate:
-            slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
-        else:
-            slot[1] = loc
+            try:
+                slot[0] = self.expand_text(st.value)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise self.fail(str(exc), file, ll, st) from None  # type: ignore[arg-type]
+            slot[1] = f"{file}:{ll.line}"
 
     def _expand(self, text: str, file: str, ll: LogicalLine, st: Statement) -> str:
         try:
-            return expand(text, self.defines)
+            return self.expand_text(text)
         except ValueError as exc:
             raise self.fail(str(exc), file, ll, st) from None
 
     def _new_value(self, st: Statement, file: str, ll: LogicalLine, old: str | None,
                    apply: bool = True) -> str | None:
-        if not st.mutate:
-            return self._expand(st.value, file, ll, st) if self.defines else st.value
         macro, args = st.macro, st.args
         if macro is None:
             # not a literal call: cpp would expand macros first (#define M mADD(x))
@@ -237,33 +261,38 @@ class _Reader:
             hint = f"; use {mut.name}Q(\"...\") for values with commas" if not mut.quoted else ""
             raise self.fail(f"{mut.name} takes {mut.nargs} argument"
                             f"{'s' if mut.nargs > 1 else ''}, got {len(args)}{hint}", file, ll, st)
-        values = [self._argument(mut, a, file, ll, st) for a in args]
+        if mut.quoted:
+            values = [self._quoted(mut, a, file, ll, st) for a in args]
+        else:
+            search = self.pp.macro_search()
+            if search is None:
+                values = args
+            else:
+                values = [a if search(a) is None else self._expand(a, file, ll, st)
+                          for a in args]
         if mut.tags:
-            for v in values[:1] if mut.name.startswith("mREPLACE") else values:
-                for tag in v.split():
-                    if not valid_tag(tag):
-                        raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
-                                        f"digits and _)", file, ll, st)
-            if mut.name.startswith("mREPLACE"):
-                for tag in values[1].split():
-                    if not valid_tag(tag):
-                        raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
-                                        f"digits and _)", file, ll, st)
+            unchanged = values is args is st.args or (
+                args is st.args and all(v is a for v, a in zip(values, args)))
+            if not (unchanged and st.checked):
+                for v in values:
+                    for tag in v.split():
+                        if not valid_tag(tag):
+                            raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
+                                            f"digits and _)", file, ll, st)
+                st.checked = unchanged
         if not apply:
             return old
         try:
             new = mut.apply(old, *values)
         except MutationError as exc:
             raise self.fail(f"{mut.name}: {exc}", file, ll, st) from None
-        if mut.tags and new is not None and not valid_list(new):
+        if mut.tags and new is not None and new is not old and not valid_list(new):
             raise self.fail(f"{mut.name}: value {new!r} is not a valid tag list", file, ll, st)
         return new
 
-    def _argument(self, mut: Mutation, arg: str, file: str, ll: LogicalLine, st: Statement) -> str:
-        if not mut.quoted:
-            return self._expand(arg, file, ll, st) if self.defines else arg
+    def _quoted(self, mut: Mutation, arg: str, file: str, ll: LogicalLine, st: Statement) -> str:
         value = _unquote(arg)
-        if value is None and self.defines:
+        if value is None:
             value = _unquote(self._expand(arg, file, ll, st).strip())
         if value is None:
             raise self.fail(f"{mut.name} expects one double-quoted string argument, got {arg!r}",
@@ -272,15 +301,22 @@ class _Reader:
 
     def profile(self, name: str, path: str) -> Profile:
         resources: dict[str, dict[str, Resource]] = {}
-        keys = list(self.values)
-        keys.extend(k for k in self.variants if k not in self.values)
-        for key in keys:
-            comp, res = key
+        variants = self.variants
+        for key, (value, deriv) in self.values.items():
+            if key in variants:
+                continue
+            if value is not None:
+                comp = resources.get(key[0])
+                if comp is None:
+                    comp = resources[key[0]] = {}
+                comp[key[1]] = Resource(value, deriv)
+        for key, by_ctx in variants.items():
+            comp_name, res = key
             base = self.values.get(key)
             best: tuple[int, str | None, str, str | None] | None = None
             if base is not None:
                 best = (0, base[0], base[1], None)
-            for ctx, (value, deriv, prio) in self.variants.get(key, {}).items():
+            for ctx, (value, deriv, prio) in by_ctx.items():
                 if best is None or prio > best[0]:
                     best = (prio, value, deriv, ctx)
                 elif prio == best[0] and value != best[1]:
@@ -288,10 +324,10 @@ class _Reader:
                     raise LcfgError(
                         f"conflicting values {best[1]!r} ({best[2]}) and {value!r} ({deriv}) "
                         f"with equal context priority {prio}", file=file or path,
-                        line=line, resource=f"{comp}.{res}")
+                        line=line, resource=f"{comp_name}.{res}")
             if best is None or best[1] is None:
                 continue
-            resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
+            resources.setdefault(comp_name, {})[res] = Resource(best[1], best[2], best[3])
         return Profile(name, path, resources)
 
 
@@ -306,7 +342,5 @@ def read_source_profile(path: str, include_path: list[str] | None = None,
     """
     path = os.path.abspath(path)
     reader = _Reader(include_path, defines)
-    statement = reader.statement
-    for file, ll in reader.pp.run(path, text):
-        statement(file, ll)
+    reader.pp.run(path, text, reader.statement)
     return reader.profile(name or os.path.basename(path), path)
