@@ -1,0 +1,622 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Plan and apply one guest domain: the engine of xen_domain, xen_guests and xen_group.
+
+API (everything takes an open libvirt connection from ``_libvirt.open_connection``)::
+
+    spec = validate_guest(params, prefix="")      # pure; ValidationError names the parameter
+    plan = plan_domain(conn, spec, state="present",      # present|running|stopped|absent
+                       shutdown_timeout=120, force_stop=False, remove_disks=False,
+                       dom=None, prefix="")        # reads libvirt, changes nothing
+    result = apply_plan(conn, plan, check_mode=False)
+    # result == {"name", "changed": bool, "actions": [str], "before": dict, "after": dict,
+    #            "pending_restart": bool, "pending_restart_fields": [str], "warnings": [str],
+    #            "diff": {"before": dict, "after": dict}}
+    result = converge_domain(conn, params, check_mode=False)  # the three steps above
+    guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
+    domains = list_domains(conn)                   # {name: virDomain}, one libvirt call
+
+``before``/``after`` are normalised guest specs (architecture.md vocabulary) plus ``state``
+(``running``, ``paused``, ``stopped`` or ``absent``); an absent guest is ``{"name", "state":
+"absent"}``. In check mode ``after`` is the prediction; after a real run it is read back from
+libvirt. Plans of several guests can be made first (all validation and reading) and applied
+afterwards, so bad input for any guest fails before anything changes.
+
+Semantics: the persistent definition (``XMLDesc(VIR_DOMAIN_XML_INACTIVE)``) is parsed back to
+the spec vocabulary and compared with the desired spec completed from it (fields left out
+are not touched; UUID and MACs already there are kept; new guests get a stable UUID and
+MACs derived from the name, so check mode predicts them). Differences are written by
+modifying the existing XML in place and redefining. On a running guest, memory (up to
+maxmem), vcpus (up to maxvcpus) and CPU pinning change live as well; other changes wait
+for the next restart and are listed in ``pending_restart_fields``; the guest is never
+restarted for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import (
+    driver_name,
+    libvirt,
+    libvirt_errors,
+    missing_is_none,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils._validate import cpuset_members
+
+__all__ = [
+    "DomainPlan",
+    "validate_guest",
+    "plan_domain",
+    "apply_plan",
+    "converge_domain",
+    "domain_info",
+    "list_domains",
+    "connection_caps",
+    "STATES",
+]
+
+STATES = ("present", "running", "stopped", "absent")
+LIVE_FIELDS = ("memory", "vcpus", "cpus")
+_POLL = 0.25
+_CAPS_CACHE: dict[int, dict] = {}
+
+
+# --------------------------------------------------------------------------- libvirt calls
+
+@libvirt_errors("list guests")
+def list_domains(conn) -> dict:
+    """``{name: virDomain}`` of every guest, defined or running, in one call."""
+    return {dom.name(): dom for dom in conn.listAllDomains(0)}
+
+
+@libvirt_errors("look up guest {name}")
+@missing_is_none
+def _lookup(conn, *, name: str):
+    return conn.lookupByName(name)
+
+
+@libvirt_errors("read the definition of guest {name}")
+def _read(dom, *, name: str) -> tuple[str, bool, int]:
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    autostart = bool(dom.autostart()) if dom.isPersistent() else False
+    power = dom.state()[0]
+    return xml, autostart, power
+
+
+@libvirt_errors("read the capabilities of the hypervisor")
+def _capabilities(conn) -> str:
+    return conn.getCapabilities()
+
+
+@libvirt_errors("define guest {name}")
+def _define(conn, xml: str, *, name: str):
+    return conn.defineXML(xml)
+
+
+@libvirt_errors("set autostart of guest {name}")
+def _set_autostart(dom, value: bool, *, name: str) -> None:
+    dom.setAutostart(1 if value else 0)
+
+
+@libvirt_errors("start guest {name}")
+def _start(dom, *, name: str) -> None:
+    dom.create()
+
+
+@libvirt_errors("resume guest {name}")
+def _resume(dom, *, name: str) -> None:
+    dom.resume()
+
+
+@libvirt_errors("undefine guest {name}")
+def _undefine(dom, *, name: str) -> None:
+    full = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0))
+    for flags in (full, libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA):
+        try:
+            dom.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG,
+                                            libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+                raise
+    dom.undefine()
+
+
+@libvirt_errors("stop guest {name}")
+def _stop(dom, timeout: float, force: bool, *, name: str) -> str:
+    """Graceful shutdown, waiting up to ``timeout`` seconds; destroy afterwards if ``force``.
+
+    Returns ``shutdown`` or ``destroy`` (what stopped it)."""
+    if not dom.isActive():
+        return "shutdown"
+    try:
+        dom.shutdown()
+    except libvirt.libvirtError:
+        if dom.isActive():
+            if not force:
+                raise
+    deadline = time.monotonic() + timeout
+    while dom.isActive():
+        if time.monotonic() >= deadline:
+            if not force:
+                raise Conflict(
+                    f"guest {name} did not shut down within shutdown_timeout={timeout:g}s "
+                    "(no ACPI/PV shutdown support in the guest?); set force_stop: true to power it "
+                    "off after the timeout, or raise shutdown_timeout",
+                )
+            try:
+                dom.destroy()
+            except libvirt.libvirtError:
+                if dom.isActive():
+                    raise
+            return "destroy"
+        time.sleep(_POLL)
+    return "shutdown"
+
+
+def _live_call(func, *args: Any) -> str | None:
+    """Run a live-change call; return libvirt's message on failure instead of raising."""
+    try:
+        func(*args)
+    except libvirt.libvirtError as exc:
+        return exc.get_error_message()
+    return None
+
+
+def _live_and_config(func, value: int) -> str | None:
+    """``func(value, AFFECT_LIVE | AFFECT_CONFIG)``; drivers that refuse the pair get two calls."""
+    live, config = libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if _live_call(func, value, live | config) is None:
+        return None
+    _live_call(func, value, config)  # keep the persistent part even when live fails
+    return _live_call(func, value, live)
+
+
+def _pin(dom: Any, vcpu: int, cpumap: tuple) -> str | None:
+    error = _live_call(dom.pinVcpuFlags, vcpu, cpumap, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    if error is not None and "unsupported flags" in error:
+        error = _live_call(dom.pinVcpu, vcpu, cpumap)
+    return error
+
+
+@libvirt_errors("remove disk image {path}")
+def _remove_image(conn, *, path: str, local: bool) -> bool:
+    try:
+        vol = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError:
+        vol = None
+    if vol is not None:
+        vol.delete(0)
+        return True
+    if local and os.path.isfile(path):
+        os.unlink(path)
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------- reading
+
+def _is_local(uri: str) -> bool:
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    host = rest.split("/", 1)[0]
+    scheme = uri.split(":", 1)[0]
+    return host in ("", "localhost") and ("+" not in scheme or scheme.endswith("+unix"))
+
+
+def connection_caps(conn) -> dict:
+    """Driver facts the renderer needs; read once per connection.
+
+    ``driver`` (xen, qemu, test, ...), ``local``, and lazily (``_full_caps``) ``domain_type``
+    (QEMU: ``kvm`` only when offered and /dev/kvm opens), ``arch``, ``loader`` (Xen hvmloader).
+    """
+    key = id(conn)
+    if key not in _CAPS_CACHE:
+        uri = conn.getURI()
+        _CAPS_CACHE[key] = {"driver": driver_name(conn), "local": _is_local(uri), "uri": uri}
+    return _CAPS_CACHE[key]
+
+
+def _full_caps(conn) -> dict:
+    caps = connection_caps(conn)
+    if "domain_type" in caps:
+        return caps
+    root = etree.fromstring(_capabilities(conn).encode())
+    arch = root.findtext("host/cpu/arch")
+    domain_types: set[str] = set()
+    loader = None
+    for guest in root.findall("guest"):
+        guest_arch = guest.find("arch")
+        if guest_arch is None or guest_arch.get("name") != arch:
+            continue
+        domain_types.update(d.get("type") for d in guest_arch.findall("domain"))
+        if guest.findtext("os_type") == "hvm" and guest_arch.findtext("loader"):
+            loader = guest_arch.findtext("loader")
+    domain_type = caps["driver"]
+    if caps["driver"] == "qemu":
+        domain_type = "kvm" if "kvm" in domain_types and _kvm_usable(caps["local"]) else "qemu"
+    caps.update(domain_type=domain_type, arch=arch if caps["driver"] != "test" else None,
+                loader=loader if caps["driver"] == "xen" else None)
+    return caps
+
+
+def _kvm_usable(local: bool) -> bool:
+    if not local:
+        return True
+    try:
+        handle = os.open("/dev/kvm", os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    os.close(handle)
+    return True
+
+
+_POWER = {1: "running", 2: "running", 3: "paused", 4: "running", 5: "stopped", 6: "stopped",
+          7: "paused", 0: "stopped"}
+
+
+@dataclass
+class Current:
+    name: str
+    dom: Any = None
+    xml: str | None = None
+    spec: dict | None = None
+    power: str = "absent"
+    domain_type: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.dom is not None
+
+    @property
+    def active(self) -> bool:
+        return self.power in ("running", "paused")
+
+    def view(self) -> dict:
+        if not self.exists:
+            return {"name": self.name, "state": "absent"}
+        view = copy.deepcopy(self.spec)
+        view["state"] = self.power
+        return view
+
+
+def read_current(conn, name: str, dom: Any = None, known_missing: bool = False) -> Current:
+    if dom is None and not known_missing:
+        dom = _lookup(conn, name=name)
+    if dom is None:
+        return Current(name=name)
+    xml, autostart, power = _read(dom, name=name)
+    spec = dx.parse_domain(xml)
+    spec["autostart"] = autostart
+    root_type = etree.fromstring(xml.encode()).get("type")
+    return Current(name=name, dom=dom, xml=xml, spec=spec, power=_POWER.get(power, "running"),
+                   domain_type=root_type)
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass
+class DomainPlan:
+    name: str
+    state: str
+    current: Current
+    before: dict
+    after: dict
+    actions: list[str] = field(default_factory=list)
+    changed_fields: list[str] = field(default_factory=list)
+    new_xml: str | None = None
+    live: dict = field(default_factory=dict)
+    pending_restart_fields: list[str] = field(default_factory=list)
+    remove_paths: list[str] = field(default_factory=list)
+    shutdown_timeout: float = 120
+    force_stop: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+def validate_guest(params: dict, prefix: str = "") -> dict:
+    """Validated spec from module parameters (``None`` = leave alone)."""
+    return dx.validate_spec(params, prefix=prefix)
+
+
+def _detect_formats(spec: dict, local: bool) -> None:
+    if not local:
+        return
+    for disk in spec.get("disks") or []:
+        if disk["format"] is None and disk["type"] == "image" and os.path.isfile(disk["path"]):
+            try:
+                with open(disk["path"], "rb") as handle:
+                    disk["format"] = dx.detect_format(handle.read(4))
+            except OSError:
+                continue
+
+
+def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) -> bool:
+    """True when a disks/vifs difference is in labels kept in metadata only (no restart)."""
+    if field_name == "disks":
+        strip = ("tag", "name")
+    elif field_name == "vifs":
+        strip = ("tag",) if driver == "xen" else ("tag", "ip")
+    else:
+        return False
+
+    def clean(items: list[dict]) -> list[dict]:
+        return [{k: v for k, v in item.items() if k not in strip} for item in items or []]
+
+    return clean(target.get(field_name)) == clean(current.get(field_name))
+
+
+def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout: float = 120,
+                force_stop: bool = False, remove_disks: bool = False, dom: Any = None,
+                known_missing: bool = False, prefix: str = "") -> DomainPlan:
+    """Compare the validated ``desired`` spec with libvirt; return what ``apply_plan`` will do.
+
+    ``dom`` (a virDomain) or ``known_missing`` skip the lookup when the caller listed the
+    domains already (xen_guests). Raises XenError for requests that cannot be met.
+    """
+    if state not in STATES:
+        raise ValidationError(f"{prefix}state", f"unknown state {state!r}: use one of {', '.join(STATES)}")
+    name = desired["name"]
+    caps = connection_caps(conn)
+    current = read_current(conn, name, dom=dom, known_missing=known_missing)
+    before = current.view()
+    plan = DomainPlan(name=name, state=state, current=current, before=before, after=before,
+                      shutdown_timeout=shutdown_timeout, force_stop=force_stop)
+    if state == "absent":
+        if current.exists:
+            if current.active:
+                plan.actions.append("stop")
+            plan.actions.append("undefine")
+            if remove_disks:
+                for disk in current.spec["disks"]:
+                    if disk["type"] == "image" and (not caps["local"] or os.path.exists(disk["path"])):
+                        plan.remove_paths.append(disk["path"])
+                        plan.actions.append(f"remove_disk {disk['path']}")
+            plan.after = {"name": name, "state": "absent"}
+        return plan
+    if remove_disks:
+        raise ValidationError(f"{prefix}remove_disks", "only valid with state: absent")
+    dx.check_driver(desired, caps["driver"], prefix=prefix)
+    desired = copy.deepcopy(desired)
+    _detect_formats(desired, caps["local"])
+    if current.exists:
+        if desired.get("uuid") and desired["uuid"] != current.spec["uuid"]:
+            raise Conflict(f"guest {name} exists with UUID {current.spec['uuid']}, not {desired['uuid']}; "
+                           "a UUID cannot be changed in place: remove the guest first (state: absent) "
+                           "or drop the uuid option")
+        render_caps = dict(caps, domain_type=current.domain_type)
+        target = dx.complete_spec(desired, current.spec, caps["driver"], prefix=prefix)
+        compare = copy.deepcopy(current.spec)
+        compare["extra"]["xml"] = dx.present_fragments(current.xml, target["extra"]["xml"])
+        changed = dx.diff_specs(target, compare)
+        config = [f for f in changed if f != "autostart"]
+        plan.changed_fields = changed
+        live_ok: list[str] = []
+        if current.active and state != "stopped":
+            if "memory" in config and "maxmem" not in config:
+                live_ok.append("memory")
+            if "vcpus" in config and "maxvcpus" not in config:
+                live_ok.append("vcpus")
+            if "cpus" in config:
+                live_ok.append("cpus")
+            plan.pending_restart_fields = [
+                f for f in config
+                if f not in live_ok and not _cosmetic_only(f, target, compare, caps["driver"])
+            ]
+            for f in live_ok:
+                plan.live[f] = target[f]
+        redefine = [f for f in config if f not in ("memory", "vcpus") or f not in live_ok]
+        if redefine or "cpus" in live_ok:
+            plan.new_xml = dx.update_domain_xml(current.xml, target, config, render_caps)
+            plan.actions.append("redefine")
+        for f in ("memory", "vcpus", "cpus"):
+            if f in plan.live:
+                plan.actions.append(f"set_{f}_live")
+    else:
+        render_caps = _full_caps(conn)
+        target = dx.complete_spec(desired, None, caps["driver"], prefix=prefix)
+        plan.new_xml = dx.render_domain(target, render_caps)
+        plan.actions.append("define")
+    if target["autostart"] != (current.spec["autostart"] if current.exists else False):
+        plan.actions.append("set_autostart")
+    power = current.power if current.exists else "stopped"
+    if state == "running" and power == "stopped":
+        plan.actions.append("start")
+        power = "running"
+    elif state == "running" and power == "paused":
+        plan.actions.append("resume")
+        power = "running"
+    elif state == "stopped" and power in ("running", "paused"):
+        plan.actions.append("stop")
+        power = "stopped"
+    plan.after = dict(copy.deepcopy(target), state=power)
+    return plan
+
+
+# --------------------------------------------------------------------------- applying
+
+def _ensure_defined(conn, plan: DomainPlan, check_mode: bool, dom: Any) -> tuple[bool, Any]:
+    if plan.new_xml is None:
+        return False, dom
+    if check_mode:
+        return True, dom
+    return True, _define(conn, plan.new_xml, name=plan.name)
+
+
+def _ensure_live(plan: DomainPlan, check_mode: bool, dom: Any, warnings: list[str],
+                 pending: list[str]) -> bool:
+    if not plan.live:
+        return False
+    if check_mode:
+        return True
+    failures: dict[str, str | None] = {}
+    if "vcpus" in plan.live:
+        failures["vcpus"] = _live_and_config(dom.setVcpusFlags, plan.live["vcpus"])
+    if "memory" in plan.live:
+        failures["memory"] = _live_and_config(dom.setMemoryFlags, plan.live["memory"] * 1024)
+    if "cpus" in plan.live:
+        ncpus = conn_cpu_count(dom)
+        members = set(cpuset_members(plan.live["cpus"])) if plan.live["cpus"] else set(range(ncpus))
+        cpumap = tuple(i in members for i in range(ncpus))
+        errors = [e for e in (_pin(dom, vcpu, cpumap) for vcpu in range(dom.info()[3])) if e]
+        failures["cpus"] = errors[0] if errors else None
+    for field_name, error in failures.items():
+        if error is None:
+            continue
+        pending.append(field_name)
+        warnings.append(f"guest {plan.name}: {field_name} could not change live ({error}); "
+                        "the new value is saved and applies at the next restart")
+    return True
+
+
+def conn_cpu_count(dom: Any) -> int:
+    return int(dom.connect().getInfo()[2])
+
+
+def _ensure_autostart(plan: DomainPlan, check_mode: bool, dom: Any) -> bool:
+    if "set_autostart" not in plan.actions:
+        return False
+    if not check_mode:
+        _set_autostart(dom, plan.after["autostart"], name=plan.name)
+    return True
+
+
+def _ensure_power(plan: DomainPlan, check_mode: bool, dom: Any, actions: list[str],
+                  warnings: list[str]) -> bool:
+    if check_mode:
+        return any(a in plan.actions for a in ("start", "resume", "stop"))
+    if "start" in plan.actions:
+        _start(dom, name=plan.name)
+        actions.append("start")
+        return True
+    if "resume" in plan.actions:
+        _resume(dom, name=plan.name)
+        actions.append("resume")
+        return True
+    if "stop" in plan.actions:
+        _note_stop(plan, _stop(dom, plan.shutdown_timeout, plan.force_stop, name=plan.name), actions, warnings)
+        return True
+    return False
+
+
+def _note_stop(plan: DomainPlan, how: str, actions: list[str], warnings: list[str]) -> None:
+    actions.append("stop")
+    if how == "destroy":
+        warnings.append(f"guest {plan.name} did not shut down within {plan.shutdown_timeout:g}s and "
+                        "was powered off (force_stop: true)")
+
+
+def _ensure_absent(conn, plan: DomainPlan, check_mode: bool, actions: list[str],
+                   warnings: list[str]) -> bool:
+    if not plan.actions:
+        return False
+    if check_mode:
+        return True
+    dom = plan.current.dom
+    if "stop" in plan.actions:
+        _note_stop(plan, _stop(dom, plan.shutdown_timeout, plan.force_stop, name=plan.name), actions, warnings)
+    _undefine(dom, name=plan.name)
+    actions.append("undefine")
+    caps = connection_caps(conn)
+    for path in plan.remove_paths:
+        if _remove_image(conn, path=path, local=caps["local"]):
+            actions.append(f"remove_disk {path}")
+        else:
+            warnings.append(f"guest {plan.name}: disk image {path} was not found; nothing removed")
+    return True
+
+
+def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
+    """Carry out ``plan`` (or, in check mode, report what would be done)."""
+    warnings: list[str] = []
+    pending = list(plan.pending_restart_fields)
+    done: list[str] = []
+    if plan.state == "absent":
+        changed = _ensure_absent(conn, plan, check_mode, done, warnings)
+        after = plan.after
+    else:
+        dom = plan.current.dom
+        defined, dom = _ensure_defined(conn, plan, check_mode, dom)
+        if defined:
+            done.append("redefine" if plan.current.exists else "define")
+        if _ensure_live(plan, check_mode, dom, warnings, pending):
+            done.extend(a for a in plan.actions if a.endswith("_live"))
+        if _ensure_autostart(plan, check_mode, dom):
+            done.append("set_autostart")
+        _ensure_power(plan, check_mode, dom, done, warnings)
+        changed = bool(plan.actions)
+        if check_mode or not changed:
+            after = plan.after
+        else:
+            after = read_current(conn, plan.name, dom=dom).view()
+    actions = list(plan.actions) if check_mode else done
+    pending = sorted(set(pending))
+    return {
+        "name": plan.name,
+        "changed": changed,
+        "actions": actions,
+        "before": plan.before,
+        "after": after,
+        "pending_restart": bool(pending),
+        "pending_restart_fields": pending,
+        "warnings": warnings,
+        "diff": {"before": plan.before, "after": after},
+    }
+
+
+def converge_domain(conn, params: dict, check_mode: bool = False) -> dict:
+    """validate_guest + plan_domain + apply_plan for one guest from module-style ``params``."""
+    spec = validate_guest(params)
+    plan = plan_domain(
+        conn, spec, params.get("state") or "present",
+        shutdown_timeout=params.get("shutdown_timeout") if params.get("shutdown_timeout") is not None else 120,
+        force_stop=bool(params.get("force_stop")),
+        remove_disks=bool(params.get("remove_disks")),
+    )
+    return apply_plan(conn, plan, check_mode=check_mode)
+
+
+# --------------------------------------------------------------------------- info
+
+@libvirt_errors("read live values of guest {name}")
+def _live_values(dom, *, name: str) -> dict:
+    state, maxmem, memory, vcpus, _cpu_time = dom.info()
+    return {"memory": int(memory) // 1024, "maxmem": int(maxmem) // 1024, "vcpus": int(vcpus)}
+
+
+def domain_info(conn, name: str | None = None) -> list[dict]:
+    """Every guest (or the one called ``name``), defined or running, sorted by name."""
+    if name is not None:
+        dom = _lookup(conn, name=name)
+        doms = {name: dom} if dom is not None else {}
+    else:
+        doms = list_domains(conn)
+    out = []
+    for guest_name in sorted(doms):
+        current = read_current(conn, guest_name, dom=doms[guest_name])
+        out.append({
+            "name": guest_name,
+            "uuid": current.spec["uuid"],
+            "state": current.power,
+            "autostart": current.spec["autostart"],
+            "persistent": bool(current.dom.isPersistent()),
+            "live": _live_values(current.dom, name=guest_name) if current.active else None,
+            "config": current.spec,
+        })
+    return out

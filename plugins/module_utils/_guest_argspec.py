@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The guest options, declared once (documented by the ``lcfg.xen.guest`` doc fragment).
+
+``GUEST_ARGSPEC``: the options of one guest, as top-level module options (xen_domain).
+``OPERATION_ARGSPEC``: what to do with it (state, shutdown_timeout, force_stop, remove_disks).
+``HOSTVAR_ONLY_KEYS``: keys of the ``xen_domain`` hostvar that belong to disk handling
+(xen_disk) or the inventory; xen_guests tolerates them in its guest dicts, xen_domain does
+not accept them.
+``check_guest_item(item, prefix)``: for modules that take guests as plain dicts (xen_guests):
+rejects unknown keys, naming them, and returns the item with the defaults of
+``OPERATION_ARGSPEC`` filled in.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._validate import parse_bool, parse_int
+
+__all__ = [
+    "GUEST_ARGSPEC",
+    "OPERATION_ARGSPEC",
+    "HOSTVAR_ONLY_KEYS",
+    "guest_module_argspec",
+    "check_guest_item",
+]
+
+_DISK_OPTIONS = {
+    "path": {"type": "str", "required": True},
+    "tag": {"type": "str"},
+    "name": {"type": "str"},
+    "type": {"type": "str", "choices": ["image", "phy"], "default": "image"},
+    "format": {"type": "str", "choices": ["raw", "qcow2"]},
+    "device": {"type": "str"},
+    "size_gb": {"type": "float"},
+}
+
+_VIF_OPTIONS = {
+    "mac": {"type": "str"},
+    "tag": {"type": "str"},
+    "ip": {"type": "str"},
+    "nettype": {"type": "str", "choices": ["bridge", "nat", "route"], "default": "bridge"},
+    "bridge": {"type": "str"},
+    "network": {"type": "str"},
+    "script": {"type": "str"},
+    "model": {"type": "str"},
+}
+
+_LIFECYCLE = ["destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart"]
+
+_EXTRA_OPTIONS = {
+    "on_poweroff": {"type": "str", "choices": _LIFECYCLE},
+    "on_reboot": {"type": "str", "choices": _LIFECYCLE},
+    "on_crash": {"type": "str", "choices": _LIFECYCLE},
+    "xml": {"type": "list", "elements": "str"},
+}
+
+GUEST_ARGSPEC: dict = {
+    "name": {"type": "str", "required": True},
+    "uuid": {"type": "str"},
+    "type": {"type": "str", "choices": ["pv", "hvm", "pvh", "paravm", "para"]},
+    "memory": {"type": "int"},
+    "maxmem": {"type": "int"},
+    "vcpus": {"type": "int"},
+    "maxvcpus": {"type": "int"},
+    "cpus": {"type": "str"},
+    "autostart": {"type": "bool"},
+    "disks": {"type": "list", "elements": "dict", "options": _DISK_OPTIONS},
+    "vifs": {"type": "list", "elements": "dict", "options": _VIF_OPTIONS},
+    "kernel": {"type": "str"},
+    "ramdisk": {"type": "str"},
+    "cmdline": {"type": "str"},
+    "bootloader": {"type": "str"},
+    "extra": {"type": "dict", "options": _EXTRA_OPTIONS},
+}
+
+OPERATION_ARGSPEC: dict = {
+    "state": {"type": "str", "choices": ["present", "running", "stopped", "absent"], "default": "present"},
+    "shutdown_timeout": {"type": "int", "default": 120},
+    "force_stop": {"type": "bool", "default": False},
+    "remove_disks": {"type": "bool", "default": False},
+}
+
+HOSTVAR_ONLY_KEYS = ("template", "profile_url", "partition", "groups")
+
+
+def guest_module_argspec() -> dict:
+    """GUEST_ARGSPEC + OPERATION_ARGSPEC (without the connection options)."""
+    spec = dict(GUEST_ARGSPEC)
+    spec.update(OPERATION_ARGSPEC)
+    return spec
+
+
+def _check_keys(item: object, allowed: dict, where: str, extra: tuple = ()) -> dict:
+    if not isinstance(item, dict):
+        raise ValidationError(where, f"must be a dict, got {type(item).__name__}")
+    unknown = sorted(set(item) - set(allowed) - set(extra))
+    if unknown:
+        raise ValidationError(f"{where}.{unknown[0]}" if where else unknown[0],
+                              f"unknown option; valid options are {', '.join(sorted(allowed))}")
+    return item
+
+
+def check_guest_item(item: object, prefix: str) -> dict:
+    """Check one guest dict given as data (xen_guests ``guests`` item).
+
+    Unknown keys fail (naming them); the hostvar-only keys are dropped; operation options get
+    their defaults; booleans and integers written as strings are converted.
+    """
+    where = prefix.rstrip(".")
+    data = dict(_check_keys(item, guest_module_argspec(), where, HOSTVAR_ONLY_KEYS))
+    for key in HOSTVAR_ONLY_KEYS:
+        data.pop(key, None)
+    for key, option in OPERATION_ARGSPEC.items():
+        if data.get(key) is None:
+            data[key] = option["default"]
+    for key in ("autostart", "force_stop", "remove_disks"):
+        if data.get(key) is not None:
+            try:
+                data[key] = parse_bool(data[key])
+            except ValueError as exc:
+                raise ValidationError(f"{prefix}{key}", str(exc)) from None
+    try:
+        data["shutdown_timeout"] = parse_int(data["shutdown_timeout"], minimum=0, what="shutdown_timeout")
+    except ValueError as exc:
+        raise ValidationError(f"{prefix}shutdown_timeout", str(exc)) from None
+    if data["state"] not in OPERATION_ARGSPEC["state"]["choices"]:
+        raise ValidationError(f"{prefix}state", f"unknown state {data['state']!r}: use one of "
+                              f"{', '.join(OPERATION_ARGSPEC['state']['choices'])}")
+    for key, options in (("disks", _DISK_OPTIONS), ("vifs", _VIF_OPTIONS)):
+        for index, sub in enumerate(data.get(key) or []):
+            _check_keys(sub, options, f"{prefix}{key}[{index}]")
+    if data.get("extra") is not None:
+        _check_keys(data["extra"], _EXTRA_OPTIONS, f"{prefix}extra")
+    return data
