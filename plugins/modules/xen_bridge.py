@@ -1,0 +1,446 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: xen_bridge
+short_description: Host networks for Xen and KVM guests - Linux bridges, NAT and routed networks
+version_added: "0.1.0"
+description:
+  - The host side of the lcfg-xen component's networking (C(xendconfbridgenet), C(bridgeinterfaces),
+    C(bridgenetdev_$), C(bridgeif_$), C(xendconfcustombridge), C(xendconfnatnet)).
+  - O(mode=bridge) makes a Linux bridge with iproute2, enslaves O(netdev) to it and writes the host's
+    own network configuration (ifupdown or systemd-networkd) so the bridge comes back after a reboot.
+    Guests attach to it with C(<interface type='bridge'>); on Xen their vifs use the C(vif-bridge) script.
+  - O(mode=nat) and O(mode=route) make a persistent, autostarted libvirt network with its own bridge,
+    the host's address on it, a DHCP range and DHCP reservations (the guests' MAC/IP pairs).
+    Reservations and the DHCP range change live (libvirt's network update, no restart); a change of
+    address, bridge, forward device or mode redefines the network and needs a restart (O(restart)).
+  - One network per call with O(name), or several with O(networks).
+  - See the collection's C(docs/networking.md) for the mapping from LCFG resources and Xen vif scripts.
+author:
+  - lcfg.xen contributors
+extends_documentation_fragment:
+  - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
+options:
+  name:
+    description:
+      - O(mode=bridge) - the Linux bridge's name (at most 15 characters), unless O(bridge) is given,
+        in which case O(name) names the libvirt network of O(libvirt_network).
+      - O(mode=nat) or O(mode=route) - the libvirt network's name. Guests with nettype C(nat) use
+        C(lcfg-nat) by default, nettype C(route) C(lcfg-route).
+      - Mutually exclusive with O(networks); one of the two is required.
+    type: str
+  mode:
+    description:
+      - V(bridge) a Linux bridge with O(netdev) enslaved, V(nat) a libvirt NAT network (masquerading),
+        V(route) a libvirt routed network (no NAT; the LAN needs a route to its subnet).
+    type: str
+    choices: [bridge, nat, route]
+    default: bridge
+  state:
+    description:
+      - V(present) the network exists, is up and (libvirt networks) active.
+      - V(absent) the bridge or libvirt network is removed together with its persistence files;
+        O(netdev) is left alone unless the module created it (O(create_netdev)).
+    type: str
+    choices: [present, absent]
+    default: present
+  bridge:
+    description:
+      - The Linux bridge device (at most 15 characters).
+      - O(mode=bridge) - defaults to O(name).
+      - O(mode=nat) or O(mode=route) - the bridge libvirt creates for the network; when unset, an
+        existing network keeps its bridge and a new one gets libvirt's next C(virbrN).
+    type: str
+  netdev:
+    description:
+      - O(mode=bridge) - the interface enslaved to the bridge (C(bridgenetdev_$), e.g. C(eth0)).
+        If it carries addresses, the module refuses unless O(migrate_address=true).
+        A netdev that does not exist fails, unless O(create_netdev) says to create a stand-in.
+        Other ports of the bridge (guests' vifs and taps) are left alone.
+      - O(mode=nat) or O(mode=route) - the uplink traffic is forwarded through (libvirt's
+        C(<forward dev>)); unset means any interface.
+    type: str
+  create_netdev:
+    description:
+      - Create O(netdev) when it is missing, so a demo or test host never touches its real NICs.
+      - V(dummy) a dummy interface (needs the kernel's C(dummy) driver), V(veth) a veth pair whose
+        other end is called O(netdev) with C(-p) appended (for kernels without C(dummy)).
+      - With O(state=absent), a netdev of that kind is deleted too.
+    type: str
+    choices: [none, dummy, veth]
+    default: none
+  migrate_address:
+    description:
+      - Move the addresses and routes of O(netdev) to the bridge when enslaving it (and back when
+        O(state=absent)). Without it the module refuses to enslave an interface that carries an
+        address, since that is the classic way to cut a host off its own network.
+    type: bool
+    default: false
+  address:
+    description:
+      - The host's address on the network as C(address/prefix), e.g. C(10.0.0.254/24).
+      - O(mode=nat) or O(mode=route) - required when the network is created; also sets the subnet
+        DHCP serves.
+      - O(mode=bridge) - added to the bridge (other addresses are kept).
+    type: str
+  dhcp_range:
+    description:
+      - Addresses DHCP hands out to unknown guests (nat/route only). Unset keeps the current range.
+    type: dict
+    suboptions:
+      start:
+        description: First address of the range.
+        type: str
+        required: true
+      end:
+        description: Last address of the range.
+        type: str
+        required: true
+  dhcp_hosts:
+    description:
+      - DHCP reservations (nat/route only), usually the guests' vifs with an C(ip_$) resource.
+      - The complete list - reservations not listed are removed. Unset keeps the current ones.
+      - Changed live with libvirt's network update (dnsmasq is reloaded, not restarted).
+    type: list
+    elements: dict
+    suboptions:
+      mac:
+        description: The guest NIC's MAC address.
+        type: str
+        required: true
+      ip:
+        description: The address it gets; inside the subnet of O(address).
+        type: str
+        required: true
+      name:
+        description: Host name dnsmasq gives the guest (and resolves).
+        type: str
+  autostart:
+    description: Start the libvirt network when libvirtd starts.
+    type: bool
+    default: true
+  restart:
+    description:
+      - When a libvirt network's new definition needs a restart (address, bridge, forward device,
+        mode, adding or dropping the DHCP range), restart it now and reattach the running guests'
+        interfaces to its bridge (on a local hypervisor).
+      - When false, the definition is saved, the running network keeps the old one, a warning says
+        so and RV(pending_restart) is true.
+    type: bool
+    default: false
+  persist:
+    description:
+      - How a Linux bridge (O(mode=bridge)) survives a reboot; libvirt networks persist by themselves.
+      - V(auto) systemd-networkd when it is enabled, else ifupdown when C(/etc/network/interfaces)
+        exists, else V(none) with a warning.
+      - V(ifupdown) C(/etc/network/interfaces.d/lcfg-xen-<bridge>) (needs bridge-utils).
+      - V(networkd) C(/etc/systemd/network/20-lcfg-xen-<bridge>.{netdev,network}) and a
+        C(-port.network) for O(netdev).
+      - V(none) the live bridge only.
+    type: str
+    choices: [auto, ifupdown, networkd, none]
+    default: auto
+  libvirt_network:
+    description:
+      - O(mode=bridge) - also define a libvirt network named O(name) with C(<forward mode='bridge'>)
+        on the bridge, so guests can refer to it by network name.
+    type: bool
+    default: false
+  vif_script:
+    description:
+      - The Xen vif script guests on this network use (C(vif-bridge), C(vif-nat), C(vif-route) by
+        mode, or a custom script), returned in RV(vif_script) for the guests' definitions.
+      - When O(uri) is a local C(xen://) URI the script must exist in C(/etc/xen/scripts) (or be an
+        absolute path that exists).
+    type: str
+  config_root:
+    description:
+      - Directory the persistence files are written under, for a chroot or an image being prepared.
+    type: path
+    default: /
+  networks:
+    description:
+      - Several networks in one call, each a dict of the options above (O(name), O(mode), O(state),
+        O(bridge), O(netdev), ...). All are validated and planned before any is changed.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: See O(name).
+        type: str
+        required: true
+      mode:
+        description: See O(mode).
+        type: str
+        choices: [bridge, nat, route]
+        default: bridge
+      state:
+        description: See O(state).
+        type: str
+        choices: [present, absent]
+        default: present
+      bridge:
+        description: See O(bridge).
+        type: str
+      netdev:
+        description: See O(netdev).
+        type: str
+      create_netdev:
+        description: See O(create_netdev).
+        type: str
+        choices: [none, dummy, veth]
+        default: none
+      migrate_address:
+        description: See O(migrate_address).
+        type: bool
+        default: false
+      address:
+        description: See O(address).
+        type: str
+      dhcp_range:
+        description: See O(dhcp_range).
+        type: dict
+        suboptions:
+          start:
+            description: First address of the range.
+            type: str
+            required: true
+          end:
+            description: Last address of the range.
+            type: str
+            required: true
+      dhcp_hosts:
+        description: See O(dhcp_hosts).
+        type: list
+        elements: dict
+        suboptions:
+          mac:
+            description: The guest NIC's MAC address.
+            type: str
+            required: true
+          ip:
+            description: The address it gets.
+            type: str
+            required: true
+          name:
+            description: Host name.
+            type: str
+      autostart:
+        description: See O(autostart).
+        type: bool
+        default: true
+      restart:
+        description: See O(restart).
+        type: bool
+        default: false
+      persist:
+        description: See O(persist).
+        type: str
+        choices: [auto, ifupdown, networkd, none]
+        default: auto
+      libvirt_network:
+        description: See O(libvirt_network).
+        type: bool
+        default: false
+      vif_script:
+        description: See O(vif_script).
+        type: str
+seealso:
+  - module: lcfg.xen.xen_bridge_info
+notes:
+  - Needs root on the host (iproute2, libvirt's system instance).
+  - Reservations are matched by MAC; changing a reservation's IP or name modifies it in place.
+"""
+
+EXAMPLES = r"""
+- name: Bridge xenbr0 on eth0, moving the host's address from eth0 to the bridge
+  lcfg.xen.xen_bridge:
+    name: xenbr0
+    netdev: eth0
+    migrate_address: true
+
+- name: The seed's hosts - three bridges and the NAT network in one call
+  lcfg.xen.xen_bridge:
+    uri: xen:///system
+    networks:
+      - {name: xenbr0, netdev: eth0}
+      - {name: xenbr1, netdev: eth1}
+      - {name: xenbr2, netdev: eth2}
+      - name: lcfg-nat
+        mode: nat
+        bridge: lcfgnat0
+        address: 10.0.0.254/24
+        dhcp_hosts:
+          - {mac: "00:16:2a:24:a3:7c", ip: 10.0.0.1, name: node1}
+
+- name: From the LCFG inventory - every bridge of xen_host, with stand-ins for the NICs on a demo host
+  lcfg.xen.xen_bridge:
+    name: "{{ item.bridge }}"
+    netdev: "{{ item.netdev | default(omit) }}"
+    create_netdev: veth
+    persist: none
+  loop: "{{ xen_host.bridges }}"
+
+- name: A routed network without DHCP
+  lcfg.xen.xen_bridge:
+    name: lcfg-route
+    mode: route
+    address: 192.168.50.1/24
+    netdev: eth1
+
+- name: Remove the NAT network
+  lcfg.xen.xen_bridge:
+    name: lcfg-nat
+    mode: nat
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: The network's name (single-network calls).
+  returned: when O(name) is given
+  type: str
+  sample: lcfg-nat
+bridge:
+  description: The Linux bridge device guests attach to.
+  returned: when O(name) is given
+  type: str
+  sample: virbr1
+vif_script:
+  description: The Xen vif script for guests on this network.
+  returned: when O(name) is given
+  type: str
+  sample: vif-nat
+persist:
+  description: How the bridge is persisted (V(ifupdown), V(networkd) or V(none)).
+  returned: O(mode=bridge), when O(name) is given
+  type: str
+  sample: networkd
+actions:
+  description: What was done, or would be done in check mode, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["define libvirt network lcfg-nat", "set autostart on", "start libvirt network lcfg-nat"]
+pending_restart:
+  description: A libvirt network's saved definition differs from what it runs; it applies at its next restart.
+  returned: always
+  type: bool
+  sample: false
+networks:
+  description: One result per network (C(name), C(mode), C(bridge), C(actions), C(pending_restart), C(vif_script), C(changed)).
+  returned: when O(networks) is given
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._network import normalise_request, normalise_requests, reconcile
+
+_DHCP_RANGE = {"type": "dict", "options": {"start": {"type": "str", "required": True},
+                                            "end": {"type": "str", "required": True}}}
+_DHCP_HOSTS = {"type": "list", "elements": "dict", "options": {
+    "mac": {"type": "str", "required": True},
+    "ip": {"type": "str", "required": True},
+    "name": {"type": "str"},
+}}
+
+
+def _network_options(name_required: bool) -> dict:
+    return {
+        "name": {"type": "str", "required": name_required},
+        "mode": {"type": "str", "choices": ["bridge", "nat", "route"], "default": "bridge"},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "bridge": {"type": "str"},
+        "netdev": {"type": "str"},
+        "create_netdev": {"type": "str", "choices": ["none", "dummy", "veth"], "default": "none"},
+        "migrate_address": {"type": "bool", "default": False},
+        "address": {"type": "str"},
+        "dhcp_range": dict(_DHCP_RANGE),
+        "dhcp_hosts": dict(_DHCP_HOSTS),
+        "autostart": {"type": "bool", "default": True},
+        "restart": {"type": "bool", "default": False},
+        "persist": {"type": "str", "choices": ["auto", "ifupdown", "networkd", "none"], "default": "auto"},
+        "libvirt_network": {"type": "bool", "default": False},
+        "vif_script": {"type": "str"},
+    }
+
+
+def main() -> None:
+    spec = _network_options(name_required=False)
+    spec["config_root"] = {"type": "path", "default": "/"}
+    spec["networks"] = {"type": "list", "elements": "dict", "options": _network_options(name_required=True)}
+    module = AnsibleModule(
+        argument_spec=with_connection(spec),
+        mutually_exclusive=[("name", "networks")],
+        required_one_of=[("name", "networks")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    state: dict = {"conn": None}
+
+    def run(argv: list) -> tuple:
+        return module.run_command(argv, check_rc=False, environ_update={"LC_ALL": "C"})
+
+    def connect():
+        if state["conn"] is None:
+            state["conn"] = open_connection(params["uri"])
+        return state["conn"]
+
+    try:
+        if params["networks"] is not None:
+            requests = normalise_requests(params["networks"])
+            prefixes = [f"networks[{index}]." for index in range(len(requests))]
+        else:
+            requests = [normalise_request(params)]
+            prefixes = [""]
+        results = reconcile(requests, run, connect, params["uri"], module.check_mode,
+                            root=params["config_root"], prefixes=prefixes)
+    except XenError as exc:
+        module.fail_json(msg=exc.message, **exc.result)
+    finally:
+        if state["conn"] is not None:
+            try:
+                state["conn"].close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    for result in results:
+        for warning in result.pop("warnings"):
+            module.warn(warning)
+    changed = any(result["changed"] for result in results)
+    output: dict = {
+        "changed": changed,
+        "actions": [action for result in results for action in result["actions"]],
+        "pending_restart": any(result["pending_restart"] for result in results),
+    }
+    if params["networks"] is not None:
+        output["diff"] = {
+            "before": {result["name"]: result["diff"]["before"] for result in results},
+            "after": {result["name"]: result["diff"]["after"] for result in results},
+        }
+        for result in results:
+            del result["diff"]
+        output["networks"] = results
+    else:
+        result = results[0]
+        output["diff"] = result.pop("diff")
+        for key in ("name", "mode", "bridge", "vif_script", "persist"):
+            if key in result:
+                output[key] = result[key]
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()
