@@ -1,0 +1,812 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Disk images: validation and planning (pure), and the steps that carry a plan out.
+
+The pure half (``build_request``, ``plan_present``, ``plan_absent``, ``parse_size``,
+``image_state``) takes plain data and returns plain data. The effectful half runs
+``qemu-img`` with argument lists, or libvirt's storage API when a URI is given, and
+libguestfs for the LCFG injection (``_guestfs.py``).
+
+Safety rules, enforced here:
+
+* an existing image is never overwritten; a mismatch is reported, naming the fix;
+* a template is only ever read (copied with ``qemu-img convert`` or used as a
+  read-only backing file);
+* a new image is prepared under a temporary name in the same directory
+  (``.<name>.lcfg-xen-partial``), LCFG settings are injected there, and only the
+  finished image is linked to the final name (``link`` fails rather than replace
+  a file that appeared meanwhile); a leftover temporary file from an interrupted
+  run is removed and the work redone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
+    Conflict,
+    NotFound,
+    ValidationError,
+    XenError,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils._validate import path_inside
+
+__all__ = [
+    "DEFAULT_STORAGE_DIRS",
+    "DEFAULT_LCFG_FILES",
+    "FORMATS",
+    "CLONE_MODES",
+    "TEMP_SUFFIX",
+    "GIB",
+    "DiskRequest",
+    "Plan",
+    "parse_size",
+    "format_size",
+    "temp_path",
+    "build_request",
+    "normalise_info",
+    "image_state",
+    "plan_present",
+    "plan_absent",
+    "describe_step",
+    "qemu_img_info",
+    "LocalStorage",
+    "LibvirtStorage",
+    "domains_using",
+    "run_disk",
+    "list_images",
+]
+
+DEFAULT_STORAGE_DIRS = [
+    "/var/lib/libvirt/images",
+    "/var/lib/xen/images",
+    "/var/lib/lcfg-xen/guests",
+    "/guests",
+    "/data/guests",
+]
+
+# Files written into an LCFG-managed clone, keyed by the setting they carry.
+DEFAULT_LCFG_FILES = {
+    "profile_url": "/etc/lcfg/profile_url",
+    "hostname": "/etc/hostname",
+}
+
+FORMATS = ("raw", "qcow2")
+CLONE_MODES = ("copy", "overlay")
+TEMP_SUFFIX = ".lcfg-xen-partial"
+GIB = 1024 ** 3
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kb": 1000, "kib": 1024,
+    "m": 1024 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
+    "g": 1024 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3,
+    "t": 1024 ** 4, "tb": 1000 ** 4, "tib": 1024 ** 4,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9_-]{0,62}))*$")
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+# --------------------------------------------------------------------------- pure
+
+def parse_size(value: object, what: str = "size") -> int:
+    """Bytes from an integer (bytes) or a string with a unit.
+
+    Units: none or B (bytes); K, M, G, T and KiB, MiB, GiB, TiB (powers of 1024);
+    KB, MB, GB, TB (powers of 1000). Case-insensitive. The result must be a
+    positive whole number of 512-byte sectors.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a size, not a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        raise ValueError(f"{what} {value!r}: give a float with a unit, e.g. '1.5G'")
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise ValueError(f"invalid {what} {value!r}: expected a number with an optional unit, e.g. 10G, 512M, 20GiB")
+        unit = match.group(2).lower()
+        if unit not in _UNITS:
+            raise ValueError(f"invalid {what} {value!r}: unknown unit {match.group(2)!r} (use B, K, M, G, T, KiB..TiB or KB..TB)")
+        amount = float(match.group(1)) * _UNITS[unit]
+        if amount != int(amount):
+            raise ValueError(f"invalid {what} {value!r}: not a whole number of bytes")
+        number = int(amount)
+    if number <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    if number % 512:
+        raise ValueError(f"{what} {value!r} = {number} bytes is not a multiple of 512 bytes")
+    return number
+
+
+def format_size(number: int | None) -> str | None:
+    """Human-readable binary size: 10737418240 -> '10 GiB', 1536 MiB -> '1.5 GiB'."""
+    if number is None:
+        return None
+    for unit, scale in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if number >= scale:
+            text = f"{number / scale:.3f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+    return f"{number} B"
+
+
+def temp_path(path: str) -> str:
+    """The temporary name a new image is prepared under: ``<dir>/.<name>.lcfg-xen-partial``."""
+    directory, base = os.path.split(path)
+    return os.path.join(directory, f".{base}{TEMP_SUFFIX}")
+
+
+@dataclass
+class DiskRequest:
+    path: str
+    state: str = "present"
+    format: str | None = None
+    size: int | None = None
+    template: str | None = None
+    clone: str = "copy"
+    profile_url: str | None = None
+    partition: int | None = None
+    hostname: str | None = None
+    lcfg_files: dict[str, str] = field(default_factory=dict)
+    storage_dirs: list[str] = field(default_factory=lambda: list(DEFAULT_STORAGE_DIRS))
+    grow: bool = False
+    uri: str | None = None
+    pool: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lcfg_managed(self) -> bool:
+        return self.profile_url is not None and self.partition is not None
+
+    def lcfg_contents(self) -> dict[str, str]:
+        """{guest path: content} of the files injected into an LCFG-managed clone."""
+        if not self.lcfg_managed:
+            return {}
+        values = {"profile_url": self.profile_url, "hostname": self.hostname}
+        return {path: f"{values[key]}\n" for key, path in sorted(self.lcfg_files.items()) if path}
+
+
+def build_request(params: dict[str, Any]) -> DiskRequest:
+    """Validate module parameters into a DiskRequest; ValidationError names the parameter."""
+    dirs = params.get("storage_dirs")
+    if dirs is None:
+        dirs = list(DEFAULT_STORAGE_DIRS)
+    if not dirs:
+        raise ValidationError("storage_dirs", "must name at least one directory")
+    for directory in dirs:
+        if not os.path.isabs(str(directory)):
+            raise ValidationError("storage_dirs", f"{directory!r} is not an absolute path")
+    dirs = [os.path.normpath(str(d)) for d in dirs]
+
+    raw_path = params.get("path")
+    if not raw_path:
+        raise ValidationError("path", "is required")
+    try:
+        path = path_inside(str(raw_path), dirs)
+    except ValueError as exc:
+        raise ValidationError("path", f"{exc}; add its directory to 'storage_dirs' or choose a path inside one") from None
+    base = os.path.basename(path)
+    if path in dirs or not base or base.startswith(".") or str(raw_path).endswith("/"):
+        raise ValidationError("path", f"{raw_path!r} must name an image file (not a directory or a hidden file)")
+
+    req = DiskRequest(path=path, storage_dirs=dirs)
+    req.state = params.get("state") or "present"
+    if req.state not in ("present", "absent"):
+        raise ValidationError("state", f"must be present or absent, got {req.state!r}")
+    req.uri = params.get("uri") or None
+    req.pool = params.get("pool") or None
+    req.grow = bool(params.get("grow"))
+
+    fmt = params.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ValidationError("format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    req.format = fmt
+
+    size_gb = params.get("size_gb")
+    size = params.get("size")
+    if size_gb is not None and size is not None:
+        raise ValidationError("size", "give either size_gb or size, not both")
+    if size_gb is not None:
+        if isinstance(size_gb, bool):
+            raise ValidationError("size_gb", "must be a number of GiB")
+        try:
+            amount = float(size_gb)
+        except (TypeError, ValueError):
+            raise ValidationError("size_gb", f"must be a number of GiB, got {size_gb!r}") from None
+        if amount <= 0 or amount * GIB != int(amount * GIB) or int(amount * GIB) % 512:
+            raise ValidationError("size_gb", f"must be a positive number of GiB (a multiple of 512 bytes), got {size_gb!r}")
+        req.size = int(amount * GIB)
+    elif size is not None:
+        try:
+            req.size = parse_size(size)
+        except ValueError as exc:
+            raise ValidationError("size", str(exc)) from None
+
+    template = params.get("template")
+    if template:
+        try:
+            req.template = path_inside(str(template), dirs)
+        except ValueError as exc:
+            raise ValidationError("template", f"{exc}; add its directory to 'storage_dirs'") from None
+        if req.template == path:
+            raise ValidationError("template", "is the image itself: a template is never written to; choose another path")
+    clone = params.get("clone") or "copy"
+    if clone not in CLONE_MODES:
+        raise ValidationError("clone", f"must be one of {', '.join(CLONE_MODES)}, got {clone!r}")
+    req.clone = clone
+    if params.get("clone") and not req.template and req.state == "present":
+        raise ValidationError("clone", "only applies with 'template'")
+    if req.template and clone == "overlay":
+        if fmt == "raw":
+            raise ValidationError("format", "an overlay is always qcow2: drop 'format' or set it to qcow2")
+        req.format = "qcow2"
+
+    profile_url = params.get("profile_url")
+    partition = params.get("partition")
+    if profile_url is not None and str(profile_url).strip() == "":
+        profile_url = None
+    if partition is not None:
+        if isinstance(partition, bool) or not str(partition).isdigit() or int(partition) < 1:
+            raise ValidationError("partition", f"must be a partition number (1, 2, ... 5 for the first logical partition), got {partition!r}")
+        partition = int(partition)
+    if profile_url is not None:
+        if not _URL_RE.match(str(profile_url)):
+            raise ValidationError("profile_url", f"must be a URL such as http://lcfg.example.org/profiles/, got {profile_url!r}")
+        if partition is None:
+            raise ValidationError("partition", "is required with profile_url: the partition whose filesystem receives the LCFG settings")
+        if not req.template:
+            raise ValidationError("profile_url", "LCFG settings are injected into clones only: set 'template' too")
+    elif partition is not None and req.template:
+        req.warnings.append(f"partition {partition} is ignored without profile_url: nothing is injected into {path}")
+    req.profile_url = str(profile_url) if profile_url is not None else None
+    req.partition = partition if req.profile_url is not None else None
+
+    hostname = params.get("hostname")
+    if hostname is None:
+        hostname = os.path.splitext(base)[0]
+        what = f"the host name taken from the file name ({hostname!r})"
+    else:
+        what = repr(hostname)
+    if req.lcfg_managed and not _HOSTNAME_RE.match(str(hostname)):
+        raise ValidationError("hostname", f"{what} is not a valid host name: set 'hostname'")
+    req.hostname = str(hostname)
+
+    files = dict(DEFAULT_LCFG_FILES)
+    given = params.get("lcfg_files") or {}
+    if not isinstance(given, dict):
+        raise ValidationError("lcfg_files", "must be a dictionary like {profile_url: /etc/lcfg/profile_url}")
+    for key, guest_path in given.items():
+        if key not in DEFAULT_LCFG_FILES:
+            raise ValidationError("lcfg_files", f"unknown key {key!r}: use {', '.join(sorted(DEFAULT_LCFG_FILES))}")
+        if guest_path in (None, ""):
+            files[key] = ""
+            continue
+        guest_path = str(guest_path)
+        if not os.path.isabs(guest_path) or guest_path.endswith("/") or ".." in guest_path.split("/"):
+            raise ValidationError("lcfg_files", f"{key}: {guest_path!r} must be an absolute file path inside the guest without '..'")
+        files[key] = os.path.normpath(guest_path)
+    req.lcfg_files = files
+    return req
+
+
+def normalise_info(info: dict[str, Any]) -> dict[str, Any]:
+    """Reduce ``qemu-img info --output=json`` to the fields we compare and report."""
+    backing = info.get("full-backing-filename") or info.get("backing-filename")
+    return {
+        "format": info.get("format"),
+        "virtual_size": int(info.get("virtual-size", 0)),
+        "actual_size": int(info.get("actual-size", 0)) if info.get("actual-size") is not None else None,
+        "backing_file": os.path.normpath(backing) if backing else None,
+        "backing_format": info.get("backing-filename-format") if backing else None,
+    }
+
+
+def image_state(path: str, info: dict[str, Any] | None, lcfg: dict[str, str] | None = None) -> dict[str, Any]:
+    """The module's vocabulary for one image (diff before/after and the ``image`` result)."""
+    if info is None:
+        return {"path": path, "exists": False, "format": None, "virtual_size": None, "size": None,
+                "backing_file": None, "backing_format": None, "lcfg_files": None}
+    return {
+        "path": path,
+        "exists": True,
+        "format": info["format"],
+        "virtual_size": info["virtual_size"],
+        "size": format_size(info["virtual_size"]),
+        "backing_file": info["backing_file"],
+        "backing_format": info["backing_format"],
+        "lcfg_files": dict(lcfg) if lcfg else None,
+    }
+
+
+@dataclass
+class Plan:
+    steps: list[dict[str, Any]]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None,
+                 temp_exists: bool) -> Plan:
+    """Steps that make ``req.path`` present, or Conflict/NotFound/ValidationError.
+
+    ``current`` and ``template`` are ``normalise_info`` results or None when missing.
+    """
+    before = image_state(req.path, current)
+    steps: list[dict[str, Any]] = []
+    warnings: list[str] = list(req.warnings)
+    temp = temp_path(req.path)
+    if temp_exists:
+        steps.append({"action": "remove-partial", "path": temp})
+
+    if current is None:
+        if req.template:
+            if template is None:
+                raise NotFound(f"template image {req.template} does not exist: create it first or fix 'template'")
+            tsize = template["virtual_size"]
+            if req.size is not None and req.size < tsize:
+                raise ValidationError(
+                    "size_gb" if req.size % GIB == 0 else "size",
+                    f"{format_size(req.size)} is smaller than the template {req.template} "
+                    f"({format_size(tsize)}): a clone can only be the same size or larger",
+                )
+            size = req.size if req.size is not None else tsize
+            if req.clone == "overlay":
+                fmt = "qcow2"
+                steps.append({"action": "overlay", "template": req.template,
+                              "template_format": template["format"], "size": size, "path": temp})
+                backing, backing_format = req.template, template["format"]
+            else:
+                fmt = req.format or template["format"]
+                steps.append({"action": "copy", "template": req.template,
+                              "template_format": template["format"], "format": fmt, "path": temp})
+                if size > tsize:
+                    steps.append({"action": "grow", "path": temp, "format": fmt, "size": size})
+                backing, backing_format = None, None
+            lcfg = req.lcfg_contents()
+            if lcfg:
+                steps.append({"action": "inject", "path": temp, "format": fmt,
+                              "partition": req.partition, "files": lcfg})
+        else:
+            if req.size is None:
+                raise ValidationError("size_gb", f"is required to create {req.path} (or set 'template' to clone one)")
+            fmt = req.format or "raw"
+            size = req.size
+            steps.append({"action": "create", "path": temp, "format": fmt, "size": size})
+            backing, backing_format, lcfg = None, None, {}
+        steps.append({"action": "rename", "from": temp, "to": req.path})
+        after = image_state(req.path, {"format": fmt, "virtual_size": size, "backing_file": backing,
+                                       "backing_format": backing_format}, lcfg or None)
+        return Plan(steps, before, after, warnings)
+
+    # The image exists: check it matches, never overwrite it.
+    problems: list[str] = []
+    wanted_format = req.format or (template["format"] if req.template and template and req.clone == "copy" else None)
+    if wanted_format and current["format"] != wanted_format:
+        problems.append(f"its format is {current['format']}, not {wanted_format}")
+    if req.template and req.clone == "overlay" and current["backing_file"] != req.template:
+        problems.append(f"it is not an overlay of {req.template} (backing file: {current['backing_file'] or 'none'})")
+    if req.template and req.clone == "copy" and current["backing_file"]:
+        problems.append(f"it is an overlay of {current['backing_file']}, not a full copy")
+    if problems:
+        raise Conflict(
+            f"{req.path} already exists and differs from the request: {'; '.join(problems)}. "
+            "It is never overwritten: change the parameters to match it, or remove it first "
+            "(state: absent) if its contents may be lost",
+            image=before,
+        )
+    size = current["virtual_size"]
+    if req.size is not None and req.size > size:
+        if not req.grow:
+            raise Conflict(
+                f"{req.path} is {format_size(size)}, smaller than the requested {format_size(req.size)}: "
+                "set grow: true to enlarge it (the filesystems inside are not resized)",
+                image=before,
+            )
+        steps.append({"action": "grow", "path": req.path, "format": current["format"], "size": req.size})
+        size = req.size
+    elif req.size is not None and req.size < size:
+        warnings.append(f"{req.path} is {format_size(size)}, larger than the requested "
+                        f"{format_size(req.size)}; images are never shrunk")
+    if req.lcfg_managed:
+        warnings.append(f"{req.path} exists: LCFG settings are injected only into new clones, "
+                        "so its files were not checked or changed")
+    after = dict(before)
+    after["virtual_size"] = size
+    after["size"] = format_size(size)
+    return Plan(steps, before, after, warnings)
+
+
+def plan_absent(req: DiskRequest, current: dict[str, Any] | None, temp_exists: bool) -> Plan:
+    before = image_state(req.path, current)
+    steps: list[dict[str, Any]] = []
+    if temp_exists:
+        steps.append({"action": "remove-partial", "path": temp_path(req.path)})
+    if current is not None:
+        steps.append({"action": "delete", "path": req.path})
+    return Plan(steps, before, image_state(req.path, None), list(req.warnings))
+
+
+def describe_step(step: dict[str, Any]) -> str:
+    """One line per step, for the ``actions`` result."""
+    action = step["action"]
+    if action == "remove-partial":
+        return f"remove the partial image {step['path']} left by an interrupted run"
+    if action == "define-pool":
+        return f"define and start libvirt storage pool {step['name']} for {step['directory']}"
+    if action == "create":
+        return f"create {step['format']} image {step['path']} of {format_size(step['size'])}"
+    if action == "copy":
+        return f"copy template {step['template']} ({step['template_format']}) to {step['format']} image {step['path']}"
+    if action == "overlay":
+        return (f"create qcow2 overlay {step['path']} of {format_size(step['size'])} backed by "
+                f"{step['template']} ({step['template_format']})")
+    if action == "grow":
+        return f"grow {step['path']} to {format_size(step['size'])}"
+    if action == "inject":
+        files = ", ".join(sorted(step["files"]))
+        return f"write LCFG settings ({files}) into partition {step['partition']} of {step['path']}"
+    if action == "rename":
+        return f"move the finished image {step['from']} to {step['to']}"
+    if action == "delete":
+        return f"delete image {step['path']}"
+    return action
+
+
+# --------------------------------------------------------------------------- effects
+
+def _run(args: list[str], what: str) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise XenError(f"cannot {what}: {args[0]}: {exc}. Install qemu-utils on the host") from exc
+    if proc.returncode != 0:
+        raise XenError(f"cannot {what}: {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def qemu_img_info(path: str) -> dict[str, Any] | None:
+    """``normalise_info`` of ``path``, or None when it does not exist."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isfile(path):
+        raise Conflict(f"{path} exists but is not a regular file: choose another path")
+    out = _run(["qemu-img", "info", "-U", "--output=json", path], f"read image {path}")
+    return normalise_info(json.loads(out))
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    """Images handled with qemu-img and plain file operations on this host."""
+
+    def pool_steps(self, req: DiskRequest) -> list[dict[str, Any]]:
+        directory = os.path.dirname(req.path)
+        if req.state == "present" and not os.path.isdir(directory):
+            raise NotFound(f"directory {directory} does not exist: create it first (for example with ansible.builtin.file state: directory)")
+        return []
+
+    def define_pool(self, step: dict[str, Any]) -> None:  # pragma: no cover - never planned locally
+        raise XenError("no libvirt connection for a storage pool")
+
+    def create(self, path: str, fmt: str, size: int) -> None:
+        _run(["qemu-img", "create", "-q", "-f", fmt, path, str(size)], f"create {path}")
+
+    def copy(self, template: str, template_format: str, path: str, fmt: str) -> None:
+        # convert writes only non-zero data, so a raw result stays sparse.
+        _run(["qemu-img", "convert", "-q", "-f", template_format, "-O", fmt, template, path],
+             f"copy {template} to {path}")
+
+    def overlay(self, template: str, template_format: str, path: str, size: int) -> None:
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", template, "-F", template_format, path, str(size)],
+             f"create overlay {path}")
+
+    def grow(self, path: str, fmt: str, size: int) -> None:
+        _run(["qemu-img", "resize", "-q", "-f", fmt, path, str(size)], f"grow {path}")
+
+    def delete(self, path: str) -> None:
+        os.unlink(path)
+
+    def remove_partial(self, path: str) -> None:
+        if os.path.lexists(path):
+            os.unlink(path)
+
+    def rename(self, temp: str, path: str) -> None:
+        _fsync(temp)
+        try:
+            os.link(temp, path)  # fails instead of replacing a file that appeared meanwhile
+        except FileExistsError:
+            os.unlink(temp)
+            raise Conflict(f"{path} appeared while the image was being prepared; it was left alone") from None
+        os.unlink(temp)
+        _fsync(os.path.dirname(path))
+
+    def refresh(self, directory: str) -> None:
+        """Nothing to refresh without libvirt."""
+
+
+class LibvirtStorage(LocalStorage):
+    """Images created through libvirt's storage API (dir pools), finished locally.
+
+    Creating, copying, overlaying, growing and deleting go through libvirt; the
+    temporary image is then finished (LCFG injection, rename) on this host, so the
+    module must run on the host that holds the storage directory.
+    """
+
+    def __init__(self, conn: Any, pool_name: str | None) -> None:
+        self.conn = conn
+        self.pool_name = pool_name
+
+    def _pools_by_dir(self) -> dict[str, Any]:
+        from lxml import etree
+
+        found: dict[str, Any] = {}
+        for pool in self.conn.listAllStoragePools(0):
+            root = etree.fromstring(pool.XMLDesc(0).encode())
+            if root.get("type") != "dir":
+                continue
+            target = root.findtext("target/path")
+            if target:
+                found[os.path.normpath(target)] = pool
+        return found
+
+    def pool_name_for(self, directory: str) -> str:
+        if self.pool_name:
+            return self.pool_name
+        return "lcfg-xen" + re.sub(r"[^A-Za-z0-9_.-]", "-", directory)
+
+    def pool_steps(self, req: DiskRequest) -> list[dict[str, Any]]:
+        super().pool_steps(req)
+        if req.state != "present":
+            return []
+        wanted = {os.path.dirname(req.path)}
+        if req.template and req.clone == "copy":
+            wanted.add(os.path.dirname(req.template))
+        pools = self._pools_by_dir()
+        steps = []
+        for directory in sorted(wanted):
+            pool = pools.get(directory)
+            if pool is None:
+                steps.append({"action": "define-pool", "name": self.pool_name_for(directory), "directory": directory})
+            elif not pool.isActive():
+                steps.append({"action": "define-pool", "name": pool.name(), "directory": directory})
+        return steps
+
+    def define_pool(self, step: dict[str, Any]) -> None:
+        from lxml import etree
+
+        pool = self._pools_by_dir().get(step["directory"])
+        if pool is None:
+            root = etree.Element("pool", type="dir")
+            etree.SubElement(root, "name").text = step["name"]
+            target = etree.SubElement(root, "target")
+            etree.SubElement(target, "path").text = step["directory"]
+            pool = self._call(lambda: self.conn.storagePoolDefineXML(etree.tostring(root).decode(), 0),
+                              f"define storage pool {step['name']} for {step['directory']}")
+            self._call(lambda: pool.setAutostart(1), f"set autostart on storage pool {step['name']}")
+        if not pool.isActive():
+            self._call(lambda: pool.create(0), f"start storage pool {pool.name()}")
+
+    def _call(self, func: Any, what: str) -> Any:
+        from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt
+
+        try:
+            return func()
+        except libvirt.libvirtError as exc:
+            from ansible_collections.lcfg.xen.plugins.module_utils._errors import LibvirtFailure
+
+            raise LibvirtFailure(f"cannot {what}: {exc.get_error_message()}") from exc
+
+    def _pool(self, directory: str) -> Any:
+        pool = self._pools_by_dir().get(directory)
+        if pool is None or not pool.isActive():
+            raise NotFound(f"no active libvirt storage pool for {directory}")
+        self._call(lambda: pool.refresh(0), f"refresh storage pool {pool.name()}")
+        return pool
+
+    def _volume_xml(self, name: str, fmt: str, size: int, backing: tuple[str, str] | None = None) -> str:
+        from lxml import etree
+
+        root = etree.Element("volume")
+        etree.SubElement(root, "name").text = name
+        etree.SubElement(root, "capacity", unit="bytes").text = str(size)
+        etree.SubElement(root, "allocation", unit="bytes").text = "0"
+        target = etree.SubElement(root, "target")
+        etree.SubElement(target, "format", type=fmt)
+        if backing:
+            store = etree.SubElement(root, "backingStore")
+            etree.SubElement(store, "path").text = backing[0]
+            etree.SubElement(store, "format", type=backing[1])
+        return etree.tostring(root).decode()
+
+    def create(self, path: str, fmt: str, size: int) -> None:
+        pool = self._pool(os.path.dirname(path))
+        xml = self._volume_xml(os.path.basename(path), fmt, size)
+        self._call(lambda: pool.createXML(xml, 0), f"create volume {path}")
+
+    def copy(self, template: str, template_format: str, path: str, fmt: str) -> None:
+        source_pool = self._pool(os.path.dirname(template))
+        source = self._call(lambda: source_pool.storageVolLookupByName(os.path.basename(template)),
+                            f"find template volume {template}")
+        size = int(source.info()[1])
+        pool = self._pool(os.path.dirname(path))
+        xml = self._volume_xml(os.path.basename(path), fmt, size)
+        self._call(lambda: pool.createXMLFrom(xml, source, 0), f"clone {template} to {path}")
+
+    def overlay(self, template: str, template_format: str, path: str, size: int) -> None:
+        pool = self._pool(os.path.dirname(path))
+        xml = self._volume_xml(os.path.basename(path), "qcow2", size, (template, template_format))
+        self._call(lambda: pool.createXML(xml, 0), f"create overlay {path}")
+
+    def _volume(self, path: str) -> Any:
+        pool = self._pool(os.path.dirname(path))
+        return self._call(lambda: pool.storageVolLookupByName(os.path.basename(path)), f"find volume {path}")
+
+    def grow(self, path: str, fmt: str, size: int) -> None:
+        volume = self._volume(path)
+        self._call(lambda: volume.resize(size, 0), f"grow {path}")
+
+    def delete(self, path: str) -> None:
+        volume = self._volume(path)
+        self._call(lambda: volume.delete(0), f"delete {path}")
+
+    def refresh(self, directory: str) -> None:
+        pool = self._pools_by_dir().get(directory)
+        if pool is not None and pool.isActive():
+            self._call(lambda: pool.refresh(0), f"refresh storage pool {pool.name()}")
+
+
+def domains_using(conn: Any) -> dict[str, list[dict[str, Any]]]:
+    """{image path: [{name, active}]} for every domain (running or not) on ``conn``."""
+    from lxml import etree
+
+    used: dict[str, list[dict[str, Any]]] = {}
+    for domain in conn.listAllDomains(0):
+        root = etree.fromstring(domain.XMLDesc(0).encode())
+        for source in root.iterfind("devices/disk/source"):
+            path = source.get("file") or source.get("dev")
+            if path:
+                used.setdefault(os.path.normpath(path), []).append(
+                    {"name": domain.name(), "active": bool(domain.isActive())})
+    return used
+
+
+def _open(uri: str) -> Any:
+    from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+
+    return open_connection(uri)
+
+
+def run_disk(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """Validate, read, plan and (unless ``check_mode``) apply; return the module result."""
+    req = build_request(params)
+    conn = _open(req.uri) if req.uri else None
+    try:
+        storage: LocalStorage = LibvirtStorage(conn, req.pool) if conn is not None else LocalStorage()
+        current = qemu_img_info(req.path)
+        temp = temp_path(req.path)
+        temp_exists = os.path.lexists(temp)
+        users = domains_using(conn) if conn is not None else {}
+        if req.state == "absent":
+            plan = plan_absent(req, current, temp_exists)
+            in_use = users.get(req.path)
+            if current is not None and in_use:
+                names = ", ".join(u["name"] for u in in_use)
+                raise Conflict(f"{req.path} is used by domain(s) {names}: undefine them (lcfg.xen.xen_domain "
+                               "state: absent) before deleting the image")
+        else:
+            template = qemu_img_info(req.template) if req.template else None
+            plan = plan_present(req, current, template, temp_exists)
+            if any(s["action"] != "remove-partial" for s in plan.steps):
+                plan.steps[0:0] = storage.pool_steps(req)
+            running = [u["name"] for u in users.get(req.path, []) if u["active"]]
+            if running and any(s["action"] == "grow" for s in plan.steps):
+                raise Conflict(f"{req.path} is in use by running domain(s) {', '.join(running)}: shut them "
+                               "down before growing it (or grow it live with virsh blockresize)")
+        result: dict[str, Any] = {
+            "changed": bool(plan.steps),
+            "actions": [describe_step(s) for s in plan.steps],
+            "image": plan.after,
+            "diff": {"before": plan.before, "after": plan.after},
+            "warnings": plan.warnings,
+        }
+        if check_mode or not plan.steps:
+            return result
+        _apply(plan, req, storage, result)
+        return result
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str, Any]) -> None:
+    from ansible_collections.lcfg.xen.plugins.module_utils._guestfs import inject_files
+
+    for step in plan.steps:
+        action = step["action"]
+        if action == "remove-partial":
+            storage.remove_partial(step["path"])
+        elif action == "define-pool":
+            storage.define_pool(step)
+        elif action == "create":
+            storage.create(step["path"], step["format"], step["size"])
+        elif action == "copy":
+            storage.copy(step["template"], step["template_format"], step["path"], step["format"])
+        elif action == "overlay":
+            storage.overlay(step["template"], step["template_format"], step["path"], step["size"])
+        elif action == "grow":
+            storage.grow(step["path"], step["format"], step["size"])
+        elif action == "inject":
+            try:
+                timing = inject_files(step["path"], step["format"], step["partition"], step["files"])
+            except XenError:
+                storage.remove_partial(step["path"])
+                raise
+            result["injection"] = {"seconds": timing["seconds"], "launch_seconds": timing["launch_seconds"]}
+            result["warnings"].extend(timing["notes"])
+        elif action == "rename":
+            storage.rename(step["from"], step["to"])
+        elif action == "delete":
+            storage.delete(step["path"])
+    storage.refresh(os.path.dirname(req.path))
+    # Report what is really there now.
+    final = qemu_img_info(req.path)
+    lcfg = result["image"].get("lcfg_files")
+    result["image"] = image_state(req.path, final, lcfg)
+    result["image"]["actual_size"] = final["actual_size"] if final else None
+
+
+def list_images(dirs: list[str], paths: list[str], uri: str | None) -> list[dict[str, Any]]:
+    """Images in ``dirs`` (regular, non-hidden files, not recursive) plus ``paths``."""
+    candidates: list[str] = []
+    for directory in dirs:
+        if not os.path.isdir(directory):
+            continue
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                    candidates.append(os.path.normpath(entry.path))
+    for path in paths:
+        if not os.path.isabs(path):
+            raise ValidationError("paths", f"{path!r} is not an absolute path")
+        candidates.append(os.path.normpath(path))
+    users: dict[str, list[dict[str, Any]]] = {}
+    if uri:
+        conn = _open(uri)
+        try:
+            users = domains_using(conn)
+        finally:
+            conn.close()
+    images = []
+    for path in sorted(set(candidates)):
+        entry: dict[str, Any] = {"path": path, "exists": os.path.lexists(path)}
+        if entry["exists"]:
+            try:
+                info = qemu_img_info(path)
+            except XenError as exc:
+                entry["error"] = exc.message
+            else:
+                if info is not None:
+                    entry.update(info)
+                    entry["size"] = format_size(info["virtual_size"])
+        if uri:
+            entry["used_by"] = [u["name"] for u in users.get(path, [])]
+        images.append(entry)
+    return images

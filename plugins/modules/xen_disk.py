@@ -1,0 +1,294 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Create, clone or remove a guest disk image."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: xen_disk
+short_description: Create or clone a guest disk image, and write LCFG client settings into it
+version_added: 0.1.0
+description:
+  - Creates a disk image of a given size (raw and sparse, or qcow2), or clones one from a
+    template image, either as a full copy that keeps the template's sparseness or as a qcow2
+    overlay backed by the template.
+  - For LCFG-managed guests (O(profile_url) and O(partition) set), writes the guest's LCFG client
+    settings (its profile URL and host name) into the filesystem on that partition of the new
+    clone, using libguestfs. The guest filesystem is never mounted in the host kernel.
+  - B(Safety.) An existing image is never overwritten. When it already matches the request the
+    module reports no change; when it differs (format, backing file, smaller size) the module fails
+    and names the parameter to change. It grows an image only with O(grow=true) and never shrinks one.
+    A template is only ever read.
+  - A new image is prepared under a temporary name in the same directory
+    (C(.<name>.lcfg-xen-partial)): created or copied, grown, LCFG settings written, and only then
+    linked to its final name. An interrupted run therefore never leaves a half-written image under
+    the final name; the next run removes the partial file and starts again.
+  - Without O(uri) the module uses C(qemu-img). With O(uri) it uses libvirt's storage API (a C(dir)
+    storage pool for the image's directory, defined and started when missing) and finishes the image
+    (injection, rename) on the managed host, which must hold the storage directory.
+  - O(state=absent) deletes the image. That is the explicit request to delete; nothing else ever does.
+author:
+  - lcfg.xen contributors
+options:
+  path:
+    description:
+      - Absolute path of the image. It must lie inside one of O(storage_dirs) and its directory must exist.
+      - In the inventory's vocabulary this is the C(path) of a C(disks) entry of C(xen_domain).
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) creates or clones the image when it is missing and checks it when it exists.
+      - V(absent) deletes the image (and a partial file left by an interrupted run). With O(uri), an
+        image still used by a defined domain is not deleted.
+    type: str
+    choices: [present, absent]
+    default: present
+  size_gb:
+    description:
+      - Virtual size in GiB (1 GiB = 1024 MiB), as the inventory's C(size_gb). Fractions are allowed.
+      - Required to create an image without O(template). For a clone it defaults to the template's
+        size and may not be smaller.
+      - Mutually exclusive with O(size).
+    type: float
+  size:
+    description:
+      - Virtual size with a unit, for example V(10G), V(512M), V(20GiB) (binary) or V(20GB) (decimal).
+        A bare number is bytes.
+      - Mutually exclusive with O(size_gb).
+    type: str
+  format:
+    description:
+      - Image format. Defaults to V(raw) for a new image, to the template's format for a copy, and is
+        always V(qcow2) for an overlay.
+    type: str
+    choices: [raw, qcow2]
+  template:
+    description:
+      - Absolute path of the template image to clone, inside one of O(storage_dirs). It is only read.
+      - The inventory's C(template) of the guest.
+    type: path
+  clone:
+    description:
+      - How to clone O(template). V(copy) makes a full, independent copy (sparse where the template is
+        sparse). V(overlay) makes a qcow2 image backed by the template, which then must never change.
+    type: str
+    choices: [copy, overlay]
+    default: copy
+  profile_url:
+    description:
+      - LCFG profile URL of the guest (the inventory's C(profile_url)), written into the new clone's
+        file named by O(lcfg_files.profile_url). Needs O(template) and O(partition).
+    type: str
+  partition:
+    description:
+      - Number of the partition of the template whose filesystem receives the LCFG settings
+        (the inventory's C(partition)); V(5) is the first logical partition of an msdos table.
+    type: int
+  hostname:
+    description:
+      - Host name written into O(lcfg_files.hostname). Defaults to the image's file name without its
+        extension (V(/guests/profiledev.img) gives V(profiledev)).
+    type: str
+  lcfg_files:
+    description:
+      - Paths inside the guest filesystem of the files that receive the LCFG settings. Each file holds
+        the value and a newline; parent directories are created. An empty value skips that file.
+    type: dict
+    suboptions:
+      profile_url:
+        description: File holding the profile URL.
+        type: str
+        default: /etc/lcfg/profile_url
+      hostname:
+        description: File holding the host name.
+        type: str
+        default: /etc/hostname
+  storage_dirs:
+    description:
+      - The directories images and templates may live in. O(path) and O(template) must be inside one.
+    type: list
+    elements: path
+    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen/guests, /guests, /data/guests]
+  grow:
+    description:
+      - Grow an existing image that is smaller than the requested size. The partitions and filesystems
+        inside are not resized. Images are never shrunk.
+    type: bool
+    default: false
+  uri:
+    description:
+      - libvirt connection URI. When set, images are created through libvirt's storage API and, for
+        O(state=absent), an image used by a domain is not deleted. When unset, C(qemu-img) is used.
+    type: str
+  pool:
+    description:
+      - Name for a storage pool the module defines for the image's directory when O(uri) is set and no
+        C(dir) pool covers it. Defaults to C(lcfg-xen) followed by the directory with C(/) as C(-).
+    type: str
+extends_documentation_fragment:
+  - lcfg.xen.connection.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    support: full
+    platforms: posix
+notes:
+  - Reading and writing guest filesystems needs libguestfs (Debian C(python3-guestfs) and
+    C(libguestfs-tools)). The module sets C(LIBGUESTFS_BACKEND=direct) when it is unset. If the
+    libguestfs appliance cannot start with KVM it is retried once with software emulation, which
+    is slower, and a warning says so.
+  - LCFG settings are written only into a new clone. An existing image is never opened for writing,
+    so its files are not compared; the diff reports them as C(null).
+  - Check mode does not open the template with libguestfs, so a wrong O(partition) is found only
+    by the real run; that run then fails before anything appears under O(path).
+requirements:
+  - qemu-img (Debian qemu-utils) on the managed host
+  - libguestfs Python binding (Debian python3-guestfs) for LCFG injection
+  - libvirt-python and lxml when O(uri) is set
+seealso:
+  - module: lcfg.xen.xen_disk_info
+"""
+
+EXAMPLES = r"""
+- name: Blank 20 GiB sparse raw image
+  lcfg.xen.xen_disk:
+    path: /guests/scratch.img
+    size_gb: 20
+
+- name: LCFG guest cloned from a template, with its profile URL written into partition 5
+  lcfg.xen.xen_disk:
+    path: /guests/profiledev.img
+    template: /guests/lcfg_temp.img
+    size_gb: 12
+    profile_url: http://lcfg.example.org/profiles/example.org/
+    partition: 5
+
+- name: The first disk of an inventory guest, on its hypervisor (play over the xen_guests group)
+  lcfg.xen.xen_disk:
+    path: "{{ xen_domain.disks[0].path }}"
+    size_gb: "{{ xen_domain.disks[0].size_gb | default(omit, true) }}"
+    template: "{{ xen_domain.template | default(omit, true) }}"
+    profile_url: "{{ xen_domain.profile_url | default(omit, true) }}"
+    partition: "{{ xen_domain.partition | default(omit, true) }}"
+    hostname: "{{ xen_domain.name }}"
+  delegate_to: "{{ xen_hypervisor }}"
+
+- name: qcow2 overlay backed by a read-only template, through libvirt's storage API
+  lcfg.xen.xen_disk:
+    path: /var/lib/libvirt/images/node1.qcow2
+    template: /var/lib/libvirt/images/base.img
+    clone: overlay
+    uri: qemu:///system
+
+- name: Grow an image (the guest must enlarge its partitions itself)
+  lcfg.xen.xen_disk:
+    path: /guests/scratch.img
+    size_gb: 40
+    grow: true
+
+- name: Delete an image
+  lcfg.xen.xen_disk:
+    path: /guests/scratch.img
+    state: absent
+"""
+
+RETURN = r"""
+image:
+  description: The image after the run (in check mode, as the run would leave it).
+  returned: always
+  type: dict
+  contains:
+    path: {description: Image path., type: str, sample: /guests/profiledev.img}
+    exists: {description: Whether the image exists., type: bool, sample: true}
+    format: {description: Image format., type: str, sample: raw}
+    virtual_size: {description: Virtual size in bytes., type: int, sample: 12884901888}
+    size: {description: Virtual size, human-readable., type: str, sample: 12 GiB}
+    backing_file: {description: Backing file of an overlay., type: str, sample: null}
+    backing_format: {description: Format of the backing file., type: str, sample: null}
+    lcfg_files:
+      description: Files written into the guest filesystem by this run, with their contents; null otherwise.
+      type: dict
+      sample: {/etc/hostname: "profiledev\n", /etc/lcfg/profile_url: "http://lcfg.example.org/profiles/\n"}
+    actual_size:
+      description: Bytes allocated on the host (not in check mode).
+      type: int
+      returned: when a change was applied
+actions:
+  description: What the run did (or, in check mode, would do), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["copy template /guests/lcfg_temp.img (raw) to raw image /guests/.profiledev.img.lcfg-xen-partial"]
+injection:
+  description: Time spent writing the LCFG settings, and in starting the libguestfs appliance, in seconds.
+  returned: when LCFG settings were written
+  type: dict
+  sample: {seconds: 4.2, launch_seconds: 3.1}
+diff:
+  description: The image before and after, in the vocabulary of RV(image).
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
+    CLONE_MODES,
+    DEFAULT_LCFG_FILES,
+    DEFAULT_STORAGE_DIRS,
+    FORMATS,
+    run_disk,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+
+ARGUMENT_SPEC = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "size_gb": {"type": "float"},
+    "size": {"type": "str"},
+    "format": {"type": "str", "choices": list(FORMATS)},
+    "template": {"type": "path"},
+    "clone": {"type": "str", "choices": list(CLONE_MODES), "default": "copy"},
+    "profile_url": {"type": "str"},
+    "partition": {"type": "int"},
+    "hostname": {"type": "str"},
+    "lcfg_files": {
+        "type": "dict",
+        "options": {key: {"type": "str", "default": value} for key, value in DEFAULT_LCFG_FILES.items()},
+    },
+    "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},
+    "grow": {"type": "bool", "default": False},
+    "uri": {"type": "str"},
+    "pool": {"type": "str"},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("size_gb", "size")],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    if not params.get("template"):
+        params["clone"] = None  # the default only means something for clones
+    try:
+        result = run_disk(params, module.check_mode)
+    except XenError as exc:
+        module.fail_json(msg=exc.message, **exc.result)
+    warnings = result.pop("warnings", [])
+    for warning in warnings:
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

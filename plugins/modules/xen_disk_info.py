@@ -1,0 +1,121 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""List guest disk images."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: xen_disk_info
+short_description: List guest disk images with their format, sizes, backing file and users
+version_added: 0.1.0
+description:
+  - Lists the disk images in the storage directories (regular files that are not hidden, not
+    recursive) and any images named in O(paths), read with C(qemu-img info).
+  - With O(uri), also reports which libvirt domains (running or not) use each image.
+  - Never changes anything; images in use by running guests are read without taking locks.
+author:
+  - lcfg.xen contributors
+options:
+  storage_dirs:
+    description:
+      - Directories to list. Missing directories are skipped. Set to V([]) to list only O(paths).
+    type: list
+    elements: path
+    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen/guests, /guests, /data/guests]
+  paths:
+    description:
+      - Absolute paths of images to report in addition to the directories' contents. A missing one
+        is reported with RV(images[].exists=false).
+    type: list
+    elements: path
+    default: []
+  uri:
+    description:
+      - libvirt connection URI. When set, each image's RV(images[].used_by) lists the domains using it.
+    type: str
+extends_documentation_fragment:
+  - lcfg.xen.connection.attributes
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads.
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: posix
+requirements:
+  - qemu-img (Debian qemu-utils) on the managed host
+  - libvirt-python and lxml when O(uri) is set
+seealso:
+  - module: lcfg.xen.xen_disk
+"""
+
+EXAMPLES = r"""
+- name: Images in the default storage directories, with the domains using them
+  lcfg.xen.xen_disk_info:
+    uri: qemu:///system
+  register: disks
+
+- name: Overlays whose template must never change
+  ansible.builtin.debug:
+    msg: "{{ disks.images | selectattr('backing_file') | map(attribute='backing_file') | unique }}"
+
+- name: Just two images
+  lcfg.xen.xen_disk_info:
+    storage_dirs: []
+    paths: [/guests/node1.img, /guests/node2.img]
+"""
+
+RETURN = r"""
+images:
+  description: One entry per image, sorted by path.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path: {description: Image path., type: str, sample: /guests/node1.img}
+    exists: {description: Whether the file exists., type: bool, sample: true}
+    format: {description: Image format as qemu-img reports it., type: str, sample: qcow2}
+    virtual_size: {description: Virtual size in bytes., type: int, sample: 10737418240}
+    size: {description: Virtual size, human-readable., type: str, sample: 10 GiB}
+    actual_size: {description: Bytes allocated on the host., type: int, sample: 200704}
+    backing_file: {description: Absolute path of the backing file, or null., type: str, sample: /guests/base.img}
+    backing_format: {description: Format of the backing file, or null., type: str, sample: raw}
+    used_by:
+      description: Names of the libvirt domains whose definition uses the image.
+      type: list
+      elements: str
+      returned: when O(uri) is set
+      sample: [node1]
+    error:
+      description: Why the image could not be read.
+      type: str
+      returned: when qemu-img could not read the file
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, list_images
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+
+ARGUMENT_SPEC = {
+    "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},
+    "paths": {"type": "list", "elements": "path", "default": []},
+    "uri": {"type": "str"},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        images = list_images(module.params["storage_dirs"], module.params["paths"], module.params["uri"])
+    except XenError as exc:
+        module.fail_json(msg=exc.message, **exc.result)
+    module.exit_json(changed=False, images=images)
+
+
+if __name__ == "__main__":
+    main()
