@@ -1,0 +1,255 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply a virtual group's settings to its member guests, live where possible."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: xen_group
+short_description: Apply a virtual group's hardware and network settings to its member guests
+version_added: 0.1.0
+description:
+  - A virtual group (LCFG C(xen.virtualgroup)) gives its members common hardware and network
+    settings - memory, maximum memory, VCPUs, CPU pinning, and the network type, bridge and vif script
+    of their vifs. This module applies them to all the members on one hypervisor in one task and
+    reports, per member, what changed.
+  - "Precedence is the inventory's: a member's own value (given in O(members)) wins; the group's
+    value fills in what the member leaves unset; a field that neither sets is left as it is."
+  - Running members change live where the hypervisor allows it, without a restart - memory up to
+    the guest's maximum memory, VCPUs up to its maximum VCPUs, CPU pinning. Every change is also
+    saved to the persistent definition. What cannot change live (maximum memory, maximum VCPUs,
+    network settings) waits for the member's next restart and is listed in
+    RV(members.pending_restart_fields); the module never restarts, starts or stops a member.
+  - Every member must already be defined (M(lcfg.xen.xen_domain), M(lcfg.xen.xen_guests) or the
+    C(lcfg.xen.guest) role create them). All members are validated and planned before any changes,
+    so a bad value for one member changes nothing.
+author:
+  - lcfg.xen contributors
+options:
+  name:
+    description:
+      - Name of the virtual group (the inventory group of the same name). Used in messages and results.
+    type: str
+    required: true
+  members:
+    description:
+      - The member guests - names, or dicts holding a C(name) and the member's own values, which win
+        over the group's.
+      - "A dict may set C(memory), C(maxmem), C(vcpus), C(maxvcpus), C(cpus) and C(vifs): a list of
+        C({mac or tag, nettype, bridge, network, script}) for the member's own vif values (matched to
+        the guest's vifs by MAC, else by tag)."
+      - The C(xen_domain) hostvar of an inventory guest can be passed as it is; its keys that a group does
+        not set (C(uuid), C(disks), C(autostart), ...) are ignored, any other key is an error.
+    type: list
+    elements: raw
+    required: true
+  memory:
+    description: Memory of every member in MiB (LCFG C(groupmemory_<group>)). Changes live up to the member's maximum memory.
+    type: int
+  maxmem:
+    description: Maximum memory in MiB (C(groupmaxmem_<group>)). Applies at the member's next restart.
+    type: int
+  vcpus:
+    description: Number of VCPUs (C(groupvcpus_<group>)). Changes live up to the member's maximum VCPUs.
+    type: int
+  maxvcpus:
+    description: Maximum number of VCPUs (C(groupmaxvcpus_<group>)). Applies at the member's next restart.
+    type: int
+  cpus:
+    description:
+      - Physical CPUs the members' VCPUs are pinned to, as a cpuset (C(groupcpus_<group>)), for example
+        V(0,1) or V(2-3). V("") removes the pinning. Changes live.
+    type: str
+  nettype:
+    description: Network type of every vif (C(groupnettype_<group>)). Applies at the member's next restart.
+    type: str
+    choices: [bridge, nat, route]
+  bridge:
+    description: Host bridge of every bridged vif (C(groupbridge_<group>)). Applies at the member's next restart.
+    type: str
+  network:
+    description:
+      - libvirt network of every vif of type nat or route. Defaults to V(lcfg-nat) or V(lcfg-route)
+        when a vif changes to that type.
+    type: str
+  script:
+    description: Vif script of every vif (C(groupscript_<group>)). Xen only.
+    type: str
+extends_documentation_fragment:
+  - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
+attributes:
+  platform:
+    support: full
+    platforms: posix
+notes:
+  - On KVM/QEMU, a memory change reaches the guest through its balloon driver; a guest without one
+    keeps its memory until it restarts, although the new value is set and saved.
+  - The O(uri) connection is opened once for all members.
+requirements:
+  - libvirt-python and lxml on the managed host
+seealso:
+  - module: lcfg.xen.xen_domain
+  - module: lcfg.xen.xen_guests
+"""
+
+EXAMPLES = r"""
+- name: Give every member of cluster1 1 GiB and 2 VCPUs pinned to CPUs 2-3, live
+  lcfg.xen.xen_group:
+    uri: xen:///system
+    name: cluster1
+    members: [node1, node2, node3]
+    memory: 1024
+    vcpus: 2
+    cpus: "2-3"
+
+- name: The group from the LCFG inventory, on a hypervisor (its xen_host.groups)
+  lcfg.xen.xen_group:
+    uri: "{{ xen_uri | default('qemu:///system') }}"
+    name: "{{ item.key }}"
+    members: "{{ item.value.members }}"
+    memory: "{{ item.value.memory }}"
+    maxmem: "{{ item.value.maxmem }}"
+    vcpus: "{{ item.value.vcpus }}"
+    maxvcpus: "{{ item.value.maxvcpus }}"
+    cpus: "{{ item.value.cpus }}"
+    bridge: "{{ item.value.bridge }}"
+    nettype: "{{ item.value.nettype }}"
+  loop: "{{ xen_host.groups | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
+
+- name: One member with its own memory, which wins over the group's
+  lcfg.xen.xen_group:
+    name: cluster2
+    members:
+      - node4
+      - name: node5
+        memory: 2048
+    memory: 512
+"""
+
+RETURN = r"""
+members:
+  description: Per member, what the run did (in check mode, would do).
+  returned: always
+  type: dict
+  sample:
+    node1:
+      changed: true
+      changed_fields: [memory]
+      actions: [redefine, set_memory_live]
+      live: [memory]
+      pending_restart: false
+      pending_restart_fields: []
+      state: running
+      before: {memory: 128, maxmem: 256, vcpus: 2, maxvcpus: 2, cpus: "1", vifs: [], state: running}
+      after: {memory: 192, maxmem: 256, vcpus: 2, maxvcpus: 2, cpus: "1", vifs: [], state: running}
+  contains:
+    changed:
+      description: Whether the member changed.
+      type: bool
+    changed_fields:
+      description: Group fields whose value changed.
+      type: list
+      elements: str
+    actions:
+      description: Steps taken, such as C(redefine), C(set_memory_live), C(set_vcpus_live), C(set_cpus_live).
+      type: list
+      elements: str
+    live:
+      description: Fields changed on the running guest without a restart.
+      type: list
+      elements: str
+    pending_restart:
+      description: Whether some change waits for the member's next restart.
+      type: bool
+    pending_restart_fields:
+      description: The fields that wait for the next restart.
+      type: list
+      elements: str
+    state:
+      description: Power state (C(running), C(paused), C(stopped)); never changed by this module.
+      type: str
+    before:
+      description: The group fields and vifs (C(tag), C(mac), C(nettype), C(bridge), C(network), C(script)) before the run.
+      type: dict
+    after:
+      description: The same after the run (read back from libvirt; in check mode, the prediction).
+      type: dict
+changed_members:
+  description: Names of the members that changed.
+  returned: always
+  type: list
+  elements: str
+  sample: [node1, node2]
+pending_restart:
+  description: Names of the members with changes waiting for their next restart.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+diff:
+  description: Per member, the group fields before and after.
+  returned: when diff mode is on
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._group import (
+    apply_group,
+    plan_group,
+    validate_members,
+    validate_settings,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+
+ARGUMENT_SPEC = with_connection({
+    "name": {"type": "str", "required": True},
+    "members": {"type": "list", "elements": "raw", "required": True},
+    "memory": {"type": "int"},
+    "maxmem": {"type": "int"},
+    "vcpus": {"type": "int"},
+    "maxvcpus": {"type": "int"},
+    "cpus": {"type": "str"},
+    "nettype": {"type": "str", "choices": ["bridge", "nat", "route"]},
+    "bridge": {"type": "str"},
+    "network": {"type": "str"},
+    "script": {"type": "str"},
+})
+
+
+def run_group(params: dict, check_mode: bool) -> dict:
+    """Validate everything, plan every member, then apply (or predict) in member order."""
+    settings = validate_settings(params)
+    members = validate_members(params["members"])
+    conn = open_connection(params["uri"])
+    try:
+        plans = plan_group(conn, settings, members, group=params["name"])
+        result = apply_group(conn, plans, check_mode=check_mode)
+    finally:
+        conn.close()
+    result["group"] = params["name"]
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = run_group(module.params, module.check_mode)
+    except XenError as exc:
+        module.fail_json(msg=f"group {module.params['name']}: {exc.message}", **exc.result)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
