@@ -31,7 +31,7 @@ __all__ = ["LogicalLine", "tokenize", "read_lines", "expand", "Preprocessor",
 
 MAX_INCLUDE_DEPTH = 200
 MAX_FILE_SIZE = 64 * 1024 * 1024
-MAX_EXPANSION = 1024 * 1024
+MAX_EXPANSION = 256 * 1024  # characters produced, plus 16 per replacement
 MAX_EXPANSION_DEPTH = 200
 _CACHE_LIMIT = 4096
 
@@ -57,6 +57,7 @@ class LogicalLine:
 
 
 _SPECIAL = re.compile(r'/\*|"')
+_COMMENT = re.compile(r"/\*")
 _STRING_REST = re.compile(r'(?:[^"\\\n]|\\.)*"')
 _WS = re.compile(r"\s+")
 _STRING_OR_WS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\s+')
@@ -68,6 +69,23 @@ def _collapse(text: str) -> str:
     if '"' not in text:
         return " ".join(text.split())
     return _STRING_OR_WS.sub(lambda m: " " if m.group(0)[0] != '"' else m.group(0), text).strip()
+
+
+def _continue(line: str, lines: list[str], i: int) -> tuple[str, int]:
+    """Join ``line`` (ending in a backslash) with the following physical lines."""
+    pieces = [line[:-1]]
+    n = len(lines)
+    while i < n:
+        nxt = lines[i]
+        i += 1
+        if nxt.endswith("\r"):
+            nxt = nxt[:-1]
+        if nxt.endswith("\\"):
+            pieces.append(nxt[:-1])
+        else:
+            pieces.append(nxt)
+            break
+    return "".join(pieces), i
 
 
 def tokenize(text: str, file: str) -> list[LogicalLine]:
@@ -86,15 +104,14 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
         i += 1
         if line.endswith("\r"):
             line = line[:-1]
-        while line.endswith("\\") and i < n:
-            nxt = lines[i]
-            i += 1
-            line = line[:-1] + (nxt[:-1] if nxt.endswith("\r") else nxt)
+        if line.endswith("\\") and i < n:
+            line, i = _continue(line, lines, i)
         if "/*" in line or '"' in line:
             parts: list[str] = []
             pos = 0
+            quotes = True
             while True:
-                m = _SPECIAL.search(line, pos)
+                m = (_SPECIAL if quotes else _COMMENT).search(line, pos)
                 if m is None:
                     parts.append(line[pos:])
                     break
@@ -107,26 +124,31 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                     else:  # a stray quote is an ordinary character (cpp warns only)
                         parts.append('"')
                         pos = m.end()
+                        quotes = False  # and so are the quotes after it on this line
                     continue
-                comment_line = start + line.count("\n", 0, m.start())
+                comment_line = i  # physical line holding the "/*" (continuations aside)
                 end = line.find("*/", m.end())
-                while end < 0:
+                if end >= 0:
+                    parts.append(" ")
+                    pos = end + 2
+                    continue
+                # the comment goes on over the next physical lines
+                while True:
                     if i >= n:
                         raise LcfgError("unterminated /* comment", file=file, line=comment_line)
                     nxt = lines[i]
                     i += 1
-                    if nxt.endswith("\r"):
-                        nxt = nxt[:-1]
-                    line = line + "\n" + nxt
-                    end = line.find("*/", m.end())
+                    end = nxt.find("*/")
                     if end >= 0:
-                        # the rest of the line after the comment may continue too
-                        while line.endswith("\\") and i < n:
-                            nxt = lines[i]
-                            i += 1
-                            line = line[:-1] + (nxt[:-1] if nxt.endswith("\r") else nxt)
+                        break
+                line = nxt[end + 2:]
+                if line.endswith("\r"):
+                    line = line[:-1]
+                if line.endswith("\\") and i < n:  # the rest may continue too
+                    line, i = _continue(line, lines, i)
                 parts.append(" ")
-                pos = end + 2
+                quotes = True
+                pos = 0
             line = "".join(parts)
         stripped = line.strip()
         if not stripped:
@@ -193,29 +215,30 @@ _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\.?\d[\w.]*|[A-Za-z_]\w*')
 
 
 def expand(text: str, defines: dict[str, str], _blocked: frozenset[str] = frozenset(),
-           _depth: int = 0) -> str:
+           _depth: int = 0, _budget: list[int] | None = None) -> str:
     """Replace every defined identifier token of ``text`` by its (expanded) body.
 
     Whole tokens only, not inside string literals or numbers; a macro is not
     expanded inside its own expansion (cpp rule), so ``#define X X`` is harmless.
-    Raises ValueError when the expansion runs away.
+    Raises ValueError when the expansion runs away (too deep or too large).
     """
     if not defines or not text:
         return text
     if _depth > MAX_EXPANSION_DEPTH:
         raise ValueError("macro expansion nested too deeply")
+    budget = _budget if _budget is not None else [MAX_EXPANSION]
 
     def repl(m: re.Match[str]) -> str:
         tok = m.group(0)
         body = defines.get(tok)
         if body is None or tok in _blocked:
             return tok
-        return expand(body, defines, _blocked | {tok}, _depth + 1)
+        budget[0] -= len(body) + 16
+        if budget[0] < 0:
+            raise ValueError("macro expansion too large")
+        return expand(body, defines, _blocked | {tok}, _depth + 1, budget)
 
-    out = _TOKEN.sub(repl, text)
-    if len(out) > MAX_EXPANSION:
-        raise ValueError("macro expansion too large")
-    return out
+    return _TOKEN.sub(repl, text)
 
 
 _DEFINE = re.compile(r"([A-Za-z_]\w*)(\(?)\s*(.*)\Z", re.S)

@@ -216,7 +216,8 @@ class _Reader:
                 raise self.fail(str(exc), file, ll, st) from None  # type: ignore[arg-type]
             if prio < 0:
                 # inactive without client contexts: check the statement, then ignore it
-                self._new_value(st, file, ll, None, apply=False)  # type: ignore[arg-type]
+                if st.mutate:  # type: ignore[union-attr]
+                    self._new_value(st, file, ll, None, apply=False)  # type: ignore[arg-type]
                 return
             variants = self.variants.setdefault(key, {})
             slot = variants.get(ctx)
