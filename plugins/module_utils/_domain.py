@@ -17,6 +17,8 @@ API (everything takes an open libvirt connection from ``_libvirt.open_connection
     #            "pending_restart": bool, "pending_restart_fields": [str], "warnings": [str],
     #            "diff": {"before": dict, "after": dict}}
     result = converge_domain(conn, params, check_mode=False)  # the three steps above
+    result = converge_guests(conn, [params, ...], check_mode=False, default_bridge=None)
+    # -> {"changed", "results": [result per guest], "pending_restart": [names], "diff"}
     guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
     domains = list_domains(conn)                   # {name: virDomain}, one libvirt call
 
@@ -47,7 +49,8 @@ from typing import Any
 from lxml import etree
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import (
     driver_name,
     libvirt,
@@ -62,6 +65,7 @@ __all__ = [
     "plan_domain",
     "apply_plan",
     "converge_domain",
+    "converge_guests",
     "domain_info",
     "list_domains",
     "connection_caps",
@@ -401,7 +405,8 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
                            "a UUID cannot be changed in place: remove the guest first (state: absent) "
                            "or drop the uuid option")
         render_caps = dict(caps, domain_type=current.domain_type)
-        target = dx.complete_spec(desired, current.spec, caps["driver"], prefix=prefix)
+        target = dx.complete_spec(desired, current.spec, caps["driver"], prefix=prefix,
+                                  reserved=dx.reserved_targets(current.xml))
         compare = copy.deepcopy(current.spec)
         compare["extra"]["xml"] = dx.present_fragments(current.xml, target["extra"]["xml"])
         changed = dx.diff_specs(target, compare)
@@ -620,3 +625,53 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
             "config": current.spec,
         })
     return out
+
+
+# --------------------------------------------------------------------------- many guests
+
+def converge_guests(conn, guests: list, check_mode: bool = False,
+                    default_bridge: str | None = None) -> dict:
+    """Converge every guest of ``guests`` (dicts in xen_domain's options) on one connection.
+
+    All guests are validated and planned (one ``listAllDomains`` plus a couple of reads per
+    guest) before the first change, so bad input anywhere changes nothing. Returns
+    ``{changed, results: [apply_plan result per guest], pending_restart: [names], diff}``.
+    """
+    if not isinstance(guests, list):
+        raise ValidationError("guests", "must be a list of guest dicts")
+    items = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(guests):
+        prefix = f"guests[{index}]."
+        item = check_guest_item(raw, prefix)
+        if default_bridge:
+            for vif in item.get("vifs") or []:
+                if isinstance(vif, dict) and (vif.get("nettype") or "bridge") == "bridge" and not vif.get("bridge"):
+                    vif["bridge"] = default_bridge
+        spec = validate_guest(item, prefix=prefix)
+        if spec["name"] in seen:
+            raise ValidationError(f"{prefix}name", f"guest {spec['name']} is also guests[{seen[spec['name']]}]")
+        seen[spec["name"]] = index
+        items.append((prefix, item, spec))
+    domains = list_domains(conn)
+    plans = []
+    for prefix, item, spec in items:
+        plans.append(plan_domain(
+            conn, spec, item["state"], shutdown_timeout=item["shutdown_timeout"],
+            force_stop=item["force_stop"], remove_disks=item["remove_disks"],
+            dom=domains.get(spec["name"]), known_missing=spec["name"] not in domains, prefix=prefix,
+        ))
+    results: list[dict] = []
+    for plan in plans:
+        try:
+            results.append(apply_plan(conn, plan, check_mode=check_mode))
+        except XenError as exc:
+            raise XenError(f"guest {plan.name}: {exc.message}",
+                           changed=any(r["changed"] for r in results), results=results) from exc
+    return {
+        "changed": any(r["changed"] for r in results),
+        "results": results,
+        "pending_restart": [r["name"] for r in results if r["pending_restart"]],
+        "diff": {"before": {r["name"]: r["before"] for r in results},
+                 "after": {r["name"]: r["after"] for r in results}},
+    }

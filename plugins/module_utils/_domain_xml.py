@@ -365,7 +365,8 @@ def _default_model(driver: str, gtype: str) -> str | None:
     return None
 
 
-def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str = "") -> dict:
+def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str = "",
+                  reserved: tuple | list = ()) -> dict:
     """Desired spec with every field filled: from ``current`` where the user left it out,
     else the defaults of a new guest. Lists given are replacive; inside them the values the
     user left out are adopted from the matching current item (disk: same path; vif: same MAC,
@@ -414,14 +415,17 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
         full["type"] = full.get("type") or match.get("type") or "image"
         full["format"] = full.get("format") or "raw"
         disks.append(full)
-    used = {d["device"] for d in disks if d["device"]}
-    prefix = _default_device_prefix(driver, gtype)
+    used = {d["device"] for d in disks if d["device"]} | set(reserved)
+    dev_prefix = _default_device_prefix(driver, gtype)
+    if cur.get("disks") and cur.get("type") == gtype:
+        dev_prefix = _DEVICE_RE.match(cur["disks"][0]["device"]).group(1) \
+            if _DEVICE_RE.match(cur["disks"][0]["device"] or "") else dev_prefix
     letter = 0
     for disk in disks:
         if not disk["device"]:
-            while prefix + _letters(letter) in used:
+            while dev_prefix + _letters(letter) in used:
                 letter += 1
-            disk["device"] = prefix + _letters(letter)
+            disk["device"] = dev_prefix + _letters(letter)
             used.add(disk["device"])
     out["disks"] = disks
     # vifs
@@ -927,7 +931,7 @@ def parse_domain(xml: str) -> dict:
 
     bootloader = text("bootloader")
     cmdline = text("os/cmdline") or (text("bootloader_args") if bootloader else None)
-    extra = {knob: text(knob) for knob in EXTRA_KNOBS}
+    extra = {knob: text(knob) or _LIFECYCLE_DEFAULTS[knob] for knob in EXTRA_KNOBS}
     extra["xml"] = []
     return {
         "name": text("name"),
@@ -949,13 +953,20 @@ def parse_domain(xml: str) -> dict:
     }
 
 
+def reserved_targets(xml: str) -> list[str]:
+    """Target devices of CD-ROM/floppy/LUN devices (not modelled, but their names are taken)."""
+    root = etree.fromstring(xml.encode())
+    return [d.find("target").get("dev") for d in root.findall("devices/disk")
+            if d.get("device", "disk") != "disk" and d.find("target") is not None]
+
+
 def present_fragments(xml: str, fragments: list[str]) -> list[str]:
     """The subset of ``fragments`` already merged into ``xml``."""
     root = etree.fromstring(xml.encode())
     return [f for f in fragments if fragment_present(root, etree.fromstring(f.encode()))]
 
 
-__all__.append("present_fragments")
+__all__ += ["present_fragments", "reserved_targets"]
 
 
 # --------------------------------------------------------------------------- comparison

@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: xen_domain
+short_description: Converge one guest (libvirt domain) to a declared spec
+version_added: 0.1.0
+description:
+  - Defines, updates, starts, stops or removes one guest on a Xen, KVM/QEMU or test
+    hypervisor through libvirt.
+  - The options are named like the keys of the C(xen_domain) variable the
+    M(lcfg.xen.lcfg) inventory plugin gives each guest.
+  - Declarative and idempotent. libvirt's normalised persistent definition is read back
+    into the option vocabulary and compared with what is asked; options left out are not
+    touched, and devices the module does not model stay in the definition. UUID and MACs
+    that exist are kept.
+  - On a running guest, O(memory) (up to O(maxmem)), O(vcpus) (up to O(maxvcpus)) and O(cpus)
+    change live and in the saved definition. Other changes are saved and reported in
+    RV(pending_restart_fields); the guest is never restarted by this module for them.
+  - To converge all guests of a hypervisor in one call use M(lcfg.xen.xen_guests).
+author:
+  - lcfg.xen contributors
+extends_documentation_fragment:
+  - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
+  - lcfg.xen.guest
+attributes:
+  idempotent:
+    support: full
+    details: A second run with the same options reports no change.
+seealso:
+  - module: lcfg.xen.xen_guests
+  - module: lcfg.xen.xen_domain_info
+  - module: lcfg.xen.xen_disk
+"""
+
+EXAMPLES = r"""
+- name: A small PV guest on Xen, booted directly from a kernel, started at boot
+  lcfg.xen.xen_domain:
+    uri: xen:///system
+    name: web1
+    type: pv
+    memory: 1024
+    maxmem: 2048
+    vcpus: 2
+    maxvcpus: 4
+    kernel: /boot/vmlinuz-guest
+    ramdisk: /boot/initrd-guest
+    cmdline: root=/dev/xvda1 ro console=hvc0
+    disks:
+      - path: /var/lib/xen/images/web1.img
+        tag: root
+    vifs:
+      - bridge: xenbr0
+        mac: "00:16:3e:00:00:01"
+        script: vif-bridge
+    autostart: true
+    state: running
+
+- name: A KVM guest with virtio devices on the libvirt NAT network
+  lcfg.xen.xen_domain:
+    uri: qemu:///system
+    name: build1
+    type: pv
+    memory: 512
+    disks:
+      - path: /var/lib/libvirt/images/build1.qcow2
+    vifs:
+      - nettype: nat
+    extra:
+      on_crash: restart
+      xml:
+        - "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>"
+    state: present
+
+- name: Give a running guest more CPUs and less memory, live
+  lcfg.xen.xen_domain:
+    uri: qemu:///system
+    name: build1
+    vcpus: 2
+    memory: 384
+  register: build1
+
+- name: Say when a restart is needed
+  ansible.builtin.debug:
+    msg: "restart build1 to apply {{ build1.pending_restart_fields | join(', ') }}"
+  when: build1.pending_restart
+
+- name: Remove a guest, powering it off if it ignores the shutdown request for 60 s
+  lcfg.xen.xen_domain:
+    uri: qemu:///system
+    name: build1
+    state: absent
+    shutdown_timeout: 60
+    force_stop: true
+"""
+
+RETURN = r"""
+changed:
+  description: Whether anything was (or, in check mode, would be) changed.
+  returned: always
+  type: bool
+actions:
+  description:
+    - What was done (or would be done in check mode), in order. Values are V(define),
+      V(redefine), V(set_memory_live), V(set_vcpus_live), V(set_cpus_live), V(set_autostart),
+      V(start), V(resume), V(stop), V(undefine) and V(remove_disk <path>).
+  returned: always
+  type: list
+  elements: str
+  sample: [define, set_autostart, start]
+before:
+  description:
+    - The guest before the run, in the option vocabulary, with C(state) (V(running),
+      V(paused), V(stopped) or V(absent)). An absent guest is C({name, state}).
+  returned: always
+  type: dict
+  sample: {"name": "web1", "state": "absent"}
+after:
+  description:
+    - The guest after the run, read back from libvirt (in check mode, the prediction),
+      same form as RV(before). Values are the saved definition; live values may differ
+      while RV(pending_restart) is true.
+  returned: always
+  type: dict
+  sample:
+    name: web1
+    uuid: 5a0b7c4e-1111-5222-8333-444455556666
+    type: pv
+    memory: 1024
+    maxmem: 2048
+    vcpus: 2
+    maxvcpus: 4
+    cpus: ""
+    autostart: true
+    disks:
+      - {path: /var/lib/xen/images/web1.img, type: image, format: raw, device: xvda, tag: root, name: null}
+    vifs:
+      - {mac: "00:16:3e:00:00:01", nettype: bridge, bridge: xenbr0, network: null,
+         script: vif-bridge, model: null, ip: null, tag: null}
+    kernel: /boot/vmlinuz-guest
+    ramdisk: /boot/initrd-guest
+    cmdline: root=/dev/xvda1 ro console=hvc0
+    bootloader: null
+    extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, xml: []}
+    state: running
+pending_restart:
+  description: Whether saved changes wait for the next restart of the running guest.
+  returned: always
+  type: bool
+pending_restart_fields:
+  description: The options whose new value applies at the next restart.
+  returned: always
+  type: list
+  elements: str
+  sample: [maxmem, vifs]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
+from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=with_connection(guest_module_argspec()), supports_check_mode=True)
+    try:
+        conn = open_connection(module.params["uri"])
+        try:
+            result = converge_domain(conn, module.params, check_mode=module.check_mode)
+        finally:
+            conn.close()
+    except XenError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: xen_guests
+short_description: Converge all guests of one hypervisor in one call
+version_added: 0.1.0
+description:
+  - Takes the list of guests of one hypervisor, each a dict with the options of
+    M(lcfg.xen.xen_domain), and converges every one of them through one libvirt
+    connection, with the same semantics (idempotent, live changes, check and diff mode per
+    guest).
+  - Every guest is validated and compared with libvirt before the first change, so an
+    invalid entry anywhere in the list fails the task without changing anything.
+  - Made for the C(xen_domain) variables of the M(lcfg.xen.lcfg) inventory plugin, which
+    can be passed unchanged (see the examples).
+author:
+  - lcfg.xen contributors
+extends_documentation_fragment:
+  - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
+options:
+  guests:
+    description:
+      - The guests, each a dict with the options of M(lcfg.xen.xen_domain) (C(name)
+        required; C(uuid), C(type), C(memory), C(maxmem), C(vcpus), C(maxvcpus), C(cpus),
+        C(autostart), C(disks), C(vifs), C(kernel), C(ramdisk), C(cmdline), C(bootloader),
+        C(extra), C(state), C(shutdown_timeout), C(force_stop), C(remove_disks)), with the
+        same meaning and defaults.
+      - The keys C(template), C(profile_url), C(partition) and C(groups) of the
+        C(xen_domain) inventory variable are accepted and B(ignored) here (they are for
+        M(lcfg.xen.xen_disk) and the inventory); any other unknown key fails, naming it.
+      - Guests of the hypervisor that are not in the list are left alone.
+    type: list
+    elements: dict
+    required: true
+  default_bridge:
+    description:
+      - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
+        leaves it null to mean the host's default bridge).
+    type: str
+attributes:
+  idempotent:
+    support: full
+    details: A second run with the same guests reports no change.
+seealso:
+  - module: lcfg.xen.xen_domain
+  - module: lcfg.xen.xen_domain_info
+"""
+
+EXAMPLES = r"""
+- name: Define every guest of this hypervisor from the LCFG inventory, then start them
+  hosts: xen_hypervisors
+  gather_facts: false
+  tasks:
+    - name: Define the guests (autostart as the profiles say)
+      lcfg.xen.xen_guests:
+        uri: xen:///system
+        default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+        guests: "{{ xen_host.guests | map('extract', hostvars, 'xen_domain') | list }}"
+
+    - name: Start them
+      lcfg.xen.xen_guests:
+        uri: xen:///system
+        default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+        guests: >-
+          {{ xen_host.guests | map('extract', hostvars, 'xen_domain')
+             | map('combine', {'state': 'running'}) | list }}
+
+- name: Two test guests on libvirt's test driver
+  lcfg.xen.xen_guests:
+    uri: test:///default
+    guests:
+      - name: demo1
+        memory: 128
+        vcpus: 1
+      - name: demo2
+        type: hvm
+        memory: 256
+        state: running
+"""
+
+RETURN = r"""
+changed:
+  description: Whether any guest was (or, in check mode, would be) changed.
+  returned: always
+  type: bool
+results:
+  description:
+    - One entry per guest, in the order of O(guests), each with the keys M(lcfg.xen.xen_domain)
+      returns (C(name), C(changed), C(actions), C(before), C(after), C(pending_restart),
+      C(pending_restart_fields)); with diff mode also C(diff).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: demo1
+      changed: true
+      actions: [define]
+      before: {name: demo1, state: absent}
+      after: {name: demo1, type: pv, memory: 128, state: stopped}
+      pending_restart: false
+      pending_restart_fields: []
+pending_restart:
+  description: Names of the guests whose saved changes wait for a restart.
+  returned: always
+  type: list
+  elements: str
+  sample: [web1]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=with_connection({
+            "guests": {"type": "list", "elements": "dict", "required": True},
+            "default_bridge": {"type": "str"},
+        }),
+        supports_check_mode=True,
+    )
+    try:
+        conn = open_connection(module.params["uri"])
+        try:
+            result = converge_guests(conn, module.params["guests"], check_mode=module.check_mode,
+                                     default_bridge=module.params["default_bridge"])
+        finally:
+            conn.close()
+    except XenError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    for entry in result["results"]:
+        for warning in entry.pop("warnings"):
+            module.warn(warning)
+        diff = entry.pop("diff")
+        if module._diff:
+            entry["diff"] = diff
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
