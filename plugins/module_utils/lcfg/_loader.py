@@ -96,8 +96,10 @@ class _SafeRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,
-              max_size: int = MAX_URL_SIZE) -> bytes:
+              max_size: int | None = None) -> bytes:
     """GET an XML profile; LcfgError (naming the URL) for any failure."""
+    if max_size is None:
+        max_size = MAX_URL_SIZE
     if validate_certs:
         context = ssl.create_default_context()
     else:
