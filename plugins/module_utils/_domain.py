@@ -75,7 +75,6 @@ __all__ = [
 STATES = ("present", "running", "stopped", "absent")
 LIVE_FIELDS = ("memory", "vcpus", "cpus")
 _POLL = 0.25
-_CAPS_CACHE: dict[int, dict] = {}
 
 
 # --------------------------------------------------------------------------- libvirt calls
@@ -228,11 +227,12 @@ def connection_caps(conn) -> dict:
     ``driver`` (xen, qemu, test, ...), ``local``, and lazily (``_full_caps``) ``domain_type``
     (QEMU: ``kvm`` only when offered and /dev/kvm opens), ``arch``, ``loader`` (Xen hvmloader).
     """
-    key = id(conn)
-    if key not in _CAPS_CACHE:
+    caps = getattr(conn, "_lcfg_caps", None)
+    if caps is None:
         uri = conn.getURI()
-        _CAPS_CACHE[key] = {"driver": driver_name(conn), "local": _is_local(uri), "uri": uri}
-    return _CAPS_CACHE[key]
+        caps = {"driver": driver_name(conn), "local": _is_local(uri), "uri": uri}
+        conn._lcfg_caps = caps  # cached on the connection object itself
+    return caps
 
 
 def _full_caps(conn) -> dict:
@@ -290,10 +290,12 @@ class Current:
     def active(self) -> bool:
         return self.power in ("running", "paused")
 
-    def view(self) -> dict:
+    def view(self, fragments: list[str] | None = None) -> dict:
+        """The spec plus ``state``; ``extra.xml`` lists which of ``fragments`` are applied."""
         if not self.exists:
             return {"name": self.name, "state": "absent"}
         view = copy.deepcopy(self.spec)
+        view["extra"]["xml"] = dx.present_fragments(self.xml, fragments) if fragments else []
         view["state"] = self.power
         return view
 
@@ -326,6 +328,7 @@ class DomainPlan:
     live: dict = field(default_factory=dict)
     pending_restart_fields: list[str] = field(default_factory=list)
     remove_paths: list[str] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)
     shutdown_timeout: float = 120
     force_stop: bool = False
 
@@ -407,8 +410,9 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
         render_caps = dict(caps, domain_type=current.domain_type)
         target = dx.complete_spec(desired, current.spec, caps["driver"], prefix=prefix,
                                   reserved=dx.reserved_targets(current.xml))
-        compare = copy.deepcopy(current.spec)
-        compare["extra"]["xml"] = dx.present_fragments(current.xml, target["extra"]["xml"])
+        plan.fragments = target["extra"]["xml"]
+        compare = current.view(plan.fragments)
+        plan.before = compare
         changed = dx.diff_specs(target, compare)
         config = [f for f in changed if f != "autostart"]
         plan.changed_fields = changed
@@ -436,6 +440,7 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
     else:
         render_caps = _full_caps(conn)
         target = dx.complete_spec(desired, None, caps["driver"], prefix=prefix)
+        plan.fragments = target["extra"]["xml"]
         plan.new_xml = dx.render_domain(target, render_caps)
         plan.actions.append("define")
     if target["autostart"] != (current.spec["autostart"] if current.exists else False):
@@ -569,7 +574,7 @@ def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
         if check_mode or not changed:
             after = plan.after
         else:
-            after = read_current(conn, plan.name, dom=dom).view()
+            after = read_current(conn, plan.name, dom=dom).view(plan.fragments)
     actions = list(plan.actions) if check_mode else done
     pending = sorted(set(pending))
     return {
