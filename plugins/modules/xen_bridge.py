@@ -341,15 +341,23 @@ networks:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._network import normalise_request, normalise_requests, reconcile
+from ansible_collections.lcfg.xen.plugins.module_utils._network import (
+    HAS_LXML,
+    LXML_IMPORT_ERROR,
+    normalise_request,
+    normalise_requests,
+    reconcile,
+)
 
-_DHCP_RANGE = {"type": "dict", "options": {"start": {"type": "str", "required": True},
-                                            "end": {"type": "str", "required": True}}}
+_DHCP_RANGE = {"type": "dict", "options": {
+    "start": {"type": "str", "required": True},
+    "end": {"type": "str", "required": True},
+}}
 _DHCP_HOSTS = {"type": "list", "elements": "dict", "options": {
     "mac": {"type": "str", "required": True},
     "ip": {"type": "str", "required": True},
@@ -387,6 +395,8 @@ def main() -> None:
         required_one_of=[("name", "networks")],
         supports_check_mode=True,
     )
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     params = module.params
     state: dict = {"conn": None}
 
