@@ -121,6 +121,7 @@ from typing import Any
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
+from ansible_collections.lcfg.xen.plugins.module_utils import _model
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles
@@ -140,6 +141,14 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines],
                              sort_keys=True).encode())
+    # the code that builds the model: an upgraded collection never reads an old entry
+    code_dir = os.path.dirname(os.path.abspath(_model.__file__))
+    for code in (os.path.join(code_dir, "_model.py"), os.path.join(code_dir, "_validate.py"),
+                 os.path.join(code_dir, "lcfg")):
+        for path in ([os.path.join(code, n) for n in sorted(os.listdir(code)) if n.endswith(".py")]
+                     if os.path.isdir(code) else [code]):
+            stat = os.stat(path)
+            digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
     for entry in list(sources) + list(include_path):
         if _is_url(entry):
             return None

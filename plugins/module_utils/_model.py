@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_NAT_NETWORK",
     "DEFAULT_NAT_SUBNET",
     "DEFAULT_ROUTE_NETWORK",
+    "RESERVED_GROUPS",
     "HostModel",
     "ModelErrors",
     "Site",
@@ -74,6 +75,8 @@ DEFAULT_ROUTE_NETWORK = "lcfg-route"
 DEFAULT_BRIDGE = "xenbr0"
 
 NETTYPES = ("bridge", "nat", "route")
+#: Ansible group names a virtual group may not take
+RESERVED_GROUPS = ("all", "ungrouped", "xen_hypervisors", "xen_guests")
 DISK_TYPES = ("image", "phy")
 DISK_FORMATS = ("raw", "qcow2")
 
@@ -361,6 +364,9 @@ def _read_groups(b: _Builder, guest_tags: list[str]) -> list[_Group]:
     groups: list[_Group] = []
     names, vg_res = b.tags("virtualgroup")
     for name in names:
+        if name in RESERVED_GROUPS:
+            b.error(vg_res, "virtualgroup",
+                    f"group name {name!r} is reserved ({', '.join(RESERVED_GROUPS)}); rename the group")
         members, mres = b.tags(f"members_{name}")
         for member in members:
             if member not in guest_tags:

@@ -388,6 +388,12 @@ def test_bad_host_resources():
               "bridgeif_b", "already declared")
 
 
+@pytest.mark.parametrize("group", ["all", "ungrouped", "xen_guests", "xen_hypervisors"])
+def test_reserved_group_names(group):
+    one_error(GUEST + [("virtualgroup", group), (f"members_{group}", "vm1")], "virtualgroup",
+              f"group name '{group}' is reserved")
+
+
 def test_group_member_must_be_a_guest_of_this_host():
     res = GUEST + [("virtualgroup", "g1"), ("members_g1", "vm1 node9")]
     one_error(res, "members_g1", "member 'node9' of group 'g1' is not a guest of this host")
