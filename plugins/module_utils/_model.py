@@ -642,4 +642,3 @@ def build_site(profiles: Iterable[Profile]) -> Site:
         site.hosts[profile.name] = model
         site.warnings.extend(model.warnings)
     return site
-
