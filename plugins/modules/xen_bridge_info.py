@@ -15,14 +15,16 @@ description:
     libvirt network (mode, bridge, subnet, DHCP range and reservations, active, autostart, persistent),
     in the vocabulary of M(lcfg.xen.xen_bridge).
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: The module only reads.
 options:

@@ -481,3 +481,38 @@ def test_xen_vif_script_must_exist():
     assert "/etc/xen/scripts/lcfgt-no-such-script" in failed["msg"]
     assert link("lcfgtbrxen") is None
 
+
+
+GUEST_XML = """<domain type='qemu'><name>lcfgtest-netdom</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/></os>
+<devices><interface type='network'><source network='lcfgtest-rst'/><model type='e1000'/></interface></devices>
+</domain>"""
+
+
+@pytest.fixture
+def running_guest():
+    """A diskless transient QEMU guest (it only PXE-loops) with one NIC on lcfgtest-rst."""
+    path = Path("/tmp/lcfgtest-netdom.xml")
+    path.write_text(GUEST_XML)
+    yield lambda: virsh("create", str(path))
+    virsh("destroy", "lcfgtest-netdom", check=False)
+    path.unlink()
+
+
+def test_restart_reattaches_running_guests(host, running_guest):
+    host.network("lcfgtest-rst")
+    params = {"name": "lcfgtest-rst", "mode": "nat", "bridge": "lcfgtbrrst", "address": "10.213.90.1/24"}
+    converge(params)
+    running_guest()
+    tap = re.search(r"<target dev='([^']+)'", virsh("dumpxml", "lcfgtest-netdom")).group(1)
+    assert tap in bridge_ports("lcfgtbrrst")
+
+    moved = dict(params, address="10.213.91.1/24", restart=True)
+    predicted = run_module("xen_bridge", moved, check=True)
+    applied = run_module("xen_bridge", moved)
+    assert predicted["actions"] == applied["actions"] == [
+        "redefine libvirt network lcfgtest-rst (address)",
+        "restart libvirt network lcfgtest-rst and reattach running guests' interfaces"]
+    assert addresses("lcfgtbrrst") == ["10.213.91.1/24"]
+    # libvirt's restart recreated the bridge without the guest's tap; the module put it back
+    assert tap in bridge_ports("lcfgtbrrst")
