@@ -31,14 +31,21 @@ from __future__ import annotations
 
 import os
 import re
+import traceback
 
-from lxml import etree
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - lxml is a documented requirement
+    etree = None
+    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    LXML_IMPORT_ERROR = None
 
 from ._errors import LcfgError
 from ._mutations import valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, combine_contexts, context_priority
 
-__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE"]
+__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE", "LXML_IMPORT_ERROR"]
 
 MAX_XML_SIZE = 64 * 1024 * 1024
 MAX_TEMPLATE_DEPTH = 5
@@ -234,6 +241,9 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     Name: ``name``, else the ``<host>`` of a ``.../<host>/XML/profile.xml`` path,
     else the ``profile.node`` resource, else the file stem. Only LcfgError comes out.
     """
+    if etree is None:
+        raise LcfgError("the Python library lxml is required to read XML profiles "
+                        "(install python3-lxml or pip install lxml)", file=path)
     if data is None:
         try:
             with open(path, "rb") as fh:

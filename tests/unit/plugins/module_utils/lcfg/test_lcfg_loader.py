@@ -7,7 +7,6 @@ import os
 import ssl
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 

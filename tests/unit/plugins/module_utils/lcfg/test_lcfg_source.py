@@ -61,7 +61,7 @@ def expect_error(tmp_path, text, line, resource, problem, file=None, **kw):
 def test_plain_assignment_and_whitespace(tmp_path):
     p = read(tmp_path, """\
         dhclient.mac   00:11:85:F3:1D:3D
-        inv.location   JCMB-2422  
+        inv.location   JCMB-2422 \t
         profile.packages  @a.rpms    @b.rpms
         xen.quoted   "keep   inner"   spaces
         xen.empty
