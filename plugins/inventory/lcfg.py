@@ -9,7 +9,7 @@ name: lcfg
 short_description: Hypervisors, guests and virtual groups from LCFG profiles
 version_added: 0.1.0
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 description:
   - Reads LCFG profiles (source profiles with C(#include) and mutations, compiled XML profiles,
     or XML profiles over http(s)) and exposes the C(xen) component as Ansible inventory.

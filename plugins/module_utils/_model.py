@@ -154,7 +154,6 @@ class _Builder:
         self.res: dict[str, Resource] = profile.resources.get(COMPONENT, {})
         self.errors: list[LcfgError] = []
         self.warnings: list[str] = []
-        self.used: set[str] = set()
 
     # -- resource access -------------------------------------------------
     def get(self, name: str) -> Resource | None:
@@ -185,6 +184,13 @@ class _Builder:
         except ValueError as exc:
             self.error(res, name, str(exc))
             return None, res
+
+    def value(self, name: str, parser: Callable[[str], Any]) -> Any:
+        """The parsed value or None (unset, or invalid: then an error is recorded)."""
+        return self.parsed(name, parser)[0]
+
+    def tag_list(self, name: str) -> list[str]:
+        return self.tags(name)[0]
 
     def tags(self, name: str) -> tuple[list[str], Resource | None]:
         res = self.get(name)
@@ -317,21 +323,21 @@ class _Group:
 
 
 def _host_settings(b: _Builder) -> dict[str, Any]:
-    bridge_net, _ = b.parsed("xendconfbridgenet", parse_bool)
-    nat_net, _ = b.parsed("xendconfnatnet", parse_bool)
-    route_net, _ = b.parsed("xendconfroutenet", parse_bool)
-    custom, _ = b.parsed("xendconfcustombridge", _ifname)
-    nat_name, _ = b.parsed("natnetwork", _netname)
-    nat_subnet, _ = b.parsed("natsubnet", _subnet)
-    route_name, _ = b.parsed("routenetwork", _netname)
-    route_subnet, _ = b.parsed("routesubnet", _subnet)
+    bridge_net = b.value("xendconfbridgenet", parse_bool)
+    nat_net = b.value("xendconfnatnet", parse_bool)
+    route_net = b.value("xendconfroutenet", parse_bool)
+    custom = b.value("xendconfcustombridge", _ifname)
+    nat_name = b.value("natnetwork", _netname)
+    nat_subnet = b.value("natsubnet", _subnet)
+    route_name = b.value("routenetwork", _netname)
+    route_subnet = b.value("routesubnet", _subnet)
 
     bridges: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
-    tags, _ = b.tags("bridgeinterfaces")
+    tags = b.tag_list("bridgeinterfaces")
     for index, tag in enumerate(tags):
-        netdev, _ = b.parsed(f"bridgenetdev_{tag}", _ifname)
-        vifnum, _ = b.parsed(f"bridgevifnum_{tag}", _int_min(0, "bridge vif number"))
+        netdev = b.value(f"bridgenetdev_{tag}", _ifname)
+        vifnum = b.value(f"bridgevifnum_{tag}", _int_min(0, "bridge vif number"))
         if vifnum is None:
             vifnum = index
         bridge, bres = b.parsed(f"bridgeif_{tag}", _ifname)
@@ -436,14 +442,14 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
             name = valid_guest_name(tag)
         except ValueError as exc:
             b.error(vm_res, "virtualmachines", str(exc))
-    gtype, _ = b.parsed(f"type_{tag}", canonical_guest_type)
-    uuid, _ = b.parsed(f"uuid_{tag}", valid_uuid)
+    gtype = b.value(f"type_{tag}", canonical_guest_type)
+    uuid = b.value(f"uuid_{tag}", valid_uuid)
 
     vals: dict[str, tuple[Any, Resource | None, str]] = {}
     for key, (prefix, parser) in _GUEST_FIELDS.items():
         vals[key] = r.resolve(tag, key, f"{prefix}_{tag}", parser, key)
     memory, mem_res, mem_name = vals["memory"]
-    maxmem, maxmem_res, _ = vals["maxmem"]
+    maxmem, maxmem_res = vals["maxmem"][:2]
     if memory is None and maxmem is None:
         memory = maxmem = DEFAULT_MEMORY
     elif memory is None:
@@ -454,7 +460,7 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
         b.error(mem_res, mem_name,
                 f"memory {memory} MiB is more than maxmem {maxmem} MiB "
                 f"({_where(maxmem_res, 'maxmem')}); raise maxmem or lower memory")
-    vcpus, vcpus_res, _ = vals["vcpus"]
+    vcpus, vcpus_res = vals["vcpus"][:2]
     maxvcpus, maxv_res, maxv_name = vals["maxvcpus"]
     vcpus = 1 if vcpus is None else vcpus
     if maxvcpus is None:
@@ -462,15 +468,15 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     elif maxvcpus < vcpus:
         b.error(maxv_res, maxv_name,
                 f"maxvcpus {maxvcpus} is less than vcpus {vcpus} ({_where(vcpus_res, 'default')})")
-    autostart, _ = b.parsed(f"boot_{tag}", parse_bool)
-    template, _ = b.parsed(f"template_{tag}", _abs_path)
-    profile_url, _ = b.parsed(f"profileurl_{tag}", _url)
-    partition, _ = b.parsed(f"partition_{tag}", _int_min(1, "partition"))
-    kernel, _ = b.parsed(f"kernel_{tag}", _abs_path)
-    ramdisk, _ = b.parsed(f"ramdisk_{tag}", _abs_path)
-    cmdline, _ = b.parsed(f"cmdline_{tag}", _text)
-    bootloader, _ = b.parsed(f"bootloader_{tag}", _text)
-    extra, _ = b.parsed(f"extra_{tag}", _text)
+    autostart = b.value(f"boot_{tag}", parse_bool)
+    template = b.value(f"template_{tag}", _abs_path)
+    profile_url = b.value(f"profileurl_{tag}", _url)
+    partition = b.value(f"partition_{tag}", _int_min(1, "partition"))
+    kernel = b.value(f"kernel_{tag}", _abs_path)
+    ramdisk = b.value(f"ramdisk_{tag}", _abs_path)
+    cmdline = b.value(f"cmdline_{tag}", _text)
+    bootloader = b.value(f"bootloader_{tag}", _text)
+    extra = b.value(f"extra_{tag}", _text)
 
     guest_name = name or tag
     disks = _disks(b, tag, guest_name)
@@ -491,7 +497,7 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
 
 def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
     disks: list[dict[str, Any]] = []
-    tags, _ = b.tags(f"disks_{tag}")
+    tags = b.tag_list(f"disks_{tag}")
     seen: dict[str, str] = {}
     for index, disk in enumerate(tags):
         def pick(fieldname: str, parser: Callable[[str], Any]) -> tuple[Any, Resource | None, str]:
@@ -510,10 +516,10 @@ def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
                 valid_disk_name(dname)
             except ValueError as exc:
                 b.error(b.get(f"disks_{tag}"), f"disks_{tag}", str(exc))
-        dtype, _, _ = pick("disktype", _choice(DISK_TYPES, "disk type"))
-        size, _, _ = pick("disksize", _size_gb)
-        dpath, _, _ = pick("diskpath", _abs_path)
-        fmt, _, _ = pick("diskformat", _choice(DISK_FORMATS, "disk format"))
+        dtype = pick("disktype", _choice(DISK_TYPES, "disk type"))[0]
+        size = pick("disksize", _size_gb)[0]
+        dpath = pick("diskpath", _abs_path)[0]
+        fmt = pick("diskformat", _choice(DISK_FORMATS, "disk format"))[0]
         dtype = dtype or "image"
         directory = dpath or DEFAULT_DISKPATH
         if dname is None:
@@ -531,14 +537,14 @@ def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
 
 def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dict[str, Any]]:
     vifs: list[dict[str, Any]] = []
-    tags, _ = b.tags(f"vifs_{tag}")
+    tags = b.tag_list(f"vifs_{tag}")
     for vif in tags:
-        mac, _ = b.parsed(f"mac_{tag}_{vif}", valid_mac)
-        ip, _ = b.parsed(f"ip_{tag}_{vif}", _ip)
-        network, _ = b.parsed(f"network_{tag}_{vif}", _netname)
+        mac = b.value(f"mac_{tag}_{vif}", valid_mac)
+        ip = b.value(f"ip_{tag}_{vif}", _ip)
+        network = b.value(f"network_{tag}_{vif}", _netname)
         item: dict[str, Any] = {"tag": vif, "mac": mac, "ip": ip}
         for key, (prefix, parser) in _VIF_GROUP_FIELDS.items():
-            item[key], _, _ = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser, f"vif {vif} {key}")
+            item[key] = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser, f"vif {vif} {key}")[0]
         item["nettype"] = item["nettype"] or "bridge"
         item["network"] = network
         vifs.append({key: item[key] for key in VIF_KEYS})
@@ -626,7 +632,7 @@ def build_site(profiles: Iterable[Profile]) -> Site:
                 "inventory names must be unique across the site", file=profile.path))
         for name, (origin, key) in model.origins.items():
             if name in owners or name == profile.name:
-                file, _, line = origin.rpartition(":")
+                file, _sep, line = origin.rpartition(":")
                 errors.append(LcfgError(
                     f"guest name {name!r} at {origin} is already defined by "
                     f"{owners.get(name, 'this host profile ' + profile.path)}; guest names are "
