@@ -46,9 +46,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lxml import etree
-
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
+from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import HAS_LXML, LXML_IMPORT_ERROR, etree
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import (
@@ -60,6 +59,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import (
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import cpuset_members
 
 __all__ = [
+    "HAS_LXML",
+    "LXML_IMPORT_ERROR",
     "DomainPlan",
     "validate_guest",
     "plan_domain",

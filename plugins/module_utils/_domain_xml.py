@@ -38,7 +38,15 @@ import re
 import uuid as uuidlib
 from typing import Any
 
-from lxml import etree
+try:
+    from lxml import etree
+
+    HAS_LXML = True
+    LXML_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - the modules report it with missing_required_lib
+    etree = None
+    HAS_LXML = False
+    LXML_IMPORT_ERROR = _exc
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import (
@@ -51,6 +59,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils._validate import (
 )
 
 __all__ = [
+    "HAS_LXML",
+    "LXML_IMPORT_ERROR",
     "SPEC_FIELDS",
     "METADATA_NS",
     "DEFAULT_NETWORKS",

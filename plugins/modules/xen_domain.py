@@ -24,15 +24,22 @@ description:
     RV(pending_restart_fields); the guest is never restarted by this module for them.
   - To converge all guests of a hypervisor in one call use M(lcfg.xen.xen_guests).
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
-  - lcfg.xen.connection.attributes
   - lcfg.xen.guest
 attributes:
-  idempotent:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
-    details: A second run with the same options reports no change.
+    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make, without making them.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details: The diff shows each guest's normalised configuration and power state before and after, in the module's option vocabulary (not raw XML).
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
 seealso:
   - module: lcfg.xen.xen_guests
   - module: lcfg.xen.xen_domain_info
@@ -161,10 +168,10 @@ pending_restart_fields:
   sample: [maxmem, vifs]
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
@@ -172,6 +179,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_conn
 
 def main() -> None:
     module = AnsibleModule(argument_spec=with_connection(guest_module_argspec()), supports_check_mode=True)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     try:
         conn = open_connection(module.params["uri"])
         try:

@@ -15,7 +15,7 @@ description:
   - The saved configuration is reported in the vocabulary M(lcfg.xen.xen_domain) accepts,
     so it can be fed back to it.
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
 options:
@@ -25,9 +25,11 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
     details: The module only reads.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 seealso:
   - module: lcfg.xen.xen_domain
@@ -110,10 +112,10 @@ guests:
         extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, xml: []}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import domain_info
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, domain_info
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
 
@@ -121,6 +123,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_conn
 def main() -> None:
     module = AnsibleModule(argument_spec=with_connection({"name": {"type": "str"}}),
                            supports_check_mode=True)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     try:
         conn = open_connection(module.params["uri"])
         try:

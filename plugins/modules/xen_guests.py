@@ -20,10 +20,9 @@ description:
   - Made for the C(xen_domain) variables of the M(lcfg.xen.lcfg) inventory plugin, which
     can be passed unchanged (see the examples).
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
-  - lcfg.xen.connection.attributes
 options:
   guests:
     description:
@@ -45,9 +44,17 @@ options:
         leaves it null to mean the host's default bridge).
     type: str
 attributes:
-  idempotent:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
-    details: A second run with the same guests reports no change.
+    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make, without making them.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details: The diff shows each guest's normalised configuration and power state before and after, in the module's option vocabulary (not raw XML).
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
 seealso:
   - module: lcfg.xen.xen_domain
   - module: lcfg.xen.xen_domain_info
@@ -114,10 +121,10 @@ pending_restart:
   sample: [web1]
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, converge_guests
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
 
@@ -130,6 +137,8 @@ def main() -> None:
         }),
         supports_check_mode=True,
     )
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     try:
         conn = open_connection(module.params["uri"])
         try:

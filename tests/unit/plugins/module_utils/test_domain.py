@@ -13,6 +13,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils import _domain
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
 
+
 def cleanup(conn):
     """Remove this file's guests: libvirt shares test:///default between the connections of
     a process while any of them (or a domain object) is alive."""

@@ -20,6 +20,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
 from ansible_collections.lcfg.xen.plugins.modules import xen_domain, xen_domain_info, xen_guests
 
+
 def cleanup(conn):
     """Remove this file's guests: libvirt shares test:///default between the connections of
     a process while any of them (or a domain object) is alive."""
