@@ -81,6 +81,13 @@ DISK_TYPES = ("image", "phy")
 DISK_FORMATS = ("raw", "qcow2")
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9_]+$")
+#: resources this model reads per tag; one that is never read is reported as unused
+_TAGGED_RE = re.compile(
+    r"^(name|uuid|type|memory|maxmem|vcpus|maxvcpus|cpus|boot|template|profileurl|partition|"
+    r"kernel|ramdisk|cmdline|bootloader|extra|disks|vifs|diskname|disktype|disksize|diskpath|"
+    r"diskformat|mac|ip|nettype|bridge|script|network|members|groupmemory|groupmaxmem|"
+    r"groupvcpus|groupmaxvcpus|groupcpus|groupbridge|groupnettype|groupscript|bridgenetdev|"
+    r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _NETNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
@@ -154,10 +161,12 @@ class _Builder:
         self.res: dict[str, Resource] = profile.resources.get(COMPONENT, {})
         self.errors: list[LcfgError] = []
         self.warnings: list[str] = []
+        self.used: set[str] = set()
 
     # -- resource access -------------------------------------------------
     def get(self, name: str) -> Resource | None:
         """The resource, or None when absent or empty (an empty LCFG value means unset)."""
+        self.used.add(name)
         res = self.res.get(name)
         if res is None or res.value is None or str(res.value).strip() == "":
             return None
@@ -601,6 +610,12 @@ def build_host(profile: Profile) -> HostModel:
         model.origins[name] = (_where(origin, profile.path), origin_key)
     if b.errors:
         raise ModelErrors(b.errors)
+    for name in sorted(set(b.res) - b.used):
+        if _TAGGED_RE.match(name) and b.get(name) is not None:
+            b.warn(b.res[name], name,
+                   "not used: its tag names no guest, disk, vif, group or bridge of this host "
+                   "(check xen.virtualmachines, xen.virtualgroup, xen.bridgeinterfaces and the "
+                   "disks_/vifs_ lists), or a per-disk resource overrides it for every disk")
     for group in groups:
         members = [tag_to_name[m] for m in group.members]
         model.groups[group.name] = members

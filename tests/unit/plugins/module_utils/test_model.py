@@ -486,6 +486,18 @@ def test_group_fills_what_the_guest_leaves_unset():
     assert len(model.warnings) == 1 and "nettype_vm1_b" in model.warnings[0]
 
 
+def test_resources_of_unknown_tags_warn_as_unused():
+    res = GUEST + [("vifs_vm1", "vif1"), ("mac_vm1_vif2", "00:16:3e:00:00:09"),
+                   ("memory_vm9", "64"), ("groupcpus_nogroup", "1"), ("xendconfother", "x"),
+                   ("disks_vm1", "root"), ("diskname_vm1_root", "a"), ("diskname_vm1", "b")]
+    model = build_host(make(res))
+    unused = sorted(w.split(": ")[1] for w in model.warnings)
+    assert unused == ["xen.diskname_vm1", "xen.groupcpus_nogroup", "xen.mac_vm1_vif2",
+                      "xen.memory_vm9"]
+    assert all("not used" in w for w in model.warnings)
+    assert any(w.startswith(f"/site/h1:{line_of(res, 'memory_vm9')}: ") for w in model.warnings)
+
+
 def test_group_without_members_warns():
     model = build_host(make([("virtualgroup", "empty")]))
     assert model.groups == {"empty": []}
