@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import Any
 
 from ._errors import LcfgError
 
@@ -42,13 +43,14 @@ class LogicalLine:
     ``parsed`` is a slot for the statement reader's cached parse of ``text``.
     """
 
-    __slots__ = ("line", "directive", "text", "parsed")
+    __slots__ = ("line", "directive", "text", "parsed", "loc")
 
     def __init__(self, line: int, directive: str | None, text: str) -> None:
         self.line = line
         self.directive = directive
         self.text = text
-        self.parsed: object = None
+        self.parsed: Any = None
+        self.loc: str | None = None  # "file:line", filled by the statement reader
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         if self.directive is not None:
@@ -272,7 +274,7 @@ class Preprocessor:
             self.defines[key] = "1" if value is None else " ".join(str(value).split())
         self._stack: list[str] = []
         self._emit: Callable[[str, LogicalLine], None] = lambda file, ll: None
-        self._version = 0
+        self.version = 0
         self._macro_version = -1
         self._macro_re: re.Pattern[str] | None = None
 
@@ -290,8 +292,8 @@ class Preprocessor:
 
         None when nothing is defined. Rebuilt whenever the defines change.
         """
-        if self._macro_version != self._version:
-            self._macro_version = self._version
+        if self._macro_version != self.version:
+            self._macro_version = self.version
             names = sorted(self.defines, key=len, reverse=True)
             self._macro_re = (re.compile(r"(?<![\w.])(?:" + "|".join(names) + r")(?!\w)")
                               if names else None)
@@ -356,7 +358,7 @@ class Preprocessor:
                 if not _IDENT.match(name):
                     raise LcfgError("#undef needs a macro name", file=path, line=ll.line)
                 self.defines.pop(name, None)
-                self._version += 1
+                self.version += 1
             elif d == "include":
                 self._include(ll, path)
             elif d == "error":
@@ -381,7 +383,7 @@ class Preprocessor:
             raise LcfgError(f"token pasting (##) in macro {name} is not supported",
                             file=path, line=ll.line)
         self.defines[name] = body.strip()
-        self._version += 1
+        self.version += 1
 
     def _include(self, ll: LogicalLine, path: str) -> None:
         spec = ll.text

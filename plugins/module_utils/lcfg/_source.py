@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 from ._cpp import LogicalLine, Preprocessor
 from ._errors import LcfgError
@@ -52,6 +53,7 @@ _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\Z', re.S)
 _UNESCAPE = re.compile(r'\\(["\\])')
 _ARG_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _TAGLIST = re.compile(r"[A-Za-z0-9_ ]*\Z")
+_LIST = re.compile(r"[A-Za-z0-9_ \t\r\n]*\Z")
 
 
 class Statement:
@@ -64,7 +66,7 @@ class Statement:
     """
 
     __slots__ = ("mutate", "comp", "res", "key", "ctx", "value", "macro", "args", "error",
-                 "checked")
+                 "checked", "fast")
 
     def __init__(self) -> None:
         self.mutate = False
@@ -77,6 +79,9 @@ class Statement:
         self.args: list[str] | None = None
         self.error: str | None = None
         self.checked = False  # tag arguments validated (valid while unexpanded)
+        # the macro, when this is a one-argument unquoted mutation whose argument
+        # needs no check (the reader's fast path)
+        self.fast: Mutation | None = None
 
     @property
     def resource(self) -> str | None:
@@ -144,6 +149,9 @@ def parse_statement(text: str) -> Statement:
         st.value = text[text.index(" ") + 1:]
         st.args = [arg.strip()]
         st.checked = _TAGLIST.match(arg) is not None
+        mut = MUTATIONS.get(st.macro)
+        if mut is not None and mut.nargs == 1 and not mut.quoted and (st.checked or not mut.tags):
+            st.fast = mut
         return st
     if text[0] != "!":
         m = _FAST_PLAIN.match(text)
@@ -192,6 +200,8 @@ class _Reader:
         self.values: dict[tuple[str, str], list] = {}
         # (comp, res) -> {context: [value, derivation, priority]}
         self.variants: dict[tuple[str, str], dict[str, list]] = {}
+        self._version = -1
+        self._search: Callable[[str], object] | None = None
 
     @staticmethod
     def fail(problem: str, file: str, ll: LogicalLine, st: Statement | None = None) -> LcfgError:
@@ -201,6 +211,33 @@ class _Reader:
         st = ll.parsed
         if st is None:
             st = ll.parsed = parse_statement(ll.text)
+        if st.ctx is None and (st.fast is not None or not st.mutate) and not st.error:  # type: ignore[union-attr]
+            # fast path: plain assignment or simple mutation, no macro in the argument
+            pp = self.pp
+            if self._version != pp.version:
+                self._version = pp.version
+                self._search = pp.macro_search()
+            search = self._search
+            loc = ll.loc
+            if loc is None:
+                loc = ll.loc = f"{file}:{ll.line}"
+            if st.fast is not None:  # type: ignore[union-attr]
+                arg = st.args[0]  # type: ignore[union-attr,index]
+                if search is None or search(arg) is None:
+                    key = st.key  # type: ignore[union-attr]
+                    slot = self.values.get(key)
+                    if slot is None:
+                        slot = self.values[key] = [None, ""]
+                    old = slot[0]
+                    new = st.fast.apply(old, arg)  # type: ignore[union-attr]
+                    if (new is old or new is None or not st.fast.tags  # type: ignore[union-attr]
+                            or _LIST.match(new) is not None):
+                        slot[0] = new
+                        slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
+                        return
+            elif search is None or search(st.value) is None:  # type: ignore[union-attr]
+                self.values[st.key] = [st.value, loc]  # type: ignore[union-attr]
+                return
         if st.error is not None:  # type: ignore[union-attr]
             raise self.fail(st.error, file, ll, st)  # type: ignore[union-attr,arg-type]
         key = st.key  # type: ignore[union-attr]
