@@ -266,7 +266,7 @@ class Preprocessor:
 
     def __init__(self, include_path: list[str] | None = None,
                  defines: dict[str, str] | None = None) -> None:
-        self.include_path = [os.path.abspath(p) for p in (include_path or [])]
+        self.include_path = [os.path.abspath(str(p)) for p in (include_path or [])]
         self.defines: dict[str, str] = {}
         for key, value in (defines or {}).items():
             if not isinstance(key, str) or not _IDENT.match(key):
@@ -416,7 +416,14 @@ class Preprocessor:
             raise LcfgError(f"include cycle: {chain}", file=path, line=ll.line)
         if len(self._stack) >= MAX_INCLUDE_DEPTH:
             raise LcfgError("#include nested too deeply", file=path, line=ll.line)
-        self._walk(found, read_lines(found))
+        try:
+            lines = read_lines(found)
+        except LcfgError as exc:
+            if exc.line is not None:
+                raise
+            raise LcfgError(f"cannot read included file {found}: {exc.problem}",
+                            file=path, line=ll.line) from None
+        self._walk(found, lines)
 
     def _condition(self, d: str, ll: LogicalLine, path: str) -> bool:
         text = ll.text
