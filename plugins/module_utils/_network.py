@@ -45,9 +45,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import is_missin
 from ansible_collections.lcfg.xen.plugins.module_utils._iproute import (
     IpCommandError,
     Runner,
+    ip_json,
     global_addresses,
     link_kind,
     link_state,
+    read_link,
     read_links,
     routes_via,
     valid_ifname,
@@ -69,6 +71,7 @@ __all__ = [
     "read_network",
     "list_networks",
     "plan_network",
+    "check_subnet_free",
     "apply_network",
     "plan_bridge",
     "apply_bridge",
@@ -632,6 +635,31 @@ def plan_network(request: dict, current: dict | None, prefix: str = "") -> dict:
             "pending_restart": pending, "warnings": warnings}
 
 
+def check_subnet_free(name: str, address: str, own_bridge: str | None, networks: list, routes: list,
+                      prefix: str = "") -> None:
+    """Refuse a subnet that another libvirt network or a host route already uses (libvirt would
+    only find out when starting the network, after the definition was saved)."""
+    wanted = ipaddress.ip_interface(address).network
+    for other in networks:
+        if other["name"] == name or not other.get("address"):
+            continue
+        theirs = ipaddress.ip_interface(other["address"]).network
+        if theirs.version == wanted.version and theirs.overlaps(wanted):
+            raise Conflict(f"{prefix}address: {wanted} overlaps libvirt network {other['name']} ({theirs}); "
+                           "choose another subnet")
+    for route in routes:
+        dst = route.get("dst")
+        if not dst or dst == "default" or route.get("dev") in (own_bridge, None):
+            continue
+        try:
+            theirs = ipaddress.ip_network(dst if "/" in dst else f"{dst}/{wanted.max_prefixlen}", strict=False)
+        except ValueError:
+            continue
+        if theirs.version == wanted.version and theirs.overlaps(wanted):
+            raise Conflict(f"{prefix}address: {wanted} is already routed through {route['dev']} ({theirs}); "
+                           "choose another subnet")
+
+
 def _static(state: dict) -> dict:
     """The part of a network's definition that only a restart changes."""
     return {key: state.get(key) for key in ("mode", "bridge", "netdev", "address")}
@@ -685,10 +713,20 @@ def apply_network(conn, request: dict, plan: dict, run: Runner | None = None, lo
                 net.update(step[1], step[2], -1, step[3], flags)
             elif kind == "reattach":
                 warnings += _reattach(conn, net, run, local)
-        except LibvirtFailure:
-            raise
         except Exception as exc:  # libvirt.libvirtError
-            raise LibvirtFailure(f"libvirt network {name}: {kind} failed: {exc}") from exc
+            rolled_back = ""
+            if plan["before"] is None and net is not None and kind != "define":
+                # a network this run defined and could not start: leave nothing behind
+                try:
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
+                    rolled_back = " (the new definition was removed again)"
+                except Exception:  # pylint: disable=broad-except
+                    pass
+            if isinstance(exc, LibvirtFailure):
+                raise
+            raise LibvirtFailure(f"libvirt network {name}: {kind} failed: {exc}{rolled_back}") from exc
     return warnings
 
 
@@ -1018,6 +1056,17 @@ def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: st
     if request["mode"] != "bridge" or request["libvirt_network"]:
         current = read_network(connect(), request["name"])
         net_plan = plan_network(request, current, prefix)
+        if request["mode"] != "bridge" and request["bridge"] and request["state"] == "present":
+            own = current["live"]["bridge"] if current and current["live"] else None
+            if request["bridge"] != own and read_link(run, request["bridge"]) is not None:
+                raise Conflict(f"{prefix}bridge: {request['bridge']} already exists on this host; libvirt creates "
+                               f"the bridge of a {request['mode']} network itself: choose another name")
+        wanted = (net_plan["after"] or {}).get("address")
+        if wanted and (current is None or current["config"]["address"] != wanted):
+            own = current["live"]["bridge"] if current and current["live"] else None
+            family = "-6" if ":" in wanted else "-4"
+            check_subnet_free(request["name"], wanted, own, list_networks(connect()),
+                              ip_json(run, ["ip", "-j", family, "route", "show"]), prefix)
         before["network"] = net_plan["before"]
         after["network"] = net_plan["after"]
         result["actions"] += net_plan["actions"]

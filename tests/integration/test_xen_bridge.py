@@ -516,3 +516,23 @@ def test_restart_reattaches_running_guests(host, running_guest):
     assert addresses("lcfgtbrrst") == ["10.213.91.1/24"]
     # libvirt's restart recreated the bridge without the guest's tap; the module put it back
     assert tap in bridge_ports("lcfgtbrrst")
+
+
+def test_overlapping_subnet_is_refused_before_defining(host):
+    host.network("lcfgtest-ovl1")
+    host.network("lcfgtest-ovl2")
+    converge({"name": "lcfgtest-ovl1", "mode": "nat", "bridge": "lcfgtbrovl1", "address": "10.213.92.1/24"})
+    failed = run_module("xen_bridge", {"name": "lcfgtest-ovl2", "mode": "route", "bridge": "lcfgtbrovl2",
+                                       "address": "10.213.92.129/25"})
+    assert failed["failed"] and failed["msg"].startswith("address:") and "lcfgtest-ovl1" in failed["msg"]
+    assert virsh("net-info", "lcfgtest-ovl2", check=False) == ""
+
+
+def test_libvirt_network_bridge_name_must_be_free(host):
+    host.link("lcfgtbrtaken")
+    host.network("lcfgtest-taken")
+    sh("ip", "link", "add", "lcfgtbrtaken", "type", "bridge")
+    failed = run_module("xen_bridge", {"name": "lcfgtest-taken", "mode": "nat", "bridge": "lcfgtbrtaken",
+                                       "address": "10.213.93.1/24"})
+    assert failed["failed"] and failed["msg"].startswith("bridge:") and "lcfgtbrtaken" in failed["msg"]
+    assert virsh("net-info", "lcfgtest-taken", check=False) == ""

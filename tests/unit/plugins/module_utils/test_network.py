@@ -475,3 +475,61 @@ def test_plan_writes_then_keeps_persistence(tmp_path):
     fake.links["eth0"] = entry("eth0", master="xenbr0")
     again = net.plan_bridge(req, fake, str(tmp_path))
     assert again["actions"] == [] and again["files"] == {}
+
+
+def test_subnet_must_be_free():
+    others = [{"name": "lcfg-nat", "address": "10.0.0.254/24"}, {"name": "open", "address": None}]
+    routes = [{"dst": "default", "dev": "eth0"}, {"dst": "192.168.1.0/24", "dev": "eth0"},
+              {"dst": "10.9.0.0/16", "dev": "lcfgroute"}]
+    net.check_subnet_free("lcfg-route", "10.1.0.1/24", None, others, routes)
+    net.check_subnet_free("lcfg-nat", "10.0.0.1/24", None, others, routes)  # its own network
+    net.check_subnet_free("lcfg-route", "10.9.1.1/24", "lcfgroute", others, routes)  # its own bridge's route
+    with pytest.raises(Conflict) as err:
+        net.check_subnet_free("lcfg-route", "10.0.0.1/25", None, others, routes, "networks[1].")
+    assert str(err.value).startswith("networks[1].address:") and "lcfg-nat" in str(err.value)
+    with pytest.raises(Conflict) as err:
+        net.check_subnet_free("lcfg-route", "192.168.0.1/16", None, others, routes)
+    assert "eth0" in str(err.value)
+    with pytest.raises(Conflict):
+        net.check_subnet_free("lcfg-route", "10.9.1.1/24", None, others, routes)
+
+
+class FailingNet:
+    """A network whose start fails, as when libvirt finds its bridge or subnet taken."""
+
+    def __init__(self):
+        self.active = False
+        self.undefined = False
+
+    def setAutostart(self, _flag):  # noqa: N802 - libvirt's name
+        return 0
+
+    def isActive(self):  # noqa: N802
+        return self.active
+
+    def create(self):
+        raise libvirt.libvirtError("Network is already in use by interface eth0")
+
+    def undefine(self):
+        self.undefined = True
+
+
+class FakeConn:
+    def __init__(self):
+        self.net = FailingNet()
+
+    def networkLookupByName(self, _name):  # noqa: N802
+        return self.net
+
+    def networkDefineXML(self, _xml):  # noqa: N802
+        return self.net
+
+
+def test_a_new_network_that_cannot_start_is_removed_again():
+    req = request(**NAT_REQ)
+    plan = net.plan_network(req, None)
+    conn = FakeConn()
+    with pytest.raises(net.LibvirtFailure) as err:
+        net.apply_network(conn, req, plan)
+    assert "create failed" in str(err.value) and "removed again" in str(err.value)
+    assert conn.net.undefined
