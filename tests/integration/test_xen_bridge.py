@@ -330,8 +330,8 @@ def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
                                   "start libvirt network lcfgtest-nat"]
     assert applied["bridge"] == "lcfgtbrnat" and applied["vif_script"] == "vif-nat"
     info = net_info("lcfgtest-nat")
-    assert (info["Active"], info["Persistent"], info["Autostart"], info["Bridge"]) == ("yes", "yes", "yes",
-                                                                                      "lcfgtbrnat")
+    state = (info["Active"], info["Persistent"], info["Autostart"], info["Bridge"])
+    assert state == ("yes", "yes", "yes", "lcfgtbrnat")
     assert addresses("lcfgtbrnat") == ["10.213.60.1/24"]
     assert dnsmasq_hosts("lcfgtest-nat") == ["52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
                                              "52:54:00:13:60:0b,10.213.60.11,lcfgt-g2"]
@@ -480,7 +480,6 @@ def test_xen_vif_script_must_exist():
     assert failed["failed"] and failed["msg"].startswith("vif_script:")
     assert "/etc/xen/scripts/lcfgt-no-such-script" in failed["msg"]
     assert link("lcfgtbrxen") is None
-
 
 
 GUEST_XML = """<domain type='qemu'><name>lcfgtest-netdom</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>

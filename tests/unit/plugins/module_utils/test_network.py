@@ -14,8 +14,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, 
 libvirt = pytest.importorskip("libvirt")
 
 
-def request(**params):
-    return net.normalise_request(params)
+def request(base=None, **params):
+    return net.normalise_request({**(base or {}), **params})
 
 
 # --------------------------------------------------------------------------- validation
@@ -59,14 +59,14 @@ def test_long_bridge_name_explains_the_fix():
     ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "01:16:3e:00:00:01", "ip": "10.0.0.5"}]},
      "dhcp_hosts[0].mac"),
     ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01"}]}, "dhcp_hosts[0]"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
-                                                         {"mac": "00:16:3E:00:00:01", "ip": "10.0.0.6"}]},
-     "dhcp_hosts[1].mac"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
-                                                         {"mac": "00:16:3e:00:00:02", "ip": "10.0.0.5"}]},
-     "dhcp_hosts[1].ip"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5",
-                                                          "name": "bad name"}]}, "dhcp_hosts[0].name"),
+    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
+        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
+        {"mac": "00:16:3E:00:00:01", "ip": "10.0.0.6"}]}, "dhcp_hosts[1].mac"),
+    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
+        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
+        {"mac": "00:16:3e:00:00:02", "ip": "10.0.0.5"}]}, "dhcp_hosts[1].ip"),
+    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
+        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5", "name": "bad name"}]}, "dhcp_hosts[0].name"),
     ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1/24",
       "dhcp_range": {"start": "10.0.0.200", "end": "10.0.0.100"}}, "dhcp_range"),
     ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1/24",
@@ -219,7 +219,7 @@ def test_plan_hosts_change_live_in_order():
              {"mac": "00:16:2a:24:a3:7e", "ip": "10.0.0.3", "name": "node3"}]
     current = dict(STATE, dhcp_hosts=STATE["dhcp_hosts"] + [
         {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"}])
-    plan = net.plan_network(request(**dict(NAT_REQ, dhcp_hosts=hosts)), record(current))
+    plan = net.plan_network(request(NAT_REQ, dhcp_hosts=hosts), record(current))
     assert [(step[0], step[1]) for step in plan["steps"]] == [("update", 2), ("update", 1), ("update", 3)]
     assert all(step[2] == 4 for step in plan["steps"])
     assert "00:16:2a:24:a3:7d" in plan["steps"][0][3] and "10.0.0.11" in plan["steps"][1][3]
@@ -228,7 +228,7 @@ def test_plan_hosts_change_live_in_order():
 
 
 def test_plan_range_change_is_live():
-    plan = net.plan_network(request(**dict(NAT_REQ, dhcp_range={"start": "10.0.0.50", "end": "10.0.0.60"})),
+    plan = net.plan_network(request(NAT_REQ, dhcp_range={"start": "10.0.0.50", "end": "10.0.0.60"}),
                             record(STATE))
     assert [(step[1], step[2]) for step in plan["steps"]] == [(2, 5), (3, 5)]
     assert plan["pending_restart"] is False
@@ -240,7 +240,7 @@ def test_plan_address_change_pends_or_restarts():
     assert plan["actions"][0] == "redefine libvirt network lcfg-nat (address)"
     assert [step[0] for step in plan["steps"]] == ["define"]
     assert plan["pending_restart"] is True and "restart: true" in plan["warnings"][0]
-    plan = net.plan_network(request(**dict(moved, restart=True)), record(STATE))
+    plan = net.plan_network(request(moved, restart=True), record(STATE))
     assert [step[0] for step in plan["steps"]] == ["define", "destroy", "create", "reattach"]
     assert plan["pending_restart"] is False
 
@@ -248,12 +248,12 @@ def test_plan_address_change_pends_or_restarts():
 def test_plan_reports_a_pending_definition_without_change():
     saved = dict(STATE, address="10.0.0.1/24", dhcp_hosts=[], dhcp_range={"start": "10.0.0.100", "end": "10.0.0.200"})
     rec = record(saved, live=dict(STATE, uuid=None))
-    plan = net.plan_network(request(**dict(NAT_REQ, address="10.0.0.1/24", dhcp_hosts=[])), rec)
+    plan = net.plan_network(request(NAT_REQ, address="10.0.0.1/24", dhcp_hosts=[]), rec)
     assert plan["actions"] == [] and plan["pending_restart"] is True
 
 
 def test_plan_inactive_network_is_started_and_autostart_set():
-    plan = net.plan_network(request(**dict(NAT_REQ, autostart=False)), record(STATE, active=False))
+    plan = net.plan_network(request(NAT_REQ, autostart=False), record(STATE, active=False))
     assert plan["actions"] == ["set autostart off", "start libvirt network lcfg-nat"]
 
 
@@ -286,7 +286,7 @@ def converge_net(conn, req):
 
 
 def test_network_lifecycle_on_test_driver(conn):
-    req = request(**dict(NAT_REQ, name="lcfgt-nat"))
+    req = request(NAT_REQ, name="lcfgt-nat")
     plan = converge_net(conn, req)
     assert plan["actions"][0] == "define libvirt network lcfgt-nat"
     rec = net.read_network(conn, "lcfgt-nat")
@@ -295,7 +295,7 @@ def test_network_lifecycle_on_test_driver(conn):
     assert converge_net(conn, req)["actions"] == []
 
     hosts = req["dhcp_hosts"] + [{"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"}]
-    req2 = request(**dict(NAT_REQ, name="lcfgt-nat", dhcp_hosts=hosts))
+    req2 = request(NAT_REQ, name="lcfgt-nat", dhcp_hosts=hosts)
     plan = converge_net(conn, req2)
     assert plan["actions"] == ["add DHCP reservation 00:16:2a:24:a3:7d 10.0.0.2 to lcfgt-nat (live)"]
     rec = net.read_network(conn, "lcfgt-nat")
