@@ -148,7 +148,8 @@ def load_profiles(sources: list[str], base_dir: str, include_path: list[str] | N
                   validate_certs: bool = True) -> list[LoadedProfile]:
     """Read every profile named by ``sources``, one result per profile, in sorted path order."""
     base_dir = os.path.abspath(base_dir)
-    inc = [os.path.normpath(os.path.join(base_dir, p)) for p in (include_path or [])]
+    inc = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p))))
+           for p in (include_path or [])]
     items: set[str] = set()
     failed: list[LoadedProfile] = []
     for source in sources:
