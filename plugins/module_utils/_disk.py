@@ -419,9 +419,6 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
     elif req.size is not None and req.size < size:
         warnings.append(f"{req.path} is {format_size(size)}, larger than the requested "
                         f"{format_size(req.size)}; images are never shrunk")
-    if req.lcfg_managed:
-        warnings.append(f"{req.path} exists: LCFG settings are injected only into new clones, "
-                        "so its files were not checked or changed")
     after = dict(before)
     after["virtual_size"] = size
     after["size"] = format_size(size)
