@@ -276,6 +276,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self._construct(guest_name)
 
     def _construct(self, host: str) -> None:
+        if not (self.get_option("compose") or self.get_option("groups")
+                or self.get_option("keyed_groups")):
+            return
         strict = bool(self.get_option("strict"))
         variables = self.inventory.get_host(host).get_vars()
         try:
