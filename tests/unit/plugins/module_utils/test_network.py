@@ -235,8 +235,8 @@ def test_plan_range_change_is_live():
 
 
 def test_plan_address_change_pends_or_restarts():
-    moved = dict(NAT_REQ, address="10.0.0.1/24", dhcp_hosts=[])
-    plan = net.plan_network(request(**moved), record(STATE))
+    moved = {**NAT_REQ, "address": "10.0.0.1/24", "dhcp_hosts": []}
+    plan = net.plan_network(request(moved), record(STATE))
     assert plan["actions"][0] == "redefine libvirt network lcfg-nat (address)"
     assert [step[0] for step in plan["steps"]] == ["define"]
     assert plan["pending_restart"] is True and "restart: true" in plan["warnings"][0]
