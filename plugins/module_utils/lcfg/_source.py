@@ -65,23 +65,20 @@ class Statement:
     the text is not a literal call (it may become one after macro expansion).
     """
 
-    __slots__ = ("mutate", "comp", "res", "key", "ctx", "value", "macro", "args", "error",
-                 "checked", "fast")
-
-    def __init__(self) -> None:
-        self.mutate = False
-        self.comp = ""
-        self.res = ""
-        self.key: tuple[str, str] = ("", "")
-        self.ctx: str | None = None
-        self.value = ""
-        self.macro: str | None = None
-        self.args: list[str] | None = None
-        self.error: str | None = None
-        self.checked = False  # tag arguments validated (valid while unexpanded)
-        # the macro, when this is a one-argument unquoted mutation whose argument
-        # needs no check (the reader's fast path)
-        self.fast: Mutation | None = None
+    # class-level defaults: a parse sets only what differs (cheap for 100,000s of lines)
+    mutate = False
+    comp = ""
+    res = ""
+    key: tuple[str, str] = ("", "")
+    ctx: str | None = None
+    value = ""
+    macro: str | None = None
+    args: list[str] | None = None
+    error: str | None = None
+    checked = False  # tag arguments validated (valid while unexpanded)
+    # the macro, when this is a one-argument unquoted mutation whose argument needs
+    # no check (the reader's fast path)
+    fast: Mutation | None = None
 
     @property
     def resource(self) -> str | None:
@@ -144,13 +141,14 @@ def parse_statement(text: str) -> Statement:
     m = _FAST_MUTATION.match(text)
     if m is not None:
         st.mutate = True
-        st.comp, st.res, st.macro, arg = m.groups()
+        st.comp, st.res, macro, arg = m.groups()
+        st.macro = macro
         st.key = (st.comp, st.res)
         st.value = text[text.index(" ") + 1:]
         st.args = [arg.strip()]
-        st.checked = _TAGLIST.match(arg) is not None
-        mut = MUTATIONS.get(st.macro)
-        if mut is not None and mut.nargs == 1 and not mut.quoted and (st.checked or not mut.tags):
+        checked = st.checked = _TAGLIST.match(arg) is not None
+        mut = MUTATIONS.get(macro)
+        if mut is not None and mut.nargs == 1 and not mut.quoted and (checked or not mut.tags):
             st.fast = mut
         return st
     if text[0] != "!":
@@ -158,7 +156,8 @@ def parse_statement(text: str) -> Statement:
         if m is not None:
             st.comp, st.res, value = m.groups()
             st.key = (st.comp, st.res)
-            st.value = value or ""
+            if value:
+                st.value = value
             return st
     m = _STMT.match(text)
     if m is None:
