@@ -166,8 +166,11 @@ def load_profiles(sources: list[str], base_dir: str, include_path: list[str] | N
             found, errors = _scan(path)
             items.update(found)
             failed.extend(errors)
-        elif os.path.exists(path):
+        elif os.path.isfile(path):
             items.add(path)
+        elif os.path.exists(path):
+            failed.append(LoadedProfile(path, None, LcfgError(
+                "not a regular file or directory", file=path)))
         else:
             failed.append(LoadedProfile(path, None, LcfgError("no such file or directory",
                                                               file=path)))

@@ -60,7 +60,7 @@ class Statement:
     """A parsed statement (cached on the logical line, so headers parse once).
 
     ``error`` holds a syntax problem, raised only when the statement is active.
-    Plain assignment: ``mutation`` is None and ``value`` holds the text. Mutation:
+    Plain assignment: ``mutate`` is False and ``value`` holds the text. Mutation:
     ``macro`` and ``args`` (raw argument texts) are set, or ``macro`` is None when
     the text is not a literal call (it may become one after macro expansion).
     """
@@ -210,7 +210,7 @@ class _Reader:
         st = ll.parsed
         if st is None:
             st = ll.parsed = parse_statement(ll.text)
-        if st.ctx is None and (st.fast is not None or not st.mutate) and not st.error:  # type: ignore[union-attr]
+        if st.ctx is None and (st.fast is not None or not st.mutate) and not st.error:
             # fast path: plain assignment or simple mutation, no macro in the argument
             pp = self.pp
             if self._version != pp.version:
@@ -220,54 +220,54 @@ class _Reader:
             loc = ll.loc
             if loc is None:
                 loc = ll.loc = f"{file}:{ll.line}"
-            if st.fast is not None:  # type: ignore[union-attr]
-                arg = st.args[0]  # type: ignore[union-attr,index]
+            if st.fast is not None:
+                arg = st.args[0]
                 if search is None or search(arg) is None:
-                    key = st.key  # type: ignore[union-attr]
+                    key = st.key
                     slot = self.values.get(key)
                     if slot is None:
                         slot = self.values[key] = [None, ""]
                     old = slot[0]
-                    new = st.fast.apply(old, arg)  # type: ignore[union-attr]
-                    if (new is old or new is None or not st.fast.tags  # type: ignore[union-attr]
+                    new = st.fast.apply(old, arg)
+                    if (new is old or new is None or not st.fast.tags
                             or _LIST.match(new) is not None):
                         slot[0] = new
                         slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
                         return
-            elif search is None or search(st.value) is None:  # type: ignore[union-attr]
-                self.values[st.key] = [st.value, loc]  # type: ignore[union-attr]
+            elif search is None or search(st.value) is None:
+                self.values[st.key] = [st.value, loc]
                 return
-        if st.error is not None:  # type: ignore[union-attr]
-            raise self.fail(st.error, file, ll, st)  # type: ignore[union-attr,arg-type]
-        key = st.key  # type: ignore[union-attr]
-        if st.ctx is None:  # type: ignore[union-attr]
+        if st.error is not None:
+            raise self.fail(st.error, file, ll, st)
+        key = st.key
+        if st.ctx is None:
             slot = self.values.get(key)
             if slot is None:
                 slot = self.values[key] = [None, ""]
         else:
-            ctx = st.ctx  # type: ignore[union-attr]
+            ctx = st.ctx
             try:
                 prio = context_priority(ctx)
             except ContextError as exc:
-                raise self.fail(str(exc), file, ll, st) from None  # type: ignore[arg-type]
+                raise self.fail(str(exc), file, ll, st) from None
             if prio < 0:
                 # inactive without client contexts: check the statement, then ignore it
-                if st.mutate:  # type: ignore[union-attr]
-                    self._new_value(st, file, ll, None, apply=False)  # type: ignore[arg-type]
+                if st.mutate:
+                    self._new_value(st, file, ll, None, apply=False)
                 return
             variants = self.variants.setdefault(key, {})
             slot = variants.get(ctx)
             if slot is None:
                 base = self.values.get(key)
                 slot = variants[ctx] = [base[0] if base else None, base[1] if base else "", prio]
-        if st.mutate:  # type: ignore[union-attr]
-            slot[0] = self._new_value(st, file, ll, slot[0])  # type: ignore[arg-type]
+        if st.mutate:
+            slot[0] = self._new_value(st, file, ll, slot[0])
             slot[1] = f"{slot[1]} {file}:{ll.line}" if slot[1] else f"{file}:{ll.line}"
         else:
             try:
-                slot[0] = self.expand_text(st.value)  # type: ignore[union-attr]
+                slot[0] = self.expand_text(st.value)
             except ValueError as exc:
-                raise self.fail(str(exc), file, ll, st) from None  # type: ignore[arg-type]
+                raise self.fail(str(exc), file, ll, st) from None
             slot[1] = f"{file}:{ll.line}"
 
     def _expand(self, text: str, file: str, ll: LogicalLine, st: Statement) -> str:

@@ -87,6 +87,12 @@ def test_defines_reach_every_profile(tmp_path):
     assert [r.profile.value("xen", "v") for r in results] == ["ed", "set"]
 
 
+def test_special_file_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "fifo")  # reading it would block
+    [r] = load_profiles(["fifo"], str(tmp_path))
+    assert r.profile is None and "not a regular file" in str(r.error)
+
+
 def test_empty_source_entry():
     [r] = load_profiles([""], "/")
     assert r.profile is None and "empty" in str(r.error)
