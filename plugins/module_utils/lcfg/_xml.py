@@ -91,28 +91,31 @@ def _text(el: etree._Element) -> str:
 
 
 class _Templates:
-    """The templates of one list: field -> split template parts."""
+    """The templates of one list: field -> split template parts.
 
-    def __init__(self, spec: str, fail) -> None:
+    Problems raise ValueError (the caller adds file, line and resource).
+    """
+
+    def __init__(self, spec: str) -> None:
         self.by_field: dict[str, list[str]] = {}
         for tmpl in spec.split():
             if not _TEMPLATE.match(tmpl):
-                raise fail(f"invalid template {tmpl!r}")
+                raise ValueError(f"invalid template {tmpl!r}")
             n = tmpl.count("$")
             if n < 1 or n > MAX_TEMPLATE_DEPTH:
-                raise fail(f"template {tmpl!r} needs 1 to {MAX_TEMPLATE_DEPTH} '$' placeholders")
+                raise ValueError(f"template {tmpl!r} needs 1 to {MAX_TEMPLATE_DEPTH} '$' placeholders")
             i = tmpl.find("_$")
             field = tmpl[:i] if i >= 0 else tmpl[:tmpl.find("$")].rstrip("_")
             self.by_field.setdefault(field, tmpl.split("$"))
 
-    def name(self, field: str, tags: list[str], fail) -> str:
+    def name(self, field: str, tags: list[str]) -> str:
         parts = self.by_field.get(field)
         if parts is None:
             # no template for this field: the conventional name [inference]
             return "_".join([field] + tags)
         n = len(parts) - 1
         if len(tags) < n:
-            raise fail(f"insufficient tags for template {'$'.join(parts)!r}: {tags}")
+            raise ValueError(f"insufficient tags for template {'$'.join(parts)!r}: {tags}")
         use = tags[len(tags) - n:]
         out = [parts[0]]
         for tag, part in zip(use, parts[1:]):
@@ -121,59 +124,80 @@ class _Templates:
         return "".join(out)
 
 
+_TEMPLATE_CACHE: dict[str, _Templates] = {}
+
+
 class _Reader:
     def __init__(self, path: str) -> None:
         self.path = path
         # (comp, res) -> list of (priority, value, derivation, context, line)
         self.entries: dict[tuple[str, str], list[tuple[int, str, str, str | None, int | None]]] = {}
 
-    def failer(self, el: etree._Element, resource: str | None):
-        def fail(problem: str) -> LcfgError:
-            return LcfgError(problem, file=self.path, line=el.sourceline, resource=resource)
-        return fail
+    def error(self, el: etree._Element, resource: str | None, problem: str) -> LcfgError:
+        return LcfgError(problem, file=self.path, line=el.sourceline, resource=resource)
 
     def component(self, el: etree._Element) -> None:
         comp = _local(el)
         if not valid_name(comp):
             raise LcfgError(f"invalid component name {comp!r}", file=self.path, line=el.sourceline)
         ctx = _cfg(el).get("context") or None
-        for child in _elements(el):
-            self.walk(child, comp, None, [], ctx)
+        for child in el:
+            if isinstance(child.tag, str):
+                self.walk(child, comp, None, [], ctx)
 
     def walk(self, el: etree._Element, comp: str, templates: _Templates | None,
              tags: list[str], ctx: str | None) -> None:
         field = _local(el)
-        attrs = _cfg(el)
-        fail = self.failer(el, f"{comp}.{field}")
+        attrs = _cfg(el) if el.attrib else {}
         if templates is None:
             res = field
         else:
-            res = templates.name(field, tags, fail)
+            try:
+                res = templates.name(field, tags)
+            except ValueError as exc:
+                raise self.error(el, f"{comp}.{field}", str(exc)) from None
         if not valid_name(res):
-            raise fail(f"invalid resource name {res!r}")
-        fail = self.failer(el, f"{comp}.{res}")
-        ctx = combine_contexts(ctx, attrs.get("context") or None)
-        typ = attrs.get("type", "").lstrip("%").strip()
-        base_type = re.split(r"[\s(:]", typ, 1)[0] if typ else ""
-        tmpl = attrs.get("template")
-        children = _elements(el)
+            raise self.error(el, f"{comp}.{field}", f"invalid resource name {res!r}")
+        if attrs:
+            local_ctx = attrs.get("context")
+            if local_ctx:
+                ctx = combine_contexts(ctx, local_ctx)
+            typ = attrs.get("type", "").lstrip("%").strip()
+            base_type = re.split(r"[\s(:]", typ, 1)[0] if typ else ""
+            tmpl = attrs.get("template")
+        else:
+            base_type = ""
+            tmpl = None
         if tmpl is not None or base_type == "list":
-            own = _Templates(tmpl or "", fail)
+            spec = tmpl or ""
+            own = _TEMPLATE_CACHE.get(spec)
+            if own is None:
+                try:
+                    own = _Templates(spec)
+                except ValueError as exc:
+                    raise self.error(el, f"{comp}.{res}", str(exc)) from None
+                if len(_TEMPLATE_CACHE) > 4096:
+                    _TEMPLATE_CACHE.clear()
+                _TEMPLATE_CACHE[spec] = own
             record_tags: list[str] = []
-            for child in children:
+            for child in el:
+                if not isinstance(child.tag, str):
+                    continue
                 if _local(child).endswith("_RECORD"):
                     cattrs = _cfg(child)
                     raw = cattrs.get("name")
-                    cfail = self.failer(child, f"{comp}.{res}")
                     if raw is None:
-                        raise cfail(f"record <{_local(child)}> without cfg:name")
+                        raise self.error(child, f"{comp}.{res}",
+                                         f"record <{_local(child)}> without cfg:name")
                     tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
                     if not valid_tag(tag):
-                        raise cfail(f"invalid tag {raw!r} in cfg:name")
+                        raise self.error(child, f"{comp}.{res}", f"invalid tag {raw!r} in cfg:name")
                     record_tags.append(tag)
                     rctx = combine_contexts(ctx, cattrs.get("context") or None)
-                    for grand in _elements(child):
-                        self.walk(grand, comp, own, tags + [tag], rctx)
+                    sub_tags = tags + [tag]
+                    for grand in child:
+                        if isinstance(grand.tag, str):
+                            self.walk(grand, comp, own, sub_tags, rctx)
                 else:
                     self.walk(child, comp, own, tags, ctx)
             if record_tags:
@@ -185,7 +209,7 @@ class _Reader:
         else:
             if len(el) == 0 and not el.text:
                 return  # empty element: unset
-            value = _text(el)
+            value = _text(el) if len(el) else el.text or ""
             if base_type == "boolean":
                 low = value.strip().lower()
                 if low in _TRUE:
@@ -193,17 +217,20 @@ class _Reader:
                 elif low in _FALSE:
                     value = ""
                 else:
-                    raise fail(f"invalid boolean value {value!r}")
+                    raise self.error(el, f"{comp}.{res}", f"invalid boolean value {value!r}")
             elif base_type == "integer" and not _INTEGER.match(value.strip()):
-                raise fail(f"invalid integer value {value!r}")
+                raise self.error(el, f"{comp}.{res}", f"invalid integer value {value!r}")
         deriv = attrs.get("derivation") or (
             f"{self.path}:{el.sourceline}" if el.sourceline else self.path)
-        try:
-            prio = context_priority(ctx)
-        except ContextError as exc:
-            raise fail(str(exc)) from None
-        if prio < 0:
-            return
+        if ctx is not None:
+            try:
+                prio = context_priority(ctx)
+            except ContextError as exc:
+                raise self.error(el, f"{comp}.{res}", str(exc)) from None
+            if prio < 0:
+                return
+        else:
+            prio = 0
         self.entries.setdefault((comp, res), []).append((prio, value, deriv, ctx, el.sourceline))
 
     def profile(self, name: str | None) -> Profile:
