@@ -27,9 +27,11 @@ requirements:
     ATTRIBUTES = r"""
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads the current state and reports exactly the changes and diff a real run would make, without making them.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
 """
