@@ -146,6 +146,8 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                 line = nxt[end + 2:]
                 if line.endswith("\r"):
                     line = line[:-1]
+                if not "".join(parts).strip():
+                    start = i  # nothing before the comment: the text starts on this line
                 if line.endswith("\\") and i < n:  # the rest may continue too
                     line, i = _continue(line, lines, i)
                 parts.append(" ")

@@ -22,7 +22,7 @@ def test_tokenize_logical_lines_and_numbers():
     got = [(ll.line, ll.directive, ll.text) for ll in lines]
     assert got == [
         (1, None, "a.b 1"),
-        (2, None, "a.c 2"),        # the comment's first line
+        (3, None, "a.c 2"),        # where its text starts, after the comment
         (4, "define", "X 1 2"),
         (5, None, "a.d 3 4"),
         (8, None, 'a.e "x  /* y */  z"'),

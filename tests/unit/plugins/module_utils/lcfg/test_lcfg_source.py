@@ -417,6 +417,8 @@ def test_comments_keep_line_numbers(tmp_path):
         xen.d z
         !xen.url mSET(http://host/path//x) /* // is not a comment */
         xen.str "a /* not a comment */ b"
+        /* a leading
+           comment */ xen.lead 1
         """)
     f = str(tmp_path / "host")
     assert p.value("xen", "a") == "1 2"
@@ -426,6 +428,7 @@ def test_comments_keep_line_numbers(tmp_path):
     assert p.get("xen", "d").derivation == f"{f}:9"
     assert p.value("xen", "url") == "http://host/path//x"
     assert p.value("xen", "str") == '"a /* not a comment */ b"'
+    assert p.get("xen", "lead").derivation == f"{f}:13"
 
 
 def test_continuation(tmp_path):
