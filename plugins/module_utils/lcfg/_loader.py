@@ -10,8 +10,9 @@
 * a directory is searched recursively: ``*.xml`` files are XML profiles, other
   regular files source profiles, except hidden files and directories, headers and
   schemas (``*.h``, ``*.def``), YAML, documentation (``README*``, ``*.md``, ``*.rst``,
-  ``*.txt``) and editor or package-manager leftovers (``*~``, ``#*#``, ``*.swp``,
-  ``*.bak``, ``*.orig``, ``*.rej``, ``*.tmp``, ``*.rpmnew``, ``*.dpkg-*``...);
+  ``*.txt``), editor or package-manager leftovers (``*~``, ``#*#``, ``*.swp``,
+  ``*.bak``, ``*.orig``, ``*.rej``, ``*.tmp``, ``*.rpmnew``, ``*.dpkg-*``...) and what
+  else sits next to published profiles (``*.gz``, ``*.db``, ``*.json``, ``*.html``...);
 * ``http://`` and ``https://`` URLs are XML profiles, fetched with a timeout, TLS
   verification (unless disabled) and a size cap; redirects stay on http(s).
 
@@ -42,6 +43,9 @@ _SKIP_SUFFIXES = (
     ".h", ".def", ".yml", ".yaml", ".md", ".rst", ".txt", ".swp", ".swo", ".swx", ".bak",
     ".orig", ".rej", ".tmp", ".old", ".rpmnew", ".rpmsave", ".rpmorig", ".dpkg-old",
     ".dpkg-new", ".dpkg-dist", ".dpkg-bak", ".ucf-old", ".ucf-new", ".ucf-dist", ".pyc",
+    # what else lives next to published profiles: archives, databases, web files, checksums
+    ".gz", ".bz2", ".xz", ".zst", ".db", ".json", ".html", ".htm", ".log", ".md5", ".sha1",
+    ".sha256", ".sig", ".asc",
 )
 
 

@@ -102,7 +102,8 @@ def test_empty_source_entry():
     ("xenhost1", True), ("host.example.org", True), ("h.xml", True), (".h", False), ("a.h", False),
     ("a.def", False), ("x.yml", False), ("x.YAML", False), ("x~", False), ("#x#", False),
     ("x.swp", False), ("x.orig", False), ("x.rpmnew", False), ("x.dpkg-old", False),
-    ("README", False), ("notes.txt", False),
+    ("README", False), ("notes.txt", False), ("profile.xml.gz", False), ("profile.db", False),
+    ("index.html", False),
 ])
 def test_is_profile_file(name, ok):
     assert is_profile_file(name) is ok
