@@ -183,6 +183,8 @@ options:
       - The escape hatch for hypervisor settings this module does not model.
       - Knobs left out keep their current value (V(destroy), V(restart), V(destroy) for a
         new guest). Changes apply at the next restart of a running guest.
+      - Reported back (RV(lcfg.xen.xen_domain#module:after.extra)) with the libvirt domain
+        type in C(domain_type) (V(xen), V(kvm), V(qemu), V(test)).
     type: dict
     suboptions:
       on_poweroff:
@@ -197,6 +199,16 @@ options:
         description: What the hypervisor does when the guest crashes.
         type: str
         choices: [destroy, restart, preserve, rename-restart, coredump-destroy, coredump-restart]
+      domain_type:
+        description:
+          - The libvirt domain type. On KVM/QEMU V(kvm) (hardware virtualisation) or V(qemu)
+            (TCG emulation); on Xen only V(xen), on the test driver only V(test) (accepted so
+            that RV(lcfg.xen.xen_domain_info#module:guests[].config) can be fed back).
+          - Default for a new guest V(kvm) when the hypervisor offers it and C(/dev/kvm) can
+            be opened on the managed host, else V(qemu). An existing guest keeps its type.
+          - Useful where KVM is offered but unusable or very slow (nested virtualisation).
+        type: str
+        choices: [kvm, qemu, xen, test]
       xml:
         description:
           - libvirt domain XML fragments merged into the definition, each one element.

@@ -440,7 +440,8 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
                 plan.actions.append(f"set_{f}_live")
     else:
         render_caps = _full_caps(conn)
-        target = dx.complete_spec(desired, None, caps["driver"], prefix=prefix)
+        target = dx.complete_spec(desired, None, caps["driver"], prefix=prefix,
+                                  domain_type=render_caps["domain_type"])
         plan.fragments = target["extra"]["xml"]
         plan.new_xml = dx.render_domain(target, render_caps)
         plan.actions.append("define")

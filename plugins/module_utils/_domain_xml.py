@@ -11,7 +11,7 @@ Vocabulary (architecture.md "guest spec"): a plain dict with ``name``, ``uuid``,
 (canonical cpuset or ``""`` for no pinning), ``autostart``, ``disks`` (list of
 ``{path, type, format, device, tag, name}``), ``vifs`` (list of ``{mac, nettype, bridge,
 network, script, model, ip, tag}``), ``kernel``, ``ramdisk``, ``cmdline``, ``bootloader``,
-``extra`` (``{on_poweroff, on_reboot, on_crash, xml: [fragments]}``).
+``extra`` (``{on_poweroff, on_reboot, on_crash, domain_type, xml: [fragments]}``).
 
 Main functions:
 
@@ -89,6 +89,7 @@ VIF_FIELDS = ("mac", "nettype", "bridge", "network", "script", "model", "ip", "t
 EXTRA_KNOBS = ("on_poweroff", "on_reboot", "on_crash")
 LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
                      "coredump-restart")
+DOMAIN_TYPES = ("kvm", "qemu", "xen", "test")
 METADATA_NS = "urn:lcfg:xen:guest:1"
 DEFAULT_NETWORKS = {"nat": "lcfg-nat", "route": "lcfg-route"}
 DEFAULT_MEMORY = 512
@@ -202,10 +203,15 @@ def _validate_vif(vif: Any, where: str) -> dict:
 def _validate_extra(extra: Any, where: str) -> dict:
     if not isinstance(extra, dict):
         _fail(where, "must be a dict with on_poweroff, on_reboot, on_crash and/or xml")
-    unknown = sorted(set(extra) - set(EXTRA_KNOBS) - {"xml"})
+    unknown = sorted(set(extra) - set(EXTRA_KNOBS) - {"xml", "domain_type"})
     if unknown:
-        _fail(f"{where}.{unknown[0]}", "unknown key: extra accepts on_poweroff, on_reboot, on_crash, xml")
+        _fail(f"{where}.{unknown[0]}", "unknown key: extra accepts on_poweroff, on_reboot, on_crash, "
+              "domain_type, xml")
     out: dict = {}
+    if extra.get("domain_type") is not None and extra["domain_type"] not in DOMAIN_TYPES:
+        _fail(f"{where}.domain_type", f"unknown domain type {extra['domain_type']!r}: use kvm or qemu "
+              "on KVM/QEMU (xen and test name the other drivers)")
+    out["domain_type"] = extra.get("domain_type")
     for knob in EXTRA_KNOBS:
         value = extra.get(knob)
         if value is not None and value not in LIFECYCLE_ACTIONS:
@@ -319,6 +325,11 @@ def _no_duplicates(items: list[dict], key: str, where: str) -> None:
 
 def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
     """Driver-specific rules, checked before anything changes."""
+    chosen = (spec.get("extra") or {}).get("domain_type")
+    allowed = ("kvm", "qemu") if driver in ("qemu", "kvm") else (driver,)
+    if chosen and chosen not in allowed:
+        _fail(f"{prefix}extra.domain_type", f"domain type {chosen} does not exist on a {driver} hypervisor; "
+              f"use {' or '.join(allowed)} (or leave it out)")
     if driver == "xen":
         return
     if spec.get("type") == "pvh" and driver != "test":
@@ -375,8 +386,13 @@ def _default_model(driver: str, gtype: str) -> str | None:
     return None
 
 
+def default_domain_type(driver: str) -> str:
+    """The libvirt domain type of a new guest when the capabilities were not read."""
+    return "qemu" if driver in ("qemu", "kvm") else driver
+
+
 def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str = "",
-                  reserved: tuple | list = ()) -> dict:
+                  reserved: tuple | list = (), domain_type: str | None = None) -> dict:
     """Desired spec with every field filled: from ``current`` where the user left it out,
     else the defaults of a new guest. Lists given are replacive; inside them the values the
     user left out are adopted from the matching current item (disk: same path; vif: same MAC,
@@ -411,7 +427,8 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     out["autostart"] = bool(out["autostart"])
     for field in ("kernel", "ramdisk", "cmdline", "bootloader"):
         out[field] = out[field] or None
-    out["extra"] = _complete_extra(desired.get("extra"), cur.get("extra"))
+    out["extra"] = _complete_extra(desired.get("extra"), cur.get("extra"),
+                                   domain_type or default_domain_type(driver))
     gtype = out["type"]
     # disks
     cur_disks = {d["path"]: d for d in cur.get("disks") or []}
@@ -469,10 +486,11 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     return out
 
 
-def _complete_extra(desired: dict | None, current: dict | None) -> dict:
+def _complete_extra(desired: dict | None, current: dict | None, domain_type: str | None) -> dict:
     cur = current or {}
     des = desired or {}
     out = {knob: des.get(knob) or cur.get(knob) or _LIFECYCLE_DEFAULTS[knob] for knob in EXTRA_KNOBS}
+    out["domain_type"] = des.get("domain_type") or cur.get("domain_type") or domain_type
     out["xml"] = des.get("xml") if des.get("xml") is not None else []
     return out
 
@@ -495,7 +513,10 @@ def _os_type(driver: str, gtype: str) -> tuple[str, str | None]:
     return ("hvm", None)
 
 
-def _domain_type(caps: dict) -> str:
+def _domain_type(spec: dict, caps: dict) -> str:
+    chosen = (spec.get("extra") or {}).get("domain_type")
+    if chosen:
+        return chosen
     driver = caps["driver"]
     if driver in ("qemu", "kvm"):
         return caps.get("domain_type") or "qemu"
@@ -585,7 +606,7 @@ def render_domain(spec: dict, caps: dict) -> str:
     optional ``arch`` and ``loader`` (Xen hvmloader path), ``emulator``.
     """
     driver = caps["driver"]
-    root = etree.Element("domain", type=_domain_type(caps))
+    root = etree.Element("domain", type=_domain_type(spec, caps))
     _sub(root, "name", spec["name"])
     _sub(root, "uuid", spec["uuid"])
     _set_metadata(root, spec)
@@ -682,6 +703,8 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
         _update_vifs(root, spec, caps)
     if "extra" in changed:
         extra = spec.get("extra") or {}
+        if extra.get("domain_type"):
+            root.set("type", extra["domain_type"])
         for knob in EXTRA_KNOBS:
             if extra.get(knob):
                 _find_or_add(root, knob, ("clock", "features", "os")).text = extra[knob]
@@ -942,6 +965,7 @@ def parse_domain(xml: str) -> dict:
     bootloader = text("bootloader")
     cmdline = text("os/cmdline") or (text("bootloader_args") if bootloader else None)
     extra = {knob: text(knob) or _LIFECYCLE_DEFAULTS[knob] for knob in EXTRA_KNOBS}
+    extra["domain_type"] = root.get("type")
     extra["xml"] = []
     return {
         "name": text("name"),
@@ -990,7 +1014,7 @@ def diff_specs(desired: dict, current: dict) -> list[str]:
         want = desired.get(field)
         have = current.get(field)
         if field == "extra":
-            want_knobs = {k: want.get(k) for k in EXTRA_KNOBS if want.get(k) is not None}
+            want_knobs = {k: want.get(k) for k in EXTRA_KNOBS + ("domain_type",) if want.get(k) is not None}
             have_knobs = {k: (have or {}).get(k) for k in want_knobs}
             if want_knobs != have_knobs or sorted(want.get("xml") or []) != sorted((have or {}).get("xml") or []):
                 changed.append(field)

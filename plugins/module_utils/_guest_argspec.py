@@ -56,6 +56,7 @@ _EXTRA_OPTIONS = {
     "on_poweroff": {"type": "str", "choices": _LIFECYCLE},
     "on_reboot": {"type": "str", "choices": _LIFECYCLE},
     "on_crash": {"type": "str", "choices": _LIFECYCLE},
+    "domain_type": {"type": "str", "choices": ["kvm", "qemu", "xen", "test"]},
     "xml": {"type": "list", "elements": "str"},
 }
 

@@ -64,7 +64,7 @@ def render_case(case: str) -> str:
     if caps["driver"] != "xen":
         for vif in spec["vifs"]:
             vif["mac"] = "52:54:00" + vif["mac"][8:]
-    full = dx.complete_spec(spec, None, caps["driver"])
+    full = dx.complete_spec(spec, None, caps["driver"], domain_type=caps.get("domain_type"))
     return dx.render_domain(full, caps)
 
 

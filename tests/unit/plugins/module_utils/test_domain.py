@@ -158,7 +158,7 @@ def test_extra_is_merged_and_idempotent(conn):
     assert root.find("features/pae") is not None
     assert root.findtext("on_crash") == "preserve"
     assert result["after"]["extra"] == {"on_poweroff": "destroy", "on_reboot": "restart",
-                                        "on_crash": "preserve", "xml": [fragment]}
+                                        "on_crash": "preserve", "domain_type": "test", "xml": [fragment]}
     # leaving extra out afterwards keeps what is there
     assert converge(conn, memory=64)["changed"] is False
 

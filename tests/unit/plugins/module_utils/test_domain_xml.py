@@ -89,6 +89,7 @@ def test_canonical_cpuset(text, expected):
 
 @pytest.mark.parametrize("params, parameter", [
     ({"type": "pvh"}, "type"),
+    ({"extra": {"domain_type": "xen"}}, "extra.domain_type"),
     ({"bootloader": "pygrub"}, "bootloader"),
     ({"vifs": [{"bridge": "br0", "script": "vif-bridge"}]}, "vifs[0].script"),
 ])
@@ -97,6 +98,13 @@ def test_xen_only_features_fail_on_qemu(params, parameter):
         dx.check_driver(spec(**params), "qemu", prefix="guests[1].")
     assert info.value.parameter == "guests[1]." + parameter
     dx.check_driver(spec(**params), "xen")  # fine on Xen
+
+
+def test_domain_type_must_exist_on_the_driver():
+    dx.check_driver(spec(extra={"domain_type": "qemu"}), "qemu")
+    with pytest.raises(ValidationError) as info:
+        dx.check_driver(spec(extra={"domain_type": "kvm"}), "xen")
+    assert info.value.parameter == "extra.domain_type"
 
 
 # --------------------------------------------------------------------------- completion
@@ -179,7 +187,7 @@ def test_render_parse_round_trip(driver, gtype):
                                  disks=[{"path": "/i/a.img", "tag": "root", "name": "a"},
                                         {"path": "/dev/sdz", "type": "phy"}],
                                  vifs=vifs, extra={"on_reboot": "destroy"}, **boot),
-                            None, CAPS[driver]["driver"])
+                            None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
     parsed = dx.parse_domain(dx.render_domain(full, CAPS[driver]))
     parsed["autostart"] = full["autostart"]
     assert dx.diff_specs(full, parsed) == []
