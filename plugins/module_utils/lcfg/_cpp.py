@@ -163,7 +163,8 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                 continue
             out.append(LogicalLine(start, m.group(1) or "", _collapse(m.group(2))))
         else:
-            out.append(LogicalLine(start, None, _collapse(stripped)))
+            out.append(LogicalLine(start, None, _collapse(stripped) if '"' in stripped
+                                   else " ".join(stripped.split())))
     return out
 
 

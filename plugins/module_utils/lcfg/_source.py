@@ -210,27 +210,28 @@ class _Reader:
         st = ll.parsed
         if st is None:
             st = ll.parsed = parse_statement(ll.text)
-        if st.ctx is None and (st.fast is not None or not st.mutate) and not st.error:
+        fast = st.fast
+        if st.ctx is None and (fast is not None or not st.mutate) and not st.error:
             # fast path: plain assignment or simple mutation, no macro in the argument
-            pp = self.pp
-            if self._version != pp.version:
-                self._version = pp.version
-                self._search = pp.macro_search()
+            if self._version != self.pp.version:
+                self._version = self.pp.version
+                self._search = self.pp.macro_search()
             search = self._search
             loc = ll.loc
             if loc is None:
                 loc = ll.loc = f"{file}:{ll.line}"
-            if st.fast is not None:
+            if fast is not None:
                 arg = st.args[0]
                 if search is None or search(arg) is None:
+                    values = self.values
                     key = st.key
-                    slot = self.values.get(key)
+                    slot = values.get(key)
                     if slot is None:
-                        slot = self.values[key] = [None, ""]
+                        values[key] = [fast.apply(None, arg), loc]
+                        return
                     old = slot[0]
-                    new = st.fast.apply(old, arg)
-                    if (new is old or new is None or not st.fast.tags
-                            or _LIST.match(new) is not None):
+                    new = fast.apply(old, arg)
+                    if new is old or new is None or not fast.tags or _LIST.match(new) is not None:
                         slot[0] = new
                         slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
                         return
