@@ -10,6 +10,9 @@ The value primitives follow lcfg-core ``resources/mutate.c``; the mapping of the
 ``mXXX`` macro names onto them is the reference's inference and lives in ONE table,
 :data:`MUTATIONS`, which tests and callers may extend or override.
 
+Parsed header statements are cached per process with their macro resolved: after
+changing :data:`MUTATIONS`, call ``_cpp.clear_cache()``.
+
 A value is ``None`` when the resource is unset. Primitives raise
 :class:`MutationError` (a ``ValueError``) for a failed mutation; the source reader
 turns it into an :class:`LcfgError` naming file, line and resource.
