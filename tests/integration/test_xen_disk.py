@@ -59,7 +59,7 @@ def guest_cat(image, fmt, *paths) -> list[str]:
         commands += ["cat", path, ":"]
     proc = subprocess.run(["guestfish", "--ro", "--format=" + fmt, "-a", str(image), "-m", "/dev/sda5"]
                           + commands[:-1], capture_output=True, text=True, env=env, timeout=600, check=True)
-    return proc.stdout.splitlines()
+    return [line for line in proc.stdout.splitlines() if line]  # guestfish separates outputs by blank lines
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,6 @@ def test_lcfg_overlay_writes_only_the_overlay(store, template):
     assert guest_cat(params["path"], "qcow2", "/etc/hostname", "/var/lcfg/conf/client/url") == [
         "node2.example.org", PROFILE_URL]
     assert sha256(tpath) == tsum
-    assert guest_cat(tpath, "raw", "/etc/hostname") == ["lcfg-template"]
 
 
 def test_wrong_partition_fails_and_leaves_nothing(store, template):
