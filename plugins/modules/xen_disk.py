@@ -22,15 +22,15 @@ description:
     and names the parameter to change. It grows an image only with O(grow=true) and never shrinks one.
     A template is only ever read.
   - A new image is prepared under a temporary name in the same directory
-    (C(.<name>.lcfg-xen-partial)): created or copied, grown, LCFG settings written, and only then
-    linked to its final name. An interrupted run therefore never leaves a half-written image under
+    (C(.<name>.lcfg-xen-partial)), where it is created or copied, grown and given its LCFG settings;
+    only then is it linked to its final name. An interrupted run therefore never leaves a half-written image under
     the final name; the next run removes the partial file and starts again.
   - Without O(uri) the module uses C(qemu-img). With O(uri) it uses libvirt's storage API (a C(dir)
     storage pool for the image's directory, defined and started when missing) and finishes the image
     (injection, rename) on the managed host, which must hold the storage directory.
   - O(state=absent) deletes the image. That is the explicit request to delete; nothing else ever does.
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 options:
   path:
     description:
@@ -132,12 +132,13 @@ extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
   check_mode:
-    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  platform:
-    support: full
-    platforms: posix
+    details: A second run finds the image it made and reports no change; it never re-clones or re-injects.
 notes:
   - Reading and writing guest filesystems needs libguestfs (Debian C(python3-guestfs) and
     C(libguestfs-tools)). The module sets C(LIBGUESTFS_BACKEND=direct) when it is unset. If the
@@ -204,13 +205,34 @@ image:
   returned: always
   type: dict
   contains:
-    path: {description: Image path., type: str, sample: /guests/profiledev.img}
-    exists: {description: Whether the image exists., type: bool, sample: true}
-    format: {description: Image format., type: str, sample: raw}
-    virtual_size: {description: Virtual size in bytes., type: int, sample: 12884901888}
-    size: {description: Virtual size, human-readable., type: str, sample: 12 GiB}
-    backing_file: {description: Backing file of an overlay., type: str, sample: null}
-    backing_format: {description: Format of the backing file., type: str, sample: null}
+    path:
+      description: Image path.
+      type: str
+      sample: /guests/profiledev.img
+    exists:
+      description: Whether the image exists.
+      type: bool
+      sample: true
+    format:
+      description: Image format.
+      type: str
+      sample: raw
+    virtual_size:
+      description: Virtual size in bytes.
+      type: int
+      sample: 12884901888
+    size:
+      description: Virtual size in binary units.
+      type: str
+      sample: 12 GiB
+    backing_file:
+      description: Backing file of an overlay, or null.
+      type: str
+      sample: null
+    backing_format:
+      description: Format of the backing file, or null.
+      type: str
+      sample: null
     lcfg_files:
       description: Files written into the guest filesystem by this run, with their contents; null otherwise.
       type: dict

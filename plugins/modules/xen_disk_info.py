@@ -16,7 +16,7 @@ description:
   - With O(uri), also reports which libvirt domains (running or not) use each image.
   - Never changes anything; images in use by running guests are read without taking locks.
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 options:
   storage_dirs:
     description:
@@ -39,13 +39,12 @@ extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
   check_mode:
-    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details: The module only reads.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  platform:
-    support: full
-    platforms: posix
+    details: Nothing changes, so there is nothing to show.
 requirements:
   - qemu-img (Debian qemu-utils) on the managed host
   - libvirt-python and lxml when O(uri) is set
@@ -76,14 +75,38 @@ images:
   type: list
   elements: dict
   contains:
-    path: {description: Image path., type: str, sample: /guests/node1.img}
-    exists: {description: Whether the file exists., type: bool, sample: true}
-    format: {description: Image format as qemu-img reports it., type: str, sample: qcow2}
-    virtual_size: {description: Virtual size in bytes., type: int, sample: 10737418240}
-    size: {description: Virtual size, human-readable., type: str, sample: 10 GiB}
-    actual_size: {description: Bytes allocated on the host., type: int, sample: 200704}
-    backing_file: {description: Absolute path of the backing file, or null., type: str, sample: /guests/base.img}
-    backing_format: {description: Format of the backing file, or null., type: str, sample: raw}
+    path:
+      description: Image path.
+      type: str
+      sample: /guests/node1.img
+    exists:
+      description: Whether the file exists.
+      type: bool
+      sample: true
+    format:
+      description: Image format as qemu-img reports it.
+      type: str
+      sample: qcow2
+    virtual_size:
+      description: Virtual size in bytes.
+      type: int
+      sample: 10737418240
+    size:
+      description: Virtual size in binary units.
+      type: str
+      sample: 10 GiB
+    actual_size:
+      description: Bytes allocated on the host.
+      type: int
+      sample: 200704
+    backing_file:
+      description: Absolute path of the backing file, or null.
+      type: str
+      sample: /guests/base.img
+    backing_format:
+      description: Format of the backing file, or null.
+      type: str
+      sample: raw
     used_by:
       description: Names of the libvirt domains whose definition uses the image.
       type: list
