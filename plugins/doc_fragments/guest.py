@@ -183,7 +183,7 @@ options:
       - The escape hatch for hypervisor settings this module does not model.
       - Knobs left out keep their current value (V(destroy), V(restart), V(destroy) for a
         new guest). Changes apply at the next restart of a running guest.
-      - Reported back (RV(lcfg.xen.xen_domain#module:after.extra)) with the libvirt domain
+      - Reported back (C(after.extra) of M(lcfg.xen.xen_domain), C(config.extra) of M(lcfg.xen.xen_domain_info)) with the libvirt domain
         type in C(domain_type) (V(xen), V(kvm), V(qemu), V(test)).
     type: dict
     suboptions:

@@ -154,7 +154,7 @@ after:
     ramdisk: /boot/initrd-guest
     cmdline: root=/dev/xvda1 ro console=hvc0
     bootloader: null
-    extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, xml: []}
+    extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
     state: running
 pending_restart:
   description: Whether saved changes wait for the next restart of the running guest.

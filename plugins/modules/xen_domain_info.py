@@ -109,7 +109,7 @@ guests:
         ramdisk: null
         cmdline: null
         bootloader: null
-        extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, xml: []}
+        extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
