@@ -427,6 +427,11 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     out["autostart"] = bool(out["autostart"])
     for field in ("kernel", "ramdisk", "cmdline", "bootloader"):
         out[field] = out[field] or None
+    if out["type"] == "hvm":
+        for field in ("kernel", "bootloader"):
+            if out[field]:
+                _fail(f"{prefix}{field}", f"the guest has {field} {out[field]!r}, which an hvm guest cannot "
+                      f"use; set {field}: '' to remove it")
     out["extra"] = _complete_extra(desired.get("extra"), cur.get("extra"),
                                    domain_type or default_domain_type(driver))
     gtype = out["type"]

@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
@@ -150,6 +152,14 @@ def test_complete_keeps_generated_values_of_current():
     assert desired["vifs"][0]["bridge"] == "br1"
     assert desired["disks"][0]["format"] == "qcow2" and desired["disks"][0]["device"] == "vdc"
     assert dx.diff_specs(desired, current) == ["vifs"]
+
+
+def test_changing_to_hvm_needs_the_kernel_removed():
+    current = dx.complete_spec(spec(kernel="/boot/vmlinuz"), None, "xen")
+    with pytest.raises(ValidationError) as info:
+        dx.complete_spec(spec(type="hvm"), current, "xen")
+    assert info.value.parameter == "kernel"
+    assert dx.complete_spec(spec(type="hvm", kernel=""), current, "xen")["kernel"] is None
 
 
 def test_bridge_vif_needs_a_bridge():
@@ -320,3 +330,37 @@ def test_extra_fragments_merge_idempotently():
 def test_canonical_xml_ignores_formatting():
     assert dx.canonical_xml("<a x='1'>\n  <b/>\n</a>") == dx.canonical_xml('<a x="1"><b></b></a>')
     assert dx.canonical_xml("<a><b/></a>") != dx.canonical_xml("<a><c/></a>")
+
+
+# --------------------------------------------------------------------------- properties
+
+_paths = st.lists(st.from_regex(r"\A/[a-z]{1,8}/[a-z0-9_.-]{1,12}\Z"), unique=True, max_size=4)
+_vif = st.one_of(
+    st.fixed_dictionaries({"nettype": st.just("bridge"), "bridge": st.from_regex(r"\A[a-z][a-z0-9]{0,8}\Z"),
+                           "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z"))}),
+    st.fixed_dictionaries({"nettype": st.sampled_from(["nat", "route"]),
+                           "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z"))}),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(driver=st.sampled_from(sorted(CAPS)), gtype=st.sampled_from(["pv", "hvm", "pvh"]),
+       memory=st.integers(16, 4096), extra_mem=st.integers(0, 4096), vcpus=st.integers(1, 8),
+       extra_vcpus=st.integers(0, 8), cpus=st.lists(st.integers(0, 31), unique=True, max_size=6),
+       paths=_paths, vifs=st.lists(_vif, max_size=3), fmt=st.sampled_from([None, "raw", "qcow2"]))
+def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, vcpus, extra_vcpus, cpus,
+                                              paths, vifs, fmt):
+    if gtype == "pvh" and driver in ("kvm", "qemu"):
+        gtype = "pv"
+    params = {"type": gtype, "memory": memory, "maxmem": memory + extra_mem, "vcpus": vcpus,
+              "maxvcpus": vcpus + extra_vcpus, "cpus": ",".join(map(str, cpus)),
+              "disks": [{"path": p, "format": fmt} for p in paths], "vifs": vifs}
+    if gtype != "hvm":
+        params["kernel"] = "/boot/vmlinuz"
+    full = dx.complete_spec(spec(**params), None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
+    xml = dx.render_domain(full, CAPS[driver])
+    parsed = dx.parse_domain(xml)
+    parsed["autostart"] = full["autostart"]
+    assert parsed == full
+    # completing the same request against what was rendered changes nothing
+    assert dx.diff_specs(dx.complete_spec(spec(**params), parsed, CAPS[driver]["driver"]), parsed) == []
