@@ -25,12 +25,16 @@ Safety rules, enforced here:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     Conflict,
@@ -661,6 +665,10 @@ class LibvirtStorage(LocalStorage):
         self._call(lambda: volume.resize(size, 0), f"grow {path}")
 
     def delete(self, path: str) -> None:
+        pool = self._pools_by_dir().get(os.path.dirname(path))
+        if pool is None or not pool.isActive():
+            super().delete(path)  # no pool covers it: nothing in libvirt to keep in step
+            return
         volume = self._volume(path)
         self._call(lambda: volume.delete(0), f"delete {path}")
 
@@ -691,9 +699,34 @@ def _open(uri: str) -> Any:
     return open_connection(uri)
 
 
+@contextlib.contextmanager
+def _image_lock(path: str, check_mode: bool) -> Iterator[None]:
+    """Serialise runs on one image (a second run waits, then finds the image made).
+
+    The lock file lives in /run/lock (outside the storage directories), named by a hash
+    of the image path; check mode takes no lock.
+    """
+    if check_mode:
+        yield
+        return
+    directory = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
+    name = hashlib.sha256(path.encode()).hexdigest()[:24]
+    fd = os.open(os.path.join(directory, f"lcfg-xen-disk-{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_disk(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Validate, read, plan and (unless ``check_mode``) apply; return the module result."""
     req = build_request(params)
+    with _image_lock(req.path, check_mode):
+        return _run_locked(req, check_mode)
+
+
+def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
     conn = _open(req.uri) if req.uri else None
     try:
         storage: LocalStorage = LibvirtStorage(conn, req.pool) if conn is not None else LocalStorage()
@@ -734,6 +767,23 @@ def run_disk(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
 
 
 def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str, Any]) -> None:
+    temp = temp_path(req.path)
+    try:
+        _apply_steps(plan, storage, result)
+    except BaseException:
+        # Never leave a partial image behind a failed run (the final name is untouched).
+        if os.path.lexists(temp):
+            storage.remove_partial(temp)
+        raise
+    storage.refresh(os.path.dirname(req.path))
+    # Report what is really there now.
+    final = qemu_img_info(req.path)
+    lcfg = result["image"].get("lcfg_files")
+    result["image"] = image_state(req.path, final, lcfg)
+    result["image"]["actual_size"] = final["actual_size"] if final else None
+
+
+def _apply_steps(plan: Plan, storage: LocalStorage, result: dict[str, Any]) -> None:
     from ansible_collections.lcfg.xen.plugins.module_utils._guestfs import inject_files
 
     for step in plan.steps:
@@ -751,23 +801,13 @@ def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str
         elif action == "grow":
             storage.grow(step["path"], step["format"], step["size"])
         elif action == "inject":
-            try:
-                timing = inject_files(step["path"], step["format"], step["partition"], step["files"])
-            except XenError:
-                storage.remove_partial(step["path"])
-                raise
+            timing = inject_files(step["path"], step["format"], step["partition"], step["files"])
             result["injection"] = {"seconds": timing["seconds"], "launch_seconds": timing["launch_seconds"]}
             result["warnings"].extend(timing["notes"])
         elif action == "rename":
             storage.rename(step["from"], step["to"])
         elif action == "delete":
             storage.delete(step["path"])
-    storage.refresh(os.path.dirname(req.path))
-    # Report what is really there now.
-    final = qemu_img_info(req.path)
-    lcfg = result["image"].get("lcfg_files")
-    result["image"] = image_state(req.path, final, lcfg)
-    result["image"]["actual_size"] = final["actual_size"] if final else None
 
 
 def list_images(dirs: list[str], paths: list[str], uri: str | None) -> list[dict[str, Any]]:
