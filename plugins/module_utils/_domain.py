@@ -463,25 +463,50 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
 
 # --------------------------------------------------------------------------- applying
 
-def _ensure_defined(conn, plan: DomainPlan, check_mode: bool, dom: Any) -> tuple[bool, Any]:
+@dataclass
+class _Run:
+    """What the ``ensure_*`` steps share while a plan is applied."""
+
+    conn: Any
+    plan: DomainPlan
+    check_mode: bool
+    dom: Any = None
+    done: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+
+# Each ensure_* step takes the state so far (a spec view with ``state``) and returns
+# (changed, new_state). In check mode it changes nothing and returns the simulated state.
+
+def ensure_defined(run: _Run, state: dict) -> tuple[bool, dict]:
+    plan = run.plan
     if plan.new_xml is None:
-        return False, dom
-    if check_mode:
-        return True, dom
-    return True, _define(conn, plan.new_xml, name=plan.name)
+        return False, state
+    new_state = dict(copy.deepcopy(plan.after), state=state.get("state", "stopped"),
+                     autostart=state.get("autostart", False))
+    if state.get("state") == "absent":
+        new_state["state"] = "stopped"
+    if not run.check_mode:
+        run.dom = _define(run.conn, plan.new_xml, name=plan.name)
+        run.done.append("redefine" if plan.current.exists else "define")
+    return True, new_state
 
 
-def _ensure_live(plan: DomainPlan, check_mode: bool, dom: Any, warnings: list[str],
-                 pending: list[str]) -> bool:
+def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
+    """memory, vcpus and pinning of a running guest (the saved values are in place already)."""
+    plan = run.plan
     if not plan.live:
-        return False
-    if check_mode:
-        return True
+        return False, state
+    new_state = dict(state, **plan.live)
+    if run.check_mode:
+        return True, new_state
+    dom = run.dom
     failures: dict[str, str | None] = {}
-    if "vcpus" in plan.live:
-        failures["vcpus"] = _live_and_config(dom.setVcpusFlags, plan.live["vcpus"])
     if "memory" in plan.live:
         failures["memory"] = _live_and_config(dom.setMemoryFlags, plan.live["memory"] * 1024)
+    if "vcpus" in plan.live:
+        failures["vcpus"] = _live_and_config(dom.setVcpusFlags, plan.live["vcpus"])
     if "cpus" in plan.live:
         ncpus = conn_cpu_count(dom)
         members = set(cpuset_members(plan.live["cpus"])) if plan.live["cpus"] else set(range(ncpus))
@@ -489,106 +514,97 @@ def _ensure_live(plan: DomainPlan, check_mode: bool, dom: Any, warnings: list[st
         errors = [e for e in (_pin(dom, vcpu, cpumap) for vcpu in range(dom.info()[3])) if e]
         failures["cpus"] = errors[0] if errors else None
     for field_name, error in failures.items():
+        run.done.append(f"set_{field_name}_live")
         if error is None:
             continue
-        pending.append(field_name)
-        warnings.append(f"guest {plan.name}: {field_name} could not change live ({error}); "
-                        "the new value is saved and applies at the next restart")
-    return True
+        run.pending.append(field_name)
+        run.warnings.append(f"guest {plan.name}: {field_name} could not change live ({error}); "
+                            "the new value is saved and applies at the next restart")
+    return True, new_state
 
 
 def conn_cpu_count(dom: Any) -> int:
     return int(dom.connect().getInfo()[2])
 
 
-def _ensure_autostart(plan: DomainPlan, check_mode: bool, dom: Any) -> bool:
+def ensure_autostart(run: _Run, state: dict) -> tuple[bool, dict]:
+    plan = run.plan
     if "set_autostart" not in plan.actions:
-        return False
-    if not check_mode:
-        _set_autostart(dom, plan.after["autostart"], name=plan.name)
-    return True
+        return False, state
+    if not run.check_mode:
+        _set_autostart(run.dom, plan.after["autostart"], name=plan.name)
+        run.done.append("set_autostart")
+    return True, dict(state, autostart=plan.after["autostart"])
 
 
-def _ensure_power(plan: DomainPlan, check_mode: bool, dom: Any, actions: list[str],
-                  warnings: list[str]) -> bool:
-    if check_mode:
-        return any(a in plan.actions for a in ("start", "resume", "stop"))
-    if "start" in plan.actions:
-        _start(dom, name=plan.name)
-        actions.append("start")
-        return True
-    if "resume" in plan.actions:
-        _resume(dom, name=plan.name)
-        actions.append("resume")
-        return True
-    if "stop" in plan.actions:
-        _note_stop(plan, _stop(dom, plan.shutdown_timeout, plan.force_stop, name=plan.name), actions, warnings)
-        return True
-    return False
-
-
-def _note_stop(plan: DomainPlan, how: str, actions: list[str], warnings: list[str]) -> None:
-    actions.append("stop")
-    if how == "destroy":
-        warnings.append(f"guest {plan.name} did not shut down within {plan.shutdown_timeout:g}s and "
-                        "was powered off (force_stop: true)")
-
-
-def _ensure_absent(conn, plan: DomainPlan, check_mode: bool, actions: list[str],
-                   warnings: list[str]) -> bool:
-    if not plan.actions:
-        return False
-    if check_mode:
-        return True
-    dom = plan.current.dom
-    if "stop" in plan.actions:
-        _note_stop(plan, _stop(dom, plan.shutdown_timeout, plan.force_stop, name=plan.name), actions, warnings)
-    _undefine(dom, name=plan.name)
-    actions.append("undefine")
-    caps = connection_caps(conn)
-    for path in plan.remove_paths:
-        if _remove_image(conn, path=path, local=caps["local"]):
-            actions.append(f"remove_disk {path}")
+def ensure_power_state(run: _Run, state: dict) -> tuple[bool, dict]:
+    plan = run.plan
+    step = next((a for a in plan.actions if a in ("start", "resume", "stop")), None)
+    if step is None:
+        return False, state
+    if not run.check_mode:
+        if step == "start":
+            _start(run.dom, name=plan.name)
+            run.done.append("start")
+        elif step == "resume":
+            _resume(run.dom, name=plan.name)
+            run.done.append("resume")
         else:
-            warnings.append(f"guest {plan.name}: disk image {path} was not found; nothing removed")
-    return True
+            _stop_noted(run)
+    return True, dict(state, state=plan.after["state"])
+
+
+def _stop_noted(run: _Run) -> None:
+    plan = run.plan
+    how = _stop(run.dom, plan.shutdown_timeout, plan.force_stop, name=plan.name)
+    run.done.append("stop")
+    if how == "destroy":
+        run.warnings.append(f"guest {plan.name} did not shut down within {plan.shutdown_timeout:g}s and "
+                            "was powered off (force_stop: true)")
+
+
+def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
+    plan = run.plan
+    if not plan.actions:
+        return False, state
+    if not run.check_mode:
+        if "stop" in plan.actions:
+            _stop_noted(run)
+        _undefine(run.dom, name=plan.name)
+        run.done.append("undefine")
+        local = connection_caps(run.conn)["local"]
+        for path in plan.remove_paths:
+            if _remove_image(run.conn, path=path, local=local):
+                run.done.append(f"remove_disk {path}")
+            else:
+                run.warnings.append(f"guest {plan.name}: disk image {path} was not found; nothing removed")
+    return True, {"name": plan.name, "state": "absent"}
 
 
 def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
-    """Carry out ``plan`` (or, in check mode, report what would be done)."""
-    warnings: list[str] = []
-    pending = list(plan.pending_restart_fields)
-    done: list[str] = []
-    if plan.state == "absent":
-        changed = _ensure_absent(conn, plan, check_mode, done, warnings)
-        after = plan.after
-    else:
-        dom = plan.current.dom
-        defined, dom = _ensure_defined(conn, plan, check_mode, dom)
-        if defined:
-            done.append("redefine" if plan.current.exists else "define")
-        if _ensure_live(plan, check_mode, dom, warnings, pending):
-            done.extend(a for a in plan.actions if a.endswith("_live"))
-        if _ensure_autostart(plan, check_mode, dom):
-            done.append("set_autostart")
-        _ensure_power(plan, check_mode, dom, done, warnings)
-        changed = bool(plan.actions)
-        if check_mode or not changed:
-            after = plan.after
-        else:
-            after = read_current(conn, plan.name, dom=dom).view(plan.fragments)
-    actions = list(plan.actions) if check_mode else done
-    pending = sorted(set(pending))
+    """Carry out ``plan`` step by step (in check mode: simulate the steps)."""
+    run = _Run(conn=conn, plan=plan, check_mode=check_mode, dom=plan.current.dom,
+               pending=list(plan.pending_restart_fields))
+    steps = (ensure_absent,) if plan.state == "absent" else (
+        ensure_defined, ensure_live, ensure_autostart, ensure_power_state)
+    state = copy.deepcopy(plan.before)
+    changed = False
+    for step in steps:
+        step_changed, state = step(run, state)
+        changed = changed or step_changed
+    if changed and not check_mode and plan.state != "absent":
+        state = read_current(conn, plan.name, dom=run.dom).view(plan.fragments)
+    pending = sorted(set(run.pending))
     return {
         "name": plan.name,
         "changed": changed,
-        "actions": actions,
+        "actions": list(plan.actions) if check_mode else run.done,
         "before": plan.before,
-        "after": after,
+        "after": state,
         "pending_restart": bool(pending),
         "pending_restart_fields": pending,
-        "warnings": warnings,
-        "diff": {"before": plan.before, "after": after},
+        "warnings": run.warnings,
+        "diff": {"before": plan.before, "after": state},
     }
 
 
