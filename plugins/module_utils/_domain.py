@@ -36,6 +36,12 @@ modifying the existing XML in place and redefining. On a running guest, memory (
 maxmem), vcpus (up to maxvcpus) and CPU pinning change live as well; other changes wait
 for the next restart and are listed in ``pending_restart_fields``; the guest is never
 restarted for them.
+
+Structure: ``plan_domain`` reads the guest once (``read_current``) and decides everything;
+``apply_plan`` runs the steps ``ensure_defined``, ``ensure_live``, ``ensure_autostart`` and
+``ensure_power_state`` (or ``ensure_absent``), each returning ``(changed, new_state)`` and
+only simulating in check mode. libvirt calls sit in small ``@libvirt_errors`` wrappers, so
+failures arrive as ``LibvirtFailure``/``NotFound`` naming the guest and the operation.
 """
 
 from __future__ import annotations

@@ -315,3 +315,54 @@ def test_converge_guests_tolerates_hostvar_keys_and_rejects_unknown(conn):
     with pytest.raises(ValidationError) as info:
         _domain.converge_guests(conn, [hostvar, hostvar])
     assert info.value.parameter == "guests[1].name"
+
+
+class FakeConnection:
+    """Just enough of virConnect for the capability probe."""
+
+    def __init__(self, uri, caps):
+        self.uri = uri
+        self.caps = caps
+
+    def getURI(self):  # noqa: N802 - libvirt's name
+        return self.uri
+
+    def getCapabilities(self):  # noqa: N802
+        return self.caps
+
+
+XEN_CAPS = """<capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+  <guest><os_type>xen</os_type><arch name='x86_64'><domain type='xen'/></arch></guest>
+  <guest><os_type>hvm</os_type><arch name='x86_64'><loader>/usr/lib/xen-4.17/boot/hvmloader</loader>
+    <domain type='xen'/></arch></guest></capabilities>"""
+QEMU_CAPS = """<capabilities><host><cpu><arch>x86_64</arch></cpu></host>
+  <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/><domain type='kvm'/></arch></guest>
+  </capabilities>"""
+
+
+def test_caps_of_xen():
+    caps = _domain._full_caps(FakeConnection("xen:///system", XEN_CAPS))
+    assert caps["driver"] == "xen" and caps["domain_type"] == "xen" and caps["local"] is True
+    assert caps["loader"] == "/usr/lib/xen-4.17/boot/hvmloader"
+
+
+@pytest.mark.parametrize("usable, expected", [(True, "kvm"), (False, "qemu")])
+def test_caps_of_qemu_use_kvm_only_when_dev_kvm_opens(monkeypatch, usable, expected):
+    monkeypatch.setattr(_domain, "_kvm_usable", lambda local: usable)
+    caps = _domain._full_caps(FakeConnection("qemu:///system", QEMU_CAPS))
+    assert caps["domain_type"] == expected and caps["arch"] == "x86_64" and caps["loader"] is None
+
+
+def test_caps_of_qemu_without_kvm_in_the_capabilities(monkeypatch):
+    monkeypatch.setattr(_domain, "_kvm_usable", lambda local: True)
+    caps = _domain._full_caps(FakeConnection("qemu:///system", QEMU_CAPS.replace("<domain type='kvm'/>", "")))
+    assert caps["domain_type"] == "qemu"
+
+
+@pytest.mark.parametrize("uri, local", [
+    ("qemu:///system", True), ("xen:///system", True), ("test:///default", True),
+    ("qemu+ssh://root@host/system", False), ("xen+tcp://host/system", False),
+    ("qemu+unix:///system", True), ("qemu://localhost/system", True),
+])
+def test_is_local(uri, local):
+    assert _domain._is_local(uri) is local
