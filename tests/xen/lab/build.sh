@@ -24,15 +24,20 @@ CACHE_ROOT="${LCFG_XEN_LAB_CACHE:-/var/cache/lcfg-xen-lab}"
 XEN_VERSION=4.17
 IMAGE_SIZE=3G
 
-# Packages of the dom0 image. Recommends are not installed by debootstrap, so
+# Packages of the dom0 image. debootstrap installs no Recommends and does not
+# resolve virtual packages (polkitd needs logind: libpam-systemd), so
 # everything needed at run time is listed.
 DOM0_PACKAGES=(
-  systemd-sysv udev kmod dbus procps iproute2 bridge-utils iptables dnsmasq-base
+  systemd-sysv libpam-systemd udev kmod dbus procps iproute2 bridge-utils iptables dnsmasq-base
   linux-image-amd64 initramfs-tools
   "xen-hypervisor-${XEN_VERSION}-amd64" "xen-utils-${XEN_VERSION}" xen-utils-common xenstore-utils
+  xen-system-amd64 qemu-utils
   libvirt-daemon-system libvirt-daemon-driver-xen libvirt-clients
   python3 python3-libvirt python3-lxml python3-apt
   openssh-server
+  # The hypervisor role writes Xen's GRUB settings and runs update-grub; the lab
+  # boots Xen directly from QEMU, but update-grub must work.
+  grub2-common grub-pc-bin
 )
 # Host packages whose versions also go into the image (the guest initramfs).
 HOST_PACKAGES=(busybox-static debootstrap e2fsprogs)
@@ -133,6 +138,11 @@ EOF
   chroot "$rootfs" systemctl enable systemd-networkd.service >/dev/null 2>&1
   chroot "$rootfs" systemctl enable ssh.service xen.service libvirtd.service >/dev/null 2>&1 || true
   chroot "$rootfs" systemctl enable serial-getty@hvc0.service >/dev/null 2>&1 || true
+  # xenconsoled keeps every guest's console in /var/log/xen/console/guest-<name>.log,
+  # so tests can see a guest's kernel and init run.
+  printf '\n# lcfg.xen lab: log guest consoles\nXENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console"\n' \
+    >> "$rootfs/etc/default/xen"
+  mkdir -p "$rootfs/var/log/xen/console" "$rootfs/boot/grub"
   # Root logs in by key only; the console (hvc0) has no password for debugging.
   install -d -m 0700 "$rootfs/root/.ssh"
   install -m 0600 "$pubkey" "$rootfs/root/.ssh/authorized_keys"
