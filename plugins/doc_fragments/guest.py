@@ -181,6 +181,10 @@ options:
   extra:
     description:
       - The escape hatch for hypervisor settings this module does not model.
+      - In the items of M(lcfg.xen.xen_guests) (which receive the LCFG C(extra_$) resource as
+        text) it may also be a string - XML fragments when it starts with C(<), a JSON
+        object when it starts with C({), else C(key=value) pairs separated by commas or
+        blanks. Here, Ansible reads C(key=value) strings itself.
       - Knobs left out keep their current value (V(destroy), V(restart), V(destroy) for a
         new guest). Changes apply at the next restart of a running guest.
       - Reported back (C(after.extra) of M(lcfg.xen.xen_domain), C(config.extra) of M(lcfg.xen.xen_domain_info)) with the libvirt domain

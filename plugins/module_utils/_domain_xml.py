@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import json
 import re
 import uuid as uuidlib
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_NETWORKS",
     "LIFECYCLE_ACTIONS",
     "validate_spec",
+    "parse_extra_text",
     "check_driver",
     "complete_spec",
     "render_domain",
@@ -200,7 +202,40 @@ def _validate_vif(vif: Any, where: str) -> dict:
     return out
 
 
+def parse_extra_text(text: str, where: str = "extra") -> dict:
+    """``extra`` written as text (the LCFG ``extra_$`` resource): XML fragments when it
+    starts with ``<``, a JSON object when it starts with ``{``, else ``key=value`` pairs
+    separated by commas or blanks (``on_crash=preserve, domain_type=qemu``)."""
+    stripped = text.strip()
+    if not stripped:
+        return {}
+    if stripped.startswith("<"):
+        try:
+            wrapper = etree.fromstring(f"<extra>{stripped}</extra>".encode())
+        except etree.XMLSyntaxError as exc:
+            _fail(f"{where}", f"not well-formed XML: {exc}")
+        return {"xml": [etree.tostring(child, encoding="unicode", with_tail=False)
+                        for child in wrapper if isinstance(child.tag, str)]}
+    if stripped.startswith("{"):
+        try:
+            value = json.loads(stripped)
+        except ValueError as exc:
+            _fail(f"{where}", f"not a valid JSON object: {exc}")
+        if not isinstance(value, dict):
+            _fail(f"{where}", "a JSON value must be an object")
+        return value
+    out: dict = {}
+    for item in re.split(r"[,\s]+", stripped):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"{where}", f"cannot read {item!r}: write key=value pairs, a JSON object or XML")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _validate_extra(extra: Any, where: str) -> dict:
+    if isinstance(extra, str):
+        extra = parse_extra_text(extra, where)
     if not isinstance(extra, dict):
         _fail(where, "must be a dict with on_poweroff, on_reboot, on_crash and/or xml")
     unknown = sorted(set(extra) - set(EXTRA_KNOBS) - {"xml", "domain_type"})

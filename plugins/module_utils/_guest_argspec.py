@@ -135,6 +135,6 @@ def check_guest_item(item: object, prefix: str) -> dict:
     for key, options in (("disks", _DISK_OPTIONS), ("vifs", _VIF_OPTIONS)):
         for index, sub in enumerate(data.get(key) or []):
             _check_keys(sub, options, f"{prefix}{key}[{index}]")
-    if data.get("extra") is not None:
+    if isinstance(data.get("extra"), dict):  # text is read by _domain_xml.parse_extra_text
         _check_keys(data["extra"], _EXTRA_OPTIONS, f"{prefix}extra")
     return data

@@ -304,9 +304,12 @@ def test_converge_guests_tolerates_hostvar_keys_and_rejects_unknown(conn):
                "disks": [{"tag": "root", "name": "h", "type": "image", "size_gb": 4, "path": "/i/h.img"}],
                "vifs": [{"tag": "eth0", "mac": None, "ip": None, "nettype": "bridge", "bridge": None,
                          "script": None}],
-               "template": None, "profile_url": None, "partition": None, "groups": []}
+               "template": None, "profile_url": None, "partition": None, "groups": [],
+               "kernel": None, "ramdisk": None, "cmdline": None, "bootloader": None,
+               "extra": "on_crash=preserve"}
     result = _domain.converge_guests(conn, [hostvar], default_bridge="br9")
     assert result["results"][0]["after"]["vifs"][0]["bridge"] == "br9"
+    assert result["results"][0]["after"]["extra"]["on_crash"] == "preserve"
     assert result["results"][0]["after"]["type"] == "pv"
     assert _domain.converge_guests(conn, [hostvar], default_bridge="br9")["changed"] is False
     with pytest.raises(ValidationError) as info:

@@ -327,6 +327,28 @@ def test_extra_fragments_merge_idempotently():
                .findall("devices/rng")) == 1
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("", {}),
+    ("on_crash=preserve, domain_type=qemu", {"on_crash": "preserve", "domain_type": "qemu"}),
+    ("on_crash=preserve on_reboot=destroy", {"on_crash": "preserve", "on_reboot": "destroy"}),
+    ('{"on_poweroff": "restart", "xml": ["<features><pae/></features>"]}',
+     {"on_poweroff": "restart", "xml": ["<features><pae/></features>"]}),
+    ("<features><pae/></features>\n<devices><watchdog model='i6300esb'/></devices>",
+     {"xml": ["<features><pae/></features>", "<devices><watchdog model=\"i6300esb\"/></devices>"]}),
+])
+def test_extra_as_text(text, expected):
+    assert dx.parse_extra_text(text) == expected
+    validated = spec(extra=text)["extra"]
+    assert {k: v for k, v in validated.items() if v is not None} == expected
+
+
+@pytest.mark.parametrize("text", ["on_crash", "<features>", "{not json", "[1, 2]", "on_crash=explode"])
+def test_bad_extra_text_names_extra(text):
+    with pytest.raises(ValidationError) as info:
+        spec(extra=text)
+    assert info.value.parameter.startswith("extra")
+
+
 def test_canonical_xml_ignores_formatting():
     assert dx.canonical_xml("<a x='1'>\n  <b/>\n</a>") == dx.canonical_xml('<a x="1"><b></b></a>')
     assert dx.canonical_xml("<a><b/></a>") != dx.canonical_xml("<a><c/></a>")
