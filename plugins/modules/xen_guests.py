@@ -31,8 +31,8 @@ options:
         C(autostart), C(disks), C(vifs), C(kernel), C(ramdisk), C(cmdline), C(bootloader),
         C(extra), C(state), C(shutdown_timeout), C(force_stop), C(remove_disks)), with the
         same meaning and defaults.
-      - C(extra) may also be text (the LCFG C(extra_$) resource): XML fragments, a JSON
-        object or C(key=value) pairs; see the O(lcfg.xen.xen_domain#module:extra) option.
+      - C(extra) may also be text (as the LCFG C(extra_$) resource gives it) - XML fragments,
+        a JSON object or C(key=value) pairs; see the O(lcfg.xen.xen_domain#module:extra) option.
       - The keys C(template), C(profile_url), C(partition) and C(groups) of the
         C(xen_domain) inventory variable are accepted and B(ignored) here (they are for
         M(lcfg.xen.xen_disk) and the inventory); any other unknown key fails, naming it.
