@@ -154,6 +154,8 @@ def _stop(dom, timeout: float, force: bool, *, name: str) -> str:
     Returns ``shutdown`` or ``destroy`` (what stopped it)."""
     if not dom.isActive():
         return "shutdown"
+    if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+        dom.resume()  # a paused guest cannot react to the shutdown request
     try:
         dom.shutdown()
     except libvirt.libvirtError:

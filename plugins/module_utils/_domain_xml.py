@@ -473,10 +473,15 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     # disks
     cur_disks = {d["path"]: d for d in cur.get("disks") or []}
     disks = []
+    # a new type brings its own default buses and NIC models, unless the user names them
+    same_type = not cur or cur.get("type") == gtype
+    adopted = ("format", "device", "tag", "name") if same_type else ("format", "tag", "name")
     for disk in out["disks"] or []:
         match = cur_disks.get(disk["path"], {})
         full = dict(disk)
-        for key in ("format", "device", "tag", "name"):
+        if not same_type and desired.get("disks") is None:
+            full["device"] = None
+        for key in adopted:
             if full.get(key) is None:
                 full[key] = match.get(key)
         full["type"] = full.get("type") or match.get("type") or "image"
@@ -508,7 +513,9 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
             if candidate.get("mac") and candidate["mac"] not in taken:
                 match = candidate
         match = match or {}
-        for key in ("mac", "model", "tag", "ip", "script"):
+        if not same_type and desired.get("vifs") is None:
+            full["model"] = None
+        for key in ("mac", "model", "tag", "ip", "script") if same_type else ("mac", "tag", "ip", "script"):
             if full.get(key) is None:
                 full[key] = match.get(key)
         if full.get("nettype") == "bridge" and full.get("bridge") is None:

@@ -190,6 +190,10 @@ def test_stopped_and_running(conn):
     result = four_steps(conn, state="running")
     assert result["actions"] == ["resume"]
     assert conn.lookupByName(NAME).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    conn.lookupByName(NAME).suspend()
+    result = four_steps(conn, state="stopped")  # a paused guest is resumed to be shut down
+    assert result["actions"] == ["stop"]
+    assert not conn.lookupByName(NAME).isActive()
 
 
 def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
@@ -229,6 +233,9 @@ class StubbornDomain:
 
     def isActive(self):  # noqa: N802 - libvirt's name
         return self.active
+
+    def state(self):
+        return [libvirt.VIR_DOMAIN_RUNNING, 0]
 
     def shutdown(self):
         self.calls.append("shutdown")

@@ -162,6 +162,17 @@ def test_changing_to_hvm_needs_the_kernel_removed():
     assert dx.complete_spec(spec(type="hvm", kernel=""), current, "xen")["kernel"] is None
 
 
+def test_type_change_on_kvm_switches_buses_and_models():
+    current = dx.complete_spec(spec(type="hvm", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}]),
+                               None, "qemu")
+    assert current["disks"][0]["device"] == "sda" and current["vifs"][0]["model"] == "e1000"
+    changed = dx.complete_spec(spec(type="pv"), current, "qemu")
+    assert changed["disks"][0]["device"] == "vda" and changed["vifs"][0]["model"] == "virtio"
+    assert changed["vifs"][0]["mac"] == current["vifs"][0]["mac"]
+    named = dx.complete_spec(spec(type="pv", disks=[{"path": "/i/a.img", "device": "sdb"}]), current, "qemu")
+    assert named["disks"][0]["device"] == "sdb"
+
+
 def test_bridge_vif_needs_a_bridge():
     with pytest.raises(ValidationError) as info:
         dx.complete_spec(spec(vifs=[{"nettype": "bridge"}]), None, "xen", prefix="guests[0].")
