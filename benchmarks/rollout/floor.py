@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The floor of the rollout benchmark: plain libvirt-python doing the necessary calls.
+
+    floor.py SPECS.json [--uri qemu:///system]     define + autostart, then start
+    floor.py --cleanup [--uri ...]                 destroy and undefine lcfgbench-* guests
+
+SPECS.json is a list of xen_domain specs. One connection; one listAllDomains; then per
+guest only what is missing: defineXML (the same XML as domain.xml.j2), setAutostart,
+and create. A no-change re-run makes no calls beyond the listing and state reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import libvirt
+from lxml import etree
+
+PREFIX = "lcfgbench-"
+
+
+def domain_xml(spec: dict) -> str:
+    root = etree.Element("domain", type="kvm")
+    etree.SubElement(root, "name").text = spec["name"]
+    etree.SubElement(root, "memory", unit="MiB").text = str(spec["maxmem"])
+    etree.SubElement(root, "currentMemory", unit="MiB").text = str(spec["memory"])
+    etree.SubElement(root, "vcpu", current=str(spec["vcpus"])).text = str(spec["maxvcpus"])
+    os_el = etree.SubElement(root, "os")
+    etree.SubElement(os_el, "type", arch="x86_64").text = "hvm"
+    etree.SubElement(os_el, "boot", dev="hd")
+    features = etree.SubElement(root, "features")
+    etree.SubElement(features, "acpi")
+    etree.SubElement(features, "apic")
+    devices = etree.SubElement(root, "devices")
+    etree.SubElement(devices, "serial", type="pty")
+    etree.SubElement(devices, "console", type="pty")
+    return etree.tostring(root, encoding="unicode")
+
+
+def rollout(conn, specs: list[dict]) -> int:
+    calls = 0
+    doms = {d.name(): d for d in conn.listAllDomains(0)}
+    for spec in specs:
+        dom = doms.get(spec["name"])
+        if dom is None:
+            dom = conn.defineXML(domain_xml(spec))
+            calls += 1
+        if spec["autostart"] and not dom.autostart():
+            dom.setAutostart(1)
+            calls += 1
+        doms[spec["name"]] = dom
+    for spec in specs:
+        dom = doms[spec["name"]]
+        if spec["autostart"] and not dom.isActive():
+            dom.create()
+            calls += 1
+    return calls
+
+
+def cleanup(conn) -> int:
+    removed = 0
+    for dom in conn.listAllDomains(0):
+        if not dom.name().startswith(PREFIX):
+            continue
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+        removed += 1
+    return removed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="?")
+    parser.add_argument("--uri", default="qemu:///system")
+    parser.add_argument("--cleanup", action="store_true")
+    args = parser.parse_args()
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open(args.uri)
+    try:
+        if args.cleanup:
+            print(f"removed {cleanup(conn)} {PREFIX}* guests")
+            return 0
+        with open(args.specs, encoding="utf-8") as handle:
+            specs = json.load(handle)
+        print(f"{rollout(conn, specs)} changing calls")
+        return 0
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Write the rollout benchmark's LCFG inventory: one hypervisor profile with N guests.
+
+    make_inventory.py OUTDIR [--guests 50] [--uri qemu:///system]
+
+Guests are named lcfgbench-NN, 64 MiB, 1 VCPU, HVM, marked to boot, no disks or NICs
+(the benchmark measures definition, autostart and start, not image copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PROFILE_HEAD = """/* rollout benchmark: {n} guests on this machine */
+!profile.components mADD(xen)
+!xen.xendconfbridgenet mSET(off)
+!xen.virtualmachines mADD({tags})
+"""
+GUEST = """!xen.name_{tag} mSET(lcfgbench-{i:02d})
+!xen.type_{tag} mSET(hvm)
+!xen.memory_{tag} mSET(64)
+!xen.vcpus_{tag} mSET(1)
+!xen.boot_{tag} mSET(yes)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir")
+    parser.add_argument("--guests", type=int, default=50)
+    parser.add_argument("--uri", default="qemu:///system")
+    args = parser.parse_args()
+    out = Path(args.outdir)
+    (out / "profiles").mkdir(parents=True, exist_ok=True)
+    (out / "group_vars").mkdir(exist_ok=True)
+    tags = [f"b{i:02d}" for i in range(1, args.guests + 1)]
+    text = PROFILE_HEAD.format(n=args.guests, tags=" ".join(tags))
+    text += "".join(GUEST.format(tag=tag, i=i) for i, tag in enumerate(tags, 1))
+    (out / "profiles" / "lcfgbench-hv").write_text(text)
+    (out / "group_vars" / "xen_hypervisors.yml").write_text(
+        "ansible_connection: local\n"
+        f"xen_uri: {args.uri}\n")
+    (out / "bench.lcfg.yml").write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\nstrict: true\n")
+
+
+if __name__ == "__main__":
+    main()

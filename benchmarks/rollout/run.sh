@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Rollout benchmark (make bench-rollout): N guests (default 50) from an LCFG inventory -
+# define with autostart, then start - with lcfg.xen's playbook, with the equivalent
+# community.libvirt playbook (the ansible package, pinned, in its own venv under
+# benchmarks/output/), and with a plain libvirt-python script (the floor). Each tool
+# runs twice: the first run from nothing, then a no-change re-run. Prints wall times
+# and ratios; writes benchmarks/output/rollout.json. Guests are named lcfgbench-NN and
+# removed between tools and at the end.
+# Usage: benchmarks/rollout/run.sh [N]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/benchmarks/rollout"
+OUT="$ROOT/benchmarks/output/rollout"
+N="${1:-${BENCH_GUESTS:-50}}"
+URI="${BENCH_URI:-qemu:///system}"
+ANSIBLE_PIN="ansible==12.3.0"
+BENCH_VENV="$ROOT/benchmarks/output/venv-ansible"
+PY="$ROOT/.venv/bin/python"
+cd "$ROOT"
+mkdir -p "$OUT"
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
+export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
+export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
+
+log() { printf '[rollout] %s\n' "$*" >&2; }
+
+scripts/libvirtd.sh start
+if [[ ! -x $BENCH_VENV/bin/ansible-playbook ]] || ! "$BENCH_VENV/bin/pip" show ansible 2>/dev/null | grep -q "^Version: ${ANSIBLE_PIN#ansible==}$"; then
+  log "installing $ANSIBLE_PIN into $BENCH_VENV (community.libvirt ships with it)"
+  python3 -m venv "$BENCH_VENV"
+  "$BENCH_VENV/bin/pip" install -q "$ANSIBLE_PIN"
+fi
+
+"$PY" "$HERE/make_inventory.py" "$OUT/inventory" --guests "$N" --uri "$URI"
+INV="$OUT/inventory/bench.lcfg.yml"
+# The specs, for the floor script (the inventory is parsed outside its timing).
+"$ROOT/.venv/bin/ansible-inventory" -i "$INV" --list | "$PY" -c '
+import json, sys
+hv = json.load(sys.stdin)["_meta"]["hostvars"]
+def plain(v):
+    if isinstance(v, dict):
+        return v.get("__ansible_unsafe") if set(v) == {"__ansible_unsafe"} else {k: plain(x) for k, x in v.items()}
+    return [plain(x) for x in v] if isinstance(v, list) else v
+print(json.dumps(sorted((plain(h["xen_domain"]) for h in hv.values() if "xen_domain" in h), key=lambda s: s["name"])))
+' > "$OUT/specs.json"
+
+cleanup() { "$PY" "$HERE/floor.py" --cleanup --uri "$URI" >/dev/null; }
+
+declare -A T
+timed() {  # timed KEY LOGFILE command...
+  local key=$1 logfile=$2; shift 2
+  local start end
+  start=$(date +%s.%N)
+  if ! "$@" >"$logfile" 2>&1; then
+    log "$key failed; see $logfile"; tail -20 "$logfile" >&2; cleanup; exit 1
+  fi
+  end=$(date +%s.%N)
+  T[$key]=$("$PY" -c "print(f'{$end - $start:.2f}')")
+  log "$key: ${T[$key]} s"
+}
+
+interp="ansible_python_interpreter=$PY"
+cleanup
+timed ours_first "$OUT/ours-1.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" -e "$interp"
+timed ours_rerun "$OUT/ours-2.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" -e "$interp"
+grep -q "changed=0" "$OUT/ours-2.log" || log "warning: lcfg.xen's re-run reported changes"
+cleanup
+timed community_first "$OUT/community-1.log" "$BENCH_VENV/bin/ansible-playbook" -i "$INV" "$HERE/community.yml" -e "$interp"
+timed community_rerun "$OUT/community-2.log" "$BENCH_VENV/bin/ansible-playbook" -i "$INV" "$HERE/community.yml" -e "$interp"
+cleanup
+timed floor_first "$OUT/floor-1.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI"
+timed floor_rerun "$OUT/floor-2.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI"
+cleanup
+
+"$PY" - "$N" "$OUT/../rollout.json" <<PY
+import json, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+t = {k: float(v) for k, v in dict(ours_first="${T[ours_first]}", ours_rerun="${T[ours_rerun]}",
+     community_first="${T[community_first]}", community_rerun="${T[community_rerun]}",
+     floor_first="${T[floor_first]}", floor_rerun="${T[floor_rerun]}").items()}
+rows = []
+print(f"\nRollout of {n} guests (define + autostart, then start), wall seconds")
+print(f"{'run':<10} {'lcfg.xen':>9} {'community':>10} {'floor':>7} {'ours/community':>15} {'ours/floor':>11}")
+for run in ("first", "rerun"):
+    o, c, f = t[f"ours_{run}"], t[f"community_{run}"], t[f"floor_{run}"]
+    print(f"{run:<10} {o:>9.2f} {c:>10.2f} {f:>7.2f} {o / c:>15.3f} {o / f:>11.1f}")
+    rows.append({"run": run, "lcfg_xen": o, "community_libvirt": c, "floor": f,
+                 "ours_over_community": round(o / c, 3), "ours_over_floor": round(o / f, 2)})
+print(f"targets: ours/community <= 0.1 on both runs; no-change re-run < 5 s "
+      f"(re-run took {t['ours_rerun']:.2f} s)")
+json.dump({"guests": n, "ansible_pin": "${ANSIBLE_PIN}", "results": rows}, open(path, "w"), indent=2)
+PY
