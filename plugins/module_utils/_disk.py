@@ -741,6 +741,10 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
                 names = ", ".join(u["name"] for u in in_use)
                 raise Conflict(f"{req.path} is used by domain(s) {names}: undefine them (lcfg.xen.xen_domain "
                                "state: absent) before deleting the image")
+            overlays = _overlays_of(req.path, req.storage_dirs) if current is not None else []
+            if overlays:
+                raise Conflict(f"{req.path} is the backing file of {', '.join(overlays)}: delete those "
+                               "overlays first (they would become unreadable)")
         else:
             template = qemu_img_info(req.template) if req.template else None
             plan = plan_present(req, current, template, temp_exists)
@@ -764,6 +768,15 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
     finally:
         if conn is not None:
             conn.close()
+
+
+def _overlays_of(path: str, dirs: list[str]) -> list[str]:
+    """Images in the storage directories whose backing file is ``path``."""
+    found = []
+    for image in list_images(dirs, [], None):
+        if image.get("backing_file") == path:
+            found.append(image["path"])
+    return found
 
 
 def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str, Any]) -> None:

@@ -41,8 +41,9 @@ options:
   state:
     description:
       - V(present) creates or clones the image when it is missing and checks it when it exists.
-      - V(absent) deletes the image (and a partial file left by an interrupted run). With O(uri), an
-        image still used by a defined domain is not deleted.
+      - V(absent) deletes the image (and a partial file left by an interrupted run). An image that is
+        the backing file of another image in O(storage_dirs) is not deleted; with O(uri), neither is
+        an image that a defined domain uses.
     type: str
     choices: [present, absent]
     default: present

@@ -157,3 +157,19 @@ def test_info_lists_images(store):
     assert by_path[str(store / "c.qcow2")]["backing_format"] == "raw"
     assert by_path[str(store / "nope.img")]["exists"] is False
     assert "used_by" not in by_path[str(store / "a.img")]
+
+
+def test_a_backing_file_is_not_deleted(store):
+    base = {"path": str(store / "base.img"), "size": "1M", "storage_dirs": [str(store)]}
+    run_module("xen_disk", base)
+    run_module("xen_disk", {"path": str(store / "node.qcow2"), "template": base["path"], "clone": "overlay",
+                            "storage_dirs": [str(store)]})
+    refused = run_module("xen_disk", dict(base, state="absent"), check=True)
+    assert refused.get("failed") is True
+    assert "backing file of " + str(store / "node.qcow2") in refused["msg"]
+    assert run_module("xen_disk", dict(base, state="absent")).get("failed") is True
+    assert os.path.exists(base["path"])
+    assert run_module("xen_disk", {"path": str(store / "node.qcow2"), "state": "absent",
+                                   "storage_dirs": [str(store)]})["changed"] is True
+    assert run_module("xen_disk", dict(base, state="absent"))["changed"] is True
+    assert not os.path.exists(base["path"])
