@@ -26,7 +26,7 @@ description:
     C(lcfg.xen.guest) role create them). All members are validated and planned before any changes,
     so a bad value for one member changes nothing.
 author:
-  - lcfg.xen contributors
+  - lcfg.xen contributors (!UNKNOWN)
 options:
   name:
     description:
@@ -79,11 +79,19 @@ options:
     type: str
 extends_documentation_fragment:
   - lcfg.xen.connection
-  - lcfg.xen.connection.attributes
 attributes:
-  platform:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
-    platforms: posix
+    details: Check mode reads every member and reports exactly the changes, actions and diff a real run would make, without making them.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
+    support: full
+    details: The diff shows, per member, the group fields and vifs before and after in the module's option vocabulary (not raw XML).
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+    details: A second run with the same group and members reports no change.
 notes:
   - On KVM/QEMU, a memory change reaches the guest through its balloon driver; a guest without one
     keeps its memory until it restarts, although the new value is set and saved.
@@ -197,9 +205,10 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._group import (
     apply_group,
@@ -240,6 +249,8 @@ def run_group(params: dict, check_mode: bool) -> dict:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     try:
         result = run_group(module.params, module.check_mode)
     except XenError as exc:
