@@ -905,15 +905,18 @@ def fragment_present(root: etree._Element, fragment: etree._Element) -> bool:
 
 # --------------------------------------------------------------------------- parsing
 
+_UNIT_BYTES = {"b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2,
+               "mib": 1024 ** 2, "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3, "tb": 1000 ** 4,
+               "t": 1024 ** 4, "tib": 1024 ** 4}
+
+
 def _kib_to_mib(element: etree._Element | None) -> int | None:
+    """A libvirt memory element (``unit`` attribute, default KiB) in whole MiB."""
     if element is None or not (element.text or "").strip():
         return None
     value = int(element.text.strip())
-    unit = (element.get("unit") or "KiB").lower()
-    factor = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
-              "m": 1024, "mib": 1024, "mb": 1000 * 1000 / 1024 / 1024 * 1024,
-              "g": 1024 * 1024, "gib": 1024 * 1024}.get(unit, 1)
-    return int(round(value * factor / 1024))
+    factor = _UNIT_BYTES.get((element.get("unit") or "KiB").lower(), 1024)
+    return int(round(value * factor / 1024 ** 2))
 
 
 def _parse_disk(element: etree._Element) -> dict | None:

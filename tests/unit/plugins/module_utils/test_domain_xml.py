@@ -215,6 +215,17 @@ def test_render_parse_round_trip(driver, gtype):
     assert parsed == full
 
 
+@pytest.mark.parametrize("unit, value, mib", [
+    (None, "262144", 256), ("KiB", "262144", 256), ("MiB", "256", 256), ("GiB", "2", 2048),
+    ("b", str(256 * 1024 * 1024), 256), ("M", "64", 64),
+])
+def test_parse_memory_units(unit, value, mib):
+    attr = f" unit='{unit}'" if unit else ""
+    xml = f"<domain><name>x</name><memory{attr}>{value}</memory><os><type>hvm</type></os></domain>"
+    parsed = dx.parse_domain(xml)
+    assert parsed["maxmem"] == parsed["memory"] == mib
+
+
 def test_parse_treats_linux_os_type_as_pv():
     xml = dx.render_domain(dx.complete_spec(spec(kernel="/k"), None, "xen"), CAPS["xen"])
     root = etree.fromstring(xml.encode())
