@@ -583,7 +583,7 @@ def _build_os(root: etree._Element, spec: dict, caps: dict) -> etree._Element:
             _sub(os_el, "initrd", spec["ramdisk"])
         if spec.get("cmdline"):
             _sub(os_el, "cmdline", spec["cmdline"])
-    elif not spec.get("bootloader"):
+    elif text == "hvm":
         _sub(os_el, "boot", dev="hd")
     return os_el
 
@@ -743,7 +743,7 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
                 if len(cputune) == 0:
                     root.remove(cputune)
     if {"kernel", "ramdisk", "cmdline", "bootloader"} & set(changed):
-        _update_boot(root, spec)
+        _update_boot(root, spec, caps["driver"])
     if "disks" in changed:
         _update_disks(root, spec, caps)
     if "vifs" in changed:
@@ -766,7 +766,7 @@ def _set_kib(element: etree._Element, mib: int) -> None:
     element.set("unit", "KiB")
 
 
-def _update_boot(root: etree._Element, spec: dict) -> None:
+def _update_boot(root: etree._Element, spec: dict, driver: str) -> None:
     os_el = _find_or_add(root, "os", ("vcpu",))
     for tag in ("kernel", "initrd", "cmdline"):
         for old in os_el.findall(tag):
@@ -790,8 +790,7 @@ def _update_boot(root: etree._Element, spec: dict) -> None:
             args = etree.Element("bootloader_args")
             args.text = spec["cmdline"]
             os_el.addprevious(args)
-    if not spec.get("kernel") and not spec.get("bootloader") and os_el.find("boot") is None \
-            and spec["type"] != "pv":
+    if not spec.get("kernel") and os_el.find("boot") is None and _os_type(driver, spec["type"])[0] == "hvm":
         _sub(os_el, "boot", dev="hd")
 
 
@@ -981,9 +980,7 @@ def parse_domain(xml: str) -> dict:
     else:
         gtype = "hvm"
     if meta_el is not None and meta_el.get("type") in ("pv", "hvm", "pvh") and root.get("type") != "xen":
-        gtype = meta_el.get("type")
-    elif meta_el is not None and root.get("type") == "xen" and gtype == "pv" and meta_el.get("type") == "pvh":
-        gtype = "pvh"
+        gtype = meta_el.get("type")  # on KVM and the test driver the XML does not show it
     maxmem = _kib_to_mib(root.find("memory"))
     memory = _kib_to_mib(root.find("currentMemory"))
     vcpu = root.find("vcpu")
