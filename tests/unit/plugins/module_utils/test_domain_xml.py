@@ -256,6 +256,16 @@ def test_golden_render(case):
     assert dx.canonical_xml(golden_specs().render_case(case)) == dx.canonical_xml((GOLDEN / f"{case}.xml").read_text())
 
 
+LIBVIRT_SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
+
+
+@pytest.mark.skipif(not LIBVIRT_SCHEMA.exists(), reason="libvirt's RNG schemas are not installed")
+@pytest.mark.parametrize("case", sorted(p.stem for p in GOLDEN.glob("*.xml")))
+def test_golden_xml_is_valid_for_libvirt(case):
+    schema = etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA)))
+    assert schema.validate(etree.parse(str(GOLDEN / f"{case}.xml"))), schema.error_log.last_error
+
+
 def test_every_golden_case_has_a_file():
     CASES = golden_specs().CASES
     assert sorted(CASES) == sorted(p.stem for p in GOLDEN.glob("*.xml"))
