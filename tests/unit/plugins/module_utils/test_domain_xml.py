@@ -257,12 +257,20 @@ def test_golden_render(case):
 
 
 LIBVIRT_SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
+_SCHEMA: list = []
+
+
+def libvirt_schema():
+    """libvirt's domain schema, loaded once (None when not installed)."""
+    if not _SCHEMA:
+        _SCHEMA.append(etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA))) if LIBVIRT_SCHEMA.exists() else None)
+    return _SCHEMA[0]
 
 
 @pytest.mark.skipif(not LIBVIRT_SCHEMA.exists(), reason="libvirt's RNG schemas are not installed")
 @pytest.mark.parametrize("case", sorted(p.stem for p in GOLDEN.glob("*.xml")))
 def test_golden_xml_is_valid_for_libvirt(case):
-    schema = etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA)))
+    schema = libvirt_schema()
     assert schema.validate(etree.parse(str(GOLDEN / f"{case}.xml"))), schema.error_log.last_error
 
 
@@ -413,6 +421,9 @@ def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, 
         params["kernel"] = "/boot/vmlinuz"
     full = dx.complete_spec(spec(**params), None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
     xml = dx.render_domain(full, CAPS[driver])
+    schema = libvirt_schema()
+    if schema is not None:
+        assert schema.validate(etree.fromstring(xml.encode())), schema.error_log.last_error
     parsed = dx.parse_domain(xml)
     parsed["autostart"] = full["autostart"]
     assert parsed == full
