@@ -26,15 +26,13 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE / "lab"))
+sys.path[:0] = [str(HERE), str(HERE / "lab")]
 
 from lab import Lab, build  # noqa: E402  (tests/xen/lab/lab.py)
+from xenlab import URI  # noqa: E402
 
 OUTPUT = ROOT / "tests" / "output"
 TIMINGS: dict[str, float] = {}
-URI = "xen:///system"
-GUEST_KERNEL = "/var/lib/lcfg-xen-lab/guest-vmlinuz"
-GUEST_RAMDISK = "/var/lib/lcfg-xen-lab/guest-initrd.gz"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import GUEST_KERNEL, GUEST_RAMDISK, URI
+from xenlab import GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
 
 pytestmark = pytest.mark.xen
 
@@ -30,7 +30,7 @@ def test_bridge_with_guest_vif(xen_lab, bridge_cleanup):
     bridge = {"uri": URI, "name": BRIDGE, "mode": "bridge", "netdev": NETDEV,
               "create_netdev": "dummy", "state": "present"}
     guest = {"uri": URI, "name": GUEST, "type": "pv", "memory": 128, "vcpus": 1,
-             "kernel": GUEST_KERNEL, "ramdisk": GUEST_RAMDISK, "cmdline": "console=hvc0",
+             "kernel": GUEST_KERNEL, "ramdisk": GUEST_RAMDISK, "cmdline": GUEST_CMDLINE,
              "vifs": [{"mac": MAC, "nettype": "bridge", "bridge": BRIDGE, "script": "vif-bridge"}],
              "state": "running"}
     run = xen_lab.play([

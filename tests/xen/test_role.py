@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import URI
+from xenlab import URI
 
 pytestmark = pytest.mark.xen
 
