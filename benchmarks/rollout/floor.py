@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The floor of the rollout benchmark: plain libvirt-python doing the necessary calls.
 
-    floor.py SPECS.json [--uri qemu:///system]     define + autostart, then start
-    floor.py --cleanup [--uri ...]                 destroy and undefine lcfgbench-* guests
+    python floor.py SPECS.json [--uri qemu:///system]     define + autostart, then start
+    python floor.py --cleanup [--uri ...]                 destroy and undefine lcfgbench-* guests
 
 SPECS.json is a list of xen_domain specs. One connection; one listAllDomains; then per
 guest only what is missing: defineXML (the same XML as domain.xml.j2), setAutostart,

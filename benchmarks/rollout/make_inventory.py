@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the rollout benchmark's LCFG inventory: one hypervisor profile with N guests.
 
-    make_inventory.py OUTDIR [--guests 50] [--uri qemu:///system]
+    python make_inventory.py OUTDIR [--guests 50] [--uri qemu:///system]
 
 Guests are named lcfgbench-NN, 64 MiB, 1 VCPU, HVM, marked to boot, no disks or NICs
 (the benchmark measures definition, autostart and start, not image copies).

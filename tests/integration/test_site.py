@@ -36,6 +36,7 @@ def _recap(stdout: str) -> dict[str, dict[str, int]]:
 def _inventory() -> dict:
     proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(INVENTORY),
                            "--list"], capture_output=True, text=True, env=_env(), check=True, cwd=ROOT)
+
     def plain(value):
         if isinstance(value, dict):
             if set(value) == {"__ansible_unsafe"}:
