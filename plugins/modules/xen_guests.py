@@ -63,25 +63,28 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Define every guest of this hypervisor from the LCFG inventory, then start them
-  hosts: xen_hypervisors
-  gather_facts: false
-  tasks:
-    - name: Define the guests (autostart as the profiles say)
-      lcfg.xen.xen_guests:
-        uri: xen:///system
-        default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
-        guests: "{{ xen_host.guests | map('extract', hostvars, 'xen_domain') | list }}"
+# In a play over the hypervisors of the lcfg inventory (hosts: xen_hypervisors)
+- name: Define every guest of this hypervisor from the LCFG inventory (autostart as the profiles say)
+  lcfg.xen.xen_guests:
+    uri: xen:///system
+    default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+    guests: "{{ xen_host.guests | map('extract', hostvars, 'xen_domain') | list }}"
 
-    - name: Start them
-      lcfg.xen.xen_guests:
-        uri: xen:///system
-        default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
-        guests: >-
-          {{ xen_host.guests | map('extract', hostvars, 'xen_domain')
-             | map('combine', {'state': 'running'}) | list }}
+- name: Start them
+  lcfg.xen.xen_guests:
+    uri: xen:///system
+    default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+    guests: >-
+      {{ xen_host.guests | map('extract', hostvars, 'xen_domain')
+         | map('combine', {'state': 'running'}) | list }}
+  register: started
 
-- name: Two test guests on libvirt's test driver
+- name: Say which guests wait for a restart
+  ansible.builtin.debug:
+    msg: "restart {{ started.pending_restart | join(', ') }} to apply saved changes"
+  when: started.pending_restart | length > 0
+
+- name: Two guests on libvirt's test driver
   lcfg.xen.xen_guests:
     uri: test:///default
     guests:

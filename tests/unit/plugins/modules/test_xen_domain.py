@@ -198,3 +198,44 @@ def test_ansible_doc_renders(module):
     assert doc["module"] == module
     if module != "xen_domain_info":
         assert "name" in doc["options"] or "guests" in doc["options"]
+
+
+def examples(module):
+    import yaml  # noqa: PLC0415 - only this test needs it
+
+    return yaml.safe_load(MODULES[module].EXAMPLES)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_examples_match_the_argument_spec(module):
+    """Every example task of the module passes the module's own argument validation."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: PLC0415
+
+    from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils._domain import validate_guest  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import (  # noqa: PLC0415
+        check_guest_item,
+        guest_module_argspec,
+    )
+
+    specs = {"xen_domain": with_connection(guest_module_argspec()),
+             "xen_domain_info": with_connection({"name": {"type": "str"}}),
+             "xen_guests": with_connection({"guests": {"type": "list", "elements": "dict", "required": True},
+                                            "default_bridge": {"type": "str"}})}
+    tasks = [t for t in examples(module) if f"lcfg.xen.{module}" in t]
+    assert tasks
+    for task in tasks:
+        args = {k: v for k, v in task[f"lcfg.xen.{module}"].items() if not (isinstance(v, str) and "{{" in v)}
+        if module == "xen_guests" and "guests" not in args:
+            args["guests"] = []
+        result = ArgumentSpecValidator(specs[module]).validate(args)
+        assert not result.error_messages, (task["name"], result.error_messages)
+        for index, guest in enumerate(args.get("guests") or []):
+            validate_guest(check_guest_item(guest, f"guests[{index}]."))
+
+
+def test_test_driver_example_runs(hypervisor, capsys):
+    (task,) = [t for t in examples("xen_guests") if t.get("lcfg.xen.xen_guests", {}).get("uri") == "test:///default"]
+    guests = [dict(g, name=f"{NAME}-{g['name']}") for g in task["lcfg.xen.xen_guests"]["guests"]]
+    result = four_steps(capsys, "xen_guests", {"uri": "test:///default", "guests": guests})
+    assert [r["actions"] for r in result["results"]] == [["define"], ["define", "start"]]
