@@ -429,3 +429,61 @@ def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, 
     assert parsed == full
     # completing the same request against what was rendered changes nothing
     assert dx.diff_specs(dx.complete_spec(spec(**params), parsed, CAPS[driver]["driver"]), parsed) == []
+
+
+_guest_params = st.fixed_dictionaries({
+    "type": st.sampled_from(["pv", "hvm"]),
+    "memory": st.integers(16, 2048),
+    "vcpus": st.integers(1, 4),
+    "cpus": st.one_of(st.just(""), st.lists(st.integers(0, 15), min_size=1, unique=True, max_size=4)
+                      .map(lambda c: ",".join(map(str, c)))),
+    "disks": _paths.map(lambda paths: [{"path": p} for p in paths]),
+    "vifs": st.lists(_vif, max_size=3),
+    "boot": st.booleans(),
+    "on_crash": st.sampled_from([None, "destroy", "preserve", "restart"]),
+})
+
+
+def _as_params(drawn: dict) -> dict:
+    params = {k: v for k, v in drawn.items() if k not in ("boot", "on_crash")}
+    params["maxmem"] = params["memory"]
+    params["maxvcpus"] = params["vcpus"]
+    if drawn["type"] != "hvm":
+        params["kernel"] = "/boot/vmlinuz" if drawn["boot"] else ""
+    else:
+        params["kernel"] = ""
+    params["extra"] = {"on_crash": drawn["on_crash"]}
+    return params
+
+
+@settings(max_examples=60, deadline=None)
+@given(driver=st.sampled_from(sorted(CAPS)), first=_guest_params, second=_guest_params,
+       leave_out=st.sets(st.sampled_from(["memory", "vcpus", "cpus", "disks", "vifs", "type", "extra"])))
+def test_property_update_in_place_reaches_the_target(driver, first, second, leave_out):
+    caps = CAPS[driver]
+    current = dx.complete_spec(spec(**_as_params(first)), None, caps["driver"], domain_type=caps.get("domain_type"))
+    xml = dx.render_domain(current, caps)
+    parsed = dx.parse_domain(xml)
+    parsed["autostart"] = False
+    wanted = _as_params(second)
+    for key in leave_out:  # left out = leave alone
+        wanted.pop(key, None)
+    if "memory" in leave_out:
+        wanted.pop("maxmem")
+    if "vcpus" in leave_out:
+        wanted.pop("maxvcpus")
+    if wanted.get("type", parsed["type"]) == "hvm":
+        wanted["kernel"] = ""
+    target = dx.complete_spec(spec(**wanted), parsed, caps["driver"])
+    changed = dx.diff_specs(target, parsed)
+    updated = dx.update_domain_xml(xml, target, changed, caps)
+    schema = libvirt_schema()
+    if schema is not None:
+        assert schema.validate(etree.fromstring(updated.encode())), schema.error_log.last_error
+    reparsed = dx.parse_domain(updated)
+    reparsed["autostart"] = False
+    reparsed["extra"]["xml"] = []
+    assert dx.diff_specs(target, reparsed) == []
+    for key in leave_out - {"type"}:
+        if key in ("memory", "vcpus", "cpus", "disks"):
+            assert reparsed[key] == parsed[key] or "type" in changed
