@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: the lcfg.xen.lcfg inventory plugin against a static YAML inventory.
 
 Generates a synthetic site under benchmarks/output/inventory/ (default 2,000 host profiles,
@@ -163,7 +162,7 @@ def write_static_yaml(config: Path, target: Path) -> None:
 def time_list(source: Path, runs: int) -> tuple[list[float], list[float]]:
     """Wall-clock and CPU (user + system) seconds of each ``ansible-inventory --list`` run."""
     walls, cpus = [], []
-    for _ in range(runs):
+    for _run in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         with open(os.devnull, "w") as null:
@@ -180,7 +179,7 @@ def time_list(source: Path, runs: int) -> tuple[list[float], list[float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--hosts", type=int, default=2000, help="host profiles (default 2000)")
     parser.add_argument("--guests", type=int, default=10, help="guests per host (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per case (median)")
@@ -215,7 +214,7 @@ def main() -> int:
         time_list(cached, 1)  # fill the cache
     # interleave the cases so that a change in machine load hits all of them alike
     samples: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in chosen}
-    for _ in range(args.runs):
+    for _round in range(args.runs):
         for case in chosen:
             walls, cpus = time_list(cases[case], 1)
             samples[case][0].extend(walls)

@@ -42,7 +42,7 @@ def make(resources: list[tuple[str, str]] | dict[str, str], name: str = "h1",
 
 
 def line_of(resources: list[tuple[str, str]], res: str) -> int:
-    names = [r for r, _ in resources]
+    names = [r for r, _value in resources]
     return len(names) - 1 - names[::-1].index(res) + 2  # the last statement setting it
 
 
@@ -477,8 +477,8 @@ def test_group_fills_what_the_guest_leaves_unset():
     model = build_host(make(res))
     g = model.guests["vm1"]
     assert (g["memory"], g["maxmem"], g["vcpus"], g["maxvcpus"]) == (128, 128, 2, 8)
-    assert [(v["nettype"], v["script"]) for v in g["vifs"]] == [("nat", "vif-nat"),
-                                                               ("bridge", "vif-nat")]
+    assert [(v["nettype"], v["script"]) for v in g["vifs"]] == [
+        ("nat", "vif-nat"), ("bridge", "vif-nat")]
     assert g["groups"] == ["g1", "g2"]
     assert model.xen_host["groups"]["g2"]["maxvcpus"] == 8
     assert len(model.warnings) == 1 and "nettype_vm1_b" in model.warnings[0]
