@@ -17,7 +17,7 @@ API (everything takes an open libvirt connection from ``_libvirt.open_connection
     #            "pending_restart": bool, "pending_restart_fields": [str], "warnings": [str],
     #            "diff": {"before": dict, "after": dict}}
     result = converge_domain(conn, params, check_mode=False)  # the three steps above
-    result = converge_guests(conn, [params, ...], check_mode=False, default_bridge=None)
+    result = converge_guests(conn, [params, ...], check_mode=False, default_bridge=None, parallel=4)
     # -> {"changed", "results": [result per guest], "pending_restart": [names], "diff"}
     guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
     domains = list_domains(conn)                   # {name: virDomain}, one libvirt call
@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -661,20 +662,25 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
 # --------------------------------------------------------------------------- many guests
 
 def converge_guests(conn, guests: list, check_mode: bool = False,
-                    default_bridge: str | None = None) -> dict:
+                    default_bridge: str | None = None, parallel: int = 4) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options) on one connection.
 
     All guests are validated and planned (one ``listAllDomains`` plus a couple of reads per
-    guest) before the first change, so bad input anywhere changes nothing. Returns
-    ``{changed, results: [apply_plan result per guest], pending_restart: [names], diff}``.
+    guest) before the first change, so bad input anywhere changes nothing. Then up to
+    ``parallel`` guests are changed at the same time (guest starts wait on QEMU/Xen, not on
+    us). A failing guest does not stop the others; the error names it and carries the
+    results of the rest. Returns ``{changed, results: [apply_plan result per guest, in the
+    order given], pending_restart: [names], diff}``.
     """
     if not isinstance(guests, list):
         raise ValidationError("guests", "must be a list of guest dicts")
+    if parallel < 1:
+        raise ValidationError("parallel", f"must be at least 1, got {parallel}")
     items = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(guests):
         prefix = f"guests[{index}]."
-        item = check_guest_item(raw, prefix)
+        item = check_guest_item(copy.deepcopy(raw), prefix)
         if default_bridge:
             for vif in item.get("vifs") or []:
                 if isinstance(vif, dict) and (vif.get("nettype") or "bridge") == "bridge" and not vif.get("bridge"):
@@ -692,13 +698,27 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
             force_stop=item["force_stop"], remove_disks=item["remove_disks"],
             dom=domains.get(spec["name"]), known_missing=spec["name"] not in domains, prefix=prefix,
         ))
-    results: list[dict] = []
-    for plan in plans:
+
+    def apply_one(plan: DomainPlan) -> dict | XenError:
         try:
-            results.append(apply_plan(conn, plan, check_mode=check_mode))
+            return apply_plan(conn, plan, check_mode=check_mode)
         except XenError as exc:
-            raise XenError(f"guest {plan.name}: {exc.message}",
-                           changed=any(r["changed"] for r in results), results=results) from exc
+            return exc
+
+    busy = [plan for plan in plans if plan.actions and not check_mode]
+    if parallel > 1 and len(busy) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
+            outcomes = list(pool.map(apply_one, plans))
+    else:
+        outcomes = [apply_one(plan) for plan in plans]
+    results = [o for o in outcomes if isinstance(o, dict)]
+    failures = [(plan, o) for plan, o in zip(plans, outcomes) if isinstance(o, XenError)]
+    if failures:
+        plan, exc = failures[0]
+        others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
+        raise XenError(f"guest {plan.name}: {exc.message}{others}",
+                       changed=any(r["changed"] for r in results), results=results,
+                       failed_guests=[p.name for p, _e in failures])
     return {
         "changed": any(r["changed"] for r in results),
         "results": results,

@@ -40,6 +40,14 @@ options:
     type: list
     elements: dict
     required: true
+  parallel:
+    description:
+      - How many guests are changed at the same time (all on the one libvirt connection).
+        Starting a guest mostly waits for the hypervisor, so a rollout of many guests is
+        much faster in parallel. V(1) changes them one after another.
+      - Validation and comparison always cover every guest before the first change.
+    type: int
+    default: 4
   default_bridge:
     description:
       - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
@@ -118,6 +126,12 @@ results:
       after: {name: demo1, type: pv, memory: 128, state: stopped}
       pending_restart: false
       pending_restart_fields: []
+failed_guests:
+  description: On failure, the names of the guests that could not be converged (the others were).
+  returned: failure
+  type: list
+  elements: str
+  sample: [web2]
 pending_restart:
   description: Names of the guests whose saved changes wait for a restart.
   returned: always
@@ -139,6 +153,7 @@ def main() -> None:
         argument_spec=with_connection({
             "guests": {"type": "list", "elements": "dict", "required": True},
             "default_bridge": {"type": "str"},
+            "parallel": {"type": "int", "default": 4},
         }),
         supports_check_mode=True,
     )
@@ -148,7 +163,8 @@ def main() -> None:
         conn = open_connection(module.params["uri"])
         try:
             result = converge_guests(conn, module.params["guests"], check_mode=module.check_mode,
-                                     default_bridge=module.params["default_bridge"])
+                                     default_bridge=module.params["default_bridge"],
+                                     parallel=module.params["parallel"])
         finally:
             conn.close()
     except XenError as exc:

@@ -10,7 +10,12 @@ import pytest
 from lxml import etree
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
+    Conflict,
+    LibvirtFailure,
+    ValidationError,
+    XenError,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
 
 
@@ -293,6 +298,36 @@ def test_converge_guests_check_predicts_and_is_idempotent(conn):
     again = _domain.converge_guests(conn, [dict(g, state="running") for g in wanted])
     assert again["changed"] is False
     assert all(conn.lookupByName(g["name"]).isActive() for g in wanted)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_converge_guests_one_failing_guest_does_not_stop_the_others(conn, monkeypatch, parallel):
+    real_start = _domain._start
+
+    def start(dom, *, name):
+        if name == "lcfgtest-dom-g1":
+            raise LibvirtFailure(f"start guest {name}: no room")
+        real_start(dom, name=name)
+
+    monkeypatch.setattr(_domain, "_start", start)
+    wanted = guests(3, state="running")
+    with pytest.raises(XenError) as info:
+        _domain.converge_guests(conn, wanted, parallel=parallel)
+    assert info.value.message.startswith("guest lcfgtest-dom-g1: start guest lcfgtest-dom-g1: no room")
+    assert info.value.result["failed_guests"] == ["lcfgtest-dom-g1"]
+    assert [r["name"] for r in info.value.result["results"]] == ["lcfgtest-dom-g0", "lcfgtest-dom-g2"]
+    assert info.value.result["changed"] is True
+    assert conn.lookupByName("lcfgtest-dom-g0").isActive() and conn.lookupByName("lcfgtest-dom-g2").isActive()
+    assert not conn.lookupByName("lcfgtest-dom-g1").isActive()
+
+
+def test_converge_guests_parallel_matches_serial(conn):
+    wanted = guests(6, state="running", autostart=True)
+    check = _domain.converge_guests(conn, wanted, check_mode=True, parallel=4)
+    real = _domain.converge_guests(conn, wanted, parallel=4)
+    assert check["diff"] == real["diff"]
+    assert [r["name"] for r in real["results"]] == [g["name"] for g in wanted]
+    assert _domain.converge_guests(conn, wanted, parallel=1)["changed"] is False
 
 
 def test_converge_guests_fails_before_any_change(conn):
