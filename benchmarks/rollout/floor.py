@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The floor of the rollout benchmark: plain libvirt-python doing the necessary calls.
 
-    python floor.py SPECS.json [--uri qemu:///system]     define + autostart, then start
+    python floor.py SPECS.json [--uri qemu:///system] [--no-start]   define + autostart, then start
     python floor.py --cleanup [--uri ...]                 destroy and undefine lcfgbench-* guests
 
 SPECS.json is a list of xen_domain specs. One connection; one listAllDomains; then per
@@ -41,7 +41,7 @@ def domain_xml(spec: dict) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-def rollout(conn, specs: list[dict]) -> int:
+def rollout(conn, specs: list[dict], start: bool = True) -> int:
     calls = 0
     doms = {d.name(): d for d in conn.listAllDomains(0)}
     for spec in specs:
@@ -53,7 +53,7 @@ def rollout(conn, specs: list[dict]) -> int:
             dom.setAutostart(1)
             calls += 1
         doms[spec["name"]] = dom
-    for spec in specs:
+    for spec in specs if start else []:
         dom = doms[spec["name"]]
         if spec["autostart"] and not dom.isActive():
             dom.create()
@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("specs", nargs="?")
     parser.add_argument("--uri", default="qemu:///system")
     parser.add_argument("--cleanup", action="store_true")
+    parser.add_argument("--no-start", action="store_true", help="define and autostart only")
     args = parser.parse_args()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     conn = libvirt.open(args.uri)
@@ -87,7 +88,7 @@ def main() -> int:
             return 0
         with open(args.specs, encoding="utf-8") as handle:
             specs = json.load(handle)
-        print(f"{rollout(conn, specs)} changing calls")
+        print(f"{rollout(conn, specs, start=not args.no_start)} changing calls")
         return 0
     finally:
         conn.close()

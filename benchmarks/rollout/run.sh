@@ -6,13 +6,18 @@
 # runs twice: the first run from nothing, then a no-change re-run. Prints wall times
 # and ratios; writes benchmarks/output/rollout.json. Guests are named lcfgbench-NN and
 # removed between tools and at the end.
-# Usage: benchmarks/rollout/run.sh [N]
+# BENCH_START=0 measures define + autostart only (no N QEMU processes started), the
+# step a busy or small machine can afford.
+# Usage: [BENCH_START=0] benchmarks/rollout/run.sh [N]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/benchmarks/rollout"
 OUT="$ROOT/benchmarks/output/rollout"
 N="${1:-${BENCH_GUESTS:-50}}"
 URI="${BENCH_URI:-qemu:///system}"
+START="${BENCH_START:-1}"
+if [[ $START == 0 ]]; then START_VAR=false; FLOOR_START=(--no-start); WHAT="define + autostart"
+else START_VAR=true; FLOOR_START=(); WHAT="define + autostart, then start"; fi
 ANSIBLE_PIN="ansible==12.3.0"
 BENCH_VENV="$ROOT/benchmarks/output/venv-ansible"
 PY="$ROOT/.venv/bin/python"
@@ -59,7 +64,7 @@ timed() {  # timed KEY LOGFILE command...
   log "$key: ${T[$key]} s"
 }
 
-interp="ansible_python_interpreter=$PY"
+interp="ansible_python_interpreter=$PY bench_start=$START_VAR"
 cleanup
 timed ours_first "$OUT/ours-1.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" -e "$interp"
 timed ours_rerun "$OUT/ours-2.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" -e "$interp"
@@ -68,18 +73,18 @@ cleanup
 timed community_first "$OUT/community-1.log" "$BENCH_VENV/bin/ansible-playbook" -i "$INV" "$HERE/community.yml" -e "$interp"
 timed community_rerun "$OUT/community-2.log" "$BENCH_VENV/bin/ansible-playbook" -i "$INV" "$HERE/community.yml" -e "$interp"
 cleanup
-timed floor_first "$OUT/floor-1.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI"
-timed floor_rerun "$OUT/floor-2.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI"
+timed floor_first "$OUT/floor-1.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI" "${FLOOR_START[@]}"
+timed floor_rerun "$OUT/floor-2.log" "$PY" "$HERE/floor.py" "$OUT/specs.json" --uri "$URI" "${FLOOR_START[@]}"
 cleanup
 
-"$PY" - "$N" "$OUT/../rollout.json" <<PY
+"$PY" - "$N" "$OUT/../rollout.json" "$WHAT" <<PY
 import json, sys
-n, path = int(sys.argv[1]), sys.argv[2]
+n, path, what = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 t = {k: float(v) for k, v in dict(ours_first="${T[ours_first]}", ours_rerun="${T[ours_rerun]}",
      community_first="${T[community_first]}", community_rerun="${T[community_rerun]}",
      floor_first="${T[floor_first]}", floor_rerun="${T[floor_rerun]}").items()}
 rows = []
-print(f"\nRollout of {n} guests (define + autostart, then start), wall seconds")
+print(f"\nRollout of {n} guests ({what}), wall seconds")
 print(f"{'run':<10} {'lcfg.xen':>9} {'community':>10} {'floor':>7} {'ours/community':>15} {'ours/floor':>11}")
 for run in ("first", "rerun"):
     o, c, f = t[f"ours_{run}"], t[f"community_{run}"], t[f"floor_{run}"]
@@ -88,5 +93,5 @@ for run in ("first", "rerun"):
                  "ours_over_community": round(o / c, 3), "ours_over_floor": round(o / f, 2)})
 print(f"targets: ours/community <= 0.1 on both runs; no-change re-run < 5 s "
       f"(re-run took {t['ours_rerun']:.2f} s)")
-json.dump({"guests": n, "ansible_pin": "${ANSIBLE_PIN}", "results": rows}, open(path, "w"), indent=2)
+json.dump({"guests": n, "steps": what, "ansible_pin": "${ANSIBLE_PIN}", "results": rows}, open(path, "w"), indent=2)
 PY
