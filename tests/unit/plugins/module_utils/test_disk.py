@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     DEFAULT_LCFG_FILES,
@@ -308,3 +310,29 @@ def test_describe_every_step():
     assert lines[4].endswith("to /guests/node1.img")
     assert describe_step({"action": "define-pool", "name": "p", "directory": "/guests"}).startswith(
         "define and start libvirt storage pool p")
+
+
+# ---------------------------------------------------------------- properties
+
+
+@given(st.integers(min_value=1, max_value=2 ** 40), st.sampled_from(["K", "M", "G", "KiB", "MiB", "GiB"]))
+def test_parse_size_binary_units_scale_exactly(amount, unit):
+    scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[unit[0]]
+    assert parse_size(f"{amount}{unit}") == amount * scale
+    assert parse_size(f"{amount}{unit.lower()}") == amount * scale
+
+
+@given(st.integers(min_value=1, max_value=2 ** 31).map(lambda n: n * 512))
+def test_parse_size_of_bytes_is_identity(number):
+    assert parse_size(number) == number == parse_size(str(number))
+
+
+@given(st.integers(min_value=1, max_value=4096), st.sampled_from(["raw", "qcow2"]))
+def test_plan_after_a_create_matches_the_existing_image(gib, fmt):
+    """What a create plans as 'after' is exactly what the next run finds: no change."""
+    request = req(size_gb=gib, format=fmt)
+    first = plan_present(request, None, None, temp_exists=False)
+    found = {"format": first.after["format"], "virtual_size": first.after["virtual_size"], "actual_size": 0,
+             "backing_file": None, "backing_format": None}
+    second = plan_present(request, found, None, temp_exists=False)
+    assert second.steps == [] and second.before == first.after
