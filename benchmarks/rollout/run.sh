@@ -30,7 +30,8 @@ export ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
 log() { printf '[rollout] %s\n' "$*" >&2; }
 
 scripts/libvirtd.sh start
-if [[ ! -x $BENCH_VENV/bin/ansible-playbook ]] || ! "$BENCH_VENV/bin/pip" show ansible 2>/dev/null | grep -q "^Version: ${ANSIBLE_PIN#ansible==}$"; then
+installed="$("$BENCH_VENV/bin/pip" show ansible 2>/dev/null || true)"
+if [[ ! -x $BENCH_VENV/bin/ansible-playbook ]] || [[ $installed != *"Version: ${ANSIBLE_PIN#ansible==}"* ]]; then
   log "installing $ANSIBLE_PIN into $BENCH_VENV (community.libvirt ships with it)"
   python3 -m venv "$BENCH_VENV"
   "$BENCH_VENV/bin/pip" install -q "$ANSIBLE_PIN"
