@@ -17,7 +17,7 @@ API (everything takes an open libvirt connection from ``_libvirt.open_connection
     #            "pending_restart": bool, "pending_restart_fields": [str], "warnings": [str],
     #            "diff": {"before": dict, "after": dict}}
     result = converge_domain(conn, params, check_mode=False)  # the three steps above
-    result = converge_guests(conn, [params, ...], check_mode=False, default_bridge=None, parallel=4)
+    result = converge_guests(conn, [params, ...], check_mode=False, default_bridge=None, parallel=8)
     # -> {"changed", "results": [result per guest], "pending_restart": [names], "diff"}
     guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
     domains = list_domains(conn)                   # {name: virDomain}, one libvirt call
@@ -662,7 +662,7 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
 # --------------------------------------------------------------------------- many guests
 
 def converge_guests(conn, guests: list, check_mode: bool = False,
-                    default_bridge: str | None = None, parallel: int = 4) -> dict:
+                    default_bridge: str | None = None, parallel: int = 8) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options) on one connection.
 
     All guests are validated and planned (one ``listAllDomains`` plus a couple of reads per

@@ -47,7 +47,7 @@ options:
         much faster in parallel. V(1) changes them one after another.
       - Validation and comparison always cover every guest before the first change.
     type: int
-    default: 4
+    default: 8
   default_bridge:
     description:
       - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
@@ -153,7 +153,7 @@ def main() -> None:
         argument_spec=with_connection({
             "guests": {"type": "list", "elements": "dict", "required": True},
             "default_bridge": {"type": "str"},
-            "parallel": {"type": "int", "default": 4},
+            "parallel": {"type": "int", "default": 8},
         }),
         supports_check_mode=True,
     )

@@ -222,7 +222,7 @@ def test_examples_match_the_argument_spec(module):
              "xen_domain_info": with_connection({"name": {"type": "str"}}),
              "xen_guests": with_connection({"guests": {"type": "list", "elements": "dict", "required": True},
                                             "default_bridge": {"type": "str"},
-                                            "parallel": {"type": "int", "default": 4}})}
+                                            "parallel": {"type": "int", "default": 8}})}
     tasks = [t for t in examples(module) if f"lcfg.xen.{module}" in t]
     assert tasks
     for task in tasks:
