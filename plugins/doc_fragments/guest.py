@@ -155,7 +155,11 @@ options:
             V(lcfg-nat) or V(lcfg-route).
         type: str
       script:
-        description: Xen vif hotplug script, for example V(vif-bridge). Xen only.
+        description:
+          - Xen vif hotplug script, for example V(vif-bridge).
+          - Other hypervisors cannot run vif scripts; there it is recorded in the domain's
+            metadata only (so LCFG profiles written for Xen still converge), and the module
+            warns whenever it writes one.
         type: str
       model:
         description:

@@ -339,6 +339,7 @@ class DomainPlan:
     pending_restart_fields: list[str] = field(default_factory=list)
     remove_paths: list[str] = field(default_factory=list)
     fragments: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     shutdown_timeout: float = 120
     force_stop: bool = False
 
@@ -369,7 +370,7 @@ def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) ->
     if field_name == "disks":
         strip = ("tag", "name")
     elif field_name == "vifs":
-        strip = ("tag",) if driver == "xen" else ("tag", "ip")
+        strip = ("tag",) if driver == "xen" else ("tag", "ip", "script")
     else:
         return False
 
@@ -467,6 +468,11 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
         plan.actions.append("stop")
         power = "stopped"
     plan.after = dict(copy.deepcopy(target), state=power)
+    if caps["driver"] != "xen" and ("define" in plan.actions or "vifs" in plan.changed_fields):
+        scripts = sorted({v["script"] for v in target["vifs"] if v.get("script")})
+        if scripts:
+            plan.notes.append(f"guest {name}: vif scripts ({', '.join(scripts)}) are a Xen feature; "
+                              f"on {caps['driver']} they are only recorded in the guest's metadata")
     return plan
 
 
@@ -593,7 +599,7 @@ def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
 def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
     """Carry out ``plan`` step by step (in check mode: simulate the steps)."""
     run = _Run(conn=conn, plan=plan, check_mode=check_mode, dom=plan.current.dom,
-               pending=list(plan.pending_restart_fields))
+               pending=list(plan.pending_restart_fields), warnings=list(plan.notes))
     steps = (ensure_absent,) if plan.state == "absent" else (
         ensure_defined, ensure_live, ensure_autostart, ensure_power_state)
     state = copy.deepcopy(plan.before)

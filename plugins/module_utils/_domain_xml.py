@@ -17,8 +17,8 @@ Main functions:
 
 - ``validate_spec(params, prefix="")``: user parameters -> validated spec (``None`` kept
   as "leave alone"); raises ``ValidationError`` naming the parameter.
-- ``check_driver(spec, driver, prefix="")``: driver-specific rules (pvh, bootloader and vif
-  scripts need Xen).
+- ``check_driver(spec, driver, prefix="")``: driver-specific rules (pvh and bootloader need
+  Xen; ``extra.domain_type`` must exist on the driver).
 - ``render_domain(spec, caps)``: a complete spec -> domain XML string for ``caps["driver"]``.
 - ``update_domain_xml(xml, spec, changed, caps)``: modify an existing definition in place,
   only for the fields listed in ``changed`` (unknown devices stay as they are).
@@ -373,10 +373,6 @@ def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
     if spec.get("bootloader"):
         _fail(f"{prefix}bootloader", f"a bootloader (pygrub) needs Xen; on {driver} boot with kernel/ramdisk "
               "or from the disks")
-    for index, vif in enumerate(spec.get("vifs") or []):
-        if vif.get("script"):
-            _fail(f"{prefix}vifs[{index}].script", f"vif scripts are a Xen feature; {driver} cannot "
-                  "run them (remove script)")
 
 
 # --------------------------------------------------------------------------- completion
@@ -629,7 +625,7 @@ def _build_metadata(spec: dict) -> etree._Element:
         etree.SubElement(guest, f"{{{METADATA_NS}}}disk", attrs)
     for vif in spec.get("vifs") or []:
         attrs = {"mac": vif["mac"], "nettype": vif["nettype"]}
-        attrs.update({k: vif[k] for k in ("tag", "ip") if vif.get(k) is not None})
+        attrs.update({k: vif[k] for k in ("tag", "ip", "script") if vif.get(k) is not None})
         etree.SubElement(guest, f"{{{METADATA_NS}}}vif", attrs)
     return guest
 
@@ -951,7 +947,7 @@ def _parse_vif(element: etree._Element, meta: dict) -> dict:
         vif["nettype"] = "bridge"
         vif["bridge"] = source.get("bridge") if source is not None else None
     script = element.find("script")
-    vif["script"] = script.get("path") if script is not None else None
+    vif["script"] = script.get("path") if script is not None else info.get("script")
     model = element.find("model")
     vif["model"] = model.get("type") if model is not None else None
     ip_el = element.find("ip")

@@ -51,7 +51,8 @@ options:
   default_bridge:
     description:
       - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
-        leaves it null to mean the host's default bridge).
+        leaves it null to mean the host's default bridge, which it gives as
+        C(xen_host.default_bridge)).
     type: str
 attributes:
   check_mode:
@@ -75,13 +76,13 @@ EXAMPLES = r"""
 - name: Define every guest of this hypervisor from the LCFG inventory (autostart as the profiles say)
   lcfg.xen.xen_guests:
     uri: xen:///system
-    default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+    default_bridge: "{{ xen_host.default_bridge }}"
     guests: "{{ xen_host.guests | map('extract', hostvars, 'xen_domain') | list }}"
 
 - name: Start them
   lcfg.xen.xen_guests:
     uri: xen:///system
-    default_bridge: "{{ xen_host.bridges[0].bridge | default('xenbr0') }}"
+    default_bridge: "{{ xen_host.default_bridge }}"
     guests: >-
       {{ xen_host.guests | map('extract', hostvars, 'xen_domain')
          | map('combine', {'state': 'running'}) | list }}

@@ -261,7 +261,7 @@ def test_remove_disks(clean, conn):
     ({"cpus": "x"}, "cpus"),
     ({"type": "pvh"}, "type"),
     ({"disks": [{"path": "rel/a.img"}]}, "disks[0].path"),
-    ({"vifs": [{"bridge": "br0", "script": "vif-bridge"}]}, "vifs[0].script"),
+    ({"bootloader": "pygrub"}, "bootloader"),
     ({"uuid": "0b2c4d6e-8f10-4a12-9c14-16e18a20c222"}, "uuid"),
 ])
 def test_bad_parameters_leave_libvirt_untouched(clean, conn, params, parameter):

@@ -131,6 +131,14 @@ def test_changes_needing_a_restart_are_saved_and_reported(conn):
     assert result["after"]["state"] == "running"
 
 
+def test_vif_script_off_xen_is_metadata_with_a_warning(conn):
+    result = four_steps(conn, memory=64, vifs=[{"nettype": "nat", "script": "vif-nat", "tag": "eth0"}])
+    assert any("vif-nat" in w for w in result["warnings"])
+    assert result["after"]["vifs"][0]["script"] == "vif-nat"
+    assert inactive_xml(conn).find("devices/interface/script") is None
+    assert converge(conn, memory=64, vifs=[{"nettype": "nat", "script": "vif-nat", "tag": "eth0"}])["warnings"] == []
+
+
 def test_label_changes_are_not_pending(conn):
     four_steps(conn, memory=128, state="running", vifs=[{"bridge": "br0", "tag": "a"}],
                disks=[{"path": "/i/a.img", "tag": "root"}])

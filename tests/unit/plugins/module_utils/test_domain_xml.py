@@ -93,7 +93,6 @@ def test_canonical_cpuset(text, expected):
     ({"type": "pvh"}, "type"),
     ({"extra": {"domain_type": "xen"}}, "extra.domain_type"),
     ({"bootloader": "pygrub"}, "bootloader"),
-    ({"vifs": [{"bridge": "br0", "script": "vif-bridge"}]}, "vifs[0].script"),
 ])
 def test_xen_only_features_fail_on_qemu(params, parameter):
     with pytest.raises(ValidationError) as info:
@@ -201,9 +200,8 @@ def test_render_parse_round_trip(driver, gtype):
     if gtype == "pvh" and driver in ("kvm", "qemu"):
         pytest.skip("pvh is Xen only")
     boot = {} if gtype == "hvm" else {"kernel": "/boot/vmlinuz", "ramdisk": "/boot/initrd", "cmdline": "ro quiet"}
-    vifs = [{"bridge": "br0", "tag": "eth0", "ip": "192.0.2.1"}, {"nettype": "route", "tag": "eth1"}]
-    if driver == "xen":
-        vifs[0]["script"] = "vif-bridge"
+    vifs = [{"bridge": "br0", "tag": "eth0", "ip": "192.0.2.1", "script": "vif-bridge"},
+            {"nettype": "route", "tag": "eth1"}]
     full = dx.complete_spec(spec(type=gtype, memory=100, maxmem=200, vcpus=2, maxvcpus=3, cpus="1,2",
                                  disks=[{"path": "/i/a.img", "tag": "root", "name": "a"},
                                         {"path": "/dev/sdz", "type": "phy"}],

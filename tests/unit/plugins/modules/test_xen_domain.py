@@ -240,3 +240,40 @@ def test_test_driver_example_runs(hypervisor, capsys):
     guests = [dict(g, name=f"{NAME}-{g['name']}") for g in task["lcfg.xen.xen_guests"]["guests"]]
     result = four_steps(capsys, "xen_guests", {"uri": "test:///default", "guests": guests})
     assert [r["actions"] for r in result["results"]] == [["define"], ["define", "start"]]
+
+
+SITE = ROOT / "inventory" / "site.lcfg.yml"
+
+
+def unwrap(value):
+    """ansible-inventory --list marks profile strings as {"__ansible_unsafe": text}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+@pytest.mark.skipif(not SITE.exists(), reason="the example site inventory is not there")
+def test_every_hostvar_of_the_example_site_converges(hypervisor):
+    """The inventory's xen_domain variables go into xen_guests unchanged (check mode)."""
+    from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests  # noqa: PLC0415
+
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "PATH": "/usr/bin:/bin", "HOME": str(ROOT),
+           "PYTHONPATH": str(ROOT / ".collections")}
+    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(SITE), "--list"],
+                          capture_output=True, text=True, check=False, cwd=str(ROOT), env=env)
+    assert proc.returncode == 0, proc.stderr
+    inventory = unwrap(json.loads(proc.stdout))
+    hostvars = inventory["_meta"]["hostvars"]
+    hypervisors = inventory["xen_hypervisors"]["hosts"]
+    assert hypervisors
+    for host in hypervisors:
+        names = hostvars[host]["xen_host"]["guests"]
+        specs = [hostvars[name]["xen_domain"] for name in names]
+        result = converge_guests(hypervisor, specs, check_mode=True,
+                                 default_bridge=hostvars[host]["xen_host"].get("default_bridge"))
+        assert [r["name"] for r in result["results"]] == names
+        assert all(r["actions"][0] == "define" for r in result["results"])
