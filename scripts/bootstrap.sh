@@ -11,7 +11,7 @@ APT_PACKAGES=(
   pkg-config gcc python3-venv python3-dev python3-guestfs libguestfs-tools
   linux-image-amd64 qemu-system-x86 qemu-utils dnsmasq-base iptables nftables
   bridge-utils iproute2 busybox-static cpio debootstrap e2fsprogs parted fdisk
-  git rsync openssh-client
+  git rsync openssh-client shellcheck
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
