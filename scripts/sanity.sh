@@ -10,8 +10,6 @@ cd "$ROOT"
 # Tracked files plus new ones not ignored: what a commit would contain.
 git ls-files -z --cached --others --exclude-standard \
   | rsync -a --delete --from0 --files-from=- ./ "$DEST/"
-# Drop files deleted from the work tree since the last copy.
-( cd "$DEST" && git ls-files -z --cached --others 2>/dev/null || true ) >/dev/null
 cd "$DEST"
 if [[ ! -d .git ]]; then git init -q && git config user.email ci@localhost && git config user.name ci; fi
 git add -A >/dev/null && git commit -qm snapshot --allow-empty >/dev/null
