@@ -6,6 +6,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="$ROOT/build/ansible_collections/lcfg/xen"
 mkdir -p "$DEST"
+# Start from an empty copy (keeping git metadata and ansible-test's output cache), so
+# files deleted from the work tree do not linger.
+find "$DEST" -mindepth 1 -maxdepth 1 ! -name .git ! -name tests -exec rm -rf {} +
+find "$DEST/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} + 2>/dev/null || true
 cd "$ROOT"
 # Tracked files plus new ones not ignored: what a commit would contain.
 git ls-files -z --cached --others --exclude-standard \
