@@ -43,10 +43,16 @@ case "${1:-all}" in
   molecule) stage "molecule"; "${PYTEST[@]}" tests/integration/test_molecule.py ;;
   xen) stage "Xen lab"; "${PYTEST[@]}" tests/xen ;;
   all)
-    run_sanity
-    run_lint
+    # Every stage runs even when an earlier one fails, so one CI run shows all problems.
+    failed=()
+    run_sanity || failed+=(sanity)
+    run_lint || failed+=(lint)
+    if ((${#failed[@]})); then
+      echo "FAILED stages before pytest: ${failed[*]}" >&2
+    fi
     stage "pytest: unit, integration, Xen lab"
-    "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=15
+    "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=25 || failed+=(pytest)
+    ((${#failed[@]} == 0))
     ;;
   *) echo "usage: $0 all|sanity|lint|unit|integration|molecule|xen" >&2; exit 2 ;;
 esac
