@@ -109,12 +109,21 @@ build_guest_initrd() {
   cat > "$dir/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
+# A shutdown request from Xen makes the kernel run /sbin/poweroff, which signals PID 1.
+mkdir -p /sbin && ln -s /bin/busybox /sbin/poweroff
+trap 'poweroff -f' USR2 TERM
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 for m in /lib/modules/*.ko; do [ -f "$m" ] && insmod "$m"; done
 echo "lcfg-xen-lab guest: up, $(grep -c ^processor /proc/cpuinfo) cpu(s)"
-while true; do sleep 3600; done
+# Xen hot-adds VCPUs as "present"; onlining them is userspace's job (udev on a full system).
+while true; do
+  for f in /sys/devices/system/cpu/cpu*/online; do
+    [ "$(cat "$f")" = 0 ] && echo 1 > "$f" && echo "lcfg-xen-lab guest: onlined ${f%/online}"
+  done
+  sleep 2
+done
 EOF
   chmod 0755 "$dir/init"
   (cd "$dir" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -9 > "$out"

@@ -97,7 +97,7 @@ class Lab:
     def ssh_options(self) -> list[str]:
         return ["-i", str(self.key), "-p", str(self.port),
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8"]
 
     def ssh(self, command: str | list[str], check: bool = True, timeout: float = 600,
@@ -105,9 +105,14 @@ class Lab:
         """Run ``command`` as root in dom0 (a list is quoted for the remote shell)."""
         if not isinstance(command, str):
             command = shlex.join(command)
-        proc = subprocess.run(["ssh", *self.ssh_options(), "root@127.0.0.1", command],
-                              capture_output=True, text=True, timeout=timeout, input=input,
-                              check=False)
+        for _attempt in range(3):
+            proc = subprocess.run(["ssh", *self.ssh_options(), "root@127.0.0.1", command],
+                                  capture_output=True, text=True, timeout=timeout, input=input,
+                                  check=False)
+            # 255: ssh itself failed (a busy dom0 under TCG can miss the banner timeout).
+            if proc.returncode != 255 or "Connection" not in proc.stderr:
+                break
+            time.sleep(10)
         if check and proc.returncode != 0:
             raise RuntimeError(f"dom0 command failed (rc={proc.returncode}): {command}\n"
                                f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
