@@ -20,17 +20,11 @@ import os
 import time
 from typing import Any
 
+from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 
-try:
-    import guestfs  # type: ignore[import-not-found]
-
-    HAS_GUESTFS = True
-    GUESTFS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised on hosts without the binding
-    guestfs = None
-    HAS_GUESTFS = False
-    GUESTFS_IMPORT_ERROR = exc
+guestfs, GUESTFS_IMPORT_ERROR = optional_import("guestfs")
+HAS_GUESTFS = guestfs is not None
 
 __all__ = [
     "HAS_GUESTFS",

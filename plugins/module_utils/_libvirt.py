@@ -12,17 +12,11 @@ import functools
 import time
 from typing import Any, Callable, TypeVar
 
+from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import LibvirtFailure, NotFound
 
-try:
-    import libvirt  # type: ignore[import-not-found]
-
-    HAS_LIBVIRT = True
-    LIBVIRT_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised on hosts without the binding
-    libvirt = None
-    HAS_LIBVIRT = False
-    LIBVIRT_IMPORT_ERROR = exc
+libvirt, LIBVIRT_IMPORT_ERROR = optional_import("libvirt")
+HAS_LIBVIRT = libvirt is not None
 
 __all__ = [
     "HAS_LIBVIRT",

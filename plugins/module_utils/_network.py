@@ -26,16 +26,7 @@ import os
 import re
 from typing import Any, Callable
 
-try:
-    from lxml import etree
-
-    HAS_LXML = True
-    LXML_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - the modules report it with missing_required_lib
-    etree = None
-    HAS_LXML = False
-    LXML_IMPORT_ERROR = _exc
-
+from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     Conflict,
     LibvirtFailure,
@@ -56,6 +47,9 @@ from ansible_collections.lcfg.xen.plugins.module_utils._iproute import (
     veth_peer_name,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import valid_mac
+
+etree, LXML_IMPORT_ERROR = optional_import("lxml.etree")
+HAS_LXML = etree is not None
 
 __all__ = [
     "HAS_LXML",

@@ -350,14 +350,13 @@ networks:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml
 from ansible_collections.lcfg.xen.plugins.module_utils._network import (
-    HAS_LXML,
-    LXML_IMPORT_ERROR,
     normalise_request,
     normalise_requests,
     reconcile,
@@ -404,8 +403,7 @@ def main() -> None:
         required_one_of=[("name", "networks")],
         supports_check_mode=True,
     )
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
+    require_lxml(module)
     params = module.params
     state: dict = {"conn": None}
 

@@ -131,13 +131,14 @@ networks:
       type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._iproute import list_bridges
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._network import HAS_LXML, LXML_IMPORT_ERROR, list_networks
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils._network import list_networks
 
 
 def main() -> None:
@@ -148,8 +149,7 @@ def main() -> None:
         }),
         supports_check_mode=True,
     )
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
+    require_lxml(module)
     name = module.params["name"]
 
     def run(argv: list) -> tuple:

@@ -268,7 +268,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     FORMATS,
     run_disk,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._module import run_module
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
@@ -301,16 +301,7 @@ def main() -> None:
     params = dict(module.params)
     if not params.get("template"):
         params["clone"] = None  # the default only means something for clones
-    try:
-        result = run_disk(params, module.check_mode)
-    except XenError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    warnings = result.pop("warnings", [])
-    for warning in warnings:
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    run_module(module, lambda: run_disk(params, module.check_mode))
 
 
 if __name__ == "__main__":

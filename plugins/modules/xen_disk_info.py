@@ -122,7 +122,7 @@ images:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, list_images
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._module import run_module
 
 ARGUMENT_SPEC = {
     "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},
@@ -133,11 +133,11 @@ ARGUMENT_SPEC = {
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        images = list_images(module.params["storage_dirs"], module.params["paths"], module.params["uri"])
-    except XenError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    module.exit_json(changed=False, images=images)
+    params = module.params
+    run_module(module, lambda: {
+        "changed": False,
+        "images": list_images(params["storage_dirs"], params["paths"], params["uri"]),
+    })
 
 
 if __name__ == "__main__":

@@ -168,33 +168,19 @@ pending_restart_fields:
   sample: [maxmem, vifs]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, converge_domain
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=with_connection(guest_module_argspec()), supports_check_mode=True)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
-    try:
-        conn = open_connection(module.params["uri"])
-        try:
-            result = converge_domain(conn, module.params, check_mode=module.check_mode)
-        finally:
-            conn.close()
-    except XenError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    require_lxml(module)
+    run_module(module, lambda: with_libvirt(module.params["uri"], lambda conn: converge_domain(
+        conn, module.params, check_mode=module.check_mode)))
 
 
 if __name__ == "__main__":

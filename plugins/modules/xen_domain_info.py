@@ -112,28 +112,21 @@ guests:
         extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, domain_info
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import domain_info
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=with_connection({"name": {"type": "str"}}),
                            supports_check_mode=True)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
-    try:
-        conn = open_connection(module.params["uri"])
-        try:
-            guests = domain_info(conn, module.params["name"])
-        finally:
-            conn.close()
-    except XenError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    module.exit_json(changed=False, guests=guests)
+    require_lxml(module)
+    run_module(module, lambda: {
+        "changed": False,
+        "guests": with_libvirt(module.params["uri"], lambda conn: domain_info(conn, module.params["name"])),
+    })
 
 
 if __name__ == "__main__":

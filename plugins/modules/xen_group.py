@@ -205,18 +205,16 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._group import (
     apply_group,
     plan_group,
     validate_members,
     validate_settings,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 ARGUMENT_SPEC = with_connection({
     "name": {"type": "str", "required": True},
@@ -237,29 +235,17 @@ def run_group(params: dict, check_mode: bool) -> dict:
     """Validate everything, plan every member, then apply (or predict) in member order."""
     settings = validate_settings(params)
     members = validate_members(params["members"])
-    conn = open_connection(params["uri"])
-    try:
-        plans = plan_group(conn, settings, members, group=params["name"])
-        result = apply_group(conn, plans, check_mode=check_mode)
-    finally:
-        conn.close()
+    result = with_libvirt(params["uri"], lambda conn: apply_group(
+        conn, plan_group(conn, settings, members, group=params["name"]), check_mode=check_mode))
     result["group"] = params["name"]
     return result
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
-    try:
-        result = run_group(module.params, module.check_mode)
-    except XenError as exc:
-        module.fail_json(msg=f"group {module.params['name']}: {exc.message}", **exc.result)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    require_lxml(module)
+    run_module(module, lambda: run_group(module.params, module.check_mode),
+               prefix=f"group {module.params['name']}: ")
 
 
 if __name__ == "__main__":

@@ -141,12 +141,11 @@ pending_restart:
   sample: [web1]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import HAS_LXML, LXML_IMPORT_ERROR, converge_guests
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
+from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
@@ -158,27 +157,21 @@ def main() -> None:
         }),
         supports_check_mode=True,
     )
-    if not HAS_LXML:
-        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
-    try:
-        conn = open_connection(module.params["uri"])
-        try:
-            result = converge_guests(conn, module.params["guests"], check_mode=module.check_mode,
-                                     default_bridge=module.params["default_bridge"],
-                                     parallel=module.params["parallel"])
-        finally:
-            conn.close()
-    except XenError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    for entry in result["results"]:
-        for warning in entry.pop("warnings"):
-            module.warn(warning)
-        diff = entry.pop("diff")
-        if module._diff:
-            entry["diff"] = diff
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    require_lxml(module)
+    params = module.params
+
+    def converge(conn) -> dict:
+        result = converge_guests(conn, params["guests"], check_mode=module.check_mode,
+                                 default_bridge=params["default_bridge"], parallel=params["parallel"])
+        for entry in result["results"]:
+            for warning in entry.pop("warnings"):
+                module.warn(warning)
+            diff = entry.pop("diff")
+            if module._diff:
+                entry["diff"] = diff
+        return result
+
+    run_module(module, lambda: with_libvirt(params["uri"], converge))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """xen_domain, xen_domain_info and xen_guests run in-process against libvirt's test driver.
 
-The modules' ``main()`` runs with real argument parsing; ``open_connection`` is patched to
-hand out one shared ``test:///default`` connection (that driver keeps its state per
-connection), so a sequence of module runs sees the same hypervisor. Subprocess runs
+The modules' ``main()`` runs with real argument parsing; ``open_connection`` (called by their
+shared helper ``_module.with_libvirt``) is patched to hand out one shared ``test:///default``
+connection (that driver keeps its state per connection), so a sequence of module runs sees
+the same hypervisor. Subprocess runs
 (``run_module``) cover the real entry point with a driver XML file, and ``ansible-doc``
 renders the documentation.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.lcfg.xen.plugins.module_utils import _module
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
 from ansible_collections.lcfg.xen.plugins.modules import xen_domain, xen_domain_info, xen_guests
 
@@ -53,8 +55,7 @@ class SharedConnection:
 def hypervisor(monkeypatch):
     conn = open_connection("test:///default")
     shared = SharedConnection(conn)
-    for module in MODULES.values():
-        monkeypatch.setattr(module, "open_connection", lambda uri: shared)
+    monkeypatch.setattr(_module, "open_connection", lambda uri: shared)
     yield conn
     cleanup(conn)
     conn.close()
