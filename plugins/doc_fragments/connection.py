@@ -35,3 +35,10 @@ attributes:
     support: full
     details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
 """
+
+    IDEMPOTENT = r"""
+attributes:
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+"""

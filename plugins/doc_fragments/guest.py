@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation fragment for the guest options (xen_domain; the items of xen_guests)."""
+"""Documentation fragments for the guest options (xen_domain; the items of xen_guests) and the
+attributes of the modules that converge guests (xen_domain, xen_guests)."""
 
 from __future__ import annotations
 
@@ -258,4 +259,14 @@ options:
       - Refused with any other O(state).
     type: bool
     default: false
+"""
+
+    # Only the details: list it before lcfg.xen.connection.attributes (which gives the
+    # descriptions and support levels), since an earlier fragment wins over a later one.
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make, without making them.
+  diff_mode:
+    details: The diff shows each guest's normalised configuration and power state before and after, in the module's option vocabulary (not raw XML).
 """

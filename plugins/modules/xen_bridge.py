@@ -27,14 +27,9 @@ author:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.connection.attributes
+  - lcfg.xen.connection.idempotent
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
     details: A second run with the same options reports no change (a pending libvirt network restart is reported, not redone).
 options:
   name:

@@ -131,14 +131,9 @@ options:
     type: str
 extends_documentation_fragment:
   - lcfg.xen.connection.attributes
+  - lcfg.xen.connection.idempotent
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
     details: A second run finds the image it made and reports no change; it never re-clones or re-injects.
 notes:
   - Reading and writing guest filesystems needs libguestfs (Debian C(python3-guestfs) and

@@ -39,10 +39,8 @@ extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details: The module only reads.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: Nothing changes, so there is nothing to show.
 requirements:

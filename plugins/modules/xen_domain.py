@@ -28,18 +28,9 @@ author:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.guest
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the target.
-    support: full
-    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make, without making them.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
-    details: The diff shows each guest's normalised configuration and power state before and after, in the module's option vocabulary (not raw XML).
-  idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
+  - lcfg.xen.guest.attributes
+  - lcfg.xen.connection.attributes
+  - lcfg.xen.connection.idempotent
 seealso:
   - module: lcfg.xen.xen_guests
   - module: lcfg.xen.xen_domain_info

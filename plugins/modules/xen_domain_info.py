@@ -18,6 +18,7 @@ author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
 options:
   name:
     description:
@@ -25,12 +26,10 @@ options:
     type: str
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the target.
-    support: full
     details: The module only reads.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+    details: The module only reads; nothing changes, so there is nothing to show.
 seealso:
   - module: lcfg.xen.xen_domain
 """

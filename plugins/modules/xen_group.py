@@ -79,18 +79,14 @@ options:
     type: str
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.connection.attributes
+  - lcfg.xen.connection.idempotent
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the target.
-    support: full
     details: Check mode reads every member and reports exactly the changes, actions and diff a real run would make, without making them.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
-    support: full
     details: The diff shows, per member, the group fields and vifs before and after in the module's option vocabulary (not raw XML).
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
     details: A second run with the same group and members reports no change.
 notes:
   - On KVM/QEMU, a memory change reaches the guest through its balloon driver; a guest without one
