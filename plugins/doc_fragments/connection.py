@@ -36,6 +36,17 @@ attributes:
     details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
 """
 
+    # For the _info modules. Only what differs: list it before lcfg.xen.connection.attributes
+    # (which gives the descriptions), since an earlier fragment wins over a later one.
+    READ_ONLY = r"""
+attributes:
+  check_mode:
+    details: The module only reads.
+  diff_mode:
+    support: none
+    details: The module only reads; nothing changes, so there is nothing to show.
+"""
+
     IDEMPOTENT = r"""
 attributes:
   idempotent:

@@ -18,13 +18,8 @@ author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.connection.read_only
   - lcfg.xen.connection.attributes
-attributes:
-  check_mode:
-    details: The module only reads.
-  diff_mode:
-    support: none
-    details: The module only reads.
 options:
   name:
     description:

@@ -36,13 +36,8 @@ options:
       - libvirt connection URI. When set, each image's RV(images[].used_by) lists the domains using it.
     type: str
 extends_documentation_fragment:
+  - lcfg.xen.connection.read_only
   - lcfg.xen.connection.attributes
-attributes:
-  check_mode:
-    details: The module only reads.
-  diff_mode:
-    support: none
-    details: Nothing changes, so there is nothing to show.
 requirements:
   - qemu-img (Debian qemu-utils) on the managed host
   - libvirt-python and lxml when O(uri) is set

@@ -18,18 +18,13 @@ author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.connection.read_only
   - lcfg.xen.connection.attributes
 options:
   name:
     description:
       - Report only this guest. A name that does not exist gives an empty RV(guests) list.
     type: str
-attributes:
-  check_mode:
-    details: The module only reads.
-  diff_mode:
-    support: none
-    details: The module only reads; nothing changes, so there is nothing to show.
 seealso:
   - module: lcfg.xen.xen_domain
 """
