@@ -4,11 +4,21 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""Argument specs shared by several modules, declared once."""
+"""Argument specs shared by several modules, declared once.
+
+``check_items(items, spec, option)``: validate the dicts of a list option against ``spec`` the
+way AnsibleModule validates suboptions (types, choices, defaults, required, unknown keys), for
+list options whose items take the module's own top-level options (documented once, not
+repeated as suboptions). Raises ValidationError naming ``option[index]``.
+"""
 
 from __future__ import annotations
 
-__all__ = ["CONNECTION_ARGSPEC", "with_connection"]
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+
+__all__ = ["CONNECTION_ARGSPEC", "with_connection", "check_items"]
 
 CONNECTION_ARGSPEC: dict = {
     "uri": {"type": "str", "default": "qemu:///system"},
@@ -20,3 +30,20 @@ def with_connection(spec: dict) -> dict:
     merged = dict(CONNECTION_ARGSPEC)
     merged.update(spec)
     return merged
+
+
+def check_items(items: list, spec: dict, option: str) -> list:
+    """Return ``items`` validated against ``spec``, defaults filled in, types converted."""
+    validator = ArgumentSpecValidator(spec)
+    checked = []
+    for index, item in enumerate(items):
+        where = f"{option}[{index}]"
+        result = validator.validate(item)
+        unknown = sorted(result.unsupported_parameters)
+        if unknown:
+            raise ValidationError(f"{where}.{unknown[0]}",
+                                  f"unknown option; valid options are {', '.join(sorted(spec))}")
+        if result.error_messages:
+            raise ValidationError(where, result.error_messages[0])
+        checked.append(result.validated_parameters)
+    return checked

@@ -171,91 +171,16 @@ options:
     default: /
   networks:
     description:
-      - Several networks in one call, each a dict of the options above (O(name), O(mode), O(state),
-        O(bridge), O(netdev), ...). All are validated and planned before any is changed.
+      - Several networks in one call. Each item is a dict of the options above with the same
+        meaning, choices and defaults - O(name) (required in an item), O(mode), O(state), O(bridge),
+        O(netdev), O(create_netdev), O(migrate_address), O(address), O(dhcp_range), O(dhcp_hosts),
+        O(autostart), O(restart), O(persist), O(libvirt_network) and O(vif_script). O(uri) and
+        O(config_root) apply to all of them.
+      - Items are checked like the options themselves; an unknown key or a wrong value fails,
+        naming the item (for example C(networks[1]) or C(networks[1].mode)).
+      - All are validated and planned before any is changed.
     type: list
     elements: dict
-    suboptions:
-      name:
-        description: See O(name).
-        type: str
-        required: true
-      mode:
-        description: See O(mode).
-        type: str
-        choices: [bridge, nat, route]
-        default: bridge
-      state:
-        description: See O(state).
-        type: str
-        choices: [present, absent]
-        default: present
-      bridge:
-        description: See O(bridge).
-        type: str
-      netdev:
-        description: See O(netdev).
-        type: str
-      create_netdev:
-        description: See O(create_netdev).
-        type: str
-        choices: [none, dummy, veth]
-        default: none
-      migrate_address:
-        description: See O(migrate_address).
-        type: bool
-        default: false
-      address:
-        description: See O(address).
-        type: str
-      dhcp_range:
-        description: See O(dhcp_range).
-        type: dict
-        suboptions:
-          start:
-            description: First address of the range.
-            type: str
-            required: true
-          end:
-            description: Last address of the range.
-            type: str
-            required: true
-      dhcp_hosts:
-        description: See O(dhcp_hosts).
-        type: list
-        elements: dict
-        suboptions:
-          mac:
-            description: The guest NIC's MAC address.
-            type: str
-            required: true
-          ip:
-            description: The address it gets.
-            type: str
-            required: true
-          name:
-            description: Host name.
-            type: str
-      autostart:
-        description: See O(autostart).
-        type: bool
-        default: true
-      restart:
-        description: See O(restart).
-        type: bool
-        default: false
-      persist:
-        description: See O(persist).
-        type: str
-        choices: [auto, ifupdown, networkd, none]
-        default: auto
-      libvirt_network:
-        description: See O(libvirt_network).
-        type: bool
-        default: false
-      vif_script:
-        description: See O(vif_script).
-        type: str
 seealso:
   - module: lcfg.xen.xen_bridge_info
 notes:
@@ -347,7 +272,7 @@ networks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._argspec import check_items, with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml
@@ -391,7 +316,7 @@ def _network_options(name_required: bool) -> dict:
 def main() -> None:
     spec = _network_options(name_required=False)
     spec["config_root"] = {"type": "path", "default": "/"}
-    spec["networks"] = {"type": "list", "elements": "dict", "options": _network_options(name_required=True)}
+    spec["networks"] = {"type": "list", "elements": "dict"}  # items: check_items() in the try below
     module = AnsibleModule(
         argument_spec=with_connection(spec),
         mutually_exclusive=[("name", "networks")],
@@ -412,7 +337,8 @@ def main() -> None:
 
     try:
         if params["networks"] is not None:
-            requests = normalise_requests(params["networks"])
+            items = check_items(params["networks"], _network_options(name_required=True), "networks")
+            requests = normalise_requests(items)
             prefixes = [f"networks[{index}]." for index in range(len(requests))]
         else:
             requests = [normalise_request(params)]
