@@ -416,6 +416,24 @@ def default_domain_type(driver: str) -> str:
     return "qemu" if driver in ("qemu", "kvm") else driver
 
 
+def _complete_with_ceiling(out: dict, desired: dict, field: str, ceiling: str, default: int,
+                           unit: str, prefix: str) -> None:
+    """Fill ``field`` and its ``ceiling`` (memory/maxmem, vcpus/maxvcpus) of a spec being
+    completed: each defaults to the other, both to ``default``; a new ``field`` above the
+    guest's ceiling fails, a new ceiling below the guest's ``field`` lowers it."""
+    if out[field] is None and out[ceiling] is None:
+        out[field] = out[ceiling] = default
+    if out[field] is None:
+        out[field] = out[ceiling]
+    if out[ceiling] is None:
+        out[ceiling] = out[field]
+    elif desired.get(field) is not None and desired.get(ceiling) is None and out[field] > out[ceiling]:
+        _fail(f"{prefix}{ceiling}", f"{field} {out[field]}{unit} exceeds the guest's {ceiling} {out[ceiling]}{unit}; "
+              f"set {ceiling} too (a {ceiling} change applies at the next restart)")
+    if desired.get(ceiling) is not None and desired.get(field) is None and out[field] > out[ceiling]:
+        out[field] = out[ceiling]
+
+
 def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str = "",
                   reserved: tuple | list = (), domain_type: str | None = None) -> dict:
     """Desired spec with every field filled: from ``current`` where the user left it out,
@@ -430,24 +448,8 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
         out[field] = copy.deepcopy(value if value is not None else cur.get(field))
     out["uuid"] = out["uuid"] or generated_uuid(out["name"])
     out["type"] = out["type"] or "pv"
-    if out["memory"] is None and out["maxmem"] is None:
-        out["memory"] = out["maxmem"] = DEFAULT_MEMORY
-    out["memory"] = out["memory"] if out["memory"] is not None else out["maxmem"]
-    if out["maxmem"] is None:
-        out["maxmem"] = out["memory"]
-    elif desired.get("memory") is not None and desired.get("maxmem") is None and out["memory"] > out["maxmem"]:
-        _fail(f"{prefix}maxmem", f"memory {out['memory']} MiB exceeds the guest's maxmem {out['maxmem']} MiB; "
-              "set maxmem too (a maxmem change applies at the next restart)")
-    if desired.get("maxmem") is not None and desired.get("memory") is None and out["memory"] > out["maxmem"]:
-        out["memory"] = out["maxmem"]
-    out["vcpus"] = out["vcpus"] if out["vcpus"] is not None else (out["maxvcpus"] or 1)
-    if out["maxvcpus"] is None:
-        out["maxvcpus"] = out["vcpus"]
-    elif desired.get("vcpus") is not None and desired.get("maxvcpus") is None and out["vcpus"] > out["maxvcpus"]:
-        _fail(f"{prefix}maxvcpus", f"vcpus {out['vcpus']} exceeds the guest's maxvcpus {out['maxvcpus']}; "
-              "set maxvcpus too (a maxvcpus change applies at the next restart)")
-    if desired.get("maxvcpus") is not None and desired.get("vcpus") is None and out["vcpus"] > out["maxvcpus"]:
-        out["vcpus"] = out["maxvcpus"]
+    _complete_with_ceiling(out, desired, "memory", "maxmem", DEFAULT_MEMORY, " MiB", prefix)
+    _complete_with_ceiling(out, desired, "vcpus", "maxvcpus", 1, "", prefix)
     out["cpus"] = out["cpus"] or ""
     out["autostart"] = bool(out["autostart"])
     for field in ("kernel", "ramdisk", "cmdline", "bootloader"):

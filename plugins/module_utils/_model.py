@@ -308,12 +308,9 @@ _GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "script": ("groupscript", _script),
 }
 
+# The guest's own resources of the same names, parsed like the group's.
 _GUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "memory": ("memory", _int_min(1, "memory (MiB)")),
-    "maxmem": ("maxmem", _int_min(1, "maxmem (MiB)")),
-    "vcpus": ("vcpus", _int_min(1, "vcpus")),
-    "maxvcpus": ("maxvcpus", _int_min(1, "maxvcpus")),
-    "cpus": ("cpus", parse_cpuset),
+    field: (field, _GROUP_FIELDS[field][1]) for field in ("memory", "maxmem", "vcpus", "maxvcpus", "cpus")
 }
 
 _VIF_GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
