@@ -1,76 +1,12 @@
-"""Shared pytest helpers for lcfg.xen.
-
-``run_module`` executes a module's real entry point in a subprocess (the way
-Ansible runs it on a managed host: an args file with ANSIBLE_MODULE_ARGS) and
-returns its JSON result. ``run_playbook`` runs ansible-playbook with this
-checkout on the collections path.
-"""
+"""pytest fixtures shared by every test directory; the helpers live in tests/support.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-COLLECTIONS = ROOT / ".collections"
-SHARED = ROOT.parent / "shared"
-
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLLECTIONS), env.get("PYTHONPATH")]))
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
-    env.setdefault("ANSIBLE_NOCOLOR", "1")
-    env.setdefault("ANSIBLE_PYTHON_INTERPRETER", sys.executable)
-    env.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
-    env.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "false")
-    return env
-
-
-def run_module(name: str, params: dict, check: bool = False, diff: bool = False,
-               timeout: float = 600) -> dict:
-    """Run ``lcfg.xen.<name>`` with ``params``; return the parsed result (with ``rc``)."""
-    args = dict(params)
-    args["_ansible_check_mode"] = check
-    args["_ansible_diff"] = diff
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-        args_file = handle.name
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", f"ansible_collections.lcfg.xen.plugins.modules.{name}", args_file],
-            capture_output=True, text=True, env=_env(), timeout=timeout, check=False,
-        )
-    finally:
-        os.unlink(args_file)
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"module {name} printed no JSON (rc={proc.returncode}):\n"
-                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}") from None
-    result["rc"] = proc.returncode
-    return result
-
-
-def run_playbook(playbook: str | Path, *args: str, inventory: str | Path | None = None,
-                 extra_vars: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)]
-    if inventory is not None:
-        cmd += ["-i", str(inventory)]
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
-    cmd += list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout,
-                          check=False, cwd=str(ROOT))
+from support import SHARED, run_module, run_playbook
 
 
 @pytest.fixture

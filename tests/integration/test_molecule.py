@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, _env
+from support import ROOT, _env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

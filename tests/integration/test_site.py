@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, _env, run_playbook
+from support import ROOT, _env, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

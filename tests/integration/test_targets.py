@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_playbook
+from support import run_playbook
 
 TARGETS_DIR = Path(__file__).parent / "targets"
 TARGETS = sorted(p.name for p in TARGETS_DIR.iterdir()

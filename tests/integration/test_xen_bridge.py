@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_module
+from support import run_module
 
 pytestmark = pytest.mark.integration
 

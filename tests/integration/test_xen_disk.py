@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, _env, run_module
+from support import ROOT, _env, run_module
 
 pytestmark = pytest.mark.integration
 

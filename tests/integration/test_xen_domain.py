@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from conftest import ROOT, run_module
+from support import ROOT, run_module
 
 libvirt = pytest.importorskip("libvirt")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_module, run_playbook
+from support import ROOT, run_module, run_playbook
 
 pytestmark = pytest.mark.integration
 

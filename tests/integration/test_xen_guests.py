@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from conftest import run_module
+from support import run_module
 
 libvirt = pytest.importorskip("libvirt")
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_module
+from support import run_module
 
 GIB = 1024 ** 3
 

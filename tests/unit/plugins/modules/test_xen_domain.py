@@ -175,7 +175,7 @@ ROOT = Path(__file__).resolve().parents[4]
 
 def test_entry_point_in_a_subprocess(tmp_path):
     """The real entry point (python -m ...) with a driver file; state does not persist there."""
-    from conftest import run_module  # noqa: PLC0415 - tests/conftest.py helper
+    from support import run_module  # noqa: PLC0415 - tests/conftest.py helper
 
     node = tmp_path / "node.xml"
     node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>"
