@@ -562,6 +562,15 @@ def _domain_type(spec: dict, caps: dict) -> str:
     return driver
 
 
+def _sub_direct_boot(os_el: etree._Element, spec: dict) -> None:
+    """Add the direct kernel boot elements (kernel, initrd, cmdline) the spec asks for."""
+    _sub(os_el, "kernel", spec["kernel"])
+    if spec.get("ramdisk"):
+        _sub(os_el, "initrd", spec["ramdisk"])
+    if spec.get("cmdline"):
+        _sub(os_el, "cmdline", spec["cmdline"])
+
+
 def _build_os(root: etree._Element, spec: dict, caps: dict) -> etree._Element:
     driver = caps["driver"]
     os_el = etree.Element("os")
@@ -570,11 +579,7 @@ def _build_os(root: etree._Element, spec: dict, caps: dict) -> etree._Element:
     if driver == "xen" and spec["type"] == "hvm" and caps.get("loader"):
         _sub(os_el, "loader", caps["loader"])
     if spec.get("kernel"):
-        _sub(os_el, "kernel", spec["kernel"])
-        if spec.get("ramdisk"):
-            _sub(os_el, "initrd", spec["ramdisk"])
-        if spec.get("cmdline"):
-            _sub(os_el, "cmdline", spec["cmdline"])
+        _sub_direct_boot(os_el, spec)
     elif text == "hvm":
         _sub(os_el, "boot", dev="hd")
     return os_el
@@ -769,11 +774,7 @@ def _update_boot(root: etree._Element, spec: dict, driver: str) -> None:
     if spec.get("kernel"):
         for boot in os_el.findall("boot"):
             os_el.remove(boot)
-        _sub(os_el, "kernel", spec["kernel"])
-        if spec.get("ramdisk"):
-            _sub(os_el, "initrd", spec["ramdisk"])
-        if spec.get("cmdline"):
-            _sub(os_el, "cmdline", spec["cmdline"])
+        _sub_direct_boot(os_el, spec)
     if spec.get("bootloader"):
         element = etree.Element("bootloader")
         element.text = spec["bootloader"]
