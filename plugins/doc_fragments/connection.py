@@ -34,6 +34,9 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
 """
 
     # For the _info modules. Only what differs: list it before lcfg.xen.connection.attributes
@@ -45,11 +48,6 @@ attributes:
   diff_mode:
     support: none
     details: The module only reads; nothing changes, so there is nothing to show.
-"""
-
-    IDEMPOTENT = r"""
-attributes:
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
+    details: The module only reads, so a second run reports no change either.
 """

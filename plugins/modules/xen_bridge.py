@@ -27,7 +27,6 @@ author:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.connection.attributes
-  - lcfg.xen.connection.idempotent
 attributes:
   idempotent:
     details: A second run with the same options reports no change (a pending libvirt network restart is reported, not redone).

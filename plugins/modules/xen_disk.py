@@ -131,7 +131,6 @@ options:
     type: str
 extends_documentation_fragment:
   - lcfg.xen.connection.attributes
-  - lcfg.xen.connection.idempotent
 attributes:
   idempotent:
     details: A second run finds the image it made and reports no change; it never re-clones or re-injects.

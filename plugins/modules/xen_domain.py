@@ -30,7 +30,6 @@ extends_documentation_fragment:
   - lcfg.xen.guest
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
-  - lcfg.xen.connection.idempotent
 seealso:
   - module: lcfg.xen.xen_guests
   - module: lcfg.xen.xen_domain_info

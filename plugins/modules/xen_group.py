@@ -80,7 +80,6 @@ options:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.connection.attributes
-  - lcfg.xen.connection.idempotent
 attributes:
   check_mode:
     details: Check mode reads every member and reports exactly the changes, actions and diff a real run would make, without making them.

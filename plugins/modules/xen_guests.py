@@ -25,7 +25,6 @@ extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
-  - lcfg.xen.connection.idempotent
 options:
   guests:
     description:
