@@ -1,8 +1,8 @@
 """The Xen lab for pytest: one session-scoped boot of Xen + dom0 for every test in tests/xen.
 
-Tests marked ``xen`` run only when asked for: ``LCFG_XEN_LAB=1`` (set by tests/xen/run.sh)
-or ``-m xen`` on the command line. Otherwise they are skipped, so a plain ``pytest`` never
-boots the lab.
+Tests marked ``xen`` run only when asked for: ``LCFG_XEN_LAB=1`` (set by tests/xen/run.sh),
+``-m xen``, or ``tests/xen`` named on the pytest command line (scripts/test.sh does). A plain
+``pytest`` (testpaths = tests) skips them and never boots the lab.
 
 The ``xen_lab`` fixture builds the lab (cached, tests/xen/lab/build.sh), boots it
 (tests/xen/lab/lab.py) and always stops it. Its ``play(tasks)`` runs one play on dom0 with
@@ -35,11 +35,21 @@ OUTPUT = ROOT / "tests" / "output"
 TIMINGS: dict[str, float] = {}
 
 
+def _asked_for(config) -> bool:
+    """LCFG_XEN_LAB=1, ``-m xen``, or tests/xen (or a file in it) named on the command line."""
+    if os.environ.get("LCFG_XEN_LAB") == "1" or "xen" in (config.option.markexpr or ""):
+        return True
+    for arg in config.invocation_params.args:
+        path = Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve()
+        if path == HERE or HERE in path.parents:
+            return True
+    return False
+
+
 def pytest_collection_modifyitems(config, items):
-    wanted = os.environ.get("LCFG_XEN_LAB") == "1" or "xen" in (config.option.markexpr or "")
-    if wanted:
+    if _asked_for(config):
         return
-    skip = pytest.mark.skip(reason="Xen lab tests run with `make test-xen` (LCFG_XEN_LAB=1)")
+    skip = pytest.mark.skip(reason="Xen lab: run `make test-xen` or `pytest tests/xen`")
     for item in items:
         if item.get_closest_marker("xen"):
             item.add_marker(skip)
