@@ -239,8 +239,8 @@ def run_group(params: dict, check_mode: bool) -> dict:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     require_lxml(module)
-    run_module(module, lambda: run_group(module.params, module.check_mode),
-               prefix=f"group {module.params['name']}: ")
+    # _group names the group in its messages already.
+    run_module(module, lambda: run_group(module.params, module.check_mode))
 
 
 if __name__ == "__main__":
