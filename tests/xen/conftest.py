@@ -40,7 +40,7 @@ def _asked_for(config) -> bool:
     if os.environ.get("LCFG_XEN_LAB") == "1" or "xen" in (config.option.markexpr or ""):
         return True
     for arg in config.invocation_params.args:
-        path = Path(config.invocation_params.dir, str(arg).split("::")[0]).resolve()
+        path = Path(config.invocation_params.dir, str(arg).split("::", maxsplit=1)[0]).resolve()
         if path == HERE or HERE in path.parents:
             return True
     return False

@@ -198,9 +198,9 @@ main() {
   configure_rootfs "$work/rootfs" "$work/id_ed25519.pub"
 
   local kver xengz
-  kver="$(basename "$(ls -1 "$work"/rootfs/boot/vmlinuz-* | sort -V | tail -n1)")"
+  kver="$(find "$work/rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n1)"
   kver="${kver#vmlinuz-}"
-  xengz="$(ls -1 "$work"/rootfs/boot/xen-"$XEN_VERSION"-amd64.gz 2>/dev/null | head -n1)"
+  xengz="$(find "$work/rootfs/boot" -maxdepth 1 -name "xen-$XEN_VERSION-amd64.gz" | head -n1)"
   [[ -n $xengz ]] || die "the image has no /boot/xen-$XEN_VERSION-amd64.gz"
   gzip -dc "$xengz" > "$work/xen"
   cp "$work/rootfs/boot/vmlinuz-$kver" "$work/vmlinuz"

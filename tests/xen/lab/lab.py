@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Boot and stop the Xen lab: Xen + a Debian PV dom0 under QEMU.
 
 The lab directory (made by ``build.sh``, cached) holds the hypervisor (``xen``),
@@ -224,7 +223,7 @@ class Lab:
                 if "halting machine" not in self.console_tail(5):
                     log("dom0 did not power off in time; terminating QEMU")
                 os.killpg(self.pid, signal.SIGTERM)
-                for _ in range(20):
+                for _attempt in range(20):
                     if not self.running():
                         break
                     time.sleep(1)
