@@ -34,7 +34,7 @@ test-molecule: bootstrap
 	bash scripts/test.sh molecule
 
 test-xen: bootstrap
-	bash scripts/test.sh xen
+	bash tests/xen/run.sh
 
 bench-inventory: bootstrap
 	$(VENV)/python benchmarks/inventory/run.py
