@@ -25,6 +25,7 @@ GUEST = """!xen.name_{tag} mSET(lcfgbench-{i:02d})
 !xen.vcpus_{tag} mSET(1)
 !xen.boot_{tag} mSET(yes)
 """
+EXTRA = "!xen.extra_{tag} mSET(domain_type={domain_type})\n"
 
 
 def main() -> None:
@@ -32,13 +33,18 @@ def main() -> None:
     parser.add_argument("outdir")
     parser.add_argument("--guests", type=int, default=50)
     parser.add_argument("--uri", default="qemu:///system")
+    parser.add_argument("--domain-type", choices=("auto", "kvm", "qemu"), default="auto",
+                        help="auto leaves the choice to lcfg.xen (kvm when it works, else qemu)")
     args = parser.parse_args()
     out = Path(args.outdir)
     (out / "profiles").mkdir(parents=True, exist_ok=True)
     (out / "group_vars").mkdir(exist_ok=True)
     tags = [f"b{i:02d}" for i in range(1, args.guests + 1)]
     text = PROFILE_HEAD.format(n=args.guests, tags=" ".join(tags))
-    text += "".join(GUEST.format(tag=tag, i=i) for i, tag in enumerate(tags, 1))
+    for i, tag in enumerate(tags, 1):
+        text += GUEST.format(tag=tag, i=i)
+        if args.domain_type != "auto":
+            text += EXTRA.format(tag=tag, domain_type=args.domain_type)
     (out / "profiles" / "lcfgbench-hv").write_text(text)
     (out / "group_vars" / "xen_hypervisors.yml").write_text(
         "ansible_connection: local\n"
