@@ -72,4 +72,21 @@ def run_playbook(playbook: str | Path, *args: str, inventory: str | Path | None 
                           check=False, cwd=str(ROOT))
 
 
-_env = ansible_env  # older name used by some tests
+def untrusted(value):
+    """Unwrap ``{"__ansible_unsafe": s}``: how ``ansible-inventory --list`` marks profile strings."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: untrusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untrusted(v) for v in value]
+    return value
+
+
+def inventory_list(config: str | Path) -> dict:
+    """``ansible-inventory -i config --list`` with this checkout, as plain data."""
+    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+                          capture_output=True, text=True, env=ansible_env(), timeout=300, check=False,
+                          cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr
+    return untrusted(json.loads(proc.stdout))

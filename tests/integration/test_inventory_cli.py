@@ -7,42 +7,25 @@ true/false is checked on a profile carrying the seed's 13-digit UUID.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, SHARED, ansible_env, run_playbook, untrusted
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
 PROFILES = SHARED / "profiles"
 BAD_UUID = "26d1876a-85fc-49a4-9a5b-929570e18bb65"
 
 
 def run_inventory(config: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / ".collections"),
-                                                      env.get("PYTHONPATH")]))
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".collections")
-    env["ANSIBLE_NOCOLOR"] = "1"
+    env = ansible_env()
     env["ANSIBLE_INVENTORY_UNPARSED_FAILED"] = "true"
     cmd = [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config)]
     return subprocess.run(cmd + list(args or ["--list"]), capture_output=True, text=True,
                           env=env, timeout=300, check=False)
-
-
-def untrusted(value):
-    """Unwrap ``{"__ansible_unsafe": s}``: how ``--list`` marks strings not trusted as templates."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: untrusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [untrusted(v) for v in value]
-    return value
 
 
 def inventory(config: Path) -> dict:
@@ -238,11 +221,7 @@ def test_profile_values_are_never_templated(tmp_path):
     playbook = tmp_path / "show.yml"
     playbook.write_text(json.dumps([{"hosts": "hv1", "gather_facts": False, "tasks": [
         {"ansible.builtin.debug": {"var": "hostvars['vm1'].xen_domain.cmdline"}}]}]))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
-               ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i",
-                           str(config), str(playbook)], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    proc = run_playbook(playbook, inventory=config, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "lookup('pipe', 'echo PWNED-$((6*7))')" in proc.stdout
     assert "PWNED-42" not in proc.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, _env
+from support import ROOT, ansible_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ ROLES = sorted(p.parent.parent.parent.name for p in (ROOT / "roles").glob("*/mol
 
 @pytest.mark.parametrize("role", ROLES)
 def test_molecule_default_scenario(role: str) -> None:
-    env = _env()
+    env = ansible_env()
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["NO_COLOR"] = "1"
     env["ANSIBLE_NOCOLOR"] = "1"

@@ -7,16 +7,13 @@ the disk images. Slow (minutes): one run of each.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from support import ROOT, _env, run_playbook
+from support import ROOT, ansible_env, inventory_list, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,36 +30,21 @@ def _recap(stdout: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _inventory() -> dict:
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(INVENTORY),
-                           "--list"], capture_output=True, text=True, env=_env(), check=True, cwd=ROOT)
-
-    def plain(value):
-        if isinstance(value, dict):
-            if set(value) == {"__ansible_unsafe"}:
-                return value["__ansible_unsafe"]
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-    return plain(json.loads(proc.stdout))
-
-
 def test_site_playbook_twice_then_teardown():
     site = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                          env=_env(), cwd=ROOT, timeout=3600, check=False)
+                          env=ansible_env(), cwd=ROOT, timeout=3600, check=False)
     assert site.returncode == 0, site.stdout[-4000:] + site.stderr[-2000:]
     assert "guests," in site.stdout and "running" in site.stdout  # the summary was printed
 
     again = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                           env=_env(), cwd=ROOT, timeout=3600, check=False)
+                           env=ansible_env(), cwd=ROOT, timeout=3600, check=False)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     recap = _recap(again.stdout)
     assert recap, again.stdout[-2000:]
     assert {h: c["changed"] for h, c in recap.items()} == {h: 0 for h in recap}
     assert all(c["failed"] == 0 for c in recap.values())
 
-    inv = _inventory()
+    inv = inventory_list(INVENTORY)
     hostvars = inv["_meta"]["hostvars"]
     guests = {name: hv["xen_domain"] for name, hv in hostvars.items() if "xen_domain" in hv}
     assert guests

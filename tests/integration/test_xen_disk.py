@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, _env, run_module
+from support import ROOT, ansible_env, run_module
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +210,7 @@ def _start_module(params) -> subprocess.Popen:
     handle.close()
     proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_disk",
                              handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env(), start_new_session=True)
+                            env=ansible_env(), start_new_session=True)
     proc.args_file = handle.name  # type: ignore[attr-defined]
     return proc
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from support import ROOT, inventory_list, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _module
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
@@ -170,13 +171,8 @@ def test_xen_guests_bad_entry_changes_nothing(hypervisor, capsys):
     assert not [d for d in hypervisor.listAllDomains(0) if d.name().startswith(NAME)]
 
 
-ROOT = Path(__file__).resolve().parents[4]
-
-
 def test_entry_point_in_a_subprocess(tmp_path):
     """The real entry point (python -m ...) with a driver file; state does not persist there."""
-    from support import run_module  # noqa: PLC0415 - tests/conftest.py helper
-
     node = tmp_path / "node.xml"
     node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>"
                     "<active>2</active><mhz>1000</mhz></cpu><memory>1048576</memory></node>")
@@ -246,28 +242,12 @@ def test_test_driver_example_runs(hypervisor, capsys):
 SITE = ROOT / "inventory" / "site.lcfg.yml"
 
 
-def unwrap(value):
-    """ansible-inventory --list marks profile strings as {"__ansible_unsafe": text}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
-
-
 @pytest.mark.skipif(not SITE.exists(), reason="the example site inventory is not there")
 def test_every_hostvar_of_the_example_site_converges(hypervisor):
     """The inventory's xen_domain variables go into xen_guests unchanged (check mode)."""
     from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests  # noqa: PLC0415
 
-    env = {"ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "PATH": "/usr/bin:/bin", "HOME": str(ROOT),
-           "PYTHONPATH": str(ROOT / ".collections")}
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(SITE), "--list"],
-                          capture_output=True, text=True, check=False, cwd=str(ROOT), env=env)
-    assert proc.returncode == 0, proc.stderr
-    inventory = unwrap(json.loads(proc.stdout))
+    inventory = inventory_list(SITE)
     hostvars = inventory["_meta"]["hostvars"]
     hypervisors = inventory["xen_hypervisors"]["hosts"]
     assert hypervisors
