@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS = ROOT / ".collections"
-SHARED = ROOT.parent / "shared"
+# The example profiles the tests read: project data, copied into the repository.
+PROFILES = ROOT / "tests" / "fixtures" / "profiles"
 
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))

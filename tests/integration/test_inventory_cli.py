@@ -1,6 +1,6 @@
-"""The real ``ansible-inventory`` CLI on the shared example profiles and the example site.
+"""The real ``ansible-inventory`` CLI on the example profiles of tests/fixtures and the example site.
 
-Every fact of /work/shared/profiles/README.md is checked from ``--list`` JSON; strict
+Every fact of tests/fixtures/profiles/README.md is checked from ``--list`` JSON; strict
 true/false is checked on a profile carrying the seed's 13-digit UUID.
 """
 
@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT, SHARED, ansible_env, run_playbook, untrusted
+from support import PROFILES, ROOT, ansible_env, run_playbook, untrusted
 
 pytestmark = pytest.mark.integration
 
-PROFILES = SHARED / "profiles"
 BAD_UUID = "26d1876a-85fc-49a4-9a5b-929570e18bb65"
 
 

@@ -1,6 +1,6 @@
 """Unit tests of the xen component model (plugins/module_utils/_model.py).
 
-The shared example profiles are read with the real source/XML readers; the validation
+The example profiles (tests/fixtures/profiles) are read with the real source/XML readers; the validation
 cases use profiles built by hand, one resource per line of a pretend file, so that every
 error can be checked for its file, line and resource.
 """
@@ -22,9 +22,10 @@ from ansible_collections.lcfg.xen.plugins.module_utils._model import (
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
 
-SHARED = Path(__file__).resolve().parents[4].parent / "shared" / "profiles"
+from support import PROFILES
+
 REPO = Path(__file__).resolve().parents[4]
-INCLUDE = str(SHARED / "include")
+INCLUDE = str(PROFILES / "include")
 
 
 def make(resources: list[tuple[str, str]] | dict[str, str], name: str = "h1",
@@ -70,12 +71,12 @@ def one_error(resources: list[tuple[str, str]], res: str, pattern: str) -> LcfgE
 
 def _source(rel: str):
     from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
-    return read_source_profile(str(SHARED / rel), include_path=[INCLUDE])
+    return read_source_profile(str(PROFILES / rel), include_path=[INCLUDE])
 
 
 def _xml(rel: str):
     from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._xml import read_xml_profile
-    return read_xml_profile(str(SHARED / rel))
+    return read_xml_profile(str(PROFILES / rel))
 
 
 def check_single(model: _model.HostModel) -> None:
@@ -172,7 +173,7 @@ def test_xen_networks():
 
 
 def test_all_of_source_is_one_site_of_17_guests():
-    profiles = [_source(f"source/{p.name}") for p in sorted((SHARED / "source").iterdir())]
+    profiles = [_source(f"source/{p.name}") for p in sorted((PROFILES / "source").iterdir())]
     site = build_site(profiles)
     assert site.rejected == {}
     assert sum(len(h.guests) for h in site.hosts.values()) == 17

@@ -1,21 +1,17 @@
-"""Read every example profile of the shared corpus and check the raw resources."""
+"""Read every example profile of the example corpus (tests/fixtures/profiles) and check the raw resources."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._xml import read_xml_profile
+from support import PROFILES as CORPUS
 
-CORPUS = Path(__file__).resolve().parents[5].parent / "shared" / "profiles"
 INCLUDE = [str(CORPUS / "include")]
 HEADER = str(CORPUS / "include/lcfg/options/xen-host.h")
-
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared profile corpus not present")
 
 
 def src(rel: str):
