@@ -91,3 +91,16 @@ def inventory_list(config: str | Path) -> dict:
                           cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr
     return untrusted(json.loads(proc.stdout))
+
+
+def tree_snapshot(directory: str | Path) -> dict:
+    """{relative path: (mode, uid, gid, content or None)} of everything under ``directory``
+    (links not followed): what an attack test compares before and after."""
+    out = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files + [""]:
+            path = os.path.join(root, name) if name else root
+            info = os.lstat(path)
+            content = Path(path).read_bytes() if os.path.isfile(path) and not os.path.islink(path) else None
+            out[os.path.relpath(path, directory)] = (info.st_mode, info.st_uid, info.st_gid, content)
+    return out

@@ -21,18 +21,38 @@ Safety rules, enforced here:
   finished image is linked to the final name (``link`` fails rather than replace
   a file that appeared meanwhile); a leftover temporary file from an interrupted
   run is removed and the work redone.
+
+Confinement (nothing outside the storage directories, ever):
+
+* every image, template, backing file and directory the module touches lies inside
+  the storage directories, checked on the resolved path (symbolic links followed), so
+  a symlinked directory cannot lead out; an image path that is itself a symbolic link
+  is refused;
+* the play's ``storage_dirs`` is authoritative; a hypervisor profile's list
+  (``profile_storage_dirs``, the ``xen.storagedirs`` resource) may only narrow it;
+* a missing directory is created by the module (check mode predicts it), 0700 root
+  (0710 root:``storage_group`` when set); an existing directory's owner and mode are
+  never changed;
+* a new image is 0600 and its format is recorded in the ``trusted.lcfg-xen.format``
+  extended attribute (settable by root only). The format of an image is never
+  guessed from its contents: it is the declared one, else the recorded one, else raw.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import grp
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -42,10 +62,21 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
     XenError,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import MAX_DISK_GB, MAX_PARTITION
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import path_inside
 
 __all__ = [
     "DEFAULT_STORAGE_DIRS",
+    "FORMAT_XATTR",
+    "IMAGE_MODE",
+    "DIR_MODE",
+    "GROUP_DIR_MODE",
+    "LOCK_TIMEOUT",
+    "real_inside",
+    "narrow_storage_dirs",
+    "missing_directories",
+    "recorded_format",
+    "image_lock",
     "DEFAULT_LCFG_FILES",
     "FORMATS",
     "CLONE_MODES",
@@ -70,13 +101,25 @@ __all__ = [
     "list_images",
 ]
 
+# The one default list of storage directories: xen_disk, xen_domain, xen_guests and the
+# guest role (guest_storage_dirs empty) all use it. /guests and /data/guests are the
+# diskpaths of the original lcfg-xen examples.
 DEFAULT_STORAGE_DIRS = [
     "/var/lib/libvirt/images",
     "/var/lib/xen/images",
-    "/var/lib/lcfg-xen/guests",
+    "/var/lib/lcfg-xen",
     "/guests",
     "/data/guests",
 ]
+
+# trusted.* attributes can be set by root only: neither a guest nor the QEMU process
+# (which may own the image file while it runs) can change what the format is taken to be.
+FORMAT_XATTR = "trusted.lcfg-xen.format"
+IMAGE_MODE = 0o600      # guest disks hold the guests' data
+DIR_MODE = 0o700
+GROUP_DIR_MODE = 0o710  # with storage_group: the hypervisor's user may pass through, not list
+ANCESTOR_MODE = 0o755   # missing parents above a storage directory, as mkdir -p would make them
+LOCK_TIMEOUT = 600
 
 # Files written into an LCFG-managed clone, keyed by the setting they carry.
 DEFAULT_LCFG_FILES = {
@@ -123,6 +166,8 @@ def parse_size(value: object, what: str = "size") -> int:
         unit = match.group(2).lower()
         if unit not in _UNITS:
             raise ValueError(f"invalid {what} {value!r}: unknown unit {match.group(2)!r} (use B, K, M, G, T, KiB..TiB or KB..TB)")
+        if len(match.group(1)) > 24:  # float() of thousands of digits is inf, int(inf) raises
+            raise ValueError(f"invalid {what} {str(value)[:40]!r}...: the number is too long")
         amount = float(match.group(1)) * _UNITS[unit]
         if amount != int(amount):
             raise ValueError(f"invalid {what} {value!r}: not a whole number of bytes")
@@ -164,6 +209,9 @@ class DiskRequest:
     hostname: str | None = None
     lcfg_files: dict[str, str] = field(default_factory=dict)
     storage_dirs: list[str] = field(default_factory=lambda: list(DEFAULT_STORAGE_DIRS))
+    template_format: str | None = None
+    storage_gid: int | None = None
+    lock_timeout: float = LOCK_TIMEOUT
     grow: bool = False
     uri: str | None = None
     pool: str | None = None
@@ -181,30 +229,123 @@ class DiskRequest:
         return {path: f"{values[key]}\n" for key, path in sorted(self.lcfg_files.items()) if path}
 
 
-def build_request(params: dict[str, Any]) -> DiskRequest:
-    """Validate module parameters into a DiskRequest; ValidationError names the parameter."""
-    dirs = params.get("storage_dirs")
+def real_inside(path: str, dirs: list[str]) -> str | None:
+    """The resolved ``path`` (symbolic links followed) when it lies inside one of the resolved
+    ``dirs``, else None. Missing trailing components are kept as they are."""
+    real = os.path.realpath(path)
+    for directory in dirs:
+        base = os.path.realpath(directory)
+        if real == base or real.startswith(base.rstrip("/") + "/"):
+            return real
+    return None
+
+
+def confine(path: str, dirs: list[str], parameter: str) -> str:
+    """The normalised ``path`` when it lies inside ``dirs`` both as written and resolved;
+    else ValidationError naming ``parameter``."""
+    try:
+        normal = path_inside(str(path), dirs)
+    except ValueError as exc:
+        raise ValidationError(parameter, f"{exc}; add its directory to the play's 'storage_dirs' or choose a path inside one") from None
+    real = real_inside(normal, dirs)
+    if real is None:
+        raise ValidationError(parameter, f"{normal!r} resolves to {os.path.realpath(normal)!r} (through a symbolic link), "
+                                         f"outside the storage directories {', '.join(dirs)}: refused")
+    return normal
+
+
+def storage_dirs_param(dirs: Any, parameter: str = "storage_dirs") -> list[str]:
+    """The play's storage directories (default: DEFAULT_STORAGE_DIRS), normalised."""
     if dirs is None:
         dirs = list(DEFAULT_STORAGE_DIRS)
-    if not dirs:
-        raise ValidationError("storage_dirs", "must name at least one directory")
+    if not isinstance(dirs, list) or not dirs:
+        raise ValidationError(parameter, "must name at least one directory")
     for directory in dirs:
         if not os.path.isabs(str(directory)):
-            raise ValidationError("storage_dirs", f"{directory!r} is not an absolute path")
-    dirs = [os.path.normpath(str(d)) for d in dirs]
+            raise ValidationError(parameter, f"{directory!r} is not an absolute path")
+    return [os.path.normpath(str(d)) for d in dirs]
+
+
+def narrow_storage_dirs(play_dirs: list[str], profile_dirs: Any) -> list[str]:
+    """The storage directories in force: the hypervisor profile's list when it has one, each
+    entry inside the play's list (the play is authoritative: a profile can only narrow it)."""
+    if not profile_dirs:
+        return play_dirs
+    if isinstance(profile_dirs, str):
+        profile_dirs = profile_dirs.split()
+    narrowed = []
+    for directory in profile_dirs:
+        directory = str(directory)
+        if not os.path.isabs(directory):
+            raise ValidationError("profile_storage_dirs", f"{directory!r} is not an absolute path")
+        try:
+            narrowed.append(confine(directory, play_dirs, "profile_storage_dirs"))
+        except ValidationError as exc:
+            raise ValidationError("profile_storage_dirs",
+                                  f"{exc.message}. A hypervisor profile (xen.storagedirs) may only narrow the "
+                                  "play's storage directories; to allow it, add it to the play's storage_dirs "
+                                  "(guest_storage_dirs)") from None
+    return narrowed
+
+
+def missing_directories(directory: str, dirs: list[str]) -> list[tuple[str, int]]:
+    """[(directory, mode)] to create, top down, so that ``directory`` exists.
+
+    Directories at or below a storage directory get DIR_MODE; missing parents above a
+    storage directory (``/data`` of ``/data/guests``) get ANCESTOR_MODE. Anything else
+    is never created (the caller confined ``directory`` already).
+    """
+    missing = []
+    current = os.path.normpath(directory)
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if os.path.lexists(current) and not os.path.isdir(current):
+        raise Conflict(f"{current} exists but is not a directory: choose another path")
+    steps = []
+    for path in reversed(missing):
+        if any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs):
+            steps.append((path, DIR_MODE))
+        elif any(d.startswith(path.rstrip("/") + "/") for d in dirs):
+            steps.append((path, ANCESTOR_MODE))
+        else:  # pragma: no cover - confine() rules this out
+            raise ValidationError("path", f"{path} is outside the storage directories")
+    return steps
+
+
+def build_request(params: dict[str, Any]) -> DiskRequest:
+    """Validate module parameters into a DiskRequest; ValidationError names the parameter."""
+    dirs = narrow_storage_dirs(storage_dirs_param(params.get("storage_dirs")), params.get("profile_storage_dirs"))
 
     raw_path = params.get("path")
     if not raw_path:
         raise ValidationError("path", "is required")
-    try:
-        path = path_inside(str(raw_path), dirs)
-    except ValueError as exc:
-        raise ValidationError("path", f"{exc}; add its directory to 'storage_dirs' or choose a path inside one") from None
+    path = confine(str(raw_path), dirs, "path")
     base = os.path.basename(path)
     if path in dirs or not base or base.startswith(".") or str(raw_path).endswith("/"):
         raise ValidationError("path", f"{raw_path!r} must name an image file (not a directory or a hidden file)")
+    if os.path.islink(path):
+        raise ValidationError("path", f"{path} is a symbolic link: images are never opened through links; use the real path")
 
     req = DiskRequest(path=path, storage_dirs=dirs)
+    group = params.get("storage_group")
+    if group:
+        try:
+            req.storage_gid = grp.getgrnam(str(group)).gr_gid
+        except KeyError:
+            raise ValidationError("storage_group", f"no group {group!r} on this host: create it or leave storage_group unset") from None
+    timeout = params.get("lock_timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 86400:
+            raise ValidationError("lock_timeout", f"must be a number of seconds from 0 to 86400, got {timeout!r}")
+        req.lock_timeout = float(timeout)
+    template_format = params.get("template_format")
+    if template_format is not None and template_format not in FORMATS:
+        raise ValidationError("template_format", f"must be one of {', '.join(FORMATS)}, got {template_format!r}")
+    req.template_format = template_format
     req.state = params.get("state") or "present"
     if req.state not in ("present", "absent"):
         raise ValidationError("state", f"must be present or absent, got {req.state!r}")
@@ -226,8 +367,10 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
             raise ValidationError("size_gb", "must be a number of GiB")
         try:
             amount = float(size_gb)
-        except (TypeError, ValueError):
-            raise ValidationError("size_gb", f"must be a number of GiB, got {size_gb!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ValidationError("size_gb", f"must be a number of GiB, got {str(size_gb)[:40]!r}") from None
+        if not math.isfinite(amount) or amount > MAX_DISK_GB:
+            raise ValidationError("size_gb", f"must be a finite number of GiB up to {MAX_DISK_GB}, got {size_gb!r}")
         if amount <= 0 or amount * GIB != int(amount * GIB) or int(amount * GIB) % 512:
             raise ValidationError("size_gb", f"must be a positive number of GiB (a multiple of 512 bytes), got {size_gb!r}")
         req.size = int(amount * GIB)
@@ -239,10 +382,7 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
 
     template = params.get("template")
     if template:
-        try:
-            req.template = path_inside(str(template), dirs)
-        except ValueError as exc:
-            raise ValidationError("template", f"{exc}; add its directory to 'storage_dirs'") from None
+        req.template = confine(str(template), dirs, "template")
         if req.template == path:
             raise ValidationError("template", "is the image itself: a template is never written to; choose another path")
     clone = params.get("clone") or "copy"
@@ -261,7 +401,8 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
     if profile_url is not None and str(profile_url).strip() == "":
         profile_url = None
     if partition is not None:
-        if isinstance(partition, bool) or not str(partition).isdigit() or int(partition) < 1:
+        if isinstance(partition, bool) or not str(partition).isdigit() or len(str(partition)) > 4 \
+                or not 1 <= int(partition) <= MAX_PARTITION:
             raise ValidationError("partition", f"must be a partition number (1, 2, ... 5 for the first logical partition), got {partition!r}")
         partition = int(partition)
     if profile_url is not None:
@@ -348,6 +489,12 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
     ``current`` and ``template`` are ``normalise_info`` results or None when missing.
     """
     before = image_state(req.path, current)
+    for what, info in (("image", current), ("template", template)):
+        backing = info and info["backing_file"]
+        if backing and real_inside(backing, req.storage_dirs) is None:
+            raise Conflict(f"the {what} {req.template if what == 'template' else req.path} is a qcow2 image backed by "
+                           f"{backing}, outside the storage directories: refused (the guest would read that host "
+                           "file through it). Move the backing file into a storage directory")
     steps: list[dict[str, Any]] = []
     warnings: list[str] = list(req.warnings)
     temp = temp_path(req.path)
@@ -389,7 +536,7 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
             size = req.size
             steps.append({"action": "create", "path": temp, "format": fmt, "size": size})
             backing, backing_format, lcfg = None, None, {}
-        steps.append({"action": "rename", "from": temp, "to": req.path})
+        steps.append({"action": "rename", "from": temp, "to": req.path, "format": fmt})
         after = image_state(req.path, {"format": fmt, "virtual_size": size, "backing_file": backing,
                                        "backing_format": backing_format}, lcfg or None)
         return Plan(steps, before, after, warnings)
@@ -444,6 +591,9 @@ def describe_step(step: dict[str, Any]) -> str:
     action = step["action"]
     if action == "remove-partial":
         return f"remove the partial image {step['path']} left by an interrupted run"
+    if action == "mkdir":
+        owner = f"root:{step['group']}" if step.get("group") is not None else "root:root"
+        return f"create directory {step['path']} (mode {step['mode']:04o}, owner {owner})"
     if action == "define-pool":
         return f"define and start libvirt storage pool {step['name']} for {step['directory']}"
     if action == "create":
@@ -459,7 +609,8 @@ def describe_step(step: dict[str, Any]) -> str:
         files = ", ".join(sorted(step["files"]))
         return f"write LCFG settings ({files}) into partition {step['partition']} of {step['path']}"
     if action == "rename":
-        return f"move the finished image {step['from']} to {step['to']}"
+        return (f"move the finished image {step['from']} to {step['to']} "
+                f"(mode {IMAGE_MODE:04o}, format {step['format']} recorded)")
     if action == "delete":
         return f"delete image {step['path']}"
     return action
@@ -477,13 +628,28 @@ def _run(args: list[str], what: str) -> str:
     return proc.stdout
 
 
-def qemu_img_info(path: str) -> dict[str, Any] | None:
-    """``normalise_info`` of ``path``, or None when it does not exist."""
+def recorded_format(path: str) -> str | None:
+    """The format xen_disk recorded when it created ``path`` (FORMAT_XATTR), or None."""
+    try:
+        value = os.getxattr(path, FORMAT_XATTR, follow_symlinks=False).decode("ascii", "replace")
+    except OSError:
+        return None
+    return value if value in FORMATS else None
+
+
+def qemu_img_info(path: str, fmt: str | None = None) -> dict[str, Any] | None:
+    """``normalise_info`` of ``path`` read as ``fmt``, or None when it does not exist.
+
+    The format is always given to qemu-img (declared, else recorded, else raw): probing it
+    from the first bytes would let a guest turn its raw disk into a qcow2 image with a
+    backing file of its choosing.
+    """
     if not os.path.lexists(path):
         return None
-    if not os.path.isfile(path):
-        raise Conflict(f"{path} exists but is not a regular file: choose another path")
-    out = _run(["qemu-img", "info", "-U", "--output=json", path], f"read image {path}")
+    if os.path.islink(path) or not os.path.isfile(path):
+        raise Conflict(f"{path} exists but is not a regular file (or is a symbolic link): choose another path")
+    fmt = fmt or recorded_format(path) or "raw"
+    out = _run(["qemu-img", "info", "-U", "-f", fmt, "--output=json", path], f"read image {path} as {fmt}")
     return normalise_info(json.loads(out))
 
 
@@ -499,10 +665,25 @@ class LocalStorage:
     """Images handled with qemu-img and plain file operations on this host."""
 
     def pool_steps(self, req: DiskRequest) -> list[dict[str, Any]]:
-        directory = os.path.dirname(req.path)
-        if req.state == "present" and not os.path.isdir(directory):
-            raise NotFound(f"directory {directory} does not exist: create it first (for example with ansible.builtin.file state: directory)")
-        return []
+        """The missing directories of the image, created by the module (predicted in check mode)."""
+        if req.state != "present":
+            return []
+        steps = []
+        for path, mode in missing_directories(os.path.dirname(req.path), req.storage_dirs):
+            group = req.storage_gid if mode == DIR_MODE else None
+            steps.append({"action": "mkdir", "path": path, "group": group,
+                          "mode": GROUP_DIR_MODE if group is not None else mode})
+        return steps
+
+    def make_directory(self, path: str, mode: int, gid: int | None) -> None:
+        os.mkdir(path, 0o700)  # never wider than asked, whatever the umask
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if gid is not None:
+                os.fchown(fd, -1, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def define_pool(self, step: dict[str, Any]) -> None:  # pragma: no cover - never planned locally
         raise XenError("no libvirt connection for a storage pool")
@@ -529,8 +710,22 @@ class LocalStorage:
         if os.path.lexists(path):
             os.unlink(path)
 
-    def rename(self, temp: str, path: str) -> None:
-        _fsync(temp)
+    def rename(self, temp: str, path: str, fmt: str) -> str | None:
+        """Seal the finished image (mode 0600, format recorded), then give it its name.
+
+        Returns a warning when the filesystem cannot hold the format record."""
+        warning = None
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, IMAGE_MODE)
+            try:
+                os.setxattr(fd, FORMAT_XATTR, fmt.encode())
+            except OSError as exc:
+                warning = (f"cannot record the format of {path} ({exc.strerror}): it will be read as raw unless "
+                           f"the guest's disk declares format: {fmt}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             os.link(temp, path)  # fails instead of replacing a file that appeared meanwhile
         except FileExistsError:
@@ -538,6 +733,7 @@ class LocalStorage:
             raise Conflict(f"{path} appeared while the image was being prepared; it was left alone") from None
         os.unlink(temp)
         _fsync(os.path.dirname(path))
+        return warning
 
     def refresh(self, directory: str) -> None:
         """Nothing to refresh without libvirt."""
@@ -574,14 +770,13 @@ class LibvirtStorage(LocalStorage):
         return "lcfg-xen" + re.sub(r"[^A-Za-z0-9_.-]", "-", directory)
 
     def pool_steps(self, req: DiskRequest) -> list[dict[str, Any]]:
-        super().pool_steps(req)
+        steps = super().pool_steps(req)
         if req.state != "present":
             return []
         wanted = {os.path.dirname(req.path)}
         if req.template and req.clone == "copy":
             wanted.add(os.path.dirname(req.template))
         pools = self._pools_by_dir()
-        steps = []
         for directory in sorted(wanted):
             pool = pools.get(directory)
             if pool is None:
@@ -699,21 +894,55 @@ def _open(uri: str) -> Any:
     return open_connection(uri)
 
 
+def lock_directory(directory: str | None = None) -> str:
+    """A directory only this user can write: /run/lcfg-xen for root (made 0700 when missing).
+
+    An existing one must be a real directory (not a link), owned by this user and closed to
+    others; otherwise another user could plant or pre-empt lock files.
+    """
+    uid = os.geteuid()
+    if directory is None:
+        directory = "/run/lcfg-xen" if uid == 0 and os.path.isdir("/run") else \
+            os.path.join(tempfile.gettempdir(), f"lcfg-xen-{uid}")
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise XenError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+        raise XenError(f"lock directory {directory} is not a private directory of uid {uid} (it is a link, "
+                       "belongs to someone else or is open to others): remove it and run again")
+    return directory
+
+
 @contextlib.contextmanager
-def _image_lock(path: str, check_mode: bool) -> Iterator[None]:
+def image_lock(path: str, timeout: float, directory: str | None = None) -> Iterator[None]:
     """Serialise runs on one image (a second run waits, then finds the image made).
 
-    The lock file lives in /run/lock (outside the storage directories), named by a hash
-    of the image path; check mode takes no lock.
+    The lock file is named by a hash of the image path in ``lock_directory()``, opened
+    without following links; the wait is bounded by ``timeout`` seconds.
     """
-    if check_mode:
-        yield
-        return
-    directory = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
+    directory = lock_directory(directory)
     name = hashlib.sha256(path.encode()).hexdigest()[:24]
-    fd = os.open(os.path.join(directory, f"lcfg-xen-disk-{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    lock = os.path.join(directory, f"disk-{name}.lock")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise XenError(f"cannot open the lock file {lock} for {path}: {reason}; remove it and run again") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Conflict(f"another run has been working on {path} for more than {timeout:g} s (lock file "
+                                   f"{lock}): let it finish and run again, or raise lock_timeout") from None
+                time.sleep(0.1)
         yield
     finally:
         os.close(fd)
@@ -722,7 +951,9 @@ def _image_lock(path: str, check_mode: bool) -> Iterator[None]:
 def run_disk(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Validate, read, plan and (unless ``check_mode``) apply; return the module result."""
     req = build_request(params)
-    with _image_lock(req.path, check_mode):
+    if check_mode:  # check mode changes nothing, so it takes no lock
+        return _run_locked(req, check_mode)
+    with image_lock(req.path, req.lock_timeout):
         return _run_locked(req, check_mode)
 
 
@@ -730,7 +961,7 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
     conn = _open(req.uri) if req.uri else None
     try:
         storage: LocalStorage = LibvirtStorage(conn, req.pool) if conn is not None else LocalStorage()
-        current = qemu_img_info(req.path)
+        current = qemu_img_info(req.path, image_format(req))
         temp = temp_path(req.path)
         temp_exists = os.path.lexists(temp)
         users = domains_using(conn) if conn is not None else {}
@@ -746,7 +977,10 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
                 raise Conflict(f"{req.path} is the backing file of {', '.join(overlays)}: delete those "
                                "overlays first (they would become unreadable)")
         else:
-            template = qemu_img_info(req.template) if req.template else None
+            template = None
+            if req.template:
+                template = qemu_img_info(os.path.realpath(req.template),
+                                         req.template_format or recorded_format(os.path.realpath(req.template)))
             plan = plan_present(req, current, template, temp_exists)
             if any(s["action"] != "remove-partial" for s in plan.steps):
                 plan.steps[0:0] = storage.pool_steps(req)
@@ -770,6 +1004,16 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
             conn.close()
 
 
+def image_format(req: DiskRequest) -> str | None:
+    """The format an existing image is read as: declared (the request's format, or a copy's
+    declared template format), else recorded by xen_disk, else raw -- never probed."""
+    if req.format:
+        return req.format
+    if req.template and req.clone == "copy" and req.template_format:
+        return req.template_format
+    return None  # qemu_img_info: recorded, else raw
+
+
 def _overlays_of(path: str, dirs: list[str]) -> list[str]:
     """Images in the storage directories whose backing file is ``path``."""
     found = []
@@ -781,6 +1025,7 @@ def _overlays_of(path: str, dirs: list[str]) -> list[str]:
 
 def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str, Any]) -> None:
     temp = temp_path(req.path)
+    umask = os.umask(0o077)  # nothing we create is readable by others, even for a moment
     try:
         _apply_steps(plan, storage, result)
     except BaseException:
@@ -788,9 +1033,11 @@ def _apply(plan: Plan, req: DiskRequest, storage: LocalStorage, result: dict[str
         if os.path.lexists(temp):
             storage.remove_partial(temp)
         raise
+    finally:
+        os.umask(umask)
     storage.refresh(os.path.dirname(req.path))
     # Report what is really there now.
-    final = qemu_img_info(req.path)
+    final = qemu_img_info(req.path, image_format(req))
     lcfg = result["image"].get("lcfg_files")
     result["image"] = image_state(req.path, final, lcfg)
     result["image"]["actual_size"] = final["actual_size"] if final else None
@@ -803,6 +1050,8 @@ def _apply_steps(plan: Plan, storage: LocalStorage, result: dict[str, Any]) -> N
         action = step["action"]
         if action == "remove-partial":
             storage.remove_partial(step["path"])
+        elif action == "mkdir":
+            storage.make_directory(step["path"], step["mode"], step["group"])
         elif action == "define-pool":
             storage.define_pool(step)
         elif action == "create":
@@ -818,7 +1067,9 @@ def _apply_steps(plan: Plan, storage: LocalStorage, result: dict[str, Any]) -> N
             result["injection"] = {"seconds": timing["seconds"], "launch_seconds": timing["launch_seconds"]}
             result["warnings"].extend(timing["notes"])
         elif action == "rename":
-            storage.rename(step["from"], step["to"])
+            warning = storage.rename(step["from"], step["to"], step["format"])
+            if warning:
+                result["warnings"].append(warning)
         elif action == "delete":
             storage.delete(step["path"])
 

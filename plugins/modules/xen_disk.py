@@ -34,7 +34,10 @@ author:
 options:
   path:
     description:
-      - Absolute path of the image. It must lie inside one of O(storage_dirs) and its directory must exist.
+      - Absolute path of the image. It must lie inside one of O(storage_dirs), as written and with every
+        symbolic link resolved; the image itself may not be a symbolic link.
+      - Missing directories on the way are created (V(0700) root, or V(0710) root:O(storage_group));
+        check mode reports them. An existing directory's owner and mode are never changed.
       - In the inventory's vocabulary this is the C(path) of a C(disks) entry of C(xen_domain).
     type: path
     required: true
@@ -64,6 +67,14 @@ options:
     description:
       - Image format. Defaults to V(raw) for a new image, to the template's format for a copy, and is
         always V(qcow2) for an overlay.
+      - The format of a new image is recorded in its C(trusted.lcfg-xen.format) extended attribute
+        (root only). An existing image is read as the declared format, else the recorded one, else
+        V(raw); it is never guessed from the image's contents, which the guest controls.
+    type: str
+    choices: [raw, qcow2]
+  template_format:
+    description:
+      - Format of O(template). Default - the format recorded when xen_disk made it, else V(raw).
     type: str
     choices: [raw, qcow2]
   template:
@@ -109,10 +120,32 @@ options:
         default: /etc/hostname
   storage_dirs:
     description:
-      - The directories images and templates may live in. O(path) and O(template) must be inside one.
+      - The directories images, templates and backing files may live in (the play's list, authoritative).
+        O(path) and O(template) must be inside one, checked on resolved paths.
+      - The default is the collection's one shared list, also the default of M(lcfg.xen.xen_domain),
+        M(lcfg.xen.xen_guests) and the guest role.
     type: list
     elements: path
-    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen/guests, /guests, /data/guests]
+    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen, /guests, /data/guests]
+  profile_storage_dirs:
+    description:
+      - The hypervisor profile's storage directories (its C(xen.storagedirs), C(xen_host.storage_dirs)).
+        When given, only these are used, and each must lie inside O(storage_dirs); one outside fails.
+        A profile can narrow the play's list, never widen it.
+    type: list
+    elements: path
+  storage_group:
+    description:
+      - Group of the directories the module creates, which are then V(0710) instead of V(0700), so the
+        hypervisor's unprivileged user (Debian's C(libvirt-qemu) for QEMU/KVM) can reach the images
+        inside without listing them. Images are always V(0600).
+    type: str
+  lock_timeout:
+    description:
+      - Seconds to wait for another run working on the same image (its lock in C(/run/lcfg-xen))
+        before failing.
+    type: float
+    default: 600
   grow:
     description:
       - Grow an existing image that is smaller than the requested size. The partitions and filesystems
@@ -141,6 +174,8 @@ notes:
     is slower, and a warning says so.
   - LCFG settings are written only into a new clone. An existing image is never opened for writing,
     so its files are not compared; the diff reports them as C(null).
+  - New images are V(0600), new directories V(0700) (or V(0710) with O(storage_group)); existing
+    files and directories keep their owner and mode.
   - Check mode does not open the template with libguestfs, so a wrong O(partition) is found only
     by the real run; that run then fails before anything appears under O(path).
 requirements:
@@ -260,6 +295,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     DEFAULT_LCFG_FILES,
     DEFAULT_STORAGE_DIRS,
     FORMATS,
+    LOCK_TIMEOUT,
     run_disk,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils._module import run_module
@@ -280,6 +316,10 @@ ARGUMENT_SPEC = {
         "options": {key: {"type": "str", "default": value} for key, value in DEFAULT_LCFG_FILES.items()},
     },
     "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},
+    "profile_storage_dirs": {"type": "list", "elements": "path"},
+    "storage_group": {"type": "str"},
+    "template_format": {"type": "str", "choices": list(FORMATS)},
+    "lock_timeout": {"type": "float", "default": LOCK_TIMEOUT},
     "grow": {"type": "bool", "default": False},
     "uri": {"type": "str"},
     "pool": {"type": "str"},

@@ -23,7 +23,7 @@ options:
       - Directories to list. Missing directories are skipped. Set to V([]) to list only O(paths).
     type: list
     elements: path
-    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen/guests, /guests, /data/guests]
+    default: [/var/lib/libvirt/images, /var/lib/xen/images, /var/lib/lcfg-xen, /guests, /data/guests]
   paths:
     description:
       - Absolute paths of images to report in addition to the directories' contents. A missing one
@@ -77,7 +77,9 @@ images:
       type: bool
       sample: true
     format:
-      description: Image format as qemu-img reports it.
+      description:
+        - The format the image is read as - recorded by M(lcfg.xen.xen_disk) when it created it, else V(raw).
+          Never guessed from the image's contents.
       type: str
       sample: qcow2
     virtual_size:

@@ -307,7 +307,7 @@ def test_describe_every_step():
     assert lines[1] == "copy template /guests/t.img (raw) to raw image /guests/.node1.img.lcfg-xen-partial"
     assert lines[2] == "grow /guests/.node1.img.lcfg-xen-partial to 4 GiB"
     assert "partition 5" in lines[3] and "/etc/lcfg/profile_url" in lines[3]
-    assert lines[4].endswith("to /guests/node1.img")
+    assert lines[4].endswith("to /guests/node1.img (mode 0600, format raw recorded)")
     assert describe_step({"action": "define-pool", "name": "p", "directory": "/guests"}).startswith(
         "define and start libvirt storage pool p")
 
