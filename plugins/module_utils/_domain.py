@@ -57,6 +57,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
 from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import HAS_LXML, LXML_IMPORT_ERROR, etree
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
+    HostAccess,
+    check_guest_access,
+    host_access_from_params,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import (
     driver_name,
     libvirt,
@@ -623,9 +628,20 @@ def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
     }
 
 
-def converge_domain(conn, params: dict, check_mode: bool = False) -> dict:
-    """validate_guest + plan_domain + apply_plan for one guest from module-style ``params``."""
+def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "") -> None:
+    """Refuse what ``spec`` would reach on the host beyond what the play allows (``access``;
+    None: the defaults, the guest itself only). Paths are resolved on the managed host."""
+    if access is None:
+        access = host_access_from_params({})
+    local = connection_caps(conn)["local"]
+    check_guest_access(spec, access, prefix, realpath=os.path.realpath if local else None)
+
+
+def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAccess | None = None) -> dict:
+    """validate_guest + plan_domain + apply_plan for one guest from module-style ``params``;
+    ``access``: what the play lets the spec reach on the host (see ``check_access``)."""
     spec = validate_guest(params)
+    check_access(conn, spec, access)
     plan = plan_domain(
         conn, spec, params.get("state") or "present",
         shutdown_timeout=params.get("shutdown_timeout") if params.get("shutdown_timeout") is not None else 120,
@@ -668,7 +684,8 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
 # --------------------------------------------------------------------------- many guests
 
 def converge_guests(conn, guests: list, check_mode: bool = False,
-                    default_bridge: str | None = None, parallel: int = 8) -> dict:
+                    default_bridge: str | None = None, parallel: int = 8,
+                    access: HostAccess | None = None) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options) on one connection.
 
     All guests are validated and planned (one ``listAllDomains`` plus a couple of reads per
@@ -692,6 +709,7 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
                 if isinstance(vif, dict) and (vif.get("nettype") or "bridge") == "bridge" and not vif.get("bridge"):
                     vif["bridge"] = default_bridge
         spec = validate_guest(item, prefix=prefix)
+        check_access(conn, spec, access, prefix)
         if spec["name"] in seen:
             raise ValidationError(f"{prefix}name", f"guest {spec['name']} is also guests[{seen[spec['name']]}]")
         seen[spec["name"]] = index

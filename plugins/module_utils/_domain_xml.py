@@ -41,6 +41,7 @@ from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import safe_fragment
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import (
     canonical_guest_type,
     cpuset_members,
@@ -253,9 +254,9 @@ def _validate_extra(extra: Any, where: str) -> dict:
         cleaned = []
         for index, text in enumerate(fragments):
             try:
-                element = etree.fromstring(str(text).strip().encode())
-            except etree.XMLSyntaxError as exc:
-                _fail(f"{where}.xml[{index}]", f"not well-formed XML: {exc}")
+                element = safe_fragment(str(text))
+            except ValueError as exc:
+                _fail(f"{where}.xml[{index}]", str(exc))
             if element.tag in ("name", "uuid", "memory", "currentMemory", "vcpu", "os", "metadata"):
                 _fail(f"{where}.xml[{index}]", f"<{element.tag}> is managed by the module's own "
                       "options; set those instead")

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from .lcfg._errors import LcfgError
 from .lcfg._profile import Profile, Resource
+from ._host_access import profile_value_problem
 from ._validate import (
     canonical_guest_type,
     parse_bool,
@@ -297,6 +298,16 @@ def _text(text: str) -> str:
     return text
 
 
+def _guest_side(field_name: str, host: dict[str, Any]) -> Callable[[str], str]:
+    """Parser of a value the host acts on (kernel, ramdisk, bootloader, its arguments, extra):
+    held to the modules' default rules, which only the play can widen (_host_access)."""
+    def parse(text: str) -> str:
+        value = _abs_path(text) if field_name in ("kernel", "ramdisk") else text
+        profile_value_problem(field_name, value, host.get("storage_dirs"))
+        return value
+    return parse
+
+
 _GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "memory": ("groupmemory", _int_min(1, "memory (MiB)")),
     "maxmem": ("groupmaxmem", _int_min(1, "maxmem (MiB)")),
@@ -478,11 +489,11 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     template = b.value(f"template_{tag}", _abs_path)
     profile_url = b.value(f"profileurl_{tag}", _url)
     partition = b.value(f"partition_{tag}", _int_min(1, "partition"))
-    kernel = b.value(f"kernel_{tag}", _abs_path)
-    ramdisk = b.value(f"ramdisk_{tag}", _abs_path)
-    cmdline = b.value(f"cmdline_{tag}", _text)
-    bootloader = b.value(f"bootloader_{tag}", _text)
-    extra = b.value(f"extra_{tag}", _text)
+    kernel = b.value(f"kernel_{tag}", _guest_side("kernel", host))
+    ramdisk = b.value(f"ramdisk_{tag}", _guest_side("ramdisk", host))
+    bootloader = b.value(f"bootloader_{tag}", _guest_side("bootloader", host))
+    cmdline = b.value(f"cmdline_{tag}", _guest_side("bootloader_args", host) if bootloader else _text)
+    extra = b.value(f"extra_{tag}", _guest_side("extra", host))
 
     guest_name = name or tag
     disks = _disks(b, tag, guest_name)

@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.guest
+  - lcfg.xen.host_access
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
 seealso:
@@ -163,14 +164,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
 from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=with_connection(guest_module_argspec()), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **HOST_ACCESS_ARGSPEC)),
+                           supports_check_mode=True)
     require_lxml(module)
     run_module(module, lambda: with_libvirt(module.params["uri"], lambda conn: converge_domain(
-        conn, module.params, check_mode=module.check_mode)))
+        conn, module.params, check_mode=module.check_mode, access=host_access_from_params(module.params))))
 
 
 if __name__ == "__main__":

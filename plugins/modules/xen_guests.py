@@ -23,6 +23,7 @@ author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.host_access
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
 options:
@@ -39,6 +40,10 @@ options:
         C(xen_domain) inventory variable are accepted and B(ignored) here (they are for
         M(lcfg.xen.xen_disk) and the inventory); any other unknown key fails, naming it.
       - Guests of the hypervisor that are not in the list are left alone.
+      - What a guest may reach on the host (its C(extra.xml), bootloader, kernel, ramdisk,
+        disk paths) is limited by the play options O(storage_dirs), O(trusted_extra_xml),
+        O(allowed_boot_paths), O(allowed_block_devices) and O(allow_host_resources), which a
+        guest dict cannot set.
     type: list
     elements: dict
     required: true
@@ -135,6 +140,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
 from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
 
 
@@ -144,6 +150,7 @@ def main() -> None:
             "guests": {"type": "list", "elements": "dict", "required": True},
             "default_bridge": {"type": "str"},
             "parallel": {"type": "int", "default": 8},
+            **HOST_ACCESS_ARGSPEC,
         }),
         supports_check_mode=True,
     )
@@ -152,7 +159,8 @@ def main() -> None:
 
     def converge(conn) -> dict:
         result = converge_guests(conn, params["guests"], check_mode=module.check_mode,
-                                 default_bridge=params["default_bridge"], parallel=params["parallel"])
+                                 default_bridge=params["default_bridge"], parallel=params["parallel"],
+                                 access=host_access_from_params(params))
         for entry in result["results"]:
             for warning in entry.pop("warnings"):
                 module.warn(warning)

@@ -16,6 +16,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
     XenError,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
 
 
@@ -41,9 +42,9 @@ def conn():
     connection.close()
 
 
-def converge(conn, check=False, **params):
+def converge(conn, check=False, access=None, **params):
     params.setdefault("name", NAME)
-    return _domain.converge_domain(conn, params, check_mode=check)
+    return _domain.converge_domain(conn, params, check_mode=check, access=access)
 
 
 def four_steps(conn, **params):
@@ -68,7 +69,7 @@ def inactive_xml(conn, name=NAME):
 
 def test_new_guest_is_defined_started_and_idempotent(conn):
     result = four_steps(conn, memory=128, maxmem=256, vcpus=1, maxvcpus=2, autostart=True, state="running",
-                        disks=[{"path": "/var/lib/lcfgtest-dom/a.img", "tag": "root"}],
+                        disks=[{"path": "/var/lib/libvirt/images/lcfgtest-dom/a.img", "tag": "root"}],
                         vifs=[{"bridge": "br0", "tag": "eth0"}])
     assert result["changed"] is True
     assert result["actions"] == ["define", "set_autostart", "start"]
@@ -79,13 +80,13 @@ def test_new_guest_is_defined_started_and_idempotent(conn):
     assert root.findtext("memory") == str(256 * 1024)
     assert root.findtext("currentMemory") == str(128 * 1024)
     assert root.find("vcpu").get("current") == "1" and root.findtext("vcpu") == "2"
-    assert root.find("devices/disk/source").get("file") == "/var/lib/lcfgtest-dom/a.img"
+    assert root.find("devices/disk/source").get("file") == "/var/lib/libvirt/images/lcfgtest-dom/a.img"
     assert result["after"]["vifs"][0]["mac"] == root.find("devices/interface/mac").get("address")
     assert result["after"]["disks"][0]["tag"] == "root"
 
 
 def test_leaving_options_out_touches_nothing(conn):
-    four_steps(conn, memory=128, vcpus=2, cpus="0-1", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}])
+    four_steps(conn, memory=128, vcpus=2, cpus="0-1", disks=[{"path": "/var/lib/libvirt/images/a.img"}], vifs=[{"bridge": "br0"}])
     before = etree.tostring(inactive_xml(conn))
     result = converge(conn)
     assert result["changed"] is False
@@ -119,7 +120,7 @@ def test_live_memory_only_uses_the_api_not_a_redefine(conn):
 def test_changes_needing_a_restart_are_saved_and_reported(conn):
     four_steps(conn, memory=128, maxmem=256, state="running", vifs=[{"bridge": "br0", "tag": "a"}])
     domain_id = conn.lookupByName(NAME).ID()
-    result = four_steps(conn, maxmem=512, vifs=[{"bridge": "br1", "tag": "a"}], kernel="/boot/vmlinuz")
+    result = four_steps(conn, maxmem=512, vifs=[{"bridge": "br1", "tag": "a"}], kernel="/var/lib/libvirt/images/vmlinuz")
     assert result["pending_restart"] is True
     assert result["pending_restart_fields"] == ["kernel", "maxmem", "vifs"]
     assert result["actions"] == ["redefine"]
@@ -141,8 +142,8 @@ def test_vif_script_off_xen_is_metadata_with_a_warning(conn):
 
 def test_label_changes_are_not_pending(conn):
     four_steps(conn, memory=128, state="running", vifs=[{"bridge": "br0", "tag": "a"}],
-               disks=[{"path": "/i/a.img", "tag": "root"}])
-    result = four_steps(conn, vifs=[{"bridge": "br0", "tag": "b"}], disks=[{"path": "/i/a.img", "tag": "sys"}])
+               disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "root"}])
+    result = four_steps(conn, vifs=[{"bridge": "br0", "tag": "b"}], disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "sys"}])
     assert result["changed"] is True and result["pending_restart"] is False
     assert result["after"]["vifs"][0]["tag"] == "b" and result["after"]["disks"][0]["tag"] == "sys"
 
@@ -212,7 +213,8 @@ def test_stopped_and_running(conn):
 def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
     image = tmp_path / "lcfgtest-dom-a.img"
     image.write_bytes(b"\0" * 512)
-    four_steps(conn, memory=64, state="running", disks=[{"path": str(image)}])
+    four_steps(conn, memory=64, state="running", disks=[{"path": str(image)}],
+               access=HostAccess(storage_dirs=(str(tmp_path),)))
     result = four_steps(conn, state="absent")
     assert result["actions"] == ["stop", "undefine"]
     assert result["after"] == {"name": NAME, "state": "absent"}
@@ -223,7 +225,7 @@ def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
 def test_absent_with_remove_disks(conn, tmp_path):
     image = tmp_path / "lcfgtest-dom-b.img"
     image.write_bytes(b"QFI\xfb" + b"\0" * 508)
-    result = four_steps(conn, memory=64, disks=[{"path": str(image)}])
+    result = four_steps(conn, memory=64, disks=[{"path": str(image)}], access=HostAccess(storage_dirs=(str(tmp_path),)))
     assert result["after"]["disks"][0]["format"] == "qcow2"  # detected from the header
     result = four_steps(conn, state="absent", remove_disks=True)
     assert result["actions"] == ["undefine", f"remove_disk {image}"]
@@ -351,7 +353,7 @@ def test_converge_guests_fails_before_any_change(conn):
 def test_converge_guests_tolerates_hostvar_keys_and_rejects_unknown(conn):
     hostvar = {"name": "lcfgtest-dom-h", "uuid": None, "type": "paravm", "memory": 64, "maxmem": 64,
                "vcpus": 1, "maxvcpus": 1, "cpus": None, "autostart": False,
-               "disks": [{"tag": "root", "name": "h", "type": "image", "size_gb": 4, "path": "/i/h.img"}],
+               "disks": [{"tag": "root", "name": "h", "type": "image", "size_gb": 4, "path": "/var/lib/libvirt/images/h.img"}],
                "vifs": [{"tag": "eth0", "mac": None, "ip": None, "nettype": "bridge", "bridge": None,
                          "script": None}],
                "template": None, "profile_url": None, "partition": None, "groups": [],

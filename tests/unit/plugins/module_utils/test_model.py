@@ -224,15 +224,15 @@ def test_missing_memory_equals_the_other(given, expected):
 
 def test_our_resources_kernel_extra_maxvcpus_and_disk_format():
     res = [("virtualmachines", "vm1"), ("vcpus_vm1", "2"), ("maxvcpus_vm1", "4"),
-           ("kernel_vm1", "/boot/vmlinuz"), ("ramdisk_vm1", "/boot/initrd.img"),
-           ("cmdline_vm1", "root=/dev/xvda1 ro"), ("bootloader_vm1", "pygrub"),
+           ("kernel_vm1", "/var/lib/xen/images/vmlinuz"), ("ramdisk_vm1", "/var/lib/xen/images/initrd.img"),
+           ("cmdline_vm1", "--args=root=/dev/xvda1"), ("bootloader_vm1", "pygrub"),
            ("extra_vm1", "<features><acpi/></features>"), ("type_vm1", "PVH"),
            ("disks_vm1", "root"), ("diskformat_vm1_root", "qcow2"),
            ("vifs_vm1", "v0"), ("network_vm1_v0", "isolated"), ("nettype_vm1_v0", "ROUTE")]
     g = build_host(make(res)).guests["vm1"]
     assert (g["vcpus"], g["maxvcpus"], g["type"]) == (2, 4, "pvh")
     assert (g["kernel"], g["ramdisk"], g["cmdline"], g["bootloader"]) == (
-        "/boot/vmlinuz", "/boot/initrd.img", "root=/dev/xvda1 ro", "pygrub")
+        "/var/lib/xen/images/vmlinuz", "/var/lib/xen/images/initrd.img", "--args=root=/dev/xvda1", "pygrub")
     assert g["extra"] == "<features><acpi/></features>"
     assert g["disks"][0]["format"] == "qcow2"
     assert g["vifs"] == [{"tag": "v0", "mac": None, "ip": None, "nettype": "route",
@@ -544,3 +544,33 @@ def test_broken_profile_is_left_out_and_the_rest_loads():
     site = build_site([bad, good])
     assert list(site.hosts) == ["good"]
     assert str(site.rejected["bad"][0]).startswith("/site/bad:3: xen.uuid_vm2: invalid UUID")
+
+
+@pytest.mark.parametrize("resource, value, words", [
+    ("extra_vm1", "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+                  "<qemu:arg value='-set'/></qemu:commandline>", "<qemu:commandline>"),
+    ("extra_vm1", "<devices><disk type='file'><source file='/etc/shadow'/><target dev='vdz'/></disk></devices>",
+     "<disk type='file'>"),
+    ("extra_vm1", "<devices><hostdev mode='subsystem' type='pci'/></devices>", "<hostdev"),
+    ("extra_vm1", "<devices><serial type='file'><source path='/etc/x'/></serial></devices>", "type='file'"),
+    ("bootloader_vm1", "/bin/sh", "/bin/sh"),
+    ("kernel_vm1", "/etc/passwd", "/etc/passwd"),
+    ("ramdisk_vm1", "/etc/shadow", "/etc/shadow"),
+])
+def test_host_reaching_values_are_refused_at_their_line(resource, value, words):
+    """Issue 9 §4: what the modules refuse by default, the inventory refuses with file:line."""
+    res = [("virtualmachines", "vm1"), ("type_vm1", "pv"), (resource, value)]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(res))
+    (error,) = info.value.errors
+    assert (error.file, error.line, error.resource) == ("/site/h1", 4, f"xen.{resource}")
+    assert words in error.problem
+
+
+def test_bootloader_arguments_from_a_profile_stay_inside_the_guest_disk():
+    res = [("virtualmachines", "vm1"), ("bootloader_vm1", "pygrub"), ("cmdline_vm1", "--output=/etc/cron.d/x")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(res))
+    assert (info.value.errors[0].line, info.value.errors[0].resource) == (4, "xen.cmdline_vm1")
+    res[2] = ("cmdline_vm1", "--entry=1")
+    assert build_host(make(res)).guests["vm1"]["cmdline"] == "--entry=1"

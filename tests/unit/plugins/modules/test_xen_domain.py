@@ -90,7 +90,7 @@ def four_steps(capsys, name, params):
 
 def test_xen_domain_four_steps_with_diff(hypervisor, capsys):
     params = {"name": NAME, "memory": 96, "maxmem": 128, "vcpus": 1, "maxvcpus": 2, "state": "running",
-              "disks": [{"path": "/var/lib/lcfgtest-dom/m.img", "size_gb": 4}],
+              "disks": [{"path": "/var/lib/libvirt/images/lcfgtest-dom/m.img", "size_gb": 4}],
               "vifs": [{"bridge": "br0", "mac": "52:54:00:00:aa:01"}]}
     first = four_steps(capsys, "xen_domain", params)
     assert first["changed"] is True

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation fragment for the play options that let guest specs reach host resources
+(xen_domain, xen_guests); declared in plugins/module_utils/_host_access.py."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  storage_dirs:
+    description:
+      - Directories the guests' disk images, kernels and ramdisks must lie in (checked on the
+        resolved path when the module runs on the hypervisor, so a symbolic link cannot lead out).
+      - Default the collection's list of storage directories (the default of M(lcfg.xen.xen_disk)).
+      - A play option; the guest specs (LCFG profiles) cannot change it.
+    type: list
+    elements: path
+  allow_host_resources:
+    description:
+      - Let the guest specs reach the host without any of the checks below - O(trusted_extra_xml),
+        any bootloader, kernel and ramdisk, bootloader arguments, disk images anywhere and every
+        block device.
+      - Only for guest specs the person running the play trusts as much as root on the hypervisor;
+        LCFG profiles are not such specs.
+    type: bool
+    default: false
+  trusted_extra_xml:
+    description:
+      - Merge C(extra.xml) fragments verbatim, with any element (C(<hostdev>), C(<disk>),
+        C(<filesystem>), C(<graphics>), C(<qemu:commandline>), ...).
+      - When V(false) a fragment may only hold guest-side elements - C(<features>) (not
+        C(<xen>)), C(<clock>), C(<cpu>), C(<on_poweroff>), C(<on_reboot>), C(<on_crash>), C(<pm>),
+        C(<description>), C(<title>), C(<sysinfo type='smbios'>) and C(<devices>) with C(<rng>)
+        (virtio, backend C(/dev/urandom) or C(/dev/random)), C(<watchdog>), C(<memballoon>),
+        C(<video>), C(<input>) (mouse, tablet, keyboard), C(<sound>), C(<serial>) and
+        C(<console>) of type C(pty), C(<channel>) (pty, or a unix guest-agent channel whose
+        socket libvirt places), C(<controller>), C(<panic>), C(<hub>), C(<iommu>) and
+        C(<tpm>) with the emulator backend - and anything else fails naming the parameter and
+        the element (see C(docs/domains.md)).
+    type: bool
+    default: false
+  allowed_boot_paths:
+    description:
+      - Bootloaders, kernels and ramdisks the guest specs may name besides the defaults, each
+        a file or a directory (everything below it).
+      - The defaults - bootloader V(pygrub), C(/usr/bin/pygrub), C(/usr/lib/xen-<version>/bin/pygrub)
+        (Debian's xen-utils), C(/usr/lib/xen/bin/pygrub), C(/usr/local/lib/xen/bin/pygrub),
+        C(/usr/libexec/xen/bin/pygrub); kernels and ramdisks inside O(storage_dirs), and the
+        PV-GRUB2 kernels C(/usr/lib/grub-xen/grub-*-xen*.bin).
+    type: list
+    elements: path
+    default: []
+  allowed_block_devices:
+    description:
+      - Host block devices (disks of C(type=phy)) the guests may use, each a device or a
+        directory of devices (for example C(/dev/vg_guests)). None by default.
+    type: list
+    elements: path
+    default: []
+"""
