@@ -64,18 +64,59 @@ options:
     type: dict
     default: {}
   timeout:
-    description: Seconds to wait for an XML profile fetched over http(s).
+    description:
+      - Seconds allowed for fetching one XML profile over http(s), from connecting to the last
+        byte of the body. It is one deadline per URL, not a per-read timeout, so a server that
+        trickles its answer cannot hold the inventory longer.
     type: float
     default: 30
   validate_certs:
     description: Verify the TLS certificate of XML profiles fetched over https.
     type: bool
     default: true
+  http_headers:
+    description:
+      - Extra HTTP headers sent with every http(s) request, for example an C(Authorization)
+        header for the profile server.
+    type: dict
+    default: {}
+  client_cert:
+    description:
+      - PEM file with the TLS client certificate for https sources (and its key, unless
+        O(client_key) is set). Relative to the directory of this configuration file.
+    type: path
+  client_key:
+    description:
+      - PEM file with the private key of O(client_cert). Relative to the directory of this
+        configuration file.
+    type: path
+  ca_path:
+    description: PEM file of the certificate authorities that sign the profile server's certificate.
+    type: path
+  use_proxy:
+    description:
+      - Use the proxy of the C(http_proxy) / C(https_proxy) environment variables (honouring
+        C(no_proxy)) for http(s) sources.
+    type: bool
+    default: true
 notes:
   - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
-    configuration and by the path, modification time and size of every file under O(sources)
-    and O(include_path); any change to them rebuilds it, so the cache is never stale. Sources
-    with http(s) URLs are never cached.
+    configuration, by the path, modification time and size of every file under O(sources) and
+    O(include_path), and of every file the profiles read (includes too); any change to them
+    rebuilds it, so the cache is never stale. Sources with http(s) URLs (any case) are never
+    cached.
+  - Profiles are untrusted. C(#include) opens only files inside O(include_path) and the
+    directories of O(sources) (real paths, symlinks resolved); a profile file found in a
+    source directory that is a symlink to a file outside it is refused. Every profile has
+    budgets (file and profile size, includes, macro expansion, value length, CPU numbers);
+    going over one is an error naming C(file:line), handled like any other profile error.
+    The limits are listed in the collection's C(docs/lcfg-language.md).
+  - Host and group names are checked before anything is added to the inventory. A profile
+    whose host name or guest name is not a valid inventory name, is reserved (C(all),
+    C(ungrouped), C(xen_hypervisors), C(xen_guests)), or equals a group name of the site, is
+    rejected with an error like any other profile error.
+  - http(s) sources are fetched with Ansible's C(open_url); redirects are followed only to
+    http(s) URLs.
 """
 
 EXAMPLES = r"""
@@ -119,20 +160,46 @@ import os
 from typing import Any
 
 from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _model
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
+    Opener, is_url, load_profiles)
 
 HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+USER_AGENT = "lcfg.xen-inventory"
 
 
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str | None,
+                client_key: str | None, ca_path: str | None, use_proxy: bool) -> Opener:
+    """``opener(url, timeout)`` for the loader: Ansible's open_url with the plugin's settings."""
+    all_headers = {"Accept": "application/xml, text/xml, */*"}
+    all_headers.update(headers)
+
+    def open_(url: str, timeout: float) -> Any:
+        # decompress=False: the size cap counts the bytes we keep (no gzip bomb)
+        return open_url(url, headers=all_headers, use_proxy=use_proxy, timeout=timeout,
+                        validate_certs=validate_certs, http_agent=USER_AGENT,
+                        follow_redirects="safe", client_cert=client_cert,
+                        client_key=client_key, ca_path=ca_path, decompress=False)
+    return open_
+
+
+def inputs_unchanged(inputs: dict[str, list[int]]) -> bool:
+    """Whether every file a cached model was built from still has its mtime and size."""
+    for path, (mtime_ns, size) in inputs.items():
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False
+        if (stat.st_mtime_ns, stat.st_size) != (mtime_ns, size):
+            return False
+    return True
 
 
 def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
@@ -150,7 +217,7 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
             stat = os.stat(path)
             digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
     for entry in list(sources) + list(include_path):
-        if _is_url(entry):
+        if is_url(entry):
             return None
         top = os.path.join(base_dir, os.path.expanduser(entry))
         try:
@@ -172,13 +239,16 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
 
 
 def load_site(base_dir: str, sources: list[str], include_path: list[str],
-              defines: dict[str, str], timeout: float, validate_certs: bool) -> dict[str, Any]:
+              defines: dict[str, str], timeout: float, validate_certs: bool,
+              opener: Opener | None = None) -> dict[str, Any]:
     """Read and model every profile; return plain data (what is cached and populated)."""
     loaded = load_profiles(sources, base_dir, include_path=include_path, defines=defines,
-                           timeout=timeout, validate_certs=validate_certs)
+                           timeout=timeout, validate_certs=validate_certs, opener=opener)
     rejected: dict[str, list[str]] = {}
     profiles = []
+    inputs: dict[str, list[int]] = {}
     for item in loaded:
+        inputs.update({path: list(stat) for path, stat in item.inputs.items()})
         if item.profile is None:
             error = item.error or LcfgError("profile could not be read", file=item.source)
             rejected[item.source] = [str(error)]
@@ -191,6 +261,7 @@ def load_site(base_dir: str, sources: list[str], include_path: list[str],
         "hosts": [host.to_data() for host in site.hosts.values()],
         "rejected": rejected,
         "warnings": list(site.warnings),
+        "inputs": inputs,
     }
 
 
@@ -223,18 +294,31 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 entry = self._cache[cache_key]
             except KeyError:
                 entry = None
-            if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint:
+            if (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint
+                    and isinstance(entry.get("data"), dict)
+                    and inputs_unchanged(entry["data"].get("inputs") or {})):
                 data = entry.get("data")
         if data is None:
+            validate_certs = bool(self.get_option("validate_certs"))
+            opener = make_opener(
+                {str(k): str(v) for k, v in (self.get_option("http_headers") or {}).items()},
+                validate_certs, self._path_option("client_cert", base_dir),
+                self._path_option("client_key", base_dir), self._path_option("ca_path", base_dir),
+                bool(self.get_option("use_proxy")))
             try:
                 data = load_site(base_dir, sources, include_path, defines,
-                                 float(self.get_option("timeout")),
-                                 bool(self.get_option("validate_certs")))
+                                 float(self.get_option("timeout")), validate_certs, opener)
             except LcfgError as exc:
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:
                 self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
         self._populate(data)
+
+    def _path_option(self, name: str, base_dir: str) -> str | None:
+        value = self.get_option(name)
+        if not value:
+            return None
+        return os.path.join(base_dir, os.path.expanduser(str(value)))
 
     def _populate(self, data: dict[str, Any]) -> None:
         """Add hosts, groups and variables from plain site data (see ``load_site``)."""

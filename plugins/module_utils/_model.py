@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .lcfg._errors import LcfgError
+from .lcfg._errors import LcfgError, excerpt
 from .lcfg._profile import Profile, Resource
 from ._host_access import profile_value_problem
 from ._validate import (
@@ -638,30 +638,81 @@ def build_host(profile: Profile) -> HostModel:
     return model
 
 
+#: an inventory host name made from a profile's file name: what Ansible host patterns accept
+_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+
+
+def _origin_error(origin: str, key: str, problem: str) -> LcfgError:
+    file, _sep, line = origin.rpartition(":")
+    return LcfgError(problem, file=file or origin, line=int(line) if line.isdigit() else None,
+                     resource=f"{COMPONENT}.{key}")
+
+
+def _name_errors(profile: Profile, model: HostModel, groups: dict[str, str]) -> list[LcfgError]:
+    """Host, guest and group names that would break the inventory (``groups``: name -> where)."""
+    errors: list[LcfgError] = []
+    host = profile.name
+    if not _HOST_NAME_RE.match(host):
+        errors.append(LcfgError(
+            f"host name {excerpt(host)} (from the profile's file name or profile.node) is not a "
+            "valid inventory name: letters, digits, '_', '.', '-', starting with a letter or "
+            "digit; rename the profile", file=profile.path))
+    elif host in groups:
+        errors.append(LcfgError(
+            f"host name {host!r} is a group name ({groups[host]}); rename the profile",
+            file=profile.path))
+    for name, (origin, key) in model.origins.items():
+        if name in groups:
+            errors.append(_origin_error(origin, key, f"guest name {name!r} is a group name "
+                                        f"({groups[name]}); rename the guest"))
+    vg_file, vg_line = _location(profile.get(COMPONENT, "virtualgroup"))
+    for group in model.groups:
+        if group[0].isdigit():  # Ansible group names are identifiers
+            errors.append(LcfgError(
+                f"group name {group!r} starts with a digit; Ansible group names must start "
+                "with a letter or '_'", file=vg_file or profile.path, line=vg_line,
+                resource=f"{COMPONENT}.virtualgroup"))
+    return errors
+
+
 def build_site(profiles: Iterable[Profile]) -> Site:
-    """Build every profile in order; a later profile may not reuse an earlier name."""
+    """Build every profile in order; a later profile may not reuse an earlier name.
+
+    Names are checked against every group of the site (reserved names and the virtual
+    groups of every profile), so no host can shadow a group.
+    """
     site = Site()
     owners: dict[str, str] = {}  # inventory name -> "where defined (which profile)"
+    built: list[tuple[Profile, HostModel]] = []
+    groups = {name: "reserved for the inventory's own groups" for name in RESERVED_GROUPS}
     for profile in profiles:
         try:
             model = build_host(profile)
         except ModelErrors as exc:
             site.rejected[profile.name] = exc.errors
             continue
-        errors: list[LcfgError] = []
+        except Exception as exc:  # a model bug must not take every other profile down
+            site.rejected[profile.name] = [LcfgError(
+                f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
+                file=profile.path)]
+            continue
+        built.append((profile, model))
+        vg_where = _where(profile.get(COMPONENT, "virtualgroup"), profile.path)
+        for group in model.groups:
+            groups.setdefault(group, f"virtual group of host {profile.name} at {vg_where}")
+    for profile, model in built:
+        errors = _name_errors(profile, model, groups)
         if profile.name in owners:
             errors.append(LcfgError(
                 f"host name {profile.name!r} is already defined by {owners[profile.name]}; "
                 "inventory names must be unique across the site", file=profile.path))
         for name, (origin, key) in model.origins.items():
             if name in owners or name == profile.name:
-                file, _sep, line = origin.rpartition(":")
-                errors.append(LcfgError(
+                errors.append(_origin_error(
+                    origin, key,
                     f"guest name {name!r} at {origin} is already defined by "
                     f"{owners.get(name, 'this host profile ' + profile.path)}; guest names are "
-                    "inventory host names and must be unique across the site",
-                    file=file or origin, line=int(line) if line.isdigit() else None,
-                    resource=f"{COMPONENT}.{key}"))
+                    "inventory host names and must be unique across the site"))
         if errors:
             site.rejected[profile.name] = errors
             continue

@@ -38,6 +38,8 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _INT_RE = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _CPUSET_ITEM_RE = re.compile(r"^\^?[0-9]+(-[0-9]+)?$")
+#: libvirt's VIR_DOMAIN_CPUMASK_LEN: CPU numbers are below it (bounds what a cpuset expands to)
+MAX_CPUS = 16384
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0", ""}
 
@@ -112,10 +114,13 @@ def parse_cpuset(value: str) -> str:
     if not items or not all(_CPUSET_ITEM_RE.match(item) for item in items):
         raise ValueError(f"invalid CPU list {value!r}: expected e.g. '0,1,2,3' or '2-3'")
     for item in items:
-        if "-" in item:
-            low, high = item.lstrip("^").split("-")
-            if int(low) > int(high):
-                raise ValueError(f"invalid CPU range {item!r} in {value!r}")
+        low, _sep, high = item.lstrip("^").partition("-")
+        # length first: int() of a 5,000-digit number is itself slow
+        if max(len(low), len(high)) > 5 or max(int(low), int(high or low)) >= MAX_CPUS:
+            raise ValueError(f"CPU number in {item[:20]!r} out of range: "
+                             f"CPUs are numbered 0 to {MAX_CPUS - 1}")
+        if high and int(low) > int(high):
+            raise ValueError(f"invalid CPU range {item!r} in {value!r}")
     return text
 
 

@@ -16,6 +16,13 @@ Not supported (an error says so): function-like macros, ``##`` / ``#`` operators
 
 Each file is split into logical lines once per process (keyed by path, mtime and
 size) because a site includes the same headers in every profile.
+
+Profiles are untrusted: ``#include`` opens only files whose real path (symlinks
+resolved) lies inside the include path or the allowed directories (the sources'
+directories; the profile's own directory always), and every profile has budgets
+(bytes read, number of includes, characters produced by macro expansion); going
+over one is an error naming file and line. Errors quote at most a short excerpt
+of the offending text.
 """
 
 from __future__ import annotations
@@ -25,16 +32,23 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import LcfgError
+from ._errors import LcfgError, excerpt
 
 __all__ = ["LogicalLine", "tokenize", "read_lines", "expand", "Preprocessor",
-           "clear_cache", "MAX_INCLUDE_DEPTH"]
+           "clear_cache", "inside", "MAX_INCLUDE_DEPTH", "MAX_FILE_SIZE", "MAX_PROFILE_INPUT",
+           "MAX_INCLUDES", "MAX_PROFILE_LINES", "MAX_EXPANSION", "MAX_PROFILE_EXPANSION", "MAX_IF_INTEGER"]
 
 MAX_INCLUDE_DEPTH = 200
-MAX_FILE_SIZE = 64 * 1024 * 1024
-MAX_EXPANSION = 256 * 1024  # characters produced, plus 16 per replacement
+MAX_FILE_SIZE = 4 * 1024 * 1024            # one source profile or header
+MAX_PROFILE_INPUT = 16 * 1024 * 1024       # every file read for one profile, each inclusion counted
+MAX_PROFILE_LINES = 250_000                # logical lines walked for one profile (memory, time)
+MAX_INCLUDES = 10000                       # #include lines followed for one profile
+MAX_EXPANSION = 256 * 1024  # characters produced by one expansion, plus 16 per replacement
+MAX_PROFILE_EXPANSION = 8 * 1024 * 1024    # characters produced by every expansion of one profile
 MAX_EXPANSION_DEPTH = 200
+MAX_IF_INTEGER = 2 ** 63 - 1               # cpp's intmax_t: #if arithmetic beyond it is an error
 _CACHE_LIMIT = 4096
+_CACHE_LINES_LIMIT = 1_000_000  # logical lines kept in the cache, every file together
 
 
 class LogicalLine:
@@ -171,9 +185,13 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
 _CACHE: dict[str, tuple[tuple[int, int], list[LogicalLine]]] = {}
 
 
+_CACHED_LINES = [0]
+
+
 def clear_cache() -> None:
     """Forget every cached file (tests use it)."""
     _CACHE.clear()
+    _CACHED_LINES[0] = 0
 
 
 def _decode(data: bytes) -> str:
@@ -195,22 +213,37 @@ def read_text(path: str) -> str:
     return _decode(data)
 
 
-def read_lines(path: str, cache: bool = True) -> list[LogicalLine]:
-    """Logical lines of the file at ``path`` (absolute), cached per process."""
+def inside(real: str, roots: list[str]) -> bool:
+    """Whether the real path ``real`` is one of ``roots`` (real paths) or below one."""
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def read_lines(path: str, cache: bool = True,
+               inputs: dict[str, tuple[int, int]] | None = None) -> list[LogicalLine]:
+    """Logical lines of the file at ``path`` (absolute), cached per process.
+
+    ``inputs`` records ``path -> (mtime_ns, size)`` of the file read (the inventory
+    cache is keyed by every file a profile read).
+    """
     try:
         st = os.stat(path)
     except OSError as exc:
         raise LcfgError(f"cannot read file: {exc.strerror or exc}", file=path) from None
     key = (st.st_mtime_ns, st.st_size)
+    if inputs is not None:
+        inputs[path] = key
+    if st.st_size > MAX_FILE_SIZE:
+        raise LcfgError(f"file larger than {MAX_FILE_SIZE} bytes", file=path)
     if cache:
         hit = _CACHE.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
     lines = tokenize(read_text(path), path)
     if cache:
-        if len(_CACHE) >= _CACHE_LIMIT:
-            _CACHE.clear()
+        if len(_CACHE) >= _CACHE_LIMIT or _CACHED_LINES[0] + len(lines) > _CACHE_LINES_LIMIT:
+            clear_cache()
         _CACHE[path] = (key, lines)
+        _CACHED_LINES[0] += len(lines)
     return lines
 
 
@@ -268,8 +301,18 @@ class Preprocessor:
     """
 
     def __init__(self, include_path: list[str] | None = None,
-                 defines: dict[str, str] | None = None) -> None:
+                 defines: dict[str, str] | None = None,
+                 allowed_dirs: list[str] | None = None) -> None:
         self.include_path = [os.path.abspath(str(p)) for p in (include_path or [])]
+        # where #include may lead (real paths): the include path, the allowed
+        # directories (the loader passes the sources' directories), the profile's directory
+        self.roots = [os.path.realpath(p) for p in self.include_path + list(allowed_dirs or [])]
+        #: every file read: path -> (mtime_ns, size)
+        self.inputs: dict[str, tuple[int, int]] = {}
+        self.bytes_read = 0
+        self.lines = 0
+        self.includes = 0
+        self.expanded = 0
         self.defines: dict[str, str] = {}
         for key, value in (defines or {}).items():
             if not isinstance(key, str) or not _IDENT.match(key):
@@ -286,7 +329,12 @@ class Preprocessor:
             on_statement: Callable[[str, LogicalLine], None]) -> None:
         """Call ``on_statement(file, line)`` for each active statement, in cpp output order."""
         path = os.path.abspath(path)
-        lines = tokenize(text, path) if text is not None else read_lines(path, cache=False)
+        self.roots.append(os.path.realpath(os.path.dirname(path)))
+        if text is not None:
+            lines = tokenize(text, path)
+        else:
+            lines = read_lines(path, cache=False, inputs=self.inputs)
+            self.bytes_read += self.inputs[path][1]
         self._emit = on_statement
         self._walk(path, lines)
 
@@ -310,15 +358,42 @@ class Preprocessor:
         search = self.macro_search()
         if search is None or search(text) is None:
             return text
-        return expand(text, self.defines)
+        return self.count(expand(text, self.defines))
+
+    def count(self, expanded: str) -> str:
+        """Charge ``expanded`` to the profile's expansion budget; ValueError when over it."""
+        self.expanded += len(expanded)
+        if self.expanded > MAX_PROFILE_EXPANSION:
+            raise ValueError(f"macro expansion over the profile's budget of "
+                             f"{MAX_PROFILE_EXPANSION} characters")
+        return expanded
 
     # -- internals
     def _walk(self, path: str, lines: list[LogicalLine]) -> None:
         self._stack.append(path)
+        try:
+            self._walk_lines(path, lines)
+        except LcfgError:
+            raise
+        except Exception as exc:  # a reader bug or an exhausted resource: still file:line
+            raise LcfgError(f"cannot read this line: {type(exc).__name__}: {excerpt(exc, 200)}",
+                            file=path, line=self._line) from exc
+        self._stack.pop()
+
+    _line: int | None = None
+
+    def _walk_lines(self, path: str, lines: list[LogicalLine]) -> None:
+        self.lines += len(lines)
+        if self.lines > MAX_PROFILE_LINES:  # named at the #include that went over
+            nested = len(self._stack) > 1
+            raise LcfgError(f"the profile and its includes are over {MAX_PROFILE_LINES} lines",
+                            file=self._stack[-2] if nested else path,
+                            line=self._line if nested else None)
         emit = self._emit
         conds: list[_CondFrame] = []
         active = True
         for ll in lines:
+            self._line = ll.line
             d = ll.directive
             if d is None:
                 if active:
@@ -365,14 +440,14 @@ class Preprocessor:
             elif d == "include":
                 self._include(ll, path)
             elif d == "error":
-                raise LcfgError(f"#error {ll.text}".rstrip(), file=path, line=ll.line)
+                raise LcfgError(f"#error {excerpt(ll.text, 200, quote=False)}", file=path,
+                                line=ll.line)
             elif d in ("warning", "pragma", "ident", "line", "") or d.isdigit():
                 continue  # harmless for profiles
             else:
                 raise LcfgError(f"unknown preprocessor directive #{d}", file=path, line=ll.line)
         if conds:
             raise LcfgError("#if/#ifdef/#ifndef without #endif", file=path, line=conds[-1].line)
-        self._stack.pop()
 
     def _define(self, ll: LogicalLine, path: str) -> None:
         m = _DEFINE.match(ll.text)
@@ -392,7 +467,7 @@ class Preprocessor:
         spec = ll.text
         if spec and spec[0] not in '<"':
             try:
-                spec = expand(spec, self.defines).strip()
+                spec = self.count(expand(spec, self.defines)).strip()
             except ValueError as exc:
                 raise LcfgError(str(exc), file=path, line=ll.line) from None
         if len(spec) >= 2 and spec[0] == "<" and spec.endswith(">"):
@@ -400,32 +475,52 @@ class Preprocessor:
         elif len(spec) >= 2 and spec[0] == '"' and spec.endswith('"'):
             name, dirs = spec[1:-1], [os.path.dirname(path)] + self.include_path
         else:
-            raise LcfgError(f"#include expects <file> or \"file\", got {ll.text!r}",
+            raise LcfgError(f"#include expects <file> or \"file\", got {excerpt(ll.text)}",
                             file=path, line=ll.line)
         if not name or "\x00" in name:
             raise LcfgError("#include with an empty file name", file=path, line=ll.line)
-        found = None
+        found = real = None
+        refused = False
         for d in dirs:
             candidate = os.path.normpath(os.path.join(d, name))
-            if os.path.isfile(candidate):
+            if not os.path.isfile(candidate):
+                continue
+            # symlinks and ../ resolved: a profile reads only site files, never /etc/shadow
+            real = os.path.realpath(candidate)
+            if inside(real, self.roots):
                 found = candidate
                 break
-        if found is None:
+            refused = True
+        if found is None or real is None:
+            if refused:
+                raise LcfgError(f"include file {excerpt(name, 200, quote=False)} is outside the "
+                                "include path and the sources' directories (symlinks "
+                                "resolved): refused",
+                                file=path, line=ll.line)
             where = ", ".join(dirs) if dirs else "no include path configured"
-            raise LcfgError(f"include file {name} not found (searched: {where})",
+            raise LcfgError(f"include file {excerpt(name, 200, quote=False)} not found "
+                            f"(searched: {where})",
                             file=path, line=ll.line)
         if found in self._stack:
             chain = " -> ".join(self._stack[self._stack.index(found):] + [found])
             raise LcfgError(f"include cycle: {chain}", file=path, line=ll.line)
         if len(self._stack) >= MAX_INCLUDE_DEPTH:
             raise LcfgError("#include nested too deeply", file=path, line=ll.line)
+        self.includes += 1
+        if self.includes > MAX_INCLUDES:
+            raise LcfgError(f"more than {MAX_INCLUDES} #include lines followed for this profile",
+                            file=path, line=ll.line)
         try:
-            lines = read_lines(found)
+            lines = read_lines(real, inputs=self.inputs)
         except LcfgError as exc:
             if exc.line is not None:
-                raise
+                raise LcfgError(exc.problem, file=found, line=exc.line) from None
             raise LcfgError(f"cannot read included file {found}: {exc.problem}",
                             file=path, line=ll.line) from None
+        self.bytes_read += self.inputs[real][1]
+        if self.bytes_read > MAX_PROFILE_INPUT:
+            raise LcfgError(f"the profile and its includes are over {MAX_PROFILE_INPUT} bytes",
+                            file=path, line=ll.line)
         self._walk(found, lines)
 
     def _condition(self, d: str, ll: LogicalLine, path: str) -> bool:
@@ -438,7 +533,8 @@ class Preprocessor:
         try:
             return _eval_if(text, self.defines) != 0
         except ValueError as exc:
-            raise LcfgError(f"bad #{d} expression {text!r}: {exc}", file=path, line=ll.line) from None
+            raise LcfgError(f"bad #{d} expression {excerpt(text)}: {exc}", file=path,
+                            line=ll.line) from None
 
 
 # ---------------------------------------------------------------- #if expressions
@@ -451,7 +547,7 @@ def _eval_if(text: str, defines: dict[str, str]) -> int:
     if not text.strip():
         raise ValueError("empty expression")
     text = _DEFINED.sub(lambda m: "1" if (m.group(1) or m.group(2)) in defines else "0", text)
-    text = expand(text, defines)
+    text = expand(text, defines)  # bounded by MAX_EXPANSION
     toks: list[tuple[str, object]] = []
     pos = 0
     text = text.rstrip()
@@ -461,7 +557,9 @@ def _eval_if(text: str, defines: dict[str, str]) -> int:
             raise ValueError(f"unexpected {text[pos:].strip()[:20]!r}")
         pos = m.end()
         if m.group(1) is not None:
-            toks.append(("n", int(m.group(1))))
+            if len(m.group(1)) > 20:  # before int(): a 5,000-digit literal is slow to convert
+                raise ValueError("integer constant too large")
+            toks.append(("n", _in_range(int(m.group(1)))))
         elif m.group(2) is not None:
             toks.append(("n", 0))  # undefined identifiers are 0 (cpp)
         else:
@@ -501,7 +599,7 @@ class _IfParser:
             if val == "!":
                 return int(not self.unary())
             if val == "-":
-                return -self.unary()
+                return _in_range(-self.unary())
             if val == "+":
                 return self.unary()
             if val == "(":
@@ -529,7 +627,17 @@ class _IfParser:
             left = _apply(op, left, right)
 
 
+def _in_range(value: int) -> int:
+    if not -MAX_IF_INTEGER - 1 <= value <= MAX_IF_INTEGER:
+        raise ValueError("integer overflow (cpp computes in 64 bits)")
+    return value
+
+
 def _apply(op: str, a: int, b: int) -> int:
+    return _in_range(_arith(op, a, b))
+
+
+def _arith(op: str, a: int, b: int) -> int:
     if op == "||":
         return int(bool(a or b))
     if op == "&&":
@@ -554,4 +662,6 @@ def _apply(op: str, a: int, b: int) -> int:
         return a * b
     if b == 0:
         raise ValueError("division by zero")
-    return int(a / b) if op == "/" else a - b * int(a / b)
+    # C truncates toward zero; integer arithmetic (a float quotient overflows on big values)
+    quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+    return quotient if op == "/" else a - b * quotient

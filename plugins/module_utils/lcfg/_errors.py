@@ -8,7 +8,23 @@
 
 from __future__ import annotations
 
-__all__ = ["LcfgError"]
+__all__ = ["LcfgError", "excerpt", "EXCERPT_LENGTH"]
+
+#: errors quote at most this many characters of profile text (see docs/lcfg-language.md)
+EXCERPT_LENGTH = 40
+
+
+def excerpt(text: object, limit: int = EXCERPT_LENGTH, quote: bool = True) -> str:
+    """A short, quoted, escaped piece of profile text for an error message.
+
+    Error messages end up in warnings and logs read by people who may not read the
+    profile: quote little (a 100 MB value or a whole header line is never echoed) and
+    escape control characters so a value cannot forge terminal output.
+    """
+    text = str(text)
+    more = f"... ({len(text)} characters)" if len(text) > limit else ""
+    shown = repr(text[:limit])
+    return (shown if quote else shown[1:-1]) + more
 
 
 class LcfgError(Exception):

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from ._errors import excerpt
+
 __all__ = [
     "MutationError", "Mutation", "MUTATIONS",
     "value_append", "value_prepend", "value_append_tag", "value_prepend_tag",
@@ -161,10 +163,10 @@ def value_replace_tag(old: Value, old_tag: str, new_tag: str) -> Value:
     if not new_tag:
         return value_remove_tags(old, old_tag)
     if not old:
-        raise MutationError(f"cannot replace tag {old_tag!r}: the value is empty")
+        raise MutationError(f"cannot replace tag {excerpt(old_tag)}: the value is empty")
     i = _find_tag(old, old_tag) if old_tag else -1
     if i < 0:
-        raise MutationError(f"cannot replace tag {old_tag!r}: not present in {old!r}")
+        raise MutationError(f"cannot replace tag {excerpt(old_tag)}: not present in {excerpt(old)}")
     return old[:i] + new_tag + old[i + len(old_tag):]
 
 

@@ -28,6 +28,13 @@ current at that point [inference].
 Resources whose value is the empty string are kept (value ``""``); a resource that
 was only touched by mutations that leave it unset (``mREMOVE`` on an unset value)
 does not appear.
+
+Budgets (profiles are untrusted): a value is at most :data:`MAX_VALUE_LENGTH`
+characters, and the values built by one profile (every mutation's result) at most
+:data:`MAX_VALUES_BUILT` characters in all, so repeated ``mCONCAT`` of a macro cannot
+build a 100 MB value or take quadratic time; a derivation keeps its first and last
+locations once it grows past :data:`MAX_DERIVATION`. Any exception inside the reader
+becomes an LcfgError naming file and line.
 """
 
 from __future__ import annotations
@@ -37,11 +44,16 @@ import re
 from collections.abc import Callable
 
 from ._cpp import LogicalLine, Preprocessor
-from ._errors import LcfgError
+from ._errors import LcfgError, excerpt
 from ._mutations import MUTATIONS, Mutation, MutationError, valid_list, valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, context_priority
 
-__all__ = ["read_source_profile", "parse_statement", "Statement"]
+__all__ = ["read_source_profile", "parse_statement", "Statement", "MAX_VALUE_LENGTH",
+           "MAX_VALUES_BUILT", "MAX_DERIVATION"]
+
+MAX_VALUE_LENGTH = 64 * 1024
+MAX_VALUES_BUILT = 256 * 1024 * 1024
+MAX_DERIVATION = 4096
 
 _STMT = re.compile(r"(!?)([^\s.\[\]!]*)\.([^\s\[\]]*)(?:\[([^\]]*)\])?(?:\s+(.*)|)\Z", re.S)
 # fast paths for the common forms (text is whitespace-collapsed already)
@@ -128,7 +140,7 @@ def _parse_call(text: str, st: Statement) -> bool:
         st.error = str(exc)
         return True
     if text[end:].strip():
-        st.error = f"unexpected text after {m.group(1)}(...): {text[end:].strip()!r}"
+        st.error = f"unexpected text after {m.group(1)}(...): {excerpt(text[end:].strip())}"
         return True
     st.macro = m.group(1)
     st.args = args
@@ -169,10 +181,12 @@ def parse_statement(text: str) -> Statement:
     st.mutate = bool(bang)
     st.ctx = ctx.strip() if ctx is not None else None
     if not valid_name(st.comp):
-        st.error = f"invalid component name {st.comp!r} (letters, digits, _; starts with a letter)"
+        st.error = (f"invalid component name {excerpt(st.comp)} (letters, digits, _; starts with "
+                    "a letter)")
         return st
     if not valid_name(st.res):
-        st.error = f"invalid resource name {st.res!r} (letters, digits, _; starts with a letter)"
+        st.error = (f"invalid resource name {excerpt(st.res)} (letters, digits, _; starts with "
+                    "a letter)")
         return st
     st.value = rest or ""
     if not st.mutate:
@@ -192,8 +206,10 @@ def _unquote(arg: str) -> str | None:
 
 
 class _Reader:
-    def __init__(self, include_path: list[str] | None, defines: dict[str, str] | None) -> None:
-        self.pp = Preprocessor(include_path, defines)
+    def __init__(self, include_path: list[str] | None, defines: dict[str, str] | None,
+                 allowed_dirs: list[str] | None = None) -> None:
+        self.pp = Preprocessor(include_path, defines, allowed_dirs)
+        self.built = 0  # characters of every value built so far (MAX_VALUES_BUILT)
         self.expand_text = self.pp.expand
         # (comp, res) -> [value, derivation]
         self.values: dict[tuple[str, str], list] = {}
@@ -205,6 +221,29 @@ class _Reader:
     @staticmethod
     def fail(problem: str, file: str, ll: LogicalLine, st: Statement | None = None) -> LcfgError:
         return LcfgError(problem, file=file, line=ll.line, resource=st.resource if st else None)
+
+    def checked(self, value: str | None, file: str, ll: LogicalLine, st: Statement) -> str | None:
+        """``value`` charged to the budgets; LcfgError when it is over one."""
+        if value is None:
+            return value
+        self.built += len(value)
+        if len(value) > MAX_VALUE_LENGTH:
+            raise self.fail(f"value of {len(value)} characters: longer than the limit of "
+                            f"{MAX_VALUE_LENGTH}", file, ll, st)
+        if self.built > MAX_VALUES_BUILT:
+            raise self.fail(f"the values built by this profile are over the budget of "
+                            f"{MAX_VALUES_BUILT} characters (a mutation repeated too often?)",
+                            file, ll, st)
+        return value
+
+    @staticmethod
+    def derivation(old: str, loc: str) -> str:
+        """``old`` + ``loc``; a long derivation keeps its first and last locations only."""
+        if not old:
+            return loc
+        if len(old) > MAX_DERIVATION:
+            old = old[:old.index(" ")] + " ..." if " " in old else old
+        return f"{old} {loc}"
 
     def statement(self, file: str, ll: LogicalLine) -> None:
         st = ll.parsed
@@ -227,16 +266,16 @@ class _Reader:
                     key = st.key
                     slot = values.get(key)
                     if slot is None:
-                        values[key] = [fast.apply(None, arg), loc]
+                        values[key] = [self.checked(fast.apply(None, arg), file, ll, st), loc]
                         return
                     old = slot[0]
                     new = fast.apply(old, arg)
                     if new is old or new is None or not fast.tags or _LIST.match(new) is not None:
-                        slot[0] = new
-                        slot[1] = f"{slot[1]} {loc}" if slot[1] else loc
+                        slot[0] = new if new is old else self.checked(new, file, ll, st)
+                        slot[1] = self.derivation(slot[1], loc)
                         return
             elif search is None or search(st.value) is None:
-                self.values[st.key] = [st.value, loc]
+                self.values[st.key] = [self.checked(st.value, file, ll, st), loc]
                 return
         if st.error is not None:
             raise self.fail(st.error, file, ll, st)
@@ -262,13 +301,10 @@ class _Reader:
                 base = self.values.get(key)
                 slot = variants[ctx] = [base[0] if base else None, base[1] if base else "", prio]
         if st.mutate:
-            slot[0] = self._new_value(st, file, ll, slot[0])
-            slot[1] = f"{slot[1]} {file}:{ll.line}" if slot[1] else f"{file}:{ll.line}"
+            slot[0] = self.checked(self._new_value(st, file, ll, slot[0]), file, ll, st)
+            slot[1] = self.derivation(slot[1], f"{file}:{ll.line}")
         else:
-            try:
-                slot[0] = self.expand_text(st.value)
-            except ValueError as exc:
-                raise self.fail(str(exc), file, ll, st) from None
+            slot[0] = self.checked(self._expand(st.value, file, ll, st), file, ll, st)
             slot[1] = f"{file}:{ll.line}"
 
     def _expand(self, text: str, file: str, ll: LogicalLine, st: Statement) -> str:
@@ -286,7 +322,7 @@ class _Reader:
             tmp = Statement()
             if not _parse_call(expanded, tmp):
                 raise self.fail(f"expected a mutation macro call such as mSET(value), "
-                                f"got {st.value!r}", file, ll, st)
+                                f"got {excerpt(st.value)}", file, ll, st)
             if tmp.error:
                 raise self.fail(tmp.error, file, ll, st)
             macro, args = tmp.macro, tmp.args
@@ -315,7 +351,7 @@ class _Reader:
                 for v in values:
                     for tag in v.split():
                         if not valid_tag(tag):
-                            raise self.fail(f"{mut.name}: invalid tag {tag!r} (tags are letters, "
+                            raise self.fail(f"{mut.name}: invalid tag {excerpt(tag)} (tags are letters, "
                                             f"digits and _)", file, ll, st)
                 st.checked = unchanged
         if not apply:
@@ -325,7 +361,7 @@ class _Reader:
         except MutationError as exc:
             raise self.fail(f"{mut.name}: {exc}", file, ll, st) from None
         if mut.tags and new is not None and new is not old and not valid_list(new):
-            raise self.fail(f"{mut.name}: value {new!r} is not a valid tag list", file, ll, st)
+            raise self.fail(f"{mut.name}: value {excerpt(new)} is not a valid tag list", file, ll, st)
         return new
 
     def _quoted(self, mut: Mutation, arg: str, file: str, ll: LogicalLine, st: Statement) -> str:
@@ -333,7 +369,7 @@ class _Reader:
         if value is None:
             value = _unquote(self._expand(arg, file, ll, st).strip())
         if value is None:
-            raise self.fail(f"{mut.name} expects one double-quoted string argument, got {arg!r}",
+            raise self.fail(f"{mut.name} expects one double-quoted string argument, got {excerpt(arg)}",
                             file, ll, st)
         return value
 
@@ -360,7 +396,7 @@ class _Reader:
                 elif prio == best[0] and value != best[1]:
                     file, line = Resource(value or "", deriv).first_location
                     raise LcfgError(
-                        f"conflicting values {best[1]!r} ({best[2]}) and {value!r} ({deriv}) "
+                        f"conflicting values {excerpt(best[1])} ({best[2]}) and {excerpt(value)} ({deriv}) "
                         f"with equal context priority {prio}", file=file or path,
                         line=line, resource=f"{comp_name}.{res}")
             if best is None or best[1] is None:
@@ -371,14 +407,26 @@ class _Reader:
 
 def read_source_profile(path: str, include_path: list[str] | None = None,
                         defines: dict[str, str] | None = None, name: str | None = None,
-                        text: str | None = None) -> Profile:
+                        text: str | None = None, allowed_dirs: list[str] | None = None,
+                        inputs: dict[str, tuple[int, int]] | None = None) -> Profile:
     """Read one source profile (``text`` instead of the file's content if given).
 
     ``include_path``: directories searched by ``#include``; ``defines``: macros
-    defined before the profile (``cpp -D``; a ``None`` value means ``1``).
-    The profile's name defaults to the file name. Only LcfgError comes out.
+    defined before the profile (``cpp -D``; a ``None`` value means ``1``);
+    ``allowed_dirs``: directories besides the include path (and the profile's own)
+    that ``#include`` may reach; ``inputs`` receives ``path -> (mtime_ns, size)`` of
+    every file read, also when the profile fails. The profile's name defaults to the
+    file name. Only LcfgError comes out.
     """
     path = os.path.abspath(path)
-    reader = _Reader(include_path, defines)
-    reader.pp.run(path, text, reader.statement)
-    return reader.profile(name or os.path.basename(path), path)
+    reader = _Reader(include_path, defines, allowed_dirs)
+    if inputs is not None:
+        reader.pp.inputs = inputs
+    try:
+        reader.pp.run(path, text, reader.statement)
+        return reader.profile(name or os.path.basename(path), path)
+    except LcfgError:
+        raise
+    except Exception as exc:  # a reader bug or an exhausted resource: still an LcfgError
+        raise LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
+                        file=path) from exc

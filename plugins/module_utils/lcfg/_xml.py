@@ -41,9 +41,10 @@ except ImportError:  # pragma: no cover - lxml is a documented requirement
 else:
     LXML_IMPORT_ERROR = None
 
-from ._errors import LcfgError
+from ._errors import LcfgError, excerpt
 from ._mutations import valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, combine_contexts, context_priority
+from ._source import MAX_VALUE_LENGTH
 
 __all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE", "LXML_IMPORT_ERROR"]
 
@@ -139,7 +140,8 @@ class _Reader:
     def component(self, el: etree._Element) -> None:
         comp = _local(el)
         if not valid_name(comp):
-            raise LcfgError(f"invalid component name {comp!r}", file=self.path, line=el.sourceline)
+            raise LcfgError(f"invalid component name {excerpt(comp)}", file=self.path,
+                            line=el.sourceline)
         ctx = _cfg(el).get("context") or None
         for child in el:
             if isinstance(child.tag, str):
@@ -157,7 +159,7 @@ class _Reader:
             except ValueError as exc:
                 raise self.error(el, f"{comp}.{field}", str(exc)) from None
         if not valid_name(res):
-            raise self.error(el, f"{comp}.{field}", f"invalid resource name {res!r}")
+            raise self.error(el, f"{comp}.{field}", f"invalid resource name {excerpt(res)}")
         if attrs:
             local_ctx = attrs.get("context")
             if local_ctx:
@@ -191,7 +193,8 @@ class _Reader:
                                          f"record <{_local(child)}> without cfg:name")
                     tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
                     if not valid_tag(tag):
-                        raise self.error(child, f"{comp}.{res}", f"invalid tag {raw!r} in cfg:name")
+                        raise self.error(child, f"{comp}.{res}",
+                                         f"invalid tag {excerpt(raw)} in cfg:name")
                     record_tags.append(tag)
                     rctx = combine_contexts(ctx, cattrs.get("context") or None)
                     sub_tags = tags + [tag]
@@ -217,9 +220,12 @@ class _Reader:
                 elif low in _FALSE:
                     value = ""
                 else:
-                    raise self.error(el, f"{comp}.{res}", f"invalid boolean value {value!r}")
+                    raise self.error(el, f"{comp}.{res}", f"invalid boolean value {excerpt(value)}")
             elif base_type == "integer" and not _INTEGER.match(value.strip()):
-                raise self.error(el, f"{comp}.{res}", f"invalid integer value {value!r}")
+                raise self.error(el, f"{comp}.{res}", f"invalid integer value {excerpt(value)}")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise self.error(el, f"{comp}.{res}", f"value of {len(value)} characters: longer than "
+                             f"the limit of {MAX_VALUE_LENGTH}")
         deriv = attrs.get("derivation") or (
             f"{self.path}:{el.sourceline}" if el.sourceline else self.path)
         if ctx is not None:
@@ -242,7 +248,7 @@ class _Reader:
                     best = entry
                 elif entry[0] == best[0] and entry[1] != best[1]:
                     raise LcfgError(
-                        f"conflicting values {best[1]!r} (line {best[4]}) and {entry[1]!r} "
+                        f"conflicting values {excerpt(best[1])} (line {best[4]}) and {excerpt(entry[1])} "
                         f"with equal context priority {entry[0]}",
                         file=self.path, line=entry[4], resource=f"{comp}.{res}")
             resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
@@ -284,9 +290,10 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        raise LcfgError(f"invalid XML: {exc.msg}", file=path, line=exc.lineno or None) from None
+        raise LcfgError(f"invalid XML: {excerpt(exc.msg, 200)}", file=path,
+                        line=exc.lineno or None) from None
     except (ValueError, etree.LxmlError) as exc:
-        raise LcfgError(f"invalid XML: {exc}", file=path) from None
+        raise LcfgError(f"invalid XML: {excerpt(exc, 200)}", file=path) from None
     if root is None or not isinstance(root.tag, str) or _local(root) != "profile":
         got = _local(root) if root is not None and isinstance(root.tag, str) else "nothing"
         raise LcfgError(f"not an LCFG XML profile: the root element is <{got}>, not <profile>",
@@ -300,6 +307,13 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
         raise LcfgError("not an LCFG XML profile: no <components> element under <lcfg>",
                         file=path, line=lcfg.sourceline)
     reader = _Reader(path)
-    for comp in _elements(comps):
-        reader.component(comp)
-    return reader.profile(name or profile_name_from_path(path))
+    comp = None
+    try:
+        for comp in _elements(comps):
+            reader.component(comp)
+        return reader.profile(name or profile_name_from_path(path))
+    except LcfgError:
+        raise
+    except Exception as exc:  # a reader bug or an exhausted resource: still an LcfgError
+        raise LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
+                        file=path, line=getattr(comp, "sourceline", None)) from exc
