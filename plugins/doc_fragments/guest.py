@@ -97,9 +97,10 @@ options:
         default: image
       format:
         description:
-          - Image format. When left out, it is detected from the file header (qcow2 magic)
-            when the image exists on the managed host, else the existing definition's
-            format is kept, else V(raw).
+          - Image format. When left out, it is the format M(lcfg.xen.xen_disk) recorded when
+            it created the image (on the managed host), else the existing definition's
+            format is kept, else V(raw). It is never guessed from the image's contents
+            (the guest writes them), and the domain XML always names it explicitly.
         type: str
         choices: [raw, qcow2]
       device:
@@ -256,6 +257,9 @@ options:
     description:
       - With O(state=absent), also delete the guest's disk image files (through the libvirt
         storage pool that holds them, else the file). Block devices are never touched.
+      - Only image files inside the storage directories (the play's C(storage_dirs)) are deleted,
+        checked on resolved paths; an image elsewhere, or a symbolic link, is kept and a warning
+        names it.
       - Refused with any other O(state).
     type: bool
     default: false

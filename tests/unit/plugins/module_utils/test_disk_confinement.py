@@ -233,3 +233,32 @@ def test_lock_directory_must_be_private(tmp_path, kind):
     with pytest.raises(XenError, match="not a private directory"):
         lock_directory(str(locks))
     assert list((tmp_path / "elsewhere").iterdir() if kind == "link" else locks.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the hypervisor profile's resource
+
+def _hypervisor(storagedirs: str):
+    from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
+
+    prof = Profile(name="hv", path="/site/hv")
+    prof.resources["profile"] = {"components": Resource("client xen", "/site/hv:1")}
+    prof.resources["xen"] = {"storagedirs": Resource(storagedirs, "/site/hv:2")}
+    return prof
+
+
+def test_storagedirs_resource_becomes_xen_host_storage_dirs():
+    from ansible_collections.lcfg.xen.plugins.module_utils._model import build_host
+
+    host = build_host(_hypervisor("/guests  /data/guests/")).xen_host
+    assert host["storage_dirs"] == ["/guests", "/data/guests"]
+    assert narrow_storage_dirs(["/guests", "/data"], host["storage_dirs"]) == ["/guests", "/data/guests"]
+
+
+@pytest.mark.parametrize("value", ["guests", "/guests/../root"])
+def test_storagedirs_resource_errors_name_file_and_line(value):
+    from ansible_collections.lcfg.xen.plugins.module_utils._model import ModelErrors, build_host
+
+    with pytest.raises(ModelErrors) as info:
+        build_host(_hypervisor(value))
+    error, = info.value.errors
+    assert (error.file, error.line, error.resource) == ("/site/hv", 2, "xen.storagedirs")
