@@ -212,13 +212,22 @@ def _own_vif(member_vifs: list[dict] | None, current: dict, index: int) -> dict:
     return {}
 
 
-def _target_vifs(settings: dict, member: dict, current_vifs: list[dict]) -> list[dict]:
-    """The current vifs with the group and member network values applied."""
+def _target_vifs(settings: dict, member: dict, current_vifs: list[dict],
+                 warnings: list[str] | None = None) -> list[dict]:
+    """The current vifs with the group and member network values applied.
+
+    A group's bridge fills bridge vifs only: on a member's nat or route vif it is ignored,
+    with a warning (the member's own nettype wins)."""
     out = []
     for index, cur in enumerate(current_vifs):
         own = _own_vif(member.get("vifs"), cur, index)
         vif = copy.deepcopy(cur)
         nettype = _pick(own.get("nettype"), settings.get("nettype")) or cur.get("nettype") or "bridge"
+        if nettype != "bridge" and settings.get("bridge") is not None and own.get("bridge") is None \
+                and warnings is not None:
+            warnings.append(f"guest {member['name']}: the group's bridge {settings['bridge']} is ignored for "
+                            f"vif {cur.get('tag') or cur.get('mac') or index}, whose nettype is {nettype} "
+                            "(a group bridge only applies to bridge vifs)")
         if nettype == "bridge":
             bridge = _pick(own.get("bridge"), settings.get("bridge"))
             if bridge is None:
@@ -242,11 +251,13 @@ def _sets_vifs(settings: dict, member: dict) -> bool:
     return any(vif.get(key) is not None for vif in member.get("vifs") or [] for key in VIF_GROUP_FIELDS)
 
 
-def member_target(settings: dict, member: dict, current: dict | None = None) -> dict[str, Any]:
+def member_target(settings: dict, member: dict, current: dict | None = None,
+                  warnings: list[str] | None = None) -> dict[str, Any]:
     """Desired spec of one member: ``name`` plus the fields the group or member sets.
 
     Fields neither sets are None ("leave alone" for ``_domain``). ``current`` (the member's
     current spec) is needed only when vif values are set: vifs are rewritten from it.
+    What the group sets but cannot apply is appended to ``warnings``.
     """
     desired: dict[str, Any] = {"name": member["name"]}
     for key in GROUP_FIELDS:
@@ -262,7 +273,7 @@ def member_target(settings: dict, member: dict, current: dict | None = None) -> 
               "once the group and the guest's own values are combined")
     desired["vifs"] = None
     if current is not None and _sets_vifs(settings, member):
-        desired["vifs"] = _target_vifs(settings, member, current.get("vifs") or [])
+        desired["vifs"] = _target_vifs(settings, member, current.get("vifs") or [], warnings)
     return desired
 
 
@@ -312,10 +323,13 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "") -> li
         if _sets_vifs(settings, member):
             info = _domain.domain_info(conn, member["name"])
             current = info[0]["config"] if info else None
-        desired = member_target(settings, member, current)
+        ignored: list[str] = []
+        desired = member_target(settings, member, current, ignored)
         spec = _domain.validate_guest(desired, prefix=f"members[{index}].")
-        plans.append(_domain.plan_domain(conn, spec, "present", dom=domains[member["name"]],
-                                         prefix=f"members[{index}]."))
+        plan = _domain.plan_domain(conn, spec, "present", dom=domains[member["name"]],
+                                   prefix=f"members[{index}].")
+        plan.notes.extend(ignored)  # reported as the module's warnings
+        plans.append(plan)
     return plans
 
 

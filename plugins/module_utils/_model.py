@@ -16,6 +16,7 @@ The resources are documented in ``docs/resources.md``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os.path
 import re
@@ -52,6 +53,7 @@ __all__ = [
     "Site",
     "build_host",
     "build_site",
+    "bridge_device_name",
 ]
 
 COMPONENT = "xen"
@@ -93,6 +95,26 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _NETNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
 _SIZE_RE = re.compile(r"^\s*([0-9]+)\s*[gG]?[bB]?\s*$")
+#: Linux interface names: at most IFNAMSIZ - 1 characters, no '/', ':' or whitespace
+IFNAME_MAX = 15
+_DEVICE_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
+_DEVICE_HASH = 5  # hex digits of the name's SHA-256 kept in a derived device name
+
+
+def bridge_device_name(name: str) -> str:
+    """The Linux device of a bridge the profile names ``name`` (stable, documented).
+
+    A name Linux accepts is used as it is. Any other (longer than 15 characters, or with a
+    character Linux refuses) becomes its first 9 allowed characters, '-', and the first 5 hex
+    digits of the SHA-256 of the whole name: ``my-network-bridge`` -> ``my-networ-<hash>``.
+    The hash keeps two long names with the same beginning apart; the model also checks
+    the result against the host's other bridges.
+    """
+    if _DEVICE_RE.match(name) and name not in (".", ".."):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_DEVICE_HASH]
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "", name)[:IFNAME_MAX - _DEVICE_HASH - 1]
+    return f"{stem}-{digest}" if stem else f"br-{digest}"
 
 
 class ModelErrors(LcfgError):
@@ -351,6 +373,22 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
 
     bridges: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
+    # Linux device -> (profile's bridge name, resource, resource name): a derived device
+    # name may not be another bridge's name or device.
+    devices: dict[str, tuple[str, Resource | None, str]] = {}
+
+    def claim(bridge: str, res: Resource | None, res_name: str) -> str:
+        device = bridge_device_name(bridge)
+        for taken in {bridge, device}:
+            other = devices.get(taken)
+            if other is not None and other[0] != bridge:
+                b.error(res, res_name,
+                        f"bridge {bridge!r} (Linux device {device!r}) collides with bridge "
+                        f"{other[0]!r} ({_where(other[1], other[2])}): rename one of them")
+        devices.setdefault(device, (bridge, res, res_name))
+        devices.setdefault(bridge, (bridge, res, res_name))
+        return device
+
     tags = b.tag_list("bridgeinterfaces")
     for index, tag in enumerate(tags):
         netdev = b.value(f"bridgenetdev_{tag}", _ifname)
@@ -364,16 +402,29 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
             b.error(bres or b.get("bridgeinterfaces"), f"bridgeif_{tag}",
                     f"bridge {bridge!r} is already declared by bridge interface {seen[bridge]!r}")
         seen[bridge] = tag
-        bridges.append({"tag": tag, "netdev": netdev, "bridge": bridge, "vifnum": vifnum})
+        device = claim(bridge, bres or b.get("bridgeinterfaces"), f"bridgeif_{tag}")
+        bridges.append({"tag": tag, "netdev": netdev, "bridge": bridge, "vifnum": vifnum,
+                        "device": device})
+    custom_device = None
+    if custom is not None and custom not in seen:
+        custom_device = claim(custom, b.get("xendconfcustombridge"), "xendconfcustombridge")
+    elif custom is not None:
+        custom_device = bridge_device_name(custom)
 
-    default_bridge = custom or (bridges[0]["bridge"] if bridges else DEFAULT_BRIDGE)
+    bridge_devices = {item["bridge"]: item["device"] for item in bridges}
+    if custom is not None:
+        bridge_devices[custom] = custom_device
+    # Guests attach to Linux devices: the default bridge is a device name.
+    default_bridge = custom_device or (bridges[0]["device"] if bridges else DEFAULT_BRIDGE)
     return {
         "bridge_network": True if bridge_net is None else bridge_net,
         "nat_network": bool(nat_net),
         "route_network": bool(route_net),
         "custom_bridge": custom,
+        "custom_bridge_device": custom_device,
         "default_bridge": default_bridge,
         "bridges": bridges,
+        "bridge_devices": bridge_devices,
         "nat_network_name": nat_name or DEFAULT_NAT_NETWORK,
         "nat_subnet": nat_subnet or DEFAULT_NAT_SUBNET,
         "route_network_name": route_name or DEFAULT_ROUTE_NETWORK,
@@ -560,12 +611,98 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
         ip = b.value(f"ip_{tag}_{vif}", _ip)
         network = b.value(f"network_{tag}_{vif}", _netname)
         item: dict[str, Any] = {"tag": vif, "mac": mac, "ip": ip}
+        sources: dict[str, tuple[Resource | None, str]] = {}
         for key, (prefix, parser) in _VIF_GROUP_FIELDS.items():
-            item[key] = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser, f"vif {vif} {key}")[0]
+            item[key], res, res_name = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser,
+                                                 f"vif {vif} {key}")
+            sources[key] = (res, res_name)
         item["nettype"] = item["nettype"] or "bridge"
+        if item["bridge"] is not None and item["nettype"] != "bridge":
+            bres, bname = sources["bridge"]
+            if bname.startswith("groupbridge_"):
+                # The member's own nettype wins: a group bridge fills bridge vifs only.
+                b.warn(bres, bname,
+                       f"group bridge {item['bridge']!r} is ignored for guest {tag!r} vif {vif!r}: "
+                       f"its nettype is {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
+                       "a group bridge only applies to bridge vifs")
+            else:
+                b.error(bres, bname,
+                        f"a bridge is for nettype bridge, but vif {vif!r} of guest {tag!r} has "
+                        f"nettype {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
+                        "drop the bridge or the nettype")
+            item["bridge"] = None
+        # A bridge the host declares is attached to by its Linux device.
+        item["bridge"] = host["bridge_devices"].get(item["bridge"], item["bridge"])
         item["network"] = network
         vifs.append({key: item[key] for key in VIF_KEYS})
     return vifs
+
+
+def _gateway(b: _Builder, kind: str, subnet: str,
+             guest_ips: dict[str, tuple[str, str, Resource | None]]) -> str:
+    """The host's address on a libvirt network: ``<kind>gateway``, else the subnet's highest
+    host address that no guest uses (10.0.0.254 for 10.0.0.0/24). Never a guest's address."""
+    net = ipaddress.ip_network(subnet)
+    name = f"{kind}gateway"
+    gateway, res = b.parsed(name, _ip)
+    if gateway is not None:
+        addr = ipaddress.ip_address(gateway)
+        last = net[-1] if net.version == 6 else net.broadcast_address
+        if addr not in net or addr in (net.network_address, last):
+            b.error(res, name, f"gateway {gateway} is not a host address of the {kind} subnet "
+                               f"{subnet} (xen.{kind}subnet)")
+        elif gateway in guest_ips:
+            guest, vif, ip_res = guest_ips[gateway]
+            b.error(res, name, f"gateway {gateway} is the address of guest {guest!r} vif {vif!r} "
+                               f"({_where(ip_res, 'guest')}): the host's address on the network "
+                               "must be free; choose another gateway or guest address")
+        return gateway
+    candidate = net[-1] if net.version == 6 else net[-2]
+    while str(candidate) in guest_ips and candidate > net.network_address + 1:
+        candidate -= 1
+    if str(candidate) in guest_ips:
+        b.error(b.get(f"{kind}subnet"), f"{kind}subnet",
+                f"every address of the {kind} subnet {subnet} is a guest's: no room for the gateway")
+    return str(candidate)
+
+
+def _host_addresses(b: _Builder, host: dict[str, Any], guests: dict[str, dict[str, Any]],
+                    tag_to_name: dict[str, str]) -> None:
+    """Gateways of the NAT and routed networks, and the NAT network's DHCP reservations."""
+    name_to_tag = {name: tag for tag, name in tag_to_name.items()}
+    guest_ips: dict[str, tuple[str, str, Resource | None]] = {}
+    reservations: list[dict[str, str]] = []
+    reserved: dict[str, tuple[str, str, Resource | None]] = {}
+    nat_net = ipaddress.ip_network(host["nat_subnet"])
+    for name, guest in guests.items():
+        tag = name_to_tag[name]
+        for vif in guest["vifs"]:
+            if vif["ip"] is None:
+                continue
+            ip_name = f"ip_{tag}_{vif['tag']}"
+            ip_res = b.get(ip_name)
+            guest_ips.setdefault(vif["ip"], (name, vif["tag"], ip_res))
+            if vif["nettype"] != "nat" or vif["mac"] is None or not host["nat_network"]:
+                continue
+            if ipaddress.ip_address(vif["ip"]) not in nat_net:
+                b.warn(ip_res, ip_name, f"NAT address {vif['ip']} is outside the NAT subnet "
+                                        f"{host['nat_subnet']} (xen.natsubnet): no DHCP reservation")
+                continue
+            if vif["ip"] in reserved:
+                other = reserved[vif["ip"]]
+                b.error(ip_res, ip_name, f"NAT address {vif['ip']} is already reserved for guest "
+                                         f"{other[0]!r} vif {other[1]!r} ({_where(other[2], 'guest')})")
+                continue
+            reserved[vif["ip"]] = (name, vif["tag"], ip_res)
+            reservations.append({"mac": vif["mac"], "ip": vif["ip"], "name": name})
+    host["nat_gateway"] = _gateway(b, "nat", host["nat_subnet"], guest_ips)
+    host["nat_address"] = f"{host['nat_gateway']}/{nat_net.prefixlen}"
+    host["nat_dhcp_hosts"] = sorted(reservations, key=lambda item: item["mac"])
+    host["route_gateway"] = host["route_address"] = None
+    if host["route_subnet"]:
+        host["route_gateway"] = _gateway(b, "route", host["route_subnet"], guest_ips)
+        prefix = ipaddress.ip_network(host["route_subnet"]).prefixlen
+        host["route_address"] = f"{host['route_gateway']}/{prefix}"
 
 
 def build_host(profile: Profile) -> HostModel:
@@ -616,6 +753,7 @@ def build_host(profile: Profile) -> HostModel:
         tag_to_name[tag] = name
         model.guests[name] = guest
         model.origins[name] = (_where(origin, profile.path), origin_key)
+    _host_addresses(b, host, model.guests, tag_to_name)
     if b.errors:
         raise ModelErrors(b.errors)
     for name in sorted(set(b.res) - b.used):

@@ -143,7 +143,8 @@ def _dhcp_range(value: object, parameter: str) -> dict | None:
     return {"start": start, "end": end}
 
 
-def _dhcp_hosts(value: object, parameter: str) -> list | None:
+def _dhcp_hosts(value: object, parameter: str, address: str | None = None,
+                address_parameter: str = "address") -> list | None:
     if value is None:
         return None
     if not isinstance(value, list):
@@ -165,6 +166,12 @@ def _dhcp_hosts(value: object, parameter: str) -> list | None:
         except ValueError as exc:
             raise ValidationError(f"{where}.mac", str(exc)) from None
         ip = _ip(item["ip"], f"{where}.ip")
+        _inside(ip, address, f"{where}.ip")
+        if address is not None and ip == address.split("/")[0]:
+            # dnsmasq would hand the host's own address to a guest: two hosts, one address
+            raise ValidationError(f"{where}.ip", f"{ip} is the network's own address ({address_parameter} "
+                                                 f"{address}), the guests' gateway: reserve another address "
+                                                 f"for {mac} or give the network another address")
         name = item.get("name")
         if name is not None:
             name = str(name)
@@ -244,7 +251,8 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
     if address is not None:
         address = _address(address, _param(prefix, "address"))
     dhcp_range = _dhcp_range(params.get("dhcp_range"), _param(prefix, "dhcp_range"))
-    dhcp_hosts = _dhcp_hosts(params.get("dhcp_hosts"), _param(prefix, "dhcp_hosts"))
+    dhcp_hosts = _dhcp_hosts(params.get("dhcp_hosts"), _param(prefix, "dhcp_hosts"),
+                             address, _param(prefix, "address"))
     if mode == "bridge" and (dhcp_range is not None or dhcp_hosts):
         raise ValidationError(_param(prefix, "dhcp_hosts" if dhcp_hosts else "dhcp_range"),
                               "DHCP is served on nat and route networks only; a bridge's guests use the "
@@ -252,8 +260,6 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
     if dhcp_range is not None:
         _inside(dhcp_range["start"], address, _param(prefix, "dhcp_range.start"))
         _inside(dhcp_range["end"], address, _param(prefix, "dhcp_range.end"))
-    for index, host in enumerate(dhcp_hosts or []):
-        _inside(host["ip"], address, f"{_param(prefix, 'dhcp_hosts')}[{index}].ip")
     script = params.get("vif_script") or DEFAULT_VIF_SCRIPTS[mode]
     if "/" in script and not os.path.isabs(script):
         raise ValidationError(_param(prefix, "vif_script"),
@@ -936,8 +942,9 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
                 if migrate_addresses and not request["migrate_address"]:
                     raise Conflict(
                         f"{prefix}netdev: {netdev} carries {', '.join(migrate_addresses)}; enslaving it to "
-                        f"{bridge} would cut that address off. Set migrate_address: true to move the "
-                        f"address(es) and routes to the bridge, or choose another netdev")
+                        f"{bridge} would cut that address off. Set migrate_address: true (role "
+                        f"lcfg.xen.network: network_migrate_address: true) to move the address(es) and "
+                        f"routes to the bridge, or choose another netdev")
                 if migrate_addresses:
                     migrate_routes = routes_via(run, netdev)
                     static_routes = routes_via(run, netdev, include_dynamic=False)

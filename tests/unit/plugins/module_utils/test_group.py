@@ -91,6 +91,30 @@ def test_vif_values_per_vif_precedence():
     assert current["vifs"][0]["bridge"] == "xenbr0"  # not mutated
 
 
+def test_group_bridge_leaves_a_members_nat_vif_alone_with_a_warning():
+    # The seed: cluster1 sets groupbridge xenbr0; its members' vifs are NAT.
+    current = {"vifs": [
+        {"tag": "vif1", "mac": "00:16:2a:24:a3:7c", "nettype": "nat", "bridge": None, "network": "lcfg-nat",
+         "script": None, "ip": "10.0.0.1", "model": "virtio"},
+        {"tag": "vif2", "mac": "00:16:2a:24:a3:7d", "nettype": "bridge", "bridge": "br9", "network": None,
+         "script": None, "ip": None, "model": "virtio"},
+    ]}
+    settings = grp.validate_settings({"bridge": "xenbr0"})
+    member = grp.validate_members(["node1"])[0]
+    warnings: list = []
+    vifs = grp.member_target(settings, member, current, warnings)["vifs"]
+    assert (vifs[0]["nettype"], vifs[0]["bridge"], vifs[0]["network"]) == ("nat", None, "lcfg-nat")
+    assert (vifs[1]["nettype"], vifs[1]["bridge"]) == ("bridge", "xenbr0")
+    assert warnings == ["guest node1: the group's bridge xenbr0 is ignored for vif vif1, whose nettype is "
+                        "nat (a group bridge only applies to bridge vifs)"]
+    # the member's own nettype wins over the current one too, and still no bridge on it
+    member = grp.validate_members([{"name": "node1", "vifs": [{"tag": "vif2", "nettype": "route"}]}])[0]
+    warnings.clear()
+    vifs = grp.member_target(settings, member, current, warnings)["vifs"]
+    assert (vifs[1]["nettype"], vifs[1]["bridge"]) == ("route", None)
+    assert len(warnings) == 2
+
+
 def test_summarise_reports_group_fields_only():
     before = {"name": "n", "memory": 128, "maxmem": 256, "vcpus": 1, "maxvcpus": 2, "cpus": "", "vifs": [],
               "disks": [{"path": "/x"}], "state": "running"}

@@ -155,19 +155,25 @@ def test_xen_groups():
     assert model.xen_host["groups"]["cluster1"] == {
         "members": ["gnode1", "gnode2", "gnode3"], "memory": 1024, "maxmem": 2048, "vcpus": 4,
         "maxvcpus": None, "cpus": "3", "bridge": "xenbr0", "nettype": None, "script": None}
-    assert model.warnings == []
+    # cluster3's NAT members carry 10.0.1.x, outside the default NAT subnet: no reservation
+    assert [re.sub(r"^.*?: xen\.", "", w)[:36] for w in model.warnings] == [
+        f"ip_gnode{n}_vif1: NAT address 10.0.1.{n}" for n in (6, 7, 8)]
+    assert model.xen_host["nat_dhcp_hosts"] == []
 
 
 def test_xen_networks():
     model = build_host(_source("source/xen-networks"))
     host = model.xen_host
     assert host["bridges"] == [
-        {"tag": "eth0", "netdev": "eth0", "bridge": "xenbr0", "vifnum": 0},
-        {"tag": "eth1", "netdev": "eth1", "bridge": "xenbr1", "vifnum": 1},
-        {"tag": "eth2", "netdev": "eth2", "bridge": "xenbr2", "vifnum": 2},
+        {"tag": "eth0", "netdev": "eth0", "bridge": "xenbr0", "vifnum": 0, "device": "xenbr0"},
+        {"tag": "eth1", "netdev": "eth1", "bridge": "xenbr1", "vifnum": 1, "device": "xenbr1"},
+        {"tag": "eth2", "netdev": "eth2", "bridge": "xenbr2", "vifnum": 2, "device": "xenbr2"},
     ]
     assert host["custom_bridge"] == "my-network-bridge"
-    assert host["default_bridge"] == "my-network-bridge"
+    # 17 characters: guests attach to the derived Linux device (stable, at most 15 characters)
+    assert host["custom_bridge_device"] == _model.bridge_device_name("my-network-bridge")
+    assert re.fullmatch(r"my-networ-[0-9a-f]{5}", host["custom_bridge_device"])
+    assert host["default_bridge"] == host["custom_bridge_device"]
     assert host["nat_network"] is True and host["bridge_network"] is True
     assert model.guests == {}
 
@@ -266,7 +272,8 @@ def test_host_network_defaults_and_our_resources():
     assert (host["nat_subnet"], host["nat_network_name"]) == ("192.168.150.0/24", "site-nat")
     assert (host["route_network"], host["route_subnet"]) == (True, "10.9.0.0/16")
     assert host["route_network_name"] == "lcfg-route"
-    assert host["bridges"] == [{"tag": "lan", "netdev": None, "bridge": "xenbr3", "vifnum": 3}]
+    assert host["bridges"] == [{"tag": "lan", "netdev": None, "bridge": "xenbr3", "vifnum": 3,
+                                "device": "xenbr3"}]
     assert host["default_bridge"] == "xenbr3"
     assert host["guests"] == [] and host["groups"] == {}
 
@@ -544,6 +551,157 @@ def test_broken_profile_is_left_out_and_the_rest_loads():
     site = build_site([bad, good])
     assert list(site.hosts) == ["good"]
     assert str(site.rejected["bad"][0]).startswith("/site/bad:3: xen.uuid_vm2: invalid UUID")
+
+
+# ---------------------------------------------------------------- networks of the seed's use cases
+
+def test_bridge_device_name_is_stable_valid_and_keeps_valid_names():
+    derived = _model.bridge_device_name("my-network-bridge")
+    assert derived == _model.bridge_device_name("my-network-bridge")  # stable
+    assert re.fullmatch(r"my-networ-[0-9a-f]{5}", derived) and len(derived) <= 15
+    # same first nine characters, different names: different devices
+    assert _model.bridge_device_name("my-network-bridge2") != derived
+    assert _model.bridge_device_name("xenbr0") == "xenbr0"
+    assert _model.bridge_device_name("a" * 15) == "a" * 15
+    assert len(_model.bridge_device_name("a" * 16)) == 15
+    assert re.fullmatch(r"brx-[0-9a-f]{5}", _model.bridge_device_name("br:x"))  # ':' is not allowed
+
+
+def test_long_custom_bridge_keeps_its_name_and_guests_attach_to_its_device():
+    res = [("xendconfcustombridge", "my-network-bridge"), ("bridgeinterfaces", "eth0"),
+           ("virtualmachines", "vm1 vm2"), ("vifs_vm1", "vif1"), ("vifs_vm2", "vif1"),
+           ("bridge_vm2_vif1", "my-network-bridge")]
+    model = build_host(make(res))
+    device = _model.bridge_device_name("my-network-bridge")
+    assert model.xen_host["custom_bridge"] == "my-network-bridge"
+    assert model.xen_host["bridge_devices"] == {"xenbr0": "xenbr0", "my-network-bridge": device}
+    # the default bridge (vm1) and a vif naming the custom bridge (vm2) both get the device
+    assert model.xen_host["default_bridge"] == device
+    assert model.guests["vm2"]["vifs"][0]["bridge"] == device
+    assert model.guests["vm1"]["vifs"][0]["bridge"] is None
+
+
+def test_derived_device_colliding_with_another_bridge_is_an_error():
+    device = _model.bridge_device_name("my-network-bridge")
+    res = [("bridgeinterfaces", "eth0"), ("bridgeif_eth0", device),
+           ("xendconfcustombridge", "my-network-bridge")]
+    one_error(res, "xendconfcustombridge", "collides with bridge")
+
+
+def nat_guest(tag: str, mac: str, ip: str) -> list[tuple[str, str]]:
+    """Resources of one NAT vif ``vif1`` of guest ``tag`` (the guest must be listed separately)."""
+    return [(f"vifs_{tag}", "vif1"), (f"nettype_{tag}_vif1", "nat"), (f"mac_{tag}_vif1", mac),
+            (f"ip_{tag}_vif1", ip)]
+
+
+def test_nat_gateway_is_chosen_away_from_the_guests():
+    res = ([("xendconfnatnet", "on"), ("virtualmachines", "node1 node2")]
+           + nat_guest("node1", "00:16:2a:24:a3:7c", "10.0.0.1")
+           + nat_guest("node2", "00:16:2a:24:a3:7d", "10.0.0.254"))
+    host = build_host(make(res)).xen_host
+    # the seed's node1 is 10.0.0.1 (once the gateway); the highest address is node2's
+    assert (host["nat_gateway"], host["nat_address"]) == ("10.0.0.253", "10.0.0.253/24")
+    assert host["nat_dhcp_hosts"] == [
+        {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"},
+        {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.254", "name": "node2"}]
+    assert build_host(make([("xendconfnatnet", "on")])).xen_host["nat_address"] == "10.0.0.254/24"
+
+
+def test_nat_gateway_resource_sets_it_and_refuses_a_guest_address():
+    base = [("xendconfnatnet", "on"), ("virtualmachines", "node1")] + nat_guest(
+        "node1", "00:16:2a:24:a3:7c", "10.0.0.1")
+    assert build_host(make(base + [("natgateway", "10.0.0.100")])).xen_host["nat_address"] == "10.0.0.100/24"
+    err = one_error(base + [("natgateway", "10.0.0.1")], "natgateway", "address of guest 'node1'")
+    assert f"/site/h1:{line_of(base, 'ip_node1_vif1')}" in err.problem  # where the guest's IP is set
+    one_error(base + [("natgateway", "10.0.1.1")], "natgateway", "not a host address")
+    one_error(base + [("natgateway", "10.0.0.255")], "natgateway", "not a host address")
+
+
+def test_route_gateway_defaults_and_resource():
+    res = [("xendconfroutenet", "on"), ("routesubnet", "192.168.50.0/24"),
+           ("routegateway", "192.168.50.1")]
+    host = build_host(make(res)).xen_host
+    assert host["route_address"] == "192.168.50.1/24"
+    assert build_host(make(res[:2])).xen_host["route_address"] == "192.168.50.254/24"
+    assert build_host(make([])).xen_host["route_address"] is None
+
+
+def test_two_guests_reserving_one_nat_address_is_an_error():
+    res = ([("xendconfnatnet", "on"), ("virtualmachines", "a b")]
+           + nat_guest("a", "00:16:3e:00:00:01", "10.0.0.5") + nat_guest("b", "00:16:3e:00:00:02", "10.0.0.5"))
+    one_error(res, "ip_b_vif1", "already reserved for guest 'a'")
+
+
+def test_group_bridge_is_ignored_with_a_warning_for_nat_members():
+    # the seed: cluster1 sets groupbridge xenbr0 over nodes whose own vifs are NAT
+    res = [("xendconfnatnet", "on"), ("virtualmachines", "node1 node2"),
+           ("vifs_node1", "vif1"), ("nettype_node1_vif1", "nat"),
+           ("vifs_node2", "vif1"),
+           ("virtualgroup", "cluster1"), ("members_cluster1", "node1 node2"),
+           ("groupbridge_cluster1", "xenbr0")]
+    model = build_host(make(res))
+    assert model.guests["node1"]["vifs"][0]["nettype"] == "nat"
+    assert model.guests["node1"]["vifs"][0]["bridge"] is None
+    assert (model.guests["node2"]["vifs"][0]["nettype"], model.guests["node2"]["vifs"][0]["bridge"]) == \
+        ("bridge", "xenbr0")
+    line = line_of(res, "groupbridge_cluster1")
+    assert len(model.warnings) == 1
+    assert model.warnings[0].startswith(f"/site/h1:{line}: xen.groupbridge_cluster1: group bridge 'xenbr0' "
+                                        "is ignored for guest 'node1' vif 'vif1': its nettype is nat")
+
+
+def test_own_bridge_on_a_nat_vif_is_an_error():
+    res = [("virtualmachines", "vm1"), ("vifs_vm1", "vif1"), ("nettype_vm1_vif1", "nat"),
+           ("bridge_vm1_vif1", "xenbr0")]
+    one_error(res, "bridge_vm1_vif1", "a bridge is for nettype bridge")
+
+
+SEED = REPO / "inventory" / "seed"
+
+
+def _seed(name: str):
+    from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
+    return read_source_profile(str(SEED / "profiles" / name), include_path=[str(REPO / "inventory" / "include")])
+
+
+def test_seed_uuid_as_printed_on_the_slide_is_an_error_naming_file_and_line():
+    path = PROFILES / "variants" / "seed-cluster-uuid-as-printed"
+    from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
+    with pytest.raises(ModelErrors) as info:
+        build_host(read_source_profile(str(path), include_path=[INCLUDE]))
+    errors = info.value.errors
+    assert len(errors) == 1
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if text.startswith("!xen.uuid_node1"))
+    assert (errors[0].file, errors[0].line, errors[0].resource) == (str(path), line, "xen.uuid_node1")
+    assert "26d1876a-85fc-49a4-9a5b-929570e18bb65" in errors[0].problem
+
+
+def test_seed_site_use_cases():
+    site = build_site([_seed(p) for p in ("seed-single", "seed-cluster", "seed-networks")])
+    assert site.rejected == {}
+    single = site.hosts["seed-single"].guests["profiledev"]
+    assert (single["memory"], single["maxmem"], single["autostart"]) == (256, 512, False)
+    assert single["disks"][0]["path"] == "/guests/profiledev.img"
+    cluster = site.hosts["seed-cluster"]
+    assert list(cluster.guests) == [f"node{n}" for n in range(1, 9)]
+    assert cluster.groups == {"cluster1": ["node1", "node2", "node3"], "cluster2": ["node4", "node5"],
+                              "cluster3": ["node6", "node7", "node8"]}
+    for n in range(1, 9):
+        g = cluster.guests[f"node{n}"]
+        assert (g["memory"], g["vcpus"], g["cpus"], g["autostart"]) == (1930, 4, "0,1,2,3", False)
+        assert [(v["nettype"], v["ip"], v["bridge"]) for v in g["vifs"]] == [("nat", f"10.0.0.{n}", None)]
+        assert g["disks"][0]["path"] == f"/data/guests/node{n}.img"
+    assert [v["script"] for n in (6, 7, 8) for v in cluster.guests[f"node{n}"]["vifs"]] == ["vif-nat"] * 3
+    assert cluster.xen_host["nat_address"] == "10.0.0.254/24"
+    assert len(cluster.xen_host["nat_dhcp_hosts"]) == 8
+    # cluster1 and cluster2's group bridges are ignored for the five NAT members, with a warning
+    assert sum("is ignored for guest" in w for w in cluster.warnings) == 5
+    net = site.hosts["seed-networks"].xen_host
+    assert net["custom_bridge"] == "my-network-bridge"
+    assert len(net["custom_bridge_device"]) <= 15
+    assert [(b["netdev"], b["device"]) for b in net["bridges"]] == [
+        ("eth0", "xenbr0"), ("eth1", "xenbr1"), ("eth2", "xenbr2")]
 
 
 @pytest.mark.parametrize("resource, value, words", [

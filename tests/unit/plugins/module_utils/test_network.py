@@ -92,6 +92,20 @@ def test_dhcp_hosts_are_normalised_and_sorted():
     assert req["dhcp_range"] == {"start": "10.0.0.100", "end": "10.0.0.200"}
 
 
+def test_a_reservation_of_the_gateway_address_is_refused():
+    # The seed's node1 is 10.0.0.1, which once was also the NAT network's own address.
+    with pytest.raises(ValidationError) as err:
+        request(name="lcfg-nat", mode="nat", address="10.0.0.1/24", dhcp_hosts=[
+            {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"},
+            {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}])
+    assert err.value.parameter == "dhcp_hosts[1].ip"
+    assert "gateway" in err.value.message and "00:16:2a:24:a3:7c" in err.value.message
+    with pytest.raises(ValidationError) as err:
+        net.normalise_requests([{"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.254/24",
+                                 "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.254"}]}])
+    assert err.value.parameter == "networks[0].dhcp_hosts[0].ip"
+
+
 def test_several_requests_must_not_clash():
     with pytest.raises(ValidationError) as err:
         net.normalise_requests([{"name": "xenbr0"}, {"name": "xenbr0"}])
