@@ -225,3 +225,24 @@ def test_remove_disks_deletes_only_inside_the_storage_directories(site, module):
     assert f"{victim}/disk.img kept" in warnings and f"{store}/link/disk.img kept" in warnings
     assert not inside.exists()
     assert tree_snapshot(victim) == before
+
+
+# ---------------------------------------------------------------- the clone lock
+
+def test_planted_lock_link_is_not_followed(site):
+    """The lock used to be a predictable name in world-writable /run/lock, opened through links."""
+    store, victim = site
+    params = disk(store, "locked.img", size_gb=1)
+    assert run_module("xen_disk", dict(params, state="absent"))["changed"] is False  # makes /run/lcfg-xen
+    info = os.lstat("/run/lcfg-xen")
+    assert info.st_uid == 0 and info.st_mode & 0o777 == 0o700
+    lock = f"/run/lcfg-xen/disk-{hashlib.sha256(params['path'].encode()).hexdigest()[:24]}.lock"
+    before = tree_snapshot(victim)
+    os.unlink(lock)  # the absent run's own lock file; a hostile user plants a link instead
+    os.symlink(victim / "authorized_keys", lock)
+    try:
+        result = run_module("xen_disk", params)
+    finally:
+        os.unlink(lock)
+    assert result.get("failed") and "symbolic link" in result["msg"] and lock in result["msg"], result
+    assert tree_snapshot(victim) == before and not (store / "locked.img").exists()
