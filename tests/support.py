@@ -104,3 +104,33 @@ def tree_snapshot(directory: str | Path) -> dict:
             content = Path(path).read_bytes() if os.path.isfile(path) and not os.path.islink(path) else None
             out[os.path.relpath(path, directory)] = (info.st_mode, info.st_uid, info.st_gid, content)
     return out
+
+
+def libvirt_domains(uri: str) -> dict:
+    """{name: persistent definition XML} of every domain on ``uri``: what an attack test
+    compares before and after."""
+    import libvirt  # noqa: PLC0415 - only the libvirt tests need it
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open(uri)
+    try:
+        return {dom.name(): dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for dom in conn.listAllDomains(0)}
+    finally:
+        conn.close()
+
+
+def remove_domains(uri: str, prefix: str) -> None:
+    """Destroy and undefine every domain on ``uri`` whose name starts with ``prefix``."""
+    import libvirt  # noqa: PLC0415 - only the libvirt tests need it
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open(uri)
+    try:
+        for dom in conn.listAllDomains(0):
+            if dom.name().startswith(prefix):
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+    finally:
+        conn.close()

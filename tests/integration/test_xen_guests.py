@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from support import run_module
+from support import remove_domains, run_module
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -21,16 +21,7 @@ def connect():
 
 
 def remove_test_guests() -> None:
-    conn = connect()
-    try:
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(PREFIX):
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-    finally:
-        conn.close()
+    remove_domains(URI, PREFIX)
 
 
 @pytest.fixture
