@@ -62,7 +62,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
     XenError,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._schema import MAX_DISK_GB, MAX_PARTITION
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import MAX_DISK_GB, MAX_PARTITION, check_text
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import path_inside
 
 __all__ = [
@@ -318,6 +318,13 @@ def missing_directories(directory: str, dirs: list[str]) -> list[tuple[str, int]
 
 def build_request(params: dict[str, Any]) -> DiskRequest:
     """Validate module parameters into a DiskRequest; ValidationError names the parameter."""
+    for key, value in params.items():  # no path, name or URL holds a control character (NUL reaches no system call)
+        for item in value if isinstance(value, list) else (value.values() if isinstance(value, dict) else [value]):
+            if isinstance(item, str):
+                try:
+                    check_text(item)
+                except ValueError as exc:
+                    raise ValidationError(key, str(exc)) from None
     dirs = narrow_storage_dirs(storage_dirs_param(params.get("storage_dirs")), params.get("profile_storage_dirs"))
 
     raw_path = params.get("path")
@@ -961,7 +968,7 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
     conn = _open(req.uri) if req.uri else None
     try:
         storage: LocalStorage = LibvirtStorage(conn, req.pool) if conn is not None else LocalStorage()
-        current = qemu_img_info(req.path, image_format(req))
+        current = _read_existing(req)
         temp = temp_path(req.path)
         temp_exists = os.path.lexists(temp)
         users = domains_using(conn) if conn is not None else {}
@@ -1012,6 +1019,20 @@ def image_format(req: DiskRequest) -> str | None:
     if req.template and req.clone == "copy" and req.template_format:
         return req.template_format
     return None  # qemu_img_info: recorded, else raw
+
+
+def _read_existing(req: DiskRequest) -> dict[str, Any] | None:
+    """The existing image read as its recorded format (a declared one that differs is then a
+    conflict the plan names), else as the declared one, else as raw."""
+    fmt = recorded_format(req.path) or image_format(req) or "raw"
+    try:
+        return qemu_img_info(req.path, fmt)
+    except Conflict:
+        raise
+    except XenError as exc:
+        raise Conflict(f"{req.path} already exists and cannot be read as {fmt} ({exc.message}). It is never "
+                       "overwritten: declare its real format, or remove it first (state: absent) if its "
+                       "contents may be lost") from None
 
 
 def _overlays_of(path: str, dirs: list[str]) -> list[str]:

@@ -77,11 +77,12 @@ def test_path_outside_storage_dirs(store, tmp_path):
     assert not (tmp_path / "elsewhere.img").exists()
 
 
-def test_missing_directory_names_the_fix(store):
+def test_check_mode_predicts_the_missing_directory(store):
     result = run_module("xen_disk", {"path": str(store / "sub" / "x.img"), "size_gb": 1,
                                      "storage_dirs": [str(store)]}, check=True)
-    assert result["failed"] is True
-    assert "does not exist" in result["msg"] and "create it first" in result["msg"]
+    assert not result.get("failed") and result["changed"] is True, result
+    assert result["actions"][0] == f"create directory {store}/sub (mode 0700, owner root:root)"
+    assert list(store.iterdir()) == []
 
 
 def test_existing_image_with_other_format_is_refused_and_untouched(store):
@@ -91,7 +92,7 @@ def test_existing_image_with_other_format_is_refused_and_untouched(store):
     result = run_module("xen_disk", {"path": str(path), "size": "32K", "format": "qcow2",
                                      "storage_dirs": [str(store)]})
     assert result["failed"] is True
-    assert "never overwritten" in result["msg"] and "format is raw, not qcow2" in result["msg"]
+    assert "never overwritten" in result["msg"] and "cannot be read as qcow2" in result["msg"]
     assert path.read_bytes() == before
 
 
