@@ -171,18 +171,28 @@ options:
   kernel:
     description:
       - Kernel for direct boot (V(pv)/V(pvh) guests), an absolute path on the hypervisor host.
+      - Must lie inside O(storage_dirs) (or be a PV-GRUB2 kernel) unless the play allows it with
+        O(allowed_boot_paths) or O(allow_host_resources).
       - The empty string removes it.
     type: str
   ramdisk:
-    description: Initial ramdisk for direct kernel boot. The empty string removes it.
+    description:
+      - Initial ramdisk for direct kernel boot. The empty string removes it.
+      - Must lie inside O(storage_dirs) unless the play allows it with O(allowed_boot_paths) or
+        O(allow_host_resources).
     type: str
   cmdline:
     description:
       - Kernel command line (with O(kernel)), or the bootloader arguments (with O(bootloader)).
+      - As bootloader arguments only C(--entry=), C(--kernel=), C(--ramdisk=), C(--args=) (one word
+        each) and C(-q) are accepted, unless O(allow_host_resources).
     type: str
   bootloader:
     description:
       - Host-side bootloader for Xen PV guests, for example V(pygrub). Xen only.
+      - It runs in dom0, so only the known pygrub paths are accepted (V(pygrub), C(/usr/bin/pygrub),
+        C(/usr/lib/xen-<version>/bin/pygrub), ...) unless the play allows another with
+        O(allowed_boot_paths) or O(allow_host_resources).
     type: str
   extra:
     description:
@@ -229,6 +239,10 @@ options:
             found in the definition (libvirt may add defaults), so re-runs are idempotent.
           - Elements managed by other options (C(name), C(uuid), C(memory), C(currentMemory),
             C(vcpu), C(os), C(metadata)) are refused.
+          - Unless the play sets O(trusted_extra_xml) (or O(allow_host_resources)), only guest-side
+            elements are accepted (see O(trusted_extra_xml) and C(docs/domains.md)); anything that
+            reaches the host (C(<disk>), C(<hostdev>), C(<qemu:commandline>), file chardevs, ...)
+            fails naming the parameter and the element.
         type: list
         elements: str
   state:
