@@ -55,6 +55,7 @@ from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
 from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import HAS_LXML, LXML_IMPORT_ERROR, etree
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, real_inside, recorded_format
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
@@ -358,16 +359,35 @@ def validate_guest(params: dict, prefix: str = "") -> dict:
     return dx.validate_spec(params, prefix=prefix)
 
 
-def _detect_formats(spec: dict, local: bool) -> None:
+def _recorded_formats(spec: dict, local: bool) -> None:
+    """Fill undeclared image formats from xen_disk's record; never probe the contents
+    (a guest controls them: a qcow2 header in a raw disk would name a backing file)."""
     if not local:
         return
     for disk in spec.get("disks") or []:
-        if disk["format"] is None and disk["type"] == "image" and os.path.isfile(disk["path"]):
-            try:
-                with open(disk["path"], "rb") as handle:
-                    disk["format"] = dx.detect_format(handle.read(4))
-            except OSError:
+        if disk["format"] is None and disk["type"] == "image":
+            disk["format"] = recorded_format(disk["path"])
+
+
+def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool) -> None:
+    """Queue the image files of ``disks`` for removal, only inside ``storage_dirs`` (resolved
+    paths on a local host); an image elsewhere, or a symbolic link, is kept and reported."""
+    for disk in disks:
+        if disk["type"] != "image":
+            continue
+        path = disk["path"]
+        if local:
+            if not os.path.lexists(path):
                 continue
+            real = None if os.path.islink(path) else real_inside(path, list(storage_dirs))
+        else:
+            real = path if any(path.startswith(d.rstrip("/") + "/") for d in storage_dirs) else None
+        if real is None:
+            plan.notes.append(f"guest {plan.name}: disk image {path} kept: it is outside the storage directories "
+                              f"({', '.join(storage_dirs)}) or a symbolic link; remove_disks deletes only there")
+            continue
+        plan.remove_paths.append(real)
+        plan.actions.append(f"remove_disk {real}")
 
 
 def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) -> bool:
@@ -387,7 +407,8 @@ def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) ->
 
 def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout: float = 120,
                 force_stop: bool = False, remove_disks: bool = False, dom: Any = None,
-                known_missing: bool = False, prefix: str = "") -> DomainPlan:
+                known_missing: bool = False, prefix: str = "",
+                storage_dirs: list | tuple | None = None) -> DomainPlan:
     """Compare the validated ``desired`` spec with libvirt; return what ``apply_plan`` will do.
 
     ``dom`` (a virDomain) or ``known_missing`` skip the lookup when the caller listed the
@@ -407,17 +428,14 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
                 plan.actions.append("stop")
             plan.actions.append("undefine")
             if remove_disks:
-                for disk in current.spec["disks"]:
-                    if disk["type"] == "image" and (not caps["local"] or os.path.exists(disk["path"])):
-                        plan.remove_paths.append(disk["path"])
-                        plan.actions.append(f"remove_disk {disk['path']}")
+                _removable_disks(plan, current.spec["disks"], storage_dirs or DEFAULT_STORAGE_DIRS, caps["local"])
             plan.after = {"name": name, "state": "absent"}
         return plan
     if remove_disks:
         raise ValidationError(f"{prefix}remove_disks", "only valid with state: absent")
     dx.check_driver(desired, caps["driver"], prefix=prefix)
     desired = copy.deepcopy(desired)
-    _detect_formats(desired, caps["local"])
+    _recorded_formats(desired, caps["local"])
     if current.exists:
         if desired.get("uuid") and desired["uuid"] != current.spec["uuid"]:
             raise Conflict(f"guest {name} exists with UUID {current.spec['uuid']}, not {desired['uuid']}; "
@@ -647,6 +665,7 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
         shutdown_timeout=params.get("shutdown_timeout") if params.get("shutdown_timeout") is not None else 120,
         force_stop=bool(params.get("force_stop")),
         remove_disks=bool(params.get("remove_disks")),
+        storage_dirs=access.storage_dirs if access is not None else None,
     )
     return apply_plan(conn, plan, check_mode=check_mode)
 
@@ -721,6 +740,7 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
             conn, spec, item["state"], shutdown_timeout=item["shutdown_timeout"],
             force_stop=item["force_stop"], remove_disks=item["remove_disks"],
             dom=domains.get(spec["name"]), known_missing=spec["name"] not in domains, prefix=prefix,
+            storage_dirs=access.storage_dirs if access is not None else None,
         ))
 
     def apply_one(plan: DomainPlan) -> dict | XenError:

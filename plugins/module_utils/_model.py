@@ -265,6 +265,14 @@ def _abs_path(text: str) -> str:
     return os.path.normpath(text)
 
 
+def _abs_path_list(text: str) -> list[str]:
+    """xen.storagedirs: space-separated absolute directories (they only narrow the play's list)."""
+    paths = [_abs_path(item) for item in text.split()]
+    if not paths:
+        raise ValueError("must name at least one absolute directory")
+    return paths
+
+
 def _choice(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.lower()
@@ -429,6 +437,8 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
         "nat_subnet": nat_subnet or DEFAULT_NAT_SUBNET,
         "route_network_name": route_name or DEFAULT_ROUTE_NETWORK,
         "route_subnet": route_subnet,
+        # Narrows the play's storage directories (xen_disk profile_storage_dirs), never widens them.
+        "storage_dirs": b.value("storagedirs", _abs_path_list),
         "guests": [],
         "groups": {},
     }

@@ -224,10 +224,11 @@ def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
 
 def test_absent_with_remove_disks(conn, tmp_path):
     image = tmp_path / "lcfgtest-dom-b.img"
-    image.write_bytes(b"QFI\xfb" + b"\0" * 508)
-    result = four_steps(conn, memory=64, disks=[{"path": str(image)}], access=HostAccess(storage_dirs=(str(tmp_path),)))
-    assert result["after"]["disks"][0]["format"] == "qcow2"  # detected from the header
-    result = four_steps(conn, state="absent", remove_disks=True)
+    image.write_bytes(b"QFI\xfb" + b"\0" * 508)  # a qcow2 magic written by the guest means nothing
+    access = HostAccess(storage_dirs=(str(tmp_path),))
+    result = four_steps(conn, memory=64, disks=[{"path": str(image)}], access=access)
+    assert result["after"]["disks"][0]["format"] == "raw"  # never probed: not recorded, so raw
+    result = four_steps(conn, state="absent", remove_disks=True, access=access)
     assert result["actions"] == ["undefine", f"remove_disk {image}"]
     assert not image.exists()
 
