@@ -13,6 +13,10 @@ export PYTHONPATH="$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH}"
 export ANSIBLE_INVENTORY_UNPARSED_WARNING=false ANSIBLE_LOCALHOST_WARNING=false
 # Multi-line results (the summary table) print as YAML blocks, not JSON strings.
 export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"
+# libguestfs tries KVM first for its appliance; under nested virtualisation that attempt
+# can spin without end (seen on the test machines), so our own runs use TCG unless
+# LIBGUESTFS_BACKEND_SETTINGS is set (set it empty to let libguestfs try KVM).
+export LIBGUESTFS_BACKEND_SETTINGS="${LIBGUESTFS_BACKEND_SETTINGS-force_tcg}"
 INVENTORY="${LCFG_XEN_INVENTORY:-inventory/site.lcfg.yml}"
 
 log() { printf '[site] %s\n' "$*" >&2; }

@@ -10,6 +10,10 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
 export PYTHONPATH="$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH}"
 export ANSIBLE_NOCOLOR=1
+# libguestfs tries KVM first for its appliance; under nested virtualisation that attempt
+# can spin without end (seen on the test machines), so our own runs use TCG unless
+# LIBGUESTFS_BACKEND_SETTINGS is set (set it empty to let libguestfs try KVM).
+export LIBGUESTFS_BACKEND_SETTINGS="${LIBGUESTFS_BACKEND_SETTINGS-force_tcg}"
 PYTEST=(pytest -p no:cacheprovider)
 
 stage() { printf '\n==== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }

@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import support  # noqa: F401  (puts the checkout's .collections on sys.path for every test)
+
+# Same default as scripts/test.sh, for pytest started directly: libguestfs's KVM attempt
+# can spin without end under nested virtualisation.
+os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
