@@ -8,11 +8,16 @@ checkout on the collections path.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -134,3 +139,37 @@ def remove_domains(uri: str, prefix: str) -> None:
                     dom.undefine()
     finally:
         conn.close()
+
+
+@contextmanager
+def trickle_server(body: bytes, slow_headers: bool = False) -> Iterator[str]:
+    """A loopback HTTP server answering every GET one byte a second; yields its base URL.
+
+    ``slow_headers``: the status line and headers trickle too (else only the body).
+    """
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            data = head + body
+            try:
+                if not slow_headers:
+                    self.wfile.write(head)
+                    data = body
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:
+                pass  # the client gave up: what the tests expect
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

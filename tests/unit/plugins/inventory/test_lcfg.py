@@ -256,3 +256,27 @@ def test_cache_off_by_default_reads_every_time(tmp_path, monkeypatch):
     parse(config)
     parse(config)
     assert len(calls) == 2
+
+
+def test_cache_covers_every_file_read_even_outside_the_sources(tmp_path, monkeypatch):
+    # a file source: its sibling header is read but is not under any source or include path
+    cache_dir = tmp_path / "cache"
+    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                                  f"cache_connection: {cache_dir}\n")
+    config.write_text(config.read_text().replace("sources: [profiles]", "sources: [profiles/hv1]"))
+    (tmp_path / "profiles" / "hv1").write_text(PROFILE + '#include "local.h"\n')
+    (tmp_path / "profiles" / "local.h").write_text("!xen.vcpus_vm1 mSET(2)\n")
+    calls = []
+    real = plugin_mod.load_site
+    monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert parse(config).get_host("vm1").vars["xen_domain"]["vcpus"] == 2
+    assert parse(config).get_host("vm1").vars["xen_domain"]["vcpus"] == 2
+    assert len(calls) == 1
+    (tmp_path / "profiles" / "local.h").write_text("!xen.vcpus_vm1 mSET(3)\n")
+    assert parse(config).get_host("vm1").vars["xen_domain"]["vcpus"] == 3
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("url", ["http://h/p.xml", "HTTP://h/p.xml", "Https://h/p.xml"])
+def test_url_sources_in_any_case_are_never_cached(tmp_path, url):
+    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None

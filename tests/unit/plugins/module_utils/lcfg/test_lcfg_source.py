@@ -7,16 +7,8 @@ import textwrap
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg import _cpp
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    _cpp.clear_cache()
-    yield
-    _cpp.clear_cache()
 
 
 @pytest.fixture

@@ -1,0 +1,319 @@
+"""Hostile profiles (issue 9 §5): each attack is refused with an error naming file:line.
+
+Every test reproduces one attack through the reader or loader and checks three things: the
+error names the file (and line), it carries nothing of a file outside the site, and the
+other profiles still load.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import threading
+import time
+
+import pytest
+from support import trickle_server
+
+from ansible_collections.lcfg.xen.plugins.module_utils import _validate
+from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg import _cpp, _loader, _mutations, _source
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
+    fetch_url, is_url, load_profiles)
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
+
+SECRET = "root:$6$lcfgt-inv-SECRET-HASH:19000:0:99999:7:::"
+GOOD = "!profile.components mADD(xen)\n!xen.virtualmachines mADD(goodvm)\n"
+
+
+@pytest.fixture
+def site(tmp_path):
+    """tmp/secret/shadow outside the site; tmp/site/{profiles,include}; a good profile."""
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "shadow").write_text(SECRET + "\n")
+    for d in ("site/profiles", "site/include"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "site/profiles/good").write_text(GOOD)
+    return tmp_path
+
+
+def load(site, name: str, text: str) -> dict:
+    """Write profile ``name`` and load the site directory; {host name: LoadedProfile}."""
+    (site / "site/profiles" / name).write_text(text)
+    results = load_profiles(["profiles"], str(site / "site"), include_path=["include"])
+    return {os.path.basename(r.source): r for r in results}
+
+
+def refused(results: dict, name: str, line: int | None, problem: str) -> LcfgError:
+    err = results[name].error
+    assert err is not None, f"{name} was accepted"
+    assert (os.path.basename(err.file or ""), err.line) == (name, line), str(err)
+    assert problem in err.problem, str(err)
+    assert "lcfgt-inv-SECRET" not in str(err)
+    assert results["good"].error is None and results["good"].profile is not None
+    return err
+
+
+# ------------------------------------------------------------------ #include confinement
+
+@pytest.mark.parametrize("spec", ['"../../secret/shadow"', "<../../secret/shadow>",
+                                  '"{secret}"', "<{secret}>"])
+def test_include_outside_the_site_is_refused(site, spec):
+    spec = spec.format(secret=site / "secret" / "shadow")
+    results = load(site, "evil", f"!profile.components mADD(xen)\n#include {spec}\n")
+    refused(results, "evil", 2, "outside the include path and the sources' directories")
+
+
+def test_include_through_a_symlink_out_of_the_include_path_is_refused(site):
+    os.symlink(site / "secret" / "shadow", site / "site/include/innocent.h")
+    os.symlink(site / "secret", site / "site/include/dir")
+    results = load(site, "evil", "#include <innocent.h>\n")
+    refused(results, "evil", 1, "symlinks resolved")
+    results = load(site, "evil", "#include <dir/shadow>\n")
+    refused(results, "evil", 1, "refused")
+
+
+def test_include_inside_the_include_path_and_the_sources_directory_still_works(site):
+    (site / "site/include/site.h").write_text("!xen.memory_goodvm mSET(256)\n")
+    (site / "site/profiles/local.h").write_text("!xen.vcpus_goodvm mSET(2)\n")
+    os.symlink(site / "site/include/site.h", site / "site/include/alias.h")  # inside: fine
+    results = load(site, "ok2", '#include <alias.h>\n#include "local.h"\n' + GOOD)
+    assert results["ok2"].error is None
+    assert results["ok2"].profile.value("xen", "memory_goodvm") == "256"
+    assert results["ok2"].profile.value("xen", "vcpus_goodvm") == "2"
+
+
+def test_profile_symlinked_out_of_a_source_directory_is_refused(site):
+    os.symlink(site / "secret" / "shadow", site / "site/profiles/evil")
+    results = {os.path.basename(r.source): r
+               for r in load_profiles(["profiles"], str(site / "site"))}
+    err = results["evil"].error
+    assert err is not None and "outside the source directory" in err.problem
+    assert "lcfgt-inv-SECRET" not in str(err)
+    assert results["good"].error is None
+
+
+def test_errors_quote_a_bounded_escaped_excerpt(site):
+    long_line = "\x1b[2J" + "A" * 5000
+    results = load(site, "evil", f"#if {long_line}\n#endif\n")
+    err = refused(results, "evil", 1, "bad #if expression")
+    assert len(str(err)) < 400 and "AAAA" * 20 not in str(err)
+    assert "\x1b" not in str(err) and "\\x1b" in str(err)
+    assert excerpt("x" * 100) == repr("x" * 40) + "... (100 characters)"
+
+
+# ------------------------------------------------------------------ budgets
+
+def test_repeated_mconcat_of_a_macro_stops_at_the_value_limit(site):
+    # the attack: a 9 KB profile built a 100 MB value
+    text = "#define A " + "x" * 30000 + "\n" + "!xen.x mCONCAT(A)\n" * 400
+    start = time.monotonic()
+    results = load(site, "evil", text)
+    refused(results, "evil", 4, f"longer than the limit of {_source.MAX_VALUE_LENGTH}")
+    assert time.monotonic() - start < 5
+
+
+def test_macro_expansion_has_a_profile_budget(site):
+    # each value below the limit, many of them: the profile-wide expansion budget stops it
+    text = "#define A " + "x" * 60000 + "\n" + "".join(f"!xen.r{i} mSET(A)\n" for i in range(400))
+    results = load(site, "evil", text)
+    refused(results, "evil", 2 + _cpp.MAX_PROFILE_EXPANSION // 60000, "expansion over the profile's budget")
+
+
+def test_values_built_budget_stops_quadratic_growth(site, monkeypatch):
+    monkeypatch.setattr(_source, "MAX_VALUES_BUILT", 10000)
+    results = load(site, "evil", "!xen.x mCONCAT(abcdefghij)\n" * 100)
+    refused(results, "evil", 45, "values built by this profile are over the budget")
+
+
+def test_long_derivations_keep_first_and_last_location(tmp_path):
+    path = tmp_path / "host"
+    path.write_text("!xen.x mADD(a)\n" * 2000)
+    res = read_source_profile(str(path)).get("xen", "x")
+    assert len(res.derivation) < _source.MAX_DERIVATION + 200
+    assert res.derivation.startswith(f"{path}:1 ...") and res.first_location == (str(path), 2000)
+
+
+@pytest.mark.parametrize("expr, problem", [
+    ("1" + "0" * 400 + " / 3 > 1", "integer constant too large"),
+    ("4000000000 * 4000000000 * 4000000000 > 1", "integer overflow"),
+    ("9223372036854775807 + 1", "integer overflow"),
+])
+def test_if_arithmetic_is_64_bit_and_never_raises_overflow(site, expr, problem):
+    results = load(site, "evil", f"#if {expr}\n#endif\n")
+    refused(results, "evil", 1, problem)
+
+
+def test_if_division_truncates_toward_zero_like_c(tmp_path):
+    text = "#if -7 / 2 == -3 && -7 % 2 == -1 && 7 / -2 == -3 && 9223372036854775807 / 1 > 0\nx.ok yes\n#endif\n"
+    path = tmp_path / "host"
+    path.write_text(text)
+    assert read_source_profile(str(path)).value("x", "ok") == "yes"
+
+
+def test_profile_line_include_and_size_budgets(site, monkeypatch):
+    (site / "site/include/h.h").write_text("x.y 1\n" * 50)
+    monkeypatch.setattr(_cpp, "MAX_PROFILE_LINES", 120)
+    results = load(site, "evil", "#include <h.h>\n#include <h.h>\n#include <h.h>\n")
+    refused(results, "evil", 3, "over 120 lines")
+    monkeypatch.setattr(_cpp, "MAX_PROFILE_LINES", 10**6)
+    monkeypatch.setattr(_cpp, "MAX_INCLUDES", 2)
+    results = load(site, "evil", "#include <h.h>\n" * 3)
+    refused(results, "evil", 3, "more than 2 #include lines")
+    monkeypatch.setattr(_cpp, "MAX_INCLUDES", 10**6)
+    monkeypatch.setattr(_cpp, "MAX_PROFILE_INPUT", 500)
+    results = load(site, "evil", "#include <h.h>\n" * 3)
+    refused(results, "evil", 2, "over 500 bytes")
+    monkeypatch.setattr(_cpp, "MAX_FILE_SIZE", 100)
+    results = load(site, "evil", "x.y " + "z" * 200 + "\n")
+    refused(results, "evil", None, "file larger than 100 bytes")
+
+
+def test_cpuset_cpu_numbers_are_bounded():
+    # the attack: cpus 0-9999999 took 1.2 GB when a module expanded it
+    for value in ("0-9999999", "1" * 5000, "0-16384", "^99999"):
+        with pytest.raises(ValueError, match="out of range"):
+            _validate.parse_cpuset(value)
+    assert len(_validate.cpuset_members("0-16383")) == 16384
+
+
+def test_cpus_0_9999999_in_a_profile_is_an_error_naming_the_line(site):
+    results = load(site, "evil", GOOD.replace("goodvm", "vm") + "!xen.cpus_vm mSET(0-9999999)\n")
+    profile = results["evil"].profile
+    site_model = build_site([profile, results["good"].profile])
+    [err] = site_model.rejected["evil"]
+    assert (os.path.basename(err.file), err.line) == ("evil", 3) and "out of range" in err.problem
+    assert "good" in site_model.hosts
+
+
+# ------------------------------------------------------------------ every exception -> file:line
+
+def test_unexpected_exception_in_the_reader_names_file_line_and_type(site, monkeypatch):
+    def boom(old, arg):
+        raise KeyError("internal")
+    monkeypatch.setitem(_mutations.MUTATIONS, "mBOOM",
+                        _mutations.Mutation("mBOOM", 1, boom, False))
+    results = load(site, "evil", "x.a 1\n!x.b mBOOM(1)\n")
+    err = refused(results, "evil", 2, "KeyError")
+    assert isinstance(err.__cause__, KeyError)  # the type is kept, not hidden
+
+
+def test_unexpected_exception_in_the_loader_is_one_profiles_error(site, monkeypatch):
+    def boom(*args, **kwargs):
+        raise MemoryError("exhausted")
+    monkeypatch.setattr(_loader, "read_xml_profile", boom)
+    (site / "site/profiles/evil.xml").write_text("<profile/>")
+    results = {os.path.basename(r.source): r
+               for r in load_profiles(["profiles"], str(site / "site"))}
+    assert "MemoryError" in results["evil.xml"].error.problem
+    assert results["good"].error is None
+
+
+# ------------------------------------------------------------------ host and group names
+
+def make(name: str, xen: dict[str, str] | None = None) -> Profile:
+    path = f"/site/{name}"
+    prof = Profile(name=name, path=path)
+    prof.resources["profile"] = {"components": Resource("xen", f"{path}:1")}
+    prof.resources["xen"] = {res: Resource(value, f"{path}:{n}")
+                             for n, (res, value) in enumerate((xen or {}).items(), start=2)}
+    return prof
+
+
+@pytest.mark.parametrize("host, problem", [
+    ("ungrouped", "is a group name"), ("all", "is a group name"),
+    ("xen_guests", "is a group name"), ("bad name", "not a valid inventory name"),
+    ("x:1", "not a valid inventory name"), ("cl", "is a group name"),
+])
+def test_reserved_or_invalid_host_names_reject_only_that_profile(host, problem):
+    good = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
+    site = build_site([good, make(host)])
+    [err] = site.rejected[host]
+    assert problem in err.problem and err.file == f"/site/{host}"
+    assert list(site.hosts) == ["xen1"]
+
+
+@pytest.mark.parametrize("guest", ["xen_hypervisors", "xen_guests", "all", "ungrouped", "cl"])
+def test_guest_named_like_a_group_is_an_error_at_its_line(guest):
+    good = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
+    evil = make("xen2", {"virtualmachines": guest})
+    site = build_site([good, evil])
+    [err] = site.rejected["xen2"]
+    assert (err.file, err.line) == ("/site/xen2", 2) and "is a group name" in err.problem
+    assert list(site.hosts) == ["xen1"]
+
+
+def test_group_name_starting_with_a_digit_is_an_error():
+    site = build_site([make("xen1", {"virtualmachines": "vm1", "virtualgroup": "1cl",
+                                     "members_1cl": "vm1"})])
+    [err] = site.rejected["xen1"]
+    assert (err.file, err.line) == ("/site/xen1", 3) and "starts with a digit" in err.problem
+
+
+# ------------------------------------------------------------------ http(s)
+
+@pytest.fixture(params=[False, True], ids=["slow-body", "slow-headers"])
+def trickle_url(request):
+    with trickle_server(b"<profile>" + b" " * 100 + b"</profile>", request.param) as base:
+        yield f"{base}/p.xml"
+
+
+def test_a_server_sending_a_byte_a_second_fails_within_the_deadline(trickle_url):
+    start = time.monotonic()
+    with pytest.raises(LcfgError, match="no complete answer within the timeout of 2 s") as info:
+        fetch_url(trickle_url, timeout=2)
+    assert time.monotonic() - start < 3
+    assert info.value.file == trickle_url
+
+
+def test_the_deadline_holds_with_ansibles_open_url(trickle_url):
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+    opener = make_opener({}, True, None, None, None, False)
+    start = time.monotonic()
+    [r] = load_profiles([trickle_url], "/", timeout=2, opener=opener)
+    assert r.profile is None and "no complete answer" in r.error.problem
+    assert time.monotonic() - start < 3
+
+
+def test_open_url_sends_the_configured_headers():
+    seen = {}
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.update(self.headers)
+            body = (b'<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg>'
+                    b'</profile>' % self.headers.get("X-Lcfgt-Inv", "").encode())
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"HTTP://127.0.0.1:{server.server_address[1]}/xenhost/XML/profile.xml"
+        assert is_url(url)
+        opener = make_opener({"X-Lcfgt-Inv": "token"}, True, None, None, None, False)
+        [r] = load_profiles([url], "/", timeout=5, opener=opener)
+        assert r.error is None and r.profile.value("xen", "a") == "token"
+        assert seen["User-Agent"] == "lcfg.xen-inventory"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_connection_refused_is_an_error_naming_the_url():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{port}/x.xml"
+    [r] = load_profiles([url], "/", timeout=2)
+    assert r.profile is None and r.error.file == url and "cannot fetch" in r.error.problem
