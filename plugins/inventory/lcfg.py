@@ -68,6 +68,7 @@ options:
       - Seconds allowed for fetching one XML profile over http(s), from connecting to the last
         byte of the body. It is one deadline per URL, not a per-read timeout, so a server that
         trickles its answer cannot hold the inventory longer.
+      - Above 0, at most 86400.
     type: float
     default: 30
   validate_certs:
@@ -173,6 +174,7 @@ HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
 CACHE_FORMAT = 2
 USER_AGENT = "lcfg.xen-inventory"
+MAX_TIMEOUT = 86400  # seconds; threading's wait() refuses an infinite one
 
 
 def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str | None,
@@ -285,6 +287,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         defines = {str(k): "" if v is None else str(v)
                    for k, v in (self.get_option("defines") or {}).items()}
 
+        timeout = float(self.get_option("timeout"))
+        if not 0 < timeout <= MAX_TIMEOUT:  # also nan and inf
+            raise AnsibleParserError(f"{path}: option 'timeout' must be a number of seconds "
+                                     f"above 0 and at most {MAX_TIMEOUT}, got {timeout}")
         user_cache = bool(self.get_option("cache"))
         fingerprint = _fingerprint(base_dir, sources, include_path, defines) if user_cache else None
         cache_key = self.get_cache_key(path)
@@ -306,8 +312,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self._path_option("client_key", base_dir), self._path_option("ca_path", base_dir),
                 bool(self.get_option("use_proxy")))
             try:
-                data = load_site(base_dir, sources, include_path, defines,
-                                 float(self.get_option("timeout")), validate_certs, opener)
+                data = load_site(base_dir, sources, include_path, defines, timeout,
+                                 validate_certs, opener)
             except LcfgError as exc:
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:

@@ -108,9 +108,9 @@ def test_populate_hosts_groups_and_vars(plugin):
 
 def test_profile_values_stay_plain_strings(plugin):
     mod = plugin()
-    evil = dict(XEN1, extra_vm2="{{ lookup('pipe', 'id') }}")
+    evil = dict(XEN1, note_vm2="{{ lookup('pipe', 'id') }}")  # any resource: lcfg_resources
     mod._populate(site_data([make("xen1", evil)]))
-    value = mod.inventory.get_host("vm2").vars["xen_domain"]["extra"]
+    value = mod.inventory.get_host("xen1").vars["lcfg_resources"]["xen"]["note_vm2"]
     assert value == "{{ lookup('pipe', 'id') }}"
     assert isinstance(value, str) and not is_trusted_as_template(value)
 
@@ -280,3 +280,9 @@ def test_cache_covers_every_file_read_even_outside_the_sources(tmp_path, monkeyp
 @pytest.mark.parametrize("url", ["http://h/p.xml", "HTTP://h/p.xml", "Https://h/p.xml"])
 def test_url_sources_in_any_case_are_never_cached(tmp_path, url):
     assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", ".nan", ".inf", "100000"])
+def test_timeout_must_be_a_positive_finite_number(tmp_path, timeout):
+    with pytest.raises(AnsibleParserError, match="option 'timeout'"):
+        parse(write_site(tmp_path, f"timeout: {timeout}\n"))
