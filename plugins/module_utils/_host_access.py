@@ -46,6 +46,7 @@ __all__ = [
     "check_bootloader",
     "check_boot_file",
     "check_bootloader_args",
+    "check_vif_script",
     "safe_fragment",
     "profile_value_problem",
 ]
@@ -176,6 +177,16 @@ def check_bootloader_args(value: str, where: str, access: HostAccess) -> None:
                                   "cmdline holds its options and may use --entry=, --kernel=, --ramdisk=, "
                                   "--args= (one word each) and -q; others choose host files (allow them with "
                                   "allow_host_resources)")
+
+
+def check_vif_script(value: str, where: str, access: HostAccess) -> None:
+    """A vif script runs in dom0: a plain name, found in Xen's own scripts directory
+    (/etc/xen/scripts); a path (or '..') would run any host program."""
+    if access.allow_host_resources or re.match(r"^[A-Za-z0-9_.-]+$", value) and value not in (".", ".."):
+        return
+    raise ValidationError(where, f"vif script {value!r} is a path; a guest's vif script must be a name from "
+                          "Xen's scripts directory (vif-bridge, vif-nat, vif-route, ...), since it runs on the "
+                          "host; only the play can allow a path (allow_host_resources)")
 
 
 # --------------------------------------------------------------------------- extra.xml
@@ -373,6 +384,9 @@ def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
             raise ValidationError(where, f"disk image {shown} is outside the storage directories "
                                   f"({', '.join(access.storage_dirs) or 'none'}); add the directory to "
                                   "storage_dirs or use allow_host_resources")
+    for index, vif in enumerate(spec.get("vifs") or []):
+        if vif.get("script"):
+            check_vif_script(vif["script"], f"{prefix}vifs[{index}].script", access)
     for name in ("kernel", "ramdisk"):
         if spec.get(name):
             check_boot_file(spec[name], f"{prefix}{name}", access, realpath)
@@ -399,6 +413,8 @@ def profile_value_problem(field_name: str, value: Any, storage_dirs: list | tupl
     try:
         if field_name == "bootloader":
             check_bootloader(str(value), field_name, access)
+        elif field_name == "script":
+            check_vif_script(str(value), field_name, access)
         elif field_name == "bootloader_args":
             check_bootloader_args(str(value), "cmdline", access)
         elif field_name in ("kernel", "ramdisk"):

@@ -298,6 +298,7 @@ def _netname(text: str) -> str:
 def _script(text: str) -> str:
     if not _SCRIPT_RE.match(text) or ".." in text.split("/"):
         raise ValueError(f"invalid vif script {text!r}: a script name or absolute path")
+    profile_value_problem("script", text)  # it runs in dom0: a name from Xen's scripts directory
     return text
 
 

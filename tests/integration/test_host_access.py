@@ -34,6 +34,13 @@ FILE_SERIAL = (f"<devices><serial type='file'><source path='{IMAGES}/{PREFIX}ser
 PTY_SERIAL = "<devices><serial type='pty'><target port='1'/></serial></devices>"
 
 
+def our_domains() -> dict:
+    """{name: definition} of this file's domains (the libvirtd is shared with other tests, whose
+    guests come and go): every spec here is named lcfgt-hatch-*, so a refused spec that reached
+    libvirt anyway, or a changed definition, shows here."""
+    return {name: xml for name, xml in libvirt_domains(URI).items() if name.startswith(PREFIX)}
+
+
 @pytest.fixture
 def clean():
     remove_domains(URI, PREFIX)
@@ -66,6 +73,8 @@ ATTACKS = {
                       {"allowed_boot_paths": ["/bin/sh"]}),
     "kernel-passwd": (guest("kernel", kernel="/etc/passwd"), "kernel", "/etc/passwd is outside the storage",
                       {"allowed_boot_paths": ["/etc/passwd"]}),
+    "vif-script-sh": (guest("script", vifs=[{"nettype": "nat", "script": "/bin/sh"}]), "vifs[0].script",
+                      "vif script '/bin/sh' is a path", {"allow_host_resources": True}),
     "image-elsewhere": (guest("elsewhere", disks=[{"path": "/root/lcfgt-hatch.img"}]), "disks[0].path",
                         "outside the storage directories", {"storage_dirs": ["/root"]}),
 }
@@ -75,7 +84,9 @@ ATTACKS = {
 @pytest.mark.parametrize("module", ["xen_domain", "xen_guests"])
 def test_attack_is_refused_and_nothing_changes(clean, attack, module):
     spec, parameter, words, _allow = ATTACKS[attack]
-    before = libvirt_domains(URI)
+    run_module("xen_domain", dict(guest("bystander"), uri=URI))  # an existing guest must stay as it is
+    before = our_domains()
+    assert list(before) == [f"{PREFIX}bystander"]
     for check in (True, False):
         if module == "xen_domain":
             result = run_module("xen_domain", dict(spec, uri=URI, state="running"), check=check)
@@ -87,7 +98,7 @@ def test_attack_is_refused_and_nothing_changes(clean, attack, module):
         assert result.get("failed") is True, result
         assert result["msg"].startswith(f"{named}: "), result["msg"]
         assert words in result["msg"]
-        assert libvirt_domains(URI) == before  # no guest defined, none changed (not even the valid one)
+        assert our_domains() == before  # no guest defined, none changed (not even the valid one)
 
 
 @pytest.mark.parametrize("attack", sorted(set(ATTACKS) - {"bootloader-sh"}))  # see the next test
@@ -118,7 +129,7 @@ def test_guest_side_extra_xml_is_defined_by_default_and_read_back(clean):
     ]})
     first = run_module("xen_domain", dict(spec, uri=URI))
     assert first["changed"] is True, first
-    root = etree.fromstring(libvirt_domains(URI)[spec["name"]].encode())
+    root = etree.fromstring(our_domains()[spec["name"]].encode())
     assert root.find("devices/serial[@type='pty']/target").get("port") == "1"
     assert root.find("devices/rng/backend").text == "/dev/urandom"
     assert root.find("devices/watchdog").get("action") == "reset"
@@ -130,16 +141,16 @@ def test_trusted_extra_xml_defines_a_file_serial(clean):
     spec = with_xml("serial", FILE_SERIAL)
     result = run_module("xen_domain", dict(spec, uri=URI, trusted_extra_xml=True))
     assert result["changed"] is True, result
-    root = etree.fromstring(libvirt_domains(URI)[spec["name"]].encode())
+    root = etree.fromstring(our_domains()[spec["name"]].encode())
     assert root.find("devices/serial[@type='file']/source").get("path") == f"{IMAGES}/{PREFIX}serial.log"
 
 
 def test_a_guest_item_cannot_grant_itself_the_options(clean):
-    before = libvirt_domains(URI)
+    before = our_domains()
     spec = dict(with_xml("self", QEMU_COMMANDLINE), trusted_extra_xml=True)
     result = run_module("xen_guests", {"uri": URI, "guests": [spec]})
     assert result["msg"].startswith("guests[0].trusted_extra_xml: unknown option"), result["msg"]
-    assert libvirt_domains(URI) == before
+    assert our_domains() == before
 
 
 ROLE_PLAY = """- hosts: localhost
@@ -157,15 +168,16 @@ ROLE_PLAY = """- hosts: localhost
 def test_guest_role_variable_is_the_only_way_in(clean, tmp_path, trusted):
     """The guest role passes its variables to xen_guests: a profile's file serial is refused
     (nothing defined) unless the play sets guest_trusted_extra_xml."""
+    run_module("xen_domain", dict(guest("bystander"), uri=URI))  # an existing guest must stay as it is
     from support import run_playbook  # noqa: PLC0415 - only this test runs a play
 
     play = tmp_path / "play.yml"
     play.write_text(ROLE_PLAY)
     spec = with_xml("role", FILE_SERIAL)
-    before = libvirt_domains(URI)
+    before = our_domains()
     proc = run_playbook(play, "-i", "localhost,", extra_vars={"guest_specs": [spec],
                                                                "guest_trusted_extra_xml": trusted})
-    after = libvirt_domains(URI)
+    after = our_domains()
     if not trusted:
         assert proc.returncode != 0
         assert "guests[0].extra.xml[1]: <serial type='file'>" in proc.stdout

@@ -187,6 +187,14 @@ def test_a_symlink_inside_a_storage_directory_cannot_lead_out(tmp_path):
     check_guest_access(guest, access)  # lexically inside: a remote host cannot be resolved here
 
 
+@pytest.mark.parametrize("script", ["/bin/sh", "/tmp/evil", "../../../bin/sh", "sub/vif-x"])
+def test_vif_scripts_with_a_path_need_the_play(script):
+    guest = {"vifs": [{"bridge": "xenbr0", "script": "vif-bridge"}, {"bridge": "xenbr0", "script": script}]}
+    error = refused(guest, prefix="guests[0].")
+    assert error.parameter == "guests[0].vifs[1].script" and "Xen's scripts directory" in error.message
+    check_guest_access(guest, EVERYTHING)
+
+
 # --------------------------------------------------------------------------- disks
 
 def test_block_devices_and_images_outside_the_storage_directories_need_the_play():
@@ -220,7 +228,7 @@ def test_options_are_validated_and_default_to_the_collection_list():
 
 @pytest.mark.parametrize("field, value", [
     ("extra", QEMU_COMMANDLINE), ("extra", SHADOW_DISK), ("bootloader", "/bin/sh"), ("kernel", "/etc/passwd"),
-    ("ramdisk", "/etc/shadow"),
+    ("ramdisk", "/etc/shadow"), ("script", "/tmp/evil"), ("bootloader_args", "--output=/etc/cron.d/x"),
 ])
 def test_profile_values_refused_for_the_inventory(field, value):
     with pytest.raises(ValueError):
@@ -229,6 +237,7 @@ def test_profile_values_refused_for_the_inventory(field, value):
 
 @pytest.mark.parametrize("field, value", [
     ("extra", PTY_SERIAL), ("extra", "on_crash=preserve"), ("bootloader", "pygrub"), ("kernel", f"{STORE}/vmlinuz"),
+    ("script", "vif-nat"), ("bootloader_args", "--entry=0"),
 ])
 def test_profile_values_allowed_for_the_inventory(field, value):
     profile_value_problem(field, value, (STORE,))

@@ -714,10 +714,11 @@ def test_seed_site_use_cases():
     ("bootloader_vm1", "/bin/sh", "/bin/sh"),
     ("kernel_vm1", "/etc/passwd", "/etc/passwd"),
     ("ramdisk_vm1", "/etc/shadow", "/etc/shadow"),
+    ("script_vm1_eth0", "/tmp/evil", "Xen's scripts directory"),
 ])
 def test_host_reaching_values_are_refused_at_their_line(resource, value, words):
     """Issue 9 §4: what the modules refuse by default, the inventory refuses with file:line."""
-    res = [("virtualmachines", "vm1"), ("type_vm1", "pv"), (resource, value)]
+    res = [("virtualmachines", "vm1"), ("vifs_vm1", "eth0"), (resource, value)]
     with pytest.raises(ModelErrors) as info:
         build_host(make(res))
     (error,) = info.value.errors
