@@ -212,8 +212,10 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
                              sort_keys=True).encode())
     # the code that builds the model: an upgraded collection never reads an old entry
     code_dir = os.path.dirname(os.path.abspath(_model.__file__))
+    # (_host_access and what it reads: the default rules for what a profile may reach on the host)
     for code in (os.path.join(code_dir, "_model.py"), os.path.join(code_dir, "_validate.py"),
-                 os.path.join(code_dir, "lcfg")):
+                 os.path.join(code_dir, "_host_access.py"), os.path.join(code_dir, "_domain_xml.py"),
+                 os.path.join(code_dir, "_disk.py"), os.path.join(code_dir, "lcfg")):
         for path in ([os.path.join(code, n) for n in sorted(os.listdir(code)) if n.endswith(".py")]
                      if os.path.isdir(code) else [code]):
             stat = os.stat(path)
