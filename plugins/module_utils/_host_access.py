@@ -326,6 +326,9 @@ def _check_element(element: Any, rule: _Rule, where: str, path: list[str]) -> No
     for key, value in element.attrib.items():
         if key.startswith("{"):
             _refuse(where, path, f"has the namespaced attribute {key!r}")
+        if value.strip().startswith("/"):
+            # no allowed attribute takes a path: one that does names a host file or device
+            _refuse(where, path, f"may not name the host path {key}={value!r}")
         if rule.subtree:
             continue
         if key not in rule.attrs:
@@ -334,6 +337,8 @@ def _check_element(element: Any, rule: _Rule, where: str, path: list[str]) -> No
         if allowed is not ANY and value not in allowed:
             _refuse(where, path, f"may not set {key}={value!r} (allowed: {', '.join(allowed)})")
     text = (element.text or "").strip()
+    if rule.subtree and text.startswith("/"):
+        _refuse(where, path, f"may not name the host path {text!r}")
     if text and not rule.subtree and rule.text is not ANY and text not in rule.text:
         _refuse(where, path, f"may not contain {text!r}" + (f" (allowed: {', '.join(v for v in rule.text if v)})"
                                                               if rule.text else ""))

@@ -77,6 +77,9 @@ def refused(guest, access=DEFAULT, prefix=""):
     ("<memoryBacking><source type='file'/></memoryBacking>", "<memoryBacking>"),
     ("<cpu mode='host-model'><x:y xmlns:x='urn:x'/></cpu>", "namespace"),
     ("<clock offset='utc' xmlns:x='urn:x' x:a='1'/>", "namespaced attribute"),
+    ("<sysinfo type='smbios'><oemStrings><entry file='/etc/shadow'/></oemStrings></sysinfo>", "host path"),
+    ("<clock offset='utc'><timer name='rtc'>/dev/rtc0</timer></clock>", "host path"),
+    ("<devices><controller type='usb'><x dir='/srv'/></controller></devices>", "host path"),
     ("<devices><channel type='unix'><source mode='bind' path='/etc/x'/>"
      "<target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>", "path="),
 ])
