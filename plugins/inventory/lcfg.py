@@ -116,8 +116,8 @@ notes:
     whose host name or guest name is not a valid inventory name, is reserved (C(all),
     C(ungrouped), C(xen_hypervisors), C(xen_guests)), or equals a group name of the site, is
     rejected with an error like any other profile error.
-  - http(s) sources are fetched with Ansible's C(open_url); redirects are followed only to
-    http(s) URLs.
+  - http(s) sources are fetched with Ansible's C(open_url); redirects (at most 10, all within
+    O(timeout)) are followed only to http(s) URLs, checked before connecting.
 """
 
 EXAMPLES = r"""
@@ -158,6 +158,8 @@ cache_connection: ~/.cache/lcfg-xen-inventory
 import hashlib
 import json
 import os
+import urllib.error
+import urllib.parse
 from typing import Any
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -166,7 +168,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _model
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
     Opener, is_url, load_profiles)
 
@@ -175,6 +177,7 @@ GUESTS = "xen_guests"
 CACHE_FORMAT = 2
 USER_AGENT = "lcfg.xen-inventory"
 MAX_TIMEOUT = 86400  # seconds; threading's wait() refuses an infinite one
+MAX_REDIRECTS = 10
 
 
 def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str | None,
@@ -184,11 +187,24 @@ def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str 
     all_headers.update(headers)
 
     def open_(url: str, timeout: float) -> Any:
-        # decompress=False: the size cap counts the bytes we keep (no gzip bomb)
-        return open_url(url, headers=all_headers, use_proxy=use_proxy, timeout=timeout,
-                        validate_certs=validate_certs, http_agent=USER_AGENT,
-                        follow_redirects="safe", client_cert=client_cert,
-                        client_key=client_key, ca_path=ca_path, decompress=False)
+        source = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                # decompress=False: the size cap counts the bytes we keep (no gzip bomb);
+                # redirects followed here, so their scheme is checked before connecting
+                return open_url(url, headers=all_headers, use_proxy=use_proxy, timeout=timeout,
+                                validate_certs=validate_certs, http_agent=USER_AGENT,
+                                follow_redirects="none", client_cert=client_cert,
+                                client_key=client_key, ca_path=ca_path, decompress=False)
+            except urllib.error.HTTPError as exc:
+                location = exc.headers.get("Location") if exc.headers is not None else None
+                if exc.code not in (301, 302, 303, 307, 308) or not location:
+                    raise
+                url = urllib.parse.urljoin(url, location)
+                if not is_url(url):
+                    raise LcfgError(f"HTTP {exc.code} redirect to a non-http(s) URL "
+                                    f"{excerpt(url)}: refused", file=source) from None
+        raise LcfgError(f"more than {MAX_REDIRECTS} redirects", file=source)
     return open_
 
 

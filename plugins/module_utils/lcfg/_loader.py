@@ -167,13 +167,14 @@ def _fetch_error(url: str, exc: BaseException) -> LcfgError:
     if isinstance(exc, LcfgError):
         return exc
     if isinstance(exc, urllib.error.HTTPError):
-        return LcfgError(f"HTTP error {exc.code}: {excerpt(exc.reason)}", file=url)
+        return LcfgError(f"HTTP error {exc.code}: {excerpt(exc.reason, 200, quote=False)}",
+                         file=url)
     reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     hint = ("; set validate_certs: false only for a trusted test server"
             if isinstance(reason, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
             else "")
     text = str(reason) or type(reason).__name__
-    return LcfgError(f"cannot fetch: {excerpt(text, 200)}{hint}", file=url)
+    return LcfgError(f"cannot fetch: {excerpt(text, 200, quote=False)}{hint}", file=url)
 
 
 def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,

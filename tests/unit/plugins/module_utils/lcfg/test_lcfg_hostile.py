@@ -317,3 +317,54 @@ def test_connection_refused_is_an_error_naming_the_url():
     url = f"http://127.0.0.1:{port}/x.xml"
     [r] = load_profiles([url], "/", timeout=2)
     assert r.profile is None and r.error.file == url and "cannot fetch" in r.error.problem
+
+
+def test_open_url_redirects_only_to_http_checked_before_connecting():
+    xml = b"<profile><lcfg><components><xen><a>ok</a></xen></components></lcfg></profile>"
+    asked = []
+
+    class Redirects(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.path)
+            if self.path == "/h/XML/profile.xml":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(xml)))
+                self.end_headers()
+                self.wfile.write(xml)
+                return
+            target = {"/file": "file:///etc/passwd", "/ftp": f"ftp://127.0.0.1:{ftp_port}/x",
+                      "/rel": "/h/XML/profile.xml", "/loop": "/loop"}[self.path]
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+    ftp = socket.socket()  # records whether the ftp:// target was contacted
+    ftp.bind(("127.0.0.1", 0))
+    ftp.listen(1)
+    ftp.setblocking(False)
+    ftp_port = ftp.getsockname()[1]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirects)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        opener = make_opener({}, True, None, None, None, False)
+        base = f"http://127.0.0.1:{port}"
+        got = {path: load_profiles([base + path], "/", timeout=5, opener=opener)[0]
+               for path in ("/file", "/ftp", "/rel", "/loop")}
+    finally:
+        server.shutdown()
+        server.server_close()
+    for path in ("/file", "/ftp"):
+        assert "redirect to a non-http(s) URL" in got[path].error.problem
+        assert got[path].error.file == base + path
+    assert got["/rel"].profile.value("xen", "a") == "ok"
+    assert "more than 10 redirects" in got["/loop"].error.problem
+    with pytest.raises(BlockingIOError):  # the ftp:// target was never contacted
+        ftp.accept()
+    ftp.close()
+    assert asked.count("/loop") == 11
