@@ -75,8 +75,8 @@ def test_real_inside(site):
 def test_missing_directories_only_inside(site):
     store, _outside = site
     fresh = store / "new" / "deeper"
-    assert missing_directories(str(fresh), [str(store)]) == [(str(store / "new"), DIR_MODE),
-                                                            (str(fresh), DIR_MODE)]
+    assert missing_directories(str(fresh), [str(store)]) == [
+        (str(store / "new"), DIR_MODE), (str(fresh), DIR_MODE)]
     (store / "file").write_text("x")
     with pytest.raises(Conflict, match="not a directory"):
         missing_directories(str(store / "file" / "sub"), [str(store)])
