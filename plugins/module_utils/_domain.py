@@ -646,9 +646,12 @@ def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
     }
 
 
-def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "") -> None:
+def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "", state: str = "present") -> None:
     """Refuse what ``spec`` would reach on the host beyond what the play allows (``access``;
-    None: the defaults, the guest itself only). Paths are resolved on the managed host."""
+    None: the defaults, the guest itself only). Paths are resolved on the managed host.
+    Removing a guest gives it nothing, so ``state: absent`` is not checked."""
+    if state == "absent":
+        return
     if access is None:
         access = host_access_from_params({})
     local = connection_caps(conn)["local"]
@@ -659,7 +662,7 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
     """validate_guest + plan_domain + apply_plan for one guest from module-style ``params``;
     ``access``: what the play lets the spec reach on the host (see ``check_access``)."""
     spec = validate_guest(params)
-    check_access(conn, spec, access)
+    check_access(conn, spec, access, state=params.get("state") or "present")
     plan = plan_domain(
         conn, spec, params.get("state") or "present",
         shutdown_timeout=params.get("shutdown_timeout") if params.get("shutdown_timeout") is not None else 120,
@@ -728,7 +731,7 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
                 if isinstance(vif, dict) and (vif.get("nettype") or "bridge") == "bridge" and not vif.get("bridge"):
                     vif["bridge"] = default_bridge
         spec = validate_guest(item, prefix=prefix)
-        check_access(conn, spec, access, prefix)
+        check_access(conn, spec, access, prefix, state=item["state"])
         if spec["name"] in seen:
             raise ValidationError(f"{prefix}name", f"guest {spec['name']} is also guests[{seen[spec['name']]}]")
         seen[spec["name"]] = index

@@ -264,8 +264,8 @@ GUEST_XML: dict = {
     "clock": _FREE,
     "cpu": _Rule(attrs={"mode": ("custom", "host-model", "host-passthrough", "maximum"), "match": ANY,
                         "check": ANY, "migratable": ANY},
-                 children={name: _FREE for name in ("model", "vendor", "topology", "feature", "cache", "numa",
-                                                   "maxphysaddr")}),
+                 children={name: _FREE for name in (
+                     "model", "vendor", "topology", "feature", "cache", "numa", "maxphysaddr")}),
     "on_poweroff": _Rule(text=_LIFECYCLE),
     "on_reboot": _Rule(text=_LIFECYCLE),
     "on_crash": _Rule(text=_LIFECYCLE),
@@ -340,8 +340,8 @@ def _check_element(element: Any, rule: _Rule, where: str, path: list[str]) -> No
     if rule.subtree and text.startswith("/"):
         _refuse(where, path, f"may not name the host path {text!r}")
     if text and not rule.subtree and rule.text is not ANY and text not in rule.text:
-        _refuse(where, path, f"may not contain {text!r}" + (f" (allowed: {', '.join(v for v in rule.text if v)})"
-                                                              if rule.text else ""))
+        allowed = f" (allowed: {', '.join(v for v in rule.text if v)})" if rule.text else ""
+        _refuse(where, path, f"may not contain {text!r}{allowed}")
     for child in element:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions carry nothing to libvirt

@@ -175,8 +175,8 @@ def test_guest_role_variable_is_the_only_way_in(clean, tmp_path, trusted):
     play.write_text(ROLE_PLAY)
     spec = with_xml("role", FILE_SERIAL)
     before = our_domains()
-    proc = run_playbook(play, "-i", "localhost,", extra_vars={"guest_specs": [spec],
-                                                               "guest_trusted_extra_xml": trusted})
+    proc = run_playbook(play, "-i", "localhost,",
+                        extra_vars={"guest_specs": [spec], "guest_trusted_extra_xml": trusted})
     after = our_domains()
     if not trusted:
         assert proc.returncode != 0
@@ -186,3 +186,13 @@ def test_guest_role_variable_is_the_only_way_in(clean, tmp_path, trusted):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         root = etree.fromstring(after[spec["name"]].encode())
         assert root.find("devices/serial[@type='file']/source").get("path") == f"{IMAGES}/{PREFIX}serial.log"
+
+
+def test_removing_a_guest_is_not_held_to_the_rules(clean):
+    """state: absent gives the guest nothing: a full spec from a profile (here with a block
+    device) removes the guest without any option."""
+    run_module("xen_domain", dict(guest("gone"), uri=URI))
+    spec = dict(guest("gone", disks=[{"path": "/etc/shadow", "type": "phy"}]), uri=URI, state="absent")
+    result = run_module("xen_domain", spec)
+    assert result.get("failed") is not True, result
+    assert result["actions"] == ["undefine"] and f"{PREFIX}gone" not in our_domains()
