@@ -53,23 +53,39 @@ def disk(store, name, **extra):
 
 # ---------------------------------------------------------------- directories
 
-def test_role_never_touches_a_directory_outside(site, tmp_path):
-    """The guest role used to create/chown/chmod a profile's disk directory before any check."""
-    store, victim = site
-    before = tree_snapshot(victim)
+def _guest_role_play(tmp_path, store, disk_path) -> Path:
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps([{
         "hosts": "localhost", "connection": "local", "gather_facts": False,
         "vars": {"ansible_python_interpreter": sys.executable},
         "roles": [{"role": "lcfg.xen.guest", "guest_uri": URI, "guest_storage_dirs": [str(store)],
                    "guest_specs": [{"name": DOMAIN, "memory": 64, "disks": [
-                       {"tag": "root", "type": "image", "size_gb": 1, "path": str(victim / "evil.img")}]}]}],
+                       {"tag": "root", "type": "image", "size_gb": 1, "path": str(disk_path)}]}]}],
     }]))
-    proc = run_playbook(playbook, "-i", "localhost,")
+    return playbook
+
+
+def test_role_never_touches_a_directory_outside(site, tmp_path):
+    """The guest role used to create/chown/chmod a profile's disk directory before any check."""
+    store, victim = site
+    before = tree_snapshot(victim)
+    proc = run_playbook(_guest_role_play(tmp_path, store, victim / "evil.img"), "-i", "localhost,")
     assert proc.returncode != 0
     assert "outside the storage directories" in proc.stdout
     assert tree_snapshot(victim) == before  # owner 4242, mode 0700, the key: all as they were
     assert oct(os.lstat(victim).st_mode & 0o7777) == "0o700" and os.lstat(victim).st_uid == 4242
+
+
+def test_role_check_mode_on_a_fresh_host_predicts(site, tmp_path):
+    """--check used to fail on every disk: "directory ... does not exist: create it first"."""
+    store, _victim = site
+    proc = run_playbook(_guest_role_play(tmp_path, store, store / "fresh" / "vm.qcow2"), "-i", "localhost,",
+                        "--check")
+    assert proc.returncode == 0, proc.stdout
+    assert f"changed: [localhost] => (item={DOMAIN} root: {store}/fresh/vm.qcow2)" in proc.stdout, proc.stdout
+    assert list(store.iterdir()) == [store / "link"]  # nothing created
+    assert DOMAIN not in subprocess.run(["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
+                                        text=True, check=True).stdout.split()
 
 
 def test_symlinked_directory_cannot_lead_out(site):
