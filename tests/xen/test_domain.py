@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from xenlab import GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
+from xenlab import GUEST_BOOT_ACCESS, GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
 
 pytestmark = pytest.mark.xen
 
@@ -24,7 +24,7 @@ BOOT_TIMEOUT = 600  # seconds of wall time for a guest's kernel to reach /init u
 def pv_guest(name: str, **extra) -> dict:
     params = {"uri": URI, "name": name, "type": "pv", "memory": 128, "maxmem": 256,
               "vcpus": 1, "maxvcpus": 2, "kernel": GUEST_KERNEL, "ramdisk": GUEST_RAMDISK,
-              "cmdline": GUEST_CMDLINE, "autostart": False, "state": "running"}
+              "cmdline": GUEST_CMDLINE, "autostart": False, "state": "running", **GUEST_BOOT_ACCESS}
     params.update(extra)
     return params
 

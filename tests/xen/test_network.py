@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from xenlab import GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
+from xenlab import GUEST_BOOT_ACCESS, GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
 
 pytestmark = pytest.mark.xen
 
@@ -32,7 +32,7 @@ def test_bridge_with_guest_vif(xen_lab, bridge_cleanup):
     guest = {"uri": URI, "name": GUEST, "type": "pv", "memory": 128, "vcpus": 1,
              "kernel": GUEST_KERNEL, "ramdisk": GUEST_RAMDISK, "cmdline": GUEST_CMDLINE,
              "vifs": [{"mac": MAC, "nettype": "bridge", "bridge": BRIDGE, "script": "vif-bridge"}],
-             "state": "running"}
+             "state": "running", **GUEST_BOOT_ACCESS}
     run = xen_lab.play([
         {"name": "bridge", "lcfg.xen.xen_bridge": bridge},
         {"name": "bridge again", "lcfg.xen.xen_bridge": bridge},
