@@ -24,6 +24,7 @@ through a profile value: ``HOST_ACCESS_ARGSPEC``, read by ``host_access_from_par
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -410,6 +411,30 @@ def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
         check_extra_element(element, where)
 
 
+def _extra_fragments(text: str) -> list:
+    """The XML fragments of an ``extra_$`` text in any of its forms (XML fragments, or a JSON
+    object with ``xml``; see _domain_xml.parse_extra_text). Text that does not parse is the
+    schema's to report, not a host access."""
+    stripped = text.strip()
+    if stripped.startswith("<"):
+        try:
+            wrapper = etree.fromstring(f"<extra>{stripped}</extra>".encode(), etree.XMLParser(resolve_entities=False))
+        except etree.XMLSyntaxError:
+            return [stripped]  # safe_fragment names the problem
+        return [etree.tostring(child, encoding="unicode", with_tail=False) for child in wrapper
+                if isinstance(child.tag, str)]
+    if stripped.startswith("{"):
+        try:
+            value = json.loads(stripped)
+        except ValueError:
+            return []
+        fragments = value.get("xml") if isinstance(value, dict) else None
+        if isinstance(fragments, str):
+            return [fragments]
+        return [f for f in fragments if isinstance(f, str)] if isinstance(fragments, list) else []
+    return []
+
+
 def profile_value_problem(field_name: str, value: Any, storage_dirs: list | tuple | None = None) -> None:
     """The default rules for one guest field as a profile gives it (inventory): raises
     ValueError with the problem. ``extra`` is the text of ``extra_$``, ``bootloader_args``
@@ -424,12 +449,12 @@ def profile_value_problem(field_name: str, value: Any, storage_dirs: list | tupl
             check_bootloader_args(str(value), "cmdline", access)
         elif field_name in ("kernel", "ramdisk"):
             check_boot_file(str(value), field_name, access)
-        elif field_name == "extra" and etree is not None and str(value).strip().startswith("<"):
-            # only the XML form reaches libvirt's XML; knobs are checked by the schema
-            from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import parse_extra_text
-
-            for index, text in enumerate(parse_extra_text(str(value)).get("xml") or []):
-                element = safe_fragment(text)
+        elif field_name == "extra" and etree is not None:
+            for index, text in enumerate(_extra_fragments(str(value))):
+                try:
+                    element = safe_fragment(text)
+                except ValueError as exc:
+                    raise ValidationError(f"extra.xml[{index}]", str(exc)) from None
                 check_extra_element(element, f"extra.xml[{index}]")
     except ValidationError as exc:
         raise ValueError(exc.message) from None

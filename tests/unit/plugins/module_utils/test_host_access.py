@@ -232,6 +232,8 @@ def test_options_are_validated_and_default_to_the_collection_list():
 @pytest.mark.parametrize("field, value", [
     ("extra", QEMU_COMMANDLINE), ("extra", SHADOW_DISK), ("bootloader", "/bin/sh"), ("kernel", "/etc/passwd"),
     ("ramdisk", "/etc/shadow"), ("script", "/tmp/evil"), ("bootloader_args", "--output=/etc/cron.d/x"),
+    ("extra", '{"xml": ["<devices><hostdev mode=\'subsystem\' type=\'pci\'/></devices>"]}'),
+    ("extra", '{"xml": "<!DOCTYPE d [<!ENTITY e SYSTEM \'file:///etc/shadow\'>]><description>&e;</description>"}'),
 ])
 def test_profile_values_refused_for_the_inventory(field, value):
     with pytest.raises(ValueError):
@@ -240,7 +242,8 @@ def test_profile_values_refused_for_the_inventory(field, value):
 
 @pytest.mark.parametrize("field, value", [
     ("extra", PTY_SERIAL), ("extra", "on_crash=preserve"), ("bootloader", "pygrub"), ("kernel", f"{STORE}/vmlinuz"),
-    ("script", "vif-nat"), ("bootloader_args", "--entry=0"),
+    ("script", "vif-nat"), ("bootloader_args", "--entry=0"), ("extra", "{{ lookup('pipe', 'id') }}"),
+    ("extra", '{"on_crash": "preserve", "xml": ["<features><acpi/></features>"]}'), ("extra", "{not json"),
 ])
 def test_profile_values_allowed_for_the_inventory(field, value):
     profile_value_problem(field, value, (STORE,))
