@@ -17,9 +17,10 @@ through a profile value: ``HOST_ACCESS_ARGSPEC``, read by ``host_access_from_par
   naming the parameter (``guests[2].extra.xml[0]``) and the element or path refused.
 - ``check_extra_element(element, where)``: one parsed ``extra.xml`` fragment against the
   allow-list.
-- ``check_bootloader``, ``check_boot_file``, ``check_bootloader_args``: the boot fields.
-- ``profile_value_problem(field, value)``: the same default rules for the inventory (the
-  model reports the problem at the resource's file:line).
+- ``check_bootloader``, ``check_boot_file``, ``check_bootloader_args``, ``check_vif_script``:
+  the fields whose values the host runs or reads.
+- ``profile_value_problem(field, value, storage_dirs=None)``: the same default rules for the
+  inventory (the model reports the problem at the resource's file:line).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ etree, LXML_IMPORT_ERROR = optional_import("lxml.etree")
 
 __all__ = [
     "HOST_ACCESS_ARGSPEC",
-    "HOST_ACCESS_OPTIONS",
     "KNOWN_BOOTLOADERS",
     "RNG_SOURCES",
     "HostAccess",
@@ -64,9 +64,6 @@ _KNOWN_BOOT_KERNEL_RE = re.compile(r"^/usr/lib/grub-xen/grub-(i386|x86_64)-xen(_
 #: own disk. Others (--output, --output-directory, positional files) reach host files.
 _BOOTLOADER_ARG_RE = re.compile(r"^(--(entry|kernel|ramdisk|args)=\S*|-q|--quiet)$")
 RNG_SOURCES = ("/dev/urandom", "/dev/random")
-
-HOST_ACCESS_OPTIONS = ("storage_dirs", "allow_host_resources", "trusted_extra_xml", "allowed_boot_paths",
-                       "allowed_block_devices")
 
 HOST_ACCESS_ARGSPEC: dict = {
     "storage_dirs": {"type": "list", "elements": "path"},
