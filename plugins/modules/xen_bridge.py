@@ -64,7 +64,8 @@ options:
   netdev:
     description:
       - O(mode=bridge) - the interface enslaved to the bridge (C(bridgenetdev_$), e.g. C(eth0)).
-        If it carries addresses, the module refuses unless O(migrate_address=true).
+        If it carries addresses, the module refuses unless O(migrate_address=true) (the
+        C(lcfg.xen.network) role's C(network_migrate_address)).
         A netdev that does not exist fails, unless O(create_netdev) says to create a stand-in.
         Other ports of the bridge (guests' vifs and taps) are left alone.
       - O(mode=nat) or O(mode=route) - the uplink traffic is forwarded through (libvirt's
@@ -110,6 +111,7 @@ options:
     description:
       - DHCP reservations (nat/route only), usually the guests' vifs with an C(ip_$) resource.
       - The complete list - reservations not listed are removed. Unset keeps the current ones.
+      - A reservation of the network's own O(address) (the guests' gateway) is refused, naming the item.
       - Changed live with libvirt's network update (dnsmasq is reloaded, not restarted).
     type: list
     elements: dict
@@ -269,12 +271,11 @@ networks:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import check_items, with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml
 from ansible_collections.lcfg.xen.plugins.module_utils._network import (
     normalise_request,
     normalise_requests,
