@@ -257,3 +257,24 @@ def test_uplink_with_the_hosts_address_needs_the_play_to_opt_in(tmp_path, uplink
 
     again = run_playbook(_role_play(tmp_path, network_netdevs={"eth0": uplink}, network_migrate_address=True))
     assert again.returncode == 0 and _recap(again.stdout)["localhost"]["changed"] == 0
+
+
+def test_profiles_sharing_a_nat_network_must_agree_on_its_address(tmp_path):
+    """Two hypervisor profiles of one machine, one NAT network, two gateways: refused before
+    anything is changed (the network would flip between the two on every run)."""
+    def hypervisor(address: str) -> dict:
+        return {"ansible_connection": "local", "xen_host": {
+            "bridge_network": False, "nat_network": True, "route_network": False, "custom_bridge": None,
+            "bridges": [], "nat_network_name": "lcfgss-nat2", "nat_subnet": "10.80.0.0/24",
+            "nat_address": address, "nat_dhcp_hosts": [], "guests": [], "groups": {}}}
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(json.dumps({"xen_hypervisors": {"hosts": {
+        "lcfgss-hv1": hypervisor("10.80.0.254/24"), "lcfgss-hv2": hypervisor("10.80.0.253/24")}}}))
+    play = tmp_path / "play.yml"
+    play.write_text(json.dumps([{"hosts": "xen_hypervisors", "gather_facts": False,
+                                 "roles": [{"role": "lcfg.xen.network", "network_uri": URI}]}]))
+    result = run_playbook(play, "--check", inventory=inventory)
+    assert result.returncode != 0
+    assert "set the same xen.natgateway in every profile that shares it" in result.stdout
+    assert "10.80.0.253/24" in result.stdout
+    assert sh("virsh", "-c", URI, "net-info", "lcfgss-nat2", check=False).returncode != 0
