@@ -388,7 +388,7 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
 
     def claim(bridge: str, res: Resource | None, res_name: str) -> str:
         device = bridge_device_name(bridge)
-        for taken in {bridge, device}:
+        for taken in dict.fromkeys((bridge, device)):  # the name, and the device if it differs
             other = devices.get(taken)
             if other is not None and other[0] != bridge:
                 b.error(res, res_name,
