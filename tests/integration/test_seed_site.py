@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, inventory_list, run_playbook
+from support import ROOT, ansible_env, inventory_list, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -278,3 +278,18 @@ def test_profiles_sharing_a_nat_network_must_agree_on_its_address(tmp_path):
     assert "set the same xen.natgateway in every profile that shares it" in result.stdout
     assert "10.80.0.253/24" in result.stdout
     assert sh("virsh", "-c", URI, "net-info", "lcfgss-nat2", check=False).returncode != 0
+
+
+def test_node1_uuid_as_printed_on_the_slide_is_refused_naming_file_and_line(tmp_path):
+    profile = ROOT / "tests" / "fixtures" / "seed" / "cluster-uuid-as-printed"
+    line = next(n for n, text in enumerate(profile.read_text().splitlines(), 1)
+                if text.startswith("!xen.uuid_node1"))
+    config = tmp_path / "uuid.lcfg.yml"
+    config.write_text(json.dumps({"plugin": "lcfg.xen.lcfg", "sources": [str(profile)], "strict": True,
+                                  "include_path": [str(ROOT / "tests" / "fixtures" / "profiles" / "include")]}))
+    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+                          capture_output=True, text=True, timeout=300, check=False, cwd=str(ROOT),
+                          env=ansible_env())
+    assert f"{profile}:{line}: xen.uuid_node1: invalid UUID" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+    assert "node1" not in json.loads(proc.stdout or "{}").get("_meta", {}).get("hostvars", {})

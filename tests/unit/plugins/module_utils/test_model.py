@@ -665,7 +665,7 @@ def _seed(name: str):
 
 
 def test_seed_uuid_as_printed_on_the_slide_is_an_error_naming_file_and_line():
-    path = PROFILES / "variants" / "seed-cluster-uuid-as-printed"
+    path = PROFILES.parent / "seed" / "cluster-uuid-as-printed"
     from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
     with pytest.raises(ModelErrors) as info:
         build_host(read_source_profile(str(path), include_path=[INCLUDE]))
