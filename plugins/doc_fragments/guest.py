@@ -13,7 +13,8 @@ options:
   name:
     description:
       - Name of the guest (libvirt domain).
-      - Letters, digits, V(_), V(.) and V(-), starting with a letter or digit, at most 64 characters.
+      - Letters, digits, V(_), V(.) and V(-), starting with a letter or digit (also after each
+        V(.), so that the name is a valid host name), at most 64 characters.
     type: str
     required: true
   uuid:
@@ -43,22 +44,25 @@ options:
       - Memory in MiB the guest runs with (libvirt C(currentMemory)).
       - On a running guest a new value up to O(maxmem) is applied live (balloon) and saved.
       - Default for a new guest O(maxmem), or 512 when neither is set.
+      - From 16 to 16777216 (16 TiB).
     type: int
   maxmem:
     description:
       - Maximum memory in MiB (libvirt C(memory)); the ceiling for live memory changes.
       - A change on a running guest applies at the next restart (RV(pending_restart)).
-      - Default for a new guest O(memory).
+      - Default for a new guest O(memory). From 16 to 16777216 (16 TiB).
     type: int
   vcpus:
     description:
       - Number of virtual CPUs online.
       - On a running guest a new value up to O(maxvcpus) is applied live (hotplug) and saved.
+      - From 1 to 4096.
     type: int
   maxvcpus:
     description:
       - Maximum number of virtual CPUs; the ceiling for live vcpu changes.
       - Default for a new guest O(vcpus). A change on a running guest applies at the next restart.
+      - From 1 to 4096.
     type: int
   cpus:
     description:
@@ -77,6 +81,7 @@ options:
         CD-ROM and floppy devices are not touched.
       - This module does not create images; use M(lcfg.xen.xen_disk) for that.
       - A change on a running guest applies at the next restart.
+      - At most 702 disks (target devices run from C(xvda) to C(xvdzz)).
     type: list
     elements: dict
     suboptions:

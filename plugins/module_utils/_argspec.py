@@ -17,6 +17,7 @@ from __future__ import annotations
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._module import misshapen
 
 __all__ = ["CONNECTION_ARGSPEC", "with_connection", "check_items"]
 
@@ -38,7 +39,13 @@ def check_items(items: list, spec: dict, option: str) -> list:
     checked = []
     for index, item in enumerate(items):
         where = f"{option}[{index}]"
-        result = validator.validate(item)
+        wrong = list(misshapen(item, spec, f"{where}.")) if isinstance(item, dict) else [where]
+        if wrong:
+            raise ValidationError(wrong[0], "must be a dict")
+        try:
+            result = validator.validate(item)
+        except (TypeError, ValueError, OverflowError, UnicodeError) as exc:  # ansible-core's own
+            raise ValidationError(where, f"a value the module cannot take ({exc})") from None
         unknown = sorted(result.unsupported_parameters)
         if unknown:
             raise ValidationError(f"{where}.{unknown[0]}",

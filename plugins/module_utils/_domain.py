@@ -58,6 +58,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import HAS_LX
 from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, real_inside, recorded_format
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import check_text
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
     HostAccess,
     check_guest_access,
@@ -684,6 +685,10 @@ def _live_values(dom, *, name: str) -> dict:
 def domain_info(conn, name: str | None = None) -> list[dict]:
     """Every guest (or the one called ``name``), defined or running, sorted by name."""
     if name is not None:
+        try:
+            check_text(name)  # libvirt cannot take a NUL; no name holds a control character
+        except ValueError as exc:
+            raise ValidationError("name", str(exc)) from None
         dom = _lookup(conn, name=name)
         doms = {name: dom} if dom is not None else {}
     else:

@@ -34,13 +34,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-import json
 import re
 import uuid as uuidlib
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import (
+    BRIDGE_RE,
+    DEVICE_RE,
+    MAX_DISKS,
+    NETWORK_RE,
+    check_guest,
+    extra_knobs,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import safe_fragment
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import (
     canonical_guest_type,
@@ -93,9 +100,9 @@ DEFAULT_MEMORY = 512
 _LIFECYCLE_DEFAULTS = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "destroy"}
 _UUID_NAMESPACE = uuidlib.UUID("6a1c5b1e-3f0a-5d7e-9c41-0b1f2e3d4c5b")
 _MAC_PREFIX = {"xen": "00:16:3e", "qemu": "52:54:00", "kvm": "52:54:00", "test": "52:54:00"}
-_DEVICE_RE = re.compile(r"^(xvd|vd|sd|hd)([a-z]{1,2})$")
-_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_DEVICE_RE = DEVICE_RE
+_BRIDGE_RE = BRIDGE_RE
+_NETWORK_RE = NETWORK_RE
 _BUS_OF_PREFIX = {"xvd": "xen", "vd": "virtio", "sd": "sata", "hd": "ide"}
 
 
@@ -211,21 +218,11 @@ def parse_extra_text(text: str, where: str = "extra") -> dict:
             _fail(f"{where}", f"not well-formed XML: {exc}")
         return {"xml": [etree.tostring(child, encoding="unicode", with_tail=False)
                         for child in wrapper if isinstance(child.tag, str)]}
-    if stripped.startswith("{"):
-        try:
-            value = json.loads(stripped)
-        except ValueError as exc:
-            _fail(f"{where}", f"not a valid JSON object: {exc}")
-        if not isinstance(value, dict):
-            _fail(f"{where}", "a JSON value must be an object")
-        return value
-    out: dict = {}
-    for item in re.split(r"[,\s]+", stripped):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"{where}", f"cannot read {item!r}: write key=value pairs, a JSON object or XML")
-        out[key.strip()] = value.strip()
-    return out
+    try:
+        knobs = extra_knobs(stripped)
+    except ValueError as exc:
+        raise ValidationError(where, str(exc)) from None
+    return knobs
 
 
 def _validate_extra(extra: Any, where: str) -> dict:
@@ -251,6 +248,8 @@ def _validate_extra(extra: Any, where: str) -> dict:
     if fragments is not None:
         if isinstance(fragments, str):
             fragments = [fragments]
+        if not isinstance(fragments, list) or not all(isinstance(text, str) for text in fragments):
+            _fail(f"{where}.xml", "must be a list of XML fragments (strings)")
         cleaned = []
         for index, text in enumerate(fragments):
             try:
@@ -274,6 +273,7 @@ def validate_spec(params: dict, prefix: str = "") -> dict:
     def p(name: str) -> str:
         return f"{prefix}{name}"
 
+    check_guest(params, prefix)  # types, bounds, control characters, list sizes (the schema)
     spec: dict = {field: params.get(field) for field in SPEC_FIELDS}
     try:
         spec["name"] = valid_guest_name(spec["name"])
@@ -490,6 +490,9 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
         if not disk["device"]:
             while dev_prefix + _letters(letter) in used:
                 letter += 1
+            if letter >= MAX_DISKS:
+                _fail(f"{prefix}disks", f"no free {dev_prefix}* device name is left for disk {disk['path']}; "
+                      "name the devices, or use fewer disks")
             disk["device"] = dev_prefix + _letters(letter)
             used.add(disk["device"])
     out["disks"] = disks

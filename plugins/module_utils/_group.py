@@ -24,7 +24,6 @@ restarted, started or stopped. Every member is validated and planned before any 
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain
@@ -33,6 +32,15 @@ from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import (
     canonical_cpuset,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import (
+    BRIDGE_RE,
+    GROUP_KEYS,
+    GUEST,
+    NETWORK_RE,
+    SCRIPT_RE,
+    VIF_GROUP_KEYS,
+    scalar_problem as _scalar_problem,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import (
     parse_int,
     valid_guest_name,
@@ -52,17 +60,16 @@ __all__ = [
 ]
 
 #: guest-level fields a group sets
-GROUP_FIELDS = ("memory", "maxmem", "vcpus", "maxvcpus", "cpus")
+GROUP_FIELDS = GROUP_KEYS
 #: per-vif fields a group sets
-VIF_GROUP_FIELDS = ("nettype", "bridge", "network", "script")
+VIF_GROUP_FIELDS = VIF_GROUP_KEYS
 #: fields reported per member (before/after/diff)
 REPORT_FIELDS = GROUP_FIELDS + ("vifs",)
 
 _NETTYPES = ("bridge", "nat", "route")
-_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
-_SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
-_MINIMUM = {"memory": 16, "maxmem": 16, "vcpus": 1, "maxvcpus": 1}
+_BRIDGE_RE = BRIDGE_RE
+_NETWORK_RE = NETWORK_RE
+_SCRIPT_RE = SCRIPT_RE
 #: guest spec keys a member dict may carry (an inventory xen_domain) that a group does not set
 _IGNORED_MEMBER_KEYS = frozenset((
     "uuid", "type", "autostart", "disks", "template", "profile_url", "partition", "groups",
@@ -84,7 +91,10 @@ def _values(source: dict, prefix: str) -> dict[str, Any]:
             out[key] = None
             continue
         try:
-            out[key] = parse_int(value, minimum=_MINIMUM[key], what=key)
+            problem = _scalar_problem(value, GUEST[key])  # the schema's type and bounds
+            if problem:
+                raise ValueError(problem)
+            out[key] = parse_int(value, minimum=GUEST[key].minimum, what=key)
         except ValueError as exc:
             _fail(f"{prefix}{key}", str(exc))
     cpus = source.get("cpus")

@@ -4,7 +4,8 @@
 #
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
-"""The guest options, declared once (documented by the ``lcfg.xen.guest`` doc fragment).
+"""The guest options as argument specs, derived from the guest schema (``_schema``) and
+documented by the ``lcfg.xen.guest`` doc fragment.
 
 ``GUEST_ARGSPEC``: the options of one guest, as top-level module options (xen_domain).
 ``OPERATION_ARGSPEC``: what to do with it (state, shutdown_timeout, force_stop, remove_disks).
@@ -19,6 +20,16 @@ rejects unknown keys, naming them, and returns the item with the defaults of
 from __future__ import annotations
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import (
+    DISK,
+    EXTRA,
+    GUEST,
+    HOSTVAR_ONLY_KEYS,
+    OPERATION,
+    VIF,
+    argspec,
+    check_guest,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import parse_bool, parse_int
 
 __all__ = [
@@ -29,64 +40,12 @@ __all__ = [
     "check_guest_item",
 ]
 
-_DISK_OPTIONS = {
-    "path": {"type": "str", "required": True},
-    "tag": {"type": "str"},
-    "name": {"type": "str"},
-    "type": {"type": "str", "choices": ["image", "phy"], "default": "image"},
-    "format": {"type": "str", "choices": ["raw", "qcow2"]},
-    "device": {"type": "str"},
-    "size_gb": {"type": "float"},
-}
+_DISK_OPTIONS = argspec(DISK)
+_VIF_OPTIONS = argspec(VIF)
+_EXTRA_OPTIONS = argspec(EXTRA)
 
-_VIF_OPTIONS = {
-    "mac": {"type": "str"},
-    "tag": {"type": "str"},
-    "ip": {"type": "str"},
-    "nettype": {"type": "str", "choices": ["bridge", "nat", "route"], "default": "bridge"},
-    "bridge": {"type": "str"},
-    "network": {"type": "str"},
-    "script": {"type": "str"},
-    "model": {"type": "str"},
-}
-
-_LIFECYCLE = ["destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart"]
-
-_EXTRA_OPTIONS = {
-    "on_poweroff": {"type": "str", "choices": _LIFECYCLE},
-    "on_reboot": {"type": "str", "choices": _LIFECYCLE},
-    "on_crash": {"type": "str", "choices": _LIFECYCLE},
-    "domain_type": {"type": "str", "choices": ["kvm", "qemu", "xen", "test"]},
-    "xml": {"type": "list", "elements": "str"},
-}
-
-GUEST_ARGSPEC: dict = {
-    "name": {"type": "str", "required": True},
-    "uuid": {"type": "str"},
-    "type": {"type": "str", "choices": ["pv", "hvm", "pvh", "paravm", "para"]},
-    "memory": {"type": "int"},
-    "maxmem": {"type": "int"},
-    "vcpus": {"type": "int"},
-    "maxvcpus": {"type": "int"},
-    "cpus": {"type": "str"},
-    "autostart": {"type": "bool"},
-    "disks": {"type": "list", "elements": "dict", "options": _DISK_OPTIONS},
-    "vifs": {"type": "list", "elements": "dict", "options": _VIF_OPTIONS},
-    "kernel": {"type": "str"},
-    "ramdisk": {"type": "str"},
-    "cmdline": {"type": "str"},
-    "bootloader": {"type": "str"},
-    "extra": {"type": "dict", "options": _EXTRA_OPTIONS},
-}
-
-OPERATION_ARGSPEC: dict = {
-    "state": {"type": "str", "choices": ["present", "running", "stopped", "absent"], "default": "present"},
-    "shutdown_timeout": {"type": "int", "default": 120},
-    "force_stop": {"type": "bool", "default": False},
-    "remove_disks": {"type": "bool", "default": False},
-}
-
-HOSTVAR_ONLY_KEYS = ("template", "profile_url", "partition", "groups")
+GUEST_ARGSPEC: dict = argspec(GUEST)
+OPERATION_ARGSPEC: dict = argspec(OPERATION)
 
 
 def guest_module_argspec() -> dict:
@@ -116,6 +75,7 @@ def check_guest_item(item: object, prefix: str) -> dict:
     data = dict(_check_keys(item, guest_module_argspec(), where, HOSTVAR_ONLY_KEYS))
     for key in HOSTVAR_ONLY_KEYS:
         data.pop(key, None)
+    check_guest(data, prefix)  # types and sizes first: the loops below walk the lists
     for key, option in OPERATION_ARGSPEC.items():
         if data.get(key) is None:
             data[key] = option["default"]

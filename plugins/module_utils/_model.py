@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from .lcfg._errors import LcfgError, excerpt
 from .lcfg._profile import Profile, Resource
+from ._schema import GUEST, guest_problems, network_name, vif_script
 from ._host_access import profile_value_problem
 from ._validate import (
     canonical_guest_type,
@@ -92,9 +93,7 @@ _TAGGED_RE = re.compile(
     r"groupvcpus|groupmaxvcpus|groupcpus|groupbridge|groupnettype|groupscript|bridgenetdev|"
     r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
-_NETNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+$")
-_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*[gG]?[bB]?\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*[gG]?[bB]?\s*$")
 #: Linux interface names: at most IFNAMSIZ - 1 characters, no '/', ':' or whitespace
 IFNAME_MAX = 15
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
@@ -245,6 +244,20 @@ def _int_min(minimum: int, what: str) -> Callable[[str], int]:
     return lambda text: parse_int(text, minimum=minimum, what=what)
 
 
+def _bounded(key: str, what: str) -> Callable[[str], int]:
+    """An integer held to the guest schema's bounds for ``key`` (what the modules accept)."""
+    field = GUEST[key]
+
+    def parse(text: str) -> int:
+        if len(text.strip()) > 20:
+            raise ValueError(f"{what} must be at most {field.maximum}, got a {len(text.strip())}-digit number")
+        number = parse_int(text, minimum=field.minimum, what=what)
+        if number > field.maximum:
+            raise ValueError(f"{what} must be at most {field.maximum}, got {number}")
+        return number
+    return parse
+
+
 def _size_gb(text: str) -> int:
     match = _SIZE_RE.match(text)
     if not match:
@@ -289,17 +302,13 @@ def _ifname(text: str) -> str:
 
 
 def _netname(text: str) -> str:
-    if not _NETNAME_RE.match(text):
-        raise ValueError(f"invalid libvirt network name {text!r}: use letters, digits, "
-                         "'_', '.', '-', starting with a letter or digit")
-    return text
+    return network_name(text)
 
 
 def _script(text: str) -> str:
-    if not _SCRIPT_RE.match(text) or ".." in text.split("/"):
-        raise ValueError(f"invalid vif script {text!r}: a script name or absolute path")
-    profile_value_problem("script", text)  # it runs in dom0: a name from Xen's scripts directory
-    return text
+    script = vif_script(text)
+    profile_value_problem("script", script)  # it runs in dom0: a name from Xen's scripts directory
+    return script
 
 
 def _ip(text: str) -> str:
@@ -340,10 +349,10 @@ def _guest_side(field_name: str, host: dict[str, Any]) -> Callable[[str], str]:
 
 
 _GROUP_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "memory": ("groupmemory", _int_min(1, "memory (MiB)")),
-    "maxmem": ("groupmaxmem", _int_min(1, "maxmem (MiB)")),
-    "vcpus": ("groupvcpus", _int_min(1, "vcpus")),
-    "maxvcpus": ("groupmaxvcpus", _int_min(1, "maxvcpus")),
+    "memory": ("groupmemory", _bounded("memory", "memory (MiB)")),
+    "maxmem": ("groupmaxmem", _bounded("maxmem", "maxmem (MiB)")),
+    "vcpus": ("groupvcpus", _bounded("vcpus", "vcpus")),
+    "maxvcpus": ("groupmaxvcpus", _bounded("maxvcpus", "maxvcpus")),
     "cpus": ("groupcpus", parse_cpuset),
     "bridge": ("groupbridge", _ifname),
     "nettype": ("groupnettype", _choice(NETTYPES, "network type")),
@@ -550,7 +559,7 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     autostart = b.value(f"boot_{tag}", parse_bool)
     template = b.value(f"template_{tag}", _abs_path)
     profile_url = b.value(f"profileurl_{tag}", _url)
-    partition = b.value(f"partition_{tag}", _int_min(1, "partition"))
+    partition = b.value(f"partition_{tag}", _bounded("partition", "partition"))
     kernel = b.value(f"kernel_{tag}", _guest_side("kernel", host))
     ramdisk = b.value(f"ramdisk_{tag}", _guest_side("ramdisk", host))
     bootloader = b.value(f"bootloader_{tag}", _guest_side("bootloader", host))
@@ -716,6 +725,44 @@ def _host_addresses(b: _Builder, host: dict[str, Any], guests: dict[str, dict[st
         host["route_address"] = f"{host['route_gateway']}/{prefix}"
 
 
+_RESOURCE_OF = {"autostart": "boot", "profile_url": "profileurl"}
+_DISK_RESOURCE_OF = {"path": "diskpath", "name": "diskname", "type": "disktype", "size_gb": "disksize",
+                     "format": "diskformat"}
+
+
+def _resource_of(b: _Builder, tag: str, guest: dict[str, Any], parameter: str) -> str:
+    """The resource that set ``parameter`` (``memory``, ``vifs[0].bridge``) of guest ``tag``:
+    its own, else a group's, else the list that declares the disk, vif or guest."""
+    item = re.match(r"^(disks|vifs)\[(\d+)\]\.(\w+)", parameter)
+    if item:
+        kind, key = item.group(1), item.group(3)
+        item_tag = guest[kind][int(item.group(2))].get("tag")
+        res = _DISK_RESOURCE_OF.get(key, key) if kind == "disks" else key
+        names = [f"{res}_{tag}_{item_tag}", f"{res}_{tag}"]
+        if kind == "disks" and key == "path":
+            names += [f"diskname_{tag}_{item_tag}", f"diskname_{tag}"]
+        names += [f"group{key}_{group}" for group in guest["groups"]] + [f"{kind}_{tag}"]
+    else:
+        key = re.split(r"[.\[]", parameter)[0]
+        names = [f"{_RESOURCE_OF.get(key, key)}_{tag}"] + [f"group{key}_{group}" for group in guest["groups"]]
+    for name in names:
+        res = b.res.get(name)
+        if res is not None and res.value is not None and str(res.value).strip():
+            return name
+    return "virtualmachines"
+
+
+def _meets_schema(b: _Builder, tag: str, guest: dict[str, Any]) -> bool:
+    """Hold the built guest to the schema the modules apply: what a module would refuse
+    (a 16-character bridge, a control character, memory out of range) is an error here,
+    at the resource that set it."""
+    problems = guest_problems(guest)
+    for parameter, problem in problems:
+        name = _resource_of(b, tag, guest, parameter)
+        b.error(b.get(name), name, f"{parameter}: {problem}")
+    return not problems
+
+
 def build_host(profile: Profile) -> HostModel:
     """Build the model of one profile; raise :class:`ModelErrors` listing every problem."""
     components = str(profile.value("profile", "components", "") or "").split()
@@ -735,7 +782,7 @@ def build_host(profile: Profile) -> HostModel:
     for tag in guest_tags:
         member_of = [g.name for g in groups if tag in g.members]
         guest = _guest(b, resolver, tag, member_of, host, vm_res)
-        if guest is None:
+        if guest is None or not _meets_schema(b, tag, guest):
             continue
         name = guest["name"]
         origin_key = f"name_{tag}" if b.get(f"name_{tag}") is not None else "virtualmachines"

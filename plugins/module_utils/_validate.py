@@ -33,7 +33,9 @@ __all__ = [
 GUEST_TYPES = ("pv", "hvm", "pvh")
 TYPE_ALIASES = {"pv": "pv", "paravm": "pv", "para": "pv", "hvm": "hvm", "pvh": "pvh"}
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: dot-separated labels, each starting with a letter or digit: a guest name is also a valid
+#: host name for the clone's LCFG files (xen_disk ``hostname``)
+_NAME_RE = re.compile(r"^(?=.{1,64}\Z)[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _INT_RE = re.compile(r"^-?(0|[1-9][0-9]*)$")
@@ -48,7 +50,7 @@ def valid_guest_name(value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise ValueError(
             f"invalid guest name {value!r}: use letters, digits, '_', '.', '-', "
-            "starting with a letter or digit, at most 64 characters"
+            "starting with a letter or digit (also after each '.'), at most 64 characters"
         )
     return value
 

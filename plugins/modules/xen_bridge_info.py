@@ -124,13 +124,12 @@ networks:
       type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._iproute import list_bridges
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml
 from ansible_collections.lcfg.xen.plugins.module_utils._network import list_networks
 
 

@@ -288,7 +288,6 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     CLONE_MODES,
@@ -298,7 +297,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     LOCK_TIMEOUT,
     run_disk,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._module import run_module
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, run_module
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},

@@ -114,10 +114,9 @@ images:
       returned: when qemu-img could not read the file
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, list_images
-from ansible_collections.lcfg.xen.plugins.module_utils._module import run_module
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, run_module
 
 ARGUMENT_SPEC = {
     "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},

@@ -159,13 +159,12 @@ pending_restart_fields:
   sample: [maxmem, vifs]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
-from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:

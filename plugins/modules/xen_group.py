@@ -200,7 +200,6 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._group import (
@@ -209,7 +208,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._group import (
     validate_members,
     validate_settings,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 ARGUMENT_SPEC = with_connection({
     "name": {"type": "str", "required": True},

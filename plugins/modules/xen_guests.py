@@ -136,12 +136,11 @@ pending_restart:
   sample: [web1]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
-from ansible_collections.lcfg.xen.plugins.module_utils._module import require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:

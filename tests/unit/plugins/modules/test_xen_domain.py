@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from support import ROOT, inventory_list, run_module
+from support import ROOT, SharedConnection, inventory_list, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _module
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
@@ -37,19 +37,6 @@ def cleanup(conn):
 
 NAME = "lcfgtest-dom-mod"
 MODULES = {"xen_domain": xen_domain, "xen_domain_info": xen_domain_info, "xen_guests": xen_guests}
-
-
-class SharedConnection:
-    """The test connection, with close() left to the fixture."""
-
-    def __init__(self, conn):
-        self._conn = conn
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-    def close(self):
-        return 0
 
 
 @pytest.fixture
