@@ -247,3 +247,14 @@ def test_profile_values_refused_for_the_inventory(field, value):
 ])
 def test_profile_values_allowed_for_the_inventory(field, value):
     profile_value_problem(field, value, (STORE,))
+
+
+def test_a_disk_image_symlinked_out_of_the_storage_directory_is_refused(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "web.img").symlink_to("/etc/shadow")
+    access = HostAccess(storage_dirs=(str(store),))
+    guest = spec(disks=[{"path": str(store / "web.img")}])
+    with pytest.raises(ValidationError) as info:
+        check_guest_access(guest, access, realpath=os.path.realpath)
+    assert info.value.parameter == "disks[0].path" and "-> /etc/shadow" in info.value.message
