@@ -46,7 +46,7 @@ from ansible_collections.lcfg.xen.plugins.modules import (
 )
 
 PREFIX = "lcfgt-schema-"
-FUZZ = settings(max_examples=int(os.environ.get("LCFGT_FUZZ_EXAMPLES", "60")), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("LCFGT_FUZZ_EXAMPLES", "200")), deadline=None,
                 derandomize=not os.environ.get("LCFGT_FUZZ_RANDOM"), database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -300,3 +300,42 @@ def test_xen_bridge_info(hypervisor, name, libvirt):
     if name is not None:
         args["name"] = name
     assert_clean(run_main(xen_bridge_info, args, check=False), ["name"])
+
+
+# Each input below ended in a traceback before the schema (found by the fuzzing above, or
+# named in issue 9); each must now fail naming the parameter, with nothing defined.
+KNOWN = [
+    (xen_domain, {"name": f"{PREFIX}k", "cmdline": "quiet\x1b[2J"}, "cmdline"),  # lxml ValueError
+    (xen_domain, {"name": f"{PREFIX}k", "kernel": "/boot/vmlinuz\x00"}, "kernel"),  # lxml ValueError
+    (xen_domain, {"name": f"{PREFIX}k", "extra": {"xml": 5}}, "extra.xml"),  # enumerate(int)
+    (xen_guests, {"guests": [{"name": f"{PREFIX}k", "extra": '{"xml": 5}'}]}, "guests[0].extra.xml"),
+    (xen_guests, {"guests": [{"name": f"{PREFIX}k", "extra": "{" * 3000 + "}" * 3000}]}, "guests[0].extra"),
+    (xen_guests, {"guests": [{"name": f"{PREFIX}k", "disks": 3.5}]}, "guests[0].disks"),  # iterating a float
+    (xen_domain, {"name": f"{PREFIX}k", "disks": [{"path": f"/g/{PREFIX}{i}.img"} for i in range(703)]},
+     "disks"),  # device name xvdaaa: AttributeError
+    (xen_domain, {"name": f"{PREFIX}k", "memory": math.inf}, "memory"),  # OverflowError in ansible-core
+    (xen_domain, {"name": f"{PREFIX}k", "memory": "9" * 5000}, "memory"),  # ValueError in ansible-core
+    (xen_domain, {"name": f"{PREFIX}k", "extra": 1.5}, "extra"),  # TypeError in ansible-core
+    (xen_domain, {"name": f"{PREFIX}k", "shutdown_timeout": 10 ** 30}, "shutdown_timeout"),
+    (xen_domain_info, {"name": "a\x00b"}, "name"),  # libvirt ValueError: embedded null character
+    (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size_gb": math.nan}, "size_gb"),  # int(nan)
+    (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size": "9" * 400 + "G"}, "size"),  # int(inf)
+    (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size_gb": 1, "partition": "9" * 5000,
+                "profile_url": "http://lcfg/p", "template": "/var/lib/lcfg-xen/guests/t.img"}, "partition"),
+    (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k\x00.img", "size_gb": 1}, "path"),  # embedded null byte
+    (xen_group, {"name": "g", "members": ["test"], "maxmem": [2 ** 63]}, "maxmem"),  # OverflowError in core
+    (xen_bridge, {"networks": [{"name": f"{PREFIX}n", "dhcp_range": 0}]}, "networks[0].dhcp_range"),
+]
+
+
+@pytest.mark.parametrize("module, params, parameter", KNOWN,
+                         ids=[f"{m.__name__.rsplit('.', 1)[-1]}-{p}" for m, _a, p in KNOWN])
+def test_known_tracebacks_fail_naming_the_parameter(hypervisor, module, params, parameter):
+    conn, host = hypervisor
+    before = sorted(dom.name() for dom in conn.listAllDomains(0))
+    result = run_main(module, dict(params, uri="test:///default"), check=module is xen_bridge)
+    assert result.get("failed"), result
+    assert parameter in result["msg"], result["msg"]
+    assert "Traceback" not in result["msg"]
+    assert sorted(dom.name() for dom in conn.listAllDomains(0)) == before
+    assert host.writes == []
