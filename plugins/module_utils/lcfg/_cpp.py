@@ -279,6 +279,7 @@ def expand(text: str, defines: dict[str, str], _blocked: frozenset[str] = frozen
     return _TOKEN.sub(repl, text)
 
 
+_WORD = re.compile(r"[A-Za-z_]\w*")
 _DEFINE = re.compile(r"([A-Za-z_]\w*)(\(?)\s*(.*)\Z", re.S)
 _IDENT = re.compile(r"[A-Za-z_]\w*\Z")
 
@@ -321,8 +322,6 @@ class Preprocessor:
         self._stack: list[str] = []
         self._emit: Callable[[str, LogicalLine], None] = lambda file, ll: None
         self.version = 0
-        self._macro_version = -1
-        self._macro_re: re.Pattern[str] | None = None
 
     # -- public
     def run(self, path: str, text: str | None,
@@ -341,14 +340,15 @@ class Preprocessor:
     def macro_search(self) -> Callable[[str], object] | None:
         """A ``search(text)`` that is truthy when ``text`` may use a defined macro.
 
-        None when nothing is defined. Rebuilt whenever the defines change.
+        None when nothing is defined. A set lookup per word: a regex of every name,
+        rebuilt after each ``#define``, was quadratic (a profile alternating
+        ``#define`` and statements took minutes).
         """
-        if self._macro_version != self.version:
-            self._macro_version = self.version
-            names = sorted(self.defines, key=len, reverse=True)
-            self._macro_re = (re.compile(r"(?<![\w.])(?:" + "|".join(names) + r")(?!\w)")
-                              if names else None)
-        return self._macro_re.search if self._macro_re is not None else None
+        return self._uses_a_define if self.defines else None
+
+    def _uses_a_define(self, text: str) -> bool | None:
+        """True when a word of ``text`` is a defined name, else None (like a failed match)."""
+        return None if self.defines.keys().isdisjoint(_WORD.findall(text)) else True
 
     def expand(self, text: str) -> str:
         """:func:`expand` with the current defines; fast when no defined name occurs.
@@ -531,7 +531,7 @@ class Preprocessor:
                 raise LcfgError(f"#{d} needs a macro name", file=path, line=ll.line)
             return (name in self.defines) == (d == "ifdef")
         try:
-            return _eval_if(text, self.defines) != 0
+            return _eval_if(text, self.defines, self.count) != 0
         except ValueError as exc:
             raise LcfgError(f"bad #{d} expression {excerpt(text)}: {exc}", file=path,
                             line=ll.line) from None
@@ -543,11 +543,15 @@ _IF_TOKEN = re.compile(r"\s*(?:(\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|
 _DEFINED = re.compile(r"\bdefined\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))")
 
 
-def _eval_if(text: str, defines: dict[str, str]) -> int:
+def _eval_if(text: str, defines: dict[str, str],
+             count: Callable[[str], str] | None = None) -> int:
+    """Value of a ``#if`` expression; ``count`` charges the expansion to a budget."""
     if not text.strip():
         raise ValueError("empty expression")
     text = _DEFINED.sub(lambda m: "1" if (m.group(1) or m.group(2)) in defines else "0", text)
     text = expand(text, defines)  # bounded by MAX_EXPANSION
+    if count is not None:
+        text = count(text)
     toks: list[tuple[str, object]] = []
     pos = 0
     text = text.rstrip()

@@ -123,10 +123,25 @@ def test_macro_expansion_has_a_profile_budget(site):
     refused(results, "evil", 2 + _cpp.MAX_PROFILE_EXPANSION // 60000, "expansion over the profile's budget")
 
 
+def test_if_expansions_count_against_the_profile_budget(site):
+    text = "#define A " + "1 + " * 50000 + "1\n" + "#if A\n#endif\n" * 100
+    results = load(site, "evil", text)
+    refused(results, "evil", 2 + 2 * (_cpp.MAX_PROFILE_EXPANSION // 200001), "profile's budget")
+
+
 def test_values_built_budget_stops_quadratic_growth(site, monkeypatch):
     monkeypatch.setattr(_source, "MAX_VALUES_BUILT", 10000)
     results = load(site, "evil", "!xen.x mCONCAT(abcdefghij)\n" * 100)
     refused(results, "evil", 45, "values built by this profile are over the budget")
+
+
+def test_many_defines_between_statements_stay_linear(tmp_path):
+    # the attack: a regex of every macro name, rebuilt after each #define (4,000 pairs: 83 s)
+    path = tmp_path / "host"
+    path.write_text("".join(f"#define MACRO{i} {i}\nx.y MACRO{i}\n" for i in range(20000)))
+    start = time.monotonic()
+    assert read_source_profile(str(path)).value("x", "y") == "19999"
+    assert time.monotonic() - start < 5
 
 
 def test_long_derivations_keep_first_and_last_location(tmp_path):
