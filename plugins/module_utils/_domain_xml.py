@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-import re
 import uuid as uuidlib
 from typing import Any
 
@@ -44,7 +43,9 @@ from ansible_collections.lcfg.xen.plugins.module_utils._schema import (
     BRIDGE_RE,
     DEVICE_RE,
     MAX_DISKS,
+    MODEL_RE,
     NETWORK_RE,
+    SCRIPT_RE,
     check_guest,
     extra_knobs,
 )
@@ -195,9 +196,9 @@ def _validate_vif(vif: Any, where: str) -> dict:
             _fail(f"{where}.ip", f"invalid IP address {out['ip']!r}")
     if out["script"] is not None:
         out["script"] = str(out["script"])
-        if not re.match(r"^[A-Za-z0-9_./-]+$", out["script"]):
+        if not SCRIPT_RE.match(out["script"]):
             _fail(f"{where}.script", f"invalid vif script {out['script']!r}")
-    if out["model"] is not None and not re.match(r"^[A-Za-z0-9_-]+$", str(out["model"])):
+    if out["model"] is not None and not MODEL_RE.match(str(out["model"])):
         _fail(f"{where}.model", f"invalid NIC model {out['model']!r}")
     if out["tag"] is not None:
         out["tag"] = str(out["tag"])

@@ -65,6 +65,7 @@ __all__ = [
     "BRIDGE_RE",
     "NETWORK_RE",
     "SCRIPT_RE",
+    "MODEL_RE",
     "DEVICE_RE",
     "argspec",
     "check_text",
