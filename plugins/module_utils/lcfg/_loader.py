@@ -49,7 +49,7 @@ from ._xml import read_xml_profile
 __all__ = ["LoadedProfile", "load_profiles", "is_url", "is_profile_file", "fetch_url",
            "MAX_URL_SIZE", "Opener"]
 
-MAX_URL_SIZE = 32 * 1024 * 1024
+MAX_URL_SIZE = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 
 #: ``opener(url, timeout)`` returns a file-like HTTP response (``read``, ``geturl``, ``close``)

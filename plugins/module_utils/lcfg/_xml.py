@@ -46,9 +46,12 @@ from ._mutations import valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, combine_contexts, context_priority
 from ._source import MAX_VALUE_LENGTH
 
-__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE", "LXML_IMPORT_ERROR"]
+__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE", "MAX_XML_ELEMENTS",
+           "LXML_IMPORT_ERROR"]
 
-MAX_XML_SIZE = 64 * 1024 * 1024
+MAX_XML_SIZE = 16 * 1024 * 1024
+#: resource elements read from one profile (a 60 MB profile of tiny elements took 3.4 GB)
+MAX_XML_ELEMENTS = 250_000
 MAX_TEMPLATE_DEPTH = 5
 
 _HOST_PATH = re.compile(r"(?:^|/)([^/]+)/XML/profile\.xml\Z")
@@ -133,6 +136,7 @@ class _Reader:
         self.path = path
         # (comp, res) -> list of (priority, value, derivation, context, line)
         self.entries: dict[tuple[str, str], list[tuple[int, str, str, str | None, int | None]]] = {}
+        self.elements = 0
 
     def error(self, el: etree._Element, resource: str | None, problem: str) -> LcfgError:
         return LcfgError(problem, file=self.path, line=el.sourceline, resource=resource)
@@ -149,6 +153,9 @@ class _Reader:
 
     def walk(self, el: etree._Element, comp: str, templates: _Templates | None,
              tags: list[str], ctx: str | None) -> None:
+        self.elements += 1
+        if self.elements > MAX_XML_ELEMENTS:
+            raise self.error(el, None, f"more than {MAX_XML_ELEMENTS} resource elements")
         field = _local(el)
         attrs = _cfg(el) if el.attrib else {}
         if templates is None:

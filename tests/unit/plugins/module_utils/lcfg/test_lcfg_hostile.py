@@ -18,7 +18,8 @@ from support import trickle_server
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _validate
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg import _cpp, _loader, _mutations, _source
+from ansible_collections.lcfg.xen.plugins.module_utils.lcfg import (
+    _cpp, _loader, _mutations, _source, _xml)
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
     fetch_url, is_url, load_profiles)
@@ -383,3 +384,16 @@ def test_open_url_redirects_only_to_http_checked_before_connecting():
         ftp.accept()
     ftp.close()
     assert asked.count("/loop") == 11
+
+
+def test_xml_profile_of_many_tiny_elements_is_bounded(tmp_path, monkeypatch):
+    # the attack: a 60 MB XML profile of <a>1</a> took 3.4 GB and 15 s
+    monkeypatch.setattr(_xml, "MAX_XML_ELEMENTS", 1000)
+    path = tmp_path / "evil.xml"
+    path.write_text("<profile><lcfg><components><xen>\n" + "<a>1</a>\n" * 1001
+                    + "</xen></components></lcfg></profile>")
+    with pytest.raises(LcfgError) as info:
+        _xml.read_xml_profile(str(path))
+    assert (info.value.file, info.value.line) == (str(path), 1002)
+    assert "more than 1000 resource elements" in info.value.problem
+    assert _xml.MAX_XML_SIZE <= 16 * 1024 * 1024
