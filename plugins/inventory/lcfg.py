@@ -253,6 +253,9 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
             else:
                 stat = os.stat(top)
                 digest.update(f"F{top}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+                # a header added beside a single-file source may shadow an #include "..."
+                parent = os.path.dirname(top)
+                digest.update(f"D{parent}\0{os.stat(parent).st_mtime_ns}\0".encode())
         except OSError:
             digest.update(f"M{top}\0".encode())
     return digest.hexdigest()

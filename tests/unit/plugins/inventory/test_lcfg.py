@@ -8,6 +8,7 @@ written to tmp_path (real readers, real cache plugin).
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,16 @@ def test_url_sources_in_any_case_are_never_cached(tmp_path, url):
 def test_timeout_must_be_a_positive_finite_number(tmp_path, timeout):
     with pytest.raises(AnsibleParserError, match="option 'timeout'"):
         parse(write_site(tmp_path, f"timeout: {timeout}\n"))
+
+
+def test_cache_notices_a_header_added_beside_a_single_file_source(tmp_path, monkeypatch):
+    # '#include "site.h"' looks beside the profile first: a new profiles/site.h shadows include/
+    cache_dir = tmp_path / "cache"
+    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                                  f"cache_connection: {cache_dir}\n")
+    config.write_text(config.read_text().replace("sources: [profiles]", "sources: [profiles/hv1]"))
+    (tmp_path / "profiles" / "hv1").write_text(PROFILE.replace("<site.h>", '"site.h"'))
+    assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 256
+    time.sleep(0.01)  # a distinct directory mtime
+    (tmp_path / "profiles" / "site.h").write_text("!xen.maxmem_vm1 mSET(512)\n")
+    assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 512
