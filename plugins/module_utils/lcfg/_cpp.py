@@ -201,10 +201,15 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def read_text(path: str) -> str:
-    """Read a profile or header as text; LcfgError when it cannot be read."""
+def read_text(path: str, nofollow: bool = False) -> str:
+    """Read a profile or header as text; LcfgError when it cannot be read.
+
+    ``nofollow``: refuse a symlink (an include is opened by its checked real path, so a
+    link swapped in after the check cannot lead out).
+    """
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | (os.O_NOFOLLOW if nofollow else 0))
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise LcfgError(f"cannot read file: {exc.strerror or exc}", file=path) from None
@@ -218,8 +223,8 @@ def inside(real: str, roots: list[str]) -> bool:
     return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def read_lines(path: str, cache: bool = True,
-               inputs: dict[str, tuple[int, int]] | None = None) -> list[LogicalLine]:
+def read_lines(path: str, cache: bool = True, inputs: dict[str, tuple[int, int]] | None = None,
+               nofollow: bool = False) -> list[LogicalLine]:
     """Logical lines of the file at ``path`` (absolute), cached per process.
 
     ``inputs`` records ``path -> (mtime_ns, size)`` of the file read (the inventory
@@ -238,7 +243,7 @@ def read_lines(path: str, cache: bool = True,
         hit = _CACHE.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
-    lines = tokenize(read_text(path), path)
+    lines = tokenize(read_text(path, nofollow), path)
     if cache:
         if len(_CACHE) >= _CACHE_LIMIT or _CACHED_LINES[0] + len(lines) > _CACHE_LINES_LIMIT:
             clear_cache()
@@ -511,7 +516,7 @@ class Preprocessor:
             raise LcfgError(f"more than {MAX_INCLUDES} #include lines followed for this profile",
                             file=path, line=ll.line)
         try:
-            lines = read_lines(real, inputs=self.inputs)
+            lines = read_lines(real, inputs=self.inputs, nofollow=True)
         except LcfgError as exc:
             if exc.line is not None:
                 raise LcfgError(exc.problem, file=found, line=exc.line) from None

@@ -66,10 +66,10 @@ def test_include_unreadable_names_includer(tmp_path, monkeypatch):
     (tmp_path / "h.h").write_text("x.y 1\n")
     orig = _cpp.read_lines
 
-    def unreadable(path, cache=True, inputs=None):
+    def unreadable(path, cache=True, **kwargs):
         if path.endswith("h.h"):
             raise LcfgError("cannot read file: Permission denied", file=path)
-        return orig(path, cache, inputs)
+        return orig(path, cache, **kwargs)
     monkeypatch.setattr(_cpp, "read_lines", unreadable)
     pp = _cpp.Preprocessor([str(tmp_path)])
     with pytest.raises(LcfgError) as info:

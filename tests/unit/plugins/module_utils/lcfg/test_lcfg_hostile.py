@@ -77,6 +77,14 @@ def test_include_through_a_symlink_out_of_the_include_path_is_refused(site):
     refused(results, "evil", 1, "refused")
 
 
+def test_include_is_opened_without_following_a_link_swapped_in_after_the_check(site, monkeypatch):
+    # the check saw a regular file; by the time it is opened it is a link to the secret
+    os.symlink(site / "secret" / "shadow", site / "site/include/swapped.h")
+    monkeypatch.setattr(_cpp.os.path, "realpath", lambda p: os.path.abspath(p))
+    results = load(site, "evil", "#include <swapped.h>\n")
+    refused(results, "evil", 1, "cannot read included file")
+
+
 def test_include_inside_the_include_path_and_the_sources_directory_still_works(site):
     (site / "site/include/site.h").write_text("!xen.memory_goodvm mSET(256)\n")
     (site / "site/profiles/local.h").write_text("!xen.vcpus_goodvm mSET(2)\n")
