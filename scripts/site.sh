@@ -24,19 +24,26 @@ log() { printf '[site] %s\n' "$*" >&2; }
 scripts/libvirtd.sh start
 
 # Template images named by the inventory (xen.template_<guest>) that do not exist yet.
+# Profiles are untrusted: only paths inside the storage directories are built; any other
+# template is left to the admin (the guest role then fails naming it).
 mapfile -t templates < <(ansible-inventory -i "$INVENTORY" --list | python3 -c '
 import json, sys
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, real_inside
 hostvars = json.load(sys.stdin).get("_meta", {}).get("hostvars", {})
 def plain(value):  # profile values are untrusted: ansible-inventory shows them wrapped
     return value.get("__ansible_unsafe") if isinstance(value, dict) else value
 paths = {plain(hv["xen_domain"]["template"]) for hv in hostvars.values()
          if isinstance(hv.get("xen_domain"), dict) and hv["xen_domain"].get("template")}
-print("\n".join(sorted(paths)))')
+for path in sorted(paths):
+    if real_inside(path, DEFAULT_STORAGE_DIRS):
+        print(path)
+    else:
+        print(f"[site] not building template {path}: outside the storage directories", file=sys.stderr)')
 for template in "${templates[@]}"; do
   [[ -n $template ]] || continue
   if [[ ! -e $template ]]; then
     log "building template image $template"
-    mkdir -p "$(dirname "$template")"
+    mkdir -p -m 0700 "$(dirname "$template")"
     .venv/bin/python scripts/make-template.py "$template" --size-gb 1
   fi
 done

@@ -3,6 +3,10 @@
 The second run must report changed=0 for every host; the guests are then read back
 from libvirt and compared with the inventory; teardown removes the domains and keeps
 the disk images. Slow (minutes): one run of each.
+
+The test runs on a copy of inventory/ whose guests, networks, bridges, MACs and
+addresses are renamed (``SITE_TEST_RENAMES``), so a user's own ``make site`` guests
+on this machine are neither changed nor torn down by ``make test``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +24,41 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 libvirt = pytest.importorskip("libvirt")
 
-INVENTORY = ROOT / "inventory" / "site.lcfg.yml"
 URI = "qemu:///system"
+
+# Applied to every file of the copy: demo names -> names of the test's own.
+SITE_TEST_RENAMES = (
+    ("demo-", "lcfgts-"),
+    ("lcfg-nat", "lcfgts-nat"),
+    ("xenbr", "tsbr"),
+    ("52:54:00:6c:", "52:54:00:7c:"),
+    ("10.0.", "10.77."),
+)
+
+
+def _own_copy_of_the_example_site(target: Path) -> Path:
+    source = ROOT / "inventory"
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        text = path.read_text()
+        for old, new in SITE_TEST_RENAMES:
+            text = text.replace(old, new)
+        dest.write_text(text)
+    # The bridges' stand-in ports too (the network role names them <prefix><tag>).
+    with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
+        group_vars.write("network_standin_prefix: lcfgts-\n")
+    return target / "site.lcfg.yml"
+
+
+def _domain_names() -> set[str]:
+    conn = libvirt.open(URI)
+    try:
+        return {d.name() for d in conn.listAllDomains(0)}
+    finally:
+        conn.close()
 
 
 def _recap(stdout: str) -> dict[str, dict[str, int]]:
@@ -30,21 +68,25 @@ def _recap(stdout: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def test_site_playbook_twice_then_teardown():
+def test_site_playbook_twice_then_teardown(tmp_path):
+    inventory = _own_copy_of_the_example_site(tmp_path / "inventory")
+    env = ansible_env()
+    env["LCFG_XEN_INVENTORY"] = str(inventory)
+    others_before = {name for name in _domain_names() if not name.startswith("lcfgts-")}
     site = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                          env=ansible_env(), cwd=ROOT, timeout=3600, check=False)
+                          env=env, cwd=ROOT, timeout=3600, check=False)
     assert site.returncode == 0, site.stdout[-4000:] + site.stderr[-2000:]
     assert "guests," in site.stdout and "running" in site.stdout  # the summary was printed
 
     again = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                           env=ansible_env(), cwd=ROOT, timeout=3600, check=False)
+                           env=env, cwd=ROOT, timeout=3600, check=False)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     recap = _recap(again.stdout)
     assert recap, again.stdout[-2000:]
     assert {h: c["changed"] for h, c in recap.items()} == {h: 0 for h in recap}
     assert all(c["failed"] == 0 for c in recap.values())
 
-    inv = inventory_list(INVENTORY)
+    inv = inventory_list(inventory)
     hostvars = inv["_meta"]["hostvars"]
     guests = {name: hv["xen_domain"] for name, hv in hostvars.items() if "xen_domain" in hv}
     assert guests
@@ -66,8 +108,8 @@ def test_site_playbook_twice_then_teardown():
         conn.close()
 
     # The demo guests have no operating system to answer an ACPI shutdown.
-    teardown = run_playbook(ROOT / "playbooks" / "teardown.yml", inventory=INVENTORY,
-                            extra_vars={"teardown_shutdown_timeout": 5})
+    teardown = run_playbook(ROOT / "playbooks" / "teardown.yml", inventory=inventory,
+                            extra_vars={"teardown_shutdown_timeout": 5, "teardown_remove_networks": True})
     assert teardown.returncode == 0, teardown.stdout[-3000:] + teardown.stderr[-2000:]
     conn = libvirt.open(URI)
     try:
@@ -78,3 +120,5 @@ def test_site_playbook_twice_then_teardown():
     for spec in guests.values():
         for disk in spec["disks"]:
             assert os.path.exists(disk["path"]), f"teardown removed {disk['path']}"
+    # Guests that are not the test's own (a user's make site) are all still there.
+    assert others_before <= _domain_names()
