@@ -41,17 +41,13 @@ Confinement (nothing outside the storage directories, ever):
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import grp
 import hashlib
 import json
 import math
 import os
 import re
-import stat
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -62,6 +58,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
     XenError,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import flock_by, lock_directory, open_lock_file
 from ansible_collections.lcfg.xen.plugins.module_utils._schema import MAX_DISK_GB, MAX_PARTITION, check_text
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import path_inside
 
@@ -901,29 +898,6 @@ def _open(uri: str) -> Any:
     return open_connection(uri)
 
 
-def lock_directory(directory: str | None = None) -> str:
-    """A directory only this user can write: /run/lcfg-xen for root (made 0700 when missing).
-
-    An existing one must be a real directory (not a link), owned by this user and closed to
-    others; otherwise another user could plant or pre-empt lock files.
-    """
-    uid = os.geteuid()
-    if directory is None:
-        directory = "/run/lcfg-xen" if uid == 0 and os.path.isdir("/run") else \
-            os.path.join(tempfile.gettempdir(), f"lcfg-xen-{uid}")
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise XenError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
-    info = os.lstat(directory)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
-        raise XenError(f"lock directory {directory} is not a private directory of uid {uid} (it is a link, "
-                       "belongs to someone else or is open to others): remove it and run again")
-    return directory
-
-
 @contextlib.contextmanager
 def image_lock(path: str, timeout: float, directory: str | None = None) -> Iterator[None]:
     """Serialise runs on one image (a second run waits, then finds the image made).
@@ -934,22 +908,11 @@ def image_lock(path: str, timeout: float, directory: str | None = None) -> Itera
     directory = lock_directory(directory)
     name = hashlib.sha256(path.encode()).hexdigest()[:24]
     lock = os.path.join(directory, f"disk-{name}.lock")
+    fd = open_lock_file(lock, f" for {path}")
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-        raise XenError(f"cannot open the lock file {lock} for {path}: {reason}; remove it and run again") from None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise Conflict(f"another run has been working on {path} for more than {timeout:g} s (lock file "
-                                   f"{lock}): let it finish and run again, or raise lock_timeout") from None
-                time.sleep(0.1)
+        if not flock_by(fd, time.monotonic() + timeout):
+            raise Conflict(f"another run has been working on {path} for more than {timeout:g} s (lock file "
+                           f"{lock}): let it finish and run again, or raise lock_timeout")
         yield
     finally:
         os.close(fd)

@@ -131,12 +131,38 @@ def _set_autostart(dom, value: bool, *, name: str) -> None:
 
 @libvirt_errors("start guest {name}")
 def _start(dom, *, name: str) -> None:
-    dom.create()
+    try:
+        dom.create()
+    except libvirt.libvirtError:
+        if not dom.isActive():
+            raise  # running anyway (another run started it meanwhile) is what was asked
 
 
 @libvirt_errors("resume guest {name}")
 def _resume(dom, *, name: str) -> None:
-    dom.resume()
+    try:
+        dom.resume()
+    except libvirt.libvirtError:
+        if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+            raise
+
+
+# How long a guest that libvirt holds paused while it starts up (another run's start) is
+# waited for before its state counts.
+_STARTUP_WAIT = 30
+
+
+@libvirt_errors("read the power state of guest {name}")
+def _power_now(dom, *, name: str) -> str:
+    """running, paused or stopped, read now; a guest paused only because it is starting up
+    (another run is starting it) is waited for, so it is not taken for a paused guest."""
+    deadline = time.monotonic() + _STARTUP_WAIT
+    while True:
+        power, reason = dom.state()[:2]
+        if power != libvirt.VIR_DOMAIN_PAUSED or reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP \
+                or time.monotonic() >= deadline:
+            return _POWER.get(power, "running")
+        time.sleep(_POLL)
 
 
 @libvirt_errors("undefine guest {name}")
@@ -582,10 +608,15 @@ def ensure_power_state(run: _Run, state: dict) -> tuple[bool, dict]:
     if step is None:
         return False, state
     if not run.check_mode:
-        if step == "start":
+        # Read again: what was planned may have happened meanwhile (another run, a guest
+        # paused while it started up); do only what is still missing.
+        now = _power_now(run.dom, name=plan.name)
+        if now == plan.after["state"]:
+            return False, dict(state, state=now)
+        if now == "stopped" and plan.after["state"] == "running":
             _start(run.dom, name=plan.name)
             run.done.append("start")
-        elif step == "resume":
+        elif now == "paused" and plan.after["state"] == "running":
             _resume(run.dom, name=plan.name)
             run.done.append("resume")
         else:

@@ -12,7 +12,10 @@ integer for a float, a lone surrogate, a number where a dict with suboptions bel
 a failure naming the parameter. Modules import it instead of ansible-core's.
 ``require_lxml(module)``: fail with ``missing_required_lib("lxml")`` when lxml does not import.
 ``with_libvirt(uri, func)``: open a libvirt connection, return ``func(conn)``, close it.
-``run_module(module, func, prefix="")``: call ``func()``; a XenError becomes ``fail_json``
+``module_lock(module, local_commands=False)``: the per-hypervisor lock (``_lock``) of
+``module.params["uri"]`` for a changing call; nothing in check mode (it changes nothing).
+``run_module(module, func, prefix="", lock=False)``: call ``func()`` (inside ``module_lock``
+when ``lock``; the result then has ``lock_waited``); a XenError becomes ``fail_json``
 (message prefixed with ``prefix``, the error's result fields kept); otherwise the result's
 ``warnings`` become module warnings, its ``diff`` is dropped unless diff mode is on, and the
 result is returned with ``exit_json``.
@@ -20,6 +23,7 @@ result is returned with ``exit_json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -32,8 +36,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_TIMEOUT, hypervisor_lock, lock_keys
 
-__all__ = ["AnsibleModule", "misshapen", "require_lxml", "with_libvirt", "run_module"]
+__all__ = ["AnsibleModule", "misshapen", "require_lxml", "with_libvirt", "module_lock", "run_module"]
 
 
 def _odd_values(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -130,10 +135,27 @@ def with_libvirt(uri: str, func: Callable[[Any], Any]) -> Any:
         conn.close()
 
 
-def run_module(module: Any, func: Callable[[], dict], prefix: str = "") -> None:
+def module_lock(module: Any, local_commands: bool = False) -> Any:
+    """The lock a changing call of ``module`` holds (see the module docstring)."""
+    if module.check_mode:
+        return contextlib.nullcontext({"waited": 0.0})
+    params = module.params
+    return hypervisor_lock(lock_keys(params.get("uri"), local_commands), getattr(module, "_name", "lcfg.xen"),
+                           params.get("lock_timeout", LOCK_TIMEOUT))
+
+
+def _locked(module: Any, func: Callable[[], dict]) -> dict:
+    with module_lock(module) as lock:
+        result = func()
+    if not module.check_mode:
+        result["lock_waited"] = lock["waited"]
+    return result
+
+
+def run_module(module: Any, func: Callable[[], dict], prefix: str = "", lock: bool = False) -> None:
     """Run ``func`` and end the module with its result (see the module docstring)."""
     try:
-        result = func()
+        result = _locked(module, func) if lock else func()
     except XenError as exc:
         module.fail_json(msg=f"{prefix}{exc.message}", **exc.result)
     for warning in result.pop("warnings", None) or []:

@@ -69,6 +69,8 @@ __all__ = [
     "apply_network",
     "plan_bridge",
     "apply_bridge",
+    "standin_alias",
+    "created_ports",
     "detect_persist",
     "render_persist_files",
     "read_persist_files",
@@ -688,8 +690,42 @@ def _plan_hosts(name: str, current: list, desired: list) -> tuple:
     return steps, actions
 
 
+def _network_step_done(conn, name: str, step: tuple) -> bool:
+    """After a step failed: is what it wanted there anyway (made by another run meanwhile)?"""
+    try:
+        return _step_met(conn, name, step)
+    except Exception:  # pylint: disable=broad-except
+        return False  # cannot tell: the step's own error is reported
+
+
+def _step_met(conn, name: str, step: tuple) -> bool:
+    net = _lookup(conn, name)
+    kind = step[0]
+    if kind == "undefine":
+        return net is None
+    if net is None:
+        return False
+    if kind == "define":
+        wanted = parse_network_xml(step[1])
+        have = _network_record(net)["config"]
+        # what the definition leaves to libvirt (uuid, a bridge name, ...) may differ
+        return all(have.get(key) == value for key, value in wanted.items() if value is not None and key != "uuid")
+    if kind in ("create", "destroy"):
+        return bool(net.isActive()) == (kind == "create")
+    if kind == "update" and step[2] == _SECTION_IP_DHCP_HOST:
+        host = etree.fromstring(step[3].encode())
+        mac = (host.get("mac") or "").lower()
+        hosts = {h["mac"]: h for h in parse_network_xml(net.XMLDesc(0))["dhcp_hosts"]}
+        if step[1] == _UPDATE_DELETE:
+            return mac not in hosts
+        return mac in hosts and hosts[mac]["ip"] == host.get("ip") and hosts[mac]["name"] == host.get("name")
+    return False
+
+
 def apply_network(conn, request: dict, plan: dict, run: Runner | None = None, local: bool = True) -> list:
-    """Carry out ``plan['steps']``; return warnings produced on the way."""
+    """Carry out ``plan['steps']``; return warnings produced on the way. A step whose aim
+    is met already (another run defined, started or updated the network meanwhile) is
+    passed over instead of failing."""
     name = request["name"]
     warnings: list = []
     net = _lookup(conn, name)
@@ -714,6 +750,9 @@ def apply_network(conn, request: dict, plan: dict, run: Runner | None = None, lo
             elif kind == "reattach":
                 warnings += _reattach(conn, net, run, local)
         except Exception as exc:  # libvirt.libvirtError
+            if not isinstance(exc, LibvirtFailure) and _network_step_done(conn, name, step):
+                net = _lookup(conn, name)
+                continue
             rolled_back = ""
             if plan["before"] is None and net is not None and kind != "define":
                 # a network this run defined and could not start: leave nothing behind
@@ -862,6 +901,26 @@ def _cmd(*argv: str) -> list:
     return ["ip", *argv]
 
 
+def standin_alias(bridge: str) -> str:
+    """The ifalias an interface made by ``create_netdev`` carries: how teardown knows it made it."""
+    return f"lcfg.xen stand-in port of bridge {bridge}"
+
+
+def created_ports(links: dict, bridge: str) -> list:
+    """Interfaces this collection created for ``bridge`` (sorted): those carrying its
+    ``standin_alias``, and veth stand-ins made before the alias existed - a port of the
+    bridge paired with a peer named by ``veth_peer_name``. Never any other interface."""
+    out = []
+    for name, entry in links.items():
+        if entry.get("ifalias") == standin_alias(bridge):
+            out.append(name)
+        elif link_kind(entry) == "veth" and entry.get("master") == bridge and not entry.get("ifalias") \
+                and entry.get("link") == veth_peer_name(name) \
+                and (links.get(veth_peer_name(name)) or {}).get("link") == name:
+            out.append(name)
+    return sorted(out)
+
+
 def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -> dict:
     """Compare a bridge request with the host; return the plan (check mode stops here)."""
     bridge = request["bridge"]
@@ -901,10 +960,11 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
                 actions.append(f"move {', '.join(addresses)} from {bridge} back to {netdev}")
             commands.append(_cmd("link", "del", "dev", bridge))
             actions.append(f"delete bridge {bridge}")
-        if netdev and net_entry is not None and request["create_netdev"] != "none" \
-                and link_kind(net_entry) == request["create_netdev"]:
-            commands.append(_cmd("link", "del", "dev", netdev))
-            actions.append(f"delete {request['create_netdev']} interface {netdev}")
+        # what this collection created for the bridge goes with it (a veth's peer with it);
+        # an interface that was there before (the uplink, a mapped netdev) stays
+        for port in created_ports(links, bridge):
+            commands.append(_cmd("link", "del", "dev", port))
+            actions.append(f"delete {link_kind(links[port]) or 'stand-in'} interface {port}")
         for path in sorted(current_files):
             actions.append(f"remove {path}")
         return {"actions": actions, "commands": commands, "before": before, "after": None,
@@ -928,6 +988,7 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
             else:
                 commands.append(_cmd("link", "add", netdev, "type", "veth", "peer", "name", veth_peer_name(netdev)))
                 commands.append(_cmd("link", "set", "dev", veth_peer_name(netdev), "up"))
+            commands.append(_cmd("link", "set", "dev", netdev, "alias", standin_alias(bridge)))
             actions.append(f"create {request['create_netdev']} interface {netdev}")
         else:
             kind = link_kind(net_entry)
@@ -1008,11 +1069,30 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
             "files": changes, "warnings": warnings, "persist": persist_kind}
 
 
+def _command_done(argv: list, run: Runner) -> bool:
+    """After an ip command failed: is what it wanted there anyway (another run did it)?
+    ``link add`` of a link of that kind, ``link del`` of a link that is gone, ``address
+    add``/``del`` of an address that is (not) there."""
+    verb = tuple(argv[1:3])
+    if verb == ("link", "add"):
+        name = argv[4] if argv[3] == "name" else argv[3]
+        entry = read_link(run, name)
+        return entry is not None and link_kind(entry) == argv[argv.index("type") + 1]
+    if verb == ("link", "del"):
+        return read_link(run, argv[-1]) is None
+    if verb in (("address", "add"), ("address", "del")):
+        entry = read_link(run, argv[-1])
+        present = entry is not None and argv[3] in global_addresses(entry)
+        return present == (verb[1] == "add")
+    return False
+
+
 def apply_bridge(plan: dict, run: Runner) -> None:
-    """Run the plan's iproute2 commands (stop at the first failure) and write its files."""
+    """Run the plan's iproute2 commands (stop at the first failure that left the host
+    short of what the command wanted) and write its files."""
     for argv in plan["commands"]:
         rc, _out, err = run(list(argv))
-        if rc != 0:
+        if rc != 0 and not _command_done(argv, run):
             raise IpCommandError(f"{' '.join(argv)} failed (rc={rc}): {str(err).strip()}")
     for path, content in plan["files"].items():
         if content is None:

@@ -26,6 +26,7 @@ author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.lock
   - lcfg.xen.connection.attributes
 attributes:
   idempotent:
@@ -269,13 +270,19 @@ networks:
   returned: when O(networks) is given
   type: list
   elements: dict
+lock_waited:
+  description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
+  returned: when not in check mode
+  type: float
+  sample: 0.0
 """
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import check_items, with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, module_lock, require_lxml
 from ansible_collections.lcfg.xen.plugins.module_utils._network import (
     normalise_request,
     normalise_requests,
@@ -317,6 +324,7 @@ def main() -> None:
     spec = _network_options(name_required=False)
     spec["config_root"] = {"type": "path", "default": "/"}
     spec["networks"] = {"type": "list", "elements": "dict"}  # items: check_items() in the try below
+    spec.update(LOCK_ARGSPEC)
     module = AnsibleModule(
         argument_spec=with_connection(spec),
         mutually_exclusive=[("name", "networks")],
@@ -343,8 +351,10 @@ def main() -> None:
         else:
             requests = [normalise_request(params)]
             prefixes = [""]
-        results = reconcile(requests, run, connect, params["uri"], module.check_mode,
-                            root=params["config_root"], prefixes=prefixes)
+        # ip link changes this machine whatever the URI: its lock too
+        with module_lock(module, local_commands=True) as lock:
+            results = reconcile(requests, run, connect, params["uri"], module.check_mode,
+                                root=params["config_root"], prefixes=prefixes)
     except XenError as exc:
         module.fail_json(msg=exc.message, **exc.result)
     finally:
@@ -363,6 +373,8 @@ def main() -> None:
         "actions": [action for result in results for action in result["actions"]],
         "pending_restart": any(result["pending_restart"] for result in results),
     }
+    if not module.check_mode:
+        output["lock_waited"] = lock["waited"]
     if params["networks"] is not None:
         output["diff"] = {
             "before": {result["name"]: result["diff"]["before"] for result in results},

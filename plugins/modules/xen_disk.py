@@ -143,7 +143,9 @@ options:
   lock_timeout:
     description:
       - Seconds to wait for another run working on the same image (its lock in C(/run/lcfg-xen))
-        before failing.
+        before failing; the same bound covers the wait for another run's changing call on the same
+        hypervisor (every changing call of the collection takes that lock, see
+        M(lcfg.xen.xen_guests)). Check mode takes no lock.
     type: float
     default: 600
   grow:
@@ -286,6 +288,11 @@ diff:
   description: The image before and after, in the vocabulary of RV(image).
   returned: always
   type: dict
+lock_waited:
+  description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
+  returned: when not in check mode
+  type: float
+  sample: 0.0
 """
 
 
@@ -334,7 +341,7 @@ def main() -> None:
     params = dict(module.params)
     if not params.get("template"):
         params["clone"] = None  # the default only means something for clones
-    run_module(module, lambda: run_disk(params, module.check_mode))
+    run_module(module, lambda: run_disk(params, module.check_mode), lock=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.guest
   - lcfg.xen.host_access
+  - lcfg.xen.lock
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
 seealso:
@@ -157,6 +158,11 @@ pending_restart_fields:
   type: list
   elements: str
   sample: [maxmem, vifs]
+lock_waited:
+  description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
+  returned: when not in check mode
+  type: float
+  sample: 0.0
 """
 
 
@@ -164,15 +170,16 @@ from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_conn
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **HOST_ACCESS_ARGSPEC)),
+    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)),
                            supports_check_mode=True)
     require_lxml(module)
     run_module(module, lambda: with_libvirt(module.params["uri"], lambda conn: converge_domain(
-        conn, module.params, check_mode=module.check_mode, access=host_access_from_params(module.params))))
+        conn, module.params, check_mode=module.check_mode, access=host_access_from_params(module.params))), lock=True)
 
 
 if __name__ == "__main__":

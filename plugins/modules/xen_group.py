@@ -79,6 +79,7 @@ options:
     type: str
 extends_documentation_fragment:
   - lcfg.xen.connection
+  - lcfg.xen.lock
   - lcfg.xen.connection.attributes
 attributes:
   check_mode:
@@ -198,6 +199,11 @@ diff:
   description: Per member, the group fields before and after.
   returned: when diff mode is on
   type: dict
+lock_waited:
+  description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
+  returned: when not in check mode
+  type: float
+  sample: 0.0
 """
 
 
@@ -208,6 +214,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._group import (
     validate_members,
     validate_settings,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 ARGUMENT_SPEC = with_connection({
@@ -222,6 +229,7 @@ ARGUMENT_SPEC = with_connection({
     "bridge": {"type": "str"},
     "network": {"type": "str"},
     "script": {"type": "str"},
+    **LOCK_ARGSPEC,
 })
 
 
@@ -239,7 +247,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     require_lxml(module)
     # _group names the group in its messages already.
-    run_module(module, lambda: run_group(module.params, module.check_mode))
+    run_module(module, lambda: run_group(module.params, module.check_mode), lock=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.host_access
+  - lcfg.xen.lock
   - lcfg.xen.guest.attributes
   - lcfg.xen.connection.attributes
 options:
@@ -134,12 +135,18 @@ pending_restart:
   type: list
   elements: str
   sample: [web1]
+lock_waited:
+  description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
+  returned: when not in check mode
+  type: float
+  sample: 0.0
 """
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
+from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
@@ -150,6 +157,7 @@ def main() -> None:
             "default_bridge": {"type": "str"},
             "parallel": {"type": "int", "default": 8},
             **HOST_ACCESS_ARGSPEC,
+            **LOCK_ARGSPEC,
         }),
         supports_check_mode=True,
     )
@@ -168,7 +176,7 @@ def main() -> None:
                 entry["diff"] = diff
         return result
 
-    run_module(module, lambda: with_libvirt(params["uri"], converge))
+    run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)
 
 
 if __name__ == "__main__":
