@@ -844,43 +844,53 @@ def _origin_error(origin: str, key: str, problem: str) -> LcfgError:
                      resource=f"{COMPONENT}.{key}")
 
 
-def _name_errors(profile: Profile, model: HostModel, groups: dict[str, str]) -> list[LcfgError]:
-    """Host, guest and group names that would break the inventory (``groups``: name -> where)."""
+def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> list[LcfgError]:
+    """Host, guest and group names that would break the inventory.
+
+    ``hosts``: every inventory host name of the site -> the profile defining it. A virtual
+    group named like a host is the group's profile's error: a profile cannot knock another
+    host out of the inventory by naming a group after it.
+    """
     errors: list[LcfgError] = []
     host = profile.name
+    reserved = ", ".join(RESERVED_GROUPS)
     if not _HOST_NAME_RE.match(host):
         errors.append(LcfgError(
             f"host name {excerpt(host)} (from the profile's file name or profile.node) is not a "
             "valid inventory name: letters, digits, '_', '.', '-', starting with a letter or "
             "digit; rename the profile", file=profile.path))
-    elif host in groups:
-        errors.append(LcfgError(
-            f"host name {host!r} is a group name ({groups[host]}); rename the profile",
-            file=profile.path))
+    elif host in RESERVED_GROUPS:
+        errors.append(LcfgError(f"host name {host!r} is a group name of the inventory "
+                                f"({reserved}); rename the profile", file=profile.path))
     for name, (origin, key) in model.origins.items():
-        if name in groups:
-            errors.append(_origin_error(origin, key, f"guest name {name!r} is a group name "
-                                        f"({groups[name]}); rename the guest"))
+        if name in RESERVED_GROUPS:
+            errors.append(_origin_error(origin, key, f"guest name {name!r} is a group name of "
+                                        f"the inventory ({reserved}); rename the guest"))
     vg_file, vg_line = _location(profile.get(COMPONENT, "virtualgroup"))
     for group in model.groups:
+        problem = None
         if group[0].isdigit():  # Ansible group names are identifiers
-            errors.append(LcfgError(
-                f"group name {group!r} starts with a digit; Ansible group names must start "
-                "with a letter or '_'", file=vg_file or profile.path, line=vg_line,
-                resource=f"{COMPONENT}.virtualgroup"))
+            problem = (f"group name {group!r} starts with a digit; Ansible group names must "
+                       "start with a letter or '_'")
+        elif group in hosts:
+            problem = (f"group name {group!r} is also a host name (defined by profile "
+                       f"{hosts[group]}); rename the group")
+        if problem:
+            errors.append(LcfgError(problem, file=vg_file or profile.path, line=vg_line,
+                                    resource=f"{COMPONENT}.virtualgroup"))
     return errors
 
 
 def build_site(profiles: Iterable[Profile]) -> Site:
     """Build every profile in order; a later profile may not reuse an earlier name.
 
-    Names are checked against every group of the site (reserved names and the virtual
-    groups of every profile), so no host can shadow a group.
+    Names are checked before anything is added: no host or guest may take a reserved group
+    name, and no virtual group may take the name of any host of the site.
     """
     site = Site()
     owners: dict[str, str] = {}  # inventory name -> "where defined (which profile)"
     built: list[tuple[Profile, HostModel]] = []
-    groups = {name: "reserved for the inventory's own groups" for name in RESERVED_GROUPS}
+    hosts: dict[str, str] = {}  # every inventory host name -> the profile defining it
     for profile in profiles:
         try:
             model = build_host(profile)
@@ -893,11 +903,10 @@ def build_site(profiles: Iterable[Profile]) -> Site:
                 file=profile.path)]
             continue
         built.append((profile, model))
-        vg_where = _where(profile.get(COMPONENT, "virtualgroup"), profile.path)
-        for group in model.groups:
-            groups.setdefault(group, f"virtual group of host {profile.name} at {vg_where}")
+        for name in [profile.name, *model.origins]:
+            hosts.setdefault(name, profile.path)
     for profile, model in built:
-        errors = _name_errors(profile, model, groups)
+        errors = _name_errors(profile, model, hosts)
         if profile.name in owners:
             errors.append(LcfgError(
                 f"host name {profile.name!r} is already defined by {owners[profile.name]}; "

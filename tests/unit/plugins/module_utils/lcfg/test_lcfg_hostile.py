@@ -250,7 +250,7 @@ def make(name: str, xen: dict[str, str] | None = None) -> Profile:
 @pytest.mark.parametrize("host, problem", [
     ("ungrouped", "is a group name"), ("all", "is a group name"),
     ("xen_guests", "is a group name"), ("bad name", "not a valid inventory name"),
-    ("x:1", "not a valid inventory name"), ("cl", "is a group name"),
+    ("x:1", "not a valid inventory name"),
 ])
 def test_reserved_or_invalid_host_names_reject_only_that_profile(host, problem):
     good = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
@@ -260,7 +260,7 @@ def test_reserved_or_invalid_host_names_reject_only_that_profile(host, problem):
     assert list(site.hosts) == ["xen1"]
 
 
-@pytest.mark.parametrize("guest", ["xen_hypervisors", "xen_guests", "all", "ungrouped", "cl"])
+@pytest.mark.parametrize("guest", ["xen_hypervisors", "xen_guests", "all", "ungrouped"])
 def test_guest_named_like_a_group_is_an_error_at_its_line(guest):
     good = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
     evil = make("xen2", {"virtualmachines": guest})
@@ -268,6 +268,19 @@ def test_guest_named_like_a_group_is_an_error_at_its_line(guest):
     [err] = site.rejected["xen2"]
     assert (err.file, err.line) == ("/site/xen2", 2) and "is a group name" in err.problem
     assert list(site.hosts) == ["xen1"]
+
+
+@pytest.mark.parametrize("other", [make("cl"), make("xen2", {"virtualmachines": "cl"})],
+                         ids=["host", "guest"])
+def test_group_named_like_a_host_is_the_groups_profiles_error(other):
+    # a profile cannot knock another host out by naming a virtual group after it
+    evil = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
+    for order in ([evil, other], [other, evil]):
+        site = build_site(order)
+        [err] = site.rejected["xen1"]
+        assert (err.file, err.line) == ("/site/xen1", 3)
+        assert "is also a host name" in err.problem and other.path in err.problem
+        assert list(site.hosts) == [other.name]
 
 
 def test_group_name_starting_with_a_digit_is_an_error():
