@@ -113,9 +113,10 @@ notes:
     going over one is an error naming C(file:line), handled like any other profile error.
     The limits are listed in the collection's C(docs/lcfg-language.md).
   - Host and group names are checked before anything is added to the inventory. A profile
-    whose host name or guest name is not a valid inventory name, is reserved (C(all),
-    C(ungrouped), C(xen_hypervisors), C(xen_guests)), or equals a group name of the site, is
-    rejected with an error like any other profile error.
+    whose host name or guest name is not a valid inventory name or is reserved (C(all),
+    C(ungrouped), C(xen_hypervisors), C(xen_guests)), or whose virtual group has the name of
+    any host of the site or starts with a digit, is rejected with an error like any other
+    profile error.
   - http(s) sources are fetched with Ansible's C(open_url); redirects (at most 10, all within
     O(timeout)) are followed only to http(s) URLs, checked before connecting.
 """
