@@ -55,7 +55,12 @@ from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
 from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import HAS_LXML, LXML_IMPORT_ERROR, etree
-from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, real_inside, recorded_format
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
+    DEFAULT_STORAGE_DIRS,
+    qemu_img_info,
+    real_inside,
+    recorded_format,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
 from ansible_collections.lcfg.xen.plugins.module_utils._schema import check_text
@@ -386,14 +391,37 @@ def validate_guest(params: dict, prefix: str = "") -> dict:
     return dx.validate_spec(params, prefix=prefix)
 
 
-def _recorded_formats(spec: dict, local: bool) -> None:
-    """Fill undeclared image formats from xen_disk's record; never probe the contents
-    (a guest controls them: a qcow2 header in a raw disk would name a backing file)."""
+def _disk_formats(spec: dict, local: bool, storage_dirs: list | tuple, prefix: str = "") -> None:
+    """Fill undeclared image formats from xen_disk's record; never probe the contents (a guest
+    controls them: a qcow2 header in a raw disk would name a backing file of its choosing).
+
+    A declared format that contradicts the record is refused (a profile declaring qcow2 on a
+    raw disk would have the guest's data read as image metadata), and so is a qcow2 image
+    whose backing file lies outside the storage directories (the host would open it).
+    """
     if not local:
         return
-    for disk in spec.get("disks") or []:
-        if disk["format"] is None and disk["type"] == "image":
-            disk["format"] = recorded_format(disk["path"])
+    for index, disk in enumerate(spec.get("disks") or []):
+        if disk["type"] != "image":
+            continue
+        where = f"{prefix}disks[{index}].format"
+        recorded = recorded_format(disk["path"])
+        if disk["format"] is None:
+            disk["format"] = recorded
+        elif recorded and disk["format"] != recorded:
+            raise ValidationError(where, f"{disk['path']} was created as {recorded} by xen_disk; declaring it "
+                                         f"{disk['format']} would read the guest's data as image metadata: "
+                                         f"declare {recorded} or leave the format out")
+        if disk["format"] == "qcow2" and os.path.isfile(disk["path"]):
+            try:
+                info = qemu_img_info(disk["path"], "qcow2")
+            except XenError as exc:
+                raise ValidationError(where, exc.message) from None
+            backing = info["backing_file"] if info else None
+            if backing and real_inside(backing, list(storage_dirs)) is None:
+                raise ValidationError(where, f"{disk['path']} is a qcow2 image backed by {backing}, outside the "
+                                             f"storage directories ({', '.join(storage_dirs)}): refused (the guest "
+                                             "would read that host file)")
 
 
 def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool) -> None:
@@ -462,7 +490,7 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
         raise ValidationError(f"{prefix}remove_disks", "only valid with state: absent")
     dx.check_driver(desired, caps["driver"], prefix=prefix)
     desired = copy.deepcopy(desired)
-    _recorded_formats(desired, caps["local"])
+    _disk_formats(desired, caps["local"], storage_dirs or DEFAULT_STORAGE_DIRS, prefix)
     if current.exists:
         if desired.get("uuid") and desired["uuid"] != current.spec["uuid"]:
             raise Conflict(f"guest {name} exists with UUID {current.spec['uuid']}, not {desired['uuid']}; "

@@ -191,6 +191,29 @@ def test_guest_written_qcow2_header_is_not_believed(site, tmp_path):
     assert tree_snapshot(victim) == before
 
 
+def test_profile_declaring_qcow2_on_a_guest_written_header_is_refused(site, tmp_path):
+    """A profile's xen.diskformat qcow2 on a raw disk whose first bytes the guest wrote."""
+    store, victim = site
+    params = disk(store, "declared-raw.img", size_gb=1)
+    assert run_module("xen_disk", params)["changed"]
+    recorded = Path(params["path"])
+    unrecorded = store / "made-elsewhere.img"
+    header = _qcow2_header_pointing_at(victim / "authorized_keys", tmp_path)
+    for image in (recorded, unrecorded):
+        with open(image, "r+b" if image.exists() else "wb") as handle:
+            handle.write(header)
+    before = tree_snapshot(victim)
+    for image, words in ((recorded, "was created as raw by xen_disk"),
+                         (unrecorded, "outside the storage directories")):
+        result = run_module("xen_domain", {"name": DOMAIN, "type": "hvm", "memory": 64, "uri": URI,
+                                           "storage_dirs": [str(store)],
+                                           "disks": [{"path": str(image), "format": "qcow2"}]})
+        assert result.get("failed") and "disks[0].format" in result["msg"] and words in result["msg"], result
+        assert DOMAIN not in subprocess.run(["virsh", "-c", URI, "list", "--all", "--name"],
+                                            capture_output=True, text=True, check=True).stdout.split()
+    assert tree_snapshot(victim) == before
+
+
 def test_declared_qcow2_with_a_backing_file_outside_is_refused(site):
     store, victim = site
     image = store / "declared.qcow2"
