@@ -320,3 +320,59 @@ def test_address_added_and_link_deleted_meanwhile():
     with pytest.raises(IpCommandError):
         net.apply_bridge({"commands": [["ip", "address", "add", "10.9.0.2/24", "dev", "xenbr0"]], "files": {}},
                          Done({"xenbr0": addressed}))
+
+
+# --------------------------------------------------------------------------- stand-ins go with their bridge
+
+
+def link(name, kind=None, master=None, **extra):
+    item = {"ifname": name, "flags": ["UP"], "addr_info": [], **extra}
+    if kind:
+        item["linkinfo"] = {"info_kind": kind}
+    if master:
+        item["master"] = master
+    return item
+
+
+class ReadOnlyIp:
+    def __init__(self, links):
+        self.links = {item["ifname"]: item for item in links}
+
+    def __call__(self, argv):
+        if argv == ["ip", "-j", "-d", "addr", "show"]:
+            return 0, json.dumps(list(self.links.values())), ""
+        raise AssertionError(f"planning ran {argv}")
+
+
+def test_a_created_netdev_is_marked():
+    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "netdev": "lcfg-eth0", "create_netdev": "veth",
+                                                  "persist": "none"}), ReadOnlyIp([]))
+    assert ["ip", "link", "set", "dev", "lcfg-eth0", "alias", net.standin_alias("xenbr0")] in plan["commands"]
+
+
+def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
+    links = [
+        link("xenbr0", "bridge"),
+        link("lcfg-eth0", "veth", "xenbr0", link="lcfg-eth0-p", ifalias=net.standin_alias("xenbr0")),
+        link("lcfg-eth0-p", "veth", link="lcfg-eth0"),
+        link("old-eth9", "veth", "xenbr0", link="old-eth9-p"),        # made before the alias existed
+        link("old-eth9-p", "veth", link="old-eth9"),
+        link("eth0", master="xenbr0"),                                 # the uplink
+        link("mine0", "veth", "xenbr0", link="other0"),                # an admin's own veth pair
+        link("other0", "veth", link="mine0"),
+        link("lcfg-eth1", "veth", "xenbr1", link="lcfg-eth1-p", ifalias=net.standin_alias("xenbr1")),
+        link("lcfg-eth1-p", "veth", link="lcfg-eth1"),
+        link("gone-eth5", "dummy", ifalias=net.standin_alias("xenbr0")),  # its bridge went before
+        link("admin-d", "dummy", "xenbr0", ifalias="uplink to rack 4"),
+    ]
+    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "state": "absent", "persist": "none"}),
+                           ReadOnlyIp(links))
+    assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"],
+                                ["ip", "link", "del", "dev", "gone-eth5"],
+                                ["ip", "link", "del", "dev", "lcfg-eth0"],
+                                ["ip", "link", "del", "dev", "old-eth9"]]
+    # a netdev named in the request with create_netdev is not deleted for its kind alone
+    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "state": "absent", "netdev": "mine0",
+                                                  "create_netdev": "veth", "persist": "none"}),
+                           ReadOnlyIp([link("xenbr0", "bridge"), link("mine0", "veth", "xenbr0", link="other0")]))
+    assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"]]
