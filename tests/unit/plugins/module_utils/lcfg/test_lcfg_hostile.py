@@ -10,8 +10,10 @@ from __future__ import annotations
 import http.server
 import os
 import socket
+import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from support import trickle_server
@@ -315,35 +317,60 @@ def test_the_deadline_holds_with_ansibles_open_url(trickle_url):
     assert time.monotonic() - start < 3
 
 
-def test_open_url_sends_the_configured_headers():
-    seen = {}
+PROFILE_XML = b"<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>"
 
-    class Echo(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            seen.update(self.headers)
-            body = (b'<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg>'
-                    b'</profile>' % self.headers.get("X-Lcfgt-Inv", "").encode())
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+
+@contextmanager
+def serving(answer, context=None):
+    """A loopback HTTP(S) server; ``answer(handler)`` gives (status, headers, body).
+
+    Yields the base URL; ``serving.paths`` lists the paths asked for.
+    """
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            paths.append(self.path)
+            status, headers, body = answer(self)
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, *args):
             pass
 
-    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving.paths = paths
     try:
-        url = f"HTTP://127.0.0.1:{server.server_address[1]}/xenhost/XML/profile.xml"
-        assert is_url(url)
-        opener = make_opener({"X-Lcfgt-Inv": "token"}, True, None, None, None, False)
-        [r] = load_profiles([url], "/", timeout=5, opener=opener)
-        assert r.error is None and r.profile.value("xen", "a") == "token"
-        assert seen["User-Agent"] == "lcfg.xen-inventory"
+        yield f"{'https' if context else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def opener(headers=None, client_cert=None, client_key=None, ca_path=None, use_proxy=False):
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+    return make_opener(headers or {}, True, client_cert, client_key, ca_path, use_proxy)
+
+
+def test_open_url_sends_the_configured_headers():
+    seen = {}
+
+    def echo(handler):
+        seen.update(handler.headers)
+        return 200, {}, PROFILE_XML % handler.headers.get("X-Lcfgt-Inv", "").encode()
+
+    with serving(echo) as base:
+        url = base.replace("http://", "HTTP://") + "/xenhost/XML/profile.xml"
+        assert is_url(url)
+        [r] = load_profiles([url], "/", timeout=5, opener=opener({"X-Lcfgt-Inv": "token"}))
+    assert r.error is None and r.profile.value("xen", "a") == "token"
+    assert seen["User-Agent"] == "lcfg.xen-inventory"
 
 
 def test_connection_refused_is_an_error_naming_the_url():
@@ -357,45 +384,21 @@ def test_connection_refused_is_an_error_naming_the_url():
 
 
 def test_open_url_redirects_only_to_http_checked_before_connecting():
-    xml = b"<profile><lcfg><components><xen><a>ok</a></xen></components></lcfg></profile>"
-    asked = []
-
-    class Redirects(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            asked.append(self.path)
-            if self.path == "/h/XML/profile.xml":
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(xml)))
-                self.end_headers()
-                self.wfile.write(xml)
-                return
-            target = {"/file": "file:///etc/passwd", "/ftp": f"ftp://127.0.0.1:{ftp_port}/x",
-                      "/rel": "/h/XML/profile.xml", "/loop": "/loop"}[self.path]
-            self.send_response(302)
-            self.send_header("Location", target)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
     ftp = socket.socket()  # records whether the ftp:// target was contacted
     ftp.bind(("127.0.0.1", 0))
     ftp.listen(1)
     ftp.setblocking(False)
-    ftp_port = ftp.getsockname()[1]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirects)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        opener = make_opener({}, True, None, None, None, False)
-        base = f"http://127.0.0.1:{port}"
-        got = {path: load_profiles([base + path], "/", timeout=5, opener=opener)[0]
-               for path in ("/file", "/ftp", "/rel", "/loop")}
-    finally:
-        server.shutdown()
-        server.server_close()
+    targets = {"/file": "file:///etc/passwd", "/ftp": f"ftp://127.0.0.1:{ftp.getsockname()[1]}/x",
+               "/rel": "/h/XML/profile.xml", "/loop": "/loop"}
+
+    def redirect(handler):
+        if handler.path == "/h/XML/profile.xml":
+            return 200, {}, PROFILE_XML % b"ok"
+        return 302, {"Location": targets[handler.path]}, b""
+
+    with serving(redirect) as base:
+        got = {path: load_profiles([base + path], "/", timeout=5, opener=opener())[0]
+               for path in targets}
     for path in ("/file", "/ftp"):
         assert "redirect to a non-http(s) URL" in got[path].error.problem
         assert got[path].error.file == base + path
@@ -404,7 +407,52 @@ def test_open_url_redirects_only_to_http_checked_before_connecting():
     with pytest.raises(BlockingIOError):  # the ftp:// target was never contacted
         ftp.accept()
     ftp.close()
-    assert asked.count("/loop") == 11
+    assert serving.paths.count("/loop") == 11
+
+
+def test_open_url_goes_through_the_environments_proxy(monkeypatch):
+    url = "http://lcfgt-inv.invalid/xenhost/XML/profile.xml"
+    with serving(lambda handler: (200, {}, PROFILE_XML % b"proxied")) as proxy:
+        monkeypatch.setenv("http_proxy", proxy)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        [r] = load_profiles([url], "/", timeout=5, opener=opener(use_proxy=True))
+        assert r.error is None and r.profile.value("xen", "a") == "proxied"
+        assert serving.paths == [url]  # a proxy receives the absolute URL
+        [r] = load_profiles([url], "/", timeout=5, opener=opener(use_proxy=False))
+        assert r.profile is None and "cannot fetch" in r.error.problem
+        assert serving.paths == [url]
+
+
+def _self_signed(tmp_path, name: str, ip: bool) -> tuple[str, str]:
+    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
+    extra = ["-addext", "subjectAltName=IP:127.0.0.1"] if ip else []
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", f"/CN={'127.0.0.1' if ip else name}", *extra,
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_open_url_client_certificate_and_ca_path(tmp_path):
+    import ssl
+
+    server_cert, server_key = _self_signed(tmp_path, "server", ip=True)
+    client_cert, client_key = _self_signed(tmp_path, "lcfgt-inv-client", ip=False)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_cert, server_key)
+    context.verify_mode = ssl.CERT_REQUIRED  # only our client certificate gets in
+    context.load_verify_locations(client_cert)
+    with serving(lambda handler: (200, {}, PROFILE_XML % b"mtls"), context) as base:
+        url = f"{base}/xenhost/XML/profile.xml"
+        [ok] = load_profiles([url], "/", timeout=5, opener=opener(
+            client_cert=client_cert, client_key=client_key, ca_path=server_cert))
+        [no_client] = load_profiles([url], "/", timeout=5, opener=opener(ca_path=server_cert))
+        [no_ca] = load_profiles([url], "/", timeout=5, opener=opener(
+            client_cert=client_cert, client_key=client_key))
+    assert ok.error is None and ok.profile.value("xen", "a") == "mtls"
+    assert no_client.profile is None and "cannot fetch" in no_client.error.problem
+    assert no_ca.profile is None and "validate_certs" in no_ca.error.problem
 
 
 def test_xml_profile_of_many_tiny_elements_is_bounded(tmp_path, monkeypatch):
