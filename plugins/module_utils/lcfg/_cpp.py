@@ -36,7 +36,8 @@ from ._errors import LcfgError, excerpt
 
 __all__ = ["LogicalLine", "tokenize", "read_lines", "expand", "Preprocessor",
            "clear_cache", "inside", "MAX_INCLUDE_DEPTH", "MAX_FILE_SIZE", "MAX_PROFILE_INPUT",
-           "MAX_INCLUDES", "MAX_PROFILE_LINES", "MAX_EXPANSION", "MAX_PROFILE_EXPANSION", "MAX_IF_INTEGER"]
+           "MAX_INCLUDES", "MAX_PROFILE_LINES", "MAX_EXPANSION", "MAX_PROFILE_EXPANSION",
+           "MAX_IF_INTEGER"]
 
 MAX_INCLUDE_DEPTH = 200
 MAX_FILE_SIZE = 4 * 1024 * 1024            # one source profile or header
@@ -319,6 +320,7 @@ class Preprocessor:
         self.lines = 0
         self.includes = 0
         self.expanded = 0
+        self._line: int | None = None  # the line being walked: where an unexpected error is
         self.defines: dict[str, str] = {}
         for key, value in (defines or {}).items():
             if not isinstance(key, str) or not _IDENT.match(key):
@@ -385,8 +387,6 @@ class Preprocessor:
                             file=path, line=self._line) from exc
         self._stack.pop()
 
-    _line: int | None = None
-
     def _walk_lines(self, path: str, lines: list[LogicalLine]) -> None:
         self.lines += len(lines)
         if self.lines > MAX_PROFILE_LINES:  # named at the #include that went over
@@ -445,8 +445,8 @@ class Preprocessor:
             elif d == "include":
                 self._include(ll, path)
             elif d == "error":
-                raise LcfgError(f"#error {excerpt(ll.text, 200, quote=False)}", file=path,
-                                line=ll.line)
+                raise LcfgError(f"#error {excerpt(ll.text, 200, quote=False)}".rstrip(),
+                                file=path, line=ll.line)
             elif d in ("warning", "pragma", "ident", "line", "") or d.isdigit():
                 continue  # harmless for profiles
             else:
