@@ -119,7 +119,7 @@ def _playbook(playbook: str, inventory: Path, *extra: str) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, started: float) -> tuple:
-    out, _ = proc.communicate(timeout=3600)
+    out = proc.communicate(timeout=3600)[0]
     return proc.returncode, out, time.monotonic() - started
 
 
