@@ -194,6 +194,34 @@ def test_resume_planned_but_another_run_resumed_it(conn):
     assert guest.state()[0] == libvirt.VIR_DOMAIN_RUNNING
 
 
+def test_a_guest_paused_while_another_run_starts_it_is_waited_for_not_resumed(conn):
+    """The issue's case: the plan saw the other run's guest paused (libvirt holds a guest
+    paused while it starts up) and planned a resume; by the apply it is running."""
+    dom_mod.apply_plan(conn, plan_for(conn, "running"))
+    guest = conn.lookupByName("lcfgt-conc-g1")
+    states = [(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP)] * 2
+
+    class StartingUp:
+        resumed = False
+
+        def __getattr__(self, name):
+            return getattr(guest, name)
+
+        def state(self):
+            return states.pop(0) if states else guest.state()
+
+        def resume(self):
+            StartingUp.resumed = True
+            raise libvirt.libvirtError("Requested operation is not valid: domain is already running")
+
+    plan = plan_for(conn, "running")
+    plan.actions.append("resume")  # what the plan made of the paused guest
+    plan.current.dom = StartingUp()
+    result = dom_mod.apply_plan(conn, plan)
+    assert not StartingUp.resumed and not states
+    assert "resume" not in result["actions"] and result["after"]["state"] == "running"
+
+
 def test_stop_planned_but_already_stopped(conn):
     dom_mod.apply_plan(conn, plan_for(conn, "running"))
     plan = plan_for(conn, "stopped")
