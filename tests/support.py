@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,19 @@ def remove_domains(uri: str, prefix: str) -> None:
                     dom.undefine()
     finally:
         conn.close()
+
+
+@contextmanager
+def storage_directory(prefix: str) -> Iterator[Path]:
+    """A fresh directory under /var/lib/lcfg-xen (a default storage directory libvirtd can
+    reach), mode 0755, named ``prefix`` + random; removed afterwards."""
+    os.makedirs("/var/lib/lcfg-xen", exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/lib/lcfg-xen"))
+    os.chmod(directory, 0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextmanager

@@ -58,6 +58,14 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
     XenError,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._imagecheck import (
+    compare_origin,
+    image_problems,
+    partition_problem,
+    record_origin,
+    recorded_origin,
+    template_state,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import flock_by, lock_directory, open_lock_file
 from ansible_collections.lcfg.xen.plugins.module_utils._schema import MAX_DISK_GB, MAX_PARTITION, check_text
 from ansible_collections.lcfg.xen.plugins.module_utils._validate import path_inside
@@ -531,8 +539,8 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
                 backing, backing_format = None, None
             lcfg = req.lcfg_contents()
             if lcfg:
-                steps.append({"action": "inject", "path": temp, "format": fmt,
-                              "partition": req.partition, "files": lcfg})
+                steps.append({"action": "inject", "path": temp, "format": fmt, "template": req.template,
+                              "final": req.path, "partition": req.partition, "files": lcfg})
         else:
             if req.size is None:
                 raise ValidationError("size_gb", f"is required to create {req.path} (or set 'template' to clone one)")
@@ -540,7 +548,7 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
             size = req.size
             steps.append({"action": "create", "path": temp, "format": fmt, "size": size})
             backing, backing_format, lcfg = None, None, {}
-        steps.append({"action": "rename", "from": temp, "to": req.path, "format": fmt})
+        steps.append({"action": "rename", "from": temp, "to": req.path, "format": fmt, "size": size})
         after = image_state(req.path, {"format": fmt, "virtual_size": size, "backing_file": backing,
                                        "backing_format": backing_format}, lcfg or None)
         return Plan(steps, before, after, warnings)
@@ -714,8 +722,9 @@ class LocalStorage:
         if os.path.lexists(path):
             os.unlink(path)
 
-    def rename(self, temp: str, path: str, fmt: str) -> str | None:
-        """Seal the finished image (mode 0600, format recorded), then give it its name.
+    def rename(self, temp: str, path: str, fmt: str, origin: dict[str, Any] | None = None) -> str | None:
+        """Seal the finished image (mode 0600, format and a clone's origin recorded), then give
+        it its name.
 
         Returns a warning when the filesystem cannot hold the format record."""
         warning = None
@@ -724,6 +733,8 @@ class LocalStorage:
             os.fchmod(fd, IMAGE_MODE)
             try:
                 os.setxattr(fd, FORMAT_XATTR, fmt.encode())
+                if origin is not None:
+                    record_origin(fd, origin)
             except OSError as exc:
                 warning = (f"cannot record the format of {path} ({exc.strerror}): it will be read as raw unless "
                            f"the guest's disk declares format: {fmt}")
@@ -952,6 +963,7 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
                 template = qemu_img_info(os.path.realpath(req.template),
                                          req.template_format or recorded_format(os.path.realpath(req.template)))
             plan = plan_present(req, current, template, temp_exists)
+            origin = _check_origin(req, current, template, plan)
             if any(s["action"] != "remove-partial" for s in plan.steps):
                 plan.steps[0:0] = storage.pool_steps(req)
             running = [u["name"] for u in users.get(req.path, []) if u["active"]]
@@ -965,6 +977,8 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
             "diff": {"before": plan.before, "after": plan.after},
             "warnings": plan.warnings,
         }
+        if req.state == "present" and req.template:
+            result.update(origin)
         if check_mode or not plan.steps:
             return result
         _apply(plan, req, storage, result)
@@ -996,6 +1010,61 @@ def _read_existing(req: DiskRequest) -> dict[str, Any] | None:
         raise Conflict(f"{req.path} already exists and cannot be read as {fmt} ({exc.message}). It is never "
                        "overwritten: declare its real format, or remove it first (state: absent) if its "
                        "contents may be lost") from None
+
+
+def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None,
+                  plan: Plan) -> dict[str, Any]:
+    """Refuse a template unfit to clone (nothing is created) and an existing image that is
+    damaged (never overwritten); report a clone whose template changed or broke since.
+
+    Returns the result's ``origin``, ``template_state`` and ``template_changed``."""
+    if current is not None:
+        damaged = image_problems(req.path, current["format"], whole_sectors=False)  # other tools' sizes vary
+        if damaged:
+            raise Conflict(f"{req.path} exists but is damaged: {'; '.join(damaged)}. It is never overwritten or "
+                           "repaired: remove it (state: absent) and run again to clone it anew (its contents are "
+                           "lost), or repair it yourself", image=plan.before)
+    if not req.template or template is None:
+        return {"origin": recorded_origin(req.path) if current is not None else None,
+                "template_state": "missing" if current is not None else None, "template_changed": False}
+    real = os.path.realpath(req.template)
+    problems = image_problems(real, template["format"], template["virtual_size"])
+    if current is None:
+        if not problems and req.lcfg_managed and template["format"] == "raw":
+            problem = partition_problem(real, req.partition)
+            if problem:
+                problems.append(f"{problem}: set 'partition' to the partition holding the guest's root filesystem")
+        if problems:
+            raise Conflict(f"template {req.template} (read as {template['format']}) cannot be cloned: "
+                           f"{'; '.join(problems)}. Nothing was created: repair or replace the template (it is "
+                           "only ever read), or declare its real format (template_format)", image=plan.before)
+        origin = template_state(real, template["format"])
+        for step in plan.steps:
+            if step["action"] == "rename":
+                step["origin"] = origin
+        return {"origin": origin, "template_state": "unchanged", "template_changed": False}
+    recorded = recorded_origin(req.path)
+    state, differs = compare_origin(recorded, template_state(real, template["format"]))
+    overlay = current["backing_file"] is not None
+    if problems:
+        if overlay:
+            raise Conflict(f"{req.path} is an overlay of {req.template}, which is now damaged: "
+                           f"{'; '.join(problems)}. The guest reads its disk through the template: restore the "
+                           "template as it was, or remove the overlay (state: absent) and clone again",
+                           image=plan.before)
+        plan.warnings.append(f"the template {req.template} of {req.path} is now damaged ({'; '.join(problems)}); "
+                             "the copy is independent of it, but new clones will be refused until it is repaired")
+        state = "broken"
+    elif state in ("changed", "other"):
+        why = "; ".join(differs)
+        consequence = ("an overlay reads the unchanged blocks through its template, so the guest now sees a mix "
+                       "of old and new data: restore the template, or remove the overlay (state: absent) and "
+                       "clone again" if overlay else
+                       "the copy is independent and unaffected; remove it (state: absent) and run again for a "
+                       "clone of the template as it is now")
+        plan.warnings.append(f"{req.path} was cloned from {req.template} as it was before it changed ({why}): "
+                             f"{consequence}")
+    return {"origin": recorded, "template_state": state, "template_changed": state in ("changed", "other", "broken")}
 
 
 def _overlays_of(path: str, dirs: list[str]) -> list[str]:
@@ -1047,15 +1116,40 @@ def _apply_steps(plan: Plan, storage: LocalStorage, result: dict[str, Any]) -> N
         elif action == "grow":
             storage.grow(step["path"], step["format"], step["size"])
         elif action == "inject":
-            timing = inject_files(step["path"], step["format"], step["partition"], step["files"])
+            try:
+                timing = inject_files(step["path"], step["format"], step["partition"], step["files"])
+            except XenError as exc:
+                damaged = image_problems(step["path"], step["format"])
+                found = f" The clone itself is damaged: {'; '.join(damaged)}." if damaged else ""
+                raise XenError(f"cannot write the LCFG settings into the clone of {step['template']}: "
+                               f"{exc.message}.{found} Nothing was created at {step['final']}") from exc
             result["injection"] = {"seconds": timing["seconds"], "launch_seconds": timing["launch_seconds"]}
             result["warnings"].extend(timing["notes"])
         elif action == "rename":
-            warning = storage.rename(step["from"], step["to"], step["format"])
+            damaged = image_problems(step["from"], step["format"], step["size"] if step["format"] == "raw" else None)
+            if damaged:  # a clone that does not check out never takes its final name
+                raise XenError(f"the new image {step['from']} failed its check: {'; '.join(damaged)}. Nothing was "
+                               f"created at {step['to']}")
+            warning = storage.rename(step["from"], step["to"], step["format"], step.get("origin"))
             if warning:
                 result["warnings"].append(warning)
         elif action == "delete":
             storage.delete(step["path"])
+
+
+def _origin_now(path: str, templates_now: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """``origin`` (recorded when xen_disk cloned ``path``) and ``template_state`` against the
+    template as it is now (None for an image that is not a recorded clone)."""
+    origin = recorded_origin(path)
+    if origin is None:
+        return {"origin": None, "template_state": None}
+    template = str(origin.get("template"))
+    if template not in templates_now:
+        try:
+            templates_now[template] = template_state(template, str(origin.get("format")))
+        except OSError:
+            templates_now[template] = None
+    return {"origin": origin, "template_state": compare_origin(origin, templates_now[template])[0]}
 
 
 def list_images(dirs: list[str], paths: list[str], uri: str | None) -> list[dict[str, Any]]:
@@ -1080,6 +1174,7 @@ def list_images(dirs: list[str], paths: list[str], uri: str | None) -> list[dict
         finally:
             conn.close()
     images = []
+    templates_now: dict[str, dict[str, Any] | None] = {}
     for path in sorted(set(candidates)):
         entry: dict[str, Any] = {"path": path, "exists": os.path.lexists(path)}
         if entry["exists"]:
@@ -1091,6 +1186,7 @@ def list_images(dirs: list[str], paths: list[str], uri: str | None) -> list[dict
                 if info is not None:
                     entry.update(info)
                     entry["size"] = format_size(info["virtual_size"])
+            entry.update(_origin_now(path, templates_now))
         if uri:
             entry["used_by"] = [u["name"] for u in users.get(path, [])]
         images.append(entry)

@@ -123,11 +123,31 @@ class GuestfsSession:
             else:
                 self.handle.mount(device, "/")
         except RuntimeError as exc:
-            fstype = self._fstype(device)
-            raise XenError(
-                f"cannot mount partition {partition} of {self.path} (filesystem: {fstype}): {exc}. "
-                "Set 'partition' to the partition holding the guest's root filesystem"
-            ) from exc
+            raise XenError(self.mount_failure(partition, device, exc)) from exc
+
+    def mount_failure(self, partition: int, device: str, exc: Exception) -> str:
+        """Why ``device`` did not mount, from what libguestfs finds on the image: blame
+        ``partition`` only when another partition holds a filesystem and this one none."""
+        fstype = self._fstype(device)
+        filesystems = self._filesystems()
+        listed = ", ".join(f"{dev.replace('/dev/sda', 'partition ')}: {kind}"
+                           for dev, kind in sorted(filesystems.items())) or "none"
+        usable = [dev for dev, kind in filesystems.items() if kind not in ("unknown", "swap", "")]
+        head = f"cannot mount partition {partition} of {self.path} ({exc})"
+        if fstype not in ("none", "unknown"):
+            return (f"{head}: it holds a {fstype} filesystem that does not mount, so the filesystem or the "
+                    f"image is damaged (filesystems found: {listed}); run e2fsck/qemu-img check on the template")
+        if usable:
+            return (f"{head}: it holds no filesystem libguestfs recognises (filesystems found: {listed}): set "
+                    "'partition' to the partition holding the guest's root filesystem")
+        return (f"{head}: the image holds no filesystem libguestfs recognises on any partition (filesystems "
+                f"found: {listed}), so the template is empty or damaged, not the partition number wrong")
+
+    def _filesystems(self) -> dict[str, str]:
+        try:
+            return {str(dev): str(kind) for dev, kind in dict(self.handle.list_filesystems()).items()}
+        except RuntimeError:
+            return {}
 
     def _fstype(self, device: str) -> str:
         try:

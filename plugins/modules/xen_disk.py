@@ -21,6 +21,14 @@ description:
     module reports no change; when it differs (format, backing file, smaller size) the module fails
     and names the parameter to change. It grows an image only with O(grow=true) and never shrinks one.
     A template is only ever read.
+  - B(Templates are checked, clones verified.) Before cloning, the template is read as its declared or
+    recorded format and checked (C(qemu-img check) for qcow2; readable, whole sectors for raw; with
+    injection, a raw template's partition table must hold O(partition)); a problem fails the task naming
+    the template, with nothing created. The finished clone is checked again before it takes its name.
+    An existing image that fails C(qemu-img check) fails the task, naming O(state=absent) as the fix.
+  - B(Origin.) A clone records its template and the template's state (path, format, size, mtime_ns,
+    SHA-256 of the first and last MiB) in the C(trusted.lcfg-xen.origin) extended attribute; later runs
+    report a template that changed or broke since (RV(template_changed), RV(template_state), a warning).
   - A new image is prepared under a temporary name in the same directory
     (C(.<name>.lcfg-xen-partial)), where it is created or copied, grown and given its LCFG settings;
     only then is it linked to its final name. An interrupted run therefore never leaves a half-written image under
@@ -178,8 +186,9 @@ notes:
     so its files are not compared; the diff reports them as C(null).
   - New images are V(0600), new directories V(0700) (or V(0710) with O(storage_group)); existing
     files and directories keep their owner and mode.
-  - Check mode does not open the template with libguestfs, so a wrong O(partition) is found only
-    by the real run; that run then fails before anything appears under O(path).
+  - Check mode checks the template and reads a raw template's partition table, but does not open it
+    with libguestfs, so a partition without a usable filesystem is found only by the real run; that run
+    then fails before anything appears under O(path).
 requirements:
   - qemu-img (Debian qemu-utils) on the managed host
   - libguestfs Python binding (Debian python3-guestfs) for LCFG injection
@@ -288,6 +297,29 @@ diff:
   description: The image before and after, in the vocabulary of RV(image).
   returned: always
   type: dict
+origin:
+  description:
+    - The template state recorded with the image when M(lcfg.xen.xen_disk) cloned it (for a new clone,
+      the state recorded now), or null when there is none (not a clone, made before the record existed
+      or by another tool).
+  returned: when O(template) is set
+  type: dict
+  sample: {template: /guests/lcfg_temp.img, format: raw, size: 1073741824, mtime_ns: 1796203676063568302,
+           sha256_ends: 9f2c0e...}
+template_state:
+  description:
+    - The template now against the recorded origin. V(unchanged); V(changed) (size, modification time or
+      the SHA-256 of its first and last MiB differ); V(other) (cloned from another template); V(broken)
+      (the template now fails its check); V(missing) (the template is gone); V(unrecorded) (no origin
+      recorded).
+  returned: when O(template) is set
+  type: str
+  sample: unchanged
+template_changed:
+  description: True when RV(template_state) is V(changed), V(other) or V(broken); a warning then says what it means.
+  returned: when O(template) is set
+  type: bool
+  sample: false
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode

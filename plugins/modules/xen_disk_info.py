@@ -14,6 +14,8 @@ description:
   - Lists the disk images in the storage directories (regular files that are not hidden, not
     recursive) and any images named in O(paths), read with C(qemu-img info).
   - With O(uri), also reports which libvirt domains (running or not) use each image.
+  - For a clone made by M(lcfg.xen.xen_disk), reports the template it came from and whether that template
+    changed since.
   - Never changes anything; images in use by running guests are read without taking locks.
 author:
   - lcfg.xen contributors (!UNKNOWN)
@@ -102,6 +104,19 @@ images:
       description: Format of the backing file, or null.
       type: str
       sample: raw
+    origin:
+      description:
+        - The template and its state recorded by M(lcfg.xen.xen_disk) when it cloned the image (its
+          C(trusted.lcfg-xen.origin) attribute), or null for an image that is not a recorded clone.
+      type: dict
+      sample: {template: /guests/base.img, format: raw, size: 1073741824, mtime_ns: 1796203676063568302,
+               sha256_ends: 9f2c0e...}
+    template_state:
+      description:
+        - That template now against the record - V(unchanged), V(changed), V(other), V(missing) - or null
+          without a record. See M(lcfg.xen.xen_disk).
+      type: str
+      sample: unchanged
     used_by:
       description: Names of the libvirt domains whose definition uses the image.
       type: list
