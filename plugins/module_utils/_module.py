@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 from typing import Any, Callable, Iterator
 
@@ -140,7 +141,11 @@ def module_lock(module: Any, local_commands: bool = False) -> Any:
     if module.check_mode:
         return contextlib.nullcontext({"waited": 0.0})
     params = module.params
-    return hypervisor_lock(lock_keys(params.get("uri"), local_commands), getattr(module, "_name", "lcfg.xen"),
+    name = getattr(module, "_name", None) or ""
+    if not name or name.endswith(".py"):  # not run by Ansible: it names the task's module
+        main = getattr(sys.modules.get("__main__"), "__file__", None) or "module"
+        name = "lcfg.xen." + os.path.splitext(os.path.basename(main))[0]
+    return hypervisor_lock(lock_keys(params.get("uri"), local_commands), name,
                            params.get("lock_timeout", LOCK_TIMEOUT))
 
 

@@ -218,3 +218,23 @@ def test_a_call_queued_behind_another_succeeds_and_says_how_long_it_waited():
     holder.join()
     assert not result.get("failed"), result
     assert 1.5 <= result["lock_waited"] < 10
+
+
+def test_a_module_call_that_holds_the_lock_is_named_by_the_waiting_one():
+    # test:///default converges thousands of guests in a few seconds: long enough to meet
+    many = [{"name": f"{PREFIX}m{index}", "memory": 64, "vcpus": 1, "state": "running"} for index in range(8000)]
+    first: dict = {}
+    holder = threading.Thread(target=lambda: first.update(
+        run_module("xen_guests", {"uri": "test:///default", "guests": many})))
+    holder.start()
+    second = None
+    for _attempt in range(100):
+        time.sleep(0.2)
+        second = run_module("xen_domain", dict(GUEST, lock_timeout=0.5))
+        if second.get("failed") or not holder.is_alive():
+            break
+    holder.join()
+    assert not first.get("failed"), str(first.get("msg"))[:500]
+    assert second["failed"], "the second call never met the first one holding the lock"
+    assert re.search(r"held the lock on hypervisor test for more than 0.5 s: pid \d+ \(lcfg\.xen\.xen_guests, "
+                     r"started \S+Z, \d+ s ago\)", second["msg"]), second["msg"]
