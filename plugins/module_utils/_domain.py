@@ -434,6 +434,11 @@ def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | t
         if local:
             if not os.path.lexists(path):
                 continue
+            if not os.path.islink(path) and not os.path.isfile(path):
+                kind = "a directory" if os.path.isdir(path) else "a device, socket or pipe"
+                plan.notes.append(f"guest {plan.name}: disk image {path} kept: it is {kind}, not an image file; "
+                                  "remove_disks deletes only image files")
+                continue
             real = None if os.path.islink(path) else real_inside(path, list(storage_dirs))
         else:
             real = path if any(path.startswith(d.rstrip("/") + "/") for d in storage_dirs) else None
@@ -674,6 +679,8 @@ def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
         for path in plan.remove_paths:
             if _remove_image(run.conn, path=path, local=local):
                 run.done.append(f"remove_disk {path}")
+            elif local and os.path.lexists(path):  # it changed since the plan
+                run.warnings.append(f"guest {plan.name}: disk image {path} kept: it is no longer a regular file")
             else:
                 run.warnings.append(f"guest {plan.name}: disk image {path} was not found; nothing removed")
     return True, {"name": plan.name, "state": "absent"}
