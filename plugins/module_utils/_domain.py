@@ -171,6 +171,7 @@ def _power_now(dom, *, name: str) -> str:
 
 
 @libvirt_errors("undefine guest {name}")
+@missing_is_none  # gone already (another run removed it): what was asked
 def _undefine(dom, *, name: str) -> None:
     full = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
@@ -187,10 +188,11 @@ def _undefine(dom, *, name: str) -> None:
 
 
 @libvirt_errors("stop guest {name}")
-def _stop(dom, timeout: float, force: bool, *, name: str) -> str:
+@missing_is_none
+def _stop(dom, timeout: float, force: bool, *, name: str) -> str | None:
     """Graceful shutdown, waiting up to ``timeout`` seconds; destroy afterwards if ``force``.
 
-    Returns ``shutdown`` or ``destroy`` (what stopped it)."""
+    Returns ``shutdown`` or ``destroy`` (what stopped it), None when the guest is gone."""
     if not dom.isActive():
         return "shutdown"
     if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:

@@ -404,3 +404,15 @@ def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
                                                   "create_netdev": "veth", "persist": "none"}),
                            ReadOnlyIp([link("xenbr0", "bridge"), link("mine0", "veth", "xenbr0", link="other0")]))
     assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"]]
+
+
+def test_removal_planned_but_another_run_removed_it(conn):
+    dom_mod.apply_plan(conn, plan_for(conn, "running"))
+    plan = dom_mod.plan_domain(conn, dom_mod.validate_guest(dict(GUEST)), "absent", force_stop=True)
+    assert plan.actions == ["stop", "undefine"]
+    guest = conn.lookupByName("lcfgt-conc-g1")
+    guest.destroy()
+    guest.undefine()  # the other run
+    result = dom_mod.apply_plan(conn, plan)
+    assert result["after"] == {"name": "lcfgt-conc-g1", "state": "absent"}
+    assert "lcfgt-conc-g1" not in {d.name() for d in conn.listAllDomains(0)}
