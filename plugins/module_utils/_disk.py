@@ -1055,15 +1055,18 @@ def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: di
         plan.warnings.append(f"the template {req.template} of {req.path} is now damaged ({'; '.join(problems)}); "
                              "the copy is independent of it, but new clones will be refused until it is repaired")
         state = "broken"
-    elif state in ("changed", "other"):
+    elif state in ("changed", "other") and recorded is not None:
         why = "; ".join(differs)
         consequence = ("an overlay reads the unchanged blocks through its template, so the guest now sees a mix "
                        "of old and new data: restore the template, or remove the overlay (state: absent) and "
                        "clone again" if overlay else
                        "the copy is independent and unaffected; remove it (state: absent) and run again for a "
                        "clone of the template as it is now")
-        plan.warnings.append(f"{req.path} was cloned from {req.template} as it was before it changed ({why}): "
-                             f"{consequence}")
+        if state == "other":
+            what = f"{req.path} was cloned from {recorded.get('template')}, not from {req.template}"
+        else:
+            what = f"{req.path} was cloned from {req.template} as it was before it changed ({why})"
+        plan.warnings.append(f"{what}: {consequence}")
     return {"origin": recorded, "template_state": state, "template_changed": state in ("changed", "other", "broken")}
 
 

@@ -182,6 +182,9 @@ def test_clone_records_its_origin_and_reports_a_changed_template(store, good_raw
     assert entries[copy["path"]]["origin"]["template"] == str(template)
     assert entries[copy["path"]]["template_state"] == "changed"
     assert entries[str(template)]["origin"] is None and entries[str(template)]["template_state"] is None
+    other = run_module("xen_disk", dict(copy, template=str(good_raw)))  # asked for another template
+    assert other["changed"] is False and other["template_state"] == "other", other
+    assert f"cloned from {template}, not from {good_raw}" in warnings_of(other)
 
 
 def test_template_broken_after_cloning_is_reported(store, good_raw):
