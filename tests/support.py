@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,15 @@ def trickle_server(body: bytes, slow_headers: bool = False) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+_UUID_RE = re.compile(r"\b[0-9a-fA-F]{8}((?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})\b")
+
+
+def own_uuids(text: str, tag: str) -> str:
+    """Every UUID of ``text`` with its first group replaced by ``tag`` (8 hex digits).
+
+    A test's renamed copy of an example site must not reuse the example's UUIDs: libvirt
+    refuses a second domain with the UUID of a user's ``make site`` guest.
+    """
+    return _UUID_RE.sub(lambda match: tag + match.group(1), text)

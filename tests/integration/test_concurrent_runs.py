@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, remove_domains, run_module
+from support import ROOT, ansible_env, own_uuids, remove_domains, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import hypervisor_lock
 
@@ -64,6 +64,7 @@ def _own_site(target: Path) -> Path:
         text = path.read_text()
         for old, new in RENAMES:
             text = text.replace(old, new)
+        text = own_uuids(text, "7e570002")
         dest.write_text(text)
     # lccbr2's port is an interface of this machine's (the profile names eth2 for it)
     profile = target / "profiles" / "demo-networks"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, inventory_list, run_playbook
+from support import ROOT, ansible_env, inventory_list, own_uuids, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,6 +46,7 @@ def _own_copy_of_the_example_site(target: Path) -> Path:
         text = path.read_text()
         for old, new in SITE_TEST_RENAMES:
             text = text.replace(old, new)
+        text = own_uuids(text, "7e570001")
         dest.write_text(text)
     # The bridges' stand-in ports too (the network role names them <prefix><tag>).
     with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
