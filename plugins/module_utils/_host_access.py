@@ -19,8 +19,9 @@ through a profile value: ``HOST_ACCESS_ARGSPEC``, read by ``host_access_from_par
   allow-list.
 - ``check_bootloader``, ``check_boot_file``, ``check_bootloader_args``, ``check_vif_script``:
   the fields whose values the host runs or reads.
-- ``profile_value_problem(field, value, storage_dirs=None)``: the same default rules for the
-  inventory (the model reports the problem at the resource's file:line).
+- ``profile_value_problem(field, value, access=None)``, ``check_disk_access``,
+  ``narrowed_access``: the same rules for the inventory (the model reports the problem at
+  the resource's file:line), with the inventory's ``host_access`` option or the defaults.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
@@ -43,6 +44,8 @@ __all__ = [
     "HostAccess",
     "host_access_from_params",
     "check_guest_access",
+    "check_disk_access",
+    "narrowed_access",
     "check_extra_element",
     "check_bootloader",
     "check_boot_file",
@@ -368,6 +371,41 @@ def safe_fragment(text: str) -> Any:
 
 # --------------------------------------------------------------------------- whole spec
 
+def check_disk_access(disk: dict, where: str, access: HostAccess,
+                      realpath: Callable[[str], str] | None = None) -> None:
+    """A ``phy`` disk is a host block device: only one the play allows; an image lies inside
+    the storage directories."""
+    if access.allow_host_resources:
+        return
+    if disk.get("type") == "phy":
+        if not _under(os.path.normpath(disk["path"]), access.allowed_block_devices):
+            raise ValidationError(where, f"{disk['path']} is a host block device; only the play can give one "
+                                  "to a guest (allowed_block_devices or allow_host_resources)")
+        return
+    path, dirs = _resolved(disk["path"], access.storage_dirs, realpath)
+    if not _under(path, dirs):
+        shown = disk["path"] if path == os.path.normpath(disk["path"]) else f"{disk['path']} (-> {path})"
+        raise ValidationError(where, f"disk image {shown} is outside the storage directories "
+                              f"({', '.join(access.storage_dirs) or 'none'}); add the directory to "
+                              "storage_dirs or use allow_host_resources")
+
+
+def narrowed_access(access: HostAccess, profile_dirs: list | tuple | None) -> HostAccess:
+    """``access`` with the storage directories a hypervisor profile narrows them to
+    (``xen.storagedirs``); raises ValueError for a directory outside the play's list, which a
+    profile may never widen (xen_disk's ``profile_storage_dirs`` rule, on normalised paths)."""
+    if not profile_dirs:
+        return access
+    for directory in profile_dirs:
+        if not _under(os.path.normpath(directory), access.storage_dirs):
+            raise ValueError(f"{directory} is not inside the play's storage directories "
+                             f"({', '.join(access.storage_dirs)}): a hypervisor profile may only narrow them; "
+                             "the admin widens them with storage_dirs (inventory option host_access, role "
+                             "variable guest_storage_dirs)")
+    return replace(access, storage_dirs=tuple(os.path.normpath(d) for d in profile_dirs))
+
+
+
 def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
                        realpath: Callable[[str], str] | None = None) -> None:
     """Refuse the parts of a validated guest spec that reach the host beyond what ``access``
@@ -375,18 +413,7 @@ def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
     if access.allow_host_resources:
         return
     for index, disk in enumerate(spec.get("disks") or []):
-        where = f"{prefix}disks[{index}].path"
-        if disk.get("type") == "phy":
-            if not _under(os.path.normpath(disk["path"]), access.allowed_block_devices):
-                raise ValidationError(where, f"{disk['path']} is a host block device; only the play can give one "
-                                      "to a guest (allowed_block_devices or allow_host_resources)")
-            continue
-        path, dirs = _resolved(disk["path"], access.storage_dirs, realpath)
-        if not _under(path, dirs):
-            shown = disk["path"] if path == os.path.normpath(disk["path"]) else f"{disk['path']} (-> {path})"
-            raise ValidationError(where, f"disk image {shown} is outside the storage directories "
-                                  f"({', '.join(access.storage_dirs) or 'none'}); add the directory to "
-                                  "storage_dirs or use allow_host_resources")
+        check_disk_access(disk, f"{prefix}disks[{index}].path", access, realpath)
     for index, vif in enumerate(spec.get("vifs") or []):
         if vif.get("script"):
             check_vif_script(vif["script"], f"{prefix}vifs[{index}].script", access)
@@ -432,11 +459,13 @@ def _extra_fragments(text: str) -> list:
     return []
 
 
-def profile_value_problem(field_name: str, value: Any, storage_dirs: list | tuple | None = None) -> None:
-    """The default rules for one guest field as a profile gives it (inventory): raises
-    ValueError with the problem. ``extra`` is the text of ``extra_$``, ``bootloader_args``
-    the ``cmdline`` of a guest with a bootloader; ``storage_dirs`` defaults to the collection's."""
-    access = host_access_from_params({"storage_dirs": storage_dirs})
+def profile_value_problem(field_name: str, value: Any, access: HostAccess | None = None) -> None:
+    """The rules for one guest field as a profile gives it (inventory): raises ValueError with
+    the problem. ``extra`` is the text of ``extra_$``, ``bootloader_args`` the ``cmdline`` of a
+    guest with a bootloader; ``access`` is the inventory's ``host_access`` (default: the
+    modules' defaults, with the collection's storage directories)."""
+    if access is None:
+        access = host_access_from_params({})
     try:
         if field_name == "bootloader":
             check_bootloader(str(value), field_name, access)
@@ -446,7 +475,8 @@ def profile_value_problem(field_name: str, value: Any, storage_dirs: list | tupl
             check_bootloader_args(str(value), "cmdline", access)
         elif field_name in ("kernel", "ramdisk"):
             check_boot_file(str(value), field_name, access)
-        elif field_name == "extra" and etree is not None:
+        elif field_name == "extra" and etree is not None and not (access.trusted_extra_xml
+                                                                  or access.allow_host_resources):
             for index, text in enumerate(_extra_fragments(str(value))):
                 try:
                     element = safe_fragment(text)

@@ -23,10 +23,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ._errors import ValidationError
 from .lcfg._errors import LcfgError, excerpt
 from .lcfg._profile import Profile, Resource
 from ._schema import GUEST, guest_problems, network_name, vif_script
-from ._host_access import profile_value_problem
+from ._host_access import (
+    HostAccess,
+    check_disk_access,
+    check_vif_script,
+    host_access_from_params,
+    narrowed_access,
+    profile_value_problem,
+)
 from ._validate import (
     canonical_guest_type,
     parse_bool,
@@ -178,8 +186,11 @@ def _where(res: Resource | None, fallback: str) -> str:
 class _Builder:
     """Builds one host; collects errors instead of stopping at the first."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, access: HostAccess) -> None:
         self.profile = profile
+        #: what guests may reach on the host: the inventory's host_access, narrowed by the
+        #: profile's xen.storagedirs once read (_host_settings)
+        self.access = access
         self.res: dict[str, Resource] = profile.resources.get(COMPONENT, {})
         self.errors: list[LcfgError] = []
         self.warnings: list[str] = []
@@ -306,9 +317,7 @@ def _netname(text: str) -> str:
 
 
 def _script(text: str) -> str:
-    script = vif_script(text)
-    profile_value_problem("script", script)  # it runs in dom0: a name from Xen's scripts directory
-    return script
+    return vif_script(text)  # what it may run in dom0 is checked where a vif uses it (_vifs)
 
 
 def _ip(text: str) -> str:
@@ -338,13 +347,24 @@ def _text(text: str) -> str:
     return text
 
 
-def _guest_side(field_name: str, host: dict[str, Any]) -> Callable[[str], str]:
+def _guest_side(field_name: str, access: HostAccess) -> Callable[[str], str]:
     """Parser of a value the host acts on (kernel, ramdisk, bootloader, its arguments, extra):
-    held to the modules' default rules, which only the play can widen (_host_access)."""
+    held to the modules' rules with the inventory's host_access (default: the modules'
+    defaults), which only the play can widen (_host_access)."""
     def parse(text: str) -> str:
         value = _abs_path(text) if field_name in ("kernel", "ramdisk") else text
-        profile_value_problem(field_name, value, host.get("storage_dirs"))
+        profile_value_problem(field_name, value, access)
         return value
+    return parse
+
+
+def _narrowing(b: _Builder) -> Callable[[str], list[str]]:
+    """Parser of xen.storagedirs: directories inside the play's list (b.access), which then
+    narrow b.access for this host's kernels, ramdisks and disk images."""
+    def parse(text: str) -> list[str]:
+        dirs = _abs_path_list(text)
+        b.access = narrowed_access(b.access, dirs)
+        return dirs
     return parse
 
 
@@ -448,7 +468,7 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
         "route_network_name": route_name or DEFAULT_ROUTE_NETWORK,
         "route_subnet": route_subnet,
         # Narrows the play's storage directories (xen_disk profile_storage_dirs), never widens them.
-        "storage_dirs": b.value("storagedirs", _abs_path_list),
+        "storage_dirs": b.value("storagedirs", _narrowing(b)),
         "guests": [],
         "groups": {},
     }
@@ -560,11 +580,11 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     template = b.value(f"template_{tag}", _abs_path)
     profile_url = b.value(f"profileurl_{tag}", _url)
     partition = b.value(f"partition_{tag}", _bounded("partition", "partition"))
-    kernel = b.value(f"kernel_{tag}", _guest_side("kernel", host))
-    ramdisk = b.value(f"ramdisk_{tag}", _guest_side("ramdisk", host))
-    bootloader = b.value(f"bootloader_{tag}", _guest_side("bootloader", host))
-    cmdline = b.value(f"cmdline_{tag}", _guest_side("bootloader_args", host) if bootloader else _text)
-    extra = b.value(f"extra_{tag}", _guest_side("extra", host))
+    kernel = b.value(f"kernel_{tag}", _guest_side("kernel", b.access))
+    ramdisk = b.value(f"ramdisk_{tag}", _guest_side("ramdisk", b.access))
+    bootloader = b.value(f"bootloader_{tag}", _guest_side("bootloader", b.access))
+    cmdline = b.value(f"cmdline_{tag}", _guest_side("bootloader_args", b.access) if bootloader else _text)
+    extra = b.value(f"extra_{tag}", _guest_side("extra", b.access))
 
     guest_name = name or tag
     disks = _disks(b, tag, guest_name)
@@ -618,8 +638,13 @@ def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
                     f"disk {disk!r} has the same path {path} as disk {seen[path]!r}; "
                     f"set xen.diskname_{tag}_{disk}")
         seen[path] = disk
-        disks.append({"tag": disk, "name": dname, "type": dtype, "size_gb": size,
-                      "path": path, "format": fmt})
+        item = {"tag": disk, "name": dname, "type": dtype, "size_gb": size, "path": path, "format": fmt}
+        try:
+            check_disk_access(item, "path", b.access)
+        except ValidationError as exc:
+            path_key = next((k for k in (f"diskpath_{tag}_{disk}", f"diskpath_{tag}") if b.get(k)), f"disks_{tag}")
+            b.error(b.get(path_key), path_key, exc.problem)
+        disks.append(item)
     return disks
 
 
@@ -637,6 +662,12 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
                                                  f"vif {vif} {key}")
             sources[key] = (res, res_name)
         item["nettype"] = item["nettype"] or "bridge"
+        if item["script"] is not None:
+            try:  # it runs in dom0: a name from Xen's scripts directory unless the play allows more
+                check_vif_script(item["script"], "script", b.access)
+            except ValidationError as exc:
+                b.error(sources["script"][0], sources["script"][1], exc.problem)
+                item["script"] = None
         if item["bridge"] is not None and item["nettype"] != "bridge":
             bres, bname = sources["bridge"]
             if bname.startswith("groupbridge_"):
@@ -763,13 +794,15 @@ def _meets_schema(b: _Builder, tag: str, guest: dict[str, Any]) -> bool:
     return not problems
 
 
-def build_host(profile: Profile) -> HostModel:
-    """Build the model of one profile; raise :class:`ModelErrors` listing every problem."""
+def build_host(profile: Profile, access: HostAccess | None = None) -> HostModel:
+    """Build the model of one profile; raise :class:`ModelErrors` listing every problem.
+    ``access``: what guests may reach on the host (the inventory's ``host_access`` option;
+    default: the modules' defaults)."""
     components = str(profile.value("profile", "components", "") or "").split()
     model = HostModel(name=profile.name, path=profile.path, resources=profile.plain())
     if COMPONENT not in components:
         return model
-    b = _Builder(profile)
+    b = _Builder(profile, access if access is not None else host_access_from_params({}))
     host = _host_settings(b)
     guest_tags, vm_res = b.tags("virtualmachines")
     groups = _read_groups(b, guest_tags)
@@ -881,7 +914,7 @@ def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> l
     return errors
 
 
-def build_site(profiles: Iterable[Profile]) -> Site:
+def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) -> Site:
     """Build every profile in order; a later profile may not reuse an earlier name.
 
     Names are checked before anything is added: no host or guest may take a reserved group
@@ -893,7 +926,7 @@ def build_site(profiles: Iterable[Profile]) -> Site:
     hosts: dict[str, str] = {}  # every inventory host name -> the profile defining it
     for profile in profiles:
         try:
-            model = build_host(profile)
+            model = build_host(profile, access)
         except ModelErrors as exc:
             site.rejected[profile.name] = exc.errors
             continue

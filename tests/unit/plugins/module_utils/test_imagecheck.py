@@ -146,8 +146,7 @@ class FakeHandle:
     ({}, {"/dev/sda1": "ext4", "/dev/sda5": "unknown"}, "partition 1: ext4", True),
     ({}, {"/dev/sda5": "unknown"}, "template is empty or damaged, not the partition number", False),
 ])
-def test_mount_failure_blames_partition_only_when_another_holds_a_filesystem(vfs, filesystems, expected,
-                                                                              blames_partition):
+def test_mount_failure_blames_partition_only_when_another_holds_one(vfs, filesystems, expected, blames_partition):
     session = GuestfsSession.__new__(GuestfsSession)
     session.path, session.handle = "/img", FakeHandle(vfs, filesystems)
     message = session.mount_failure(5, "/dev/sda5", RuntimeError("mount: wrong fs type"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _model
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils._model import (
     DOMAIN_KEYS,
     ModelErrors,
@@ -249,7 +250,7 @@ def test_disk_names_and_paths_default_and_per_guest_fallback():
     res = [("virtualmachines", "vm1"), ("name_vm1", "web-1"), ("disks_vm1", "root data swap"),
            ("diskpath_vm1", "/srv/vm"), ("disksize_vm1", "4"), ("disksize_vm1_data", "20G"),
            ("diskname_vm1_swap", "web-swap"), ("diskpath_vm1_swap", "/fast//vm/")]
-    disks = build_host(make(res)).guests["web-1"]["disks"]
+    disks = build_host(make(res), HostAccess(storage_dirs=("/srv", "/fast"))).guests["web-1"]["disks"]
     assert [(d["name"], d["path"], d["size_gb"]) for d in disks] == [
         ("web-1", "/srv/vm/web-1.img", 4),
         ("web-1-data", "/srv/vm/web-1-data.img", 20),
@@ -733,3 +734,98 @@ def test_bootloader_arguments_from_a_profile_stay_inside_the_guest_disk():
     assert (info.value.errors[0].line, info.value.errors[0].resource) == (4, "xen.cmdline_vm1")
     res[2] = ("cmdline_vm1", "--entry=1")
     assert build_host(make(res)).guests["vm1"]["cmdline"] == "--entry=1"
+
+
+# --------------------------------------------------------------------------- the inventory's host_access
+
+MYGRUB = [("virtualmachines", "vm1"), ("bootloader_vm1", "/usr/local/bin/mygrub")]
+
+
+def test_site_bootloader_is_refused_by_default_and_accepted_with_host_access():
+    """The inventory option host_access widens the model's checks as the module options do."""
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(MYGRUB))
+    (error,) = info.value.errors
+    assert (error.file, error.line, error.resource) == ("/site/h1", 3, "xen.bootloader_vm1")
+    assert "allowed_boot_paths" in error.problem
+    assert build_host(make(MYGRUB), HostAccess(allowed_boot_paths=("/usr/local/bin/mygrub",))
+                      ).guests["vm1"]["bootloader"] == "/usr/local/bin/mygrub"
+    # a directory allows what lies below it, and not a sibling
+    site = HostAccess(allowed_boot_paths=("/usr/local/bin",))
+    assert build_host(make(MYGRUB), site).guests["vm1"]["bootloader"] == "/usr/local/bin/mygrub"
+    with pytest.raises(ModelErrors):
+        build_host(make([MYGRUB[0], ("bootloader_vm1", "/usr/local/binx/mygrub")]), site)
+
+
+def test_block_devices_and_disk_images_follow_host_access():
+    phy = [("virtualmachines", "vm1"), ("disks_vm1", "root"), ("disktype_vm1", "phy"),
+           ("diskpath_vm1", "/dev/vg_guests")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(phy))
+    (error,) = info.value.errors
+    assert (error.line, error.resource) == (5, "xen.diskpath_vm1") and "block device" in error.problem
+    disk = build_host(make(phy), HostAccess(allowed_block_devices=("/dev/vg_guests",))).guests["vm1"]["disks"][0]
+    assert (disk["type"], disk["path"]) == ("phy", "/dev/vg_guests/vm1")
+    image = [("virtualmachines", "vm1"), ("disks_vm1", "root"), ("diskpath_vm1", "/srv/guests")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(image))
+    assert (info.value.errors[0].line, info.value.errors[0].resource) == (4, "xen.diskpath_vm1")
+    assert build_host(make(image), HostAccess(storage_dirs=("/srv/guests",))).guests["vm1"]["disks"][0]["path"] \
+        == "/srv/guests/vm1.img"
+    # the default directory outside the site's list: the error is at the disk list
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(image[:2]), HostAccess(storage_dirs=("/srv/guests",)))
+    assert info.value.errors[0].resource == "xen.disks_vm1"
+
+
+def test_kernel_outside_storage_extra_xml_and_vif_script_follow_host_access():
+    kernel = [("virtualmachines", "vm1"), ("kernel_vm1", "/boot/vmlinuz-xen")]
+    with pytest.raises(ModelErrors):
+        build_host(make(kernel))
+    assert build_host(make(kernel), HostAccess(allowed_boot_paths=("/boot",))).guests["vm1"]["kernel"] \
+        == "/boot/vmlinuz-xen"
+    qemu = ("<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+            "<qemu:arg value='-s'/></qemu:commandline>")
+    extra = [("virtualmachines", "vm1"), ("extra_vm1", qemu)]
+    with pytest.raises(ModelErrors):
+        build_host(make(extra))
+    assert build_host(make(extra), HostAccess(trusted_extra_xml=True)).guests["vm1"]["extra"] == qemu
+    script = [("virtualmachines", "vm1"), ("vifs_vm1", "eth0"), ("virtualgroup", "g"), ("members_g", "vm1"),
+              ("groupscript_g", "/usr/local/sbin/vif-site")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(script))
+    assert [(e.line, e.resource) for e in info.value.errors] == [(6, "xen.groupscript_g")]
+    vif = build_host(make(script), HostAccess(allow_host_resources=True)).guests["vm1"]["vifs"][0]
+    assert vif["script"] == "/usr/local/sbin/vif-site"
+
+
+def test_profile_storagedirs_only_narrow_the_inventory_list():
+    """xen.storagedirs narrows host_access.storage_dirs (as xen_disk's profile_storage_dirs
+    narrows the play's): it may not widen it to let a kernel or disk in."""
+    widen = [("storagedirs", "/etc"), ("virtualmachines", "vm1"), ("kernel_vm1", "/etc/passwd")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(widen))
+    assert [(e.line, e.resource) for e in info.value.errors][0] == (2, "xen.storagedirs")
+    assert "may only narrow" in info.value.errors[0].problem
+    narrow = [("storagedirs", "/guests/fast"), ("virtualmachines", "vm1"), ("disks_vm1", "root"),
+              ("diskpath_vm1", "/guests/slow")]
+    with pytest.raises(ModelErrors) as info:
+        build_host(make(narrow))
+    assert [(e.line, e.resource) for e in info.value.errors] == [(5, "xen.diskpath_vm1")]
+    narrow[3] = ("diskpath_vm1", "/guests/fast")
+    host = build_host(make(narrow))
+    assert host.xen_host["storage_dirs"] == ["/guests/fast"]
+    access = HostAccess(storage_dirs=("/srv",))
+    with pytest.raises(ModelErrors):
+        build_host(make(narrow), access)  # /guests is not the site's
+    narrow[0], narrow[3] = ("storagedirs", "/srv/fast"), ("diskpath_vm1", "/srv/fast")
+    assert build_host(make(narrow), access).guests["vm1"]["disks"][0]["path"] == "/srv/fast/vm1.img"
+
+
+def test_build_site_applies_host_access_to_every_profile():
+    site = build_site([make(MYGRUB), make(MYGRUB, name="h2", path="/site/h2")])
+    assert set(site.rejected) == {"h1", "h2"}
+    site = build_site([make(MYGRUB), make([("virtualmachines", "vm2"), ("bootloader_vm2", "/usr/local/bin/mygrub")],
+                                          name="h2", path="/site/h2")],
+                      HostAccess(allowed_boot_paths=("/usr/local/bin/mygrub",)))
+    assert not site.rejected and set(site.hosts) == {"h1", "h2"}
