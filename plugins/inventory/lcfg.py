@@ -100,6 +100,24 @@ options:
         C(no_proxy)) for http(s) sources.
     type: bool
     default: true
+  host_access:
+    description:
+      - What the guests of every profile may reach on the hypervisor host, for the checks this
+        inventory makes. The keys and their meaning are those of the module options of
+        M(lcfg.xen.xen_domain) and M(lcfg.xen.xen_guests), validated by the same code -
+        C(storage_dirs) (list of absolute directories; default the collection's list),
+        C(trusted_extra_xml) (bool), C(allowed_boot_paths) (list), C(allowed_block_devices)
+        (list) and C(allow_host_resources) (bool). See the collection's C(docs/domains.md).
+      - Unset, profiles are held to the modules' default rules, and a profile that asks for more
+        (a bootloader other than pygrub, a kernel or disk image outside the storage
+        directories, a block device, host-reaching C(extra) XML) is an error naming C(file:line).
+      - Only this configuration file sets it; no profile can. Paths must be absolute (they are
+        paths on the hypervisors; nothing is expanded on the controller).
+      - When set, every hypervisor host gets the variable C(xen_host_access) (these keys,
+        normalised), from which the C(lcfg.xen.guest) role defaults its C(guest_storage_dirs),
+        C(guest_trusted_extra_xml), C(guest_allowed_boot_paths), C(guest_allowed_block_devices)
+        and C(guest_allow_host_resources); the modules themselves never read it.
+    type: dict
 notes:
   - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
     configuration, by the path, modification time and size of every file under O(sources) and
@@ -117,6 +135,7 @@ notes:
     C(ungrouped), C(xen_hypervisors), C(xen_guests)), or whose virtual group has the name of
     any host of the site or starts with a digit, is rejected with an error like any other
     profile error.
+  - The cache key covers O(host_access) too.
   - http(s) sources are fetched with Ansible's C(open_url); redirects (at most 10, all within
     O(timeout)) are followed only to http(s) URLs, checked before connecting.
 """
@@ -143,6 +162,16 @@ keyed_groups:
   - key: xen_hypervisor | default(omit)
     prefix: guests_of
 
+# site.lcfg.yml: the hypervisor admin lets guests use a site bootloader, LVM volumes and
+# another storage directory (the guest role takes the same values from xen_host_access)
+plugin: lcfg.xen.lcfg
+sources:
+  - profiles
+host_access:
+  storage_dirs: [/var/lib/libvirt/images, /srv/guests]
+  allowed_boot_paths: [/usr/local/bin/mygrub]
+  allowed_block_devices: [/dev/vg_guests]
+
 # site.lcfg.yml: a macro for every profile and a warm-cache setup for big sites
 plugin: lcfg.xen.lcfg
 sources:
@@ -164,10 +193,15 @@ import urllib.parse
 from typing import Any
 
 from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.lcfg.xen.plugins.module_utils import _model
+from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
+    HOST_ACCESS_ARGSPEC, HostAccess, host_access_from_params)
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
@@ -209,6 +243,38 @@ def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str 
     return open_
 
 
+def host_access_option(value: Any) -> HostAccess | None:
+    """The ``host_access`` option as the modules read the same options (their argument spec,
+    then host_access_from_params); ValueError naming ``host_access.<key>``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"option host_access must be a mapping of {', '.join(HOST_ACCESS_ARGSPEC)}")
+    for key, spec in HOST_ACCESS_ARGSPEC.items():
+        items = value.get(key)
+        if spec.get("elements") == "path" and isinstance(items, list):
+            for item in items:  # paths on the hypervisor: no ~ or $VAR expanded on the controller
+                if not str(item).startswith("/"):
+                    raise ValueError(f"option host_access.{key}: {item!r} is not an absolute path")
+    result = ArgumentSpecValidator(HOST_ACCESS_ARGSPEC).validate(value)
+    for error in result.errors:
+        if isinstance(error, UnsupportedError):
+            raise ValueError(f"option host_access: unknown key {error}")
+        raise ValueError(f"option host_access: {error}")
+    try:
+        return host_access_from_params(result.validated_parameters)
+    except ValidationError as exc:
+        raise ValueError(f"option host_access.{exc.parameter}: {exc.problem}") from None
+
+
+def host_access_data(access: HostAccess | None) -> dict[str, Any] | None:
+    """The option normalised (JSON-able): the cache key part and the ``xen_host_access`` hostvar."""
+    if access is None:
+        return None
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in vars(access).items()}
+
+
 def inputs_unchanged(inputs: dict[str, list[int]]) -> bool:
     """Whether every file a cached model was built from still has its mtime and size."""
     for path, (mtime_ns, size) in inputs.items():
@@ -222,10 +288,11 @@ def inputs_unchanged(inputs: dict[str, list[int]]) -> bool:
 
 
 def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
-                 defines: dict[str, str]) -> str | None:
+                 defines: dict[str, str], host_access: dict[str, Any] | None = None) -> str | None:
     """Hash of the options and of (path, mtime, size) of every input file; None if uncachable."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines],
+    # host_access decides which profiles the model accepts
+    digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines, host_access],
                              sort_keys=True).encode())
     # the code that builds the model: an upgraded collection never reads an old entry
     code_dir = os.path.dirname(os.path.abspath(_model.__file__))
@@ -264,7 +331,7 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
 
 def load_site(base_dir: str, sources: list[str], include_path: list[str],
               defines: dict[str, str], timeout: float, validate_certs: bool,
-              opener: Opener | None = None) -> dict[str, Any]:
+              opener: Opener | None = None, access: HostAccess | None = None) -> dict[str, Any]:
     """Read and model every profile; return plain data (what is cached and populated)."""
     loaded = load_profiles(sources, base_dir, include_path=include_path, defines=defines,
                            timeout=timeout, validate_certs=validate_certs, opener=opener)
@@ -278,7 +345,7 @@ def load_site(base_dir: str, sources: list[str], include_path: list[str],
             rejected[item.source] = [str(error)]
         else:
             profiles.append(item.profile)
-    site = build_site(profiles)
+    site = build_site(profiles, access)
     for name, errors in site.rejected.items():
         rejected[name] = [str(err) for err in errors]
     return {
@@ -293,6 +360,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """Inventory from the xen component of LCFG profiles."""
 
     NAME = "lcfg.xen.lcfg"
+    #: the validated host_access option (host_access_data), set by parse
+    _host_access: dict[str, Any] | None = None
 
     def verify_file(self, path: str) -> bool:
         return super().verify_file(path) and path.endswith(("lcfg.yml", "lcfg.yaml"))
@@ -313,8 +382,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not 0 < timeout <= MAX_TIMEOUT:  # also nan and inf
             raise AnsibleParserError(f"{path}: option 'timeout' must be a number of seconds "
                                      f"above 0 and at most {MAX_TIMEOUT}, got {timeout}")
+        try:
+            access = host_access_option(self.get_option("host_access"))
+        except ValueError as exc:
+            raise AnsibleParserError(f"{path}: {exc}") from None
+        self._host_access = host_access_data(access)
         user_cache = bool(self.get_option("cache"))
-        fingerprint = _fingerprint(base_dir, sources, include_path, defines) if user_cache else None
+        fingerprint = (_fingerprint(base_dir, sources, include_path, defines, self._host_access)
+                       if user_cache else None)
         cache_key = self.get_cache_key(path)
         data = None
         if user_cache and cache and fingerprint is not None:
@@ -335,7 +410,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 bool(self.get_option("use_proxy")))
             try:
                 data = load_site(base_dir, sources, include_path, defines, timeout,
-                                 validate_certs, opener)
+                                 validate_certs, opener, access)
             except LcfgError as exc:
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:
@@ -375,6 +450,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 continue
             inventory.add_child(HYPERVISORS, name)
             inventory.set_variable(name, "xen_host", host["xen_host"])
+            if self._host_access is not None:  # from this configuration file, never a profile
+                inventory.set_variable(name, "xen_host_access", self._host_access)
             for guest_name, domain in host["guests"].items():
                 inventory.add_host(guest_name, group=GUESTS)
                 inventory.set_variable(guest_name, "xen_hypervisor", name)

@@ -1030,8 +1030,8 @@ def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: di
     real = os.path.realpath(req.template)
     problems = image_problems(real, template["format"], template["virtual_size"])
     if current is None:
-        if not problems and req.lcfg_managed and template["format"] == "raw":
-            problem = partition_problem(real, req.partition)
+        if not problems and req.lcfg_managed:
+            problem = partition_problem(real, req.partition, template["format"], template["virtual_size"])
             if problem:
                 problems.append(f"{problem}: set 'partition' to the partition holding the guest's root filesystem")
         if problems:

@@ -26,6 +26,7 @@ class ValidationError(XenError):
     def __init__(self, parameter: str, message: str, **result: object) -> None:
         super().__init__(f"{parameter}: {message}", **result)
         self.parameter = parameter
+        self.problem = message  # without the parameter, for callers that name it their own way
 
 
 class LibvirtFailure(XenError):

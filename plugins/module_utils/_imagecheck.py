@@ -8,9 +8,9 @@
 
 * ``image_problems``: what is wrong with an image read as its (declared or recorded)
   format -- ``qemu-img check`` for qcow2, size and readability for raw;
-* ``partition_table``: the partitions of a raw image, read from its msdos (MBR and the
+* ``partition_table``: the partitions of an image, read from its msdos (MBR and the
   EBR chain of logical partitions) or GPT table in Python, without libguestfs (no
-  appliance launch, nothing executed on the image's bytes);
+  appliance launch): a raw image's bytes directly, a qcow2 image's through ``qemu-io -r``;
 * ``template_state`` / ``compare_origin``: the state of a template a clone was made
   from (real path, format, size, mtime_ns and a SHA-256 of its first and last MiB),
   recorded with the clone in the ``trusted.lcfg-xen.origin`` extended attribute, and
@@ -166,14 +166,21 @@ def _gpt(read: Callable[[int, int], bytes]) -> dict[int, tuple[int, int]] | None
     return found
 
 
-def partition_problem(path: str, partition: int) -> str | None:
-    """Why the raw image ``path`` cannot receive settings on ``partition``, or None."""
-    size = os.stat(path).st_size
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        table = partition_table(lambda offset, length: os.pread(fd, length, offset) if offset < size else b"")
-    finally:
-        os.close(fd)
+def partition_problem(path: str, partition: int, fmt: str = "raw", virtual_size: int | None = None) -> str | None:
+    """Why the image ``path`` (read as ``fmt``) cannot receive settings on ``partition``, or None.
+
+    A raw image is read directly; a qcow2 one through ``qemu-io -r`` (its guest view), so
+    neither needs a libguestfs appliance."""
+    if fmt == "raw":
+        size = os.stat(path).st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            table = partition_table(lambda offset, length: os.pread(fd, length, offset) if offset < size else b"")
+        finally:
+            os.close(fd)
+    else:
+        size = int(virtual_size or 0)
+        table = partition_table(lambda offset, length: _qemu_io_read(path, fmt, offset, length, size))
     if table is None:
         return f"it has no partition table, so no partition {partition}"
     if partition not in table:
@@ -181,9 +188,27 @@ def partition_problem(path: str, partition: int) -> str | None:
         return f"it has no partition {partition} (partitions: {numbers})"
     end = table[partition][1]
     if end > size:
-        return (f"its partition {partition} ends at byte {end}, past the end of the file ({size} bytes): "
+        return (f"its partition {partition} ends at byte {end}, past the end of the image ({size} bytes): "
                 "the image is truncated")
     return None
+
+
+def _qemu_io_read(path: str, fmt: str, offset: int, length: int, size: int) -> bytes:
+    """``length`` bytes at ``offset`` of the guest view of ``path``; b"" past its end or on error."""
+    length = min(length, size - offset)
+    if offset < 0 or length <= 0:
+        return b""
+    try:
+        proc = subprocess.run(["qemu-io", "-r", "-U", "-f", fmt, "-c", f"read -v {offset} {length}", path],
+                              capture_output=True, text=True, check=False)
+    except OSError:
+        return b""
+    data = bytearray()
+    for line in proc.stdout.splitlines():
+        head, sep, rest = line.partition(":  ")
+        if sep and len(head) == 8 and all(c in "0123456789abcdef" for c in head):
+            data += bytes.fromhex(rest[:48])
+    return bytes(data[:length]) if proc.returncode == 0 else b""
 
 
 def template_state(path: str, fmt: str) -> dict[str, Any]:

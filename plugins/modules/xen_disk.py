@@ -23,7 +23,7 @@ description:
     A template is only ever read.
   - B(Templates are checked, clones verified.) Before cloning, the template is read as its declared or
     recorded format and checked (C(qemu-img check) for qcow2; readable, whole sectors for raw; with
-    injection, a raw template's partition table must hold O(partition)); a problem fails the task naming
+    injection, the template's partition table must hold O(partition)); a problem fails the task naming
     the template, with nothing created. The finished clone is checked again before it takes its name.
     An existing image that fails C(qemu-img check) fails the task, naming O(state=absent) as the fix.
   - B(Origin.) A clone records its template and the template's state (path, format, size, mtime_ns,
@@ -186,7 +186,7 @@ notes:
     so its files are not compared; the diff reports them as C(null).
   - New images are V(0600), new directories V(0700) (or V(0710) with O(storage_group)); existing
     files and directories keep their owner and mode.
-  - Check mode checks the template and reads a raw template's partition table, but does not open it
+  - Check mode checks the template and reads its partition table, but does not open it
     with libguestfs, so a partition without a usable filesystem is found only by the real run; that run
     then fails before anything appears under O(path).
 requirements:

@@ -113,21 +113,24 @@ def test_truncated_qcow2_template_is_refused_with_nothing_created(store, good_ra
     assert sha256(template) == checksum
 
 
-def test_raw_template_without_the_partition_is_refused_before_any_copy(store):
+def test_template_without_the_partition_is_refused_before_any_copy(store):
     template = raw_template(store / "lcfgt-tmpl-onepart.img", "label: dos\nstart=2048, type=83\n", size_mb=64)
     before, checksum = listing(store), sha256(template)
     params = disk(store, "lcfgt-tmpl-nopart.img", template=str(template), profile_url=PROFILE_URL, partition=5)
+    as_qcow2 = qcow2_of(template, store / "lcfgt-tmpl-onepart.qcow2")  # read through qemu-io
+    before.append(as_qcow2.name)
     for check in (True, False):
-        result = run_module("xen_disk", params, check=check)
-        assert result.get("failed") is True, result
-        assert f"template {template}" in result["msg"], result["msg"]
-        assert "no partition 5 (partitions: 1)" in result["msg"] and "'partition'" in result["msg"]
+        for source, extra in ((template, {}), (as_qcow2, {"template_format": "qcow2"})):
+            result = run_module("xen_disk", dict(params, template=str(source), **extra), check=check)
+            assert result.get("failed") is True, result
+            assert f"template {source}" in result["msg"], result["msg"]
+            assert "no partition 5 (partitions: 1)" in result["msg"] and "'partition'" in result["msg"]
     # A raw template cut short inside partition 5 is named truncated, not short of a partition.
     cut = raw_template(store / "lcfgt-tmpl-cut.img", ext4_on=5)
     truncated(cut, 150 * MIB)
     result = run_module("xen_disk", disk(store, "lcfgt-tmpl-fromcut.img", template=str(cut),
                                          profile_url=PROFILE_URL, partition=5))
-    assert result.get("failed") is True and "past the end of the file" in result["msg"], result
+    assert result.get("failed") is True and "past the end of the image" in result["msg"], result
     assert "truncated" in result["msg"]
     assert listing(store) == sorted(before + [cut.name])
     assert sha256(template) == checksum

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible.errors import AnsibleParserError
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import init_plugin_loader, inventory_loader
@@ -28,6 +28,7 @@ for _name in [n for n in sys.modules if n == "ansible_collections" or n.startswi
 init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
 
 from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
+from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
 
@@ -300,3 +301,88 @@ def test_cache_notices_a_header_added_beside_a_single_file_source(tmp_path, monk
     time.sleep(0.01)  # a distinct directory mtime
     (tmp_path / "profiles" / "site.h").write_text("!xen.maxmem_vm1 mSET(512)\n")
     assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 512
+
+
+# --------------------------------------------------------------------------- host_access
+
+MYGRUB_PROFILE = "!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm1)\n" \
+                 "!xen.bootloader_vm1 mSET(/usr/local/bin/mygrub)\n"
+ALLOW_MYGRUB = "host_access:\n  allowed_boot_paths: [/usr/local/bin/mygrub]\n"
+
+
+def test_host_access_lets_the_site_bootloader_in_and_sets_xen_host_access(tmp_path, capsys):
+    config = write_site(tmp_path)
+    (tmp_path / "profiles" / "hv1").write_text(MYGRUB_PROFILE)
+    assert "vm1" not in parse(config).hosts  # default rules: the whole hypervisor profile is left out
+    assert "hv1:3: xen.bootloader_vm1" in capsys.readouterr().err.replace("\n", " ").replace(f"{tmp_path}/profiles/", "")
+    config.write_text(config.read_text() + ALLOW_MYGRUB)
+    inv = parse(config)
+    assert inv.get_host("vm1").vars["xen_domain"]["bootloader"] == "/usr/local/bin/mygrub"
+    access = inv.get_host("hv1").vars["xen_host_access"]
+    assert access == {"storage_dirs": list(DEFAULT_STORAGE_DIRS), "allow_host_resources": False,
+                      "trusted_extra_xml": False, "allowed_boot_paths": ["/usr/local/bin/mygrub"],
+                      "allowed_block_devices": []}
+    assert "xen_host_access" not in inv.get_host("vm1").vars
+
+
+def test_without_host_access_no_hypervisor_gets_xen_host_access(tmp_path):
+    assert "xen_host_access" not in parse(write_site(tmp_path)).get_host("hv1").vars
+
+
+@pytest.mark.parametrize("option, words", [
+    ("host_access:\n  allowed_boot_path: [/usr]\n", "option host_access: unknown key allowed_boot_path"),
+    ("host_access:\n  allowed_boot_paths: [usr/local]\n", "option host_access.allowed_boot_paths: 'usr/local' is not an absolute path"),
+    ("host_access:\n  allowed_block_devices: ['~/dev']\n", "option host_access.allowed_block_devices: '~/dev' is not an absolute"),
+    ("host_access:\n  storage_dirs: []\n", "option host_access.storage_dirs: must name at least one directory"),
+    ("host_access:\n  trusted_extra_xml: maybe\n", "'trusted_extra_xml'"),
+    ("host_access:\n  allow_host_resources: {a: 1}\n", "'allow_host_resources'"),
+])
+def test_host_access_errors_name_the_option(tmp_path, option, words):
+    config = write_site(tmp_path, option)
+    with pytest.raises(AnsibleParserError) as info:
+        parse(config)
+    assert str(info.value).startswith(f"{config}: option host_access")
+    assert words in str(info.value)
+
+
+def test_host_access_that_is_not_a_mapping_names_the_option(tmp_path):
+    with pytest.raises(AnsibleError) as info:  # Ansible's own check of a dict option
+        parse(write_site(tmp_path, "host_access: [/usr]\n"))
+    assert "'host_access'" in str(info.value)
+    with pytest.raises(ValueError, match="option host_access must be a mapping"):
+        plugin_mod.host_access_option(["/usr"])
+
+
+def test_host_access_is_validated_like_the_module_options():
+    """The argument spec of the modules: strings convert as they do for a module option."""
+    access = plugin_mod.host_access_option({"allowed_boot_paths": "/a,/b", "trusted_extra_xml": "yes",
+                                            "storage_dirs": ["/srv/vm/"]})
+    assert access.allowed_boot_paths == ("/a", "/b") and access.trusted_extra_xml
+    assert access.storage_dirs == ("/srv/vm",)
+    assert plugin_mod.host_access_option(None) is None
+    assert plugin_mod.host_access_option({}).storage_dirs == tuple(DEFAULT_STORAGE_DIRS)
+
+
+def test_cache_key_changes_with_host_access(tmp_path, monkeypatch):
+    base = [str(tmp_path), ["profiles"], [], {}]
+    (tmp_path / "profiles").mkdir()
+    keys = {plugin_mod._fingerprint(*base, access) for access in (
+        None, {"allowed_boot_paths": ["/usr/local/bin/mygrub"]}, {"allowed_boot_paths": ["/usr/local/bin"]},
+        {"allow_host_resources": True})}
+    assert len(keys) == 4 and None not in keys
+    assert plugin_mod._fingerprint(*base, None) == plugin_mod._fingerprint(*base)
+
+    # end to end: a warm cache built without the option is not used once it is set
+    cache_dir = tmp_path / "site" / "cache"
+    (tmp_path / "site").mkdir()
+    config = write_site(tmp_path / "site", f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                                           f"cache_connection: {cache_dir}\n")
+    (tmp_path / "site" / "profiles" / "hv1").write_text(MYGRUB_PROFILE)
+    calls = []
+    real = plugin_mod.load_site
+    monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert "vm1" not in parse(config).hosts and "vm1" not in parse(config).hosts
+    assert len(calls) == 1
+    config.write_text(config.read_text() + ALLOW_MYGRUB)
+    assert "vm1" in parse(config).hosts and len(calls) == 2
+    assert "vm1" in parse(config).hosts and len(calls) == 2

@@ -237,7 +237,7 @@ def test_options_are_validated_and_default_to_the_collection_list():
 ])
 def test_profile_values_refused_for_the_inventory(field, value):
     with pytest.raises(ValueError):
-        profile_value_problem(field, value, (STORE,))
+        profile_value_problem(field, value, HostAccess(storage_dirs=(STORE,)))
 
 
 @pytest.mark.parametrize("field, value", [
@@ -246,7 +246,7 @@ def test_profile_values_refused_for_the_inventory(field, value):
     ("extra", '{"on_crash": "preserve", "xml": ["<features><acpi/></features>"]}'), ("extra", "{not json"),
 ])
 def test_profile_values_allowed_for_the_inventory(field, value):
-    profile_value_problem(field, value, (STORE,))
+    profile_value_problem(field, value, HostAccess(storage_dirs=(STORE,)))
 
 
 def test_a_disk_image_symlinked_out_of_the_storage_directory_is_refused(tmp_path):

@@ -65,8 +65,12 @@ def test_partition_problem_names_what_exists_and_truncation(tmp_path):
                                   "start=24576, size=40000, type=83\n")
     assert partition_problem(str(path), 5) is None
     assert partition_problem(str(path), 3) == "it has no partition 3 (partitions: 1, 2, 5)"
+    qcow2 = tmp_path / "disk.qcow2"  # the same table, read through qemu-io
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(path), str(qcow2)], check=True)
+    assert partition_problem(str(qcow2), 5, "qcow2", 64 * MIB) is None
+    assert partition_problem(str(qcow2), 3, "qcow2", 64 * MIB) == "it has no partition 3 (partitions: 1, 2, 5)"
     os.truncate(path, 20 * MIB)  # partition 5 ends past the end
-    assert "past the end of the file" in partition_problem(str(path), 5)
+    assert "past the end of the image" in partition_problem(str(path), 5)
     blank = tmp_path / "blank.img"
     blank.write_bytes(bytes(MIB))
     assert partition_problem(str(blank), 1) == "it has no partition table, so no partition 1"
