@@ -405,7 +405,6 @@ def narrowed_access(access: HostAccess, profile_dirs: list | tuple | None) -> Ho
     return replace(access, storage_dirs=tuple(os.path.normpath(d) for d in profile_dirs))
 
 
-
 def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
                        realpath: Callable[[str], str] | None = None) -> None:
     """Refuse the parts of a validated guest spec that reach the host beyond what ``access``
