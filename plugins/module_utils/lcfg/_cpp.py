@@ -196,6 +196,8 @@ def clear_cache() -> None:
 
 
 def _decode(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark, as cpp accepts it
+        data = data[3:]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -488,14 +490,16 @@ class Preprocessor:
         refused = False
         for d in dirs:
             candidate = os.path.normpath(os.path.join(d, name))
-            if not os.path.isfile(candidate):
-                continue
-            # symlinks and ../ resolved: a profile reads only site files, never /etc/shadow
+            # symlinks and ../ resolved: a profile reads only site files, never /etc/shadow.
+            # Containment is checked before existence, so the error does not tell a profile
+            # whether a file outside the site exists.
             real = os.path.realpath(candidate)
-            if inside(real, self.roots):
+            if not inside(real, self.roots):
+                refused = True
+                continue
+            if os.path.isfile(real):
                 found = candidate
                 break
-            refused = True
         if found is None or real is None:
             if refused:
                 raise LcfgError(f"include file {excerpt(name, 200, quote=False)} is outside the "
@@ -544,7 +548,7 @@ class Preprocessor:
 
 # ---------------------------------------------------------------- #if expressions
 
-_IF_TOKEN = re.compile(r"\s*(?:(\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|[!()<>+\-*/%]))")
+_IF_TOKEN = re.compile(r"\s*(?:(\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|[!()<>+\-*/%?:]))")
 _DEFINED = re.compile(r"\bdefined\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))")
 
 
@@ -585,10 +589,36 @@ _BINARY = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4,
 
 
 class _IfParser:
+    """Precedence climbing over ``#if`` tokens. Like cpp, the operand ``&&``, ``||`` or
+    ``?:`` does not use is parsed but not evaluated: ``0 && (1/0)`` is 0, not an error."""
+
     def __init__(self, toks: list[tuple[str, object]]) -> None:
         self.toks = toks
         self.pos = 0
         self.depth = 0
+        self.skip = 0  # > 0 while parsing an operand that is not evaluated
+
+    def _nest(self) -> None:
+        self.depth += 1
+        if self.depth > 100:
+            raise ValueError("expression nested too deeply")
+
+    def _operand(self, used: bool, parse: Callable[[], int]) -> int:
+        if not used:
+            self.skip += 1
+        try:
+            return parse()
+        finally:
+            if not used:
+                self.skip -= 1
+
+    def _apply(self, op: str, a: int, b: int) -> int:
+        if self.skip:
+            try:
+                return _apply(op, a, b)
+            except ValueError:  # not evaluated: its overflow or division by zero does not count
+                return 0
+        return _apply(op, a, b)
 
     def _peek(self) -> tuple[str, object] | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -601,14 +631,12 @@ class _IfParser:
         kind, val = tok
         if kind == "n":
             return int(val)  # type: ignore[call-overload]
-        self.depth += 1
-        if self.depth > 100:
-            raise ValueError("expression nested too deeply")
+        self._nest()
         try:
             if val == "!":
                 return int(not self.unary())
             if val == "-":
-                return _in_range(-self.unary())
+                return self._apply("-", 0, self.unary())
             if val == "+":
                 return self.unary()
             if val == "(":
@@ -625,6 +653,8 @@ class _IfParser:
         left = self.unary()
         while True:
             tok = self._peek()
+            if tok == ("o", "?") and min_prec == 0:
+                return self._conditional(left)
             if tok is None or tok[0] != "o" or tok[1] not in _BINARY:
                 return left
             op = str(tok[1])
@@ -632,8 +662,23 @@ class _IfParser:
             if prec < min_prec:
                 return left
             self.pos += 1
-            right = self.expr(prec + 1)
-            left = _apply(op, left, right)
+            used = not (op == "&&" and not left or op == "||" and left)
+            right = self._operand(used, lambda: self.expr(prec + 1))
+            left = self._apply(op, left, right)
+
+    def _conditional(self, cond: int) -> int:
+        """``cond ? a : b`` (right-associative, lowest precedence; the current token is ``?``)."""
+        self.pos += 1
+        self._nest()
+        try:
+            when_true = self._operand(bool(cond), lambda: self.expr(0))
+            if self._peek() != ("o", ":"):
+                raise ValueError("'?' without ':'")
+            self.pos += 1
+            when_false = self._operand(not cond, lambda: self.expr(0))
+        finally:
+            self.depth -= 1
+        return when_true if cond else when_false
 
 
 def _in_range(value: int) -> int:

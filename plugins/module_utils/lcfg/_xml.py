@@ -167,6 +167,11 @@ class _Reader:
                 raise self.error(el, f"{comp}.{field}", str(exc)) from None
         if not valid_name(res):
             raise self.error(el, f"{comp}.{field}", f"invalid resource name {excerpt(res)}")
+        entity = next((c for c in el if c.tag is etree.Entity), None)
+        if entity is not None:  # DTD entities are never loaded: the value would keep "&name;"
+            raise self.error(el, f"{comp}.{res}", f"entity reference {excerpt(entity.text)} is not "
+                             "expanded: XML profiles may use only the predefined entities (&amp; "
+                             "&lt; &gt; &quot; &apos;) and character references (&#65;)")
         if attrs:
             local_ctx = attrs.get("context")
             if local_ctx:
@@ -260,12 +265,17 @@ class _Reader:
                         file=self.path, line=entry[4], resource=f"{comp}.{res}")
             resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
         if name is None:
-            node = resources.get("profile", {}).get("node")
-            if node is not None and node.value.strip():
-                name = node.value.strip()
-            else:
-                base = os.path.basename(self.path.split("?", 1)[0].rstrip("/")) or self.path
-                name = os.path.splitext(base)[0] or base
+            base = os.path.basename(self.path.split("?", 1)[0].split("#", 1)[0].rstrip("/")) or self.path
+            name = os.path.splitext(base)[0] or base
+        node = resources.get("profile", {}).get("node")
+        node_name = node.value.strip() if node is not None and node.value else ""
+        # The host name comes from the file's path or URL, which the site chose; profile.node is
+        # the profile author's and may only confirm it (else it could take another host's name).
+        if node_name and node_name != name and not name.startswith(node_name + "."):
+            line = next(e[4] for e in self.entries[("profile", "node")] if e[1] == node.value)
+            raise LcfgError(f"profile.node {excerpt(node_name)} does not match the host name {excerpt(name)} "
+                            "taken from the file's path; rename the file or fix profile.node",
+                            file=self.path, line=line, resource="profile.node")
         return Profile(name, self.path, resources)
 
 
@@ -278,8 +288,9 @@ def _parser() -> etree.XMLParser:
 def read_xml_profile(path: str, data: bytes | None = None, name: str | None = None) -> Profile:
     """Read one XML profile from ``path`` (or from ``data`` if given).
 
-    Name: ``name``, else the ``<host>`` of a ``.../<host>/XML/profile.xml`` path,
-    else the ``profile.node`` resource, else the file stem. Only LcfgError comes out.
+    Name: ``name``, else the ``<host>`` of a ``.../<host>/XML/profile.xml`` path or URL,
+    else the file stem; a ``profile.node`` resource must agree with it (equal, or the name's
+    first DNS label), else an LcfgError at its line. Only LcfgError comes out.
     """
     if etree is None:
         raise LcfgError("the Python library lxml is required to read XML profiles "

@@ -62,6 +62,27 @@ def test_if_expressions(expr, value):
     assert _cpp._eval_if(expr, {"A": "5", "B": ""}) == value
 
 
+@pytest.mark.parametrize("expr,value", [
+    # red team F13: cpp does not evaluate the operand && / || / ?: leaves out
+    ("0 && (1/0)", 0), ("1 || 1 % 0", 1), ("0 && 9223372036854775807 + 1", 0),
+    ("1 ? 2 : 1/0", 2), ("0 ? 1/0 : 3", 3), ("A == 5 ? B + 7 : 0", 7),
+    ("0 ? 1 : 0 ? 2 : 3", 3), ("1 ? 0 ? 4 : 5 : 6", 5), ("(1 ? 2 : 3) + 1", 3),
+    ("1 || 0 ? 8 : 9", 8), ("0 && -(-9223372036854775807 - 1)", 0),
+])
+def test_if_short_circuits_and_conditional(expr, value):
+    assert _cpp._eval_if(expr, {"A": "5", "B": ""}) == value
+
+
+@pytest.mark.parametrize("expr,problem", [
+    ("1 && (1/0)", "division by zero"), ("0 || 1 % 0", "division by zero"),
+    ("1 ? 1", "'?' without ':'"), ("1 : 2", "trailing"), ("0 ? 1/0 : 1/0", "division by zero"),
+    ("1 ? " * 150 + "1" + " : 1" * 150, "nested too deeply"),
+])
+def test_if_evaluated_operands_still_fail(expr, problem):
+    with pytest.raises(ValueError, match=problem):
+        _cpp._eval_if(expr, {})
+
+
 def test_include_unreadable_names_includer(tmp_path, monkeypatch):
     (tmp_path / "h.h").write_text("x.y 1\n")
     orig = _cpp.read_lines

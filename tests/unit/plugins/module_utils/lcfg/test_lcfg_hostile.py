@@ -70,6 +70,18 @@ def test_include_outside_the_site_is_refused(site, spec):
     refused(results, "evil", 2, "outside the include path and the sources' directories")
 
 
+@pytest.mark.parametrize("spec", ['"{secret}"', "<{secret}>", '"../../secret/{name}"', "<dir/{name}>"])
+def test_include_does_not_tell_whether_a_file_outside_exists(site, spec):
+    # red team F11: /etc/shadow was "outside the include path", /etc/nonexistent "not found"
+    os.symlink(site / "secret", site / "site/include/dir")
+    problems = set()
+    for name in ("shadow", "no-such-file"):
+        text = spec.format(secret=site / "secret" / name, name=name)
+        err = refused(load(site, "evil", f"#include {text}\n"), "evil", 1, "outside the include path")
+        problems.add(err.problem.replace(name, "NAME"))
+    assert len(problems) == 1, problems
+
+
 def test_include_through_a_symlink_out_of_the_include_path_is_refused(site):
     os.symlink(site / "secret" / "shadow", site / "site/include/innocent.h")
     os.symlink(site / "secret", site / "site/include/dir")
@@ -466,3 +478,22 @@ def test_xml_profile_of_many_tiny_elements_is_bounded(tmp_path, monkeypatch):
     assert (info.value.file, info.value.line) == (str(path), 1002)
     assert "more than 1000 resource elements" in info.value.problem
     assert _xml.MAX_XML_SIZE <= 16 * 1024 * 1024
+
+
+def _xml_profile(node: str, guest: str) -> str:
+    return (f'<?xml version="1.0"?>\n<profile>\n<lcfg>\n<components>\n'
+            f"<profile><node>{node}</node><components>xen</components></profile>\n"
+            f"<xen><virtualmachines>{guest}</virtualmachines></xen>\n"
+            "</components>\n</lcfg>\n</profile>\n")
+
+
+def test_xml_profile_node_cannot_take_another_hosts_name(site):
+    # red team F4a: attacker.xml (sorted first) said profile.node xen9 and became host xen9
+    # with its own guests; the real xen9.xml was left out
+    (site / "site/profiles/attacker.xml").write_text(_xml_profile("xen9", "evilguest"))
+    results = load(site, "xen9.xml", _xml_profile("xen9", "goodguest"))
+    err = refused(results, "attacker.xml", 5, "profile.node 'xen9' does not match the host name 'attacker'")
+    site_model = build_site([r.profile for r in results.values() if r.profile is not None])
+    assert site_model.hosts["xen9"].path.endswith("/xen9.xml")
+    assert list(site_model.hosts["xen9"].guests) == ["goodguest"]
+    assert "evilguest" not in str(site_model.hosts) and err.resource == "profile.node"

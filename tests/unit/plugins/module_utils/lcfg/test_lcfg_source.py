@@ -389,6 +389,15 @@ def test_preprocessor_errors(tmp_path, text, line, problem):
     expect_error(tmp_path, text, line, None, problem)
 
 
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    # red team F13: "host:1: bad syntax" (cpp, and editors that write a BOM, accept it)
+    path = tmp_path / "host"
+    path.write_bytes(b"\xef\xbb\xbfxen.a 1\n#if 0 && (1/0)\nxen.b 2\n#elif 1 ? 1 : 0\nxen.c \xc3\xa9\n#endif\n")
+    p = read_source_profile(str(path))
+    assert p.plain()["xen"] == {"a": "1", "c": "\u00e9"}
+    assert p.get("xen", "a").first_location == (str(path), 1)
+
+
 def test_harmless_directives(tmp_path):
     p = read(tmp_path, '#pragma once\n# 12 "x.c"\n#\n#warning careful\n#line 4\nxen.a 1\n')
     assert p.value("xen", "a") == "1"

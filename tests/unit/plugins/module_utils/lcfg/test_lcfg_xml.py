@@ -63,18 +63,18 @@ EXPECTED_XEN = {
 @pytest.mark.parametrize("ns", [NS11, NS10, 'xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"',
                                 'xmlns="http://www.lcfg.org/namespace/profile-1.2" xmlns:cfg="urn:cfg"'])
 def test_nested_records_and_templates_any_namespace(ns):
-    p = read(XEN, ns=ns)
+    p = read(XEN, path="/site/xenhost1.xml", ns=ns)
     assert p.plain()["xen"] == EXPECTED_XEN
     assert p.value("profile", "node") == "xenhost1"
-    assert p.name == "xenhost1"  # profile.node
+    assert p.name == "xenhost1"  # the file's, confirmed by profile.node
 
 
 def test_derivations_kept_or_path_and_line():
-    p = read(XEN, path="/site/x.xml")
+    p = read(XEN, path="/site/xenhost1.xml")
     assert p.get("xen", "virtualmachines").derivation == "/src/xenhost1:10"
     deriv = p.get("xen", "type_node1").derivation
     file, line = p.get("xen", "type_node1").first_location
-    assert file == "/site/x.xml" and line == 11 and deriv == "/site/x.xml:11"
+    assert file == "/site/xenhost1.xml" and line == 11 and deriv == "/site/xenhost1.xml:11"
 
 
 def test_tag_unescaping():
@@ -214,11 +214,17 @@ def test_entities_are_not_expanded_and_no_network(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("TOP-SECRET")
     data = (f'<?xml version="1.0"?><!DOCTYPE profile [<!ENTITY x SYSTEM "file://{secret}">'
-            f'<!ENTITY y "internal">]><profile><lcfg><components><c><r>a&x;b</r><s>&y;</s>'
+            f'<!ENTITY y "internal">]><profile><lcfg><components><c>\n<r>a&x;b</r><s>&y;</s>'
             f"</c></components></lcfg></profile>").encode()
-    p = read_xml_profile("/x/ent.xml", data=data)
-    assert "TOP-SECRET" not in repr(p.resources)
-    assert p.value("c", "r") == "a&x;b"
+    # red team F13: the value was the literal text "a&x;b"; now an error at the element's line
+    with pytest.raises(LcfgError) as info:
+        read_xml_profile("/x/ent.xml", data=data)
+    assert (info.value.file, info.value.line, info.value.resource) == ("/x/ent.xml", 2, "c.r")
+    assert "entity reference '&x;' is not expanded" in info.value.problem
+    assert "TOP-SECRET" not in str(info.value)
+    # the predefined entities and character references are XML itself: expanded
+    p = read("<c><r>a &amp; &lt;&#65;&#x42;</r></c>")
+    assert p.value("c", "r") == "a & <AB"
 
 
 def test_billion_laughs_is_harmless():
@@ -243,8 +249,18 @@ def test_names_from_path_node_and_stem(tmp_path):
     assert read(comps, path="/p/some-host.xml").name == "some-host"
     assert read(comps, path="/p/some-host.xml").name == "some-host"
     node = "<profile><node>fromnode</node></profile>"
-    assert read(node, path="/p/h/XML/profile.xml").name == "h"
-    assert read(node, path="/p/file.xml").name == "fromnode"
+    assert read(node, path="/p/fromnode/XML/profile.xml").name == "fromnode"
+    with pytest.raises(LcfgError, match="does not match the host name 'h'"):
+        read(node, path="/p/h/XML/profile.xml")
+    # the file's path names the host; profile.node (the author's) may only agree with it
+    with pytest.raises(LcfgError) as info:
+        read(node, path="/p/file.xml")
+    assert info.value.file == "/p/file.xml" and info.value.line == 5
+    assert info.value.resource == "profile.node"
+    assert "profile.node 'fromnode' does not match the host name 'file'" in info.value.problem
+    assert read(node, path="/p/fromnode.xml").name == "fromnode"
+    assert read(node, path="/p/fromnode.example.org.xml").name == "fromnode.example.org"
+    assert read(node, path="https://s/p/fromnode.xml?x=/evil.xml").name == "fromnode"
     f = tmp_path / "onfile.xml"
     f.write_bytes(doc(comps))
     assert read_xml_profile(str(f)).name == "onfile"
