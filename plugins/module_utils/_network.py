@@ -33,6 +33,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import (
     ValidationError,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import is_missing
+from ansible_collections.lcfg.xen.plugins.module_utils._network_owner import check_owned, read_owned, update_owned
 from ansible_collections.lcfg.xen.plugins.module_utils._iproute import (
     IpCommandError,
     Runner,
@@ -46,7 +47,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._iproute import (
     valid_ifname,
     veth_peer_name,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._validate import valid_mac
+from ansible_collections.lcfg.xen.plugins.module_utils._validate import valid_guest_name, valid_mac
 
 etree, LXML_IMPORT_ERROR = optional_import("lxml.etree")
 HAS_LXML = etree is not None
@@ -174,11 +175,7 @@ def _dhcp_hosts(value: object, parameter: str, address: str | None = None,
             raise ValidationError(f"{where}.ip", f"{ip} is the network's own address ({address_parameter} "
                                                  f"{address}), the guests' gateway: reserve another address "
                                                  f"for {mac} or give the network another address")
-        name = item.get("name")
-        if name is not None:
-            name = str(name)
-            if not _HOSTNAME_RE.match(name):
-                raise ValidationError(f"{where}.name", f"invalid host name {name!r}")
+        name = dhcp_host_name(item.get("name"), f"{where}.name")
         if mac in macs:
             raise ValidationError(f"{where}.mac", f"{mac} is reserved twice (also {parameter}[{macs[mac]}])")
         if ip in ips:
@@ -187,6 +184,22 @@ def _dhcp_hosts(value: object, parameter: str, address: str | None = None,
         ips[ip] = index
         hosts.append({"mac": mac, "ip": ip, "name": name})
     return sorted(hosts, key=lambda host: host["mac"])
+
+
+def dhcp_host_name(value: object, parameter: str) -> str | None:
+    """The name a reservation gives dnsmasq: a guest's name when it is a valid DNS host name.
+    A valid guest name that is not one (``web_1``, a 64-character label) reserves by MAC and
+    IP alone - dnsmasq would refuse it, and rewriting it could collide with another guest."""
+    if value is None:
+        return None
+    name = str(value)
+    if _HOSTNAME_RE.match(name) and len(name) <= 253:
+        return name
+    try:
+        valid_guest_name(name)
+    except ValueError:
+        raise ValidationError(parameter, f"invalid host name {name!r}") from None
+    return None
 
 
 def _network_name(value: object, parameter: str) -> str:
@@ -282,6 +295,7 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
         "dhcp_hosts": dhcp_hosts,
         "autostart": True if autostart is None else bool(autostart),
         "restart": bool(params.get("restart")),
+        "adopt": bool(params.get("adopt")),
         "vif_script": script,
     }
 
@@ -1117,8 +1131,10 @@ def _drop_display(view: dict | None) -> dict | None:
 
 
 def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: str,
-                 root: str = "/", prefix: str = "") -> dict:
-    """Plan one request: the per-network result plus the private plans under ``_plans``."""
+                 root: str = "/", prefix: str = "", state_file: str | None = None) -> dict:
+    """Plan one request: the per-network result plus the private plans under ``_plans``.
+    With ``state_file``, an existing libvirt network not recorded there is only changed
+    when the request adopts it (``_network_owner``)."""
     check_vif_script(request, uri, prefix=prefix)
     result: dict = {"name": request["name"], "mode": request["mode"], "state": request["state"],
                     "bridge": request["bridge"], "vif_script": request["vif_script"],
@@ -1137,6 +1153,10 @@ def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: st
     if request["mode"] != "bridge" or request["libvirt_network"]:
         current = read_network(connect(), request["name"])
         net_plan = plan_network(request, current, prefix)
+        uuid = current["config"]["uuid"] if current else None
+        if state_file is not None:
+            check_owned(request, uuid, net_plan["actions"], read_owned(state_file), state_file, prefix)
+        result["_uuid"] = uuid
         if request["mode"] != "bridge" and request["bridge"] and request["state"] == "present":
             own = current["live"]["bridge"] if current and current["live"] else None
             if request["bridge"] != own and read_link(run, request["bridge"]) is not None:
@@ -1189,14 +1209,33 @@ def apply_request(request: dict, result: dict, run: Runner, connect: Callable[[]
 
 
 def reconcile(requests: list, run: Runner, connect: Callable[[], Any], uri: str, check: bool,
-              root: str = "/", prefixes: list | None = None) -> list:
-    """Plan every request first (so one bad request changes nothing), then apply them in order."""
+              root: str = "/", prefixes: list | None = None, state_file: str | None = None) -> list:
+    """Plan every request first (so one bad request changes nothing), then apply them in order.
+    With ``state_file``, the libvirt networks created or adopted are recorded there, and those
+    removed forgotten."""
     prefixes = prefixes or [""] * len(requests)
-    results = [plan_request(request, run, connect, uri, root, prefix)
+    results = [plan_request(request, run, connect, uri, root, prefix, state_file)
                for request, prefix in zip(requests, prefixes)]
     for request, result in zip(requests, results):
+        uuid = result.pop("_uuid", None)
         if check:
             result.pop("_plans")
-        else:
-            apply_request(request, result, run, connect, uri)
+            continue
+        net_plan = result["_plans"][1]
+        apply_request(request, result, run, connect, uri)
+        if state_file is not None and net_plan is not None:
+            _record_owner(state_file, request, net_plan, uuid, connect)
     return results
+
+
+def _record_owner(state_file: str, request: dict, net_plan: dict, uuid: str | None,
+                  connect: Callable[[], Any]) -> None:
+    """Note a network this run created or adopted; forget one it removed."""
+    if request["state"] == "absent":
+        if uuid is not None:
+            update_owned(state_file, {}, {uuid})
+        return
+    if uuid is None or request["adopt"] or net_plan["steps"]:
+        record = read_network(connect(), request["name"])
+        if record is not None:
+            update_owned(state_file, {record["config"]["uuid"]: request["name"]}, set())

@@ -126,7 +126,11 @@ options:
         type: str
         required: true
       name:
-        description: Host name dnsmasq gives the guest (and resolves).
+        description:
+          - Host name dnsmasq gives the guest (and resolves), usually the guest's name.
+          - A valid guest name that is not a valid DNS host name (with C(_), or a label over 63
+            characters) is left out of the reservation, which then holds the MAC and IP only;
+            anything else that is not a host name is refused.
         type: str
   autostart:
     description: Start the libvirt network when libvirtd starts.
@@ -159,6 +163,19 @@ options:
         on the bridge, so guests can refer to it by network name.
     type: bool
     default: false
+  adopt:
+    description:
+      - Let this call change or remove an existing libvirt network that lcfg.xen did not create
+        (nat, route, or the libvirt network of O(libvirt_network)).
+      - xen_bridge records the libvirt networks it creates (their name and UUID) in
+        C(/var/lib/lcfg-xen-state/networks.json) (root only). Without O(adopt), a request that would
+        change a network not recorded there (libvirt's C(default), an admin's own, one redefined
+        by someone else, or one made by a version of the collection before the record existed)
+        fails before anything changes, naming the network, also in check mode.
+        A request that changes nothing passes.
+      - With O(adopt=true) the network is changed and recorded, so later runs need no O(adopt).
+    type: bool
+    default: false
   vif_script:
     description:
       - The Xen vif script guests on this network use (C(vif-bridge), C(vif-nat), C(vif-route) by
@@ -176,7 +193,7 @@ options:
       - Several networks in one call. Each item is a dict of the options above with the same
         meaning, choices and defaults - O(name) (required in an item), O(mode), O(state), O(bridge),
         O(netdev), O(create_netdev), O(migrate_address), O(address), O(dhcp_range), O(dhcp_hosts),
-        O(autostart), O(restart), O(persist), O(libvirt_network) and O(vif_script). O(uri) and
+        O(autostart), O(restart), O(persist), O(libvirt_network), O(adopt) and O(vif_script). O(uri) and
         O(config_root) apply to all of them.
       - Items are checked like the options themselves; an unknown key or a wrong value fails,
         naming the item (for example C(networks[1]) or C(networks[1].mode)).
@@ -283,6 +300,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, module_lock, require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils._network_owner import NETWORK_STATE_FILE
 from ansible_collections.lcfg.xen.plugins.module_utils._network import (
     normalise_request,
     normalise_requests,
@@ -316,6 +334,7 @@ def _network_options(name_required: bool) -> dict:
         "restart": {"type": "bool", "default": False},
         "persist": {"type": "str", "choices": ["auto", "ifupdown", "networkd", "none"], "default": "auto"},
         "libvirt_network": {"type": "bool", "default": False},
+        "adopt": {"type": "bool", "default": False},
         "vif_script": {"type": "str"},
     }
 
@@ -354,7 +373,7 @@ def main() -> None:
         # ip link changes this machine whatever the URI: its lock too
         with module_lock(module, local_commands=True) as lock:
             results = reconcile(requests, run, connect, params["uri"], module.check_mode,
-                                root=params["config_root"], prefixes=prefixes)
+                                root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
     except XenError as exc:
         module.fail_json(msg=exc.message, **exc.result)
     finally:
