@@ -18,9 +18,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,3 +213,26 @@ def own_uuids(text: str, tag: str) -> str:
     refuses a second domain with the UUID of a user's ``make site`` guest.
     """
     return _UUID_RE.sub(lambda match: tag + match.group(1), text)
+
+
+def renamed_copy(source: Path, target: Path, renames, uuid_tag: str,
+                 keep: Callable[[Path], bool] = lambda rel: True) -> None:
+    """Copy the example site ``source`` to ``target`` with names of a test's own.
+
+    Every file's text gets each ``(old, new)`` of ``renames`` and UUIDs of its own
+    (``own_uuids``), so the copy's guests, networks and bridges can live next to a user's
+    ``make site``. ``keep(relative_path)`` leaves files out.
+    """
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if not keep(rel):
+            continue
+        dest = target / rel
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text()
+        for old, new in renames:
+            text = text.replace(old, new)
+        dest.write_text(own_uuids(text, uuid_tag))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, own_uuids, remove_domains, run_module
+from support import ROOT, ansible_env, remove_domains, renamed_copy, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import hypervisor_lock
 
@@ -52,20 +52,9 @@ PRE_EXISTING = ("lcc-pre0", "lcc-pre0-x")  # a veth pair of the admin's: lccbr2'
 
 
 def _own_site(target: Path) -> Path:
-    source = ROOT / "inventory"
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if rel.parts[0] == "seed" or (rel.parts[0] == "profiles" and path.is_file() and path.name not in PROFILES):
-            continue
-        dest = target / rel
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        text = path.read_text()
-        for old, new in RENAMES:
-            text = text.replace(old, new)
-        text = own_uuids(text, "7e570002")
-        dest.write_text(text)
+    renamed_copy(ROOT / "inventory", target, RENAMES, "7e570002",
+                 keep=lambda rel: rel.parts[0] != "seed" and not (
+                     rel.parts[0] == "profiles" and len(rel.parts) > 1 and rel.name not in PROFILES))
     # lccbr2's port is an interface of this machine's (the profile names eth2 for it)
     profile = target / "profiles" / "demo-networks"
     profile.write_text(profile.read_text() + "\n!xen.bridgenetdev_eth2 mSET(eth2)\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, inventory_list, own_uuids, run_playbook
+from support import ROOT, ansible_env, inventory_list, renamed_copy, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,17 +37,8 @@ SITE_TEST_RENAMES = (
 
 
 def _own_copy_of_the_example_site(target: Path) -> Path:
-    source = ROOT / "inventory"
-    for path in sorted(source.rglob("*")):
-        dest = target / path.relative_to(source)
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        text = path.read_text()
-        for old, new in SITE_TEST_RENAMES:
-            text = text.replace(old, new)
-        text = own_uuids(text, "7e570001")
-        dest.write_text(text)
+    renamed_copy(ROOT / "inventory", target, SITE_TEST_RENAMES, "7e570001",
+                 keep=lambda rel: rel.parts[0] != "seed")
     # The bridges' stand-in ports too (the network role names them <prefix><tag>).
     with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
         group_vars.write("network_standin_prefix: lcfgts-\n")
