@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, inventory_list, run_playbook
+from support import ROOT, ansible_env, inventory_list, renamed_copy, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,20 +58,11 @@ def ip_link(name: str) -> dict | None:
 
 
 def _copy(target: Path) -> Path:
-    for sub in ("seed", "include"):
-        source = ROOT / "inventory" / sub
-        for path in sorted(source.rglob("*")):
-            dest = target / sub / path.relative_to(source)
-            if path.is_dir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            text = path.read_text()
-            for old, new in SEED_TEST_RENAMES:
-                text = text.replace(old, new)
-            if path.name in ("seed-cluster", "seed-networks"):
-                text += NAT_LINES
-            dest.write_text(text)
+    renamed_copy(ROOT / "inventory", target, SEED_TEST_RENAMES, "7e570003",
+                 keep=lambda rel: rel.parts[0] in ("seed", "include"))
+    for name in ("seed-cluster", "seed-networks"):
+        profile = target / "seed" / "profiles" / name
+        profile.write_text(profile.read_text() + NAT_LINES)
     return target / "seed" / "seed.lcfg.yml"
 
 
