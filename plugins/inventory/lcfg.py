@@ -14,7 +14,8 @@ description:
   - Reads LCFG profiles (source profiles with C(#include) and mutations, compiled XML profiles,
     or XML profiles over http(s)) and exposes the C(xen) component as Ansible inventory.
   - Every profile is one physical host, named after the profile file (XML profiles at
-    C(.../<host>/XML/profile.xml) by C(<host>), else by C(profile.node), else by the file stem).
+    C(.../<host>/XML/profile.xml) by C(<host>), else by the file stem; an XML C(profile.node)
+    must agree with that name, else the profile is an error).
     Every host gets C(lcfg_resources). Hosts whose C(profile.components) contains C(xen) join the
     group C(xen_hypervisors) and get C(xen_host).
   - Every guest in C(xen.virtualmachines) becomes a host (named by C(xen.name_<tag>), default the
@@ -134,7 +135,12 @@ notes:
     whose host name or guest name is not a valid inventory name or is reserved (C(all),
     C(ungrouped), C(xen_hypervisors), C(xen_guests)), or whose virtual group has the name of
     any host of the site or starts with a digit, is rejected with an error like any other
-    profile error.
+    profile error. No name goes to the first file claiming it; a guest named like a host is
+    its own profile's error, and two profiles claiming one host name or guest name are both
+    rejected.
+  - Disk images, templates, kernels and ramdisks are checked with the modules' rules
+    (O(host_access)); a template of the site used as a guest's disk, kernel or ramdisk, or a
+    guest's image used as a template, rejects every profile naming it.
   - The cache key covers O(host_access) too.
   - http(s) sources are fetched with Ansible's C(open_url); redirects (at most 10, all within
     O(timeout)) are followed only to http(s) URLs, checked before connecting.

@@ -40,6 +40,7 @@ from ._validate import (
     parse_bool,
     parse_cpuset,
     parse_int,
+    path_inside,
     valid_disk_name,
     valid_guest_name,
     valid_mac,
@@ -358,6 +359,20 @@ def _guest_side(field_name: str, access: HostAccess) -> Callable[[str], str]:
     return parse
 
 
+def _template(b: _Builder) -> Callable[[str], str]:
+    """Parser of template_<tag>: inside the storage directories, as xen_disk confines it
+    (b.access: the inventory's host_access or the default list, narrowed by xen.storagedirs)."""
+    def parse(text: str) -> str:
+        template = _abs_path(text)
+        try:
+            path_inside(template, list(b.access.storage_dirs))
+        except ValueError as exc:
+            raise ValueError(f"template: {exc}; the admin widens them with storage_dirs (inventory "
+                             "option host_access, role variable guest_storage_dirs)") from None
+        return template
+    return parse
+
+
 def _narrowing(b: _Builder) -> Callable[[str], list[str]]:
     """Parser of xen.storagedirs: directories inside the play's list (b.access), which then
     narrow b.access for this host's kernels, ramdisks and disk images."""
@@ -577,7 +592,7 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
         b.error(maxv_res, maxv_name,
                 f"maxvcpus {maxvcpus} is less than vcpus {vcpus} ({_where(vcpus_res, 'default')})")
     autostart = b.value(f"boot_{tag}", parse_bool)
-    template = b.value(f"template_{tag}", _abs_path)
+    template = b.value(f"template_{tag}", _template(b))
     profile_url = b.value(f"profileurl_{tag}", _url)
     partition = b.value(f"partition_{tag}", _bounded("partition", "partition"))
     kernel = b.value(f"kernel_{tag}", _guest_side("kernel", b.access))
@@ -914,49 +929,141 @@ def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> l
     return errors
 
 
-def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) -> Site:
-    """Build every profile in order; a later profile may not reuse an earlier name.
+def _claim_errors(built: list[tuple[Profile, HostModel | None]],
+                  claims: dict[str, list[tuple[int, str, str, str]]]) -> dict[int, list[LcfgError]]:
+    """Inventory names claimed more than once -> errors per profile (index into ``built``).
 
-    Names are checked before anything is added: no host or guest may take a reserved group
-    name, and no virtual group may take the name of any host of the site.
+    No name is "first come, first served" (the order of files would let one profile take
+    another's name). A host name comes from the profile's file path or URL (chosen by the
+    site), a guest name from inside a profile: a guest named like a host is its own profile's
+    error; a name two hosts, or guests of two profiles, claim is an error in each of them.
+    """
+    errors: dict[int, list[LcfgError]] = {}
+    for name, owners in claims.items():
+        hosts = [c for c in owners if c[1] == "host"]
+        guests = [c for c in owners if c[1] == "guest"]
+        if len(hosts) > 1:
+            for index, _kind, where, _key in hosts:
+                others = ", ".join(w for i, _k, w, _ in hosts if i != index)
+                errors.setdefault(index, []).append(LcfgError(
+                    f"host name {name!r} is also the host name of profile {others}: inventory "
+                    "names must be unique across the site, so neither is used; rename one of the "
+                    "files", file=where))
+        if hosts:
+            for index, _kind, where, key in guests:
+                host_index, _k, host_where, _ = hosts[0]
+                whose = ("this host profile " if host_index == index else "profile ") + host_where
+                errors.setdefault(index, []).append(_origin_error(
+                    where, key, f"guest name {name!r} at {where} is the host name of {whose}; "
+                    "guest names are inventory host names and must be unique across the site"))
+        elif len({c[0] for c in guests}) > 1:
+            for index, _kind, where, key in guests:
+                others = ", ".join(f"{w} (host {built[i][0].name})" for i, _k, w, _ in guests if i != index)
+                errors.setdefault(index, []).append(_origin_error(
+                    where, key, f"guest name {name!r} at {where} is also defined by {others}; guest "
+                    "names are inventory host names and must be unique across the site, so "
+                    "neither profile is used"))
+    return errors
+
+
+def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str, str, str, Resource | None]]:
+    """(guest, use, path, resource name, resource) of every file a guest of ``model`` names:
+    ``use`` is "disk", "kernel", "ramdisk" or "template"."""
+    for name, guest in model.guests.items():
+        key = model.origins[name][1]
+        tag = key[len("name_"):] if key.startswith("name_") else name
+        for disk in guest["disks"]:
+            if disk["type"] != "image":
+                continue
+            names = [f"{res}_{tag}_{disk['tag']}" for res in ("diskpath", "diskname")]
+            names += [f"{res}_{tag}" for res in ("diskpath", "diskname")] + [f"disks_{tag}"]
+            res_name = next((n for n in names if profile.get(COMPONENT, n) is not None), names[-1])
+            yield name, "disk", disk["path"], res_name, profile.get(COMPONENT, res_name)
+        for use in ("kernel", "ramdisk", "template"):
+            if guest.get(use):
+                yield name, use, guest[use], f"{use}_{tag}", profile.get(COMPONENT, f"{use}_{tag}")
+
+
+def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[int, list[LcfgError]]:
+    """A guest may not reach a template of the site or another guest's disk image.
+
+    A file that is a template somewhere and a guest's disk, kernel or ramdisk elsewhere is an
+    error in every guest naming it: the inventory cannot tell which side is the site's (a
+    template set to a guest's image clones that guest's data; a disk set to a template
+    poisons every later clone), so neither is used. A kernel or ramdisk that is another
+    guest's disk image on the same hypervisor is the booting guest's error. (Two guests of one
+    hypervisor with one disk image are build_host's error.)
+    """
+    uses: dict[str, list[tuple[int, str, str, str, str, Resource | None]]] = {}
+    for index, (profile, model) in enumerate(built):
+        if model is None:
+            continue
+        for guest, use, path, res_name, res in _guest_files(profile, model):
+            uses.setdefault(path, []).append((index, guest, use, _where(res, profile.path), res_name, res))
+    errors: dict[int, list[LcfgError]] = {}
+    for path, users in uses.items():
+        has_template = any(u[2] == "template" for u in users)
+        for index, guest, use, _origin, res_name, res in users:
+            if has_template and any(u[2] != "template" or use != "template" for u in users if u[1:3] != (guest, use)):
+                others = "; ".join(f"{u[2]} of guest {u[1]!r} ({u[3]})" for u in users if u[1:3] != (guest, use))
+                problem = (f"{use} {path} is also the {others}: a template is only ever read to make "
+                           "new images, never a guest's disk, kernel or ramdisk (every profile naming it is left out)")
+            else:
+                borrowed = [u for u in users if u[0] == index and u[1] != guest and u[2] == "disk"]
+                if use not in ("kernel", "ramdisk") or not borrowed:
+                    continue
+                problem = (f"{use} {path} is the disk image of guest {borrowed[0][1]!r} ({borrowed[0][3]}): "
+                           "a guest boots only its own files; choose another path")
+            file, line = _location(res)
+            errors.setdefault(index, []).append(LcfgError(
+                problem, file=file or built[index][0].path, line=line, resource=f"{COMPONENT}.{res_name}"))
+    return errors
+
+
+def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) -> Site:
+    """Build every profile; names are checked before anything is added.
+
+    No host or guest may take a reserved group name, no virtual group the name of any host of
+    the site, and no inventory name is used twice (``_claim_errors``: nothing depends on the
+    order of the profiles).
     """
     site = Site()
-    owners: dict[str, str] = {}  # inventory name -> "where defined (which profile)"
-    built: list[tuple[Profile, HostModel]] = []
+    #: every profile with its model (None: rejected); a rejected profile's host name stays
+    #: claimed, so a guest elsewhere cannot take it
+    built: list[tuple[Profile, HostModel | None]] = []
     hosts: dict[str, str] = {}  # every inventory host name -> the profile defining it
-    for profile in profiles:
+    #: inventory name -> (index into built, "host"/"guest", where, resource) of each claim
+    claims: dict[str, list[tuple[int, str, str, str]]] = {}
+    for index, profile in enumerate(profiles):
+        claims.setdefault(profile.name, []).append((index, "host", profile.path, ""))
         try:
-            model = build_host(profile, access)
+            model: HostModel | None = build_host(profile, access)
         except ModelErrors as exc:
-            site.rejected[profile.name] = exc.errors
-            continue
+            site.rejected.setdefault(profile.name, []).extend(exc.errors)
+            model = None
         except Exception as exc:  # a model bug must not take every other profile down
-            site.rejected[profile.name] = [LcfgError(
+            site.rejected.setdefault(profile.name, []).append(LcfgError(
                 f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
-                file=profile.path)]
-            continue
+                file=profile.path))
+            model = None
         built.append((profile, model))
+        if model is None:
+            continue
+        for name, (origin, key) in model.origins.items():
+            claims.setdefault(name, []).append((index, "guest", origin, key))
         for name in [profile.name, *model.origins]:
             hosts.setdefault(name, profile.path)
-    for profile, model in built:
-        errors = _name_errors(profile, model, hosts)
-        if profile.name in owners:
-            errors.append(LcfgError(
-                f"host name {profile.name!r} is already defined by {owners[profile.name]}; "
-                "inventory names must be unique across the site", file=profile.path))
-        for name, (origin, key) in model.origins.items():
-            if name in owners or name == profile.name:
-                errors.append(_origin_error(
-                    origin, key,
-                    f"guest name {name!r} at {origin} is already defined by "
-                    f"{owners.get(name, 'this host profile ' + profile.path)}; guest names are "
-                    "inventory host names and must be unique across the site"))
-        if errors:
-            site.rejected[profile.name] = errors
+    duplicates = _claim_errors(built, claims)
+    for index, errors in _shared_file_errors(built).items():
+        duplicates.setdefault(index, []).extend(errors)
+    for index, (profile, model) in enumerate(built):
+        if model is None:
+            site.rejected[profile.name].extend(duplicates.get(index, []))
             continue
-        owners[profile.name] = f"profile {profile.path}"
-        for name, (origin, _key) in model.origins.items():
-            owners[name] = f"{origin} (host {profile.name})"
+        errors = _name_errors(profile, model, hosts) + duplicates.get(index, [])
+        if errors:
+            site.rejected.setdefault(profile.name, []).extend(errors)
+            continue
         site.hosts[profile.name] = model
         site.warnings.extend(model.warnings)
     return site

@@ -513,37 +513,50 @@ def test_group_without_members_warns():
 
 # ---------------------------------------------------------------- site rules
 
-def test_guest_name_defined_by_an_earlier_profile_is_an_error_in_the_later():
+def test_guest_name_of_two_profiles_rejects_both():
+    # never first come, first served: the order of files must not pick the winner
     first = make([("virtualmachines", "vm1")], name="a", path="/site/a")
     second = make([("virtualmachines", "x vm1"), ("name_x", "other")], name="b", path="/site/b")
     third = make([("virtualmachines", "y")], name="c", path="/site/c")
-    site = build_site([first, second, third])
-    assert list(site.hosts) == ["a", "c"]
-    [err] = site.rejected["b"]
-    assert (err.file, err.line, err.resource) == ("/site/b", 2, "xen.virtualmachines")
-    assert "/site/a:2" in err.problem and "/site/b:2" in err.problem
-    assert site.errors == [err]
+    for order in ([first, second, third], [third, second, first]):
+        site = build_site(order)
+        assert list(site.hosts) == ["c"]
+        [err_a], [err_b] = site.rejected["a"], site.rejected["b"]
+        assert (err_b.file, err_b.line, err_b.resource) == ("/site/b", 2, "xen.virtualmachines")
+        assert (err_a.file, err_a.line, err_a.resource) == ("/site/a", 2, "xen.virtualmachines")
+        assert "guest name 'vm1' at /site/b:2 is also defined by /site/a:2 (host a)" in err_b.problem
+        assert "guest name 'vm1' at /site/a:2 is also defined by /site/b:2 (host b)" in err_a.problem
 
 
-def test_guest_named_like_a_host_and_duplicate_host_names():
+def test_guest_named_like_a_host_is_the_guests_profiles_error_in_any_order():
+    # red team F4b: a guest named like a later hypervisor knocked that hypervisor out
+    b = make([("virtualmachines", "g"), ("name_g", "zzz")], name="b", path="/site/b")
+    zzz = make([("virtualmachines", "vm1")], name="zzz", path="/site/zzz")
+    for order in ([b, zzz], [zzz, b]):
+        site = build_site(order)
+        assert list(site.hosts) == ["zzz"] and site.hosts["zzz"].guests.keys() == {"vm1"}
+        [err] = site.rejected["b"]
+        assert (err.file, err.line, err.resource) == ("/site/b", 3, "xen.name_g")
+        assert "guest name 'zzz' at /site/b:3 is the host name of profile /site/zzz" in err.problem
+
+
+def test_guest_may_not_take_the_name_of_a_rejected_host():
+    broken = make([("virtualmachines", "vm2"), ("uuid_vm2", "x")], name="xen9", path="/site/xen9")
+    evil = make([("virtualmachines", "g"), ("name_g", "xen9")], name="evil", path="/site/evil")
+    site = build_site([evil, broken])
+    assert list(site.hosts) == []
+    assert "is the host name of profile /site/xen9" in site.rejected["evil"][0].problem
+
+
+def test_duplicate_host_names_reject_both_profiles():
     a = make([("virtualmachines", "vm1")], name="a", path="/site/a")
-    b = make([("virtualmachines", "g"), ("name_g", "a")], name="b", path="/site/b")
-    a2 = make([], name="a", path="/site/other/a")
-    site = build_site([a, b, a2])
-    assert list(site.hosts) == ["a"]
-    [err] = site.rejected["b"]
-    assert (err.file, err.line, err.resource) == ("/site/b", 3, "xen.name_g")
-    assert "guest name 'a' at /site/b:3 is already defined by profile /site/a" in err.problem
-    assert site.rejected["a"][0].file == "/site/other/a"
-
-
-def test_duplicate_host_profile_is_rejected():
-    a = make([], name="a", path="/site/a")
     a2 = make([], name="a", path="/site/x/a")
-    site = build_site([a, a2])
-    assert list(site.hosts) == ["a"] and site.hosts["a"].path == "/site/a"
-    assert site.rejected["a"][0].file == "/site/x/a"
-    assert "host name 'a' is already defined by profile /site/a" in site.rejected["a"][0].problem
+    for order in ([a, a2], [a2, a]):
+        site = build_site(order)
+        assert list(site.hosts) == []
+        errors = {err.file: err.problem for err in site.rejected["a"]}
+        assert "host name 'a' is also the host name of profile /site/x/a" in errors["/site/a"]
+        assert "host name 'a' is also the host name of profile /site/a" in errors["/site/x/a"]
 
 
 def test_broken_profile_is_left_out_and_the_rest_loads():
@@ -552,6 +565,85 @@ def test_broken_profile_is_left_out_and_the_rest_loads():
     site = build_site([bad, good])
     assert list(site.hosts) == ["good"]
     assert str(site.rejected["bad"][0]).startswith("/site/bad:3: xen.uuid_vm2: invalid UUID")
+
+
+@pytest.mark.parametrize("resources, res, pattern", [
+    # red team F5: each loaded without a warning; the guest role then failed in xen_disk/xen_guests
+    ([("diskpath_vm1", "/etc"), ("diskname_vm1", "shadow")], "diskpath_vm1",
+     r"disk image /etc/shadow.img is outside the storage directories"),
+    ([("disktype_vm1", "phy"), ("diskpath_vm1", "/dev"), ("diskname_vm1", "sda")], "diskpath_vm1",
+     r"/dev/sda is a host block device"),
+    ([("template_vm1", "/etc/shadow")], "template_vm1",
+     r"template: path '/etc/shadow' is outside the storage directories .*/var/lib/lcfg-xen"),
+    ([("storagedirs", "/var/lib/lcfg-xen/guests"), ("template_vm1", "/var/lib/lcfg-xen/templates/t.img")],
+     "template_vm1", r"outside the storage directories /var/lib/lcfg-xen/guests;"),
+])
+def test_disk_paths_the_modules_refuse_are_errors_at_their_line(resources, res, pattern):
+    one_error([("virtualmachines", "vm1"), ("disks_vm1", "root")] + resources, res, pattern)
+
+
+def test_template_inside_the_storage_directories_is_kept():
+    model = build_host(make([("virtualmachines", "vm1"), ("template_vm1", "/var/lib/lcfg-xen/templates/t.img")]))
+    assert model.guests["vm1"]["template"] == "/var/lib/lcfg-xen/templates/t.img"
+    access = HostAccess(storage_dirs=("/srv",))
+    assert build_host(make([("virtualmachines", "vm1"), ("template_vm1", "/srv/t.img")]), access
+                      ).guests["vm1"]["template"] == "/srv/t.img"
+
+
+TEMPLATE = "/var/lib/lcfg-xen/templates/lcfg_template.img"
+VICTIM_DISK = "/var/lib/lcfg-xen/guests/web.img"
+
+
+def _site_with(evil: list[tuple[str, str]], victim_path: str = "/site/xen1") -> tuple:
+    victim = make([("virtualmachines", "web"), ("disks_web", "root"), ("template_web", TEMPLATE)],
+                  name="xen1", path=victim_path)
+    other = make([("virtualmachines", "db"), ("disks_db", "root")], name="xen3", path="/site/xen3")
+    return victim, other, make(evil, name="xen2", path="/site/xen2")
+
+
+@pytest.mark.parametrize("evil, res, pattern", [
+    # red team F3: the template as a (read-write) disk, and as a ramdisk
+    ([("virtualmachines", "g"), ("disks_g", "root"), ("diskpath_g", "/var/lib/lcfg-xen/templates"),
+      ("diskname_g", "lcfg_template")], "diskpath_g", "disk /var/lib/lcfg-xen/templates/lcfg_template.img is "
+     "also the template of guest 'web' \\(/site/xen1:4\\)"),
+    ([("virtualmachines", "g"), ("ramdisk_g", TEMPLATE)], "ramdisk_g",
+     "ramdisk .* is also the template of guest 'web'"),
+    # a template set to another guest's image would clone that guest's data
+    ([("virtualmachines", "g"), ("template_g", VICTIM_DISK)], "template_g",
+     "template .*web.img is also the disk of guest 'web' \\(/site/xen1:3\\)"),
+])
+def test_a_guest_never_reaches_a_template_and_neither_profile_is_used(evil, res, pattern):
+    victim, other, attacker = _site_with(evil)
+    for order in ([victim, other, attacker], [attacker, other, victim]):
+        site = build_site(order)
+        assert list(site.hosts) == ["xen3"]  # both sides left out, whatever the order
+        [err] = site.rejected["xen2"]
+        assert (err.file, err.line, err.resource) == ("/site/xen2", evil.index(
+            next(item for item in evil if item[0] == res)) + 2, f"xen.{res}")
+        assert re.search(pattern, err.problem), err.problem
+        assert "/site/xen2" in str(site.rejected["xen1"][0].problem)
+
+
+def test_kernel_or_ramdisk_of_another_guests_disk_on_the_same_host_is_the_booters_error():
+    res = [("virtualmachines", "web g"), ("disks_web", "root"), ("ramdisk_g", VICTIM_DISK)]
+    site = build_site([make(res)])
+    [err] = site.rejected["h1"]
+    assert (err.file, err.line, err.resource) == ("/site/h1", 4, "xen.ramdisk_g")
+    assert re.search(r"ramdisk .*web.img is the disk image of guest 'web' \(/site/h1:3\): a guest boots "
+                     "only its own files", err.problem), err.problem
+    # the same path on another hypervisor is another machine's file
+    other = make([("virtualmachines", "g2"), ("ramdisk_g2", VICTIM_DISK)], name="h2", path="/site/h2")
+    site = build_site([make(res[:2]), other])
+    assert list(site.hosts) == ["h1", "h2"]
+
+
+def test_guests_sharing_a_template_and_own_template_as_disk():
+    a = make([("virtualmachines", "a b"), ("template_a", TEMPLATE), ("template_b", TEMPLATE)])
+    assert list(build_site([a]).hosts) == ["h1"]
+    own = make([("virtualmachines", "a"), ("disks_a", "root"), ("template_a", "/var/lib/lcfg-xen/guests/a.img")])
+    problems = [e.problem for e in build_site([own]).rejected["h1"]]
+    assert any(p.startswith("template /var/lib/lcfg-xen/guests/a.img is also the disk of guest 'a'")
+               for p in problems), problems
 
 
 # ---------------------------------------------------------------- networks of the seed's use cases
