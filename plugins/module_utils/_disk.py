@@ -397,6 +397,11 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
         req.template = confine(str(template), dirs, "template")
         if req.template == path:
             raise ValidationError("template", "is the image itself: a template is never written to; choose another path")
+        cloned_from = recorded_origin(req.template)
+        if cloned_from is not None:  # a clone is some guest's disk: cloning it copies that guest's data
+            raise ValidationError("template", f"{req.template} is a guest's disk image (xen_disk cloned it from "
+                                  f"{cloned_from.get('template')}), not a template: a clone never copies another "
+                                  "guest's data; name the template itself")
     clone = params.get("clone") or "copy"
     if clone not in CLONE_MODES:
         raise ValidationError("clone", f"must be one of {', '.join(CLONE_MODES)}, got {clone!r}")
@@ -959,6 +964,12 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
                                "overlays first (they would become unreadable)")
         else:
             template = None
+            template_users = (users.get(req.template) or users.get(os.path.realpath(req.template)) or []) \
+                if req.template else []
+            if template_users:
+                raise ValidationError("template", f"{req.template} is a disk of domain(s) "
+                                      f"{', '.join(u['name'] for u in template_users)}, not a template: a clone "
+                                      "never copies another guest's data; name the template itself")
             if req.template:
                 template = qemu_img_info(os.path.realpath(req.template),
                                          req.template_format or recorded_format(os.path.realpath(req.template)))

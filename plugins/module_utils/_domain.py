@@ -64,6 +64,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import check_guest_item
 from ansible_collections.lcfg.xen.plugins.module_utils._schema import check_text
+from ansible_collections.lcfg.xen.plugins.module_utils._imagecheck import recorded_origin
 from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
     HostAccess,
     check_guest_access,
@@ -426,9 +427,84 @@ def _disk_formats(spec: dict, local: bool, storage_dirs: list | tuple, prefix: s
                                              "would read that host file)")
 
 
-def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool) -> None:
+# --------------------------------------------------------------------------- shared files
+
+# How many files of the storage directories are read for clone records (bounds the walk).
+_MAX_SCANNED_FILES = 20000
+
+
+class SharedFiles:
+    """What other guests and clones already use, read once per run and only when needed:
+    ``others(name)`` {path: [(guest, "disk"|"kernel"|"ramdisk")]} of every other defined or
+    running guest, ``templates()`` {template path: [clone paths]} from the origins xen_disk
+    records with its clones in the storage directories. Paths are resolved on a local host."""
+
+    def __init__(self, conn, storage_dirs: list | tuple, local: bool):
+        self.conn, self.storage_dirs, self.local = conn, list(storage_dirs), local
+        self._users: dict | None = None
+        self._templates: dict | None = None
+
+    def key(self, path: str) -> str:
+        return os.path.realpath(path) if self.local else os.path.normpath(path)
+
+    def others(self, name: str) -> dict:
+        if self._users is None:
+            self._users = _files_of_domains(self.conn, self.key)
+        return {path: [u for u in users if u[0] != name] for path, users in self._users.items()
+                if any(u[0] != name for u in users)}
+
+    def templates(self) -> dict:
+        if self._templates is None:
+            self._templates = _recorded_templates(self.storage_dirs) if self.local else {}
+        return self._templates
+
+
+@libvirt_errors("read the files the guests use")
+def _files_of_domains(conn, key) -> dict:
+    used: dict = {}
+    for dom in conn.listAllDomains(0):
+        try:  # the persistent definition and, when running, the live one
+            xmls = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] + ([dom.XMLDesc(0)] if dom.isActive() else [])
+            name = dom.name()
+        except libvirt.libvirtError:
+            continue  # removed meanwhile
+        for xml in xmls:
+            root = etree.fromstring(xml.encode())
+            found = [(s.get("file") or s.get("dev"), "disk") for s in root.iterfind("devices/disk/source")]
+            found += [(root.findtext("os/kernel"), "kernel"), (root.findtext("os/initrd"), "ramdisk")]
+            for path, role in found:
+                if path and (name, role) not in used.setdefault(key(path), []):
+                    used[key(path)].append((name, role))
+    return used
+
+
+def _recorded_templates(storage_dirs: list) -> dict:
+    """{resolved template path: [clone paths]} from the clones' ``trusted.lcfg-xen.origin``."""
+    templates: dict = {}
+    scanned = 0
+    for directory in storage_dirs:
+        for top, dirs, files in os.walk(directory):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for base in files:
+                scanned += 1
+                if scanned > _MAX_SCANNED_FILES:
+                    return templates
+                path = os.path.join(top, base)
+                origin = recorded_origin(path) if not os.path.islink(path) else None
+                if origin and origin.get("template"):
+                    templates.setdefault(os.path.realpath(str(origin["template"])), []).append(path)
+    return templates
+
+
+def _describe_users(users: list) -> str:
+    return ", ".join(f"{name} ({role})" for name, role in users)
+
+
+def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool,
+                     shared: SharedFiles | None = None) -> None:
     """Queue the image files of ``disks`` for removal, only inside ``storage_dirs`` (resolved
-    paths on a local host); an image elsewhere, or a symbolic link, is kept and reported."""
+    paths on a local host); an image elsewhere, or a symbolic link, is kept and reported, and
+    so is one that another guest uses or that is a clone's template (``shared``)."""
     for disk in disks:
         if disk["type"] != "image":
             continue
@@ -448,6 +524,15 @@ def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | t
             plan.notes.append(f"guest {plan.name}: disk image {path} kept: it is outside the storage directories "
                               f"({', '.join(storage_dirs)}) or a symbolic link; remove_disks deletes only there")
             continue
+        if shared is not None:
+            users = shared.others(plan.name).get(shared.key(real))
+            clones = shared.templates().get(shared.key(real))
+            if users or clones:
+                why = (f"guest(s) {_describe_users(users)} use it" if users else
+                       f"it is the template of {', '.join(sorted(clones))}")
+                plan.notes.append(f"guest {plan.name}: disk image {path} kept: {why}; remove_disks never deletes "
+                                  "an image another guest or clone still needs")
+                continue
         plan.remove_paths.append(real)
         plan.actions.append(f"remove_disk {real}")
 
@@ -490,7 +575,9 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
                 plan.actions.append("stop")
             plan.actions.append("undefine")
             if remove_disks:
-                _removable_disks(plan, current.spec["disks"], storage_dirs or DEFAULT_STORAGE_DIRS, caps["local"])
+                dirs = storage_dirs or DEFAULT_STORAGE_DIRS
+                _removable_disks(plan, current.spec["disks"], dirs, caps["local"],
+                                 SharedFiles(conn, dirs, caps["local"]))
             plan.after = {"name": name, "state": "absent"}
         return plan
     if remove_disks:
@@ -715,16 +802,63 @@ def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
     }
 
 
-def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "", state: str = "present") -> None:
+def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "", state: str = "present",
+                 shared: SharedFiles | None = None, template: str | None = None) -> None:
     """Refuse what ``spec`` would reach on the host beyond what the play allows (``access``;
     None: the defaults, the guest itself only). Paths are resolved on the managed host.
-    Removing a guest gives it nothing, so ``state: absent`` is not checked."""
+    Removing a guest gives it nothing, so ``state: absent`` is not checked. ``shared``
+    (made here when not given) tells which files other guests and clones use; ``template``
+    is the guest's own template (xen_guests items)."""
     if state == "absent":
         return
     if access is None:
         access = host_access_from_params({})
     local = connection_caps(conn)["local"]
+    _check_image_paths(spec, local, prefix)
     check_guest_access(spec, access, prefix, realpath=os.path.realpath if local else None)
+    if not access.allow_host_resources:
+        _check_not_shared(spec, shared or SharedFiles(conn, access.storage_dirs, local), prefix, template)
+
+
+def _check_image_paths(spec: dict, local: bool, prefix: str) -> None:
+    """An image disk names a file, never a directory (as xen_disk requires)."""
+    for index, disk in enumerate(spec.get("disks") or []):
+        path = disk["path"]
+        if disk["type"] == "image" and (path.endswith("/") or local and os.path.isdir(path)):
+            raise ValidationError(f"{prefix}disks[{index}].path", f"{path!r} must name an image file, not a "
+                                  "directory")
+
+
+def _guest_files(spec: dict, prefix: str) -> list[tuple[str, str, str]]:
+    """[(parameter, path, role)] of the files a guest opens: disks, kernel, ramdisk."""
+    files = [(f"{prefix}disks[{i}].path", d["path"], "disk") for i, d in enumerate(spec.get("disks") or [])]
+    files += [(f"{prefix}{k}", spec[k], "kernel" if k == "kernel" else "ramdisk")
+              for k in ("kernel", "ramdisk") if spec.get(k)]
+    return files
+
+
+def _check_not_shared(spec: dict, shared: SharedFiles, prefix: str, template: str | None) -> None:
+    """A guest never opens another guest's disk or a clone's template, and no other guest
+    opens its disks; only boot files (kernel, ramdisk) may be shared, read-only, with other
+    guests' boot files. Only the play shares more (allow_host_resources)."""
+    files = _guest_files(spec, prefix)
+    if not files:
+        return
+    others = shared.others(spec["name"])
+    own_template = shared.key(template) if template else None
+    for where, path, role in files:
+        key = shared.key(path)
+        users = [u for u in others.get(key, []) if role == "disk" or u[1] == "disk"]
+        if users:
+            raise ValidationError(where, f"{path} is already used by guest(s) {_describe_users(users)}: a guest "
+                                  "never gets another guest's image (it would read or overwrite its data); only "
+                                  "the play can share it (allow_host_resources)")
+        clones = shared.templates().get(key)
+        if key == own_template or clones:
+            whose = "this guest's own template" if key == own_template else \
+                f"the template of {', '.join(sorted(clones))}"
+            raise ValidationError(where, f"{path} is {whose}: a template is never given to a guest (a write "
+                                  "would change every later clone); only the play can (allow_host_resources)")
 
 
 def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAccess | None = None) -> dict:
@@ -778,6 +912,16 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
 
 # --------------------------------------------------------------------------- many guests
 
+def _check_disks_not_claimed_twice(spec: dict, prefix: str, shared: SharedFiles, claimed: dict) -> None:
+    """Two guests of one call may not open the same disk (neither is defined yet)."""
+    for where, path, role in _guest_files(spec, prefix):
+        owner = claimed.get(shared.key(path))
+        if owner and owner[0] != spec["name"] and "disk" in (role, owner[1]):
+            raise ValidationError(where, f"{path} is also {owner[2]} of guest {owner[0]}: a guest never gets "
+                                  "another guest's image; only the play can share it (allow_host_resources)")
+        claimed.setdefault(shared.key(path), (spec["name"], role, where))
+
+
 def converge_guests(conn, guests: list, check_mode: bool = False,
                     default_bridge: str | None = None, parallel: int = 8,
                     access: HostAccess | None = None) -> dict:
@@ -796,6 +940,9 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
         raise ValidationError("parallel", f"must be at least 1, got {parallel}")
     items = []
     seen: dict[str, int] = {}
+    local = connection_caps(conn)["local"]
+    shared = SharedFiles(conn, access.storage_dirs if access is not None else DEFAULT_STORAGE_DIRS, local)
+    claimed: dict = {}
     for index, raw in enumerate(guests):
         prefix = f"guests[{index}]."
         item = check_guest_item(copy.deepcopy(raw), prefix)
@@ -804,10 +951,13 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
                 if isinstance(vif, dict) and (vif.get("nettype") or "bridge") == "bridge" and not vif.get("bridge"):
                     vif["bridge"] = default_bridge
         spec = validate_guest(item, prefix=prefix)
-        check_access(conn, spec, access, prefix, state=item["state"])
+        template = raw.get("template") if isinstance(raw, dict) and isinstance(raw.get("template"), str) else None
+        check_access(conn, spec, access, prefix, state=item["state"], shared=shared, template=template)
         if spec["name"] in seen:
             raise ValidationError(f"{prefix}name", f"guest {spec['name']} is also guests[{seen[spec['name']]}]")
         seen[spec["name"]] = index
+        if item["state"] != "absent" and not (access and access.allow_host_resources):
+            _check_disks_not_claimed_twice(spec, prefix, shared, claimed)
         items.append((prefix, item, spec))
     domains = list_domains(conn)
     plans = []

@@ -32,6 +32,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._domain_xml import (
     canonical_cpuset,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HostAccess, check_vif_script
 from ansible_collections.lcfg.xen.plugins.module_utils._schema import (
     BRIDGE_RE,
     GROUP_KEYS,
@@ -318,8 +319,18 @@ def summarise(result: dict) -> dict[str, Any]:
     }
 
 
-def plan_group(conn, settings: dict, members: list[dict], group: str = "") -> list:
-    """Plan every member (reads libvirt, changes nothing); raise before anything changes."""
+def plan_group(conn, settings: dict, members: list[dict], group: str = "",
+               access: HostAccess | None = None) -> list:
+    """Plan every member (reads libvirt, changes nothing); raise before anything changes.
+    What a group or member sets is held to the host-access rules of xen_domain (``access``;
+    None: the defaults), so a vif script path is refused as it is there."""
+    allow = access is not None and access.allow_host_resources
+    if settings.get("script") and not allow:
+        check_vif_script(settings["script"], "script", access or HostAccess())
+    for index, member in enumerate(members):
+        for vindex, vif in enumerate(member.get("vifs") or []):
+            if vif.get("script") and not allow:
+                check_vif_script(vif["script"], f"members[{index}].vifs[{vindex}].script", access or HostAccess())
     domains = _domain.list_domains(conn)
     missing = [m["name"] for m in members if m["name"] not in domains]
     if missing:
@@ -336,6 +347,7 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "") -> li
         ignored: list[str] = []
         desired = member_target(settings, member, current, ignored)
         spec = _domain.validate_guest(desired, prefix=f"members[{index}].")
+        _domain.check_access(conn, spec, access, prefix=f"members[{index}].")
         plan = _domain.plan_domain(conn, spec, "present", dom=domains[member["name"]],
                                    prefix=f"members[{index}].")
         plan.notes.extend(ignored)  # reported as the module's warnings

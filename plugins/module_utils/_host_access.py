@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils._imports import optional_import
+from ansible_collections.lcfg.xen.plugins.module_utils._schema import extra_knobs
 
 etree, LXML_IMPORT_ERROR = optional_import("lxml.etree")
 
@@ -51,6 +52,7 @@ __all__ = [
     "check_boot_file",
     "check_bootloader_args",
     "check_vif_script",
+    "check_lifecycle",
     "safe_fragment",
     "profile_value_problem",
 ]
@@ -190,9 +192,35 @@ def check_vif_script(value: str, where: str, access: HostAccess) -> None:
                           "host; only the play can allow a path (allow_host_resources)")
 
 
+def check_lifecycle(extra: dict, where: str, access: HostAccess) -> None:
+    """``extra``'s on_poweroff/on_reboot/on_crash: a coredump action writes the guest's memory
+    into the host's dump directory each time (a guest crashing in a loop fills the host's disk)."""
+    if access.allow_host_resources or not isinstance(extra, dict):
+        return
+    for knob in ("on_poweroff", "on_reboot", "on_crash"):
+        value = extra.get(knob)
+        if isinstance(value, str) and value in _HOST_VALUE_REASONS:
+            raise ValidationError(f"{where}.{knob}", f"{value!r} is refused: it {_HOST_VALUE_REASONS[value]}; "
+                                  "use destroy, restart, preserve or rename-restart, or the play allows it "
+                                  "(allow_host_resources)")
+
+
 # --------------------------------------------------------------------------- extra.xml
 
 ANY = None  # any attribute value
+
+#: a name libvirt turns into a host file name (a unix channel's socket is
+#: ``<libvirt's channel directory>/<domain>/<name>``): one plain file name, never ``..``
+_CHANNEL_NAME_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: attributes whose values may hold a ``/`` that is not a host path, each with its pattern:
+#: ``<clock timezone>`` becomes QEMU's TZ, which reads ``:file`` or ``../`` names as tz files
+_SLASH_ATTRS = {"timezone": re.compile(r"^(?!.*\.\.)[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")}
+#: values that make the host write or allocate for the guest beyond its memory and disks
+_HOST_VALUE_REASONS = {
+    "dump": "writes the guest's memory into the host's dump directory on every watchdog expiry",
+    "coredump-destroy": "writes the guest's memory into the host's dump directory on every crash",
+    "coredump-restart": "writes the guest's memory into the host's dump directory on every crash",
+}
 
 
 @dataclass(frozen=True)
@@ -225,8 +253,8 @@ _GUEST_DEVICES = {
     "rng": _device({"model": _VIRTIO_MODELS},
                    backend=_Rule(attrs={"model": ("random",)}, text=("",) + RNG_SOURCES),
                    rate=_Rule(attrs={"period": ANY, "bytes": ANY}), driver=_VIRTIO_DRIVER),
-    "watchdog": _device({"model": ANY, "action": ("reset", "shutdown", "poweroff", "pause", "none", "dump",
-                                                  "inject-nmi")}),
+    # not action='dump': a guest that trips its watchdog in a loop fills the host's disk
+    "watchdog": _device({"model": ANY, "action": ("reset", "shutdown", "poweroff", "pause", "none", "inject-nmi")}),
     "memballoon": _device({"model": _VIRTIO_MODELS + ("xen", "none"), "autodeflate": ANY,
                            "freePageReporting": ANY},
                           stats=_Rule(attrs={"period": ANY}), driver=_VIRTIO_DRIVER),
@@ -241,9 +269,10 @@ _GUEST_DEVICES = {
     "sound": _device({"model": ANY}, codec=_Rule(attrs={"type": ANY})),
     "serial": _device({"type": ("pty",)}, target=_PTY_TARGET),
     "console": _device({"type": ("pty",)}, target=_PTY_TARGET),
-    # a guest agent channel: libvirt picks the socket path in its own directory
+    # a guest agent channel: libvirt puts the socket in its own directory, named by the
+    # target name, so the name is one plain file name (``../`` would place it anywhere)
     "channel": _device({"type": ("pty", "unix")}, source=_Rule(attrs={"mode": ("bind",)}),
-                       target=_Rule(attrs={"type": ("virtio", "xen"), "name": ANY})),
+                       target=_Rule(attrs={"type": ("virtio", "xen"), "name": _CHANNEL_NAME_RE})),
     "controller": _FREE,
     "panic": _device({"model": ANY}),
     "hub": _device({"type": ("usb",)}),
@@ -255,8 +284,9 @@ _GUEST_DEVICES = {
 
 _FEATURES = ("acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm", "pvspinlock", "gic",
              "ioapic", "smm", "vmport", "htm", "nested-hv", "vmcoreinfo", "msrs", "hpt", "ccf-assist",
-             "cfpc", "sbbc", "ibs", "tcg", "async-teardown", "ras", "ps2")
-_LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart")
+             "cfpc", "sbbc", "ibs", "async-teardown", "ras", "ps2")  # not tcg: see _HOST_REASONS
+# not coredump-*: every crash would write the guest's memory to the host's disk
+_LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart")
 
 #: top-level elements an ``extra.xml`` fragment may be, with what they may hold
 GUEST_XML: dict = {
@@ -292,6 +322,7 @@ _HOST_REASONS = {
     "qemu:commandline": "runs host commands", "cputune": "pins to host CPUs (use cpus)",
     "numatune": "binds to host NUMA nodes", "blkiotune": "tunes host block devices",
     "resource": "places the guest in host cgroups", "perf": "reads host perf counters",
+    "tcg": "sizes QEMU's translation cache in host memory, beyond the guest's memory",
 }
 _EXTRA_HINT = ("a profile's extra.xml may hold only guest-side elements ({allowed}; see docs/domains.md); "
                "the hypervisor admin can allow anything with trusted_extra_xml or allow_host_resources")
@@ -327,20 +358,30 @@ def _check_element(element: Any, rule: _Rule, where: str, path: list[str]) -> No
     for key, value in element.attrib.items():
         if key.startswith("{"):
             _refuse(where, path, f"has the namespaced attribute {key!r}")
-        if value.strip().startswith("/"):
-            # no allowed attribute takes a path: one that does names a host file or device
+        pattern = _SLASH_ATTRS.get(key)
+        if "/" in value and pattern is None or pattern is not None and not pattern.match(value):
+            # no allowed attribute takes a path, not even a relative one (libvirt and QEMU
+            # join some values to their own directories): a '/' names a host file or device
             _refuse(where, path, f"may not name the host path {key}={value!r}")
         if rule.subtree:
             continue
         if key not in rule.attrs:
             _refuse(where, path, f"may not set {key}= (reaches beyond the guest or is not allowed)")
         allowed = rule.attrs[key]
-        if allowed is not ANY and value not in allowed:
+        if isinstance(allowed, re.Pattern):
+            if not allowed.match(value):
+                _refuse(where, path, f"may not set {key}={value!r} (one plain name of letters, digits, "
+                        "'_.-', no '..': libvirt makes a host file of it)")
+        elif allowed is not ANY and value not in allowed:
+            if value in _HOST_VALUE_REASONS:
+                _refuse(where, path, f"may not set {key}={value!r}: it {_HOST_VALUE_REASONS[value]}")
             _refuse(where, path, f"may not set {key}={value!r} (allowed: {', '.join(allowed)})")
     text = (element.text or "").strip()
     if rule.subtree and text.startswith("/"):
         _refuse(where, path, f"may not name the host path {text!r}")
     if text and not rule.subtree and rule.text is not ANY and text not in rule.text:
+        if text in _HOST_VALUE_REASONS:
+            _refuse(where, path, f"may not contain {text!r}: it {_HOST_VALUE_REASONS[text]}")
         allowed = f" (allowed: {', '.join(v for v in rule.text if v)})" if rule.text else ""
         _refuse(where, path, f"may not contain {text!r}{allowed}")
     for child in element:
@@ -423,6 +464,7 @@ def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
         check_bootloader(spec["bootloader"], f"{prefix}bootloader", access)
         if spec.get("cmdline"):
             check_bootloader_args(spec["cmdline"], f"{prefix}cmdline", access)
+    check_lifecycle(spec.get("extra") or {}, f"{prefix}extra", access)
     if access.trusted_extra_xml:
         return
     for index, text in enumerate((spec.get("extra") or {}).get("xml") or []):
@@ -482,5 +524,11 @@ def profile_value_problem(field_name: str, value: Any, access: HostAccess | None
                 except ValueError as exc:
                     raise ValidationError(f"extra.xml[{index}]", str(exc)) from None
                 check_extra_element(element, f"extra.xml[{index}]")
+        if field_name == "extra" and not str(value).strip().startswith("<"):
+            try:
+                knobs = extra_knobs(str(value))
+            except ValueError:
+                knobs = {}  # not readable: the schema names the problem
+            check_lifecycle(knobs, "extra", access)
     except ValidationError as exc:
         raise ValueError(exc.message) from None

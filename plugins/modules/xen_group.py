@@ -75,8 +75,19 @@ options:
         when a vif changes to that type.
     type: str
   script:
-    description: Vif script of every vif (C(groupscript_<group>)). Xen only.
+    description:
+      - Vif script of every vif (C(groupscript_<group>)). Xen only.
+      - Xen runs it in dom0, so it must be a name from Xen's scripts directory (C(vif-bridge),
+        C(vif-nat), ...), like the vif scripts of M(lcfg.xen.xen_domain); a path is refused unless
+        O(allow_host_resources) is set. The members' own C(vifs[].script) follow the same rule.
     type: str
+  allow_host_resources:
+    description:
+      - Let the group's and members' values reach the host without the host-access checks of
+        M(lcfg.xen.xen_domain) (a vif script given as a path). A play option, for values trusted like
+        root on the hypervisor; LCFG profiles are not.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.lock
@@ -214,6 +225,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._group import (
     validate_members,
     validate_settings,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
@@ -229,6 +241,7 @@ ARGUMENT_SPEC = with_connection({
     "bridge": {"type": "str"},
     "network": {"type": "str"},
     "script": {"type": "str"},
+    "allow_host_resources": {"type": "bool", "default": False},
     **LOCK_ARGSPEC,
 })
 
@@ -237,8 +250,9 @@ def run_group(params: dict, check_mode: bool) -> dict:
     """Validate everything, plan every member, then apply (or predict) in member order."""
     settings = validate_settings(params)
     members = validate_members(params["members"])
+    access = HostAccess(allow_host_resources=params["allow_host_resources"])
     result = with_libvirt(params["uri"], lambda conn: apply_group(
-        conn, plan_group(conn, settings, members, group=params["name"]), check_mode=check_mode))
+        conn, plan_group(conn, settings, members, group=params["name"], access=access), check_mode=check_mode))
     result["group"] = params["name"]
     return result
 

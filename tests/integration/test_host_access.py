@@ -51,7 +51,9 @@ def clean():
 
 
 def guest(name: str, **fields) -> dict:
-    return {"name": f"{PREFIX}{name}", "memory": 64, "disks": [{"path": str(IMAGE), "format": "qcow2"}],
+    # a disk of its own: a guest never gets another guest's image (red team F3)
+    disk = IMAGE if name == "bystander" else IMAGES / f"{PREFIX}{name}.qcow2"
+    return {"name": f"{PREFIX}{name}", "memory": 64, "disks": [{"path": str(disk), "format": "qcow2"}],
             "extra": {"domain_type": "qemu"}, **fields}
 
 

@@ -111,13 +111,48 @@ def test_host_reaching_extra_xml_is_refused_naming_parameter_and_element(fragmen
     "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/></clock>",
     "<cpu mode='custom' match='exact'><model fallback='allow'>Haswell</model>"
     "<topology sockets='1' dies='1' cores='2' threads='1'/><feature policy='require' name='vmx'/></cpu>",
-    "<on_crash>coredump-restart</on_crash>",
+    "<on_crash>rename-restart</on_crash>",
+    "<clock offset='timezone' timezone='Europe/London'/>",
     "<pm><suspend-to-mem enabled='no'/></pm>",
     "<description>web server &amp; friends</description>",
     "<!-- a comment --><features><acpi/></features>",
 ])
 def test_guest_side_extra_xml_is_allowed_by_default(fragment):
     check_guest_access(spec(extra={"xml": [fragment]}), DEFAULT)
+
+
+# Red team F1, F10: values that libvirt/QEMU turn into host files or host-side work.
+@pytest.mark.parametrize("fragment, words", [
+    # the unix channel's socket is <libvirt's channel dir>/<domain>/<target name>
+    ("<devices><channel type='unix'><source mode='bind'/><target type='virtio' "
+     "name='../../../../../../../../../tmp/lcfgt-fixa-sock'/></channel></devices>", "host path name="),
+    ("<devices><channel type='unix'><source mode='bind'/><target type='virtio' name='..'/></channel></devices>",
+     "one plain name"),
+    ("<devices><channel type='unix'><source mode='bind'/><target type='virtio' name='a..b'/></channel></devices>",
+     "one plain name"),
+    # QEMU's TZ: ':file' and '../' read host files as time zones
+    ("<clock offset='timezone' timezone=':/etc/shadow'/>", "host path timezone="),
+    ("<clock offset='timezone' timezone='../../../etc/shadow'/>", "host path timezone="),
+    ("<devices><controller type='usb'><x dir='srv/../../etc'/></controller></devices>", "host path dir="),
+    ("<devices><watchdog model='i6300esb' action='dump'/></devices>", "dump directory"),
+    ("<on_crash>coredump-restart</on_crash>", "dump directory"),
+    ("<on_poweroff>coredump-destroy</on_poweroff>", "dump directory"),
+    ("<features><tcg><tb-cache unit='MiB'>4096</tb-cache></tcg></features>", "host memory"),
+])
+def test_values_that_become_host_files_or_host_work_are_refused(fragment, words):
+    error = refused(spec(extra={"xml": [fragment]}))
+    assert error.parameter == "extra.xml[0]"
+    assert words in error.message
+    check_guest_access(spec(extra={"xml": [fragment]}), EVERYTHING)
+
+
+@pytest.mark.parametrize("knob", ["on_crash", "on_reboot", "on_poweroff"])
+def test_coredump_lifecycle_knobs_need_the_play(knob):
+    error = refused(spec(extra={knob: "coredump-restart"}), prefix="guests[1].")
+    assert error.parameter == f"guests[1].extra.{knob}"
+    assert "allow_host_resources" in error.message
+    check_guest_access(spec(extra={knob: "coredump-restart"}), EVERYTHING)
+    check_guest_access(spec(extra={knob: "preserve"}), DEFAULT)
 
 
 def test_external_entities_are_refused_before_any_file_is_read():
@@ -234,6 +269,9 @@ def test_options_are_validated_and_default_to_the_collection_list():
     ("ramdisk", "/etc/shadow"), ("script", "/tmp/evil"), ("bootloader_args", "--output=/etc/cron.d/x"),
     ("extra", '{"xml": ["<devices><hostdev mode=\'subsystem\' type=\'pci\'/></devices>"]}'),
     ("extra", '{"xml": "<!DOCTYPE d [<!ENTITY e SYSTEM \'file:///etc/shadow\'>]><description>&e;</description>"}'),
+    ("extra", "on_crash=coredump-restart"), ("extra", '{"on_crash": "coredump-destroy"}'),
+    ("extra", "<on_crash>coredump-restart</on_crash>"), ("extra", "<devices><watchdog action='dump'/></devices>"),
+    ("extra", "<devices><channel type='unix'><target type='virtio' name='../../tmp/x'/></channel></devices>"),
 ])
 def test_profile_values_refused_for_the_inventory(field, value):
     with pytest.raises(ValueError):
