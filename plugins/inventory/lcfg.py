@@ -211,7 +211,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
 from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
-    Opener, is_url, load_profiles)
+    Opener, host_name, is_url, load_profiles)
 
 HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
@@ -343,15 +343,17 @@ def load_site(base_dir: str, sources: list[str], include_path: list[str],
                            timeout=timeout, validate_certs=validate_certs, opener=opener)
     rejected: dict[str, list[str]] = {}
     profiles = []
+    unreadable = []  # their host names stay claimed: a guest elsewhere may not take them
     inputs: dict[str, list[int]] = {}
     for item in loaded:
         inputs.update({path: list(stat) for path, stat in item.inputs.items()})
         if item.profile is None:
             error = item.error or LcfgError("profile could not be read", file=item.source)
             rejected[item.source] = [str(error)]
+            unreadable.append((host_name(item.source), item.source))
         else:
             profiles.append(item.profile)
-    site = build_site(profiles, access)
+    site = build_site(profiles, access, unreadable)
     for name, errors in site.rejected.items():
         rejected[name] = [str(err) for err in errors]
     return {

@@ -1020,12 +1020,14 @@ def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[i
     return errors
 
 
-def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) -> Site:
+def build_site(profiles: Iterable[Profile], access: HostAccess | None = None,
+               unreadable: Iterable[tuple[str, str]] = ()) -> Site:
     """Build every profile; names are checked before anything is added.
 
     No host or guest may take a reserved group name, no virtual group the name of any host of
     the site, and no inventory name is used twice (``_claim_errors``: nothing depends on the
-    order of the profiles).
+    order of the profiles). ``unreadable``: (host name, path) of the profiles that could not
+    be read; their names stay claimed too.
     """
     site = Site()
     #: every profile with its model (None: rejected); a rejected profile's host name stays
@@ -1034,8 +1036,12 @@ def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) ->
     hosts: dict[str, str] = {}  # every inventory host name -> the profile defining it
     #: inventory name -> (index into built, "host"/"guest", where, resource) of each claim
     claims: dict[str, list[tuple[int, str, str, str]]] = {}
-    for index, profile in enumerate(profiles):
+    unread = [Profile(name=name, path=path) for name, path in unreadable]
+    for index, profile in enumerate([*unread, *profiles]):
         claims.setdefault(profile.name, []).append((index, "host", profile.path, ""))
+        if index < len(unread):
+            built.append((profile, None))
+            continue
         try:
             model: HostModel | None = build_host(profile, access)
         except ModelErrors as exc:
@@ -1058,7 +1064,8 @@ def build_site(profiles: Iterable[Profile], access: HostAccess | None = None) ->
         duplicates.setdefault(index, []).extend(errors)
     for index, (profile, model) in enumerate(built):
         if model is None:
-            site.rejected[profile.name].extend(duplicates.get(index, []))
+            if index >= len(unread):  # (an unreadable profile's own error is the reader's)
+                site.rejected[profile.name].extend(duplicates.get(index, []))
             continue
         errors = _name_errors(profile, model, hosts) + duplicates.get(index, [])
         if errors:

@@ -44,9 +44,9 @@ from ._cpp import inside
 from ._errors import LcfgError, excerpt
 from ._profile import Profile
 from ._source import read_source_profile
-from ._xml import read_xml_profile
+from ._xml import read_xml_profile, xml_host_name
 
-__all__ = ["LoadedProfile", "load_profiles", "is_url", "is_profile_file", "fetch_url",
+__all__ = ["LoadedProfile", "load_profiles", "is_url", "is_profile_file", "fetch_url", "host_name",
            "MAX_URL_SIZE", "Opener"]
 
 MAX_URL_SIZE = 16 * 1024 * 1024
@@ -213,6 +213,14 @@ def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,
     if len(data) > max_size:
         raise LcfgError(f"profile larger than {max_size} bytes", file=url)
     return data
+
+
+def host_name(source: str) -> str:
+    """The inventory host name of the profile at ``source``, from its path or URL alone (as
+    the readers name it; also for a profile that cannot be read)."""
+    if is_url(source) or source.lower().endswith(".xml"):
+        return xml_host_name(source)
+    return os.path.basename(source)
 
 
 def _load_one(source: str, include_path: list[str], defines: dict[str, str] | None,

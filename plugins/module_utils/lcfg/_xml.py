@@ -46,8 +46,8 @@ from ._mutations import valid_name, valid_tag
 from ._profile import ContextError, Profile, Resource, combine_contexts, context_priority
 from ._source import MAX_VALUE_LENGTH
 
-__all__ = ["read_xml_profile", "profile_name_from_path", "MAX_XML_SIZE", "MAX_XML_ELEMENTS",
-           "LXML_IMPORT_ERROR"]
+__all__ = ["read_xml_profile", "profile_name_from_path", "xml_host_name", "MAX_XML_SIZE",
+           "MAX_XML_ELEMENTS", "LXML_IMPORT_ERROR"]
 
 MAX_XML_SIZE = 16 * 1024 * 1024
 #: resource elements read from one profile (a 60 MB profile of tiny elements took 3.4 GB)
@@ -65,6 +65,16 @@ def profile_name_from_path(path: str) -> str | None:
     """``<host>`` of a ``.../<host>/XML/profile.xml`` path or URL, else None."""
     m = _HOST_PATH.search(path.split("?", 1)[0].split("#", 1)[0])
     return m.group(1) if m else None
+
+
+def xml_host_name(path: str) -> str:
+    """The host name of an XML profile at ``path`` (file or URL): the ``<host>`` of a
+    ``.../<host>/XML/profile.xml`` path, else the file stem."""
+    name = profile_name_from_path(path)
+    if name is None:
+        base = os.path.basename(path.split("?", 1)[0].split("#", 1)[0].rstrip("/")) or path
+        name = os.path.splitext(base)[0] or base
+    return name
 
 
 def _local(el: etree._Element) -> str:
@@ -265,8 +275,7 @@ class _Reader:
                         file=self.path, line=entry[4], resource=f"{comp}.{res}")
             resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
         if name is None:
-            base = os.path.basename(self.path.split("?", 1)[0].split("#", 1)[0].rstrip("/")) or self.path
-            name = os.path.splitext(base)[0] or base
+            name = xml_host_name(self.path)
         node = resources.get("profile", {}).get("node")
         node_name = node.value.strip() if node is not None and node.value else ""
         # The host name comes from the file's path or URL, which the site chose; profile.node is
@@ -329,7 +338,7 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     try:
         for comp in _elements(comps):
             reader.component(comp)
-        return reader.profile(name or profile_name_from_path(path))
+        return reader.profile(name)
     except LcfgError:
         raise
     except Exception as exc:  # a reader bug or an exhausted resource: still an LcfgError

@@ -386,3 +386,22 @@ def test_cache_key_changes_with_host_access(tmp_path, monkeypatch):
     config.write_text(config.read_text() + ALLOW_MYGRUB)
     assert "vm1" in parse(config).hosts and len(calls) == 2
     assert "vm1" in parse(config).hosts and len(calls) == 2
+
+
+def test_a_guest_cannot_take_the_name_of_a_profile_that_cannot_be_read(tmp_path):
+    # a guest named like a hypervisor whose profile has a syntax error would become that host
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "xen9").write_text("just words here\n")
+    (tmp_path / "profiles" / "xen9b.xml").write_text("<profile>")
+    (tmp_path / "profiles" / "evil").write_text(
+        "!profile.components mADD(xen)\n!xen.virtualmachines mADD(g h)\n"
+        "!xen.name_g mSET(xen9)\n!xen.name_h mSET(xen9b)\n")
+    (tmp_path / "profiles" / "good").write_text("!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm)\n")
+    data = plugin_mod.load_site(str(tmp_path), ["profiles"], [], {}, 5.0, True)
+    assert [host["name"] for host in data["hosts"]] == ["good"]
+    evil = " ".join(data["rejected"]["evil"])
+    assert f"evil:3: xen.name_g: guest name 'xen9' at {tmp_path}/profiles/evil:3 is the host name of " \
+           f"profile {tmp_path}/profiles/xen9" in evil
+    assert f"guest name 'xen9b' at {tmp_path}/profiles/evil:4 is the host name of profile " \
+           f"{tmp_path}/profiles/xen9b.xml" in evil
+    assert "bad syntax" in data["rejected"][f"{tmp_path}/profiles/xen9"][0]
