@@ -23,6 +23,12 @@ options:
       - Let the guest specs reach the host without any of the checks below - O(trusted_extra_xml),
         any bootloader, kernel and ramdisk, bootloader arguments, disk images anywhere and every
         block device.
+      - It also lets guests share images - a disk, kernel or ramdisk that another defined guest
+        uses as a disk, a disk another guest uses, one disk for two guests of one call, a clone's
+        template - and allows the C(coredump-*) lifecycle actions (C(extra.on_crash), ...),
+        which have the host write the guest's memory to its dump directory on every crash.
+        Without it these are refused; kernels and ramdisks may always be shared with other
+        guests' kernels and ramdisks.
       - Only for guest specs the person running the play trusts as much as root on the hypervisor;
         LCFG profiles are not such specs.
     type: bool
@@ -37,9 +43,12 @@ options:
         (virtio, backend C(/dev/urandom) or C(/dev/random)), C(<watchdog>), C(<memballoon>),
         C(<video>), C(<input>) (mouse, tablet, keyboard), C(<sound>), C(<serial>) and
         C(<console>) of type C(pty), C(<channel>) (pty, or a unix guest-agent channel whose
-        socket libvirt places), C(<controller>), C(<panic>), C(<hub>), C(<iommu>) and
-        C(<tpm>) with the emulator backend - and anything else fails naming the parameter and
-        the element (see C(docs/domains.md)).
+        socket libvirt places, its target name one plain file name), C(<controller>), C(<panic>),
+        C(<hub>), C(<iommu>) and C(<tpm>) with the emulator backend - and anything else fails
+        naming the parameter and the element (see C(docs/domains.md)).
+      - No attribute value may hold a C(/) (libvirt joins some to its own directories), except
+        C(<clock timezone>); C(<watchdog action='dump'>), C(coredump-*) lifecycle actions and
+        C(<features><tcg>) are refused (host disk and memory).
     type: bool
     default: false
   allowed_boot_paths:
