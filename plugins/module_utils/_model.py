@@ -944,21 +944,21 @@ def _claim_errors(built: list[tuple[Profile, HostModel | None]],
         guests = [c for c in owners if c[1] == "guest"]
         if len(hosts) > 1:
             for index, _kind, where, _key in hosts:
-                others = ", ".join(w for i, _k, w, _ in hosts if i != index)
+                others = ", ".join(c[2] for c in hosts if c[0] != index)
                 errors.setdefault(index, []).append(LcfgError(
                     f"host name {name!r} is also the host name of profile {others}: inventory "
                     "names must be unique across the site, so neither is used; rename one of the "
                     "files", file=where))
         if hosts:
             for index, _kind, where, key in guests:
-                host_index, _k, host_where, _ = hosts[0]
+                host_index, host_where = hosts[0][0], hosts[0][2]
                 whose = ("this host profile " if host_index == index else "profile ") + host_where
                 errors.setdefault(index, []).append(_origin_error(
                     where, key, f"guest name {name!r} at {where} is the host name of {whose}; "
                     "guest names are inventory host names and must be unique across the site"))
         elif len({c[0] for c in guests}) > 1:
             for index, _kind, where, key in guests:
-                others = ", ".join(f"{w} (host {built[i][0].name})" for i, _k, w, _ in guests if i != index)
+                others = ", ".join(f"{c[2]} (host {built[c[0]][0].name})" for c in guests if c[0] != index)
                 errors.setdefault(index, []).append(_origin_error(
                     where, key, f"guest name {name!r} at {where} is also defined by {others}; guest "
                     "names are inventory host names and must be unique across the site, so "

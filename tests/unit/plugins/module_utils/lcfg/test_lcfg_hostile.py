@@ -94,7 +94,7 @@ def test_include_through_a_symlink_out_of_the_include_path_is_refused(site):
 def test_include_is_opened_without_following_a_link_swapped_in_after_the_check(site, monkeypatch):
     # the check saw a regular file; by the time it is opened it is a link to the secret
     os.symlink(site / "secret" / "shadow", site / "site/include/swapped.h")
-    monkeypatch.setattr(_cpp.os.path, "realpath", lambda p: os.path.abspath(p))
+    monkeypatch.setattr(_cpp.os.path, "realpath", os.path.abspath)
     results = load(site, "evil", "#include <swapped.h>\n")
     refused(results, "evil", 1, "cannot read included file")
 
