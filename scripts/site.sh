@@ -43,7 +43,7 @@ for template in "${templates[@]}"; do
   [[ -n $template ]] || continue
   if [[ ! -e $template ]]; then
     log "building template image $template"
-    mkdir -p -m 0700 "$(dirname "$template")"
+    install -d -m 0700 "$(dirname "$template")"
     .venv/bin/python scripts/make-template.py "$template" --size-gb 1
   fi
 done

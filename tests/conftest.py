@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-import support  # noqa: F401  (puts the checkout's .collections on sys.path for every test)
+# support puts the checkout's .collections on sys.path for every test.
+import support  # noqa: F401  # pylint: disable=unused-import
 
 # Same default as scripts/test.sh, for pytest started directly: libguestfs's KVM attempt
 # can spin without end under nested virtualisation.

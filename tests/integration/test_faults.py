@@ -183,7 +183,7 @@ def test_playbook_interrupted_mid_injection_then_rerun_converges(store, tmp_path
         except ProcessLookupError:
             pass
     assert not image.exists(), "an interrupted injection left an image under the final name"
-    for _ in range(100):  # the appliance is in the play's process group: it goes too
+    for _attempt in range(100):  # the appliance is in the play's process group: it goes too
         if not _appliances_using(partial):
             break
         time.sleep(0.2)

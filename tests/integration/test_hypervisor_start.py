@@ -29,7 +29,7 @@ def _libvirtd_pids() -> list[int]:
 @pytest.fixture
 def libvirtd_stopped():
     subprocess.run(["bash", str(LIBVIRTD), "stop"], check=True)
-    for _ in range(100):
+    for _attempt in range(100):
         if not _libvirtd_pids():
             break
         subprocess.run(["sleep", "0.1"], check=True)

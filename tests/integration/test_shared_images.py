@@ -204,10 +204,10 @@ def test_host_dumps_and_host_memory_need_the_play(store, extra, parameter):
 def test_xen_group_refuses_a_vif_script_path(store):
     spec = guest("g1", vifs=[{"mac": "52:54:00:fa:0a:01", "nettype": "nat"}])
     assert run_module("xen_domain", spec).get("failed") is not True
+    member_with_a_script_path = {"name": f"{PREFIX}g1",
+                                 "vifs": [{"mac": "52:54:00:fa:0a:01", "script": "/tmp/evil"}]}
     for params, parameter in (({"script": "/bin/sh"}, "script"),
-                              ({"members": [{"name": f"{PREFIX}g1", "vifs": [{"mac": "52:54:00:fa:0a:01",
-                                                                               "script": "/tmp/evil"}]}]},
-                               "members[0].vifs[0].script")):
+                              ({"members": [member_with_a_script_path]}, "members[0].vifs[0].script")):
         msg = refused({"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"], **params}, "xen_group")
         assert msg.startswith(f"{parameter}: vif script "), msg
         result = run_module("xen_group", {"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles
 from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._source import read_source_profile
