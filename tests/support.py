@@ -91,6 +91,7 @@ def run_playbook(playbook: str | Path, *args: str, inventory: str | Path | None 
         cmd += ["-e", json.dumps(extra_vars)]
     cmd += list(args)
     return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), timeout=timeout,
+                          stdin=subprocess.DEVNULL,
                           check=False, cwd=str(ROOT))
 
 

@@ -129,8 +129,10 @@ class XenLab:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
+        # stdin of its own: ssh can leave an inherited stdin non-blocking, which
+        # ansible-playbook refuses to start with.
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                              cwd=str(ROOT), check=False)
+                              cwd=str(ROOT), check=False, stdin=subprocess.DEVNULL)
         results = json.loads(results_file.read_text()) if results_file.exists() else []
         return PlayResult(proc, results)
 

@@ -106,7 +106,8 @@ class Lab:
             command = shlex.join(command)
         for _attempt in range(3):
             proc = subprocess.run(["ssh", *self.ssh_options(), "root@127.0.0.1", command],
-                                  capture_output=True, text=True, timeout=timeout, input=input,
+                                  capture_output=True, text=True, timeout=timeout,
+                                  input="" if input is None else input,  # never the caller's stdin
                                   check=False)
             # 255: ssh itself failed (a busy dom0 under TCG can miss the banner timeout).
             if proc.returncode != 255 or "Connection" not in proc.stderr:
