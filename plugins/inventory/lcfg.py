@@ -445,7 +445,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.warning(msg)
 
         inventory = self.inventory
-        hosts = data.get("hosts") or []
+        hosts = self._without_names_taken_elsewhere(data.get("hosts") or [], strict)
         if any(h.get("is_hypervisor") for h in hosts):
             inventory.add_group(HYPERVISORS)
             inventory.add_group(GUESTS)
@@ -471,6 +471,31 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._construct(name)
             for guest_name in host["guests"]:
                 self._construct(guest_name)
+
+    def _without_names_taken_elsewhere(self, hosts: list[dict], strict: bool) -> list[dict]:
+        """The profiles whose host, guest and virtual group names no earlier inventory source
+        (another LCFG source, a static inventory) has taken.
+
+        Ansible merges a name given twice into one host or group: a profile could give its
+        guest the name of another source's host (and take that host's place in the plays),
+        or join its guests to another source's group and read that group's variables.
+        """
+        taken_hosts = set(self.inventory.hosts)
+        taken_groups = set(self.inventory.groups) - {"all", "ungrouped", HYPERVISORS, GUESTS}
+        kept = []
+        for host in hosts:
+            clashes = sorted((({host["name"], *host.get("guests", {})} & taken_hosts)
+                              | (set(host.get("groups", {})) & taken_groups)))
+            if not clashes:
+                kept.append(host)
+                continue
+            message = (f"{host.get('path') or host['name']}: {', '.join(clashes)} already named by "
+                       "another inventory source; a profile cannot take or join another source's "
+                       "hosts and groups")
+            if strict:
+                raise AnsibleParserError(f"LCFG profile errors (strict: true):\n{message}")
+            self.display.warning(f"{message} (profile left out)")
+        return kept
 
     def _construct(self, host: str) -> None:
         if not (self.get_option("compose") or self.get_option("groups")

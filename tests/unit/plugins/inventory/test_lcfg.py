@@ -134,6 +134,38 @@ def test_broken_profile_fails_the_source_when_strict(plugin):
         mod._populate(site_data([make("xen1", bad)]))
 
 
+def _with_another_source(mod) -> None:
+    """What an earlier inventory source (a static inventory, another LCFG source) added."""
+    mod.inventory.add_host("db1")
+    mod.inventory.add_group("dbservers")
+    mod.inventory.set_variable("dbservers", "db_password", "secret")
+
+
+def test_a_profile_cannot_take_or_join_another_sources_hosts_and_groups(plugin):
+    mod = plugin(strict=False)
+    _with_another_source(mod)
+    takes_a_host = {"virtualmachines": "vm1", "name_vm1": "db1"}
+    joins_a_group = {"virtualmachines": "vm9", "virtualgroup": "dbservers", "members_dbservers": "vm9"}
+    clean = {"virtualmachines": "vm5"}
+    mod._populate(site_data([make("xen1", takes_a_host), make("xen2", joins_a_group),
+                             make("xen3", clean)]))
+    inv = mod.inventory
+    assert set(inv.hosts) == {"db1", "xen3", "vm5"}
+    assert "xen_domain" not in inv.get_host("db1").vars
+    assert [h.name for h in inv.groups["dbservers"].get_hosts()] == []
+    assert len(mod.display.warnings) == 2
+    assert mod.display.warnings[0].startswith("/site/xen1: db1 already named by another inventory source")
+    assert mod.display.warnings[1].startswith("/site/xen2: dbservers already named by another inventory source")
+
+
+def test_another_sources_names_fail_the_source_when_strict(plugin):
+    mod = plugin(strict=True)
+    _with_another_source(mod)
+    with pytest.raises(AnsibleParserError, match=r"/site/xen1: db1 already named by another inventory source"):
+        mod._populate(site_data([make("xen1", {"virtualmachines": "vm1", "name_vm1": "db1"})]))
+    assert "xen1" not in mod.inventory.hosts
+
+
 def test_model_warnings_are_displayed(plugin):
     mod = plugin()
     xen = dict(XEN1, vcpus_vm2="4")
