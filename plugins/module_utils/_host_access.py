@@ -215,6 +215,9 @@ _CHANNEL_NAME_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: attributes whose values may hold a ``/`` that is not a host path, each with its pattern:
 #: ``<clock timezone>`` becomes QEMU's TZ, which reads ``:file`` or ``../`` names as tz files
 _SLASH_ATTRS = {"timezone": re.compile(r"^(?!.*\.\.)[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")}
+#: video memory sizes (KiB): QEMU allocates them on the host beside the guest's memory, so at
+#: most six digits (under 1 GiB each; real cards use 16-256 MiB)
+_VIDEO_KIB_RE = re.compile(r"^[0-9]{1,6}$")
 #: values that make the host write or allocate for the guest beyond its memory and disks
 _HOST_VALUE_REASONS = {
     "dump": "writes the guest's memory into the host's dump directory on every watchdog expiry",
@@ -260,7 +263,8 @@ _GUEST_DEVICES = {
                           stats=_Rule(attrs={"period": ANY}), driver=_VIRTIO_DRIVER),
     "video": _device({}, model=_Rule(
         attrs={"type": ("vga", "cirrus", "vmvga", "qxl", "virtio", "bochs", "ramfb", "none", "xen", "gop"),
-               "vram": ANY, "ram": ANY, "vgamem": ANY, "vram64": ANY, "heads": ANY, "primary": ANY},
+               "vram": _VIDEO_KIB_RE, "ram": _VIDEO_KIB_RE, "vgamem": _VIDEO_KIB_RE, "vram64": _VIDEO_KIB_RE,
+               "heads": ANY, "primary": ANY},
         children={"acceleration": _Rule(attrs={"accel3d": ANY, "accel2d": ANY}),
                   "resolution": _Rule(attrs={"x": ANY, "y": ANY})}),
         driver=_Rule(attrs={"vgaconf": ANY, "iommu": ANY, "ats": ANY, "packed": ANY})),

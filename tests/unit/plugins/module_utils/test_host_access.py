@@ -138,6 +138,9 @@ def test_guest_side_extra_xml_is_allowed_by_default(fragment):
     ("<on_crash>coredump-restart</on_crash>", "dump directory"),
     ("<on_poweroff>coredump-destroy</on_poweroff>", "dump directory"),
     ("<features><tcg><tb-cache unit='MiB'>4096</tb-cache></tcg></features>", "host memory"),
+    # video memory is allocated by QEMU on the host (red team round 2, N7)
+    ("<devices><video><model type='qxl' vram64='999999999'/></video></devices>", "vram64="),
+    ("<devices><video><model type='vga' vram='16777216'/></video></devices>", "vram="),
 ])
 def test_values_that_become_host_files_or_host_work_are_refused(fragment, words):
     error = refused(spec(extra={"xml": [fragment]}))
