@@ -552,20 +552,46 @@ def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) ->
     return clean(target.get(field_name)) == clean(current.get(field_name))
 
 
+def carries_marker(xml: str) -> bool:
+    """Whether a domain definition carries the metadata element lcfg.xen writes on every define."""
+    return etree.fromstring(xml.encode()).find(f"metadata/{{{dx.METADATA_NS}}}guest") is not None
+
+
+def _check_owned(current: Current, state: str, adopt: bool, prefix: str) -> None:
+    """Refuse any plan for an existing domain lcfg.xen did not define (an admin's VM, another
+    tool's), unless the play adopts it: a profile naming its guest after such a domain would
+    otherwise redefine it (dropping its disks and vifs) or undefine it and delete its images.
+    A foreign domain that already matches is refused too: the answer does not depend on it."""
+    if not current.exists or adopt or carries_marker(current.xml):
+        return
+    would = "be stopped, undefined (and its disks removed with remove_disks)" if state == "absent" else \
+        "be redefined from the spec"
+    raise Conflict(
+        f"{prefix}name: guest {current.name} exists on the hypervisor but was not defined by lcfg.xen "
+        f"(its definition has no <metadata> element of namespace {dx.METADATA_NS}); it would {would}. "
+        "It is left alone: give the guest a name of its own (the profile's xen.name_<vm>), or, if "
+        "lcfg.xen should manage this domain from now on, adopt it once (xen_domain adopt: true; "
+        f"xen_guests adopt: [{current.name}]; role lcfg.xen.guest guest_adopt: [{current.name}]; "
+        f"playbooks/teardown.yml teardown_adopt: [{current.name}])")
+
+
 def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout: float = 120,
                 force_stop: bool = False, remove_disks: bool = False, dom: Any = None,
                 known_missing: bool = False, prefix: str = "",
-                storage_dirs: list | tuple | None = None) -> DomainPlan:
+                storage_dirs: list | tuple | None = None, adopt: bool = False) -> DomainPlan:
     """Compare the validated ``desired`` spec with libvirt; return what ``apply_plan`` will do.
 
     ``dom`` (a virDomain) or ``known_missing`` skip the lookup when the caller listed the
-    domains already (xen_guests). Raises XenError for requests that cannot be met.
+    domains already (xen_guests). ``adopt``: the play lets lcfg.xen take over an existing
+    domain it did not define (else refused, see ``_check_owned``); the adopted definition
+    gets the marker, so later runs need no adopt. Raises XenError for requests that cannot be met.
     """
     if state not in STATES:
         raise ValidationError(f"{prefix}state", f"unknown state {state!r}: use one of {', '.join(STATES)}")
     name = desired["name"]
     caps = connection_caps(conn)
     current = read_current(conn, name, dom=dom, known_missing=known_missing)
+    _check_owned(current, state, adopt, prefix)
     before = current.view()
     plan = DomainPlan(name=name, state=state, current=current, before=before, after=before,
                       shutdown_timeout=shutdown_timeout, force_stop=force_stop)
@@ -614,7 +640,8 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
             for f in live_ok:
                 plan.live[f] = target[f]
         redefine = [f for f in config if f not in ("memory", "vcpus") or f not in live_ok]
-        if redefine or "cpus" in live_ok:
+        # An adopted domain is redefined once even when it matches, to carry the marker.
+        if redefine or "cpus" in live_ok or not carries_marker(current.xml):
             plan.new_xml = dx.update_domain_xml(current.xml, target, config, render_caps)
             plan.actions.append("redefine")
         for f in ("memory", "vcpus", "cpus"):
@@ -872,6 +899,7 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
         force_stop=bool(params.get("force_stop")),
         remove_disks=bool(params.get("remove_disks")),
         storage_dirs=access.storage_dirs if access is not None else None,
+        adopt=bool(params.get("adopt")),
     )
     return apply_plan(conn, plan, check_mode=check_mode)
 
@@ -924,20 +952,24 @@ def _check_disks_not_claimed_twice(spec: dict, prefix: str, shared: SharedFiles,
 
 def converge_guests(conn, guests: list, check_mode: bool = False,
                     default_bridge: str | None = None, parallel: int = 8,
-                    access: HostAccess | None = None) -> dict:
+                    access: HostAccess | None = None, adopt: list | None = None) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options) on one connection.
 
     All guests are validated and planned (one ``listAllDomains`` plus a couple of reads per
     guest) before the first change, so bad input anywhere changes nothing. Then up to
     ``parallel`` guests are changed at the same time (guest starts wait on QEMU/Xen, not on
     us). A failing guest does not stop the others; the error names it and carries the
-    results of the rest. Returns ``{changed, results: [apply_plan result per guest, in the
+    results of the rest. ``adopt``: names of existing domains lcfg.xen did not define that
+    the play lets it take over (see ``plan_domain``). Returns ``{changed, results: [apply_plan result per guest, in the
     order given], pending_restart: [names], diff}``.
     """
     if not isinstance(guests, list):
         raise ValidationError("guests", "must be a list of guest dicts")
     if parallel < 1:
         raise ValidationError("parallel", f"must be at least 1, got {parallel}")
+    adopt = adopt or []
+    if not isinstance(adopt, list) or not all(isinstance(n, str) for n in adopt):
+        raise ValidationError("adopt", "must be a list of guest names")
     items = []
     seen: dict[str, int] = {}
     local = connection_caps(conn)["local"]
@@ -967,6 +999,7 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
             force_stop=item["force_stop"], remove_disks=item["remove_disks"],
             dom=domains.get(spec["name"]), known_missing=spec["name"] not in domains, prefix=prefix,
             storage_dirs=access.storage_dirs if access is not None else None,
+            adopt=spec["name"] in adopt,
         ))
 
     def apply_one(plan: DomainPlan) -> dict | XenError:

@@ -25,6 +25,17 @@ description:
   - To converge all guests of a hypervisor in one call use M(lcfg.xen.xen_guests).
 author:
   - lcfg.xen contributors (!UNKNOWN)
+options:
+  adopt:
+    description:
+      - Let this play take over an existing domain of this name that lcfg.xen did not define (made by
+        hand or by another tool). Without it such a domain is never changed, stopped or removed; the
+        task fails naming it, also in check mode and when nothing would change.
+      - lcfg.xen recognises its own domains by the metadata element (namespace C(urn:lcfg:xen:guest:1))
+        it writes on every define; an adopted domain is redefined once to carry it, so later runs need
+        no O(adopt).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - lcfg.xen.connection
   - lcfg.xen.guest
@@ -173,9 +184,12 @@ from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
 
+# A play option, never part of a guest spec: whether this play may take over a foreign domain.
+ADOPT_ARGSPEC = {"adopt": {"type": "bool", "default": False}}
+
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)),
+    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **ADOPT_ARGSPEC, **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)),
                            supports_check_mode=True)
     require_lxml(module)
     run_module(module, lambda: with_libvirt(module.params["uri"], lambda conn: converge_domain(

@@ -25,6 +25,10 @@ description:
   - Every member must already be defined (M(lcfg.xen.xen_domain), M(lcfg.xen.xen_guests) or the
     C(lcfg.xen.guest) role create them). All members are validated and planned before any changes,
     so a bad value for one member changes nothing.
+  - Only domains lcfg.xen defined (their definition carries its metadata element, namespace
+    C(urn:lcfg:xen:guest:1)) are changed; a member that names a domain made by hand or by another
+    tool fails the task, naming it. Adopt such a domain once with M(lcfg.xen.xen_domain) or
+    M(lcfg.xen.xen_guests) (option C(adopt)) first.
 author:
   - lcfg.xen contributors (!UNKNOWN)
 options:

@@ -56,6 +56,17 @@ options:
       - Validation and comparison always cover every guest before the first change.
     type: int
     default: 8
+  adopt:
+    description:
+      - Names of existing domains that lcfg.xen did not define (made by hand or by another tool) which
+        this play may take over. Without it such a domain is never changed, stopped or removed; a guest
+        of that name fails, naming the domain, also in check mode and when nothing would change.
+      - lcfg.xen recognises its own domains by the metadata element (namespace C(urn:lcfg:xen:guest:1))
+        it writes on every define; an adopted domain is redefined once to carry it, so later runs need no
+        O(adopt). Names not in O(guests) are ignored. A play option, never a profile value.
+    type: list
+    elements: str
+    default: []
   default_bridge:
     description:
       - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
@@ -156,6 +167,7 @@ def main() -> None:
             "guests": {"type": "list", "elements": "dict", "required": True},
             "default_bridge": {"type": "str"},
             "parallel": {"type": "int", "default": 8},
+            "adopt": {"type": "list", "elements": "str", "default": []},
             **HOST_ACCESS_ARGSPEC,
             **LOCK_ARGSPEC,
         }),
@@ -167,7 +179,7 @@ def main() -> None:
     def converge(conn) -> dict:
         result = converge_guests(conn, params["guests"], check_mode=module.check_mode,
                                  default_bridge=params["default_bridge"], parallel=params["parallel"],
-                                 access=host_access_from_params(params))
+                                 access=host_access_from_params(params), adopt=params["adopt"])
         for entry in result["results"]:
             for warning in entry.pop("warnings"):
                 module.warn(warning)

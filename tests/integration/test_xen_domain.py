@@ -305,3 +305,66 @@ def test_second_task_works_after_libvirtd_restart(clean, conn):
         assert inactive(fresh, name).findtext("currentMemory") == str(48 * 1024)
     finally:
         fresh.close()
+
+
+N0 = "lcfgt-n0-admin"
+
+
+@pytest.fixture
+def foreign_domain(conn):
+    """A VM an admin defined by hand (no lcfg metadata), with a raw image of its own."""
+    image = IMAGES / f"{N0}.img"
+
+    def remove():
+        try:
+            dom = conn.lookupByName(N0)
+        except libvirt.libvirtError:
+            pass
+        else:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        image.unlink(missing_ok=True)
+    remove()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), "1M"], check=True)
+    conn.defineXML(f"""<domain type='qemu'><name>{N0}</name><memory unit='MiB'>64</memory>
+      <os><type>hvm</type></os><devices>
+      <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{image}'/>
+        <target dev='vda' bus='virtio'/></disk>
+      <interface type='network'><mac address='52:54:00:4e:30:01'/><source network='default'/></interface>
+      </devices></domain>""")
+    yield image
+    remove()
+
+
+def test_a_hand_made_domain_is_left_alone_until_adopted(conn, foreign_domain):
+    """N0: a profile naming its guest after a domain lcfg.xen did not define neither redefines it
+    nor, through teardown's remove_disks, undefines it and deletes its image - until the play adopts it."""
+    image = foreign_domain
+    before = conn.lookupByName(N0).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    attempts = [("xen_domain", {"name": N0, "memory": 64}),  # would drop its disk and vif
+                ("xen_guests", {"guests": [{"name": N0, "state": "absent", "force_stop": True,
+                                            "remove_disks": True}]})]
+    for module, params in attempts:
+        for check in (True, False):
+            result = run_module(module, dict(params, uri=URI), check=check)
+            assert result.get("failed") and not result.get("changed"), result
+            assert f"guest {N0} exists on the hypervisor but was not defined by lcfg.xen" in result["msg"]
+            assert "adopt" in result["msg"]
+    assert conn.lookupByName(N0).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+    assert image.exists()
+    # adopted once: converged from the spec and marked as lcfg.xen's
+    adopt = {"uri": URI, "guests": [{"name": N0, "type": "hvm", "memory": 48}], "adopt": [N0]}
+    check = run_module("xen_guests", adopt, check=True)
+    real = run_module("xen_guests", adopt)
+    assert not real.get("failed"), real
+    assert check["results"][0]["actions"] == real["results"][0]["actions"] == ["redefine"]
+    root = inactive(conn, N0)
+    assert root.find("metadata/{urn:lcfg:xen:guest:1}guest") is not None
+    assert root.findtext("currentMemory") == str(48 * 1024)
+    # lcfg.xen's now: the next run needs no adopt, and removal with remove_disks works
+    again = run_module("xen_guests", {"uri": URI, "guests": [{"name": N0, "type": "hvm", "memory": 48}]})
+    assert again["changed"] is False, again
+    gone = run_module("xen_domain", {"uri": URI, "name": N0, "state": "absent", "remove_disks": True})
+    assert gone["actions"] == ["undefine", f"remove_disk {image}"], gone
+    assert not image.exists()

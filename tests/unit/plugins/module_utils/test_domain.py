@@ -154,6 +154,9 @@ def test_generated_uuid_and_macs_are_kept(conn):
       <interface type='bridge'><mac address='52:54:00:9a:8b:7c'/><source bridge='br0'/></interface>
       <video><model type='vga'/></video></devices></domain>""")
     uuid = conn.lookupByName(NAME).UUIDString()
+    # defined by hand: adopted once (only the marker is added), then matched as it is
+    result = converge(conn, type="hvm", memory=128, vifs=[{"bridge": "br0"}], adopt=True)
+    assert result["actions"] == ["redefine"] and result["before"] == result["after"]
     result = converge(conn, type="hvm", memory=128, vifs=[{"bridge": "br0"}])
     assert result["changed"] is False, result["actions"]
     result = four_steps(conn, memory=64, vifs=[{"bridge": "br0"}, {"bridge": "br1"}])
@@ -422,3 +425,80 @@ def test_caps_of_qemu_without_kvm_in_the_capabilities(monkeypatch):
 ])
 def test_is_local(uri, local):
     assert _domain._is_local(uri) is local
+
+
+# --------------------------------------------------------------------------- foreign domains (N0)
+
+FOREIGN = "lcfgtest-dom-foreign"
+FOREIGN_XML = f"""<domain type='test'><name>{FOREIGN}</name><memory>131072</memory>
+  <os><type>hvm</type></os><devices>
+  <disk type='file' device='disk'><source file='/var/lib/lcfg-xen/guests/{FOREIGN}.img'/><target dev='vda'/></disk>
+  <interface type='bridge'><mac address='52:54:00:9a:8b:01'/><source bridge='br0'/></interface>
+  </devices></domain>"""
+
+
+def raw_xml(conn, name):
+    return conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+
+@pytest.mark.parametrize("check", [True, False])
+@pytest.mark.parametrize("params", [
+    {"memory": 64},                                     # a change (would drop the disk and vif)
+    {"type": "hvm", "memory": 128},                     # no change asked: refused all the same
+    {"state": "absent"},
+    {"state": "absent", "remove_disks": True},
+    {"state": "running"},
+])
+def test_a_domain_lcfg_did_not_define_is_refused(conn, check, params):
+    conn.defineXML(FOREIGN_XML)
+    before = raw_xml(conn, FOREIGN)
+    with pytest.raises(Conflict) as err:
+        converge(conn, check=check, name=FOREIGN, **params)
+    assert f"guest {FOREIGN} exists on the hypervisor but was not defined by lcfg.xen" in err.value.message
+    assert "adopt" in err.value.message
+    assert raw_xml(conn, FOREIGN) == before
+    assert not conn.lookupByName(FOREIGN).isActive()
+    with pytest.raises(Conflict):  # the same in one xen_guests call, with the other guest untouched
+        _domain.converge_guests(conn, [{"name": NAME, "memory": 64}, dict(params, name=FOREIGN)],
+                                check_mode=check)
+    assert raw_xml(conn, FOREIGN) == before
+    assert NAME not in _domain.list_domains(conn)
+
+
+def test_libvirts_own_test_domain_is_not_removed(conn):
+    with pytest.raises(Conflict, match="guest test exists on the hypervisor but was not defined"):
+        converge(conn, name="test", state="absent", force_stop=True)
+    assert conn.lookupByName("test").isActive()
+
+
+def test_adopt_takes_over_once_and_marks_the_domain(conn):
+    conn.defineXML(FOREIGN_XML)
+    assert not _domain.carries_marker(raw_xml(conn, FOREIGN))
+    # identical spec: only the marker is added, predicted by check mode
+    check = converge(conn, check=True, name=FOREIGN, type="hvm", memory=128, adopt=True)
+    assert check["actions"] == ["redefine"] and not _domain.carries_marker(raw_xml(conn, FOREIGN))
+    real = converge(conn, name=FOREIGN, type="hvm", memory=128, adopt=True)
+    assert real["actions"] == ["redefine"] and real["before"] == real["after"]
+    root = inactive_xml(conn, FOREIGN)
+    assert root.find(f"metadata/{{{_domain.dx.METADATA_NS}}}guest") is not None
+    assert root.find("devices/disk/source").get("file").endswith(f"{FOREIGN}.img")  # left as it was
+    # marked now: later runs need no adopt
+    assert converge(conn, name=FOREIGN, type="hvm", memory=128)["changed"] is False
+    assert converge(conn, name=FOREIGN, memory=64)["actions"] == ["redefine"]
+    assert converge(conn, name=FOREIGN, state="absent")["actions"] == ["undefine"]
+    assert FOREIGN not in _domain.list_domains(conn)
+
+
+def test_xen_guests_adopts_only_the_names_it_is_given(conn):
+    conn.defineXML(FOREIGN_XML)
+    conn.defineXML(FOREIGN_XML.replace(FOREIGN, FOREIGN + "2").replace(":01'", ":02'"))
+    wanted = [{"name": FOREIGN, "memory": 64}, {"name": FOREIGN + "2", "memory": 64}]
+    with pytest.raises(Conflict, match=f"guests\\[1\\].name: guest {FOREIGN}2 exists"):
+        _domain.converge_guests(conn, wanted, adopt=[FOREIGN])
+    assert not _domain.carries_marker(raw_xml(conn, FOREIGN))  # nothing changed: refused while planning
+    result = _domain.converge_guests(conn, wanted, adopt=[FOREIGN, FOREIGN + "2"])
+    assert [r["actions"] for r in result["results"]] == [["redefine"], ["redefine"]]
+    assert all(_domain.carries_marker(raw_xml(conn, n)) for n in (FOREIGN, FOREIGN + "2"))
+    assert _domain.converge_guests(conn, wanted)["changed"] is False
+    with pytest.raises(ValidationError, match="adopt"):
+        _domain.converge_guests(conn, wanted, adopt="yes")
