@@ -66,11 +66,14 @@ __all__ = [
     "read_network",
     "list_networks",
     "plan_network",
+    "check_mode_kept",
     "check_subnet_free",
     "apply_network",
     "plan_bridge",
     "apply_bridge",
     "standin_alias",
+    "BRIDGE_MARK",
+    "check_bridge_name",
     "created_ports",
     "detect_persist",
     "render_persist_files",
@@ -86,6 +89,11 @@ XEN_SCRIPT_DIR = "/etc/xen/scripts"
 PERSIST_KINDS = ("auto", "ifupdown", "networkd", "none")
 CREATE_NETDEV = ("none", "dummy", "veth")
 MANAGED_MARK = "lcfg.xen.xen_bridge"
+# The ifalias of a Linux bridge xen_bridge created (or adopted): any other existing bridge is
+# someone else's (an admin's VM bridge, libvirt's, docker's) and is never changed or deleted.
+BRIDGE_MARK = "lcfg.xen bridge"
+# Bridge names the host's own tools use: libvirt's default networks, docker, the loopback.
+_RESERVED_BRIDGE_RE = re.compile(r"^(virbr|docker)|^lo$")
 
 _NETNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
@@ -651,6 +659,20 @@ def plan_network(request: dict, current: dict | None, prefix: str = "") -> dict:
             "pending_restart": pending, "warnings": warnings}
 
 
+def check_mode_kept(request: dict, current: dict | None, prefix: str = "") -> None:
+    """Refuse to turn an existing libvirt network into another kind (NAT, routed, bridge) in place:
+    its guests and whoever made it rely on its kind, so a profile naming it with another mode is
+    a mistake or a takeover, never a change to make quietly (adopted or not)."""
+    if current is None or request["state"] != "present":
+        return
+    have = current["config"].get("mode")
+    if have != request["mode"]:
+        raise Conflict(f"{prefix}mode: libvirt network {request['name']} is a {have} network; changing it to "
+                       f"{request['mode']} in place is refused. Remove it first (state: absent, or "
+                       "playbooks/teardown.yml -e teardown_remove_networks=true) and converge again, or give "
+                       "this network another name")
+
+
 def check_subnet_free(name: str, address: str, own_bridge: str | None, networks: list, routes: list,
                       prefix: str = "") -> None:
     """Refuse a subnet that another libvirt network or a host route already uses (libvirt would
@@ -948,6 +970,7 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
         raise Conflict(f"{bridge} exists on this host and is a {link_kind(entry) or 'plain'} interface, "
                        f"not a bridge: choose another bridge name ({prefix}bridge)")
     before = link_state(entry, links) if entry is not None else None
+    foreign = entry is not None and entry.get("ifalias") != BRIDGE_MARK
     persist_kind = request["persist"]
     if persist_kind == "auto":
         persist_kind, note = detect_persist(root)
@@ -974,6 +997,7 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
                 actions.append(f"move {', '.join(addresses)} from {bridge} back to {netdev}")
             commands.append(_cmd("link", "del", "dev", bridge))
             actions.append(f"delete bridge {bridge}")
+            _check_bridge_owned(request, foreign, actions, prefix)
         # what this collection created for the bridge goes with it (a veth's peer with it);
         # an interface that was there before (the uplink, a mapped netdev) stays
         for port in created_ports(links, bridge):
@@ -1027,6 +1051,7 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
 
     if entry is None:
         commands.append(_cmd("link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"))
+        commands.append(_cmd("link", "set", "dev", bridge, "alias", BRIDGE_MARK))
         actions.append(f"create bridge {bridge}")
     if netdev and (net_entry is None or net_entry.get("master") != bridge):
         commands.append(_cmd("link", "set", "dev", netdev, "master", bridge))
@@ -1072,6 +1097,11 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
     after = {"name": bridge, "state": "up", "ports": sorted(ports), "addresses": addresses,
              "stp": before["stp"] if before else False, "mac": before["mac"] if before else None,
              "persisted": sorted(files)}
+    _check_bridge_owned(request, foreign, actions, prefix)
+    if foreign and request["adopt"]:
+        # adopted: marked first, so a run that stops half-way leaves it lcfg.xen's
+        commands.insert(0, _cmd("link", "set", "dev", bridge, "alias", BRIDGE_MARK))
+        actions.insert(0, f"adopt bridge {bridge} (mark it lcfg.xen's)")
     if persist_kind == "ifupdown" and netdev:
         interfaces = os.path.join(root, "etc/network/interfaces")
         if os.path.exists(interfaces):
@@ -1081,6 +1111,37 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
                                     f"address stays on {netdev} instead of {bridge} after a reboot")
     return {"actions": actions, "commands": commands, "before": before, "after": after,
             "files": changes, "warnings": warnings, "persist": persist_kind}
+
+
+def _check_bridge_owned(request: dict, foreign: bool, actions: list, prefix: str) -> None:
+    """Refuse to change or delete an existing bridge xen_bridge did not create, unless adopted."""
+    if not foreign or not actions or request["adopt"]:
+        return
+    raise Conflict(
+        f"{prefix}name: bridge {request['bridge']} exists on this host and was not created by lcfg.xen "
+        f"(its ifalias is not {BRIDGE_MARK!r}); it would {'; '.join(actions)}. It is left alone: give the "
+        "profile's bridge a name of its own, or, if lcfg.xen should manage it from now on, set adopt: true "
+        f"(role lcfg.xen.network and playbooks/teardown.yml: network_adopt: [{request['name']}])")
+
+
+def check_bridge_name(request: dict, networks: list, owned: dict, prefix: str = "") -> None:
+    """Refuse a bridge name the host's own tools use (``virbr*``, ``docker*``, ``lo``) or that a
+    libvirt network lcfg.xen did not create names as its bridge (active or not: holding the name
+    would stop that network from starting), unless the request adopts it."""
+    bridge = request["bridge"]
+    if bridge is None or request["adopt"]:
+        return
+    if _RESERVED_BRIDGE_RE.search(bridge):
+        raise Conflict(f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is a bridge name "
+                       "libvirt, docker or the kernel use for their own: choose another name (or, if lcfg.xen "
+                       f"should manage it, adopt: true / network_adopt: [{request['name']}])")
+    for network in networks:
+        if network.get("bridge") != bridge or network["name"] == request["name"] \
+                or owned.get(network.get("uuid")) == network["name"]:
+            continue
+        raise Conflict(f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is the bridge of "
+                       f"libvirt network {network['name']}, which lcfg.xen did not create: choose another name "
+                       f"(or, if lcfg.xen should manage it, adopt: true / network_adopt: [{request['name']}])")
 
 
 def _command_done(argv: list, run: Runner) -> bool:
@@ -1143,6 +1204,9 @@ def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: st
     after: dict = {}
     bridge_plan = None
     net_plan = None
+    if request["mode"] == "bridge" or request["state"] == "present":
+        owned = read_owned(state_file) if state_file is not None else {}
+        check_bridge_name(request, list_networks(connect()) if request["bridge"] else [], owned, prefix)
     if request["mode"] == "bridge":
         bridge_plan = plan_bridge(request, run, root, prefix)
         before["bridge"] = _drop_display(bridge_plan["before"])
@@ -1154,6 +1218,7 @@ def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: st
         current = read_network(connect(), request["name"])
         net_plan = plan_network(request, current, prefix)
         uuid = current["config"]["uuid"] if current else None
+        check_mode_kept(request, current, prefix)
         if state_file is not None:
             check_owned(request, uuid, net_plan["actions"], read_owned(state_file), state_file, prefix)
         result["_uuid"] = uuid

@@ -174,6 +174,15 @@ options:
         fails before anything changes, naming the network, also in check mode.
         A request that changes nothing passes.
       - With O(adopt=true) the network is changed and recorded, so later runs need no O(adopt).
+      - The same for Linux bridges (O(mode=bridge)) - bridges xen_bridge creates carry the ifalias
+        C(lcfg.xen bridge); without O(adopt), a request that would change or delete an existing
+        bridge without it (give it a port, bring it up, write its files, delete it) fails before
+        anything changes. With O(adopt=true) the bridge is changed and the ifalias set.
+      - Without O(adopt), a bridge (or the O(bridge) of a nat or route network) named like the
+        host's own (C(virbr*), C(docker*), C(lo)) or like the bridge of a libvirt network lcfg.xen
+        did not create is refused.
+      - O(adopt) never allows changing an existing libvirt network's O(mode) (nat, route, bridge)
+        in place - remove it first (O(state=absent)).
     type: bool
     default: false
   vif_script:

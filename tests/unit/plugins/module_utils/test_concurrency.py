@@ -380,7 +380,7 @@ def test_a_created_netdev_is_marked():
 
 def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
     links = [
-        link("xenbr0", "bridge"),
+        link("xenbr0", "bridge", ifalias=net.BRIDGE_MARK),
         link("lcfg-eth0", "veth", "xenbr0", link="lcfg-eth0-p", ifalias=net.standin_alias("xenbr0")),
         link("lcfg-eth0-p", "veth", link="lcfg-eth0"),
         link("old-eth9", "veth", "xenbr0", link="old-eth9-p"),        # made before the alias existed
@@ -402,7 +402,8 @@ def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
     # a netdev named in the request with create_netdev is not deleted for its kind alone
     plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "state": "absent", "netdev": "mine0",
                                                   "create_netdev": "veth", "persist": "none"}),
-                           ReadOnlyIp([link("xenbr0", "bridge"), link("mine0", "veth", "xenbr0", link="other0")]))
+                           ReadOnlyIp([link("xenbr0", "bridge", ifalias=net.BRIDGE_MARK),
+                                       link("mine0", "veth", "xenbr0", link="other0")]))
     assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"]]
 
 

@@ -365,6 +365,7 @@ def test_plan_new_bridge_commands():
     plan = net.plan_bridge(request(name="xenbr1", netdev="eth1", persist="none"), fake)
     assert plan["commands"] == [
         ["ip", "link", "add", "name", "xenbr1", "type", "bridge", "stp_state", "0", "forward_delay", "0"],
+        ["ip", "link", "set", "dev", "xenbr1", "alias", "lcfg.xen bridge"],
         ["ip", "link", "set", "dev", "eth1", "master", "xenbr1"],
         ["ip", "link", "set", "dev", "eth1", "up"],
         ["ip", "link", "set", "dev", "xenbr1", "up"],
@@ -375,7 +376,8 @@ def test_plan_new_bridge_commands():
 
 
 def test_plan_existing_bridge_is_a_no_op_and_keeps_vifs():
-    fake = FakeIp([entry("xenbr0", "bridge"), entry("eth0", master="xenbr0"), entry("vif3.0", master="xenbr0")])
+    fake = FakeIp([entry("xenbr0", "bridge", ifalias=net.BRIDGE_MARK), entry("eth0", master="xenbr0"),
+                   entry("vif3.0", master="xenbr0")])
     plan = net.plan_bridge(request(name="xenbr0", netdev="eth0", persist="none"), fake)
     assert plan["commands"] == [] and plan["actions"] == []
     assert plan["before"]["ports"] == ["eth0", "vif3.0"] == plan["after"]["ports"]
@@ -422,7 +424,8 @@ def test_plan_missing_netdev():
 
 
 def test_plan_absent_bridge_refuses_to_drop_addresses():
-    links = [entry("xenbr0", "bridge", addrs=[addr("10.1.1.1", 24)]), entry("eth0", master="xenbr0")]
+    links = [entry("xenbr0", "bridge", addrs=[addr("10.1.1.1", 24)], ifalias=net.BRIDGE_MARK),
+             entry("eth0", master="xenbr0")]
     with pytest.raises(Conflict):
         net.plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", persist="none"), FakeIp(links))
     plan = net.plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", migrate_address=True,
@@ -430,6 +433,65 @@ def test_plan_absent_bridge_refuses_to_drop_addresses():
     assert plan["commands"] == [["ip", "address", "del", "10.1.1.1/24", "dev", "xenbr0"],
                                 ["ip", "address", "add", "10.1.1.1/24", "dev", "eth0"],
                                 ["ip", "link", "del", "dev", "xenbr0"]]
+
+
+def test_an_unmarked_existing_bridge_is_not_changed_or_deleted_unless_adopted():
+    admin = [entry("xenbr1", "bridge", up=False), entry("adm0", "veth", master="xenbr1")]
+    # converging: a stand-in would be enslaved and the downed bridge brought up
+    standin = dict(name="xenbr1", netdev="lcfg-eth1", create_netdev="veth", persist="none")
+    with pytest.raises(Conflict) as err:
+        net.plan_bridge(request(**standin), FakeIp(admin))
+    assert "not created by lcfg.xen" in str(err.value) and "enslave lcfg-eth1 to xenbr1" in str(err.value)
+    assert "network_adopt: [xenbr1]" in str(err.value)
+    # teardown: never deleted
+    with pytest.raises(Conflict) as err:
+        net.plan_bridge(request(name="xenbr1", state="absent", persist="none"), FakeIp(admin))
+    assert "delete bridge xenbr1" in str(err.value)
+    # nothing to change: nothing refused
+    up = [entry("xenbr1", "bridge"), entry("adm0", "veth", master="xenbr1")]
+    assert net.plan_bridge(request(name="xenbr1", persist="none"), FakeIp(up))["actions"] == []
+    # adopted: marked first, then converged; marked bridges need no adopt again
+    plan = net.plan_bridge(request(adopt=True, **standin), FakeIp(admin))
+    assert plan["commands"][0] == ["ip", "link", "set", "dev", "xenbr1", "alias", net.BRIDGE_MARK]
+    assert plan["actions"][0] == "adopt bridge xenbr1 (mark it lcfg.xen's)"
+    plan = net.plan_bridge(request(name="xenbr1", adopt=True, persist="none"), FakeIp(up))
+    assert plan["actions"] == ["adopt bridge xenbr1 (mark it lcfg.xen's)"]
+    marked = [entry("xenbr1", "bridge", ifalias=net.BRIDGE_MARK)]
+    assert net.plan_bridge(request(name="xenbr1", state="absent", persist="none"),
+                           FakeIp(marked))["actions"] == ["delete bridge xenbr1"]
+
+
+@pytest.mark.parametrize("name", ["virbr0", "virbr7", "docker0", "docker_gwbridge", "lo"])
+def test_host_bridge_names_are_refused_unless_adopted(name):
+    with pytest.raises(Conflict) as err:
+        net.check_bridge_name(request(name="xenbr0", bridge=name, libvirt_network=True), [], {})
+    assert err.value.args[0].startswith("bridge:") and name in str(err.value)
+    net.check_bridge_name(request(name="xenbr0", bridge=name, libvirt_network=True, adopt=True), [], {})
+
+
+def test_a_foreign_libvirt_networks_bridge_name_is_refused():
+    networks = [{"name": "default", "uuid": "u1", "bridge": "xenbr5"},
+                {"name": "lcfg-nat", "uuid": "u2", "bridge": "xenbr6"}]
+    with pytest.raises(Conflict) as err:
+        net.check_bridge_name(request(name="xenbr5"), networks, {"u2": "lcfg-nat"})
+    assert "libvirt network default" in str(err.value) and err.value.args[0].startswith("name:")
+    net.check_bridge_name(request(name="xenbr6"), networks, {"u2": "lcfg-nat"})  # lcfg.xen's own network
+    net.check_bridge_name(request(name="xenbr5", adopt=True), networks, {})
+    # a request's own libvirt network (bridge mode, derived device) is not foreign to it
+    net.check_bridge_name(request(name="default", bridge="xenbr5", libvirt_network=True), networks, {})
+
+
+def test_a_networks_mode_is_never_changed_in_place():
+    current = {"config": {"mode": "nat"}}
+    with pytest.raises(Conflict) as err:
+        net.check_mode_kept(request(name="lcfg-nat", mode="route", address="10.0.0.1/24"), current)
+    message = str(err.value)
+    assert message.startswith("mode:") and "lcfg-nat is a nat network" in message and "state: absent" in message
+    with pytest.raises(Conflict):
+        net.check_mode_kept(request(name="lcfg-nat", mode="route", address="10.0.0.1/24", adopt=True), current)
+    net.check_mode_kept(request(name="lcfg-nat", mode="nat", address="10.0.0.1/24"), current)
+    net.check_mode_kept(request(name="lcfg-nat", mode="route", state="absent"), current)
+    net.check_mode_kept(request(name="lcfg-nat", mode="route", address="10.0.0.1/24"), None)
 
 
 # --------------------------------------------------------------------------- persistence
