@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from support import ROOT, run_module, run_playbook
-from integration.test_xen_bridge import URI, host, sh, virsh  # noqa: F401 (host: a fixture)
+# host is a fixture of test_xen_bridge, used here by name.
+from integration.test_xen_bridge import URI, host, sh, virsh  # noqa: F401  # pylint: disable=unused-import
 
 libvirt = pytest.importorskip("libvirt")
 
