@@ -141,21 +141,36 @@ def libvirt_domains(uri: str) -> dict:
         conn.close()
 
 
-def remove_domains(uri: str, prefix: str) -> None:
-    """Destroy and undefine every domain on ``uri`` whose name starts with ``prefix``."""
+def remove_named(objects, prefix: str) -> None:
+    """Destroy and undefine the libvirt domains or networks of ``objects`` whose name
+    starts with ``prefix``."""
+    for obj in objects:
+        if obj.name().startswith(prefix):
+            if obj.isActive():
+                obj.destroy()
+            if obj.isPersistent():
+                obj.undefine()
+
+
+def _remove_from(uri: str, prefix: str, listing: str) -> None:
     import libvirt  # noqa: PLC0415 - only the libvirt tests need it
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     conn = libvirt.open(uri)
     try:
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(prefix):
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
+        remove_named(getattr(conn, listing)(0), prefix)
     finally:
         conn.close()
+
+
+def remove_domains(uri: str, prefix: str) -> None:
+    """Destroy and undefine every domain on ``uri`` whose name starts with ``prefix``."""
+    _remove_from(uri, prefix, "listAllDomains")
+
+
+def remove_networks(uri: str, prefix: str) -> None:
+    """Destroy and undefine every libvirt network on ``uri`` whose name starts with ``prefix``."""
+    _remove_from(uri, prefix, "listAllNetworks")
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, remove_domains, renamed_copy, run_module
+from support import ROOT, ansible_env, remove_domains, remove_networks, renamed_copy, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import hypervisor_lock
 
@@ -75,16 +75,7 @@ def _ip(*argv: str) -> None:
 
 def _cleanup() -> None:
     remove_domains(URI, PREFIX)
-    conn = libvirt.open(URI)
-    try:
-        for net in conn.listAllNetworks(0):
-            if net.name().startswith(PREFIX):
-                if net.isActive():
-                    net.destroy()
-                if net.isPersistent():
-                    net.undefine()
-    finally:
-        conn.close()
+    remove_networks(URI, PREFIX)
     for name, entry in _links().items():
         if name.startswith("lcc") and (entry.get("linkinfo") or {}).get("info_kind") in ("bridge", "veth"):
             _ip("link", "del", "dev", name)

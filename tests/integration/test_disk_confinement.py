@@ -135,13 +135,13 @@ def test_check_mode_on_a_fresh_host_predicts_directories_then_creates_them_priva
 
 def test_existing_directory_keeps_its_owner_and_mode(site):
     store, _victim = site
-    shared = store / "shared"
-    shared.mkdir()
-    os.chown(shared, 4242, 4242)
-    os.chmod(shared, 0o755)
-    before = os.lstat(shared)
-    assert run_module("xen_disk", disk(store, "shared/vm.img", size_gb=1))["changed"]
-    after = os.lstat(shared)
+    admins_dir = store / "admins_dir"
+    admins_dir.mkdir()
+    os.chown(admins_dir, 4242, 4242)
+    os.chmod(admins_dir, 0o755)
+    before = os.lstat(admins_dir)
+    assert run_module("xen_disk", disk(store, "admins_dir/vm.img", size_gb=1))["changed"]
+    after = os.lstat(admins_dir)
     assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
 
 

@@ -21,6 +21,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils import _network as net
 from ansible_collections.lcfg.xen.plugins.module_utils._errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils._iproute import IpCommandError
 from ansible_collections.lcfg.xen.plugins.module_utils._lock import hypervisor_lock, lock_keys
+from support import remove_named
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -143,16 +144,8 @@ def test_lock_timeout_bounds(tmp_path, timeout):
 
 def remove_own(connection):
     """test:///default is shared by the connections of one process: start clean."""
-    for dom in connection.listAllDomains(0):
-        if dom.name().startswith("lcfgt-conc-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    for network in connection.listAllNetworks(0):
-        if network.name().startswith("lcfgt-conc-"):
-            if network.isActive():
-                network.destroy()
-            network.undefine()
+    remove_named(connection.listAllDomains(0), "lcfgt-conc-")
+    remove_named(connection.listAllNetworks(0), "lcfgt-conc-")
 
 
 @pytest.fixture

@@ -128,11 +128,11 @@ def test_unknown_storage_group_is_refused(site):
 
 def test_directories_made_private_existing_ones_left_alone(site):
     store, _outside = site
-    existing = store / "shared"
+    existing = store / "admins-dir"
     existing.mkdir()
     os.chmod(existing, 0o755)
     before = os.lstat(existing)
-    request = build_request({"path": str(store / "shared" / "new" / "x.img"), "size_gb": 1,
+    request = build_request({"path": str(store / "admins-dir" / "new" / "x.img"), "size_gb": 1,
                              "storage_dirs": [str(store)], "storage_group": "root"})
     storage = LocalStorage()
     steps = storage.pool_steps(request)
