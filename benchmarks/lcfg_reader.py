@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from lxml import etree  # noqa: E402
 
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg import _cpp  # noqa: E402
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import load_profiles  # noqa: E402
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp  # noqa: E402 as _cpp  # noqa: E402
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import load_profiles  # noqa: E402
 
 HEADER = """/* LCFG option header: make this machine a Xen hypervisor host. */
 #ifndef LCFG_OPTIONS_XEN_HOST

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError  # noqa: E402
-from ansible_collections.lcfg.xen.plugins.module_utils._guestfs import make_template  # noqa: E402
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError  # noqa: E402
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.guestfs import make_template  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

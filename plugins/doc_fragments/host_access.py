@@ -2,7 +2,7 @@
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation fragment for the play options that let guest specs reach host resources
-(xen_domain, xen_guests); declared in plugins/module_utils/_host_access.py."""
+(xen_domain, xen_guests); declared in plugins/module_utils/common/host_access.py."""
 
 from __future__ import annotations
 

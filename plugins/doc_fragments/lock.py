@@ -2,7 +2,7 @@
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation fragment for the per-hypervisor lock of the changing modules
-(plugins/module_utils/_lock.py)."""
+(plugins/module_utils/common/lock.py)."""
 
 from __future__ import annotations
 

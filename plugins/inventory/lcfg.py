@@ -204,13 +204,13 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.lcfg.xen.plugins.module_utils import _model
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils._host_access import (
+from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
     HOST_ACCESS_ARGSPEC, HostAccess, host_access_from_params)
-from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._loader import (
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
     Opener, host_name, is_url, load_profiles)
 
 HYPERVISORS = "xen_hypervisors"

@@ -304,13 +304,13 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import check_items, with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, module_lock, require_lxml
-from ansible_collections.lcfg.xen.plugins.module_utils._network_owner import NETWORK_STATE_FILE
-from ansible_collections.lcfg.xen.plugins.module_utils._network import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import check_items, with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, module_lock, require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import NETWORK_STATE_FILE
+from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import (
     normalise_request,
     normalise_requests,
     reconcile,

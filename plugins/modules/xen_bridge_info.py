@@ -125,12 +125,12 @@ networks:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._errors import XenError
-from ansible_collections.lcfg.xen.plugins.module_utils._iproute import list_bridges
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml
-from ansible_collections.lcfg.xen.plugins.module_utils._network import list_networks
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import list_bridges
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml
+from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import list_networks
 
 
 def main() -> None:

@@ -328,7 +328,7 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import (
     CLONE_MODES,
     DEFAULT_LCFG_FILES,
     DEFAULT_STORAGE_DIRS,
@@ -336,7 +336,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils._disk import (
     LOCK_TIMEOUT,
     run_disk,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, run_module
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},

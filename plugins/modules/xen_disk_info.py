@@ -130,8 +130,8 @@ images:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS, list_images
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, run_module
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS, list_images
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 
 ARGUMENT_SPEC = {
     "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},

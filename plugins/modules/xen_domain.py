@@ -177,12 +177,12 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_domain
-from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
-from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
-from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_domain
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 # A play option, never part of a guest spec: whether this play may take over a foreign domain.
 ADOPT_ARGSPEC = {"adopt": {"type": "bool", "default": False}}

@@ -107,9 +107,9 @@ guests:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import domain_info
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import domain_info
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:

@@ -222,16 +222,16 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._group import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.group import (
     apply_group,
     plan_group,
     validate_members,
     validate_settings,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HostAccess
-from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 ARGUMENT_SPEC = with_connection({
     "name": {"type": "str", "required": True},

@@ -154,11 +154,11 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests
-from ansible_collections.lcfg.xen.plugins.module_utils._host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
-from ansible_collections.lcfg.xen.plugins.module_utils._lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils._module import AnsibleModule, require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_guests
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from support import ROOT, ansible_env, remove_domains, remove_networks, renamed_copy, run_module
 
-from ansible_collections.lcfg.xen.plugins.module_utils._lock import hypervisor_lock
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import hypervisor_lock
 
 libvirt = pytest.importorskip("libvirt")
 

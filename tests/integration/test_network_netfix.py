@@ -23,7 +23,7 @@ import pytest
 from support import run_module, run_playbook
 from integration.test_xen_bridge import URI, converge, dnsmasq_hosts, sh, virsh
 
-from ansible_collections.lcfg.xen.plugins.module_utils._network_owner import NETWORK_STATE_FILE
+from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import NETWORK_STATE_FILE
 
 libvirt = pytest.importorskip("libvirt")
 

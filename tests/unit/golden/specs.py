@@ -57,7 +57,7 @@ def case_spec(case: str) -> tuple[dict, dict]:
 
 
 def render_case(case: str) -> str:
-    from ansible_collections.lcfg.xen.plugins.module_utils import _domain_xml as dx
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain import xml as dx
 
     params, caps = case_spec(case)
     spec = dx.validate_spec(params)

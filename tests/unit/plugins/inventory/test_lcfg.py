@@ -28,9 +28,9 @@ for _name in [n for n in sys.modules if n == "ansible_collections" or n.startswi
 init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
 
 from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
-from ansible_collections.lcfg.xen.plugins.module_utils._disk import DEFAULT_STORAGE_DIRS
-from ansible_collections.lcfg.xen.plugins.module_utils._model import build_site
-from ansible_collections.lcfg.xen.plugins.module_utils.lcfg._profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 
 OPTIONS = {"strict": False, "compose": {}, "groups": {}, "keyed_groups": [],
            "leading_separator": True, "use_extra_vars": False}

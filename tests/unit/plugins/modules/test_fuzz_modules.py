@@ -31,9 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import SharedConnection
 
-from ansible_collections.lcfg.xen.plugins.module_utils import _libvirt, _module
-from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import guest_module_argspec
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common import libvirt as _libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common import module as _module
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
 from ansible_collections.lcfg.xen.plugins.modules import (
     xen_bridge,
     xen_bridge_info,

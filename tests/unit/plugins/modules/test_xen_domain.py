@@ -19,8 +19,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from support import ROOT, SharedConnection, inventory_list, run_module
 
-from ansible_collections.lcfg.xen.plugins.module_utils import _module
-from ansible_collections.lcfg.xen.plugins.module_utils._libvirt import libvirt, open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common import module as _module
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt, open_connection
 from ansible_collections.lcfg.xen.plugins.modules import xen_domain, xen_domain_info, xen_guests
 
 
@@ -195,9 +195,9 @@ def test_examples_match_the_argument_spec(module):
     """Every example task of the module passes the module's own argument validation."""
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: PLC0415
 
-    from ansible_collections.lcfg.xen.plugins.module_utils._argspec import with_connection  # noqa: PLC0415
-    from ansible_collections.lcfg.xen.plugins.module_utils._domain import validate_guest  # noqa: PLC0415
-    from ansible_collections.lcfg.xen.plugins.module_utils._guest_argspec import (  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import validate_guest  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import (  # noqa: PLC0415
         check_guest_item,
         guest_module_argspec,
     )
@@ -232,7 +232,7 @@ SITE = ROOT / "inventory" / "site.lcfg.yml"
 @pytest.mark.skipif(not SITE.exists(), reason="the example site inventory is not there")
 def test_every_hostvar_of_the_example_site_converges(hypervisor):
     """The inventory's xen_domain variables go into xen_guests unchanged (check mode)."""
-    from ansible_collections.lcfg.xen.plugins.module_utils._domain import converge_guests  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_guests  # noqa: PLC0415
 
     inventory = inventory_list(SITE)
     hostvars = inventory["_meta"]["hostvars"]

@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""libguestfs access to guest filesystems: LCFG injection, read-back, template images.
+
+Guest filesystems are never mounted in the host kernel: libguestfs boots a small
+appliance VM that does the filesystem work. ``LIBGUESTFS_BACKEND=direct`` is set
+when unset (no libvirt-run appliance needed). When the appliance fails to boot
+with hardware acceleration (seen on nested KVM hosts whose CPU model QEMU cannot
+fully program), the launch is retried once with software emulation (TCG) and the
+result says so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+
+guestfs, GUESTFS_IMPORT_ERROR = optional_import("guestfs")
+HAS_GUESTFS = guestfs is not None
+
+__all__ = [
+    "HAS_GUESTFS",
+    "GUESTFS_IMPORT_ERROR",
+    "GuestfsSession",
+    "inject_files",
+    "read_files",
+    "make_template",
+]
+
+_MISSING = (
+    "the libguestfs Python binding is missing on the managed host: install python3-guestfs "
+    "and libguestfs-tools (apt), or run the lcfg.xen.hypervisor role"
+)
+
+
+class GuestfsSession:
+    """A launched libguestfs handle on one image; use as a context manager.
+
+    ``notes`` collects human-readable remarks (e.g. the TCG fallback) for the module's
+    warnings; ``seconds`` is the appliance launch time.
+    """
+
+    def __init__(self, path: str, fmt: str, readonly: bool) -> None:
+        if not HAS_GUESTFS:
+            raise XenError(_MISSING)
+        os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
+        self.path = path
+        self.fmt = fmt
+        self.readonly = readonly
+        self.notes: list[str] = []
+        self.seconds = 0.0
+        self.handle: Any = None
+
+    def _launch(self, force_tcg: bool) -> Any:
+        handle = guestfs.GuestFS(python_return_dict=True)
+        if force_tcg:
+            settings = list(handle.get_backend_settings())
+            handle.set_backend_settings(settings + ["force_tcg"])
+        handle.add_drive_opts(self.path, format=self.fmt, readonly=self.readonly)
+        try:
+            handle.launch()
+        except RuntimeError:
+            handle.close()
+            raise
+        return handle
+
+    def __enter__(self) -> "GuestfsSession":
+        start = time.monotonic()
+        try:
+            self.handle = self._launch(force_tcg=False)
+        except RuntimeError as first:
+            try:
+                self.handle = self._launch(force_tcg=True)
+            except RuntimeError as second:
+                raise XenError(
+                    f"libguestfs could not start its appliance for {self.path}: {second} "
+                    f"(with hardware acceleration: {first}). Run libguestfs-test-tool on the "
+                    "host to see why"
+                ) from second
+            self.notes.append(
+                "libguestfs appliance failed to start with KVM; used software emulation (TCG), "
+                "which is slower. Run libguestfs-test-tool on the host to see why"
+            )
+        self.seconds = time.monotonic() - start
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handle, self.handle = self.handle, None
+        if handle is None:
+            return
+        try:
+            if exc[0] is None:
+                handle.umount_all()
+                handle.shutdown()
+        finally:
+            handle.close()
+
+    def device(self, partition: int) -> str:
+        """The appliance device of ``partition`` on the image, or XenError naming the choices."""
+        wanted = f"/dev/sda{partition}"
+        partitions = list(self.handle.list_partitions())
+        if wanted not in partitions:
+            found = ", ".join(p.replace("/dev/sda", "") for p in partitions) or "none"
+            raise XenError(
+                f"{self.path} has no partition {partition} (partitions: {found}): set 'partition' "
+                "to the partition holding the guest's root filesystem"
+            )
+        return wanted
+
+    def mount(self, partition: int) -> None:
+        device = self.device(partition)
+        try:
+            if self.readonly:
+                self.handle.mount_ro(device, "/")
+            else:
+                self.handle.mount(device, "/")
+        except RuntimeError as exc:
+            raise XenError(self.mount_failure(partition, device, exc)) from exc
+
+    def mount_failure(self, partition: int, device: str, exc: Exception) -> str:
+        """Why ``device`` did not mount, from what libguestfs finds on the image: blame
+        ``partition`` only when another partition holds a filesystem and this one none."""
+        fstype = self._fstype(device)
+        filesystems = self._filesystems()
+        listed = ", ".join(f"{dev.replace('/dev/sda', 'partition ')}: {kind}"
+                           for dev, kind in sorted(filesystems.items())) or "none"
+        usable = [dev for dev, kind in filesystems.items() if kind not in ("unknown", "swap", "")]
+        head = f"cannot mount partition {partition} of {self.path} ({exc})"
+        if fstype not in ("none", "unknown"):
+            return (f"{head}: it holds a {fstype} filesystem that does not mount, so the filesystem or the "
+                    f"image is damaged (filesystems found: {listed}); run e2fsck/qemu-img check on the template")
+        if usable:
+            return (f"{head}: it holds no filesystem libguestfs recognises (filesystems found: {listed}): set "
+                    "'partition' to the partition holding the guest's root filesystem")
+        return (f"{head}: the image holds no filesystem libguestfs recognises on any partition (filesystems "
+                f"found: {listed}), so the template is empty or damaged, not the partition number wrong")
+
+    def _filesystems(self) -> dict[str, str]:
+        try:
+            return {str(dev): str(kind) for dev, kind in dict(self.handle.list_filesystems()).items()}
+        except RuntimeError:
+            return {}
+
+    def _fstype(self, device: str) -> str:
+        try:
+            return str(self.handle.vfs_type(device)) or "none"
+        except RuntimeError:
+            return "unknown"
+
+
+def inject_files(path: str, fmt: str, partition: int, files: dict[str, str]) -> dict[str, Any]:
+    """Write ``files`` ({guest path: content}) into the filesystem on ``partition``.
+
+    Parent directories are created (mode 0755), files are written with mode 0644.
+    Returns ``{"seconds": total, "launch_seconds": ..., "notes": [...]}``.
+    """
+    start = time.monotonic()
+    with GuestfsSession(path, fmt, readonly=False) as session:
+        session.mount(partition)
+        handle = session.handle
+        for guest_path, content in files.items():
+            parent = os.path.dirname(guest_path)
+            if parent and parent != "/":
+                handle.mkdir_p(parent)
+            handle.write(guest_path, content.encode("utf-8"))
+            handle.chmod(0o644, guest_path)
+        handle.sync()
+        notes = list(session.notes)
+        launch = session.seconds
+    return {"seconds": round(time.monotonic() - start, 3), "launch_seconds": round(launch, 3),
+            "notes": notes}
+
+
+def read_files(path: str, fmt: str, partition: int, paths: list[str]) -> dict[str, str | None]:
+    """Read ``paths`` from the filesystem on ``partition`` (read-only); None where missing."""
+    result: dict[str, str | None] = {}
+    with GuestfsSession(path, fmt, readonly=True) as session:
+        session.mount(partition)
+        for guest_path in paths:
+            if session.handle.is_file(guest_path):
+                result[guest_path] = session.handle.read_file(guest_path).decode("utf-8", "replace")
+            else:
+                result[guest_path] = None
+    return result
+
+
+def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lcfgroot") -> bool:
+    """Build a small template image unless ``path`` exists; return True when built.
+
+    Layout: msdos partition table; partition 1 primary (100 MiB, unformatted, like a
+    /boot placeholder); partition 2 extended over the rest; partition 5 logical inside
+    it with an ext4 filesystem labelled ``label`` holding ``/etc/hostname`` and
+    ``/etc/lcfg/`` and, when ``data_mb`` > 0, ``/var/lib/template-data`` with that
+    many MiB of random bytes (content for copy tests). The image is raw and sparse,
+    built under a temporary name and renamed into place.
+    """
+    if os.path.exists(path):
+        return False
+    if not HAS_GUESTFS:
+        raise XenError(_MISSING)
+    sector = 512
+    total = size_bytes // sector
+    if size_bytes < 128 * 1024 * 1024:
+        raise XenError(f"template size {size_bytes} bytes is too small: use at least 128 MiB")
+    directory, base = os.path.split(os.path.abspath(path))
+    temp = os.path.join(directory, f".{base}.lcfg-xen-partial")
+    if os.path.exists(temp):
+        os.unlink(temp)
+    with open(temp, "wb") as handle:
+        handle.truncate(size_bytes)
+    try:
+        with GuestfsSession(temp, "raw", readonly=False) as session:
+            g = session.handle
+            g.part_init("/dev/sda", "msdos")
+            first_end = 2048 + 100 * 2048 - 1
+            g.part_add("/dev/sda", "p", 2048, first_end)
+            g.part_add("/dev/sda", "e", first_end + 1, total - 1)
+            g.part_add("/dev/sda", "l", first_end + 1 + 2048, total - 1)
+            g.mkfs("ext4", "/dev/sda5")
+            g.set_label("/dev/sda5", label)
+            g.mount("/dev/sda5", "/")
+            g.mkdir_p("/etc/lcfg")
+            g.write("/etc/hostname", b"lcfg-template\n")
+            g.write("/etc/lcfg/TEMPLATE", b"lcfg.xen template image\n")
+            if data_mb > 0:
+                g.mkdir_p("/var/lib")
+                _fill_random(g, "/var/lib/template-data", data_mb)
+            g.sync()
+        os.link(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return True
+
+
+def _fill_random(g: Any, guest_path: str, data_mb: int) -> None:
+    """Write ``data_mb`` MiB of random bytes to ``guest_path`` in 1 MiB chunks."""
+    chunk = 1024 * 1024
+    g.write(guest_path, b"")
+    for index in range(data_mb):
+        data = os.urandom(chunk)
+        offset = 0
+        while offset < chunk:
+            offset += g.pwrite(guest_path, data[offset:], index * chunk + offset)

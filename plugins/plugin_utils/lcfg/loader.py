@@ -1,0 +1,296 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Turn configured sources (files, directories, http(s) URLs) into profiles.
+
+* a file ending in ``.xml`` is an XML profile, any other file a source profile;
+* a directory is searched recursively: ``*.xml`` files are XML profiles, other
+  regular files source profiles, except hidden files and directories, headers and
+  schemas (``*.h``, ``*.def``), YAML, documentation (``README*``, ``*.md``, ``*.rst``,
+  ``*.txt``), editor or package-manager leftovers (``*~``, ``#*#``, ``*.swp``,
+  ``*.bak``, ``*.orig``, ``*.rej``, ``*.tmp``, ``*.rpmnew``, ``*.dpkg-*``...) and what
+  else sits next to published profiles (``*.gz``, ``*.db``, ``*.json``, ``*.html``...);
+* ``http://`` and ``https://`` URLs (any case) are XML profiles, fetched with one
+  deadline for the whole transfer (connect, headers, body), TLS verification (unless
+  disabled) and a size cap; redirects stay on http(s). The caller may pass the
+  function that opens the URL (the inventory plugin passes Ansible's ``open_url``
+  with its proxy, header and client-certificate settings).
+
+Relative paths (sources and include path) are relative to ``base_dir``. Profiles are
+returned in sorted path order, each at most once; a profile that fails becomes a
+:class:`LoadedProfile` with ``error`` set and the others still load. ``#include``
+reaches only the include path and the sources' directories; a file found in a
+source directory whose real path (symlinks resolved) lies outside it is refused.
+Whatever goes wrong inside a reader ends as an LcfgError naming the profile.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cpp import inside
+from .errors import LcfgError, excerpt
+from .profile import Profile
+from .source import read_source_profile
+from .xml import read_xml_profile, xml_host_name
+
+__all__ = ["LoadedProfile", "load_profiles", "is_url", "is_profile_file", "fetch_url", "host_name",
+           "MAX_URL_SIZE", "Opener"]
+
+MAX_URL_SIZE = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+#: ``opener(url, timeout)`` returns a file-like HTTP response (``read``, ``geturl``, ``close``)
+Opener = Callable[[str, float], Any]
+
+_SKIP_SUFFIXES = (
+    ".h", ".def", ".yml", ".yaml", ".md", ".rst", ".txt", ".swp", ".swo", ".swx", ".bak",
+    ".orig", ".rej", ".tmp", ".old", ".rpmnew", ".rpmsave", ".rpmorig", ".dpkg-old",
+    ".dpkg-new", ".dpkg-dist", ".dpkg-bak", ".ucf-old", ".ucf-new", ".ucf-dist", ".pyc",
+    # what else lives next to published profiles: archives, databases, web files, checksums
+    ".gz", ".bz2", ".xz", ".zst", ".db", ".json", ".html", ".htm", ".log", ".md5", ".sha1",
+    ".sha256", ".sig", ".asc",
+)
+
+
+@dataclass
+class LoadedProfile:
+    source: str              # file path or URL
+    profile: Profile | None  # None when it failed
+    error: LcfgError | None
+    #: every local file read for it: path -> (mtime_ns, size) (the inventory cache's key)
+    inputs: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def is_url(source: str) -> bool:
+    """``http://`` or ``https://`` (case-insensitive)."""
+    return source[:8].lower().startswith(("http://", "https://"))
+
+
+def is_profile_file(name: str) -> bool:
+    """Whether a file found in a directory is a profile (see the module docstring)."""
+    if not name or name.startswith(".") or name.endswith("~"):
+        return False
+    if name.startswith("#") and name.endswith("#"):
+        return False
+    low = name.lower()
+    if low.startswith("readme") or low.endswith(_SKIP_SUFFIXES):
+        return False
+    return True
+
+
+def _scan(directory: str) -> tuple[list[str], list[LoadedProfile]]:
+    found: list[str] = []
+    errors: list[LoadedProfile] = []
+    root_real = os.path.realpath(directory)
+
+    def onerror(exc: OSError) -> None:
+        where = exc.filename or directory
+        errors.append(LoadedProfile(where, None, LcfgError(
+            f"cannot read directory: {exc.strerror or exc}", file=where)))
+
+    for root, dirs, files in os.walk(directory, onerror=onerror):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            full = os.path.join(root, name)
+            if is_profile_file(name) and os.path.isfile(full):
+                if inside(os.path.realpath(full), [root_real]):
+                    found.append(full)
+                else:  # a symlink out of the source directory (to /etc/shadow, say)
+                    errors.append(LoadedProfile(full, None, LcfgError(
+                        "symlink to a file outside the source directory: refused", file=full)))
+    return found, errors
+
+
+class _SafeRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+        if not is_url(newurl):
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-http(s) URL refused",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _urllib_opener(validate_certs: bool) -> Opener:
+    """The default opener: urllib, TLS verification unless disabled, http(s) redirects only."""
+    context = ssl.create_default_context()
+    if not validate_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                         _SafeRedirect())
+
+    def open_(url: str, timeout: float) -> Any:
+        request = urllib.request.Request(url, headers={"User-Agent": "lcfg.xen-inventory",
+                                                       "Accept": "application/xml, text/xml, */*"})
+        return opener.open(request, timeout=timeout)
+    return open_
+
+
+def _transfer(url: str, opener: Opener, timeout: float, max_size: int, deadline: float,
+              state: dict[str, Any]) -> bytes:
+    """Open ``url`` and read at most ``max_size + 1`` bytes, stopping at ``deadline``."""
+    resp = state["response"] = opener(url, timeout)
+    try:
+        final = resp.geturl() if hasattr(resp, "geturl") else url
+        if final and not is_url(str(final)):
+            raise LcfgError(f"redirected to a non-http(s) URL {excerpt(final)}: refused", file=url)
+        # read1 returns what one receive brings, so the deadline is checked between receives
+        read = getattr(resp, "read1", None) or resp.read
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_size:
+            if time.monotonic() > deadline or state.get("abandoned"):
+                raise TimeoutError
+            chunk = read(min(_CHUNK, max_size + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        resp.close()
+
+
+def _fetch_error(url: str, exc: BaseException) -> LcfgError:
+    if isinstance(exc, LcfgError):
+        return exc
+    if isinstance(exc, urllib.error.HTTPError):
+        return LcfgError(f"HTTP error {exc.code}: {excerpt(exc.reason, 200, quote=False)}",
+                         file=url)
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    hint = ("; set validate_certs: false only for a trusted test server"
+            if isinstance(reason, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
+            else "")
+    text = str(reason) or type(reason).__name__
+    return LcfgError(f"cannot fetch: {excerpt(text, 200, quote=False)}{hint}", file=url)
+
+
+def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,
+              max_size: int | None = None, opener: Opener | None = None) -> bytes:
+    """GET an XML profile; LcfgError (naming the URL) for any failure.
+
+    ``timeout`` is one deadline for the whole transfer, not per read: a server
+    that sends a byte a second fails after ``timeout`` seconds. The transfer runs in
+    a daemon thread so that neither a slow connect nor trickled headers can hold
+    the caller past the deadline.
+    """
+    if max_size is None:
+        max_size = MAX_URL_SIZE
+    if opener is None:
+        opener = _urllib_opener(validate_certs)
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            state["data"] = _transfer(url, opener, timeout, max_size, deadline, state)
+        except BaseException as exc:  # noqa: B902 - reported to the waiting caller
+            state["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="lcfg-fetch", daemon=True).start()
+    if not done.wait(timeout) or isinstance(state.get("error"), TimeoutError):
+        state["abandoned"] = True
+        raise LcfgError(f"cannot fetch: no complete answer within the timeout of {timeout:g} s "
+                        "(one deadline for connecting, headers and body)", file=url)
+    if "error" in state:
+        raise _fetch_error(url, state["error"]) from None
+    data = state["data"]
+    if len(data) > max_size:
+        raise LcfgError(f"profile larger than {max_size} bytes", file=url)
+    return data
+
+
+def host_name(source: str) -> str:
+    """The inventory host name of the profile at ``source``, from its path or URL alone (as
+    the readers name it; also for a profile that cannot be read)."""
+    if is_url(source) or source.lower().endswith(".xml"):
+        return xml_host_name(source)
+    return os.path.basename(source)
+
+
+def _load_one(source: str, include_path: list[str], defines: dict[str, str] | None,
+              timeout: float, validate_certs: bool, allowed_dirs: list[str],
+              opener: Opener | None) -> LoadedProfile:
+    inputs: dict[str, tuple[int, int]] = {}
+    try:
+        if is_url(source):
+            data = fetch_url(source, timeout=timeout, validate_certs=validate_certs,
+                             opener=opener)
+            return LoadedProfile(source, read_xml_profile(source, data=data), None)
+        if source.lower().endswith(".xml"):
+            try:
+                st = os.stat(source)
+                inputs[source] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                pass  # the reader says why it cannot read it
+            return LoadedProfile(source, read_xml_profile(source), None, inputs)
+        return LoadedProfile(source, read_source_profile(
+            source, include_path=include_path, defines=defines, allowed_dirs=allowed_dirs,
+            inputs=inputs), None, inputs)
+    except LcfgError as exc:
+        return LoadedProfile(source, None, exc, inputs)
+    except Exception as exc:  # the last line of defence: one profile never takes the site down
+        return LoadedProfile(source, None, LcfgError(
+            f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=source),
+            inputs)
+
+
+def load_profiles(sources: list[str], base_dir: str, include_path: list[str] | None = None,
+                  defines: dict[str, str] | None = None, timeout: float = 30.0,
+                  validate_certs: bool = True,
+                  opener: Opener | None = None) -> list[LoadedProfile]:
+    """Read every profile named by ``sources``, one result per profile, in sorted path order.
+
+    ``opener(url, timeout)`` opens http(s) sources (default: urllib, honouring
+    ``validate_certs``); ``timeout`` is the deadline of one URL.
+    """
+    base_dir = os.path.abspath(base_dir)
+    inc = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p))))
+           for p in (include_path or [])]
+    items: set[str] = set()
+    failed: list[LoadedProfile] = []
+    allowed: list[str] = []  # the sources' directories: what #include may reach besides inc
+    for source in sources:
+        if not isinstance(source, str) or not source.strip():
+            failed.append(LoadedProfile(str(source), None,
+                                        LcfgError("empty or invalid source entry")))
+            continue
+        source = source.strip()
+        if is_url(source):
+            items.add(source)
+            continue
+        path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(source)))
+        if os.path.isdir(path):
+            found, errors = _scan(path)
+            items.update(found)
+            failed.extend(errors)
+            allowed.append(path)
+        elif os.path.isfile(path):
+            items.add(path)
+            allowed.append(os.path.dirname(path))
+        elif os.path.exists(path):
+            failed.append(LoadedProfile(path, None, LcfgError(
+                "not a regular file or directory", file=path)))
+        else:
+            failed.append(LoadedProfile(path, None, LcfgError("no such file or directory",
+                                                              file=path)))
+    results = [_load_one(item, inc, defines, timeout, validate_certs, allowed, opener)
+               for item in items]
+    results.extend(failed)
+    results.sort(key=lambda r: r.source)
+    return results
