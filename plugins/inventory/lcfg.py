@@ -293,6 +293,19 @@ def inputs_unchanged(inputs: dict[str, list[int]]) -> bool:
     return True
 
 
+def _model_code() -> list[str]:
+    """The Python files the model is built by: plugin_utils (the model and the LCFG reader) and
+    the module_utils it validates with (common: validate, host_access; spec: the guest schema)."""
+    plugin_utils = os.path.dirname(os.path.abspath(_model.__file__))
+    module_utils = os.path.join(os.path.dirname(plugin_utils), "module_utils")
+    files = []
+    for top in (plugin_utils, os.path.join(module_utils, "common"), os.path.join(module_utils, "spec")):
+        for root, dirs, names in os.walk(top):
+            dirs.sort()
+            files.extend(os.path.join(root, name) for name in sorted(names) if name.endswith(".py"))
+    return files
+
+
 def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
                  defines: dict[str, str], host_access: dict[str, Any] | None = None) -> str | None:
     """Hash of the options and of (path, mtime, size) of every input file; None if uncachable."""
@@ -301,15 +314,9 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
     digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines, host_access],
                              sort_keys=True).encode())
     # the code that builds the model: an upgraded collection never reads an old entry
-    code_dir = os.path.dirname(os.path.abspath(_model.__file__))
-    # (_host_access and what it reads: the default rules for what a profile may reach on the host)
-    for code in (os.path.join(code_dir, "_model.py"), os.path.join(code_dir, "_validate.py"),
-                 os.path.join(code_dir, "_host_access.py"), os.path.join(code_dir, "_domain_xml.py"),
-                 os.path.join(code_dir, "_disk.py"), os.path.join(code_dir, "lcfg")):
-        for path in ([os.path.join(code, n) for n in sorted(os.listdir(code)) if n.endswith(".py")]
-                     if os.path.isdir(code) else [code]):
-            stat = os.stat(path)
-            digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+    for path in _model_code():
+        stat = os.stat(path)
+        digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
     for entry in list(sources) + list(include_path):
         if is_url(entry):
             return None
