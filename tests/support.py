@@ -173,6 +173,24 @@ def remove_networks(uri: str, prefix: str) -> None:
     _remove_from(uri, prefix, "listAllNetworks")
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 90.0, what: str = "a condition",
+             step: float = 0.5):
+    """``predicate()``'s first truthy value, asked every ``step`` seconds for up to ``timeout``
+    seconds (and once more at the end); an AssertionError naming ``what`` when none came.
+
+    For state that settles in the guest's own time (a balloon driver, a console line): a
+    test that reads it once races the guest.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(step)
+
+
 @contextmanager
 def storage_directory(prefix: str) -> Iterator[Path]:
     """A fresh directory under /var/lib/lcfg-xen (a default storage directory libvirtd can

@@ -11,7 +11,7 @@ The value primitives follow lcfg-core ``resources/mutate.c``; the mapping of the
 :data:`MUTATIONS`, which tests and callers may extend or override.
 
 Parsed header statements are cached per process with their macro resolved: after
-changing :data:`MUTATIONS`, call ``_cpp.clear_cache()``.
+changing :data:`MUTATIONS`, call ``cpp.clear_cache()``.
 
 A value is ``None`` when the resource is unset. Primitives raise
 :class:`MutationError` (a ``ValueError``) for a failed mutation; the source reader

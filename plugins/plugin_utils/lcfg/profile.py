@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .mutations import valid_name
+
 __all__ = ["Resource", "Profile", "ContextError", "context_priority", "combine_contexts"]
 
 
@@ -60,7 +62,6 @@ class Profile:
 
 _CTX_TOKEN = re.compile(
     r"""\s*(?:(?P<op>!=|[|^&!()=])|(?P<word>[A-Za-z0-9_]+)|"(?P<dq>(?:[^"\n]|"")*)"|'(?P<sq>(?:[^'\n]|'')*)')""")
-_CTX_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _CTX_TRUE = {"yes", "true", "on"}
 _CTX_FALSE = {"no", "false", "off"}
 
@@ -107,7 +108,8 @@ class _CtxParser:
         return tok
 
     def query(self, name: str, test: str, value: str | None = None) -> int:
-        if not _CTX_NAME.match(name):
+        # a context name follows the rule of component and resource names
+        if not valid_name(name):
             raise ContextError(f"invalid context name {name!r}")
         prio, current = self.contexts.get(name, (1, ""))
         known = name in self.contexts

@@ -6,10 +6,10 @@
 # Do not use this from other collections or standalone plugins/modules!
 """Reader for LCFG source profiles (reference lcfg.md sections 1.2-1.8).
 
-After the cpp subset (:mod:`._cpp`) every logical line is a statement::
+After the cpp subset (:mod:`.cpp`) every logical line is a statement::
 
     comp.res[ctx]   value...          plain assignment: value = rest of line
-    !comp.res[ctx]  mMACRO(args)      mutation (macro table in :mod:`._mutations`)
+    !comp.res[ctx]  mMACRO(args)      mutation (macro table in :mod:`.mutations`)
 
 Statements apply in cpp output order (header text where the ``#include`` is).
 Macros are expanded in values (plain values and non-quoted mutation arguments),
@@ -65,7 +65,6 @@ _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\Z', re.S)
 _UNESCAPE = re.compile(r'\\(["\\])')
 _ARG_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _TAGLIST = re.compile(r"[A-Za-z0-9_ ]*\Z")
-_LIST = re.compile(r"[A-Za-z0-9_ \t\r\n]*\Z")
 
 
 class Statement:
@@ -270,7 +269,7 @@ class _Reader:
                         return
                     old = slot[0]
                     new = fast.apply(old, arg)
-                    if new is old or new is None or not fast.tags or _LIST.match(new) is not None:
+                    if new is old or new is None or not fast.tags or valid_list(new):
                         slot[0] = new if new is old else self.checked(new, file, ll, st)
                         slot[1] = self.derivation(slot[1], loc)
                         return
