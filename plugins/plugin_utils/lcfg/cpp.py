@@ -663,7 +663,7 @@ class _IfParser:
                 return left
             self.pos += 1
             used = not (op == "&&" and not left or op == "||" and left)
-            right = self._operand(used, lambda: self.expr(prec + 1))
+            right = self._operand(used, lambda tighter=prec + 1: self.expr(tighter))
             left = self._apply(op, left, right)
 
     def _conditional(self, cond: int) -> int:

@@ -86,9 +86,7 @@ def is_profile_file(name: str) -> bool:
     if name.startswith("#") and name.endswith("#"):
         return False
     low = name.lower()
-    if low.startswith("readme") or low.endswith(_SKIP_SUFFIXES):
-        return False
-    return True
+    return not (low.startswith("readme") or low.endswith(_SKIP_SUFFIXES))
 
 
 def _scan(directory: str) -> tuple[list[str], list[LoadedProfile]]:

@@ -21,8 +21,8 @@ turns it into an :class:`LcfgError` naming file, line and resource.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from .errors import excerpt
 
@@ -33,7 +33,7 @@ __all__ = [
     "value_remove", "value_has_tag", "valid_tag", "valid_list", "valid_name",
 ]
 
-Value = Optional[str]
+Value = str | None
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _TAG_RE = re.compile(r"[A-Za-z0-9_]+\Z")

@@ -345,7 +345,7 @@ class _Reader:
                           for a in args]
         if mut.tags:
             unchanged = values is args is st.args or (
-                args is st.args and all(v is a for v, a in zip(values, args)))
+                args is st.args and all(v is a for v, a in zip(values, args, strict=True)))
             if not (unchanged and st.checked):
                 for v in values:
                     for tag in v.split():

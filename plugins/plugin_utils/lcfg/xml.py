@@ -132,7 +132,7 @@ class _Templates:
             raise ValueError(f"insufficient tags for template {'$'.join(parts)!r}: {tags}")
         use = tags[len(tags) - n:]
         out = [parts[0]]
-        for tag, part in zip(use, parts[1:]):
+        for tag, part in zip(use, parts[1:], strict=True):
             out.append(tag)
             out.append(part)
         return "".join(out)
@@ -187,7 +187,7 @@ class _Reader:
             if local_ctx:
                 ctx = combine_contexts(ctx, local_ctx)
             typ = attrs.get("type", "").lstrip("%").strip()
-            base_type = re.split(r"[\s(:]", typ, 1)[0] if typ else ""
+            base_type = re.split(r"[\s(:]", typ, maxsplit=1)[0] if typ else ""
             tmpl = attrs.get("template")
         else:
             base_type = ""
