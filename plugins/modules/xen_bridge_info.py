@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -126,11 +125,14 @@ networks:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    require_lxml,
+    run_module,
+    with_libvirt,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import list_bridges
-from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml
-from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import list_networks
+from ansible_collections.lcfg.xen.plugins.module_utils.network.libvirt_network import list_networks
 
 
 def main() -> None:
@@ -142,26 +144,20 @@ def main() -> None:
         supports_check_mode=True,
     )
     require_lxml(module)
-    name = module.params["name"]
+    params = module.params
 
     def run(argv: list) -> tuple:
         return module.run_command(argv, check_rc=False, environ_update={"LC_ALL": "C"})
 
-    networks: list = []
-    try:
+    def info() -> dict:
         bridges = list_bridges(run)
-        if module.params["libvirt"]:
-            conn = open_connection(module.params["uri"])
-            try:
-                networks = list_networks(conn)
-            finally:
-                conn.close()
-    except XenError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    if name is not None:
-        bridges = [item for item in bridges if item["name"] == name]
-        networks = [item for item in networks if item["name"] == name]
-    module.exit_json(changed=False, bridges=bridges, networks=networks)
+        networks = with_libvirt(params["uri"], list_networks) if params["libvirt"] else []
+        if params["name"] is not None:
+            bridges = [item for item in bridges if item["name"] == params["name"]]
+            networks = [item for item in networks if item["name"] == params["name"]]
+        return {"changed": False, "bridges": bridges, "networks": networks}
+
+    run_module(module, info)
 
 
 if __name__ == "__main__":

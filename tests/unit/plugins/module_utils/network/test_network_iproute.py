@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.network import iproute as ipr
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.network import iproute as ipr
 
 # Captured from iproute2 6.1 (``ip -j -d addr show``), trimmed.
 LINKS = [

@@ -8,12 +8,12 @@ import stat
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
-from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import dhcp_host_name, normalise_request
 from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import (
     check_owned,
     read_owned,
     update_owned,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.network.request import dhcp_host_name, normalise_request
 
 UUID = "3f0c1d7e-8a31-4a43-9f5e-1f2a3b4c5d6e"
 
