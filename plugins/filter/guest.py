@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the guest role and the teardown and summary playbooks: guest specs (the
+``xen_domain`` hostvars of the lcfg.xen.lcfg inventory plugin) as ``xen_disk`` and
+``xen_guests`` items, and the site summary table.
+
+Documentation: the ``<filter>.yml`` files beside this one (``ansible-doc -t filter``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+SUMMARY_FORMAT = "%-15s %-17s %-8s %5s %5s %5s %-4s  %s"
+SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "STATE", "MiB", "MAX", "VCPUS", "BOOT", "NETWORKS")
+
+
+def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") -> list[dict[str, Any]]:
+    """One ``xen_disk`` item per image disk of every guest. The template is cloned into the
+    guest's first disk only, and only a clone receives the LCFG profile URL."""
+    items = []
+    for spec in specs or []:
+        disks = spec.get("disks") or []
+        images = [disk for disk in disks if disk.get("type", "image") == "image"]
+        for index, disk in enumerate(images):
+            template = spec.get("template") if index == 0 and disk["path"] == disks[0]["path"] else None
+            url = spec.get("profile_url") if template else None
+            items.append({
+                "guest": spec["name"], "tag": disk.get("tag", ""), "path": disk["path"],
+                "size_gb": disk.get("size_gb"),
+                "image_format": disk.get("format") or (None if template else disk_format),
+                "template": template, "profile_url": url,
+                "root_partition": spec.get("partition") if url else None,
+                "hostname": spec["name"] if url else None,
+            })
+    return items
+
+
+def _vif(vif: Mapping[str, Any], networks: Mapping[str, str], vif_scripts: bool) -> dict[str, Any]:
+    """A vif with the host's network name filled in where the profile leaves it to the host,
+    and its script dropped where the driver cannot run it (vif scripts are a Xen feature)."""
+    item = dict(vif)
+    if vif.get("script") and not vif_scripts:
+        item["script"] = None
+    if vif.get("nettype", "bridge") in networks and not vif.get("network"):
+        item["network"] = networks[vif.get("nettype", "bridge")]
+    return item
+
+
+def guest_items(specs: Iterable[Mapping[str, Any]], networks: Mapping[str, str] | None = None,
+                vif_scripts: bool = False, start_autostart: bool = True, state_autostart: str = "running",
+                state_other: str = "present") -> list[dict[str, Any]]:
+    """The ``guests`` option of ``xen_guests``: each spec with the power state it should have
+    (``state_autostart`` for guests marked to boot when ``start_autostart``, else ``state_other``)
+    and its vifs completed (``_vif``)."""
+    items = []
+    for spec in specs or []:
+        boots = spec.get("autostart", False) and start_autostart
+        vifs = [_vif(vif, networks or {}, vif_scripts) for vif in spec.get("vifs") or []]
+        items.append(dict(spec, state=state_autostart if boots else state_other, vifs=vifs))
+    return items
+
+
+def guest_removals(specs: Iterable[Mapping[str, Any]], shutdown_timeout: int = 120,
+                   remove_disks: bool = False) -> list[dict[str, Any]]:
+    """The ``guests`` option of ``xen_guests`` that stops and undefines each guest by name."""
+    return [{"name": spec["name"], "state": "absent", "force_stop": True, "shutdown_timeout": int(shutdown_timeout),
+             "remove_disks": bool(remove_disks)} for spec in specs or []]
+
+
+def _networks_shown(guest: Mapping[str, Any], devices: Mapping[str, str]) -> str:
+    """A guest's vifs: ``tag=bridge`` (a bridge under the profile's name for its Linux device)
+    or ``tag=nettype:network``."""
+    shown = []
+    for vif in (guest.get("config") or {}).get("vifs") or []:
+        if vif.get("nettype") == "bridge":
+            where = next((name for name, device in devices.items() if device == vif.get("bridge")), vif.get("bridge"))
+        else:
+            where = f"{vif.get('nettype')}:{vif.get('network')}"
+        shown.append(f"{vif['tag']}={where}" if vif.get("tag") else str(where))
+    return " ".join(shown) or "-"
+
+
+def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None,
+                 devices: Mapping[str, str]) -> str:
+    if guest is None:
+        return SUMMARY_FORMAT % (hypervisor, name, "absent", "-", "-", "-", "-", "-")
+    config = guest.get("config") or {}
+    live = guest.get("live") or {}
+    vcpus = live["vcpus"] if "vcpus" in live else config.get("vcpus")
+    return SUMMARY_FORMAT % (hypervisor, name, guest.get("state"), config.get("memory"), config.get("maxmem"),
+                             vcpus, "yes" if guest.get("autostart") else "no", _networks_shown(guest, devices))
+
+
+def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str = "summary_info") -> str:
+    """A table of every guest of the hypervisors ``hosts`` (their ``xen_host.guests``), read
+    back by ``xen_domain_info`` into the host variable ``info``, and a count line."""
+    lines = [SUMMARY_FORMAT % SUMMARY_HEADER]
+    total = running = 0
+    for hypervisor in sorted(hosts or []):
+        host = hostvars[hypervisor]
+        found = {guest.get("name"): guest for guest in (host.get(info) or {}).get("guests") or []}
+        xen_host = host.get("xen_host") or {}
+        devices = xen_host.get("bridge_devices") or {}
+        for name in xen_host.get("guests") or []:
+            total += 1
+            guest = found.get(name)
+            running += guest is not None and guest.get("state") == "running"
+            lines.append(_summary_row(hypervisor, name, guest, devices))
+    return "\n".join(lines) + f"\n{total} guests, {running} running"
+
+
+class FilterModule:
+    """lcfg.xen guest filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "guest_disks": guest_disks,
+            "guest_items": guest_items,
+            "guest_removals": guest_removals,
+            "guest_summary": guest_summary,
+        }
