@@ -5,7 +5,8 @@ VENV := .venv/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: bootstrap site site-seed test test-unit test-integration test-sanity test-lint test-molecule test-xen bench-inventory bench-rollout build
+.PHONY: bootstrap site site-seed test test-ruff lint format test-unit test-integration test-sanity test-lint test-molecule \
+	test-xen bench-inventory bench-rollout build
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -26,6 +27,17 @@ site-seed: bootstrap
 ## Everything CI runs.
 test: bootstrap
 	bash scripts/test.sh all
+
+## Ruff (pyproject.toml): `ruff check` and `ruff format --check`; `make test` runs it first.
+test-ruff: bootstrap
+	bash scripts/test.sh ruff
+
+lint: test-ruff
+
+## Apply ruff's fixes and formatting to the tree (then review the diff).
+format: bootstrap
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
 
 test-unit: bootstrap
 	bash scripts/test.sh unit

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The test command (make test / .ci/run). Stages: sanity, lint, then ONE pytest run
+# The test command (make test / .ci/run). Stages: ruff, sanity, lint, then ONE pytest run
 # over unit, integration (real libvirtd + QEMU, molecule, the site playbook) and the
 # real-Xen lab, so the last line printed is pytest's summary.
-# Usage: scripts/test.sh all|sanity|lint|unit|integration|molecule|xen
+# Usage: scripts/test.sh all|ruff|sanity|lint|unit|integration|molecule|xen
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,28 +18,41 @@ PYTEST=(pytest -p no:cacheprovider)
 
 stage() { printf '\n==== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
+# A stage function runs every one of its checks and fails if any failed: called as
+# `run_x || failed+=(x)`, bash does not apply set -e inside it.
+run_ruff() {
+  local rc=0
+  stage "ruff check (pyproject.toml)"
+  ruff check --no-fix . || rc=1
+  stage "ruff format --check"
+  ruff format --check . || rc=1
+  return "$rc"
+}
+
 run_sanity() {
   stage "ansible-test sanity"
   bash scripts/sanity.sh
 }
 
 run_lint() {
+  local rc=0 mod
   stage "ansible-doc renders every plugin"
-  local mod
   for mod in plugins/modules/*.py; do
     mod="$(basename "$mod" .py)"
-    ansible-doc "lcfg.xen.$mod" >/dev/null
+    ansible-doc "lcfg.xen.$mod" >/dev/null || rc=1
   done
-  ansible-doc -t inventory lcfg.xen.lcfg >/dev/null
+  ansible-doc -t inventory lcfg.xen.lcfg >/dev/null || rc=1
   stage "ansible-galaxy collection build"
-  ansible-galaxy collection build --force --output-path build/ >/dev/null
+  ansible-galaxy collection build --force --output-path build/ >/dev/null || rc=1
   if [[ -d roles && -n "$(ls roles 2>/dev/null)" ]]; then
     stage "ansible-lint"
-    ansible-lint --offline -q roles playbooks
+    ansible-lint --offline -q roles playbooks || rc=1
   fi
+  return "$rc"
 }
 
 case "${1:-all}" in
+  ruff) run_ruff ;;
   sanity) run_sanity ;;
   lint) run_lint ;;
   unit) stage "pytest unit"; "${PYTEST[@]}" tests/unit ;;
@@ -49,6 +62,7 @@ case "${1:-all}" in
   all)
     # Every stage runs even when an earlier one fails, so one CI run shows all problems.
     failed=()
+    run_ruff || failed+=(ruff)
     run_sanity || failed+=(sanity)
     run_lint || failed+=(lint)
     if ((${#failed[@]})); then
@@ -58,5 +72,5 @@ case "${1:-all}" in
     "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=25 || failed+=(pytest)
     ((${#failed[@]} == 0))
     ;;
-  *) echo "usage: $0 all|sanity|lint|unit|integration|molecule|xen" >&2; exit 2 ;;
+  *) echo "usage: $0 all|ruff|sanity|lint|unit|integration|molecule|xen" >&2; exit 2 ;;
 esac
