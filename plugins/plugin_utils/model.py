@@ -809,6 +809,63 @@ def _meets_schema(b: _Builder, tag: str, guest: dict[str, Any]) -> bool:
     return not problems
 
 
+@dataclass
+class _Claims:
+    """What a host's guests use that only one of them may: names, UUIDs, MACs, disk paths."""
+
+    names: dict[str, str] = field(default_factory=dict)  # guest name -> tag
+    uuids: dict[str, str] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def claim(self, b: _Builder, tag: str, guest: dict[str, Any], origin: Resource | None, origin_key: str) -> bool:
+        """Record ``guest``'s claims; a UUID, MAC or disk path already taken is an error, a
+        name already taken too, and then the guest is left out (False)."""
+        name = guest["name"]
+        if name in self.names:
+            b.error(origin, origin_key, f"guest name {name!r} is already used by guest {self.names[name]!r} on this host")
+            return False
+        if guest["uuid"] is not None:
+            if guest["uuid"] in self.uuids:
+                b.error(b.get(f"uuid_{tag}"), f"uuid_{tag}",
+                        f"UUID {guest['uuid']} is already used by guest {self.uuids[guest['uuid']]!r}")
+            self.uuids[guest["uuid"]] = name
+        for vif in guest["vifs"]:
+            if vif["mac"] is not None:
+                if vif["mac"] in self.macs:
+                    b.error(b.get(f"mac_{tag}_{vif['tag']}"), f"mac_{tag}_{vif['tag']}",
+                            f"MAC {vif['mac']} is already used by {self.macs[vif['mac']]}")
+                self.macs[vif["mac"]] = f"{name} {vif['tag']}"
+        for disk in guest["disks"]:
+            if disk["path"] in self.paths and self.paths[disk["path"]] != name:
+                b.error(b.get(f"disks_{tag}"), f"disks_{tag}",
+                        f"disk path {disk['path']} is already used by guest {self.paths[disk['path']]!r}")
+            self.paths[disk["path"]] = name
+        self.names[name] = tag
+        return True
+
+
+def _warn_unused(b: _Builder) -> None:
+    """A per-tag resource whose tag names nothing of this host is a warning (a typo, usually)."""
+    for name in sorted(set(b.res) - b.used):
+        if _TAGGED_RE.match(name) and b.get(name) is not None:
+            b.warn(b.res[name], name,
+                   "not used: its tag names no guest, disk, vif, group or bridge of this host "
+                   "(check xen.virtualmachines, xen.virtualgroup, xen.bridgeinterfaces and the "
+                   "disks_/vifs_ lists), or a per-disk resource overrides it for every disk")
+
+
+def _add_groups(model: HostModel, host: dict[str, Any], groups: list[_Group], tag_to_name: dict[str, str]) -> None:
+    """The virtual groups: members by guest name in ``model.groups``, settings in ``xen_host.groups``."""
+    for group in groups:
+        members = [tag_to_name[m] for m in group.members]
+        model.groups[group.name] = members
+        entry: dict[str, Any] = {"members": members}
+        for key in GROUP_KEYS[1:]:
+            entry[key] = group.values[key][0] if key in group.values else None
+        host["groups"][group.name] = entry
+
+
 def build_host(profile: Profile, access: HostAccess | None = None) -> HostModel:
     """Build the model of one profile; raise :class:`ModelErrors` listing every problem.
     ``access``: what guests may reach on the host (the inventory's ``host_access`` option;
@@ -822,59 +879,24 @@ def build_host(profile: Profile, access: HostAccess | None = None) -> HostModel:
     guest_tags, vm_res = b.tags("virtualmachines")
     groups = _read_groups(b, guest_tags)
     resolver = _Resolver(b, groups)
-    names: dict[str, str] = {}
-    tag_to_name: dict[str, str] = {}
-    macs: dict[str, str] = {}
-    paths: dict[str, str] = {}
-    uuids: dict[str, str] = {}
+    claims = _Claims()
     for tag in guest_tags:
         member_of = [g.name for g in groups if tag in g.members]
         guest = _guest(b, resolver, tag, member_of, host, vm_res)
         if guest is None or not _meets_schema(b, tag, guest):
             continue
-        name = guest["name"]
         origin_key = f"name_{tag}" if b.get(f"name_{tag}") is not None else "virtualmachines"
         origin = b.get(origin_key)
-        if name in names:
-            b.error(origin, origin_key,
-                    f"guest name {name!r} is already used by guest {names[name]!r} on this host")
+        if not claims.claim(b, tag, guest, origin, origin_key):
             continue
-        if guest["uuid"] is not None:
-            if guest["uuid"] in uuids:
-                b.error(b.get(f"uuid_{tag}"), f"uuid_{tag}",
-                        f"UUID {guest['uuid']} is already used by guest {uuids[guest['uuid']]!r}")
-            uuids[guest["uuid"]] = name
-        for vif in guest["vifs"]:
-            if vif["mac"] is not None:
-                if vif["mac"] in macs:
-                    b.error(b.get(f"mac_{tag}_{vif['tag']}"), f"mac_{tag}_{vif['tag']}",
-                            f"MAC {vif['mac']} is already used by {macs[vif['mac']]}")
-                macs[vif["mac"]] = f"{name} {vif['tag']}"
-        for disk in guest["disks"]:
-            if disk["path"] in paths and paths[disk["path"]] != name:
-                b.error(b.get(f"disks_{tag}"), f"disks_{tag}",
-                        f"disk path {disk['path']} is already used by guest {paths[disk['path']]!r}")
-            paths[disk["path"]] = name
-        names[name] = tag
-        tag_to_name[tag] = name
-        model.guests[name] = guest
-        model.origins[name] = (_where(origin, profile.path), origin_key)
+        model.guests[guest["name"]] = guest
+        model.origins[guest["name"]] = (_where(origin, profile.path), origin_key)
+    tag_to_name = {tag: name for name, tag in claims.names.items()}
     _host_addresses(b, host, model.guests, tag_to_name)
     if b.errors:
         raise ModelErrors(b.errors)
-    for name in sorted(set(b.res) - b.used):
-        if _TAGGED_RE.match(name) and b.get(name) is not None:
-            b.warn(b.res[name], name,
-                   "not used: its tag names no guest, disk, vif, group or bridge of this host "
-                   "(check xen.virtualmachines, xen.virtualgroup, xen.bridgeinterfaces and the "
-                   "disks_/vifs_ lists), or a per-disk resource overrides it for every disk")
-    for group in groups:
-        members = [tag_to_name[m] for m in group.members]
-        model.groups[group.name] = members
-        entry: dict[str, Any] = {"members": members}
-        for key in GROUP_KEYS[1:]:
-            entry[key] = group.values[key][0] if key in group.values else None
-        host["groups"][group.name] = entry
+    _warn_unused(b)
+    _add_groups(model, host, groups, tag_to_name)
     host["guests"] = list(model.guests)
     model.is_hypervisor = True
     model.xen_host = host

@@ -22,6 +22,8 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.model import (
 )
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import read_xml_profile
 
 from support import PROFILES
 
@@ -71,12 +73,10 @@ def one_error(resources: list[tuple[str, str]], res: str, pattern: str) -> LcfgE
 # ---------------------------------------------------------------- shared profiles
 
 def _source(rel: str):
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
     return read_source_profile(str(PROFILES / rel), include_path=[INCLUDE])
 
 
 def _xml(rel: str):
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import read_xml_profile
     return read_xml_profile(str(PROFILES / rel))
 
 
@@ -188,7 +188,6 @@ def test_all_of_source_is_one_site_of_17_guests():
 
 
 def test_example_site_in_inventory_loads():
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
     inc = [str(REPO / "inventory" / "include")]
     profiles = [read_source_profile(str(p), include_path=inc)
                 for p in sorted((REPO / "inventory" / "profiles").iterdir())]
@@ -753,13 +752,11 @@ SEED = REPO / "inventory" / "seed"
 
 
 def _seed(name: str):
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
     return read_source_profile(str(SEED / "profiles" / name), include_path=[str(REPO / "inventory" / "include")])
 
 
 def test_seed_uuid_as_printed_on_the_slide_is_an_error_naming_file_and_line():
     path = PROFILES.parent / "seed" / "cluster-uuid-as-printed"
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
     with pytest.raises(ModelErrors) as info:
         build_host(read_source_profile(str(path), include_path=[INCLUDE]))
     errors = info.value.errors
