@@ -99,7 +99,7 @@ EXAMPLES = r"""
 - name: Say when a restart is needed
   ansible.builtin.debug:
     msg: "restart build1 to apply {{ build1.pending_restart_fields | join(', ') }}"
-  when: build1.pending_restart
+  when: build1.pending_restart | length > 0
 
 - name: Remove a guest, powering it off if it ignores the shutdown request for 60 s
   lcfg.xen.xen_domain:
@@ -115,6 +115,12 @@ changed:
   description: Whether anything was (or, in check mode, would be) changed.
   returned: always
   type: bool
+  sample: true
+name:
+  description: The guest's name (O(name)).
+  returned: always
+  type: str
+  sample: web1
 actions:
   description:
     - What was done (or would be done in check mode), in order. Values are V(define),
@@ -135,7 +141,7 @@ after:
   description:
     - The guest after the run, read back from libvirt (in check mode, the prediction),
       same form as RV(before). Values are the saved definition; live values may differ
-      while RV(pending_restart) is true.
+      while RV(pending_restart) names the guest.
   returned: always
   type: dict
   sample:
@@ -160,15 +166,25 @@ after:
     extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
     state: running
 pending_restart:
-  description: Whether saved changes wait for the next restart of the running guest.
+  description:
+    - The names of the guests whose saved changes wait for their next restart - C([name]) when
+      the running guest has such changes (listed in RV(pending_restart_fields)), else C([]).
+    - The same list in every changing module of the collection.
   returned: always
-  type: bool
+  type: list
+  elements: str
+  sample: [web1]
 pending_restart_fields:
   description: The options whose new value applies at the next restart.
   returned: always
   type: list
   elements: str
   sample: [maxmem, vifs]
+diff:
+  description: The guest before and after (RV(before) and RV(after)).
+  returned: in diff mode
+  type: dict
+  sample: {"before": {"name": "web1", "state": "absent"}, "after": {"name": "web1", "memory": 1024, "state": "stopped"}}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode

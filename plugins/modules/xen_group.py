@@ -21,7 +21,7 @@ description:
     the guest's maximum memory, VCPUs up to its maximum VCPUs, CPU pinning. Every change is also
     saved to the persistent definition. What cannot change live (maximum memory, maximum VCPUs,
     network settings) waits for the member's next restart and is listed in
-    RV(members.pending_restart_fields); the module never restarts, starts or stops a member.
+    RV(results[].pending_restart_fields); the module never restarts, starts or stops a member.
   - Every member must already be defined (M(lcfg.xen.xen_domain), M(lcfg.xen.xen_guests) or the
     C(lcfg.xen.guest) role create them). All members are validated and planned before any changes,
     so a bad value for one member changes nothing.
@@ -123,6 +123,14 @@ EXAMPLES = r"""
     memory: 1024
     vcpus: 2
     cpus: "2-3"
+  register: cluster1
+
+- name: Say which members wait for a restart, and why
+  ansible.builtin.debug:
+    msg: "restart {{ item.name }} to apply {{ item.pending_restart_fields | join(', ') }}"
+  loop: "{{ cluster1.results | selectattr('pending_restart') | list }}"
+  loop_control:
+    label: "{{ item.name }}"
 
 - name: The group from the LCFG inventory, on a hypervisor (its xen_host.groups)
   lcfg.xen.xen_group:
@@ -151,22 +159,44 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-members:
-  description: Per member, what the run did (in check mode, would do).
+changed:
+  description: Whether any member was (or, in check mode, would be) changed.
   returned: always
-  type: dict
+  type: bool
+  sample: true
+group:
+  description: The group's name (O(name)).
+  returned: always
+  type: str
+  sample: cluster1
+actions:
+  description:
+    - What was done (in check mode, would be done), member by member in the order of O(members), each
+      action prefixed with the member's name.
+  returned: always
+  type: list
+  elements: str
+  sample: ["node1: redefine", "node1: set_memory_live"]
+results:
+  description: One entry per member, in the order of O(members), also for one member.
+  returned: always
+  type: list
+  elements: dict
   sample:
-    node1:
+    - name: node1
       changed: true
       changed_fields: [memory]
       actions: [redefine, set_memory_live]
       live: [memory]
-      pending_restart: false
+      pending_restart: []
       pending_restart_fields: []
       state: running
       before: {memory: 128, maxmem: 256, vcpus: 2, maxvcpus: 2, cpus: "1", vifs: [], state: running}
       after: {memory: 192, maxmem: 256, vcpus: 2, maxvcpus: 2, cpus: "1", vifs: [], state: running}
   contains:
+    name:
+      description: The member's name.
+      type: str
     changed:
       description: Whether the member changed.
       type: bool
@@ -183,8 +213,9 @@ members:
       type: list
       elements: str
     pending_restart:
-      description: Whether some change waits for the member's next restart.
-      type: bool
+      description: C([name]) when some change waits for the member's next restart, else C([]).
+      type: list
+      elements: str
     pending_restart_fields:
       description: The fields that wait for the next restart.
       type: list
@@ -199,7 +230,7 @@ members:
       description: The same after the run (read back from libvirt; in check mode, the prediction).
       type: dict
 changed_members:
-  description: Names of the members that changed.
+  description: Names of the members that changed (those of RV(results) with C(changed)).
   returned: always
   type: list
   elements: str
@@ -211,9 +242,10 @@ pending_restart:
   elements: str
   sample: []
 diff:
-  description: Per member, the group fields before and after.
-  returned: when diff mode is on
+  description: Per member name, the group fields before and after.
+  returned: in diff mode
   type: dict
+  sample: {"before": {"node1": {"memory": 128, "state": "running"}}, "after": {"node1": {"memory": 192, "state": "running"}}}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -264,7 +296,7 @@ def run_group(params: dict, check_mode: bool) -> dict:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     require_lxml(module)
-    # _group names the group in its messages already.
+    # domain.group names the group in its messages already.
     run_module(module, lambda: run_group(module.params, module.check_mode), lock=True)
 
 

@@ -118,11 +118,19 @@ changed:
   description: Whether any guest was (or, in check mode, would be) changed.
   returned: always
   type: bool
+  sample: true
+actions:
+  description:
+    - What was done (or would be done in check mode), guest by guest in the order of O(guests), each
+      action prefixed with the guest's name (the actions of M(lcfg.xen.xen_domain)).
+  returned: always
+  type: list
+  elements: str
+  sample: ["demo1: define", "demo2: define", "demo2: start"]
 results:
   description:
-    - One entry per guest, in the order of O(guests), each with the keys M(lcfg.xen.xen_domain)
-      returns (C(name), C(changed), C(actions), C(before), C(after), C(pending_restart),
-      C(pending_restart_fields)); with diff mode also C(diff).
+    - One entry per guest, in the order of O(guests), also for one guest; each with the keys
+      M(lcfg.xen.xen_domain) returns.
   returned: always
   type: list
   elements: dict
@@ -132,10 +140,41 @@ results:
       actions: [define]
       before: {name: demo1, state: absent}
       after: {name: demo1, type: pv, memory: 128, state: stopped}
-      pending_restart: false
+      pending_restart: []
       pending_restart_fields: []
+  contains:
+    name:
+      description: The guest's name.
+      type: str
+    changed:
+      description: Whether the guest changed.
+      type: bool
+    actions:
+      description: What was done to the guest, as M(lcfg.xen.xen_domain) reports it.
+      type: list
+      elements: str
+    before:
+      description: The guest before the run, in the option vocabulary, with C(state).
+      type: dict
+    after:
+      description: The guest after the run (in check mode, the prediction).
+      type: dict
+    pending_restart:
+      description: C([name]) when the guest's saved changes wait for its next restart, else C([]).
+      type: list
+      elements: str
+    pending_restart_fields:
+      description: The options whose new value applies at the guest's next restart.
+      type: list
+      elements: str
+    diff:
+      description: The guest before and after.
+      type: dict
+      returned: in diff mode
 failed_guests:
-  description: On failure, the names of the guests that could not be converged (the others were).
+  description:
+    - On failure, the names of the guests that could not be converged (the others were; their entries
+      are in RV(results), and RV(changed), RV(actions) and RV(pending_restart) cover them).
   returned: failure
   type: list
   elements: str
@@ -146,6 +185,11 @@ pending_restart:
   type: list
   elements: str
   sample: [web1]
+diff:
+  description: Per guest name, the guest before and after.
+  returned: in diff mode
+  type: dict
+  sample: {"before": {"demo1": {"name": "demo1", "state": "absent"}}, "after": {"demo1": {"name": "demo1", "state": "stopped"}}}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode

@@ -167,10 +167,10 @@ def test_group_reconfigures_running_members_live(conn, members):
     assert not applied.get("failed"), applied.get("msg")
     assert applied["changed"] is True and applied["changed_members"] == members
     assert predicted["diff"] == applied["diff"]
-    for name in members:
-        entry = applied["members"][name]
+    assert [entry["name"] for entry in applied["results"]] == members
+    for entry in applied["results"]:
         assert entry["live"] == ["memory", "vcpus", "cpus"], entry
-        assert entry["pending_restart"] is False
+        assert entry["pending_restart"] == []
         assert entry["state"] == "running"
     # values read back from the running guests: the balloon moved, VCPUs are online, pinned
     for name, want in ((members[0], 192), (members[1], 192), (members[2], 160)):
@@ -193,8 +193,9 @@ def test_maxmem_waits_for_restart_and_nothing_restarts(conn, members):
     result = _group(members, maxmem=320)
     assert result["changed"] is True
     assert result["pending_restart"] == members
+    entries = {entry["name"]: entry for entry in result["results"]}
     for name in members:
-        assert result["members"][name]["pending_restart_fields"] == ["maxmem"]
+        assert entries[name]["pending_restart_fields"] == ["maxmem"]
         dom = conn.lookupByName(name)
         assert dom.ID() == ids[name]
         assert "<memory unit='KiB'>327680</memory>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

@@ -14,7 +14,7 @@ sets is left as it is.
 
 Pure part (no Ansible, no libvirt): :func:`validate_settings`, :func:`validate_members`,
 :func:`member_target` and :func:`summarise`. The libvirt part, :func:`plan_group` and
-:func:`apply_group`, goes through ``_domain``'s plan/apply engine, so the members change
+:func:`apply_group`, goes through the domain engine's plan/apply (``plan``, ``apply``), so the members change
 exactly like ``xen_domain`` would change them: live where possible (memory up to maxmem,
 vcpus up to maxvcpus, CPU pinning), everything saved to the persistent definition, and
 what cannot change live reported in ``pending_restart_fields``. Members are never
@@ -26,13 +26,21 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.xml import (
-    DEFAULT_NETWORKS,
-    canonical_cpuset,
-)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess, check_vif_script
+from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result, object_result
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
+    parse_int,
+    valid_guest_name,
+    valid_mac,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import check_access
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply_plan
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.calls import list_domains
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import DEFAULT_NETWORKS, canonical_cpuset
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import domain_info
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import plan_domain, validate_guest
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
     BRIDGE_RE,
     GROUP_KEYS,
@@ -40,12 +48,9 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
     NETWORK_RE,
     SCRIPT_RE,
     VIF_GROUP_KEYS,
-    scalar_problem as _scalar_problem,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
-    parse_int,
-    valid_guest_name,
-    valid_mac,
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
+    scalar_problem as _scalar_problem,
 )
 
 __all__ = [
@@ -212,7 +217,7 @@ def _pick(own: Any, group: Any) -> Any:
     return own if own is not None else group
 
 
-def _own_vif(member_vifs: list[dict] | None, current: dict, index: int) -> dict:
+def _own_vif(member_vifs: list[dict] | None, current: dict) -> dict:
     """The member's own values for the current vif: same MAC, else same tag, else none."""
     for vif in member_vifs or []:
         if vif.get("mac") and current.get("mac") and vif["mac"] == current["mac"]:
@@ -231,7 +236,7 @@ def _target_vifs(settings: dict, member: dict, current_vifs: list[dict],
     with a warning (the member's own nettype wins)."""
     out = []
     for index, cur in enumerate(current_vifs):
-        own = _own_vif(member.get("vifs"), cur, index)
+        own = _own_vif(member.get("vifs"), cur)
         vif = copy.deepcopy(cur)
         nettype = _pick(own.get("nettype"), settings.get("nettype")) or cur.get("nettype") or "bridge"
         if nettype != "bridge" and settings.get("bridge") is not None and own.get("bridge") is None \
@@ -266,7 +271,7 @@ def member_target(settings: dict, member: dict, current: dict | None = None,
                   warnings: list[str] | None = None) -> dict[str, Any]:
     """Desired spec of one member: ``name`` plus the fields the group or member sets.
 
-    Fields neither sets are None ("leave alone" for ``_domain``). ``current`` (the member's
+    Fields neither sets are None ("leave alone" for ``plan_domain``). ``current`` (the member's
     current spec) is needed only when vif values are set: vifs are rewritten from it.
     What the group sets but cannot apply is appended to ``warnings``.
     """
@@ -300,23 +305,23 @@ def _report(view: dict) -> dict[str, Any]:
 
 
 def summarise(result: dict) -> dict[str, Any]:
-    """One member's entry in the module result, from ``_domain.apply_plan``'s result."""
+    """One member's object result (``common.result``), from ``apply.apply_plan``'s result:
+    ``name``, ``changed``, ``actions``, ``pending_restart`` and the group's view of it."""
     before = _report(result["before"])
     after = _report(result["after"])
     changed_fields = [key for key in REPORT_FIELDS if before.get(key) != after.get(key)]
     live = [a[len("set_"):-len("_live")] for a in result["actions"] if a.endswith("_live")]
-    return {
-        "changed": bool(result["changed"]),
-        "changed_fields": changed_fields,
-        "actions": list(result["actions"]),
-        "live": [f for f in live if f not in result["pending_restart_fields"]],
-        "pending_restart": bool(result["pending_restart"]),
-        "pending_restart_fields": list(result["pending_restart_fields"]),
-        "state": after.get("state"),
-        "before": before,
-        "after": after,
-        "warnings": list(result.get("warnings") or []),
-    }
+    return object_result(
+        result["name"], result["actions"], pending_restart=bool(result["pending_restart"]),
+        changed=bool(result["changed"]),
+        changed_fields=changed_fields,
+        live=[f for f in live if f not in result["pending_restart_fields"]],
+        pending_restart_fields=list(result["pending_restart_fields"]),
+        state=after.get("state"),
+        before=before,
+        after=after,
+        warnings=list(result.get("warnings") or []),
+    )
 
 
 def plan_group(conn, settings: dict, members: list[dict], group: str = "",
@@ -331,46 +336,46 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "",
         for vindex, vif in enumerate(member.get("vifs") or []):
             if vif.get("script") and not allow:
                 check_vif_script(vif["script"], f"members[{index}].vifs[{vindex}].script", access or HostAccess())
-    domains = _domain.list_domains(conn)
+    domains = list_domains(conn)
     missing = [m["name"] for m in members if m["name"] not in domains]
     if missing:
         label = f"group {group}" if group else "the group"
         raise NotFound(f"{label}: guest(s) {', '.join(missing)} are not defined on {conn.getURI()}; "
                        "create them first (lcfg.xen.xen_domain, xen_guests or the guest role), "
                        "or remove them from members", missing=missing)
+    caps = DriverCaps(conn)
     plans = []
     for index, member in enumerate(members):
         current = None
         if _sets_vifs(settings, member):
-            info = _domain.domain_info(conn, member["name"])
+            info = domain_info(conn, member["name"])
             current = info[0]["config"] if info else None
         ignored: list[str] = []
         desired = member_target(settings, member, current, ignored)
-        spec = _domain.validate_guest(desired, prefix=f"members[{index}].")
-        _domain.check_access(conn, spec, access, prefix=f"members[{index}].")
-        plan = _domain.plan_domain(conn, spec, "present", dom=domains[member["name"]],
-                                   prefix=f"members[{index}].")
+        spec = validate_guest(desired, prefix=f"members[{index}].")
+        check_access(conn, spec, access, prefix=f"members[{index}].", caps=caps)
+        plan = plan_domain(conn, spec, "present", dom=domains[member["name"]],
+                           prefix=f"members[{index}].", caps=caps)
         plan.notes.extend(ignored)  # reported as the module's warnings
         plans.append(plan)
     return plans
 
 
 def apply_group(conn, plans: list, check_mode: bool = False) -> dict[str, Any]:
-    """Apply the member plans in order; the module's result (without ``changed`` wording)."""
-    members: dict[str, Any] = {}
+    """Apply the member plans in order; the module's result (``list_result`` of the members,
+    with ``changed_members``, ``diff`` and ``warnings``)."""
+    results = []
     warnings: list[str] = []
     for plan in plans:
-        entry = summarise(_domain.apply_plan(conn, plan, check_mode=check_mode))
+        entry = summarise(apply_plan(conn, plan, check_mode=check_mode))
         warnings.extend(entry.pop("warnings"))
-        members[plan.name] = entry
-    return {
-        "changed": any(m["changed"] for m in members.values()),
-        "members": members,
-        "changed_members": [name for name, m in members.items() if m["changed"]],
-        "pending_restart": [name for name, m in members.items() if m["pending_restart"]],
-        "diff": {
-            "before": {name: m["before"] for name, m in members.items()},
-            "after": {name: m["after"] for name, m in members.items()},
+        results.append(entry)
+    return list_result(
+        results,
+        changed_members=[m["name"] for m in results if m["changed"]],
+        diff={
+            "before": {m["name"]: m["before"] for m in results},
+            "after": {m["name"]: m["after"] for m in results},
         },
-        "warnings": warnings,
-    }
+        warnings=warnings,
+    )

@@ -10,14 +10,17 @@ A :class:`Field` holds a field's type, bounds, choices, value rule (``check``), 
 running guest takes a change live, whether it exists only in the ``xen_domain`` hostvar
 (``hostvar_only``) and which virtual-group resource may set it (``group``). Derived from it:
 
-- the argument specs (``argspec()``, used by ``_guest_argspec``: xen_domain, xen_guests);
-- the inventory's last check of every guest it builds (``guest_problems``; ``_model`` turns
+- the argument specs (``argspec()``, used by ``spec.argspec``: xen_domain);
+- the inventory's last check of every guest it builds (``guest_problems``; ``plugin_utils.model`` turns
   each problem into ``file:line`` of the resource), so a profile cannot carry a value a
   module would refuse;
-- the modules' structural check (``check_guest``, first step of ``_domain_xml.validate_spec``):
+- the modules' structural check (``check_guest``, first step of ``domain.desired.validate_spec``):
   types, bounds, control characters, list sizes, before any value reaches lxml or libvirt;
+- the check of one guest given as data (``check_guest_item``, a xen_guests ``guests`` item):
+  unknown keys named, the hostvar-only keys dropped, the operation defaults filled in;
 - the group keys (``GROUP_KEYS``, ``VIF_GROUP_KEYS``) and the value rules shared by
-  ``_model``, ``_group`` and ``_domain_xml`` (``bridge_name``, ``network_name``, ``vif_script``).
+  ``plugin_utils.model``, ``domain.group`` and ``domain.desired`` (``bridge_name``, ``network_name``,
+  ``vif_script``).
 
 ``tests/unit/plugins/module_utils/spec/test_schema.py`` proves the ``lcfg.xen.guest`` doc fragment
 documents exactly these options (ansible-doc reads fragments as static YAML).
@@ -32,13 +35,14 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
     canonical_guest_type,
     parse_bool,
     parse_cpuset,
+    parse_int,
     valid_disk_name,
     valid_guest_name,
     valid_mac,
@@ -76,6 +80,7 @@ __all__ = [
     "vif_script",
     "guest_problems",
     "check_guest",
+    "check_guest_item",
 ]
 
 #: 16 TiB, Xen's and QEMU's ceiling for one guest; libvirt counts KiB in 64 bits
@@ -429,7 +434,7 @@ def _problems(value: Any, field: Field, path: str) -> Iterator[tuple[str, str]]:
             problem = scalar_problem(value, Field("str", free_text=field.free_text,
                                                   max_length=field.max_length))
             if problem or value.strip().startswith("<") or not value.strip():
-                if problem:  # XML is read (with lxml) by _domain_xml and _host_access
+                if problem:  # XML is read (with lxml) by domain.desired and common.host_access
                     yield path, problem
                 return
             try:
@@ -488,3 +493,50 @@ def check_guest(params: dict, prefix: str = "", fields: dict[str, Field] | None 
         raise ValidationError(prefix.rstrip(".") or "guest", f"must be a dict, got {type(params).__name__}")
     for parameter, problem in _dict_problems(params, fields, ""):
         raise ValidationError(f"{prefix}{parameter}", problem)
+
+
+def _check_keys(item: object, allowed: Iterable[str], where: str, extra: tuple = ()) -> dict:
+    if not isinstance(item, dict):
+        raise ValidationError(where, f"must be a dict, got {type(item).__name__}")
+    unknown = sorted(set(item) - set(allowed) - set(extra))
+    if unknown:
+        raise ValidationError(f"{where}.{unknown[0]}" if where else unknown[0],
+                              f"unknown option; valid options are {', '.join(sorted(allowed))}")
+    return item
+
+
+def check_guest_item(item: object, prefix: str) -> dict:
+    """Check one guest dict given as data (a xen_guests ``guests`` item) against the options
+    of xen_domain (:data:`GUEST` without the hostvar-only fields, and :data:`OPERATION`).
+
+    Unknown keys fail (naming them); the hostvar-only keys are dropped; operation options get
+    their defaults; booleans and integers written as strings are converted.
+    """
+    where = prefix.rstrip(".")
+    options = [name for name in dict(GUEST, **OPERATION) if name not in HOSTVAR_ONLY_KEYS]
+    data = dict(_check_keys(item, options, where, HOSTVAR_ONLY_KEYS))
+    for key in HOSTVAR_ONLY_KEYS:
+        data.pop(key, None)
+    check_guest(data, prefix)  # types and sizes first: the loops below walk the lists
+    for key, option in OPERATION.items():
+        if data.get(key) is None:
+            data[key] = option.default
+    for key in ("autostart", "force_stop", "remove_disks"):
+        if data.get(key) is not None:
+            try:
+                data[key] = parse_bool(data[key])
+            except ValueError as exc:
+                raise ValidationError(f"{prefix}{key}", str(exc)) from None
+    try:
+        data["shutdown_timeout"] = parse_int(data["shutdown_timeout"], minimum=0, what="shutdown_timeout")
+    except ValueError as exc:
+        raise ValidationError(f"{prefix}shutdown_timeout", str(exc)) from None
+    states = OPERATION["state"].choices or ()
+    if data["state"] not in states:
+        raise ValidationError(f"{prefix}state", f"unknown state {data['state']!r}: use one of {', '.join(states)}")
+    for key, fields in (("disks", DISK), ("vifs", VIF)):
+        for index, sub in enumerate(data.get(key) or []):
+            _check_keys(sub, fields, f"{prefix}{key}[{index}]")
+    if isinstance(data.get("extra"), dict):  # text is read by domain.desired.parse_extra_text
+        _check_keys(data["extra"], EXTRA, f"{prefix}extra")
+    return data

@@ -57,15 +57,30 @@ def case_spec(case: str) -> tuple[dict, dict]:
 
 
 def render_case(case: str) -> str:
-    from ansible_collections.lcfg.xen.plugins.module_utils.domain import xml as dx
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import complete_spec, validate_spec
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import render_domain
 
     params, caps = case_spec(case)
-    spec = dx.validate_spec(params)
+    spec = validate_spec(params)
     if caps["driver"] != "xen":
         for vif in spec["vifs"]:
             vif["mac"] = "52:54:00" + vif["mac"][8:]
-    full = dx.complete_spec(spec, None, caps["driver"], domain_type=caps.get("domain_type"))
-    return dx.render_domain(full, caps)
+    full = complete_spec(spec, None, caps["driver"], domain_type=caps.get("domain_type"))
+    return render_domain(full, caps)
+
+
+def canonical_xml(xml: str) -> str:
+    """Whitespace-insensitive canonical text (C14N) of an XML document, for the golden tests."""
+    from lxml import etree
+
+    parser = etree.XMLParser(remove_blank_text=True)
+    root = etree.fromstring(xml.encode(), parser)
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.text is not None and not element.text.strip():
+            element.text = None
+        if element.tail is not None and not element.tail.strip():
+            element.tail = None
+    return etree.tostring(root, method="c14n").decode()
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance entry point

@@ -197,10 +197,8 @@ def test_examples_match_the_argument_spec(module):
 
     from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection  # noqa: PLC0415
     from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import validate_guest  # noqa: PLC0415
-    from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import (  # noqa: PLC0415
-        check_guest_item,
-        guest_module_argspec,
-    )
+    from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item  # noqa: PLC0415
 
     specs = {"xen_domain": with_connection(guest_module_argspec()),
              "xen_domain_info": with_connection({"name": {"type": "str"}}),

@@ -1,4 +1,4 @@
-"""plan/apply of plugins/module_utils/domain/engine.py against libvirt's in-process test driver.
+"""plan/apply of plugins/module_utils/domain/ (plan.py, apply.py, engine.py) against libvirt's in-process test driver.
 
 Each test opens a ``test:///default`` connection and removes its ``lcfgtest-dom-`` guests
 afterwards (the driver's state is shared by the connections of a process while one lives).
@@ -9,7 +9,10 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls, current
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import METADATA_NS
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import carries_marker
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
     Conflict,
     LibvirtFailure,
@@ -99,7 +102,7 @@ def test_live_changes_on_a_running_guest(conn):
     domain_id = dom.ID()
     result = four_steps(conn, memory=256, vcpus=3, cpus="0-1")
     assert result["actions"] == ["redefine", "set_memory_live", "set_vcpus_live", "set_cpus_live"]
-    assert result["pending_restart"] is False
+    assert result["pending_restart"] == []
     state, _maxmem, memory, vcpus, _time = dom.info()
     assert (memory, vcpus) == (256 * 1024, 3)
     assert dom.ID() == domain_id  # not restarted
@@ -121,7 +124,7 @@ def test_changes_needing_a_restart_are_saved_and_reported(conn):
     four_steps(conn, memory=128, maxmem=256, state="running", vifs=[{"bridge": "br0", "tag": "a"}])
     domain_id = conn.lookupByName(NAME).ID()
     result = four_steps(conn, maxmem=512, vifs=[{"bridge": "br1", "tag": "a"}], kernel="/var/lib/libvirt/images/vmlinuz")
-    assert result["pending_restart"] is True
+    assert result["pending_restart"] == [NAME]
     assert result["pending_restart_fields"] == ["kernel", "maxmem", "vifs"]
     assert result["actions"] == ["redefine"]
     dom = conn.lookupByName(NAME)
@@ -144,7 +147,7 @@ def test_label_changes_are_not_pending(conn):
     four_steps(conn, memory=128, state="running", vifs=[{"bridge": "br0", "tag": "a"}],
                disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "root"}])
     result = four_steps(conn, vifs=[{"bridge": "br0", "tag": "b"}], disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "sys"}])
-    assert result["changed"] is True and result["pending_restart"] is False
+    assert result["changed"] is True and result["pending_restart"] == []
     assert result["after"]["vifs"][0]["tag"] == "b" and result["after"]["disks"][0]["tag"] == "sys"
 
 
@@ -221,7 +224,7 @@ def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
     result = four_steps(conn, state="absent")
     assert result["actions"] == ["stop", "undefine"]
     assert result["after"] == {"name": NAME, "state": "absent"}
-    assert NAME not in _domain.list_domains(conn)
+    assert NAME not in calls.list_domains(conn)
     assert image.exists()
 
 
@@ -240,7 +243,7 @@ def test_remove_disks_only_with_absent(conn):
     with pytest.raises(ValidationError) as info:
         converge(conn, memory=64, remove_disks=True)
     assert info.value.parameter == "remove_disks"
-    assert NAME not in _domain.list_domains(conn)
+    assert NAME not in calls.list_domains(conn)
 
 
 class StubbornDomain:
@@ -265,17 +268,17 @@ class StubbornDomain:
 
 
 def test_stop_waits_then_fails_without_force(monkeypatch):
-    monkeypatch.setattr(_domain, "_POLL", 0.01)
+    monkeypatch.setattr(calls, "POLL", 0.01)
     dom = StubbornDomain()
     with pytest.raises(Conflict, match="force_stop"):
-        _domain._stop(dom, 0.05, False, name=NAME)
+        calls.stop(dom, 0.05, False, name=NAME)
     assert dom.calls == ["shutdown"] and dom.active
 
 
 def test_stop_destroys_after_the_timeout_with_force(monkeypatch):
-    monkeypatch.setattr(_domain, "_POLL", 0.01)
+    monkeypatch.setattr(calls, "POLL", 0.01)
     dom = StubbornDomain()
-    assert _domain._stop(dom, 0.05, True, name=NAME) == "destroy"
+    assert calls.stop(dom, 0.05, True, name=NAME) == "destroy"
     assert dom.calls == ["shutdown", "destroy"]
 
 
@@ -302,7 +305,7 @@ def guests(count, **common):
 def test_converge_guests_check_predicts_and_is_idempotent(conn):
     wanted = guests(4, autostart=True)
     check = _domain.converge_guests(conn, wanted, check_mode=True)
-    assert not set(_domain.list_domains(conn)) & {g["name"] for g in wanted}
+    assert not set(calls.list_domains(conn)) & {g["name"] for g in wanted}
     real = _domain.converge_guests(conn, wanted)
     assert check["changed"] is real["changed"] is True
     assert check["diff"] == real["diff"]
@@ -316,14 +319,14 @@ def test_converge_guests_check_predicts_and_is_idempotent(conn):
 
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_converge_guests_one_failing_guest_does_not_stop_the_others(conn, monkeypatch, parallel):
-    real_start = _domain._start
+    real_start = calls.start
 
     def start(dom, *, name):
         if name == "lcfgtest-dom-g1":
             raise LibvirtFailure(f"start guest {name}: no room")
         real_start(dom, name=name)
 
-    monkeypatch.setattr(_domain, "_start", start)
+    monkeypatch.setattr(calls, "start", start)
     wanted = guests(3, state="running")
     with pytest.raises(XenError) as info:
         _domain.converge_guests(conn, wanted, parallel=parallel)
@@ -351,7 +354,7 @@ def test_converge_guests_fails_before_any_change(conn):
     with pytest.raises(ValidationError) as info:
         _domain.converge_guests(conn, wanted)
     assert info.value.parameter == "guests[2].vcpus"
-    assert not set(_domain.list_domains(conn)) & {g["name"] for g in wanted}
+    assert not set(calls.list_domains(conn)) & {g["name"] for g in wanted}
 
 
 def test_converge_guests_tolerates_hostvar_keys_and_rejects_unknown(conn):
@@ -400,21 +403,21 @@ QEMU_CAPS = """<capabilities><host><cpu><arch>x86_64</arch></cpu></host>
 
 
 def test_caps_of_xen():
-    caps = _domain._full_caps(FakeConnection("xen:///system", XEN_CAPS))
+    caps = current.DriverCaps(FakeConnection("xen:///system", XEN_CAPS)).full()
     assert caps["driver"] == "xen" and caps["domain_type"] == "xen" and caps["local"] is True
     assert caps["loader"] == "/usr/lib/xen-4.17/boot/hvmloader"
 
 
 @pytest.mark.parametrize("usable, expected", [(True, "kvm"), (False, "qemu")])
 def test_caps_of_qemu_use_kvm_only_when_dev_kvm_opens(monkeypatch, usable, expected):
-    monkeypatch.setattr(_domain, "_kvm_usable", lambda local: usable)
-    caps = _domain._full_caps(FakeConnection("qemu:///system", QEMU_CAPS))
+    monkeypatch.setattr(current, "_kvm_usable", lambda local: usable)
+    caps = current.DriverCaps(FakeConnection("qemu:///system", QEMU_CAPS)).full()
     assert caps["domain_type"] == expected and caps["arch"] == "x86_64" and caps["loader"] is None
 
 
 def test_caps_of_qemu_without_kvm_in_the_capabilities(monkeypatch):
-    monkeypatch.setattr(_domain, "_kvm_usable", lambda local: True)
-    caps = _domain._full_caps(FakeConnection("qemu:///system", QEMU_CAPS.replace("<domain type='kvm'/>", "")))
+    monkeypatch.setattr(current, "_kvm_usable", lambda local: True)
+    caps = current.DriverCaps(FakeConnection("qemu:///system", QEMU_CAPS.replace("<domain type='kvm'/>", ""))).full()
     assert caps["domain_type"] == "qemu"
 
 
@@ -424,7 +427,7 @@ def test_caps_of_qemu_without_kvm_in_the_capabilities(monkeypatch):
     ("qemu+unix:///system", True), ("qemu://localhost/system", True),
 ])
 def test_is_local(uri, local):
-    assert _domain._is_local(uri) is local
+    assert current._is_local(uri) is local
 
 
 # --------------------------------------------------------------------------- foreign domains (N0)
@@ -462,7 +465,7 @@ def test_a_domain_lcfg_did_not_define_is_refused(conn, check, params):
         _domain.converge_guests(conn, [{"name": NAME, "memory": 64}, dict(params, name=FOREIGN)],
                                 check_mode=check)
     assert raw_xml(conn, FOREIGN) == before
-    assert NAME not in _domain.list_domains(conn)
+    assert NAME not in calls.list_domains(conn)
 
 
 def test_libvirts_own_test_domain_is_not_removed(conn):
@@ -473,20 +476,20 @@ def test_libvirts_own_test_domain_is_not_removed(conn):
 
 def test_adopt_takes_over_once_and_marks_the_domain(conn):
     conn.defineXML(FOREIGN_XML)
-    assert not _domain.carries_marker(raw_xml(conn, FOREIGN))
+    assert not carries_marker(raw_xml(conn, FOREIGN))
     # identical spec: only the marker is added, predicted by check mode
     check = converge(conn, check=True, name=FOREIGN, type="hvm", memory=128, adopt=True)
-    assert check["actions"] == ["redefine"] and not _domain.carries_marker(raw_xml(conn, FOREIGN))
+    assert check["actions"] == ["redefine"] and not carries_marker(raw_xml(conn, FOREIGN))
     real = converge(conn, name=FOREIGN, type="hvm", memory=128, adopt=True)
     assert real["actions"] == ["redefine"] and real["before"] == real["after"]
     root = inactive_xml(conn, FOREIGN)
-    assert root.find(f"metadata/{{{_domain.dx.METADATA_NS}}}guest") is not None
+    assert root.find(f"metadata/{{{METADATA_NS}}}guest") is not None
     assert root.find("devices/disk/source").get("file").endswith(f"{FOREIGN}.img")  # left as it was
     # marked now: later runs need no adopt
     assert converge(conn, name=FOREIGN, type="hvm", memory=128)["changed"] is False
     assert converge(conn, name=FOREIGN, memory=64)["actions"] == ["redefine"]
     assert converge(conn, name=FOREIGN, state="absent")["actions"] == ["undefine"]
-    assert FOREIGN not in _domain.list_domains(conn)
+    assert FOREIGN not in calls.list_domains(conn)
 
 
 def test_xen_guests_adopts_only_the_names_it_is_given(conn):
@@ -495,10 +498,10 @@ def test_xen_guests_adopts_only_the_names_it_is_given(conn):
     wanted = [{"name": FOREIGN, "memory": 64}, {"name": FOREIGN + "2", "memory": 64}]
     with pytest.raises(Conflict, match=f"guests\\[1\\].name: guest {FOREIGN}2 exists"):
         _domain.converge_guests(conn, wanted, adopt=[FOREIGN])
-    assert not _domain.carries_marker(raw_xml(conn, FOREIGN))  # nothing changed: refused while planning
+    assert not carries_marker(raw_xml(conn, FOREIGN))  # nothing changed: refused while planning
     result = _domain.converge_guests(conn, wanted, adopt=[FOREIGN, FOREIGN + "2"])
     assert [r["actions"] for r in result["results"]] == [["redefine"], ["redefine"]]
-    assert all(_domain.carries_marker(raw_xml(conn, n)) for n in (FOREIGN, FOREIGN + "2"))
+    assert all(carries_marker(raw_xml(conn, n)) for n in (FOREIGN, FOREIGN + "2"))
     assert _domain.converge_guests(conn, wanted)["changed"] is False
     with pytest.raises(ValidationError, match="adopt"):
         _domain.converge_guests(conn, wanted, adopt="yes")

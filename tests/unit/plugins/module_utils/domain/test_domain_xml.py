@@ -1,4 +1,5 @@
-"""Pure tests of plugins/module_utils/domain/xml.py: validation, render/parse, diff, golden XML."""
+"""Pure tests of plugins/module_utils/domain/desired.py, render.py and parse.py: validation, render/parse,
+diff, golden XML."""
 
 from __future__ import annotations
 
@@ -10,8 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import xml as dx
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
+    canonical_cpuset,
+    check_driver,
+    complete_spec,
+    detect_format,
+    generated_uuid,
+    parse_extra_text,
+    validate_spec,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import (
+    diff_specs,
+    parse_domain,
+    present_fragments,
+    reserved_targets,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import render_domain, update_domain_xml
 
 GOLDEN = Path(__file__).resolve().parents[4] / "unit" / "golden"
 
@@ -24,9 +40,12 @@ def golden_specs():
     return module
 
 
+G = golden_specs()
+
+
 def spec(**params):
     params.setdefault("name", "lcfgtest-dom-u")
-    return dx.validate_spec(params)
+    return validate_spec(params)
 
 
 # --------------------------------------------------------------------------- validation
@@ -86,7 +105,7 @@ def test_validation_normalises_values():
     ("0,1,2,3", "0-3"), ("2-3", "2-3"), ("0-7,^4", "0-3,5-7"), ("5,1,3", "1,3,5"), ("0", "0"),
 ])
 def test_canonical_cpuset(text, expected):
-    assert dx.canonical_cpuset(text) == expected
+    assert canonical_cpuset(text) == expected
 
 
 @pytest.mark.parametrize("params, parameter", [
@@ -96,25 +115,25 @@ def test_canonical_cpuset(text, expected):
 ])
 def test_xen_only_features_fail_on_qemu(params, parameter):
     with pytest.raises(ValidationError) as info:
-        dx.check_driver(spec(**params), "qemu", prefix="guests[1].")
+        check_driver(spec(**params), "qemu", prefix="guests[1].")
     assert info.value.parameter == "guests[1]." + parameter
-    dx.check_driver(spec(**params), "xen")  # fine on Xen
+    check_driver(spec(**params), "xen")  # fine on Xen
 
 
 def test_domain_type_must_exist_on_the_driver():
-    dx.check_driver(spec(extra={"domain_type": "qemu"}), "qemu")
+    check_driver(spec(extra={"domain_type": "qemu"}), "qemu")
     with pytest.raises(ValidationError) as info:
-        dx.check_driver(spec(extra={"domain_type": "kvm"}), "xen")
+        check_driver(spec(extra={"domain_type": "kvm"}), "xen")
     assert info.value.parameter == "extra.domain_type"
 
 
 # --------------------------------------------------------------------------- completion
 
 def test_complete_new_guest_defaults_are_stable():
-    first = dx.complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
+    first = complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
                                   disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}]),
                              None, "xen")
-    second = dx.complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
+    second = complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
                                    disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}]),
                               None, "xen")
     assert first == second
@@ -123,65 +142,65 @@ def test_complete_new_guest_defaults_are_stable():
     assert [d["device"] for d in first["disks"]] == ["xvdb", "xvda"]
     macs = [v["mac"] for v in first["vifs"]]
     assert all(m.startswith("00:16:3e:") for m in macs) and len(set(macs)) == 2
-    assert first["uuid"] == dx.generated_uuid("lcfgtest-dom-u")
+    assert first["uuid"] == generated_uuid("lcfgtest-dom-u")
 
 
 def test_complete_memory_rules():
-    assert dx.complete_spec(spec(memory=256), None, "xen")["maxmem"] == 256
-    assert dx.complete_spec(spec(maxmem=1024), None, "xen")["memory"] == 1024
-    current = dx.complete_spec(spec(memory=256, maxmem=512, vcpus=1, maxvcpus=2), None, "xen")
+    assert complete_spec(spec(memory=256), None, "xen")["maxmem"] == 256
+    assert complete_spec(spec(maxmem=1024), None, "xen")["memory"] == 1024
+    current = complete_spec(spec(memory=256, maxmem=512, vcpus=1, maxvcpus=2), None, "xen")
     with pytest.raises(ValidationError) as info:
-        dx.complete_spec(spec(memory=1024), current, "xen")
+        complete_spec(spec(memory=1024), current, "xen")
     assert info.value.parameter == "maxmem"
     with pytest.raises(ValidationError) as info:
-        dx.complete_spec(spec(vcpus=3), current, "xen")
+        complete_spec(spec(vcpus=3), current, "xen")
     assert info.value.parameter == "maxvcpus"
-    lowered = dx.complete_spec(spec(maxmem=128), current, "xen")
+    lowered = complete_spec(spec(maxmem=128), current, "xen")
     assert lowered["memory"] == 128
 
 
 def test_complete_keeps_generated_values_of_current():
-    current = dx.complete_spec(spec(uuid="0b2c4d6e-8f10-4a12-9c14-16e18a20c222",
+    current = complete_spec(spec(uuid="0b2c4d6e-8f10-4a12-9c14-16e18a20c222",
                                     vifs=[{"mac": "52:54:00:aa:bb:cc", "bridge": "br0", "model": "virtio"}],
                                     disks=[{"path": "/i/a.img", "format": "qcow2", "device": "vdc"}]),
                                None, "qemu")
-    desired = dx.complete_spec(spec(vifs=[{"bridge": "br1"}], disks=[{"path": "/i/a.img"}]), current, "qemu")
+    desired = complete_spec(spec(vifs=[{"bridge": "br1"}], disks=[{"path": "/i/a.img"}]), current, "qemu")
     assert desired["uuid"] == current["uuid"]
     assert desired["vifs"][0]["mac"] == "52:54:00:aa:bb:cc"
     assert desired["vifs"][0]["bridge"] == "br1"
     assert desired["disks"][0]["format"] == "qcow2" and desired["disks"][0]["device"] == "vdc"
-    assert dx.diff_specs(desired, current) == ["vifs"]
+    assert diff_specs(desired, current) == ["vifs"]
 
 
 def test_changing_to_hvm_needs_the_kernel_removed():
-    current = dx.complete_spec(spec(kernel="/boot/vmlinuz"), None, "xen")
+    current = complete_spec(spec(kernel="/boot/vmlinuz"), None, "xen")
     with pytest.raises(ValidationError) as info:
-        dx.complete_spec(spec(type="hvm"), current, "xen")
+        complete_spec(spec(type="hvm"), current, "xen")
     assert info.value.parameter == "kernel"
-    assert dx.complete_spec(spec(type="hvm", kernel=""), current, "xen")["kernel"] is None
+    assert complete_spec(spec(type="hvm", kernel=""), current, "xen")["kernel"] is None
 
 
 def test_type_change_on_kvm_switches_buses_and_models():
-    current = dx.complete_spec(spec(type="hvm", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}]),
+    current = complete_spec(spec(type="hvm", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}]),
                                None, "qemu")
     assert current["disks"][0]["device"] == "sda" and current["vifs"][0]["model"] == "e1000"
-    changed = dx.complete_spec(spec(type="pv"), current, "qemu")
+    changed = complete_spec(spec(type="pv"), current, "qemu")
     assert changed["disks"][0]["device"] == "vda" and changed["vifs"][0]["model"] == "virtio"
     assert changed["vifs"][0]["mac"] == current["vifs"][0]["mac"]
-    named = dx.complete_spec(spec(type="pv", disks=[{"path": "/i/a.img", "device": "sdb"}]), current, "qemu")
+    named = complete_spec(spec(type="pv", disks=[{"path": "/i/a.img", "device": "sdb"}]), current, "qemu")
     assert named["disks"][0]["device"] == "sdb"
 
 
 def test_bridge_vif_needs_a_bridge():
     with pytest.raises(ValidationError) as info:
-        dx.complete_spec(spec(vifs=[{"nettype": "bridge"}]), None, "xen", prefix="guests[0].")
+        complete_spec(spec(vifs=[{"nettype": "bridge"}]), None, "xen", prefix="guests[0].")
     assert info.value.parameter == "guests[0].vifs[0].bridge"
 
 
 def test_detect_format():
-    assert dx.detect_format(b"QFI\xfb\x00\x00\x00\x03") == "qcow2"
-    assert dx.detect_format(b"\x00" * 8) == "raw"
-    assert dx.detect_format(b"") == "raw"
+    assert detect_format(b"QFI\xfb\x00\x00\x00\x03") == "qcow2"
+    assert detect_format(b"\x00" * 8) == "raw"
+    assert detect_format(b"") == "raw"
 
 
 # --------------------------------------------------------------------------- render / parse
@@ -202,14 +221,14 @@ def test_render_parse_round_trip(driver, gtype):
     boot = {} if gtype == "hvm" else {"kernel": "/boot/vmlinuz", "ramdisk": "/boot/initrd", "cmdline": "ro quiet"}
     vifs = [{"bridge": "br0", "tag": "eth0", "ip": "192.0.2.1", "script": "vif-bridge"},
             {"nettype": "route", "tag": "eth1"}]
-    full = dx.complete_spec(spec(type=gtype, memory=100, maxmem=200, vcpus=2, maxvcpus=3, cpus="1,2",
+    full = complete_spec(spec(type=gtype, memory=100, maxmem=200, vcpus=2, maxvcpus=3, cpus="1,2",
                                  disks=[{"path": "/i/a.img", "tag": "root", "name": "a"},
                                         {"path": "/dev/sdz", "type": "phy"}],
                                  vifs=vifs, extra={"on_reboot": "destroy"}, **boot),
                             None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
-    parsed = dx.parse_domain(dx.render_domain(full, CAPS[driver]))
+    parsed = parse_domain(render_domain(full, CAPS[driver]))
     parsed["autostart"] = full["autostart"]
-    assert dx.diff_specs(full, parsed) == []
+    assert diff_specs(full, parsed) == []
     assert parsed == full
 
 
@@ -220,16 +239,16 @@ def test_render_parse_round_trip(driver, gtype):
 def test_parse_memory_units(unit, value, mib):
     attr = f" unit='{unit}'" if unit else ""
     xml = f"<domain><name>x</name><memory{attr}>{value}</memory><os><type>hvm</type></os></domain>"
-    parsed = dx.parse_domain(xml)
+    parsed = parse_domain(xml)
     assert parsed["maxmem"] == parsed["memory"] == mib
 
 
 def test_parse_treats_linux_os_type_as_pv():
-    xml = dx.render_domain(dx.complete_spec(spec(kernel="/k"), None, "xen"), CAPS["xen"])
+    xml = render_domain(complete_spec(spec(kernel="/k"), None, "xen"), CAPS["xen"])
     root = etree.fromstring(xml.encode())
     root.find("os/type").text = "linux"
     root.remove(root.find("metadata"))
-    parsed = dx.parse_domain(etree.tostring(root, encoding="unicode"))
+    parsed = parse_domain(etree.tostring(root, encoding="unicode"))
     assert parsed["type"] == "pv"
     assert parsed["kernel"] == "/k"
 
@@ -241,7 +260,7 @@ def test_parse_foreign_domain_without_metadata():
       <devices><disk type='file' device='cdrom'><source file='/x.iso'/><target dev='hdc'/></disk>
       <interface type='network'><mac address='52:54:00:01:02:03'/><source network='default'/></interface>
       </devices></domain>"""
-    parsed = dx.parse_domain(xml)
+    parsed = parse_domain(xml)
     assert parsed["memory"] == parsed["maxmem"] == 1024
     assert parsed["vcpus"] == parsed["maxvcpus"] == 2
     assert parsed["cpus"] == "3"
@@ -251,7 +270,7 @@ def test_parse_foreign_domain_without_metadata():
 
 @pytest.mark.parametrize("case", sorted(p.stem for p in GOLDEN.glob("*.xml")))
 def test_golden_render(case):
-    assert dx.canonical_xml(golden_specs().render_case(case)) == dx.canonical_xml((GOLDEN / f"{case}.xml").read_text())
+    assert G.canonical_xml(golden_specs().render_case(case)) == G.canonical_xml((GOLDEN / f"{case}.xml").read_text())
 
 
 LIBVIRT_SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
@@ -299,30 +318,30 @@ FOREIGN = """<domain type='kvm'>
 
 
 def test_update_touches_only_changed_fields():
-    current = dx.parse_domain(FOREIGN)
+    current = parse_domain(FOREIGN)
     current["autostart"] = False
     assert current["extra"]["on_reboot"] == "restart"  # libvirt's default when absent
-    desired = dx.complete_spec(spec(memory=256, vcpus=1, maxvcpus=2, cpus="0"), current, "qemu")
-    changed = dx.diff_specs(desired, current)
+    desired = complete_spec(spec(memory=256, vcpus=1, maxvcpus=2, cpus="0"), current, "qemu")
+    changed = diff_specs(desired, current)
     assert changed == ["memory", "maxvcpus", "cpus"]
-    new = dx.update_domain_xml(FOREIGN, desired, changed, CAPS["kvm"])
+    new = update_domain_xml(FOREIGN, desired, changed, CAPS["kvm"])
     root = etree.fromstring(new.encode())
     assert root.find("devices/video/model").get("type") == "cirrus"  # unknown device kept
     assert root.find("devices/disk[@device='cdrom']") is not None
     assert root.find("devices/disk/address").get("slot") == "0x07"  # unchanged disk element kept
     assert root.find("os/type").get("machine") == "pc"
-    reparsed = dx.parse_domain(new)
+    reparsed = parse_domain(new)
     reparsed["autostart"] = False
-    assert dx.diff_specs(desired, reparsed) == []
+    assert diff_specs(desired, reparsed) == []
 
 
 def test_update_replaces_changed_devices_and_keeps_others():
-    current = dx.parse_domain(FOREIGN)
-    assert dx.reserved_targets(FOREIGN) == ["sda"]
-    desired = dx.complete_spec(spec(disks=[{"path": "/i/a.img"}, {"path": "/i/b.img"}],
+    current = parse_domain(FOREIGN)
+    assert reserved_targets(FOREIGN) == ["sda"]
+    desired = complete_spec(spec(disks=[{"path": "/i/a.img"}, {"path": "/i/b.img"}],
                                     vifs=[{"bridge": "br0"}, {"nettype": "nat"}]), current, "qemu",
-                               reserved=dx.reserved_targets(FOREIGN))
-    new = dx.update_domain_xml(FOREIGN, desired, ["disks", "vifs"], CAPS["kvm"])
+                               reserved=reserved_targets(FOREIGN))
+    new = update_domain_xml(FOREIGN, desired, ["disks", "vifs"], CAPS["kvm"])
     root = etree.fromstring(new.encode())
     disks = root.findall("devices/disk[@device='disk']")
     assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
@@ -333,35 +352,35 @@ def test_update_replaces_changed_devices_and_keeps_others():
 
 
 def test_update_boot_fields_can_be_removed():
-    xml = dx.render_domain(dx.complete_spec(spec(kernel="/k", ramdisk="/r", cmdline="ro"), None, "xen"),
+    xml = render_domain(complete_spec(spec(kernel="/k", ramdisk="/r", cmdline="ro"), None, "xen"),
                            CAPS["xen"])
-    current = dx.parse_domain(xml)
+    current = parse_domain(xml)
     current["autostart"] = False
-    desired = dx.complete_spec(spec(kernel="", ramdisk="", cmdline="", bootloader="pygrub"), current, "xen")
-    changed = dx.diff_specs(desired, current)
+    desired = complete_spec(spec(kernel="", ramdisk="", cmdline="", bootloader="pygrub"), current, "xen")
+    changed = diff_specs(desired, current)
     assert set(changed) == {"kernel", "ramdisk", "cmdline", "bootloader"}
-    parsed = dx.parse_domain(dx.update_domain_xml(xml, desired, changed, CAPS["xen"]))
+    parsed = parse_domain(update_domain_xml(xml, desired, changed, CAPS["xen"]))
     assert (parsed["kernel"], parsed["ramdisk"], parsed["cmdline"], parsed["bootloader"]) == \
         (None, None, None, "pygrub")
 
 
 def test_extra_fragments_merge_idempotently():
-    base = dx.render_domain(dx.complete_spec(spec(), None, "qemu"), CAPS["qemu"])
+    base = render_domain(complete_spec(spec(), None, "qemu"), CAPS["qemu"])
     fragments = ["<features><acpi/><apic/><pae/></features>",
                  "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>"]
-    current = dx.parse_domain(base)
+    current = parse_domain(base)
     current["autostart"] = False
-    current["extra"]["xml"] = dx.present_fragments(base, fragments)
+    current["extra"]["xml"] = present_fragments(base, fragments)
     assert current["extra"]["xml"] == []
-    desired = dx.complete_spec(spec(extra={"xml": fragments}), current, "qemu")
-    assert dx.diff_specs(desired, current) == ["extra"]
-    merged = dx.update_domain_xml(base, desired, ["extra"], CAPS["qemu"])
+    desired = complete_spec(spec(extra={"xml": fragments}), current, "qemu")
+    assert diff_specs(desired, current) == ["extra"]
+    merged = update_domain_xml(base, desired, ["extra"], CAPS["qemu"])
     # libvirt adds defaults (addresses) - still counted as present
     root = etree.fromstring(merged.encode())
     etree.SubElement(root.find("devices/rng"), "address", type="pci", slot="0x09")
     merged = etree.tostring(root, encoding="unicode")
-    assert dx.present_fragments(merged, fragments) == fragments
-    assert len(etree.fromstring(dx.update_domain_xml(merged, desired, ["extra"], CAPS["qemu"]).encode())
+    assert present_fragments(merged, fragments) == fragments
+    assert len(etree.fromstring(update_domain_xml(merged, desired, ["extra"], CAPS["qemu"]).encode())
                .findall("devices/rng")) == 1
 
 
@@ -375,7 +394,7 @@ def test_extra_fragments_merge_idempotently():
      {"xml": ["<features><pae/></features>", "<devices><watchdog model=\"i6300esb\"/></devices>"]}),
 ])
 def test_extra_as_text(text, expected):
-    assert dx.parse_extra_text(text) == expected
+    assert parse_extra_text(text) == expected
     validated = spec(extra=text)["extra"]
     assert {k: v for k, v in validated.items() if v is not None} == expected
 
@@ -388,8 +407,8 @@ def test_bad_extra_text_names_extra(text):
 
 
 def test_canonical_xml_ignores_formatting():
-    assert dx.canonical_xml("<a x='1'>\n  <b/>\n</a>") == dx.canonical_xml('<a x="1"><b></b></a>')
-    assert dx.canonical_xml("<a><b/></a>") != dx.canonical_xml("<a><c/></a>")
+    assert G.canonical_xml("<a x='1'>\n  <b/>\n</a>") == G.canonical_xml('<a x="1"><b></b></a>')
+    assert G.canonical_xml("<a><b/></a>") != G.canonical_xml("<a><c/></a>")
 
 
 # --------------------------------------------------------------------------- properties
@@ -418,16 +437,16 @@ def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, 
               "disks": [{"path": p, "format": fmt} for p in paths], "vifs": vifs}
     if gtype != "hvm":
         params["kernel"] = "/boot/vmlinuz"
-    full = dx.complete_spec(spec(**params), None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
-    xml = dx.render_domain(full, CAPS[driver])
+    full = complete_spec(spec(**params), None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
+    xml = render_domain(full, CAPS[driver])
     schema = libvirt_schema()
     if schema is not None:
         assert schema.validate(etree.fromstring(xml.encode())), schema.error_log.last_error
-    parsed = dx.parse_domain(xml)
+    parsed = parse_domain(xml)
     parsed["autostart"] = full["autostart"]
     assert parsed == full
     # completing the same request against what was rendered changes nothing
-    assert dx.diff_specs(dx.complete_spec(spec(**params), parsed, CAPS[driver]["driver"]), parsed) == []
+    assert diff_specs(complete_spec(spec(**params), parsed, CAPS[driver]["driver"]), parsed) == []
 
 
 _guest_params = st.fixed_dictionaries({
@@ -460,9 +479,9 @@ def _as_params(drawn: dict) -> dict:
        leave_out=st.sets(st.sampled_from(["memory", "vcpus", "cpus", "disks", "vifs", "type", "extra"])))
 def test_property_update_in_place_reaches_the_target(driver, first, second, leave_out):
     caps = CAPS[driver]
-    current = dx.complete_spec(spec(**_as_params(first)), None, caps["driver"], domain_type=caps.get("domain_type"))
-    xml = dx.render_domain(current, caps)
-    parsed = dx.parse_domain(xml)
+    current = complete_spec(spec(**_as_params(first)), None, caps["driver"], domain_type=caps.get("domain_type"))
+    xml = render_domain(current, caps)
+    parsed = parse_domain(xml)
     parsed["autostart"] = False
     wanted = _as_params(second)
     for key in leave_out:  # left out = leave alone
@@ -473,16 +492,16 @@ def test_property_update_in_place_reaches_the_target(driver, first, second, leav
         wanted.pop("maxvcpus")
     if wanted.get("type", parsed["type"]) == "hvm":
         wanted["kernel"] = ""
-    target = dx.complete_spec(spec(**wanted), parsed, caps["driver"])
-    changed = dx.diff_specs(target, parsed)
-    updated = dx.update_domain_xml(xml, target, changed, caps)
+    target = complete_spec(spec(**wanted), parsed, caps["driver"])
+    changed = diff_specs(target, parsed)
+    updated = update_domain_xml(xml, target, changed, caps)
     schema = libvirt_schema()
     if schema is not None:
         assert schema.validate(etree.fromstring(updated.encode())), schema.error_log.last_error
-    reparsed = dx.parse_domain(updated)
+    reparsed = parse_domain(updated)
     reparsed["autostart"] = False
     reparsed["extra"]["xml"] = []
-    assert dx.diff_specs(target, reparsed) == []
+    assert diff_specs(target, reparsed) == []
     for key in leave_out - {"type"}:
         if key in ("memory", "vcpus", "cpus", "disks"):
             assert reparsed[key] == parsed[key] or "type" in changed

@@ -1,4 +1,4 @@
-"""Unit tests of the virtual group engine (_group.py): pure precedence logic, and
+"""Unit tests of the virtual group engine (domain/group.py): pure precedence logic, and
 plan/apply against libvirt's test driver (test:///default, state per connection)."""
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ def test_summarise_reports_group_fields_only():
     before = {"name": "n", "memory": 128, "maxmem": 256, "vcpus": 1, "maxvcpus": 2, "cpus": "", "vifs": [],
               "disks": [{"path": "/x"}], "state": "running"}
     after = dict(before, memory=192)
-    entry = grp.summarise({"changed": True, "actions": ["redefine", "set_memory_live"], "before": before,
-                           "after": after, "pending_restart": False, "pending_restart_fields": [],
+    entry = grp.summarise({"name": "n", "changed": True, "actions": ["redefine", "set_memory_live"],
+                           "before": before, "after": after, "pending_restart": [], "pending_restart_fields": [],
                            "warnings": []})
     assert entry["changed_fields"] == ["memory"] and entry["live"] == ["memory"]
     assert "disks" not in entry["before"] and entry["state"] == "running"

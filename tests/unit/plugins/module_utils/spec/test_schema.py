@@ -20,17 +20,14 @@ from support import ansible_env
 
 from ansible_collections.lcfg.xen.plugins.doc_fragments.guest import ModuleDocFragment
 from ansible_collections.lcfg.xen.plugins.module_utils.disk import engine as _disk
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import plan as _plan
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as _group
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.module_utils.spec import schema as _schema
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import xml as dx
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import complete_spec, validate_spec
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import (
-    GUEST_ARGSPEC,
-    check_guest_item,
-    guest_module_argspec,
-)
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import GUEST_ARGSPEC, guest_module_argspec
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import valid_guest_name
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
@@ -82,7 +79,7 @@ def test_group_keys_come_from_the_schema():
     # the inventory's groups set the same fields (a group network is a module option only)
     assert set(_model.GROUP_KEYS[1:]) == set(_schema.GROUP_KEYS + _schema.VIF_GROUP_KEYS) - {"network"}
     assert _schema.LIVE_KEYS == ("memory", "vcpus", "cpus", "autostart")
-    assert set(_domain.LIVE_FIELDS) < set(_schema.LIVE_KEYS)  # autostart is libvirt's flag, set apart
+    assert set(_plan.LIVE_FIELDS) < set(_schema.LIVE_KEYS)  # autostart is libvirt's flag, set apart
 
 
 @FIXED
@@ -119,7 +116,7 @@ def test_every_guest_name_is_a_host_name_xen_disk_accepts(name):
 ])
 def test_module_check_names_the_parameter(params, parameter, pattern):
     with pytest.raises(ValidationError) as info:
-        dx.validate_spec(dict({"name": "lcfgt-schema-a"}, **params))
+        validate_spec(dict({"name": "lcfgt-schema-a"}, **params))
     assert re.fullmatch(parameter, info.value.parameter), info.value.parameter
     assert re.search(pattern, info.value.message), info.value.message
 
@@ -131,10 +128,10 @@ def test_xen_guests_item_with_a_non_list_disks_fails_naming_it():
 
 
 def test_more_disks_than_device_names_fails_naming_disks():
-    spec = dx.validate_spec({"name": "lcfgt-schema-a",
+    spec = validate_spec({"name": "lcfgt-schema-a",
                              "disks": [{"path": f"/g/{i}.img"} for i in range(702)]})
     with pytest.raises(ValidationError) as info:  # a reserved target (a CD-ROM) takes one name
-        dx.complete_spec(spec, None, "test", reserved=["xvda"])
+        complete_spec(spec, None, "test", reserved=["xvda"])
     assert info.value.parameter == "disks"
 
 
@@ -213,9 +210,9 @@ def test_a_guest_the_inventory_accepts_passes_the_modules_checks(values):
     except ModelErrors:
         return
     item = check_guest_item(dict(guest), "guests[0].")
-    spec = dx.validate_spec(item, prefix="guests[0].")
+    spec = validate_spec(item, prefix="guests[0].")
     if all(vif["bridge"] for vif in spec["vifs"] if vif["nettype"] == "bridge"):
-        dx.complete_spec(spec, None, "xen")
+        complete_spec(spec, None, "xen")
 
 
 def test_ansible_inventory_refuses_the_profile_naming_file_and_line(tmp_path):

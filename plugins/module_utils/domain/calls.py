@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The libvirt calls of the domain engine, each in a small ``@libvirt_errors`` wrapper, so
+failures arrive as ``LibvirtFailure``/``NotFound`` naming the guest and the operation.
+
+The engine (``current``, ``plan``, ``apply``, ``access``, ``engine``) calls libvirt only here,
+except for the few reads ``access`` makes of every guest's files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import (
+    libvirt,
+    libvirt_errors,
+    missing_is_none,
+)
+
+__all__ = [
+    "POWER",
+    "list_domains",
+    "lookup",
+    "read_definition",
+    "capabilities",
+    "define",
+    "set_autostart",
+    "start",
+    "resume",
+    "power_now",
+    "undefine",
+    "stop",
+    "live_and_config",
+    "pin",
+    "remove_image",
+    "live_values",
+]
+
+POLL = 0.25
+#: libvirt's virDomainState -> running, paused or stopped
+POWER = {1: "running", 2: "running", 3: "paused", 4: "running", 5: "stopped", 6: "stopped",
+         7: "paused", 0: "stopped"}
+
+
+@libvirt_errors("list guests")
+def list_domains(conn) -> dict:
+    """``{name: virDomain}`` of every guest, defined or running, in one call."""
+    return {dom.name(): dom for dom in conn.listAllDomains(0)}
+
+
+@libvirt_errors("look up guest {name}")
+@missing_is_none
+def lookup(conn, *, name: str):
+    return conn.lookupByName(name)
+
+
+@libvirt_errors("read the definition of guest {name}")
+def read_definition(dom, *, name: str) -> tuple[str, bool, int]:
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    autostart = bool(dom.autostart()) if dom.isPersistent() else False
+    power = dom.state()[0]
+    return xml, autostart, power
+
+
+@libvirt_errors("read the capabilities of the hypervisor")
+def capabilities(conn) -> str:
+    return conn.getCapabilities()
+
+
+@libvirt_errors("define guest {name}")
+def define(conn, xml: str, *, name: str):
+    return conn.defineXML(xml)
+
+
+@libvirt_errors("set autostart of guest {name}")
+def set_autostart(dom, value: bool, *, name: str) -> None:
+    dom.setAutostart(1 if value else 0)
+
+
+@libvirt_errors("start guest {name}")
+def start(dom, *, name: str) -> None:
+    try:
+        dom.create()
+    except libvirt.libvirtError:
+        if not dom.isActive():
+            raise  # running anyway (another run started it meanwhile) is what was asked
+
+
+@libvirt_errors("resume guest {name}")
+def resume(dom, *, name: str) -> None:
+    try:
+        dom.resume()
+    except libvirt.libvirtError:
+        if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+            raise
+
+
+# How long a guest that libvirt holds paused while it starts up (another run's start) is
+# waited for before its state counts.
+STARTUP_WAIT = 30
+
+
+@libvirt_errors("read the power state of guest {name}")
+def power_now(dom, *, name: str) -> str:
+    """running, paused or stopped, read now; a guest paused only because it is starting up
+    (another run is starting it) is waited for, so it is not taken for a paused guest."""
+    deadline = time.monotonic() + STARTUP_WAIT
+    while True:
+        power, reason = dom.state()[:2]
+        if power != libvirt.VIR_DOMAIN_PAUSED or reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP \
+                or time.monotonic() >= deadline:
+            return POWER.get(power, "running")
+        time.sleep(POLL)
+
+
+@libvirt_errors("undefine guest {name}")
+@missing_is_none  # gone already (another run removed it): what was asked
+def undefine(dom, *, name: str) -> None:
+    full = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0))
+    for flags in (full, libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA):
+        try:
+            dom.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG,
+                                            libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+                raise
+    dom.undefine()
+
+
+@libvirt_errors("stop guest {name}")
+@missing_is_none
+def stop(dom, timeout: float, force: bool, *, name: str) -> str | None:
+    """Graceful shutdown, waiting up to ``timeout`` seconds; destroy afterwards if ``force``.
+
+    Returns ``shutdown`` or ``destroy`` (what stopped it), None when the guest is gone."""
+    if not dom.isActive():
+        return "shutdown"
+    if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+        dom.resume()  # a paused guest cannot react to the shutdown request
+    try:
+        dom.shutdown()
+    except libvirt.libvirtError:
+        if dom.isActive():
+            if not force:
+                raise
+    deadline = time.monotonic() + timeout
+    while dom.isActive():
+        if time.monotonic() >= deadline:
+            if not force:
+                raise Conflict(
+                    f"guest {name} did not shut down within shutdown_timeout={timeout:g}s "
+                    "(no ACPI/PV shutdown support in the guest?); set force_stop: true to power it "
+                    "off after the timeout, or raise shutdown_timeout",
+                )
+            try:
+                dom.destroy()
+            except libvirt.libvirtError:
+                if dom.isActive():
+                    raise
+            return "destroy"
+        time.sleep(POLL)
+    return "shutdown"
+
+
+def _live_call(func, *args: Any) -> str | None:
+    """Run a live-change call; return libvirt's message on failure instead of raising."""
+    try:
+        func(*args)
+    except libvirt.libvirtError as exc:
+        return exc.get_error_message()
+    return None
+
+
+def live_and_config(func, value: int) -> str | None:
+    """``func(value, AFFECT_LIVE | AFFECT_CONFIG)``; drivers that refuse the pair get two calls."""
+    live, config = libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if _live_call(func, value, live | config) is None:
+        return None
+    _live_call(func, value, config)  # keep the persistent part even when live fails
+    return _live_call(func, value, live)
+
+
+def pin(dom: Any, vcpu: int, cpumap: tuple) -> str | None:
+    error = _live_call(dom.pinVcpuFlags, vcpu, cpumap, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    if error is not None and "unsupported flags" in error:
+        error = _live_call(dom.pinVcpu, vcpu, cpumap)
+    return error
+
+
+@libvirt_errors("remove disk image {path}")
+def remove_image(conn, *, path: str, local: bool) -> bool:
+    try:
+        vol = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError:
+        vol = None
+    if vol is not None:
+        vol.delete(0)
+        return True
+    if local and os.path.isfile(path):
+        os.unlink(path)
+        return True
+    return False
+
+
+
+@libvirt_errors("read live values of guest {name}")
+def live_values(dom, *, name: str) -> dict:
+    state, maxmem, memory, vcpus, _cpu_time = dom.info()
+    return {"memory": int(memory) // 1024, "maxmem": int(maxmem) // 1024, "vcpus": int(vcpus)}

@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""Guest spec -> libvirt domain XML, per driver. Pure: no Ansible, no libvirt.
+
+- ``render_domain(spec, caps)``: a complete spec (``desired.complete_spec``) -> domain XML
+  string for ``caps["driver"]``.
+- ``update_domain_xml(xml, spec, changed, caps)``: modify an existing definition in place,
+  only for the fields listed in ``changed`` (unknown devices stay as they are).
+- ``merge_fragment(root, fragment)``: merge one ``extra.xml`` fragment into a definition.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import EXTRA_KNOBS, METADATA_NS
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import (
+    fragment_present,
+    parse_disk_element,
+    parse_vif_element,
+    subset,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import DEVICE_RE
+
+etree, _LXML_ERROR = optional_import("lxml.etree")
+
+__all__ = ["render_domain", "update_domain_xml", "merge_fragment"]
+
+_BUS_OF_PREFIX = {"xvd": "xen", "vd": "virtio", "sd": "sata", "hd": "ide"}
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, tag, {k: str(v) for k, v in attrs.items() if v is not None})
+    if text is not None:
+        element.text = str(text)
+    return element
+
+
+def _os_type(driver: str, gtype: str) -> tuple[str, str | None]:
+    """(os type text, machine attribute) for the driver and guest type."""
+    if driver == "xen":
+        return {"pv": ("xen", None), "pvh": ("xenpvh", None), "hvm": ("hvm", None)}[gtype]
+    if driver == "test":
+        return ("hvm", None) if gtype == "hvm" else ("xen", None)
+    return ("hvm", None)
+
+
+def _domain_type(spec: dict, caps: dict) -> str:
+    chosen = (spec.get("extra") or {}).get("domain_type")
+    if chosen:
+        return chosen
+    driver = caps["driver"]
+    if driver in ("qemu", "kvm"):
+        return caps.get("domain_type") or "qemu"
+    return driver
+
+
+def _sub_direct_boot(os_el: etree._Element, spec: dict) -> None:
+    """Add the direct kernel boot elements (kernel, initrd, cmdline) the spec asks for."""
+    _sub(os_el, "kernel", spec["kernel"])
+    if spec.get("ramdisk"):
+        _sub(os_el, "initrd", spec["ramdisk"])
+    if spec.get("cmdline"):
+        _sub(os_el, "cmdline", spec["cmdline"])
+
+
+def _build_os(root: etree._Element, spec: dict, caps: dict) -> etree._Element:
+    driver = caps["driver"]
+    os_el = etree.Element("os")
+    text, machine = _os_type(driver, spec["type"])
+    _sub(os_el, "type", text, arch=caps.get("arch"), machine=machine)
+    if driver == "xen" and spec["type"] == "hvm" and caps.get("loader"):
+        _sub(os_el, "loader", caps["loader"])
+    if spec.get("kernel"):
+        _sub_direct_boot(os_el, spec)
+    elif text == "hvm":
+        _sub(os_el, "boot", dev="hd")
+    return os_el
+
+
+def _build_disk(disk: dict, caps: dict) -> etree._Element:
+    phy = disk["type"] == "phy"
+    element = etree.Element("disk", type="block" if phy else "file", device="disk")
+    if caps["driver"] == "xen" and phy:
+        _sub(element, "driver", name="phy")
+    else:
+        _sub(element, "driver", name="qemu", type=disk["format"] or "raw")
+    _sub(element, "source", **({"dev": disk["path"]} if phy else {"file": disk["path"]}))
+    prefix = DEVICE_RE.match(disk["device"]).group(1)  # type: ignore[union-attr]
+    _sub(element, "target", dev=disk["device"], bus=_BUS_OF_PREFIX[prefix])
+    return element
+
+
+def _build_vif(vif: dict, caps: dict) -> etree._Element:
+    if vif["nettype"] == "bridge":
+        element = etree.Element("interface", type="bridge")
+        _sub(element, "mac", address=vif["mac"])
+        _sub(element, "source", bridge=vif["bridge"])
+    else:
+        element = etree.Element("interface", type="network")
+        _sub(element, "mac", address=vif["mac"])
+        _sub(element, "source", network=vif["network"])
+    if caps["driver"] == "xen":
+        if vif.get("ip"):
+            _sub(element, "ip", address=vif["ip"])
+        if vif.get("script"):
+            _sub(element, "script", path=vif["script"])
+    if vif.get("model"):
+        _sub(element, "model", type=vif["model"])
+    return element
+
+
+def _build_metadata(spec: dict) -> etree._Element:
+    guest = etree.Element(f"{{{METADATA_NS}}}guest", nsmap={"lcfg": METADATA_NS})
+    guest.set("type", spec["type"])
+    for disk in spec.get("disks") or []:
+        attrs = {"dev": disk["device"]}
+        attrs.update({k: disk[k] for k in ("tag", "name") if disk.get(k) is not None})
+        etree.SubElement(guest, f"{{{METADATA_NS}}}disk", attrs)
+    for vif in spec.get("vifs") or []:
+        attrs = {"mac": vif["mac"], "nettype": vif["nettype"]}
+        attrs.update({k: vif[k] for k in ("tag", "ip", "script") if vif.get(k) is not None})
+        etree.SubElement(guest, f"{{{METADATA_NS}}}vif", attrs)
+    return guest
+
+
+def _set_metadata(root: etree._Element, spec: dict) -> None:
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        anchor = root.find("uuid")
+        anchor = anchor if anchor is not None else root.find("name")
+        anchor.addnext(metadata)
+    for old in metadata.findall(f"{{{METADATA_NS}}}guest"):
+        metadata.remove(old)
+    metadata.append(_build_metadata(spec))
+
+
+def render_domain(spec: dict, caps: dict) -> str:
+    """Render a complete spec (see ``complete_spec``) for ``caps``.
+
+    ``caps``: ``driver`` (xen, qemu, kvm, test), ``domain_type`` (kvm or qemu for QEMU),
+    optional ``arch`` and ``loader`` (Xen hvmloader path), ``emulator``.
+    """
+    driver = caps["driver"]
+    root = etree.Element("domain", type=_domain_type(spec, caps))
+    _sub(root, "name", spec["name"])
+    _sub(root, "uuid", spec["uuid"])
+    _set_metadata(root, spec)
+    _sub(root, "memory", spec["maxmem"] * 1024, unit="KiB")
+    _sub(root, "currentMemory", spec["memory"] * 1024, unit="KiB")
+    vcpu = _sub(root, "vcpu", spec["maxvcpus"], placement="static")
+    if spec["vcpus"] != spec["maxvcpus"]:
+        vcpu.set("current", str(spec["vcpus"]))
+    if spec.get("cpus"):
+        vcpu.set("cpuset", spec["cpus"])
+    if spec.get("bootloader"):
+        _sub(root, "bootloader", spec["bootloader"])
+        if spec.get("cmdline"):
+            _sub(root, "bootloader_args", spec["cmdline"])
+    root.append(_build_os(root, spec, caps))
+    if spec["type"] in ("hvm",) or driver in ("qemu", "kvm"):
+        features = _sub(root, "features")
+        _sub(features, "acpi")
+        _sub(features, "apic")
+    _sub(root, "clock", offset="utc")
+    extra = spec.get("extra") or {}
+    for knob in EXTRA_KNOBS:
+        _sub(root, knob, extra.get(knob) or ("restart" if knob == "on_reboot" else "destroy"))
+    devices = _sub(root, "devices")
+    if caps.get("emulator"):
+        _sub(devices, "emulator", caps["emulator"])
+    for disk in spec.get("disks") or []:
+        devices.append(_build_disk(disk, caps))
+    for vif in spec.get("vifs") or []:
+        devices.append(_build_vif(vif, caps))
+    _sub(devices, "console", type="pty")
+    if driver in ("qemu", "kvm"):
+        _sub(devices, "memballoon", model="virtio")
+    for fragment in extra.get("xml") or []:
+        merge_fragment(root, etree.fromstring(fragment.encode()))
+    return etree.tostring(root, encoding="unicode", pretty_print=True)
+
+
+# --------------------------------------------------------------------------- in-place update
+
+def _find_or_add(root: etree._Element, tag: str, after: tuple[str, ...]) -> etree._Element:
+    element = root.find(tag)
+    if element is not None:
+        return element
+    element = etree.Element(tag)
+    for name in after:
+        anchor = root.find(name)
+        if anchor is not None:
+            anchor.addnext(element)
+            return element
+    root.insert(0, element)
+    return element
+
+
+def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> str:
+    """Apply the ``changed`` fields of the complete ``spec`` to the existing definition ``xml``.
+
+    Fields not in ``changed`` and devices the spec does not model are left as they are.
+    A change of ``type`` re-renders the definition (keeping UUID and MACs).
+    """
+    if "type" in changed:
+        return render_domain(spec, caps)
+    root = etree.fromstring(xml.encode())
+    if "maxmem" in changed:
+        _set_kib(_find_or_add(root, "memory", ("uuid", "name")), spec["maxmem"])
+    if "memory" in changed:
+        _set_kib(_find_or_add(root, "currentMemory", ("memory",)), spec["memory"])
+    if {"vcpus", "maxvcpus", "cpus"} & set(changed):
+        vcpu = _find_or_add(root, "vcpu", ("currentMemory", "memory"))
+        vcpu.text = str(spec["maxvcpus"])
+        if spec["vcpus"] != spec["maxvcpus"]:
+            vcpu.set("current", str(spec["vcpus"]))
+        elif "current" in vcpu.attrib:
+            del vcpu.attrib["current"]
+        vcpus_el = root.find("vcpus")
+        if vcpus_el is not None and {"vcpus", "maxvcpus"} & set(changed):
+            root.remove(vcpus_el)
+        if "cpus" in changed:
+            if spec["cpus"]:
+                vcpu.set("cpuset", spec["cpus"])
+            elif "cpuset" in vcpu.attrib:
+                del vcpu.attrib["cpuset"]
+            cputune = root.find("cputune")
+            if cputune is not None:
+                for pin in cputune.findall("vcpupin"):
+                    cputune.remove(pin)
+                if len(cputune) == 0:
+                    root.remove(cputune)
+    if {"kernel", "ramdisk", "cmdline", "bootloader"} & set(changed):
+        _update_boot(root, spec, caps["driver"])
+    if "disks" in changed:
+        _update_disks(root, spec, caps)
+    if "vifs" in changed:
+        _update_vifs(root, spec, caps)
+    if "extra" in changed:
+        extra = spec.get("extra") or {}
+        if extra.get("domain_type"):
+            root.set("type", extra["domain_type"])
+        for knob in EXTRA_KNOBS:
+            if extra.get(knob):
+                _find_or_add(root, knob, ("clock", "features", "os")).text = extra[knob]
+        for fragment in extra.get("xml") or []:
+            merge_fragment(root, etree.fromstring(fragment.encode()))
+    _set_metadata(root, spec)
+    return etree.tostring(root, encoding="unicode", pretty_print=True)
+
+
+def _set_kib(element: etree._Element, mib: int) -> None:
+    element.text = str(mib * 1024)
+    element.set("unit", "KiB")
+
+
+def _update_boot(root: etree._Element, spec: dict, driver: str) -> None:
+    os_el = _find_or_add(root, "os", ("vcpu",))
+    for tag in ("kernel", "initrd", "cmdline"):
+        for old in os_el.findall(tag):
+            os_el.remove(old)
+    for tag in ("bootloader", "bootloader_args"):
+        for old in root.findall(tag):
+            root.remove(old)
+    if spec.get("kernel"):
+        for boot in os_el.findall("boot"):
+            os_el.remove(boot)
+        _sub_direct_boot(os_el, spec)
+    if spec.get("bootloader"):
+        element = etree.Element("bootloader")
+        element.text = spec["bootloader"]
+        os_el.addprevious(element)
+        if spec.get("cmdline"):
+            args = etree.Element("bootloader_args")
+            args.text = spec["cmdline"]
+            os_el.addprevious(args)
+    if not spec.get("kernel") and os_el.find("boot") is None and _os_type(driver, spec["type"])[0] == "hvm":
+        _sub(os_el, "boot", dev="hd")
+
+
+def _disk_matches(element: etree._Element, disk: dict) -> bool:
+    parsed = parse_disk_element(element)
+    return parsed is not None and all(parsed[k] == disk[k] for k in ("path", "type", "format", "device"))
+
+
+def _update_disks(root: etree._Element, spec: dict, caps: dict) -> None:
+    devices = _find_or_add(root, "devices", ("on_crash",))
+    old = [d for d in devices.findall("disk") if d.get("device", "disk") == "disk"]
+    anchor_index = devices.index(old[0]) if old else _device_insert_index(devices)
+    kept: dict[int, etree._Element] = {}
+    for element in old:
+        for index, disk in enumerate(spec["disks"]):
+            if index not in kept and _disk_matches(element, disk):
+                kept[index] = element
+                break
+        devices.remove(element)
+    for offset, disk in enumerate(spec["disks"]):
+        devices.insert(anchor_index + offset, kept.get(offset, _build_disk(disk, caps)))
+
+
+def _device_insert_index(devices: etree._Element) -> int:
+    emulator = devices.find("emulator")
+    return devices.index(emulator) + 1 if emulator is not None else 0
+
+
+def _update_vifs(root: etree._Element, spec: dict, caps: dict) -> None:
+    devices = _find_or_add(root, "devices", ("on_crash",))
+    old = devices.findall("interface")
+    if old:
+        anchor_index = devices.index(old[0])
+    else:
+        disks = devices.findall("disk")
+        anchor_index = devices.index(disks[-1]) + 1 if disks else _device_insert_index(devices)
+    xml_keys = ("nettype", "bridge", "network", "model")
+    if caps["driver"] == "xen":
+        xml_keys += ("script", "ip")
+    by_mac: dict[str, tuple[etree._Element, dict]] = {}
+    for element in old:
+        parsed = parse_vif_element(element, {})
+        devices.remove(element)
+        by_mac[parsed["mac"]] = (element, parsed)
+    for offset, vif in enumerate(spec["vifs"]):
+        element, parsed = by_mac.get(vif["mac"], (None, {}))
+        if element is None or any(parsed.get(k) != vif[k] for k in xml_keys if k != "nettype"):
+            element = _build_vif(vif, caps)
+        devices.insert(anchor_index + offset, element)
+
+
+def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
+    """Merge an ``extra.xml`` fragment: ``<devices>`` children are added when missing; any
+    other top-level element replaces the element of the same name (or is appended)."""
+    if fragment_present(root, fragment):
+        return
+    if fragment.tag == "devices":
+        devices = _find_or_add(root, "devices", ("on_crash",))
+        for child in fragment:
+            if not any(subset(child, existing) for existing in devices):
+                devices.append(copy.deepcopy(child))
+        return
+    existing = root.find(fragment.tag)
+    if existing is not None:
+        existing.addprevious(copy.deepcopy(fragment))
+        root.remove(existing)
+    else:
+        devices = root.find("devices")
+        if devices is not None:
+            devices.addprevious(copy.deepcopy(fragment))
+        else:
+            root.append(copy.deepcopy(fragment))
+
+
