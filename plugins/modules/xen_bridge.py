@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -30,7 +29,9 @@ extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
   idempotent:
-    details: A second run with the same options reports no change (a pending libvirt network restart is reported, not redone).
+    details: >-
+      A second run with the same options reports no change (a pending libvirt network restart is reported,
+      not redone).
 options:
   name:
     description:
@@ -142,7 +143,7 @@ options:
         mode, adding or dropping the DHCP range), restart it now and reattach the running guests'
         interfaces to its bridge (on a local hypervisor).
       - When false, the definition is saved, the running network keeps the old one, a warning says
-        so and RV(pending_restart) is true.
+        so and RV(pending_restart) names the network.
     type: bool
     default: false
   persist:
@@ -188,7 +189,7 @@ options:
   vif_script:
     description:
       - The Xen vif script guests on this network use (C(vif-bridge), C(vif-nat), C(vif-route) by
-        mode, or a custom script), returned in RV(vif_script) for the guests' definitions.
+        mode, or a custom script), returned in RV(results[].vif_script) for the guests' definitions.
       - When O(uri) is a local C(xen://) URI the script must exist in C(/etc/xen/scripts) (or be an
         absolute path that exists).
     type: str
@@ -252,6 +253,22 @@ EXAMPLES = r"""
     address: 192.168.50.1/24
     netdev: eth1
 
+- name: A NAT network whose bridge libvirt names; its guests attach to the bridge the result names
+  lcfg.xen.xen_bridge:
+    name: lcfg-nat
+    mode: nat
+    address: 10.0.0.254/24
+  register: nat
+
+- name: Show where the guests of lcfg-nat attach
+  ansible.builtin.debug:
+    msg: "bridge {{ nat.results[0].bridge }}, vif script {{ nat.results[0].vif_script }}"
+
+- name: Say which networks wait for a restart
+  ansible.builtin.debug:
+    msg: "restart {{ nat.pending_restart | join(', ') }} (or set restart: true) to apply their new definition"
+  when: nat.pending_restart | length > 0
+
 - name: Remove the NAT network
   lcfg.xen.xen_bridge:
     name: lcfg-nat
@@ -260,42 +277,109 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-name:
-  description: The network's name (single-network calls).
-  returned: when O(name) is given
-  type: str
-  sample: lcfg-nat
-bridge:
-  description: The Linux bridge device guests attach to.
-  returned: when O(name) is given
-  type: str
-  sample: virbr1
-vif_script:
-  description: The Xen vif script for guests on this network.
-  returned: when O(name) is given
-  type: str
-  sample: vif-nat
-persist:
-  description: How the bridge is persisted (V(ifupdown), V(networkd) or V(none)).
-  returned: O(mode=bridge), when O(name) is given
-  type: str
-  sample: networkd
+changed:
+  description: Whether any network was (or, in check mode, would be) changed.
+  returned: always
+  type: bool
+  sample: true
 actions:
-  description: What was done, or would be done in check mode, in order.
+  description:
+    - What was done, or would be done in check mode, in order - every network's RV(results[].actions)
+      prefixed with its name.
   returned: always
   type: list
   elements: str
-  sample: ["define libvirt network lcfg-nat", "set autostart on", "start libvirt network lcfg-nat"]
+  sample: ["lcfg-nat: define libvirt network lcfg-nat", "lcfg-nat: set autostart on",
+           "lcfg-nat: start libvirt network lcfg-nat"]
 pending_restart:
-  description: A libvirt network's saved definition differs from what it runs; it applies at its next restart.
+  description:
+    - Names of the libvirt networks whose saved definition differs from the one they run; it applies
+      at their next restart (O(restart=true) restarts them now). Empty when none.
   returned: always
-  type: bool
-  sample: false
-networks:
-  description: One result per network (C(name), C(mode), C(bridge), C(actions), C(pending_restart), C(vif_script), C(changed)).
-  returned: when O(networks) is given
+  type: list
+  elements: str
+  sample: []
+results:
+  description:
+    - One entry per network, in the order of O(networks) (one entry for O(name)).
+  returned: always
   type: list
   elements: dict
+  contains:
+    name:
+      description: The network's name (O(name)).
+      type: str
+      sample: lcfg-nat
+    changed:
+      description: Whether this network was (or would be) changed.
+      type: bool
+      sample: true
+    actions:
+      description: What was done to this network, or would be done in check mode, in order.
+      type: list
+      elements: str
+      sample: ["define libvirt network lcfg-nat", "set autostart on", "start libvirt network lcfg-nat"]
+    pending_restart:
+      description: C([name]) when this libvirt network waits for a restart to apply its saved definition, else C([]).
+      type: list
+      elements: str
+      sample: []
+    mode:
+      description: The network's O(mode).
+      type: str
+      sample: nat
+    state:
+      description: The network's O(state).
+      type: str
+      sample: present
+    bridge:
+      description:
+        - The Linux bridge device guests attach to. For O(mode=nat) or O(mode=route) the bridge libvirt
+          gave the network; null in check mode for a new network without O(bridge).
+      type: str
+      sample: virbr1
+    vif_script:
+      description: The Xen vif script for guests on this network.
+      type: str
+      sample: vif-nat
+    persist:
+      description: How the bridge is persisted (V(ifupdown), V(networkd) or V(none)).
+      returned: O(mode=bridge)
+      type: str
+      sample: networkd
+  sample:
+    - name: xenbr0
+      changed: true
+      actions: ["create bridge xenbr0", "enslave eth0 to xenbr0", "bring xenbr0 up",
+                "write /etc/systemd/network/20-lcfg-xen-xenbr0.netdev"]
+      pending_restart: []
+      mode: bridge
+      state: present
+      bridge: xenbr0
+      vif_script: vif-bridge
+      persist: networkd
+    - name: lcfg-nat
+      changed: false
+      actions: []
+      pending_restart: []
+      mode: nat
+      state: present
+      bridge: lcfgnat0
+      vif_script: vif-nat
+diff:
+  description:
+    - Per network name, C(before) and C(after) - C(bridge) (the Linux bridge - C(name), C(state),
+      C(ports), C(addresses), C(persisted)) and C(network) (the libvirt network - C(name), C(mode),
+      C(bridge), C(netdev), C(address), C(dhcp_range), C(dhcp_hosts), C(autostart), C(active)), null
+      for what does not exist.
+  returned: in diff mode
+  type: dict
+  sample:
+    before: {lcfg-nat: {network: null}}
+    after:
+      lcfg-nat:
+        network: {name: lcfg-nat, mode: nat, bridge: lcfgnat0, netdev: null, address: 10.0.0.254/24,
+                  dhcp_range: null, dhcp_hosts: [], autostart: true, active: true}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -305,16 +389,17 @@ lock_waited:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import check_items, with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, module_lock, require_lxml
-from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import NETWORK_STATE_FILE
-from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import (
-    normalise_request,
-    normalise_requests,
-    reconcile,
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    module_lock,
+    require_lxml,
+    run_module,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import reconcile
+from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import NETWORK_STATE_FILE
+from ansible_collections.lcfg.xen.plugins.module_utils.network.request import normalise_request, normalise_requests
 
 _DHCP_RANGE = {"type": "dict", "options": {
     "start": {"type": "str", "required": True},
@@ -361,17 +446,17 @@ def main() -> None:
     )
     require_lxml(module)
     params = module.params
-    state: dict = {"conn": None}
+    connection: dict = {"conn": None}
 
     def run(argv: list) -> tuple:
         return module.run_command(argv, check_rc=False, environ_update={"LC_ALL": "C"})
 
     def connect():
-        if state["conn"] is None:
-            state["conn"] = open_connection(params["uri"])
-        return state["conn"]
+        if connection["conn"] is None:
+            connection["conn"] = open_connection(params["uri"])
+        return connection["conn"]
 
-    try:
+    def converge() -> dict:
         if params["networks"] is not None:
             items = check_items(params["networks"], _network_options(name_required=True), "networks")
             requests = normalise_requests(items)
@@ -379,45 +464,22 @@ def main() -> None:
         else:
             requests = [normalise_request(params)]
             prefixes = [""]
-        # ip link changes this machine whatever the URI: its lock too
-        with module_lock(module, local_commands=True) as lock:
-            results = reconcile(requests, run, connect, params["uri"], module.check_mode,
-                                root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
-    except XenError as exc:
-        module.fail_json(msg=exc.message, **exc.result)
-    finally:
-        if state["conn"] is not None:
-            try:
-                state["conn"].close()
-            except Exception:  # pylint: disable=broad-except
-                pass
+        try:
+            # ip link changes this machine whatever the URI: its lock too
+            with module_lock(module, local_commands=True) as lock:
+                result = reconcile(requests, run, connect, params["uri"], module.check_mode,
+                                   root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
+        finally:
+            if connection["conn"] is not None:
+                try:
+                    connection["conn"].close()
+                except Exception:  # pylint: disable=broad-except
+                    pass
+        if not module.check_mode:
+            result["lock_waited"] = lock["waited"]
+        return result
 
-    for result in results:
-        for warning in result.pop("warnings"):
-            module.warn(warning)
-    changed = any(result["changed"] for result in results)
-    output: dict = {
-        "changed": changed,
-        "actions": [action for result in results for action in result["actions"]],
-        "pending_restart": any(result["pending_restart"] for result in results),
-    }
-    if not module.check_mode:
-        output["lock_waited"] = lock["waited"]
-    if params["networks"] is not None:
-        output["diff"] = {
-            "before": {result["name"]: result["diff"]["before"] for result in results},
-            "after": {result["name"]: result["diff"]["after"] for result in results},
-        }
-        for result in results:
-            del result["diff"]
-        output["networks"] = results
-    else:
-        result = results[0]
-        output["diff"] = result.pop("diff")
-        for key in ("name", "mode", "bridge", "vif_script", "persist"):
-            if key in result:
-                output[key] = result[key]
-    module.exit_json(**output)
+    run_module(module, converge)
 
 
 if __name__ == "__main__":

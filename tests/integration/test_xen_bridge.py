@@ -84,6 +84,13 @@ def kernel_has_dummy() -> bool:
     return False
 
 
+def only(result: dict) -> dict:
+    """The one entry of ``results`` of a call with ``name`` (xen_bridge always returns ``results``)."""
+    assert not result.get("failed"), result.get("msg")
+    assert len(result["results"]) == 1, result["results"]
+    return result["results"][0]
+
+
 def converge(params: dict) -> tuple:
     """check -> apply -> check -> apply; the first check must predict the first apply exactly."""
     predicted = run_module("xen_bridge", params, check=True, diff=True)
@@ -155,15 +162,17 @@ def test_bridge_enslaves_netdev_idempotently(host):
     host.link("lcfgtbr0")
     params = {"name": "lcfgtbr0", "netdev": "lcfgtv1", "persist": "none"}
     predicted, applied = converge(params)
-    assert applied["actions"] == ["create bridge lcfgtbr0", "enslave lcfgtv1 to lcfgtbr0",
-                                  "bring lcfgtv1 up", "bring lcfgtbr0 up"]
-    assert applied["diff"]["before"] == {"bridge": None}
-    assert applied["diff"]["after"]["bridge"]["ports"] == ["lcfgtv1"]
+    assert only(applied)["actions"] == ["create bridge lcfgtbr0", "enslave lcfgtv1 to lcfgtbr0",
+                                        "bring lcfgtv1 up", "bring lcfgtbr0 up"]
+    assert applied["actions"] == [f"lcfgtbr0: {action}" for action in only(applied)["actions"]]
+    assert applied["pending_restart"] == [] and only(applied)["pending_restart"] == []
+    assert applied["diff"]["before"] == {"lcfgtbr0": {"bridge": None}}
+    assert applied["diff"]["after"]["lcfgtbr0"]["bridge"]["ports"] == ["lcfgtv1"]
     entry = link("lcfgtbr0")
     assert entry["linkinfo"]["info_kind"] == "bridge"
     assert "UP" in entry["flags"]
     assert bridge_ports("lcfgtbr0") == ["lcfgtv1"]
-    assert applied["vif_script"] == "vif-bridge"
+    assert only(applied)["vif_script"] == "vif-bridge" and only(applied)["bridge"] == "lcfgtbr0"
 
     info = run_module("xen_bridge_info", {"name": "lcfgtbr0", "libvirt": False})
     assert info["bridges"] == [{"name": "lcfgtbr0", "state": "up", "ports": ["lcfgtv1"], "addresses": [],
@@ -177,7 +186,7 @@ def test_bridge_enslaves_netdev_idempotently(host):
     assert bridge_ports("lcfgtbr0") == ["lcfgtv1", "lcfgtvif1"]
 
     gone = run_module("xen_bridge", dict(params, state="absent"), diff=True)
-    assert gone["changed"] and gone["actions"] == ["delete bridge lcfgtbr0"]
+    assert gone["changed"] and only(gone)["actions"] == ["delete bridge lcfgtbr0"]
     assert link("lcfgtbr0") is None
     assert link("lcfgtv1") is not None  # the netdev stays
     assert run_module("xen_bridge", dict(params, state="absent"))["changed"] is False
@@ -201,7 +210,7 @@ def test_enslaving_an_addressed_netdev_needs_migrate_address(host):
 
     params["migrate_address"] = True
     _predicted, applied = converge(params)
-    assert "move 10.213.51.1/24 from lcfgtv2 to lcfgtbr2" in applied["actions"]
+    assert "move 10.213.51.1/24 from lcfgtv2 to lcfgtbr2" in only(applied)["actions"]
     assert addresses("lcfgtbr2") == ["10.213.51.1/24"]
     assert addresses("lcfgtv2") == []
     assert bridge_ports("lcfgtbr2") == ["lcfgtv2"]
@@ -229,12 +238,12 @@ def test_missing_netdev_fails_unless_created(host):
     kind = "dummy" if kernel_has_dummy() else "veth"
     params["create_netdev"] = kind
     _predicted, applied = converge(params)
-    assert f"create {kind} interface lcfgtmiss0" in applied["actions"]
+    assert f"create {kind} interface lcfgtmiss0" in only(applied)["actions"]
     assert link("lcfgtmiss0")["linkinfo"]["info_kind"] == kind
     assert bridge_ports("lcfgtbr3") == ["lcfgtmiss0"]
 
     gone = run_module("xen_bridge", dict(params, state="absent"))
-    assert gone["actions"] == ["delete bridge lcfgtbr3", f"delete {kind} interface lcfgtmiss0"]
+    assert only(gone)["actions"] == ["delete bridge lcfgtbr3", f"delete {kind} interface lcfgtmiss0"]
     assert link("lcfgtbr3") is None and link("lcfgtmiss0") is None
 
 
@@ -261,7 +270,7 @@ def test_bridge_persistence_files(host, tmp_path, kind):
         (tmp_path / "etc/network/interfaces").write_text("source /etc/network/interfaces.d/*\n")
     params = {"name": bridge, "netdev": netdev, "address": "10.213.54.1/24", "config_root": str(tmp_path)}
     _predicted, applied = converge(params)
-    assert applied["persist"] == kind
+    assert only(applied)["persist"] == kind
     if kind == "networkd":
         base = tmp_path / "etc/systemd/network"
         netdev_file = (base / f"20-lcfg-xen-{bridge}.netdev").read_text()
@@ -275,7 +284,7 @@ def test_bridge_persistence_files(host, tmp_path, kind):
         assert "address 10.213.54.1/24" in text and f"bridge_ports {netdev}" in text
     assert addresses(bridge) == ["10.213.54.1/24"]
     written = sorted(str(p) for p in tmp_path.rglob("*lcfg-xen-*"))
-    assert applied["diff"]["after"]["bridge"]["persisted"] == written
+    assert applied["diff"]["after"][bridge]["bridge"]["persisted"] == written
 
     gone = run_module("xen_bridge", dict(params, state="absent", migrate_address=False))
     # the bridge carries an address: deleting it without migrate_address+netdev is refused
@@ -326,9 +335,9 @@ NAT = {
 def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     host.network("lcfgtest-nat")
     _predicted, applied = converge(NAT)
-    assert applied["actions"] == ["define libvirt network lcfgtest-nat", "set autostart on",
-                                  "start libvirt network lcfgtest-nat"]
-    assert applied["bridge"] == "lcfgtbrnat" and applied["vif_script"] == "vif-nat"
+    assert only(applied)["actions"] == ["define libvirt network lcfgtest-nat", "set autostart on",
+                                        "start libvirt network lcfgtest-nat"]
+    assert only(applied)["bridge"] == "lcfgtbrnat" and only(applied)["vif_script"] == "vif-nat"
     info = net_info("lcfgtest-nat")
     state = (info["Active"], info["Persistent"], info["Autostart"], info["Bridge"])
     assert state == ("yes", "yes", "yes", "lcfgtbrnat")
@@ -350,10 +359,10 @@ def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     changed = dict(NAT, dhcp_hosts=[NAT["dhcp_hosts"][0],
                                     {"mac": "52:54:00:13:60:0c", "ip": "10.213.60.12", "name": "lcfgt-g3"}])
     _predicted, applied = converge(changed)
-    assert applied["actions"] == [
+    assert only(applied)["actions"] == [
         "remove DHCP reservation 52:54:00:13:60:0b 10.213.60.11 from lcfgtest-nat (live)",
         "add DHCP reservation 52:54:00:13:60:0c 10.213.60.12 to lcfgtest-nat (live)"]
-    assert applied["pending_restart"] is False
+    assert applied["pending_restart"] == []
     assert dnsmasq_pids("lcfgtest-nat") == pids
     assert dnsmasq_hosts("lcfgtest-nat") == ["52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
                                              "52:54:00:13:60:0c,10.213.60.12,lcfgt-g3"]
@@ -367,7 +376,8 @@ def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     renamed = dict(changed, dhcp_hosts=[dict(changed["dhcp_hosts"][0], name="lcfgt-g1b"),
                                         changed["dhcp_hosts"][1]])
     applied = run_module("xen_bridge", renamed)
-    assert applied["actions"] == ["change DHCP reservation 52:54:00:13:60:0a to 10.213.60.10 in lcfgtest-nat (live)"]
+    assert only(applied)["actions"] == [
+        "change DHCP reservation 52:54:00:13:60:0a to 10.213.60.10 in lcfgtest-nat (live)"]
     assert "52:54:00:13:60:0a,10.213.60.10,lcfgt-g1b" in dnsmasq_hosts("lcfgtest-nat")
     assert dnsmasq_pids("lcfgtest-nat") == pids
 
@@ -389,21 +399,22 @@ def test_nat_network_readdressing_needs_restart(host):
     params["dhcp_range"] = {"start": "10.213.61.100", "end": "10.213.61.160"}
     ifindex = link("lcfgtbrnat2")["ifindex"]
     _predicted, applied = converge(params)
-    assert applied["pending_restart"] is False
+    assert applied["pending_restart"] == []
     assert "dhcp-range=10.213.61.100,10.213.61.160" in (DNSMASQ_DIR / "lcfgtest-nat2.conf").read_text()
     assert link("lcfgtbrnat2")["ifindex"] == ifindex
 
     moved = dict(params, address="10.213.62.1/24", dhcp_range={"start": "10.213.62.100", "end": "10.213.62.160"})
     applied = run_module("xen_bridge", moved, diff=True)
-    assert applied["changed"] and applied["pending_restart"] is True
+    assert applied["changed"] and applied["pending_restart"] == ["lcfgtest-nat2"]
+    assert only(applied)["pending_restart"] == ["lcfgtest-nat2"]
     assert any("restart" in str(w) for w in applied.get("warnings", []))
     assert addresses("lcfgtbrnat2") == ["10.213.61.1/24"]  # still running the old definition
     assert "10.213.62.1" in virsh("net-dumpxml", "--inactive", "lcfgtest-nat2")
     again = run_module("xen_bridge", moved)
-    assert again["changed"] is False and again["pending_restart"] is True
+    assert again["changed"] is False and again["pending_restart"] == ["lcfgtest-nat2"]
 
     restarted = run_module("xen_bridge", dict(moved, restart=True))
-    assert restarted["changed"] and restarted["pending_restart"] is False
+    assert restarted["changed"] and restarted["pending_restart"] == []
     assert addresses("lcfgtbrnat2") == ["10.213.62.1/24"]
     assert run_module("xen_bridge", dict(moved, restart=True))["changed"] is False
 
@@ -413,7 +424,7 @@ def test_routed_network(host):
     params = {"name": "lcfgtest-route", "mode": "route", "bridge": "lcfgtbrrt", "address": "10.213.70.1/24",
               "dhcp_hosts": [{"mac": "52:54:00:13:70:0a", "ip": "10.213.70.10"}]}
     _predicted, applied = converge(params)
-    assert applied["vif_script"] == "vif-route"
+    assert only(applied)["vif_script"] == "vif-route"
     assert "<forward mode='route'/>" in virsh("net-dumpxml", "lcfgtest-route")
     routes = ip_json("route", "show", "10.213.70.0/24")
     assert routes and routes[0]["dev"] == "lcfgtbrrt"
@@ -440,7 +451,9 @@ def test_several_networks_in_one_call(host):
     applied = run_module("xen_bridge", {"networks": networks}, diff=True)
     assert predicted["actions"] == applied["actions"] and applied["changed"]
     assert set(applied["diff"]["after"]) == {"lcfgtxbr0", "lcfgtxbr1", "lcfgtest-natx"}
-    assert [n["name"] for n in applied["networks"]] == ["lcfgtxbr0", "lcfgtxbr1", "lcfgtest-natx"]
+    assert [n["name"] for n in applied["results"]] == ["lcfgtxbr0", "lcfgtxbr1", "lcfgtest-natx"]
+    assert [n["bridge"] for n in applied["results"]] == ["lcfgtxbr0", "lcfgtxbr1", "lcfgtbrnatx"]
+    assert applied["actions"] == [f"{n['name']}: {action}" for n in applied["results"] for action in n["actions"]]
     assert bridge_ports("lcfgtxbr0") == ["lcfgtxeth0"] and bridge_ports("lcfgtxbr1") == ["lcfgtxeth1"]
     assert net_info("lcfgtest-natx")["Active"] == "yes"
     assert run_module("xen_bridge", {"networks": networks})["changed"] is False
@@ -509,7 +522,8 @@ def test_restart_reattaches_running_guests(host, running_guest):
     moved = dict(params, address="10.213.91.1/24", restart=True)
     predicted = run_module("xen_bridge", moved, check=True)
     applied = run_module("xen_bridge", moved)
-    assert predicted["actions"] == applied["actions"] == [
+    assert predicted["actions"] == applied["actions"]
+    assert only(applied)["actions"] == [
         "redefine libvirt network lcfgtest-rst (address)",
         "restart libvirt network lcfgtest-rst and reattach running guests' interfaces"]
     assert addresses("lcfgtbrrst") == ["10.213.91.1/24"]
