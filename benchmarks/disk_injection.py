@@ -18,8 +18,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import LocalStorage  # noqa: E402
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.guestfs import inject_files, make_template  # noqa: E402
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.storage import LocalStorage  # noqa: E402
 
 
 def timed(label: str, func, *args, **kwargs):

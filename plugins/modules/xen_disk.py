@@ -241,6 +241,36 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed:
+  description: Whether the run changed the image or its directories (in check mode, whether it would).
+  returned: always
+  type: bool
+  sample: true
+name:
+  description: The image this run is about (O(path), normalised).
+  returned: always
+  type: str
+  sample: /guests/profiledev.img
+actions:
+  description: What the run did (or, in check mode, would do), in order; empty when nothing changed.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - copy template /guests/lcfg_temp.img (raw) to raw image /guests/.profiledev.img.lcfg-xen-partial
+    - grow /guests/.profiledev.img.lcfg-xen-partial to 12 GiB
+    - write LCFG settings (/etc/hostname, /etc/lcfg/profile_url) into partition 5 of
+      /guests/.profiledev.img.lcfg-xen-partial
+    - move the finished image /guests/.profiledev.img.lcfg-xen-partial to /guests/profiledev.img
+      (mode 0600, format raw recorded)
+pending_restart:
+  description:
+    - The names of the objects whose change takes effect only at their next restart, as in every changing
+      module of the collection. Always C([]) for a disk image, which has nothing to restart.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 image:
   description: The image after the run (in check mode, as the run would leave it).
   returned: always
@@ -282,27 +312,33 @@ image:
       description: Bytes allocated on the host (not in check mode).
       type: int
       returned: when a change was applied
-actions:
-  description: What the run did (or, in check mode, would do), in order.
-  returned: always
-  type: list
-  elements: str
-  sample: ["copy template /guests/lcfg_temp.img (raw) to raw image /guests/.profiledev.img.lcfg-xen-partial"]
+      sample: 1638400
 injection:
   description: Time spent writing the LCFG settings, and in starting the libguestfs appliance, in seconds.
   returned: when LCFG settings were written
   type: dict
   sample: {seconds: 4.2, launch_seconds: 3.1}
 diff:
-  description: The image before and after, in the vocabulary of RV(image).
-  returned: always
+  description: The image before and after, in the vocabulary of RV(image) (without RV(image.actual_size)).
+  returned: in diff mode
   type: dict
+  contains:
+    before:
+      description: The image before the run.
+      type: dict
+      sample: {path: /guests/profiledev.img, exists: false, format: null, virtual_size: null, size: null,
+               backing_file: null, backing_format: null, lcfg_files: null}
+    after:
+      description: The image after the run (in check mode, as the run would leave it).
+      type: dict
+      sample: {path: /guests/profiledev.img, exists: true, format: raw, virtual_size: 12884901888, size: 12 GiB,
+               backing_file: null, backing_format: null, lcfg_files: null}
 origin:
   description:
     - The template state recorded with the image when M(lcfg.xen.xen_disk) cloned it (for a new clone,
       the state recorded now), or null when there is none (not a clone, made before the record existed
       or by another tool).
-  returned: when O(template) is set
+  returned: when O(template) is set and O(state=present)
   type: dict
   sample: {template: /guests/lcfg_temp.img, format: raw, size: 1073741824, mtime_ns: 1796203676063568302,
            sha256_ends: 9f2c0e...}
@@ -312,12 +348,12 @@ template_state:
       the SHA-256 of its first and last MiB differ); V(other) (cloned from another template); V(broken)
       (the template now fails its check); V(missing) (the template is gone); V(unrecorded) (no origin
       recorded).
-  returned: when O(template) is set
+  returned: when O(template) is set and O(state=present)
   type: str
   sample: unchanged
 template_changed:
   description: True when RV(template_state) is V(changed), V(other) or V(broken); a warning then says what it means.
-  returned: when O(template) is set
+  returned: when O(template) is set and O(state=present)
   type: bool
   sample: false
 lock_waited:
@@ -328,15 +364,15 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import run_disk
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import (
     CLONE_MODES,
     DEFAULT_LCFG_FILES,
-    DEFAULT_STORAGE_DIRS,
     FORMATS,
     LOCK_TIMEOUT,
-    run_disk,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
@@ -364,16 +400,12 @@ ARGUMENT_SPEC = {
 }
 
 
+MUTUALLY_EXCLUSIVE = [("size_gb", "size")]
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("size_gb", "size")],
-        supports_check_mode=True,
-    )
-    params = dict(module.params)
-    if not params.get("template"):
-        params["clone"] = None  # the default only means something for clones
-    run_module(module, lambda: run_disk(params, module.check_mode), lock=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, supports_check_mode=True)
+    run_module(module, lambda: run_disk(dict(module.params), module.check_mode), lock=True)
 
 
 if __name__ == "__main__":

@@ -130,8 +130,9 @@ images:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS, list_images
 from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import list_images
 
 ARGUMENT_SPEC = {
     "storage_dirs": {"type": "list", "elements": "path", "default": list(DEFAULT_STORAGE_DIRS)},

@@ -20,8 +20,8 @@ import os
 import time
 from typing import Any
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 
 guestfs, GUESTFS_IMPORT_ERROR = optional_import("guestfs")
 HAS_GUESTFS = guestfs is not None
@@ -72,7 +72,7 @@ class GuestfsSession:
             raise
         return handle
 
-    def __enter__(self) -> "GuestfsSession":
+    def __enter__(self) -> GuestfsSession:
         start = time.monotonic()
         try:
             self.handle = self._launch(force_tcg=False)

@@ -24,7 +24,8 @@ import json
 import os
 import struct
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "ORIGIN_XATTR",

@@ -1,35 +1,46 @@
-"""Unit tests for the pure half of plugins/module_utils/disk/engine.py (no qemu-img, no libvirt)."""
+"""Unit tests for the pure files of plugins/module_utils/disk/ (sizes, request, plan; no qemu-img, no libvirt)."""
 
 from __future__ import annotations
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import (
-    DEFAULT_LCFG_FILES,
-    DEFAULT_STORAGE_DIRS,
-    GIB,
-    build_request,
-    describe_step,
-    format_size,
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import (
+    BlankImage,
+    Pool,
+    Resize,
+    TemplateCopy,
+    TemplateOverlay,
     image_state,
-    normalise_info,
-    parse_size,
     plan_absent,
     plan_present,
     temp_path,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DEFAULT_LCFG_FILES, build_request
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.sizes import GIB, format_size, parse_size
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.storage import normalise_info
+from ansible_collections.lcfg.xen.plugins.modules.xen_disk import ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE
 
 DIRS = ["/guests"]
 TEMPLATE = {"format": "raw", "virtual_size": GIB, "actual_size": 5, "backing_file": None, "backing_format": None}
+ARGSPEC = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE)
+
+
+def module_params(params):
+    """``params`` as AnsibleModule hands them to build_request (types, choices, defaults)."""
+    result = ARGSPEC.validate(params)
+    assert not result.error_messages, result.error_messages
+    return result.validated_parameters
 
 
 def req(**params):
     params.setdefault("storage_dirs", DIRS)
     params.setdefault("path", "/guests/node1.img")
-    return build_request(params)
+    return build_request(module_params(params))
 
 
 def raw(size, backing=None, fmt="raw"):
@@ -72,7 +83,7 @@ def test_temp_path_is_hidden_in_the_same_directory():
 # ---------------------------------------------------------------- validation
 
 def test_defaults():
-    request = build_request({"path": "/guests/profiledev.img"})
+    request = build_request(module_params({"path": "/guests/profiledev.img"}))
     assert request.storage_dirs == DEFAULT_STORAGE_DIRS
     assert "/var/lib/libvirt/images" in request.storage_dirs
     assert request.hostname == "profiledev"
@@ -89,17 +100,12 @@ def test_defaults():
     ({"path": "/guestsX/a.img"}, "path"),
     ({"storage_dirs": []}, "storage_dirs"),
     ({"storage_dirs": ["relative"]}, "storage_dirs"),
-    ({"format": "vmdk"}, "format"),
     ({"size_gb": 0}, "size_gb"),
     ({"size_gb": -1}, "size_gb"),
-    ({"size_gb": True}, "size_gb"),
-    ({"size_gb": "lots"}, "size_gb"),
+    ({"size_gb": "inf"}, "size_gb"),
     ({"size": "10X"}, "size"),
-    ({"size": "1G", "size_gb": 1}, "size"),
     ({"template": "/etc/base.img"}, "template"),
     ({"template": "/guests/node1.img"}, "template"),
-    ({"template": "/guests/t.img", "clone": "snap"}, "clone"),
-    ({"clone": "overlay"}, "clone"),
     ({"template": "/guests/t.img", "clone": "overlay", "format": "raw"}, "format"),
     ({"template": "/guests/t.img", "profile_url": "http://x/"}, "partition"),
     ({"profile_url": "http://x/", "partition": 5}, "profile_url"),
@@ -108,17 +114,29 @@ def test_defaults():
     ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": True}, "partition"),
     ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": 5, "hostname": "bad name"}, "hostname"),
     ({"path": "/guests/-x.img", "template": "/guests/t.img", "profile_url": "http://x/", "partition": 5}, "hostname"),
-    ({"lcfg_files": {"url": "/etc/x"}}, "lcfg_files"),
     ({"lcfg_files": {"hostname": "etc/hostname"}}, "lcfg_files"),
     ({"lcfg_files": {"hostname": "/etc/../hostname"}}, "lcfg_files"),
-    ({"lcfg_files": "x"}, "lcfg_files"),
-    ({"state": "gone"}, "state"),
 ])
 def test_bad_input_names_the_parameter(params, parameter):
     with pytest.raises(ValidationError) as info:
         req(**params)
     assert info.value.parameter == parameter
     assert str(info.value).startswith(f"{parameter}: ")
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"format": "vmdk"}, "format"),
+    ({"size_gb": "lots"}, "size_gb"),
+    ({"size": "1G", "size_gb": 1}, "size"),
+    ({"template": "/guests/t.img", "clone": "snap"}, "clone"),
+    ({"lcfg_files": {"url": "/etc/x"}}, "lcfg_files"),
+    ({"lcfg_files": "x"}, "lcfg_files"),
+    ({"state": "gone"}, "state"),
+])
+def test_the_argument_spec_refuses_wrong_types_and_choices(params, parameter):
+    """What AnsibleModule refuses, naming the parameter, before build_request is called."""
+    errors = ARGSPEC.validate(dict(params, path="/guests/node1.img", storage_dirs=DIRS)).error_messages
+    assert any(parameter in error for error in errors), errors
 
 
 def test_path_outside_storage_dirs_names_the_fix():
@@ -181,14 +199,17 @@ def test_image_state_of_a_missing_image():
 # ---------------------------------------------------------------- planning
 
 def actions(plan):
-    return [step["action"] for step in plan.steps]
+    """What each step of the plan does, in order, in one word."""
+    made = {BlankImage: "create", TemplateCopy: "copy", TemplateOverlay: "overlay", type(None): None}
+    return (["remove-partial"] * bool(plan.partial) + [made[type(plan.new)]] * (plan.new is not None)
+            + ["grow"] * (plan.resize is not None) + ["inject"] * (plan.injection is not None)
+            + ["rename"] * (plan.new is not None) + ["delete"] * plan.delete)
 
 
 def test_plan_create_raw():
     plan = plan_present(req(size_gb=10), None, None, temp_exists=False)
     assert actions(plan) == ["create", "rename"]
-    assert plan.steps[0] == {"action": "create", "path": "/guests/.node1.img.lcfg-xen-partial",
-                             "format": "raw", "size": 10 * GIB}
+    assert plan.new == BlankImage(path="/guests/.node1.img.lcfg-xen-partial", format="raw", size=10 * GIB)
     assert plan.before["exists"] is False
     assert plan.after == image_state("/guests/node1.img", raw(10 * GIB))
 
@@ -203,28 +224,28 @@ def test_plan_copy_grows_and_injects_before_the_rename():
     plan = plan_present(request, None, TEMPLATE, temp_exists=False)
     assert actions(plan) == ["copy", "grow", "inject", "rename"]
     temp = "/guests/.node1.img.lcfg-xen-partial"
-    assert all(step.get("path", temp) == temp for step in plan.steps[:-1])
-    assert plan.steps[2]["files"] == {"/etc/hostname": "node1\n", "/etc/lcfg/profile_url": "http://x/\n"}
+    assert plan.new.path == plan.resize.path == plan.injection.path == temp
+    assert plan.injection.files == {"/etc/hostname": "node1\n", "/etc/lcfg/profile_url": "http://x/\n"}
     assert plan.after["virtual_size"] == 4 * GIB
-    assert plan.after["lcfg_files"] == plan.steps[2]["files"]
+    assert plan.after["lcfg_files"] == plan.injection.files
 
 
 def test_plan_copy_keeps_template_format_and_size_by_default():
     plan = plan_present(req(template="/guests/t.img"), None, dict(TEMPLATE, format="qcow2"), temp_exists=False)
     assert actions(plan) == ["copy", "rename"]
-    assert plan.steps[0]["format"] == "qcow2" and plan.after["virtual_size"] == GIB
+    assert plan.new.format == "qcow2" and plan.after["virtual_size"] == GIB
 
 
 def test_plan_copy_converts_format():
     plan = plan_present(req(template="/guests/t.img", format="qcow2"), None, TEMPLATE, temp_exists=False)
-    assert plan.steps[0]["format"] == "qcow2" and plan.steps[0]["template_format"] == "raw"
+    assert plan.new.format == "qcow2" and plan.new.template_format == "raw"
 
 
 def test_plan_overlay():
     plan = plan_present(req(template="/guests/t.img", clone="overlay", size_gb=2), None, TEMPLATE, temp_exists=False)
     assert actions(plan) == ["overlay", "rename"]
     assert plan.after["backing_file"] == "/guests/t.img" and plan.after["format"] == "qcow2"
-    assert plan.steps[0]["size"] == 2 * GIB
+    assert plan.new.size == 2 * GIB
 
 
 def test_plan_clone_smaller_than_template_is_refused():
@@ -244,23 +265,23 @@ def test_plan_partial_file_is_removed_first():
 
 def test_plan_matching_image_is_unchanged():
     plan = plan_present(req(size_gb=1), raw(GIB), None, temp_exists=False)
-    assert plan.steps == [] and plan.before == plan.after
+    assert plan.actions == [] and plan.before == plan.after
 
 
 def test_plan_existing_image_without_size_is_accepted():
-    assert plan_present(req(), raw(7 * GIB), None, temp_exists=False).steps == []
+    assert plan_present(req(), raw(7 * GIB), None, temp_exists=False).actions == []
 
 
 def test_plan_existing_clone_is_not_reinjected():
     request = req(template="/guests/t.img", profile_url="http://x/", partition=5)
     plan = plan_present(request, raw(GIB), TEMPLATE, temp_exists=False)
-    assert plan.steps == [] and plan.after["lcfg_files"] is None
+    assert plan.actions == [] and plan.after["lcfg_files"] is None
 
 
 def test_plan_existing_overlay_matches():
     request = req(template="/guests/t.img", clone="overlay")
     plan = plan_present(request, raw(GIB, backing="/guests/t.img", fmt="qcow2"), TEMPLATE, temp_exists=False)
-    assert plan.steps == []
+    assert plan.actions == []
 
 
 @pytest.mark.parametrize("params, current, problem", [
@@ -283,32 +304,32 @@ def test_plan_smaller_image_needs_grow():
     with pytest.raises(Conflict, match="set grow: true"):
         plan_present(req(size_gb=2), raw(GIB), None, temp_exists=False)
     plan = plan_present(req(size_gb=2, grow=True), raw(GIB), None, temp_exists=False)
-    assert plan.steps == [{"action": "grow", "path": "/guests/node1.img", "format": "raw", "size": 2 * GIB}]
+    assert actions(plan) == ["grow"] and plan.resize == Resize(path="/guests/node1.img", format="raw", size=2 * GIB)
     assert plan.before["virtual_size"] == GIB and plan.after["virtual_size"] == 2 * GIB
 
 
 def test_plan_larger_image_is_never_shrunk():
     plan = plan_present(req(size_gb=1, grow=True), raw(2 * GIB), None, temp_exists=False)
-    assert plan.steps == [] and plan.after["virtual_size"] == 2 * GIB
+    assert plan.actions == [] and plan.after["virtual_size"] == 2 * GIB
     assert any("never shrunk" in w for w in plan.warnings)
 
 
 def test_plan_absent():
     assert actions(plan_absent(req(state="absent"), raw(GIB), temp_exists=True)) == ["remove-partial", "delete"]
     plan = plan_absent(req(state="absent"), None, temp_exists=False)
-    assert plan.steps == [] and plan.after["exists"] is False
+    assert plan.actions == [] and plan.after["exists"] is False
 
 
 def test_describe_every_step():
     request = req(size_gb=4, template="/guests/t.img", profile_url="http://x/", partition=5)
     plan = plan_present(request, None, TEMPLATE, temp_exists=True)
-    lines = [describe_step(step) for step in plan.steps]
+    lines = plan.actions
     assert lines[0].startswith("remove the partial image /guests/.node1.img.lcfg-xen-partial")
     assert lines[1] == "copy template /guests/t.img (raw) to raw image /guests/.node1.img.lcfg-xen-partial"
     assert lines[2] == "grow /guests/.node1.img.lcfg-xen-partial to 4 GiB"
     assert "partition 5" in lines[3] and "/etc/lcfg/profile_url" in lines[3]
     assert lines[4].endswith("to /guests/node1.img (mode 0600, format raw recorded)")
-    assert describe_step({"action": "define-pool", "name": "p", "directory": "/guests"}).startswith(
+    assert Pool(name="p", directory="/guests").describe().startswith(
         "define and start libvirt storage pool p")
 
 
@@ -335,4 +356,4 @@ def test_plan_after_a_create_matches_the_existing_image(gib, fmt):
     found = {"format": first.after["format"], "virtual_size": first.after["virtual_size"], "actual_size": 0,
              "backing_file": None, "backing_format": None}
     second = plan_present(request, found, None, temp_exists=False)
-    assert second.steps == [] and second.before == first.after
+    assert second.actions == [] and second.before == first.after

@@ -13,21 +13,21 @@ import time
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import lock_directory
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
-    DiskRequest,
-    LocalStorage,
-    build_request,
-    image_lock,
-    lock_directory,
     missing_directories,
     narrow_storage_dirs,
-    plan_present,
     real_inside,
-    recorded_format,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import image_lock
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import plan_present
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DiskRequest, build_request
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.storage import LocalStorage, recorded_format
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
 from support import tree_snapshot
 
 
@@ -135,16 +135,16 @@ def test_directories_made_private_existing_ones_left_alone(site):
     request = build_request({"path": str(store / "admins-dir" / "new" / "x.img"), "size_gb": 1,
                              "storage_dirs": [str(store)], "storage_group": "root"})
     storage = LocalStorage()
-    steps = storage.pool_steps(request)
-    assert [(s["path"], s["mode"]) for s in steps] == [(str(existing / "new"), GROUP_DIR_MODE)]
-    for step in steps:
-        storage.make_directory(step["path"], step["mode"], step["group"])
+    directories = storage.missing_directories(request)
+    assert [(d.path, d.mode) for d in directories] == [(str(existing / "new"), GROUP_DIR_MODE)]
+    for directory in directories:
+        storage.make_directory(directory.path, directory.mode, directory.gid)
     assert os.lstat(existing / "new").st_mode & 0o7777 == GROUP_DIR_MODE
     after = os.lstat(existing)
     assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
     plain = build_request({"path": str(store / "p" / "x.img"), "size_gb": 1, "storage_dirs": [str(store)]})
-    step, = storage.pool_steps(plain)
-    assert step["mode"] == DIR_MODE and step["group"] is None
+    directory, = storage.missing_directories(plain)
+    assert directory.mode == DIR_MODE and directory.gid is None
 
 
 def test_finished_image_is_0600_with_its_format_recorded(site):
@@ -198,9 +198,9 @@ def test_lock_waits_a_bounded_time_with_a_clear_error(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         started = time.monotonic()
-        with pytest.raises(Conflict, match="more than 0.5 s.*lock_timeout"):
-            with image_lock("/guests/a.img", 0.5, str(locks)):
-                pass
+        lock = image_lock("/guests/a.img", 0.5, str(locks))
+        with pytest.raises(Conflict, match="more than 0.5 s.*lock_timeout"), lock:
+            pass
         assert 0.5 <= time.monotonic() - started < 3
     finally:
         os.close(fd)
@@ -215,9 +215,8 @@ def test_lock_file_planted_as_a_symlink_is_not_followed(tmp_path):
     victim.write_text("precious\n")
     os.chmod(victim, 0o640)
     os.symlink(victim, _lock_file(str(locks), "/guests/b.img"))
-    with pytest.raises(XenError, match="symbolic link"):
-        with image_lock("/guests/b.img", 1, str(locks)):
-            pass
+    with pytest.raises(XenError, match="symbolic link"), image_lock("/guests/b.img", 1, str(locks)):
+        pass
     assert victim.read_text() == "precious\n" and os.stat(victim).st_mode & 0o777 == 0o640
 
 
@@ -238,8 +237,6 @@ def test_lock_directory_must_be_private(tmp_path, kind):
 # ---------------------------------------------------------------- the hypervisor profile's resource
 
 def _hypervisor(storagedirs: str):
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
-
     prof = Profile(name="hv", path="/site/hv")
     prof.resources["profile"] = {"components": Resource("client xen", "/site/hv:1")}
     prof.resources["xen"] = {"storagedirs": Resource(storagedirs, "/site/hv:2")}
@@ -247,8 +244,6 @@ def _hypervisor(storagedirs: str):
 
 
 def test_storagedirs_resource_becomes_xen_host_storage_dirs():
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_host
-
     host = build_host(_hypervisor("/guests  /data/guests/")).xen_host
     assert host["storage_dirs"] == ["/guests", "/data/guests"]
     assert narrow_storage_dirs(["/guests", "/data"], host["storage_dirs"]) == ["/guests", "/data/guests"]
@@ -256,8 +251,6 @@ def test_storagedirs_resource_becomes_xen_host_storage_dirs():
 
 @pytest.mark.parametrize("value", ["guests", "/guests/../root"])
 def test_storagedirs_resource_errors_name_file_and_line(value):
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
-
     with pytest.raises(ModelErrors) as info:
         build_host(_hypervisor(value))
     error, = info.value.errors
