@@ -342,8 +342,6 @@ def _command_done(argv: list, run: Runner) -> bool:
     return False
 
 
-
-
 @dataclass
 class _BridgeRun:
     """What the ``ensure_*`` steps of a bridge plan share."""

@@ -331,7 +331,6 @@ def check_subnet_free(name: str, address: str, own_bridge: str | None, networks:
                            "choose another subnet")
 
 
-
 # --------------------------------------------------------------------------- applying
 
 
@@ -458,7 +457,7 @@ def ensure_undefined(ctx: _NetworkRun, state: dict | None) -> tuple[bool, dict |
     if not ctx.plan.undefine:
         return False, state
     if not ctx.check_mode:
-        _attempt(ctx, "undefine", lambda: ctx.net.undefine(), lambda net: net is None)
+        _attempt(ctx, "undefine", ctx.net.undefine, lambda net: net is None)
     return True, None
 
 
@@ -547,4 +546,3 @@ def _reattach(conn, net, run: Runner | None, local: bool) -> list:
         if rc != 0:
             raise IpCommandError(f"reattaching {tap} to {bridge} failed: {str(err).strip()}")
     return []
-

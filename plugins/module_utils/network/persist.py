@@ -130,4 +130,3 @@ def read_persist_files(request: dict, root: str = "/") -> dict:
                 with open(path, encoding="utf-8") as handle:
                     files[path] = handle.read()
     return files
-

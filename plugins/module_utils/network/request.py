@@ -292,4 +292,3 @@ def check_vif_script(request: dict, uri: str, exists: Callable[[str], bool] = os
                               f"Xen vif script {path} does not exist on this host: install it there "
                               f"(mode {request['mode']} uses {DEFAULT_VIF_SCRIPTS[request['mode']]} by default)")
     return path
-

@@ -153,7 +153,6 @@ def render_network_xml(state: dict, base_xml: str | None = None) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-
 def host_xml(host: dict) -> str:
     """A DHCP reservation's ``<host>`` element, as libvirt's network update takes it."""
     return etree.tostring(_host_element(host), encoding="unicode")

@@ -100,6 +100,7 @@ def test_long_bridge_name_explains_the_fix():
     ({"name": "xenbr0", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"}]}, "dhcp_hosts"),
     ({"name": "lcfg-nat", "mode": "nat", "netdev": "eth0", "create_netdev": "dummy"}, "create_netdev"),
     ({"name": "bad name", "mode": "nat"}, "name"),
+    ({"name": "lcfg-nat\n", "mode": "nat"}, "name"),  # spec/schema.NETWORK_RE ends with \Z, not $
     ({"name": "xenbr0", "vif_script": "scripts/vif"}, "vif_script"),
 ])
 def test_bad_input_names_the_parameter(params, parameter):
@@ -128,7 +129,7 @@ def test_a_reservation_of_the_gateway_address_is_refused():
     assert "gateway" in err.value.message and "00:16:2a:24:a3:7c" in err.value.message
     with pytest.raises(ValidationError) as err:
         normalise_requests([{"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.254/24",
-                                 "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.254"}]}])
+                             "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.254"}]}])
     assert err.value.parameter == "networks[0].dhcp_hosts[0].ip"
 
 
@@ -202,8 +203,8 @@ def test_render_on_base_keeps_unmanaged_parts():
       <ip address='10.0.0.254' netmask='255.255.255.0'><dhcp><range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip>
       <ip family='ipv6' address='fd00::1' prefix='64'/></network>"""
     xml = render_network_xml(dict(STATE, address="10.0.1.254/24",
-                                      dhcp_range={"start": "10.0.1.100", "end": "10.0.1.200"},
-                                      dhcp_hosts=[]), base)
+                                  dhcp_range={"start": "10.0.1.100", "end": "10.0.1.200"},
+                                  dhcp_hosts=[]), base)
     root = etree.fromstring(xml)
     assert root.findtext("uuid") == "1de3b0fa-f4a1-4561-ba1b-857bd1ad0fc3"
     assert root.find("mac").get("address") == "52:54:00:d5:3b:f8"
@@ -246,7 +247,7 @@ def acting(plan) -> list:
 def test_plan_new_network():
     plan = plan_network(request(**NAT_REQ), None)
     assert plan.actions == ["define libvirt network lcfg-nat", "set autostart on",
-                               "start libvirt network lcfg-nat"]
+                            "start libvirt network lcfg-nat"]
     assert acting(plan) == ["define", "autostart", "start"] and plan.autostart is True
     assert plan.before is None and plan.after["address"] == "10.0.0.254/24"
     assert plan.after["active"] is True and plan.pending_restart is False
@@ -278,7 +279,7 @@ def test_plan_hosts_change_live_in_order():
 
 def test_plan_range_change_is_live():
     plan = plan_network(request(NAT_REQ, dhcp_range={"start": "10.0.0.50", "end": "10.0.0.60"}),
-                            record(STATE))
+                        record(STATE))
     assert [(update.command, update.section) for update in plan.dhcp_updates] == [("delete", "range"),
                                                                                   ("add-last", "range")]
     assert plan.pending_restart is False
@@ -361,6 +362,13 @@ def test_network_lifecycle_on_test_driver(conn):
     assert read_network(conn, "lcfgt-nat") is None
 
 
+def test_check_mode_walks_the_steps_and_changes_nothing(conn):
+    req = request(NAT_REQ, name="lcfgt-nat-check")
+    plan = plan_network(req, None)
+    assert apply_network(None, plan, check_mode=True) == []  # no connection needed, nothing done
+    assert read_network(conn, "lcfgt-nat-check") is None
+
+
 # --------------------------------------------------------------------------- bridges with a fake iproute2
 
 
@@ -409,6 +417,9 @@ def test_plan_new_bridge_commands():
     assert plan.before is None
     assert plan.after["ports"] == ["eth1"] and plan.after["state"] == "up"
     assert fake.calls == []  # planning only reads
+    # check mode walks the same steps, runs nothing and ends where the real run would
+    assert apply_bridge(plan, fake, check_mode=True) == (True, dict(plan.after, persisted=[]))
+    assert fake.calls == []
 
 
 def test_plan_existing_bridge_is_a_no_op_and_keeps_vifs():
@@ -465,10 +476,10 @@ def test_plan_absent_bridge_refuses_to_drop_addresses():
     with pytest.raises(Conflict):
         plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", persist="none"), FakeIp(links))
     plan = plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", migrate_address=True,
-                                   persist="none"), FakeIp(links))
+                               persist="none"), FakeIp(links))
     assert plan.commands == [["ip", "address", "del", "10.1.1.1/24", "dev", "xenbr0"],
-                                ["ip", "address", "add", "10.1.1.1/24", "dev", "eth0"],
-                                ["ip", "link", "del", "dev", "xenbr0"]]
+                             ["ip", "address", "add", "10.1.1.1/24", "dev", "eth0"],
+                             ["ip", "link", "del", "dev", "xenbr0"]]
 
 
 def test_an_unmarked_existing_bridge_is_not_changed_or_deleted_unless_adopted():
@@ -494,7 +505,7 @@ def test_an_unmarked_existing_bridge_is_not_changed_or_deleted_unless_adopted():
     assert plan.actions == ["adopt bridge xenbr1 (mark it lcfg.xen's)"]
     marked = [entry("xenbr1", "bridge", ifalias=BRIDGE_MARK)]
     assert plan_bridge(request(name="xenbr1", state="absent", persist="none"),
-                           FakeIp(marked)).actions == ["delete bridge xenbr1"]
+                       FakeIp(marked)).actions == ["delete bridge xenbr1"]
 
 
 @pytest.mark.parametrize("name", ["virbr0", "virbr7", "docker0", "docker_gwbridge", "lo"])
@@ -547,7 +558,7 @@ def test_detect_persist(tmp_path):
 def test_render_networkd_files():
     req = request(name="xenbr0", netdev="eth0", create_netdev="veth")
     files = render_persist_files("networkd", req, ["192.168.1.10/24"], [["-4", "default", "via", "192.168.1.1"]],
-                                     False, "/r")
+                                 False, "/r")
     assert sorted(files) == ["/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.netdev",
                              "/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.network",
                              "/r/etc/systemd/network/20-lcfg-xen-xenbr0.netdev",
