@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp as _cpp
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    _cpp.clear_cache()
+    cpp.clear_cache()
     yield
-    _cpp.clear_cache()
+    cpp.clear_cache()

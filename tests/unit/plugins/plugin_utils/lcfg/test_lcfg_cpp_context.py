@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp as _cpp
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import (
     ContextError, combine_contexts, context_priority)
@@ -18,7 +18,7 @@ def test_tokenize_logical_lines_and_numbers():
             "\n"
             'a.e "x  /* y */  z" /* gone */\n'
             "a.f 5 /* a */ /* b */ 6\n")
-    lines = _cpp.tokenize(text, "f")
+    lines = cpp.tokenize(text, "f")
     got = [(ll.line, ll.directive, ll.text) for ll in lines]
     assert got == [
         (1, None, "a.b 1"),
@@ -31,13 +31,13 @@ def test_tokenize_logical_lines_and_numbers():
 
 
 def test_tokenize_stray_quote_is_literal():
-    [ll] = _cpp.tokenize('a.b 12" disk /* c */ x\n', "f")
+    [ll] = cpp.tokenize('a.b 12" disk /* c */ x\n', "f")
     assert ll.text == 'a.b 12" disk x'
 
 
 def test_unterminated_comment_line():
     with pytest.raises(LcfgError) as info:
-        _cpp.tokenize("a.b 1\na.c 2 /* open\nmore\n", "f")
+        cpp.tokenize("a.b 1\na.c 2 /* open\nmore\n", "f")
     assert (info.value.file, info.value.line) == ("f", 2)
 
 
@@ -50,7 +50,7 @@ def test_unterminated_comment_line():
     ("", {"A": "z"}, ""),
 ])
 def test_expand(text, defines, expected):
-    assert _cpp.expand(text, defines) == expected
+    assert cpp.expand(text, defines) == expected
 
 
 @pytest.mark.parametrize("expr,value", [
@@ -59,7 +59,7 @@ def test_expand(text, defines, expected):
     ("A == 5", 1), ("UNDEFINED == 0", 1), ("3 >= 3 && 2 <= 1", 0), ("10L > 9u", 1),
 ])
 def test_if_expressions(expr, value):
-    assert _cpp._eval_if(expr, {"A": "5", "B": ""}) == value
+    assert cpp._eval_if(expr, {"A": "5", "B": ""}) == value
 
 
 @pytest.mark.parametrize("expr,value", [
@@ -70,7 +70,7 @@ def test_if_expressions(expr, value):
     ("1 || 0 ? 8 : 9", 8), ("0 && -(-9223372036854775807 - 1)", 0),
 ])
 def test_if_short_circuits_and_conditional(expr, value):
-    assert _cpp._eval_if(expr, {"A": "5", "B": ""}) == value
+    assert cpp._eval_if(expr, {"A": "5", "B": ""}) == value
 
 
 @pytest.mark.parametrize("expr,problem", [
@@ -80,19 +80,19 @@ def test_if_short_circuits_and_conditional(expr, value):
 ])
 def test_if_evaluated_operands_still_fail(expr, problem):
     with pytest.raises(ValueError, match=problem):
-        _cpp._eval_if(expr, {})
+        cpp._eval_if(expr, {})
 
 
 def test_include_unreadable_names_includer(tmp_path, monkeypatch):
     (tmp_path / "h.h").write_text("x.y 1\n")
-    orig = _cpp.read_lines
+    orig = cpp.read_lines
 
     def unreadable(path, cache=True, **kwargs):
         if path.endswith("h.h"):
             raise LcfgError("cannot read file: Permission denied", file=path)
         return orig(path, cache, **kwargs)
-    monkeypatch.setattr(_cpp, "read_lines", unreadable)
-    pp = _cpp.Preprocessor([str(tmp_path)])
+    monkeypatch.setattr(cpp, "read_lines", unreadable)
+    pp = cpp.Preprocessor([str(tmp_path)])
     with pytest.raises(LcfgError) as info:
         pp.run(str(tmp_path / "host"), "\n#include <h.h>\n", lambda f, ll: None)
     assert (info.value.file, info.value.line) == (str(tmp_path / "host"), 2)

@@ -20,7 +20,7 @@ from support import trickle_server
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common import validate as _validate
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp as _cpp
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader as _loader
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import mutations as _mutations
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import source as _source
@@ -97,7 +97,7 @@ def test_include_through_a_symlink_out_of_the_include_path_is_refused(site):
 def test_include_is_opened_without_following_a_link_swapped_in_after_the_check(site, monkeypatch):
     # the check saw a regular file; by the time it is opened it is a link to the secret
     os.symlink(site / "secret" / "shadow", site / "site/include/swapped.h")
-    monkeypatch.setattr(_cpp.os.path, "realpath", os.path.abspath)
+    monkeypatch.setattr(cpp.os.path, "realpath", os.path.abspath)
     results = load(site, "evil", "#include <swapped.h>\n")
     refused(results, "evil", 1, "cannot read included file")
 
@@ -146,13 +146,13 @@ def test_macro_expansion_has_a_profile_budget(site):
     # each value below the limit, many of them: the profile-wide expansion budget stops it
     text = "#define A " + "x" * 60000 + "\n" + "".join(f"!xen.r{i} mSET(A)\n" for i in range(400))
     results = load(site, "evil", text)
-    refused(results, "evil", 2 + _cpp.MAX_PROFILE_EXPANSION // 60000, "expansion over the profile's budget")
+    refused(results, "evil", 2 + cpp.MAX_PROFILE_EXPANSION // 60000, "expansion over the profile's budget")
 
 
 def test_if_expansions_count_against_the_profile_budget(site):
     text = "#define A " + "1 + " * 50000 + "1\n" + "#if A\n#endif\n" * 100
     results = load(site, "evil", text)
-    refused(results, "evil", 2 + 2 * (_cpp.MAX_PROFILE_EXPANSION // 200001), "profile's budget")
+    refused(results, "evil", 2 + 2 * (cpp.MAX_PROFILE_EXPANSION // 200001), "profile's budget")
 
 
 def test_values_built_budget_stops_quadratic_growth(site, monkeypatch):
@@ -197,18 +197,18 @@ def test_if_division_truncates_toward_zero_like_c(tmp_path):
 
 def test_profile_line_include_and_size_budgets(site, monkeypatch):
     (site / "site/include/h.h").write_text("x.y 1\n" * 50)
-    monkeypatch.setattr(_cpp, "MAX_PROFILE_LINES", 120)
+    monkeypatch.setattr(cpp, "MAX_PROFILE_LINES", 120)
     results = load(site, "evil", "#include <h.h>\n#include <h.h>\n#include <h.h>\n")
     refused(results, "evil", 3, "over 120 lines")
-    monkeypatch.setattr(_cpp, "MAX_PROFILE_LINES", 10**6)
-    monkeypatch.setattr(_cpp, "MAX_INCLUDES", 2)
+    monkeypatch.setattr(cpp, "MAX_PROFILE_LINES", 10**6)
+    monkeypatch.setattr(cpp, "MAX_INCLUDES", 2)
     results = load(site, "evil", "#include <h.h>\n" * 3)
     refused(results, "evil", 3, "more than 2 #include lines")
-    monkeypatch.setattr(_cpp, "MAX_INCLUDES", 10**6)
-    monkeypatch.setattr(_cpp, "MAX_PROFILE_INPUT", 500)
+    monkeypatch.setattr(cpp, "MAX_INCLUDES", 10**6)
+    monkeypatch.setattr(cpp, "MAX_PROFILE_INPUT", 500)
     results = load(site, "evil", "#include <h.h>\n" * 3)
     refused(results, "evil", 2, "over 500 bytes")
-    monkeypatch.setattr(_cpp, "MAX_FILE_SIZE", 100)
+    monkeypatch.setattr(cpp, "MAX_FILE_SIZE", 100)
     results = load(site, "evil", "x.y " + "z" * 200 + "\n")
     refused(results, "evil", None, "file larger than 100 bytes")
 
