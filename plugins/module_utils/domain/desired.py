@@ -534,5 +534,3 @@ def _complete_extra(desired: dict | None, current: dict | None, domain_type: str
     out["domain_type"] = des.get("domain_type") or cur.get("domain_type") or domain_type
     out["xml"] = des.get("xml") if des.get("xml") is not None else []
     return out
-
-

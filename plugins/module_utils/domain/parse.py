@@ -247,4 +247,3 @@ def diff_specs(desired: dict, current: dict) -> list[str]:
         if want != have:
             changed.append(field)
     return changed
-

@@ -356,5 +356,3 @@ def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
             devices.addprevious(copy.deepcopy(fragment))
         else:
             root.append(copy.deepcopy(fragment))
-
-

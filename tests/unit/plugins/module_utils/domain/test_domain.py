@@ -312,8 +312,10 @@ def test_converge_guests_check_predicts_and_is_idempotent(conn):
     assert [r["actions"] for r in real["results"]] == [["define", "set_autostart"]] * 4
     started = _domain.converge_guests(conn, [dict(g, state="running") for g in wanted])
     assert all(r["actions"] == ["start"] for r in started["results"])
+    assert started["actions"] == [f"{g['name']}: start" for g in wanted]  # the result contract (list_result)
+    assert started["pending_restart"] == [] and all(r["pending_restart"] == [] for r in started["results"])
     again = _domain.converge_guests(conn, [dict(g, state="running") for g in wanted])
-    assert again["changed"] is False
+    assert again["changed"] is False and again["actions"] == []
     assert all(conn.lookupByName(g["name"]).isActive() for g in wanted)
 
 

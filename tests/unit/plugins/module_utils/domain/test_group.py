@@ -156,6 +156,8 @@ def test_plan_and_apply_on_the_test_driver(conn):
     assert conn.lookupByName("ga").info()[2] == 192 * 1024
     assert conn.lookupByName("gb").info()[2] == 160 * 1024
     assert conn.lookupByName("gb").info()[3] == 2
+    assert [m["name"] for m in applied["results"]] == ["ga", "gb"]  # results in member order
+    assert "ga: set_memory_live" in applied["actions"] and applied["pending_restart"] == []
     again = grp.apply_group(conn, grp.plan_group(conn, settings, members, "g"))
     assert again["changed"] is False
 
