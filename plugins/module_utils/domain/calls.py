@@ -212,7 +212,6 @@ def remove_image(conn, *, path: str, local: bool) -> bool:
     return False
 
 
-
 @libvirt_errors("read live values of guest {name}")
 def live_values(dom, *, name: str) -> dict:
     state, maxmem, memory, vcpus, _cpu_time = dom.info()

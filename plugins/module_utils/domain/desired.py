@@ -91,7 +91,6 @@ _UUID_NAMESPACE = uuidlib.UUID("6a1c5b1e-3f0a-5d7e-9c41-0b1f2e3d4c5b")
 _MAC_PREFIX = {"xen": "00:16:3e", "qemu": "52:54:00", "kvm": "52:54:00", "test": "52:54:00"}
 
 
-
 def _fail(parameter: str, message: str) -> None:
     raise ValidationError(parameter, message)
 

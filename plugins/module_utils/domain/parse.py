@@ -192,7 +192,6 @@ def present_fragments(xml: str, fragments: list[str]) -> list[str]:
     return [f for f in fragments if fragment_present(root, etree.fromstring(f.encode()))]
 
 
-
 # --------------------------------------------------------------------------- fragments
 
 def subset(want: etree._Element, have: etree._Element) -> bool:

@@ -106,7 +106,6 @@ def _disk_formats(spec: dict, local: bool, storage_dirs: list | tuple, prefix: s
                                              "would read that host file)")
 
 
-
 def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool,
                      shared: SharedFiles | None = None) -> None:
     """Queue the image files of ``disks`` for removal, only inside ``storage_dirs`` (resolved
@@ -157,7 +156,6 @@ def _cosmetic_only(field_name: str, target: dict, current: dict, driver: str) ->
         return [{k: v for k, v in item.items() if k not in strip} for item in items or []]
 
     return clean(target.get(field_name)) == clean(current.get(field_name))
-
 
 
 def _check_owned(current: Current, state: str, adopt: bool, prefix: str) -> None:
