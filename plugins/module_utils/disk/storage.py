@@ -29,7 +29,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
     XenError,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
-from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import is_missing, libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
@@ -328,12 +328,16 @@ def domains_using(conn: Any) -> dict[str, list[dict[str, Any]]]:
     _need_lxml()
     used: dict[str, list[dict[str, Any]]] = {}
     for domain in conn.listAllDomains(0):
-        root = etree.fromstring(domain.XMLDesc(0).encode())
+        try:
+            root = etree.fromstring(domain.XMLDesc(0).encode())
+            active = bool(domain.isActive())
+        except libvirt.libvirtError as exc:
+            if is_missing(exc):  # undefined since it was listed: it uses nothing now
+                continue
+            raise LibvirtFailure(f"cannot read the definition of domain {domain.name()}: "
+                                 f"{exc.get_error_message()}") from exc
         for source in root.iterfind("devices/disk/source"):
             path = source.get("file") or source.get("dev")
             if path:
-                used.setdefault(os.path.normpath(path), []).append(
-                    {"name": domain.name(), "active": bool(domain.isActive())})
+                used.setdefault(os.path.normpath(path), []).append({"name": domain.name(), "active": active})
     return used
-
-
