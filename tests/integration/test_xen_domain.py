@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from support import ROOT, run_module
+from support import ROOT, run_module, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -145,15 +145,6 @@ def qemu_pid(name: str) -> int:
     return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text().strip())
 
 
-def wait_for(predicate, timeout: float = 60, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
 
 def test_define_reads_back_as_declared(clean, conn):
     name = PREFIX + "define"
@@ -214,7 +205,7 @@ def test_live_changes_keep_the_qemu_process(clean, conn, boot_files):
     assert result["actions"] == ["set_memory_live", "set_vcpus_live"]
     assert result["pending_restart"] == []
     # the guest's balloon driver gives the memory back once the kernel has loaded it
-    assert wait_for(lambda: dom.info()[2] == 96 * 1024, timeout=240, step=2), dom.info()
+    wait_for(lambda: dom.info()[2] == 96 * 1024, timeout=240, step=2, what="the guest to report 96 MiB")
     assert dom.info()[3] == 2
     assert len(dom.vcpus()[0]) == 2
     assert qemu_pid(name) == pid

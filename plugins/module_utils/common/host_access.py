@@ -482,7 +482,7 @@ def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
 
 def _extra_fragments(text: str) -> list:
     """The XML fragments of an ``extra_$`` text in any of its forms (XML fragments, or a JSON
-    object with ``xml``; see _domain_xml.parse_extra_text). Text that does not parse is the
+    object with ``xml``; see domain.desired.parse_extra_text). Text that does not parse is the
     schema's to report, not a host access."""
     stripped = text.strip()
     if stripped.startswith("<"):

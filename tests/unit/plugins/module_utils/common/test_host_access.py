@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import xml as dx
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import desired as dx
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
     HostAccess,
