@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from support import ROOT, ansible_env, run_module
 
@@ -205,9 +206,8 @@ def test_existing_image_with_other_content_is_never_overwritten(store, template)
 
 def _start_module(params) -> subprocess.Popen:
     args = dict(params, _ansible_check_mode=False, _ansible_diff=False)
-    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-    json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    handle.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
     proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_disk",
                              handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=ansible_env(), start_new_session=True)
@@ -275,8 +275,6 @@ def conn(store):
 
 
 def _define_domain(connection, disk_path):
-    from lxml import etree
-
     root = etree.Element("domain", type="qemu")
     etree.SubElement(root, "name").text = DOMAIN
     etree.SubElement(root, "memory", unit="MiB").text = "64"

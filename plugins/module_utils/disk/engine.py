@@ -13,6 +13,8 @@ A run flows through the files of this folder:
   plan.py         the DiskPlan: what to do, and its ``actions`` in words (pure)
   apply.py        the ensure_* steps that carry the plan out (check mode walks them too)
 
+(sizes.py reads and writes sizes; guestfs.py writes the LCFG settings into a clone.)
+
 Here, between reading and planning, the checks that need the host: a disk a domain uses is
 not deleted, nor an overlay's backing file; a template is checked before it is cloned and a
 clone's recorded origin compared with its template now (imagecheck.py). The result is the

@@ -3,6 +3,7 @@ template fingerprint and its comparison, and the mount-failure diagnosis of _gue
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -33,8 +34,6 @@ def sfdisk_image(tmp_path, layout: str, size: int = 64 * MIB):
 
 def linux_view(path) -> dict[int, tuple[int, int]]:
     """sfdisk's own reading of the table (an independent parser)."""
-    import json
-
     out = json.loads(subprocess.run(["sfdisk", "-J", str(path)], capture_output=True, text=True,
                                     check=True).stdout)["partitiontable"]["partitions"]
     return {int(p["node"].rsplit("img", 1)[1]): (p["start"] * 512, (p["start"] + p["size"]) * 512) for p in out}
