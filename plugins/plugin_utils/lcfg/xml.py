@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import os
 import re
-import traceback
 
 try:
     from lxml import etree
-except ImportError:  # pragma: no cover - lxml is a documented requirement
+except ImportError as exc:  # a documented requirement: read_xml_profile names it
     etree = None
-    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
+    _LXML_IMPORT_ERROR: str | None = str(exc)
 else:
-    LXML_IMPORT_ERROR = None
+    _LXML_IMPORT_ERROR = None
 
 from .errors import LcfgError, excerpt
 from .mutations import valid_name, valid_tag
@@ -47,7 +46,7 @@ from .profile import ContextError, Profile, Resource, combine_contexts, context_
 from .source import MAX_VALUE_LENGTH
 
 __all__ = ["read_xml_profile", "profile_name_from_path", "xml_host_name", "MAX_XML_SIZE",
-           "MAX_XML_ELEMENTS", "LXML_IMPORT_ERROR"]
+           "MAX_XML_ELEMENTS"]
 
 MAX_XML_SIZE = 16 * 1024 * 1024
 #: resource elements read from one profile (a 60 MB profile of tiny elements took 3.4 GB)
@@ -163,20 +162,12 @@ class _Reader:
 
     def walk(self, el: etree._Element, comp: str, templates: _Templates | None,
              tags: list[str], ctx: str | None) -> None:
+        """Read one resource element (and, for a list, the records below it) into ``entries``."""
         self.elements += 1
         if self.elements > MAX_XML_ELEMENTS:
             raise self.error(el, None, f"more than {MAX_XML_ELEMENTS} resource elements")
-        field = _local(el)
         attrs = _cfg(el) if el.attrib else {}
-        if templates is None:
-            res = field
-        else:
-            try:
-                res = templates.name(field, tags)
-            except ValueError as exc:
-                raise self.error(el, f"{comp}.{field}", str(exc)) from None
-        if not valid_name(res):
-            raise self.error(el, f"{comp}.{field}", f"invalid resource name {excerpt(res)}")
+        res = self._resource_name(el, comp, templates, tags)
         entity = next((c for c in el if c.tag is etree.Entity), None)
         if entity is not None:  # DTD entities are never loaded: the value would keep "&name;"
             raise self.error(el, f"{comp}.{res}", f"entity reference {excerpt(entity.text)} is not "
@@ -193,58 +184,11 @@ class _Reader:
             base_type = ""
             tmpl = None
         if tmpl is not None or base_type == "list":
-            spec = tmpl or ""
-            own = _TEMPLATE_CACHE.get(spec)
-            if own is None:
-                try:
-                    own = _Templates(spec)
-                except ValueError as exc:
-                    raise self.error(el, f"{comp}.{res}", str(exc)) from None
-                if len(_TEMPLATE_CACHE) > 4096:
-                    _TEMPLATE_CACHE.clear()
-                _TEMPLATE_CACHE[spec] = own
-            record_tags: list[str] = []
-            for child in el:
-                if not isinstance(child.tag, str):
-                    continue
-                if _local(child).endswith("_RECORD"):
-                    cattrs = _cfg(child)
-                    raw = cattrs.get("name")
-                    if raw is None:
-                        raise self.error(child, f"{comp}.{res}",
-                                         f"record <{_local(child)}> without cfg:name")
-                    tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
-                    if not valid_tag(tag):
-                        raise self.error(child, f"{comp}.{res}",
-                                         f"invalid tag {excerpt(raw)} in cfg:name")
-                    record_tags.append(tag)
-                    rctx = combine_contexts(ctx, cattrs.get("context") or None)
-                    sub_tags = tags + [tag]
-                    for grand in child:
-                        if isinstance(grand.tag, str):
-                            self.walk(grand, comp, own, sub_tags, rctx)
-                else:
-                    self.walk(child, comp, own, tags, ctx)
-            if record_tags:
-                value = " ".join(record_tags)
-            else:
-                value = " ".join(_text(el).split())
-                if not value:
-                    return  # empty list: unset
+            value = self._list_value(el, comp, res, tmpl or "", tags, ctx)
         else:
-            if len(el) == 0 and not el.text:
-                return  # empty element: unset
-            value = _text(el) if len(el) else el.text or ""
-            if base_type == "boolean":
-                low = value.strip().lower()
-                if low in _TRUE:
-                    value = "yes"
-                elif low in _FALSE:
-                    value = ""
-                else:
-                    raise self.error(el, f"{comp}.{res}", f"invalid boolean value {excerpt(value)}")
-            elif base_type == "integer" and not _INTEGER.match(value.strip()):
-                raise self.error(el, f"{comp}.{res}", f"invalid integer value {excerpt(value)}")
+            value = self._scalar_value(el, comp, res, base_type)
+        if value is None:
+            return  # an empty element or list: unset
         if len(value) > MAX_VALUE_LENGTH:
             raise self.error(el, f"{comp}.{res}", f"value of {len(value)} characters: longer than "
                              f"the limit of {MAX_VALUE_LENGTH}")
@@ -260,6 +204,77 @@ class _Reader:
         else:
             prio = 0
         self.entries.setdefault((comp, res), []).append((prio, value, deriv, ctx, el.sourceline))
+
+    def _resource_name(self, el: etree._Element, comp: str, templates: _Templates | None,
+                       tags: list[str]) -> str:
+        """The resource an element stands for: its own name, or inside a record the name the
+        list's template makes of the field and the record tags."""
+        field = _local(el)
+        if templates is None:
+            res = field
+        else:
+            try:
+                res = templates.name(field, tags)
+            except ValueError as exc:
+                raise self.error(el, f"{comp}.{field}", str(exc)) from None
+        if not valid_name(res):
+            raise self.error(el, f"{comp}.{field}", f"invalid resource name {excerpt(res)}")
+        return res
+
+    def _list_value(self, el: etree._Element, comp: str, res: str, spec: str, tags: list[str],
+                    ctx: str | None) -> str | None:
+        """A list resource: the tags of its ``*_RECORD`` children (whose fields are walked as
+        resources of their own), else its text; None when empty."""
+        own = _TEMPLATE_CACHE.get(spec)
+        if own is None:
+            try:
+                own = _Templates(spec)
+            except ValueError as exc:
+                raise self.error(el, f"{comp}.{res}", str(exc)) from None
+            if len(_TEMPLATE_CACHE) > 4096:
+                _TEMPLATE_CACHE.clear()
+            _TEMPLATE_CACHE[spec] = own
+        record_tags: list[str] = []
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            if _local(child).endswith("_RECORD"):
+                cattrs = _cfg(child)
+                raw = cattrs.get("name")
+                if raw is None:
+                    raise self.error(child, f"{comp}.{res}",
+                                     f"record <{_local(child)}> without cfg:name")
+                tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
+                if not valid_tag(tag):
+                    raise self.error(child, f"{comp}.{res}",
+                                     f"invalid tag {excerpt(raw)} in cfg:name")
+                record_tags.append(tag)
+                rctx = combine_contexts(ctx, cattrs.get("context") or None)
+                sub_tags = tags + [tag]
+                for grand in child:
+                    if isinstance(grand.tag, str):
+                        self.walk(grand, comp, own, sub_tags, rctx)
+            else:
+                self.walk(child, comp, own, tags, ctx)
+        if record_tags:
+            return " ".join(record_tags)
+        return " ".join(_text(el).split()) or None
+
+    def _scalar_value(self, el: etree._Element, comp: str, res: str, base_type: str) -> str | None:
+        """A plain resource's value (booleans as ``yes``/``""``, integers checked); None when empty."""
+        if len(el) == 0 and not el.text:
+            return None
+        value = _text(el) if len(el) else el.text or ""
+        if base_type == "boolean":
+            low = value.strip().lower()
+            if low in _TRUE:
+                return "yes"
+            if low in _FALSE:
+                return ""
+            raise self.error(el, f"{comp}.{res}", f"invalid boolean value {excerpt(value)}")
+        if base_type == "integer" and not _INTEGER.match(value.strip()):
+            raise self.error(el, f"{comp}.{res}", f"invalid integer value {excerpt(value)}")
+        return value
 
     def profile(self, name: str | None) -> Profile:
         resources: dict[str, dict[str, Resource]] = {}
@@ -303,7 +318,7 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     """
     if etree is None:
         raise LcfgError("the Python library lxml is required to read XML profiles "
-                        "(install python3-lxml or pip install lxml)", file=path)
+                        f"(install python3-lxml or pip install lxml): {_LXML_IMPORT_ERROR}", file=path)
     if data is None:
         try:
             with open(path, "rb") as fh:
