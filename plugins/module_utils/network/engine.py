@@ -24,12 +24,10 @@ from typing import Any
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result, object_result
 from ansible_collections.lcfg.xen.plugins.module_utils.network.bridge import (
-    BRIDGE_MARK,
     BridgePlan,
     apply_bridge,
     check_bridge_name,
     plan_bridge,
-    standin_alias,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import Runner, ip_json, read_link
 from ansible_collections.lcfg.xen.plugins.module_utils.network.libvirt_network import (
@@ -42,23 +40,13 @@ from ansible_collections.lcfg.xen.plugins.module_utils.network.libvirt_network i
     read_network,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import check_owned, read_owned, update_owned
-from ansible_collections.lcfg.xen.plugins.module_utils.network.request import check_vif_script, normalise_request
+from ansible_collections.lcfg.xen.plugins.module_utils.network.request import check_vif_script
 
 __all__ = [
     "RequestPlan",
     "plan_request",
     "apply_request",
     "reconcile",
-    # importable from here until tests/unit/plugins/module_utils/common/test_concurrency.py takes
-    # them from their own modules (request, bridge, libvirt_network)
-    "normalise_request",
-    "plan_network",
-    "apply_network",
-    "read_network",
-    "plan_bridge",
-    "apply_bridge",
-    "standin_alias",
-    "BRIDGE_MARK",
 ]
 
 

@@ -17,7 +17,9 @@ import time
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as dom_mod
-from ansible_collections.lcfg.xen.plugins.module_utils.network import engine as net
+from ansible_collections.lcfg.xen.plugins.module_utils.network import bridge as br
+from ansible_collections.lcfg.xen.plugins.module_utils.network import libvirt_network as lvn
+from ansible_collections.lcfg.xen.plugins.module_utils.network.request import normalise_request
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import IpCommandError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import hypervisor_lock, lock_keys
@@ -251,35 +253,35 @@ NAT = {"name": "lcfgt-conc-nat", "mode": "nat", "address": "10.99.0.1/24",
 
 
 def test_network_defined_and_started_by_another_run_meanwhile(conn):
-    req = net.normalise_request(dict(NAT))
-    plan = net.plan_network(req, None)
-    other = net.plan_network(req, None)
-    net.apply_network(conn, req, other)  # the other run, between plan and apply
-    assert net.apply_network(conn, req, plan) == []
-    record = net.read_network(conn, "lcfgt-conc-nat")
+    req = normalise_request(dict(NAT))
+    plan = lvn.plan_network(req, None)
+    other = lvn.plan_network(req, None)
+    lvn.apply_network(conn, other)  # the other run, between plan and apply
+    assert lvn.apply_network(conn, plan) == []
+    record = lvn.read_network(conn, "lcfgt-conc-nat")
     assert record["active"] and record["config"]["dhcp_hosts"][0]["ip"] == "10.99.0.5"
 
 
 def test_a_different_network_defined_meanwhile_is_still_a_conflict(conn):
-    req = net.normalise_request(dict(NAT))
-    plan = net.plan_network(req, None)
-    other = net.normalise_request(dict(NAT, address="10.98.0.1/24", dhcp_hosts=[]))
-    net.apply_network(conn, other, net.plan_network(other, None))
+    req = normalise_request(dict(NAT))
+    plan = lvn.plan_network(req, None)
+    other = normalise_request(dict(NAT, address="10.98.0.1/24", dhcp_hosts=[]))
+    lvn.apply_network(conn, lvn.plan_network(other, None))
     with pytest.raises(XenError) as err:
-        net.apply_network(conn, req, plan)
+        lvn.apply_network(conn, plan)
     assert "already exists" in str(err.value)
-    assert net.read_network(conn, "lcfgt-conc-nat")["config"]["address"] == "10.98.0.1/24"
+    assert lvn.read_network(conn, "lcfgt-conc-nat")["config"]["address"] == "10.98.0.1/24"
 
 
 def test_reservation_added_by_another_run_meanwhile(conn):
-    base = net.normalise_request(dict(NAT, dhcp_hosts=[]))
-    net.apply_network(conn, base, net.plan_network(base, None))
-    req = net.normalise_request(dict(NAT))
-    plan = net.plan_network(req, net.read_network(conn, "lcfgt-conc-nat"))
-    assert [step[0] for step in plan["steps"]] == ["update"]
-    net.apply_network(conn, req, net.plan_network(req, net.read_network(conn, "lcfgt-conc-nat")))
-    assert net.apply_network(conn, req, plan) == []
-    assert len(net.read_network(conn, "lcfgt-conc-nat")["config"]["dhcp_hosts"]) == 1
+    base = normalise_request(dict(NAT, dhcp_hosts=[]))
+    lvn.apply_network(conn, lvn.plan_network(base, None))
+    req = normalise_request(dict(NAT))
+    plan = lvn.plan_network(req, lvn.read_network(conn, "lcfgt-conc-nat"))
+    assert plan.define_xml is None and [update.command for update in plan.dhcp_updates] == ["add-last"]
+    lvn.apply_network(conn, lvn.plan_network(req, lvn.read_network(conn, "lcfgt-conc-nat")))
+    assert lvn.apply_network(conn, plan) == []
+    assert len(lvn.read_network(conn, "lcfgt-conc-nat")["config"]["dhcp_hosts"]) == 1
 
 
 # --------------------------------------------------------------------------- bridges (fake iproute2)
@@ -311,17 +313,17 @@ BRIDGE_ADD = ["ip", "link", "add", "name", "xenbr0", "type", "bridge", "stp_stat
 
 
 def test_bridge_created_by_another_run_meanwhile():
-    plan = {"commands": [BRIDGE_ADD, ["ip", "link", "set", "dev", "xenbr0", "up"]], "files": {}}
+    plan = br.BridgePlan(commands=[BRIDGE_ADD, ["ip", "link", "set", "dev", "xenbr0", "up"]])
     fake = RacingIp({"xenbr0": {"ifname": "xenbr0", "linkinfo": {"info_kind": "bridge"}}})
-    net.apply_bridge(plan, fake)
-    assert fake.calls == plan["commands"]  # went on after "File exists"
+    br.apply_bridge(plan, fake)
+    assert fake.calls == plan.commands  # went on after "File exists"
 
 
 def test_a_link_of_another_kind_in_the_way_still_fails():
-    plan = {"commands": [BRIDGE_ADD], "files": {}}
+    plan = br.BridgePlan(commands=[BRIDGE_ADD])
     fake = RacingIp({"xenbr0": {"ifname": "xenbr0", "linkinfo": {"info_kind": "veth"}}})
     with pytest.raises(IpCommandError) as err:
-        net.apply_bridge(plan, fake)
+        br.apply_bridge(plan, fake)
     assert "File exists" in str(err.value)
 
 
@@ -335,12 +337,12 @@ def test_address_added_and_link_deleted_meanwhile():
 
     addressed = {"ifname": "xenbr0", "linkinfo": {"info_kind": "bridge"},
                  "addr_info": [{"family": "inet", "local": "10.9.0.1", "prefixlen": 24, "scope": "global"}]}
-    net.apply_bridge({"commands": [["ip", "address", "add", "10.9.0.1/24", "dev", "xenbr0"],
-                                   ["ip", "link", "del", "dev", "gone0"]], "files": {}},
-                     Done({"xenbr0": addressed}))
+    br.apply_bridge(br.BridgePlan(commands=[["ip", "address", "add", "10.9.0.1/24", "dev", "xenbr0"],
+                                            ["ip", "link", "del", "dev", "gone0"]]),
+                    Done({"xenbr0": addressed}))
     with pytest.raises(IpCommandError):
-        net.apply_bridge({"commands": [["ip", "address", "add", "10.9.0.2/24", "dev", "xenbr0"]], "files": {}},
-                         Done({"xenbr0": addressed}))
+        br.apply_bridge(br.BridgePlan(commands=[["ip", "address", "add", "10.9.0.2/24", "dev", "xenbr0"]]),
+                        Done({"xenbr0": addressed}))
 
 
 # --------------------------------------------------------------------------- stand-ins go with their bridge
@@ -366,38 +368,38 @@ class ReadOnlyIp:
 
 
 def test_a_created_netdev_is_marked():
-    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "netdev": "lcfg-eth0", "create_netdev": "veth",
-                                                  "persist": "none"}), ReadOnlyIp([]))
-    assert ["ip", "link", "set", "dev", "lcfg-eth0", "alias", net.standin_alias("xenbr0")] in plan["commands"]
+    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "netdev": "lcfg-eth0", "create_netdev": "veth",
+                                             "persist": "none"}), ReadOnlyIp([]))
+    assert ["ip", "link", "set", "dev", "lcfg-eth0", "alias", br.standin_alias("xenbr0")] in plan.commands
 
 
 def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
     links = [
-        link("xenbr0", "bridge", ifalias=net.BRIDGE_MARK),
-        link("lcfg-eth0", "veth", "xenbr0", link="lcfg-eth0-p", ifalias=net.standin_alias("xenbr0")),
+        link("xenbr0", "bridge", ifalias=br.BRIDGE_MARK),
+        link("lcfg-eth0", "veth", "xenbr0", link="lcfg-eth0-p", ifalias=br.standin_alias("xenbr0")),
         link("lcfg-eth0-p", "veth", link="lcfg-eth0"),
         link("old-eth9", "veth", "xenbr0", link="old-eth9-p"),        # made before the alias existed
         link("old-eth9-p", "veth", link="old-eth9"),
         link("eth0", master="xenbr0"),                                 # the uplink
         link("mine0", "veth", "xenbr0", link="other0"),                # an admin's own veth pair
         link("other0", "veth", link="mine0"),
-        link("lcfg-eth1", "veth", "xenbr1", link="lcfg-eth1-p", ifalias=net.standin_alias("xenbr1")),
+        link("lcfg-eth1", "veth", "xenbr1", link="lcfg-eth1-p", ifalias=br.standin_alias("xenbr1")),
         link("lcfg-eth1-p", "veth", link="lcfg-eth1"),
-        link("gone-eth5", "dummy", ifalias=net.standin_alias("xenbr0")),  # its bridge went before
+        link("gone-eth5", "dummy", ifalias=br.standin_alias("xenbr0")),  # its bridge went before
         link("admin-d", "dummy", "xenbr0", ifalias="uplink to rack 4"),
     ]
-    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "state": "absent", "persist": "none"}),
-                           ReadOnlyIp(links))
-    assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"],
+    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "state": "absent", "persist": "none"}),
+                          ReadOnlyIp(links))
+    assert plan.commands == [["ip", "link", "del", "dev", "xenbr0"],
                                 ["ip", "link", "del", "dev", "gone-eth5"],
                                 ["ip", "link", "del", "dev", "lcfg-eth0"],
                                 ["ip", "link", "del", "dev", "old-eth9"]]
     # a netdev named in the request with create_netdev is not deleted for its kind alone
-    plan = net.plan_bridge(net.normalise_request({"name": "xenbr0", "state": "absent", "netdev": "mine0",
-                                                  "create_netdev": "veth", "persist": "none"}),
-                           ReadOnlyIp([link("xenbr0", "bridge", ifalias=net.BRIDGE_MARK),
-                                       link("mine0", "veth", "xenbr0", link="other0")]))
-    assert plan["commands"] == [["ip", "link", "del", "dev", "xenbr0"]]
+    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "state": "absent", "netdev": "mine0",
+                                             "create_netdev": "veth", "persist": "none"}),
+                          ReadOnlyIp([link("xenbr0", "bridge", ifalias=br.BRIDGE_MARK),
+                                      link("mine0", "veth", "xenbr0", link="other0")]))
+    assert plan.commands == [["ip", "link", "del", "dev", "xenbr0"]]
 
 
 def test_removal_planned_but_another_run_removed_it(conn):
