@@ -41,6 +41,7 @@ __all__ = [
     "pin",
     "remove_image",
     "live_values",
+    "is_persistent",
 ]
 
 POLL = 0.25
@@ -216,3 +217,8 @@ def remove_image(conn, *, path: str, local: bool) -> bool:
 def live_values(dom, *, name: str) -> dict:
     state, maxmem, memory, vcpus, _cpu_time = dom.info()
     return {"memory": int(memory) // 1024, "maxmem": int(maxmem) // 1024, "vcpus": int(vcpus)}
+
+
+@libvirt_errors("read whether guest {name} is persistent")
+def is_persistent(dom, *, name: str) -> bool:
+    return bool(dom.isPersistent())

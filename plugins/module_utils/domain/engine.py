@@ -46,6 +46,7 @@ restarted for them.
 from __future__ import annotations
 
 import copy
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError, XenError
@@ -104,17 +105,26 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
         doms = calls.list_domains(conn)
     out = []
     for guest_name in sorted(doms):
-        current = read_current(conn, guest_name, dom=doms[guest_name])
-        out.append({
-            "name": guest_name,
-            "uuid": current.spec["uuid"],
-            "state": current.power,
-            "autostart": current.spec["autostart"],
-            "persistent": bool(current.dom.isPersistent()),
-            "live": calls.live_values(current.dom, name=guest_name) if current.active else None,
-            "config": current.spec,
-        })
+        try:
+            out.append(_info_item(conn, guest_name, doms[guest_name]))
+        except XenError:
+            if name is None and calls.lookup(conn, name=guest_name) is None:
+                continue  # undefined since it was listed (another run removed it): not a failure
+            raise
     return out
+
+
+def _info_item(conn, name: str, dom: Any) -> dict:
+    current = read_current(conn, name, dom=dom)
+    return {
+        "name": name,
+        "uuid": current.spec["uuid"],
+        "state": current.power,
+        "autostart": current.spec["autostart"],
+        "persistent": calls.is_persistent(current.dom, name=name),
+        "live": calls.live_values(current.dom, name=name) if current.active else None,
+        "config": current.spec,
+    }
 
 
 def converge_guests(conn, guests: list, check_mode: bool = False,

@@ -297,6 +297,16 @@ def test_domain_info_lists_inactive_and_running_guests(conn):
     assert _domain.domain_info(conn, "lcfgtest-dom-missing") == []
 
 
+def test_domain_info_skips_a_guest_undefined_after_the_listing(conn, monkeypatch):
+    four_steps(conn, name="lcfgtest-dom-gone", memory=64)
+    four_steps(conn, name="lcfgtest-dom-stays", memory=64)
+    listed = calls.list_domains(conn)
+    listed["lcfgtest-dom-gone"].undefine()  # another run removes it between list and read
+    monkeypatch.setattr(calls, "list_domains", lambda _conn: listed)
+    names = [g["name"] for g in _domain.domain_info(conn)]
+    assert "lcfgtest-dom-stays" in names and "lcfgtest-dom-gone" not in names
+
+
 def guests(count, **common):
     return [dict({"name": f"lcfgtest-dom-g{i}", "memory": 64, "vifs": [{"bridge": "br0"}]}, **common)
             for i in range(count)]
