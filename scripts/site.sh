@@ -28,7 +28,7 @@ scripts/libvirtd.sh start
 # template is left to the admin (the guest role then fails naming it).
 mapfile -t templates < <(ansible-inventory -i "$INVENTORY" --list | python3 -c '
 import json, sys
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS, real_inside
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS, real_inside
 hostvars = json.load(sys.stdin).get("_meta", {}).get("hostvars", {})
 def plain(value):  # profile values are untrusted: ansible-inventory shows them wrapped
     return value.get("__ansible_unsafe") if isinstance(value, dict) else value

@@ -365,7 +365,7 @@ lock_waited:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import run_disk
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import (
     CLONE_MODES,

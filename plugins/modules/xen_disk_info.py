@@ -131,7 +131,7 @@ images:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import list_images
 
 ARGUMENT_SPEC = {

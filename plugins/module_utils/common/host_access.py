@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import extra_knobs
@@ -108,8 +109,6 @@ def host_access_from_params(params: dict, default_storage_dirs: list | tuple | N
     """The module options of ``HOST_ACCESS_ARGSPEC`` as a HostAccess (``{}``: the defaults).
     ``storage_dirs`` defaults to ``default_storage_dirs``, else the collection's list."""
     if default_storage_dirs is None:
-        from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS
-
         default_storage_dirs = DEFAULT_STORAGE_DIRS
     dirs = params.get("storage_dirs")
     if dirs is not None and not dirs:

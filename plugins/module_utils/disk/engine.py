@@ -36,7 +36,6 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import ope
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import flock_by, lock_directory, open_lock_file
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import object_result
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.apply import apply_plan
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS, real_inside
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import (
     compare_origin,
     image_problems,
@@ -51,7 +50,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import (
     plan_present,
     temp_path,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import _HOSTNAME_RE, DiskRequest, build_request
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DiskRequest, build_request
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.sizes import format_size
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.storage import (
     LibvirtStorage,
@@ -66,13 +65,6 @@ __all__ = [
     "image_format",
     "run_disk",
     "list_images",
-    # Imported from here by other folders until they import them from confinement.py, storage.py
-    # and request.py (issue 11): common/host_access.py, domain/engine.py, scripts/site.sh, tests.
-    "DEFAULT_STORAGE_DIRS",
-    "real_inside",
-    "qemu_img_info",
-    "recorded_format",
-    "_HOSTNAME_RE",
 ]
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import real_inside
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import real_inside
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DiskRequest
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.sizes import GIB, format_size
 

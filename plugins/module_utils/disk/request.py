@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DEFAULT_STORAGE_DIRS,
     confine,
     narrow_storage_dirs,

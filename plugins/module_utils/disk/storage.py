@@ -30,7 +30,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import is_missing, libvirt
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
     missing_directories,

@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import (
     SharedFiles,

@@ -19,13 +19,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS, real_inside
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import (
-    DEFAULT_STORAGE_DIRS,
-    qemu_img_info,
-    real_inside,
-    recorded_format,
-)
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.storage import qemu_img_info, recorded_format
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import SharedFiles, describe_users
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import Current, DriverCaps, read_current
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (

@@ -28,7 +28,7 @@ for _name in [n for n in sys.modules if n == "ansible_collections" or n.startswi
 init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
 
 from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 

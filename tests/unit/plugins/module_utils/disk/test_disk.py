@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import (
     BlankImage,
     Pool,

@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import lock_directory
-from ansible_collections.lcfg.xen.plugins.module_utils.disk.confinement import (
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
     missing_directories,

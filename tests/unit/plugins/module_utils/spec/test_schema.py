@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from support import ansible_env
 
 from ansible_collections.lcfg.xen.plugins.doc_fragments.guest import ModuleDocFragment
-from ansible_collections.lcfg.xen.plugins.module_utils.disk import engine as _disk
+from ansible_collections.lcfg.xen.plugins.module_utils.disk import request as _disk
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import plan as _plan
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as _group
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
