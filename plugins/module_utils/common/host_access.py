@@ -37,7 +37,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Vali
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import extra_knobs
 
-etree, LXML_IMPORT_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = [
     "HOST_ACCESS_ARGSPEC",

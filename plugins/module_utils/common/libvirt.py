@@ -15,12 +15,11 @@ from typing import Any, Callable, TypeVar
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import LibvirtFailure, NotFound
 
-libvirt, LIBVIRT_IMPORT_ERROR = optional_import("libvirt")
+libvirt = optional_import("libvirt")[0]
 HAS_LIBVIRT = libvirt is not None
 
 __all__ = [
     "HAS_LIBVIRT",
-    "LIBVIRT_IMPORT_ERROR",
     "libvirt",
     "open_connection",
     "libvirt_errors",

@@ -23,12 +23,11 @@ from typing import Any
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 
-guestfs, GUESTFS_IMPORT_ERROR = optional_import("guestfs")
+guestfs = optional_import("guestfs")[0]
 HAS_GUESTFS = guestfs is not None
 
 __all__ = [
     "HAS_GUESTFS",
-    "GUESTFS_IMPORT_ERROR",
     "GuestfsSession",
     "inject_files",
     "read_files",

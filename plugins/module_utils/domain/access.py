@@ -23,11 +23,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
     host_access_from_params,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
-from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt, libvirt_errors
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import recorded_origin
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps
 
-etree, _LXML_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = ["SharedFiles", "check_access", "check_disks_not_claimed_twice", "describe_users"]
 
@@ -62,15 +62,9 @@ class SharedFiles:
         return self._templates
 
 
-@libvirt_errors("read the files the guests use")
 def _files_of_domains(conn, key) -> dict:
     used: dict = {}
-    for dom in conn.listAllDomains(0):
-        try:  # the persistent definition and, when running, the live one
-            xmls = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] + ([dom.XMLDesc(0)] if dom.isActive() else [])
-            name = dom.name()
-        except libvirt.libvirtError:
-            continue  # removed meanwhile
+    for name, xmls in calls.definitions(conn):  # the persistent definition and, when running, the live one
         for xml in xmls:
             root = etree.fromstring(xml.encode())
             found = [(s.get("file") or s.get("dev"), "disk") for s in root.iterfind("devices/disk/source")]

@@ -74,10 +74,10 @@ def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
     if "vcpus" in plan.live:
         failures["vcpus"] = calls.live_and_config(dom.setVcpusFlags, plan.live["vcpus"])
     if "cpus" in plan.live:
-        ncpus = conn_cpu_count(dom)
+        ncpus = calls.host_cpu_count(run.conn)
         members = set(cpuset_members(plan.live["cpus"])) if plan.live["cpus"] else set(range(ncpus))
         cpumap = tuple(i in members for i in range(ncpus))
-        errors = [e for e in (calls.pin(dom, vcpu, cpumap) for vcpu in range(dom.info()[3])) if e]
+        errors = [e for e in (calls.pin(dom, vcpu, cpumap) for vcpu in range(calls.vcpu_count(dom, name=plan.name))) if e]
         failures["cpus"] = errors[0] if errors else None
     for field_name, error in failures.items():
         run.done.append(f"set_{field_name}_live")
@@ -89,24 +89,19 @@ def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
     return True, new_state
 
 
-def conn_cpu_count(dom: Any) -> int:
-    return int(dom.connect().getInfo()[2])
-
-
 def ensure_autostart(run: _Run, state: dict) -> tuple[bool, dict]:
     plan = run.plan
-    if "set_autostart" not in plan.actions:
+    if plan.autostart is None:
         return False, state
     if not run.check_mode:
-        calls.set_autostart(run.dom, plan.after["autostart"], name=plan.name)
+        calls.set_autostart(run.dom, plan.autostart, name=plan.name)
         run.done.append("set_autostart")
-    return True, dict(state, autostart=plan.after["autostart"])
+    return True, dict(state, autostart=plan.autostart)
 
 
 def ensure_power_state(run: _Run, state: dict) -> tuple[bool, dict]:
     plan = run.plan
-    step = next((a for a in plan.actions if a in ("start", "resume", "stop")), None)
-    if step is None:
+    if plan.power is None:
         return False, state
     if not run.check_mode:
         # Read again: what was planned may have happened meanwhile (another run, a guest
@@ -139,7 +134,7 @@ def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
     if not plan.actions:
         return False, state
     if not run.check_mode:
-        if "stop" in plan.actions:
+        if plan.stop_first:
             _stop_noted(run)
         calls.undefine(run.dom, name=plan.name)
         run.done.append("undefine")

@@ -7,8 +7,9 @@
 """The libvirt calls of the domain engine, each in a small ``@libvirt_errors`` wrapper, so
 failures arrive as ``LibvirtFailure``/``NotFound`` naming the guest and the operation.
 
-The engine (``current``, ``plan``, ``apply``, ``access``, ``engine``) calls libvirt only here,
-except for the few reads ``access`` makes of every guest's files.
+The engine (``current``, ``plan``, ``apply``, ``access``, ``group``, ``engine``) calls libvirt
+only here. Exception: the live-change calls (``live_and_config``, ``pin``) catch libvirt's
+error themselves, since a refused live change is a warning, not a failure.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ __all__ = [
     "remove_image",
     "live_values",
     "is_persistent",
+    "uri",
+    "vcpu_count",
+    "host_cpu_count",
+    "definitions",
 ]
 
 POLL = 0.25
@@ -222,3 +227,32 @@ def live_values(dom, *, name: str) -> dict:
 @libvirt_errors("read whether guest {name} is persistent")
 def is_persistent(dom, *, name: str) -> bool:
     return bool(dom.isPersistent())
+
+
+@libvirt_errors("read the URI of the connection")
+def uri(conn) -> str:
+    return conn.getURI()
+
+
+@libvirt_errors("read the vCPU count of guest {name}")
+def vcpu_count(dom, *, name: str) -> int:
+    return int(dom.info()[3])
+
+
+@libvirt_errors("read the CPU count of the host")
+def host_cpu_count(conn) -> int:
+    return int(conn.getInfo()[2])
+
+
+@libvirt_errors("read the definitions of the guests")
+def definitions(conn) -> list[tuple[str, list[str]]]:
+    """``[(name, [persistent XML] + [live XML when running])]`` of every guest; a guest removed
+    while it is read is left out."""
+    found = []
+    for dom in conn.listAllDomains(0):
+        try:
+            xmls = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] + ([dom.XMLDesc(0)] if dom.isActive() else [])
+            found.append((dom.name(), xmls))
+        except libvirt.libvirtError:
+            continue  # removed meanwhile
+    return found

@@ -19,7 +19,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import dri
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import parse_domain, present_fragments
 
-etree, _LXML_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = ["DriverCaps", "Current", "read_current"]
 
@@ -46,7 +46,7 @@ class DriverCaps:
 
     def basic(self) -> dict:
         if self._caps is None:
-            uri = self.conn.getURI()
+            uri = calls.uri(self.conn)
             self._caps = {"driver": driver_name(self.conn), "local": _is_local(uri), "uri": uri}
         return self._caps
 

@@ -53,7 +53,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
     extra_knobs,
 )
 
-etree, _LXML_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = [
     "SPEC_FIELDS",

@@ -36,7 +36,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import check_access
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply_plan
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.calls import list_domains
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.calls import list_domains, uri
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import DEFAULT_NETWORKS, canonical_cpuset
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import domain_info
@@ -340,7 +340,7 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "",
     missing = [m["name"] for m in members if m["name"] not in domains]
     if missing:
         label = f"group {group}" if group else "the group"
-        raise NotFound(f"{label}: guest(s) {', '.join(missing)} are not defined on {conn.getURI()}; "
+        raise NotFound(f"{label}: guest(s) {', '.join(missing)} are not defined on {uri(conn)}; "
                        "create them first (lcfg.xen.xen_domain, xen_guests or the guest role), "
                        "or remove them from members", missing=missing)
     caps = DriverCaps(conn)

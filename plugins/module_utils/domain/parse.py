@@ -27,7 +27,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     canonical_cpuset,
 )
 
-etree, _LXML_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = [
     "parse_domain",

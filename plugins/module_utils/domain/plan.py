@@ -58,6 +58,12 @@ class DomainPlan:
     force_stop: bool = False
     #: the hypervisor is this host (image paths are resolved and removed here)
     local: bool = False
+    #: the autostart flag to set (``None``: it is right already); action ``set_autostart``
+    autostart: bool | None = None
+    #: the power step: ``"start"``, ``"resume"``, ``"stop"`` or ``None``; action of that name
+    power: str | None = None
+    #: state absent: stop the running guest before it is undefined (action ``stop``)
+    stop_first: bool = False
 
     @property
     def changed(self) -> bool:
@@ -209,6 +215,7 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
     else:
         target = _plan_new(plan, desired, caps.full(), prefix)
     if target["autostart"] != (current.spec["autostart"] if current.exists else False):
+        plan.autostart = target["autostart"]
         plan.actions.append("set_autostart")
     plan.after = dict(copy.deepcopy(target), state=_plan_power(plan))
     if driver != "xen" and ("define" in plan.actions or "vifs" in plan.changed_fields):
@@ -226,6 +233,7 @@ def _plan_absent(plan: DomainPlan, conn, remove_from: list | tuple | None) -> No
     if not current.exists:
         return
     if current.active:
+        plan.stop_first = True
         plan.actions.append("stop")
     plan.actions.append("undefine")
     if remove_from is not None:
@@ -289,12 +297,12 @@ def _plan_power(plan: DomainPlan) -> str:
     """Queue the power step the state asks for; the power state after it."""
     power = plan.current.power if plan.current.exists else "stopped"
     if plan.state == "running" and power == "stopped":
-        plan.actions.append("start")
-        return "running"
-    if plan.state == "running" and power == "paused":
-        plan.actions.append("resume")
-        return "running"
-    if plan.state == "stopped" and power in ("running", "paused"):
-        plan.actions.append("stop")
-        return "stopped"
-    return power
+        plan.power = "start"
+    elif plan.state == "running" and power == "paused":
+        plan.power = "resume"
+    elif plan.state == "stopped" and power in ("running", "paused"):
+        plan.power = "stop"
+    else:
+        return power
+    plan.actions.append(plan.power)
+    return "stopped" if plan.power == "stop" else "running"

@@ -27,7 +27,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import DEVICE_RE
 
-etree, _LXML_ERROR = optional_import("lxml.etree")
+etree = optional_import("lxml.etree")[0]
 
 __all__ = ["render_domain", "update_domain_xml", "merge_fragment"]
 
