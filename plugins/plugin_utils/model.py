@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
-from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import GUEST, guest_problems, network_name, vif_script
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
+    GUEST, PROFILE_IFNAME_RE, URL_RE, guest_problems, network_name, vif_script)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
     HostAccess,
     check_disk_access,
@@ -36,6 +37,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
     profile_value_problem,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
+    DEVICE_NAME_RE,
+    IFNAME_MAX,
     canonical_guest_type,
     parse_bool,
     parse_cpuset,
@@ -101,11 +104,7 @@ _TAGGED_RE = re.compile(
     r"diskformat|mac|ip|nettype|bridge|script|network|members|groupmemory|groupmaxmem|"
     r"groupvcpus|groupmaxvcpus|groupcpus|groupbridge|groupnettype|groupscript|bridgenetdev|"
     r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*[gG]?[bB]?\s*$")
-#: Linux interface names: at most IFNAMSIZ - 1 characters, no '/', ':' or whitespace
-IFNAME_MAX = 15
-_DEVICE_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
 _DEVICE_HASH = 5  # hex digits of the name's SHA-256 kept in a derived device name
 
 
@@ -118,7 +117,7 @@ def bridge_device_name(name: str) -> str:
     The hash keeps two long names with the same beginning apart; the model also checks
     the result against the host's other bridges.
     """
-    if _DEVICE_RE.match(name) and name not in (".", ".."):
+    if DEVICE_NAME_RE.match(name) and name not in (".", ".."):
         return name
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_DEVICE_HASH]
     stem = re.sub(r"[^A-Za-z0-9_.+-]", "", name)[:IFNAME_MAX - _DEVICE_HASH - 1]
@@ -308,7 +307,7 @@ def _choice(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
 
 
 def _ifname(text: str) -> str:
-    if not _IFNAME_RE.match(text):
+    if not PROFILE_IFNAME_RE.match(text):
         raise ValueError(f"invalid interface name {text!r}")
     return text
 
@@ -339,7 +338,7 @@ def _subnet(text: str) -> str:
 
 
 def _url(text: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", text):
+    if not URL_RE.match(text):
         raise ValueError(f"invalid profile URL {text!r}: expected http:// or https://")
     return text
 

@@ -26,13 +26,13 @@ import errno
 import fcntl
 import json
 import os
-import re
 import stat
 import tempfile
 import time
 from typing import Iterator
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import safe_name
 
 __all__ = ["LOCK_TIMEOUT", "LOCK_ARGSPEC", "lock_directory", "open_lock_file", "flock_by", "lock_keys",
            "hypervisor_lock"]
@@ -95,7 +95,7 @@ def lock_keys(uri: str | None, local_commands: bool = False) -> list:
     keys = {_uri_host(uri)}
     if local_commands:
         keys.add("localhost")
-    return sorted(re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:100] for key in keys)
+    return sorted(safe_name(key, "_")[:100] for key in keys)
 
 
 def _holder(fd: int) -> str:

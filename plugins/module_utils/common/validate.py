@@ -28,18 +28,45 @@ __all__ = [
     "valid_uuid",
     "path_inside",
     "cpuset_members",
+    "HOSTNAME_RE",
+    "HOSTNAME_UNDERSCORE_RE",
+    "IFNAME_MAX",
+    "IFNAME_RE",
+    "DEVICE_NAME_RE",
+    "safe_name",
 ]
 
 GUEST_TYPES = ("pv", "hvm", "pvh")
 TYPE_ALIASES = {"pv": "pv", "paravm": "pv", "para": "pv", "hvm": "hvm", "pvh": "pvh"}
 
+
+def _dotted_labels(rest: str, end: str) -> str:
+    """Dot-separated labels, each a letter or digit followed by ``rest`` (a quantified
+    character class), the whole ending with ``end`` (``$`` or ``\\Z``)."""
+    label = f"[A-Za-z0-9]({rest})"
+    return rf"{label}(\.{label})*{end}"
+
+
+#: host names (the base pattern): dot-separated labels of at most 63 letters, digits and '-',
+#: each starting with a letter or digit (xen_bridge DHCP host names)
+HOSTNAME_RE = re.compile("^" + _dotted_labels("[A-Za-z0-9-]{0,62}", "$"))
+#: the documented variant: the same, also allowing '_' after a label's first character
+#: (the LCFG host name xen_disk writes into a clone's files)
+HOSTNAME_UNDERSCORE_RE = re.compile("^" + _dotted_labels("[A-Za-z0-9_-]{0,62}", "$"))
 #: dot-separated labels, each starting with a letter or digit: a guest name is also a valid
-#: host name for the clone's LCFG files (xen_disk ``hostname``)
-_NAME_RE = re.compile(r"^(?=.{1,64}\Z)[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*\Z")
+#: host name for the clone's LCFG files (xen_disk ``hostname``); at most 64 characters in all
+_NAME_RE = re.compile(r"^(?=.{1,64}\Z)" + _dotted_labels("[A-Za-z0-9_-]*", r"\Z"))
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _INT_RE = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _CPUSET_ITEM_RE = re.compile(r"^\^?[0-9]+(-[0-9]+)?$")
+
+#: Linux interface names: at most IFNAMSIZ - 1 characters
+IFNAME_MAX = 15
+#: the characters ip(8) takes in an interface name (the length and ':' are checked apart)
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+#: a name usable as it is as a Linux device: IFNAME_RE without ':', 1 to IFNAME_MAX characters
+DEVICE_NAME_RE = re.compile(rf"^[A-Za-z0-9_.+-]{{1,{IFNAME_MAX}}}$")
 #: libvirt's VIR_DOMAIN_CPUMASK_LEN: CPU numbers are below it (bounds what a cpuset expands to)
 MAX_CPUS = 16384
 _TRUE = {"yes", "true", "on", "1"}
@@ -158,3 +185,9 @@ def path_inside(path: str, directories: list[str]) -> str:
         if real == base or real.startswith(base.rstrip("/") + "/"):
             return real
     raise ValueError(f"path {path!r} is outside the storage directories {', '.join(directories)}")
+
+
+def safe_name(text: str, replacement: str) -> str:
+    """``text`` with every character other than letters, digits, '_', '.' and '-' replaced by
+    ``replacement`` (lock file and storage pool names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", replacement, text)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import HOSTNAME_UNDERSCORE_RE
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DEFAULT_STORAGE_DIRS,
     confine,
@@ -52,7 +53,8 @@ DEFAULT_LCFG_FILES = {
     "hostname": "/etc/hostname",
 }
 
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9_-]{0,62}))*$")
+#: the LCFG host name a clone's files get ('_' allowed: common/validate.py's documented variant)
+_HOSTNAME_RE = HOSTNAME_UNDERSCORE_RE
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from typing import Any
 
@@ -30,6 +29,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import is_missing, libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import safe_name
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
@@ -226,7 +226,7 @@ class LibvirtStorage(LocalStorage):
     def pool_name_for(self, directory: str) -> str:
         if self.pool_name:
             return self.pool_name
-        return "lcfg-xen" + re.sub(r"[^A-Za-z0-9_.-]", "-", directory)
+        return "lcfg-xen" + safe_name(directory, "-")
 
     def missing_pools(self, req: DiskRequest) -> list[Pool]:
         """Pools to define or start for the image's directory (and a copied template's)."""

@@ -13,10 +13,10 @@ Nothing here imports Ansible or libvirt. Every function that touches the host ta
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import LibvirtFailure, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import IFNAME_MAX, IFNAME_RE
 
 __all__ = [
     "Runner",
@@ -36,9 +36,6 @@ __all__ = [
 
 Runner = Callable[[list], tuple]
 
-IFNAME_MAX = 15  # IFNAMSIZ - 1
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:+-]+$")
-
 
 class IpCommandError(LibvirtFailure):
     """An iproute2 command failed (reported like a libvirt failure: the host refused)."""
@@ -54,7 +51,7 @@ def valid_ifname(value: object, parameter: str) -> str:
             parameter,
             f"interface name {text!r} is {len(text)} characters; Linux allows at most {IFNAME_MAX}",
         )
-    if text in (".", "..") or not _IFNAME_RE.match(text) or ":" in text:
+    if text in (".", "..") or not IFNAME_RE.match(text) or ":" in text:
         raise ValidationError(
             parameter,
             f"invalid interface name {text!r}: use letters, digits, '_', '.', '-', '+'",

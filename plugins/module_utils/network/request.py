@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import valid_guest_name, valid_mac
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import HOSTNAME_RE, valid_guest_name, valid_mac
 from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import valid_ifname
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import NETWORK_RE
 
@@ -43,8 +43,6 @@ DEFAULT_VIF_SCRIPTS = {"bridge": "vif-bridge", "nat": "vif-nat", "route": "vif-r
 XEN_SCRIPT_DIR = "/etc/xen/scripts"
 PERSIST_KINDS = ("auto", "ifupdown", "networkd", "none")
 CREATE_NETDEV = ("none", "dummy", "veth")
-
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
 
 def _param(prefix: str, key: str) -> str:
@@ -136,7 +134,7 @@ def dhcp_host_name(value: object, parameter: str) -> str | None:
     if value is None:
         return None
     name = str(value)
-    if _HOSTNAME_RE.match(name) and len(name) <= 253:
+    if HOSTNAME_RE.match(name) and len(name) <= 253:
         return name
     try:
         valid_guest_name(name)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
+    IFNAME_MAX,
     canonical_guest_type,
     parse_bool,
     parse_cpuset,
@@ -67,6 +68,8 @@ __all__ = [
     "MAX_PARTITION",
     "MAX_VIFS",
     "BRIDGE_RE",
+    "PROFILE_IFNAME_RE",
+    "URL_RE",
     "NETWORK_RE",
     "SCRIPT_RE",
     "MODEL_RE",
@@ -99,13 +102,18 @@ MAX_TEXT = 4096
 #: longest escape hatch (``extra``) text
 MAX_FREE_TEXT = 65536
 
-#: Linux interface names: at most 15 characters (IFNAMSIZ - 1)
-BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}\Z")
+#: a profile's bridge names: Linux interface names (at most IFNAME_MAX characters) without '+'
+BRIDGE_RE = re.compile(rf"^[A-Za-z0-9_.:-]{{1,{IFNAME_MAX}}}\Z")
+#: interface and bridge names as the inventory model reads them from a profile (bridge,
+#: bridgeif, bridgenetdev, ...): no '+', starting with a letter, digit or '_'; any length
+#: (a bridge name Linux refuses gets a derived device)
+PROFILE_IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 SCRIPT_RE = re.compile(r"^[A-Za-z0-9_./-]+\Z")
 MODEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 DEVICE_RE = re.compile(r"^(xvd|vd|sd|hd)([a-z]{1,2})\Z")
-_URL_RE = re.compile(r"^https?://[^\s/]+")
+#: a profile URL: http or https with a host
+URL_RE = re.compile(r"^https?://[^\s/]+")
 _LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart")
 #: characters an XML 1.0 document cannot hold besides the C0 controls
 _NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
@@ -185,7 +193,7 @@ def _cpus(value: str) -> str:
 
 
 def _url(value: str) -> str:
-    if not _URL_RE.match(value):
+    if not URL_RE.match(value):
         raise ValueError(f"invalid profile URL {value!r}: expected http:// or https://")
     return value
 
