@@ -13,12 +13,11 @@ import gzip
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from support import ROOT, run_module, run_playbook
+from support import ROOT, run_module, run_playbook, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,17 +102,6 @@ def _spec(name: str, boot_files, memory=128, maxmem=256, vcpus=1, maxvcpus=2) ->
             "cmdline": "console=ttyS0 quiet panic=-1", "state": "running"}
 
 
-def _wait(predicate, timeout: float = 90.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def _live_mib(conn, name: str) -> int:
     return conn.lookupByName(name).info()[2] // 1024
 
@@ -138,13 +126,13 @@ def members(conn, boot_files):
     assert not result.get("failed"), result.get("msg")
     if "up" not in BALLOON:
         try:
-            _wait(lambda: _live_mib(conn, names[0]) == 128, timeout=60, what="the balloon driver")
+            wait_for(lambda: _live_mib(conn, names[0]) == 128, timeout=60, what="the balloon driver")
             BALLOON["up"] = True
         except AssertionError:
             BALLOON["up"] = False
     if BALLOON["up"]:
         for name in names:
-            _wait(lambda n=name: _live_mib(conn, n) == 128, what=f"the balloon driver of {name}")
+            wait_for(lambda n=name: _live_mib(conn, n) == 128, what=f"the balloon driver of {name}")
     yield names
     for name in names:
         _remove(conn, name)
@@ -175,7 +163,7 @@ def test_group_reconfigures_running_members_live(conn, members):
     # values read back from the running guests: the balloon moved, VCPUs are online, pinned
     for name, want in ((members[0], 192), (members[1], 192), (members[2], 160)):
         if BALLOON["up"]:
-            _wait(lambda n=name, w=want: _live_mib(conn, n) == w, what=f"{name} to balloon to {want} MiB")
+            wait_for(lambda n=name, w=want: _live_mib(conn, n) == w, what=f"{name} to balloon to {want} MiB")
         dom = conn.lookupByName(name)
         assert dom.info()[3] == 2
         assert _pins(conn, name) == [[1], [1]]
@@ -262,7 +250,7 @@ def test_rolling_playbook_applies_a_new_group_memory_without_restart(conn, membe
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
     for name in members:
         if BALLOON["up"]:
-            _wait(lambda n=name: _live_mib(conn, n) == 176, what=f"{name} to balloon to 176 MiB")
+            wait_for(lambda n=name: _live_mib(conn, n) == 176, what=f"{name} to balloon to 176 MiB")
         dom = conn.lookupByName(name)
         assert dom.ID() == ids[name], "the member was restarted"
         assert "<currentMemory unit='KiB'>180224</currentMemory>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
