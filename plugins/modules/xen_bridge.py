@@ -301,7 +301,8 @@ pending_restart:
   sample: []
 results:
   description:
-    - One entry per network, in the order of O(networks) (one entry for O(name)).
+    - One entry per network, in the order of O(networks) (one entry for O(name)); no entry carries
+      C(diff) (the top-level RV(diff) holds every network's).
   returned: always
   type: list
   elements: dict
@@ -393,7 +394,6 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import ope
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
 from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
     AnsibleModule,
-    module_lock,
     require_lxml,
     run_module,
 )
@@ -465,21 +465,17 @@ def main() -> None:
             requests = [normalise_request(params)]
             prefixes = [""]
         try:
-            # ip link changes this machine whatever the URI: its lock too
-            with module_lock(module, local_commands=True) as lock:
-                result = reconcile(requests, run, connect, params["uri"], module.check_mode,
-                                   root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
+            return reconcile(requests, run, connect, params["uri"], module.check_mode,
+                             root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
         finally:
             if connection["conn"] is not None:
                 try:
                     connection["conn"].close()
                 except Exception:  # pylint: disable=broad-except
                     pass
-        if not module.check_mode:
-            result["lock_waited"] = lock["waited"]
-        return result
 
-    run_module(module, converge)
+    # ip link changes this machine whatever the URI: the lock of this machine too
+    run_module(module, converge, lock=True, local_commands=True)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ actions:
   elements: str
   sample: ["node1: redefine", "node1: set_memory_live"]
 results:
-  description: One entry per member, in the order of O(members), also for one member.
+  description:
+    - One entry per member, in the order of O(members), also for one member; no entry carries C(diff)
+      (the top-level RV(diff) holds every member's).
   returned: always
   type: list
   elements: dict

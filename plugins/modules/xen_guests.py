@@ -130,7 +130,7 @@ actions:
 results:
   description:
     - One entry per guest, in the order of O(guests), also for one guest; each with the keys
-      M(lcfg.xen.xen_domain) returns.
+      M(lcfg.xen.xen_domain) returns, except C(diff) (the top-level RV(diff) holds every guest's).
   returned: always
   type: list
   elements: dict
@@ -167,10 +167,6 @@ results:
       description: The options whose new value applies at the guest's next restart.
       type: list
       elements: str
-    diff:
-      description: The guest before and after.
-      type: dict
-      returned: in diff mode
 failed_guests:
   description:
     - On failure, the names of the guests that could not be converged (the others were; their entries
@@ -221,16 +217,9 @@ def main() -> None:
     params = module.params
 
     def converge(conn) -> dict:
-        result = converge_guests(conn, params["guests"], check_mode=module.check_mode,
-                                 default_bridge=params["default_bridge"], parallel=params["parallel"],
-                                 access=host_access_from_params(params), adopt=params["adopt"])
-        for entry in result["results"]:
-            for warning in entry.pop("warnings"):
-                module.warn(warning)
-            diff = entry.pop("diff")
-            if module._diff:
-                entry["diff"] = diff
-        return result
+        return converge_guests(conn, params["guests"], check_mode=module.check_mode,
+                               default_bridge=params["default_bridge"], parallel=params["parallel"],
+                               access=host_access_from_params(params), adopt=params["adopt"])
 
     run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)
 

@@ -14,11 +14,14 @@ a failure naming the parameter. Modules import it instead of ansible-core's.
 ``with_libvirt(uri, func)``: open a libvirt connection, return ``func(conn)``, close it.
 ``module_lock(module, local_commands=False)``: the per-hypervisor lock (``_lock``) of
 ``module.params["uri"]`` for a changing call; nothing in check mode (it changes nothing).
-``run_module(module, func, prefix="", lock=False)``: call ``func()`` (inside ``module_lock``
-when ``lock``; the result then has ``lock_waited``); a XenError becomes ``fail_json``
-(message prefixed with ``prefix``, the error's result fields kept); otherwise the result's
-``warnings`` become module warnings, its ``diff`` is dropped unless diff mode is on, and the
-result is returned with ``exit_json``.
+``run_module(module, func, prefix="", lock=False, local_commands=False)``: call ``func()``
+(inside ``module_lock(module, local_commands)`` when ``lock``; the result then has
+``lock_waited``); a XenError becomes ``fail_json`` (message prefixed with ``prefix``, the
+error's result fields kept), else the result goes to ``exit_json``. On both paths the result
+is cleaned the same way (``common.result``): its ``warnings`` and those of each ``results[]``
+entry become module warnings, the top-level ``diff`` is dropped unless diff mode is on, and
+the entries' ``diff`` is always dropped (the top-level ``diff``, keyed by object name, is the
+one diff of a multi-object module).
 """
 
 from __future__ import annotations
@@ -149,22 +152,38 @@ def module_lock(module: Any, local_commands: bool = False) -> Any:
                            params.get("lock_timeout", LOCK_TIMEOUT))
 
 
-def _locked(module: Any, func: Callable[[], dict]) -> dict:
-    with module_lock(module) as lock:
+def _locked(module: Any, func: Callable[[], dict], local_commands: bool = False) -> dict:
+    with module_lock(module, local_commands) as lock:
         result = func()
     if not module.check_mode:
         result["lock_waited"] = lock["waited"]
     return result
 
 
-def run_module(module: Any, func: Callable[[], dict], prefix: str = "", lock: bool = False) -> None:
-    """Run ``func`` and end the module with its result (see the module docstring)."""
-    try:
-        result = _locked(module, func) if lock else func()
-    except XenError as exc:
-        module.fail_json(msg=f"{prefix}{exc.message}", **exc.result)
+def _cleaned(module: Any, result: dict) -> dict:
+    """``result`` as the module returns it (see the module docstring); warnings are issued."""
+    result = dict(result)
     for warning in result.pop("warnings", None) or []:
         module.warn(warning)
     if not module._diff:  # pylint: disable=protected-access
         result.pop("diff", None)
-    module.exit_json(**result)
+    if isinstance(result.get("results"), list):
+        entries = []
+        for entry in result["results"]:
+            entry = dict(entry)
+            for warning in entry.pop("warnings", None) or []:
+                module.warn(warning)
+            entry.pop("diff", None)
+            entries.append(entry)
+        result["results"] = entries
+    return result
+
+
+def run_module(module: Any, func: Callable[[], dict], prefix: str = "", lock: bool = False,
+               local_commands: bool = False) -> None:
+    """Run ``func`` and end the module with its result (see the module docstring)."""
+    try:
+        result = _locked(module, func, local_commands) if lock else func()
+    except XenError as exc:
+        module.fail_json(msg=f"{prefix}{exc.message}", **_cleaned(module, exc.result))
+    module.exit_json(**_cleaned(module, result))

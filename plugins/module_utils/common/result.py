@@ -15,6 +15,12 @@ beside them. A module that acts on several (``xen_guests``, ``xen_group``, ``xen
 returns ``results``: one entry per object in the order given, each an object result (``name``,
 ``changed``, ``actions``, ``pending_restart`` and the object's fields), also for one object;
 its top-level ``actions`` are the entries' actions prefixed with the object's name.
+
+``diff`` of a multi-object module: one top-level ``{before: {name: ...}, after: {name: ...}}``
+(diff mode only); the ``results[]`` entries never carry ``diff`` (their ``before`` and
+``after`` say the same). ``warnings`` (top level or in an entry) are not returned as keys:
+they become the module's warnings. ``common.module.run_module`` applies both rules, on
+success and on failure (a XenError's result fields).
 """
 
 from __future__ import annotations

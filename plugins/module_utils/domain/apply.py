@@ -77,7 +77,8 @@ def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
         ncpus = calls.host_cpu_count(run.conn)
         members = set(cpuset_members(plan.live["cpus"])) if plan.live["cpus"] else set(range(ncpus))
         cpumap = tuple(i in members for i in range(ncpus))
-        errors = [e for e in (calls.pin(dom, vcpu, cpumap) for vcpu in range(calls.vcpu_count(dom, name=plan.name))) if e]
+        vcpus = calls.vcpu_count(dom, name=plan.name)
+        errors = [e for e in (calls.pin(dom, vcpu, cpumap) for vcpu in range(vcpus)) if e]
         failures["cpus"] = errors[0] if errors else None
     for field_name, error in failures.items():
         run.done.append(f"set_{field_name}_live")
