@@ -517,3 +517,22 @@ def test_xen_guests_adopts_only_the_names_it_is_given(conn):
     assert _domain.converge_guests(conn, wanted)["changed"] is False
     with pytest.raises(ValidationError, match="adopt"):
         _domain.converge_guests(conn, wanted, adopt="yes")
+
+
+def test_plan_fields_match_the_actions(conn):
+    """The ensure_* steps read the plan's typed fields; they say what ``actions`` says."""
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import plan_domain, validate_guest
+
+    def plan(state, **params):
+        return plan_domain(conn, validate_guest(dict({"name": NAME}, **params)), state)
+
+    new = plan("running", memory=64, autostart=True)
+    assert (new.autostart, new.power, new.stop_first) == (True, "start", False)
+    assert new.actions == ["define", "set_autostart", "start"]
+    converge(conn, memory=64, state="running")
+    same = plan("running")
+    assert (same.autostart, same.power, same.actions) == (None, None, [])
+    stop = plan("stopped")
+    assert stop.power == "stop" and stop.actions == ["stop"]
+    absent = plan("absent")
+    assert absent.stop_first and absent.power is None and absent.actions == ["stop", "undefine"]
