@@ -128,6 +128,46 @@ def network_kind_clashes(host: Mapping[str, Any], myself: str, peers: Mapping[st
     return clashes
 
 
+def network_nat_sharing(host: Mapping[str, Any], peers: Mapping[str, Any]) -> list[str]:
+    """The peer profiles (in ``peers`` order) that define ``host``'s NAT network (same name)."""
+    return [name for name, peer in (peers or {}).items()
+            if peer.get("nat_network") and peer.get("nat_network_name") == host.get("nat_network_name")]
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    """``values`` without repeats, first occurrence kept; text compared ignoring case (as
+    Ansible's ``unique`` filter does)."""
+    seen: list[Any] = []
+    found: list[Any] = []
+    for value in values:
+        key = value.lower() if isinstance(value, str) else value
+        if key not in seen:
+            seen.append(key)
+            found.append(value)
+    return found
+
+
+def network_nat_other_addresses(host: Mapping[str, Any], peers: Mapping[str, Any]) -> list[str]:
+    """The addresses the profiles sharing ``host``'s NAT network give it other than ``host``'s own."""
+    addresses = _unique(peers[name].get("nat_address") for name in network_nat_sharing(host, peers))
+    return [address for address in addresses if address != host.get("nat_address")]
+
+
+def network_dhcp_hosts(host: Mapping[str, Any], peers: Mapping[str, Any], guests: Iterable[str],
+                       hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The DHCP reservations of ``host``'s NAT network, sorted by MAC: ``host``'s own for the
+    inventory hosts ``guests`` (by their ``xen_domain.name``) and, as the model gives them, those
+    of every profile sharing the network (they all define the same network)."""
+    names = []
+    for guest in guests or []:
+        if "xen_domain" not in hostvars[guest]:
+            raise AnsibleFilterError(f"network_dhcp_hosts: guest {guest} has no xen_domain (not a guest of the inventory)")
+        names.append(hostvars[guest]["xen_domain"]["name"])
+    own = [item for item in host.get("nat_dhcp_hosts") or [] if item.get("name") in names]
+    shared = [item for name in network_nat_sharing(host, peers) for item in peers[name].get("nat_dhcp_hosts") or []]
+    return sorted(_unique(own + shared), key=lambda item: str(item.get("mac", "")).lower())
+
+
 class FilterModule:
     """lcfg.xen network filters."""
 
@@ -136,4 +176,7 @@ class FilterModule:
             "network_items": network_items,
             "network_peers": network_peers,
             "network_kind_clashes": network_kind_clashes,
+            "network_nat_sharing": network_nat_sharing,
+            "network_nat_other_addresses": network_nat_other_addresses,
+            "network_dhcp_hosts": network_dhcp_hosts,
         }

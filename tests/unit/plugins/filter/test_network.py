@@ -8,7 +8,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.lcfg.xen.plugins.filter.network import (
-    FilterModule, network_items, network_kind_clashes, network_peers)
+    FilterModule, network_dhcp_hosts, network_items, network_kind_clashes, network_nat_other_addresses,
+    network_nat_sharing, network_peers)
 
 
 def host(**over) -> dict:
@@ -121,5 +122,52 @@ def test_kind_clashes_name_both_profiles():
     assert network_kind_clashes(host(), "hv1", plain) == []
 
 
+def _reservation(mac: str, name: str) -> dict:
+    return {"mac": mac, "ip": f"10.0.0.{int(mac[-2:], 16)}", "name": name}
+
+
+def sharing_peers() -> dict:
+    """hv2 and hv4 share lcfg-nat (hv4 with another address), hv3's NAT network is off, hv5's is another."""
+    return {
+        "hv2": host(nat_dhcp_hosts=[_reservation("00:16:3e:00:00:05", "g5"), _reservation("00:16:3e:00:00:01", "g1")]),
+        "hv3": host(nat_network=False, nat_dhcp_hosts=[_reservation("00:16:3e:00:00:09", "g9")]),
+        "hv4": host(nat_address="10.0.1.254/24", nat_dhcp_hosts=[_reservation("00:16:3e:00:00:02", "g2")]),
+        "hv5": host(nat_network_name="other", nat_address="10.0.2.254/24"),
+    }
+
+
+def test_nat_sharing_is_the_peers_with_the_same_nat_network_in_order():
+    assert network_nat_sharing(host(), sharing_peers()) == ["hv2", "hv4"]
+    assert network_nat_sharing(host(nat_network_name="other"), sharing_peers()) == ["hv5"]
+    assert network_nat_sharing(host(), {}) == []
+
+
+def test_nat_other_addresses_are_those_of_the_sharing_peers_but_this_ones_once():
+    peers = sharing_peers()
+    assert network_nat_other_addresses(host(), peers) == ["10.0.1.254/24"]
+    peers["hv6"] = host(nat_address="10.0.1.254/24")
+    assert network_nat_other_addresses(host(nat_address="10.0.1.254/24"), peers) == ["10.0.0.254/24"]
+    assert network_nat_other_addresses(host(), {"hv2": host()}) == []
+    # compared ignoring case, first occurrence kept (as Ansible's unique filter)
+    assert network_nat_other_addresses(host(), {"a": host(nat_address="fd00::A/64"),
+                                                "b": host(nat_address="fd00::a/64")}) == ["fd00::A/64"]
+
+
+def test_dhcp_hosts_merge_this_hosts_guests_with_the_sharing_peers_sorted_by_mac():
+    mine = host(nat_dhcp_hosts=[_reservation("00:16:3e:00:00:04", "g4"), _reservation("00:16:3e:00:00:03", "g3"),
+                                _reservation("00:16:3e:00:00:01", "g1")])
+    hostvars = {"guest4": {"xen_domain": {"name": "g4"}}, "guest1": {"xen_domain": {"name": "g1"}}, "plain": {}}
+    got = network_dhcp_hosts(mine, sharing_peers(), ["guest4", "guest1"], hostvars)
+    # g3 is not one of network_guests; g1 (also hv2's) once; hv3 (NAT off) and hv5 (another network) left out
+    assert [item["name"] for item in got] == ["g1", "g2", "g4", "g5"]
+    assert got[0] == _reservation("00:16:3e:00:00:01", "g1")
+    assert network_dhcp_hosts(host(), {}, [], {}) == []
+    assert network_dhcp_hosts(host(nat_dhcp_hosts=None), {}, ["guest1"], hostvars) == []
+    with pytest.raises(AnsibleFilterError, match="guest plain has no xen_domain"):
+        network_dhcp_hosts(mine, {}, ["guest1", "plain"], hostvars)
+
+
 def test_filter_names():
-    assert set(FilterModule().filters()) == {"network_items", "network_peers", "network_kind_clashes"}
+    assert set(FilterModule().filters()) == {"network_items", "network_peers", "network_kind_clashes",
+                                             "network_nat_sharing", "network_nat_other_addresses",
+                                             "network_dhcp_hosts"}
