@@ -211,6 +211,7 @@ def test_a_guest_paused_while_another_run_starts_it_is_waited_for_not_resumed(co
 
     plan = plan_for(conn, "running")
     plan.actions.append("resume")  # what the plan made of the paused guest
+    plan.power = "resume"
     plan.current.dom = StartingUp()
     result = dom_mod.apply_plan(conn, plan)
     assert not StartingUp.resumed and not states
