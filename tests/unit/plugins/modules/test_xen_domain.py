@@ -17,23 +17,11 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from support import ROOT, SharedConnection, inventory_list, run_module
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common import module as _module
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt, open_connection
 from ansible_collections.lcfg.xen.plugins.modules import xen_domain, xen_domain_info, xen_guests
-
-
-def cleanup(conn):
-    """Remove this file's guests: libvirt shares test:///default between the connections of
-    a process while any of them (or a domain object) is alive."""
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith("lcfgtest-dom-"):
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
-
+from support import ROOT, SharedConnection, inventory_list, remove_named, run_module
 
 NAME = "lcfgtest-dom-mod"
 MODULES = {"xen_domain": xen_domain, "xen_domain_info": xen_domain_info, "xen_guests": xen_guests}
@@ -45,7 +33,7 @@ def hypervisor(monkeypatch):
     shared = SharedConnection(conn)
     monkeypatch.setattr(_module, "open_connection", lambda uri: shared)
     yield conn
-    cleanup(conn)
+    remove_named(conn.listAllDomains(0), "lcfgtest-dom-")  # the guests of this file
     conn.close()
 
 

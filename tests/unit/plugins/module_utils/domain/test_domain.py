@@ -9,10 +9,6 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls, current
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import METADATA_NS
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import carries_marker
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
     Conflict,
     LibvirtFailure,
@@ -21,18 +17,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt, open_connection
-
-
-def cleanup(conn):
-    """Remove this file's guests: libvirt shares test:///default between the connections of
-    a process while any of them (or a domain object) is alive."""
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith("lcfgtest-dom-"):
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
-
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls, current
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import METADATA_NS
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import carries_marker
+from support import remove_named
 
 NAME = "lcfgtest-dom-unit"
 
@@ -41,7 +30,7 @@ NAME = "lcfgtest-dom-unit"
 def conn():
     connection = open_connection("test:///default")
     yield connection
-    cleanup(connection)
+    remove_named(connection.listAllDomains(0), "lcfgtest-dom-")  # the guests of this file
     connection.close()
 
 
