@@ -29,7 +29,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Vali
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import GUEST_ARGSPEC, guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
-from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import valid_guest_name
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
+    DEVICE_NAME_RE, HOSTNAME_RE, HOSTNAME_UNDERSCORE_RE, IFNAME_RE, safe_name, valid_guest_name)
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 
 PATH = "/site/h1"
@@ -89,7 +90,23 @@ def test_every_guest_name_is_a_host_name_xen_disk_accepts(name):
         valid_guest_name(name)
     except ValueError:
         return
-    assert _disk._HOSTNAME_RE.match(name)  # pylint: disable=protected-access
+    assert HOSTNAME_UNDERSCORE_RE.match(name)  # the host name xen_disk accepts
+
+
+def test_the_shared_name_patterns_keep_the_patterns_they_replaced():
+    """common/validate.py and spec/schema.py are the one home of these patterns; the copies
+    they replaced had exactly these."""
+    label = r"[A-Za-z0-9]([A-Za-z0-9{}-]{{0,62}})"
+    assert HOSTNAME_RE.pattern == rf"^{label.format('')}(\.{label.format('')})*$"
+    assert HOSTNAME_UNDERSCORE_RE.pattern == rf"^{label.format('_')}(\.{label.format('_')})*$"
+    assert _disk._HOSTNAME_RE is HOSTNAME_UNDERSCORE_RE  # pylint: disable=protected-access
+    assert IFNAME_RE.pattern == r"^[A-Za-z0-9_.:+-]+$"
+    assert DEVICE_NAME_RE.pattern == r"^[A-Za-z0-9_.+-]{1,15}$"
+    assert _schema.BRIDGE_RE.pattern == r"^[A-Za-z0-9_.:-]{1,15}\Z"
+    assert _schema.PROFILE_IFNAME_RE.pattern == r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
+    assert _schema.URL_RE.pattern == r"^https?://[^\s/]+"
+    assert safe_name("qemu+ssh://h/x", "_") == "qemu_ssh___h_x"
+    assert not HOSTNAME_RE.match("a_b") and HOSTNAME_UNDERSCORE_RE.match("a_b")
 
 
 # ---------------------------------------------------------------- the modules' structural check
