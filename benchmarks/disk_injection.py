@@ -41,14 +41,19 @@ def main() -> int:
     storage = LocalStorage()
     try:
         template = os.path.join(work, "lcfgtest-disk-template.img")
-        timed(f"make_template {args.size_gb} GiB +{args.data_mb} MiB", make_template, template,
-              int(args.size_gb * 1024 ** 3), data_mb=args.data_mb)
+        timed(
+            f"make_template {args.size_gb} GiB +{args.data_mb} MiB",
+            make_template,
+            template,
+            int(args.size_gb * 1024**3),
+            data_mb=args.data_mb,
+        )
         files = {"/etc/lcfg/profile_url": "http://lcfg.example.org/profiles/\n", "/etc/hostname": "bench\n"}
         for run in range(args.runs):
             copy = os.path.join(work, f"lcfgtest-disk-copy{run}.img")
             overlay = os.path.join(work, f"lcfgtest-disk-ov{run}.qcow2")
             timed("qemu-img convert (copy clone)", storage.copy, template, "raw", copy, "raw")
-            timed("qemu-img create -b (overlay)", storage.overlay, template, "raw", overlay, 2 * 1024 ** 3)
+            timed("qemu-img create -b (overlay)", storage.overlay, template, "raw", overlay, 2 * 1024**3)
             result = timed("inject 2 files (libguestfs)", inject_files, copy, "raw", 5, files)
             print(f"    launch {result['launch_seconds']} s; fallback: {'TCG' if result['notes'] else 'none'}")
     finally:

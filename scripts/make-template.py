@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build a small LCFG-style template image for lcfg.xen's demos and tests.
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"directory {os.path.dirname(path)} does not exist")
     start = time.monotonic()
     try:
-        built = make_template(path, int(args.size_gb * 1024 ** 3) // 512 * 512, data_mb=args.data_mb)
+        built = make_template(path, int(args.size_gb * 1024**3) // 512 * 512, data_mb=args.data_mb)
     except XenError as exc:
         print(f"make-template: {exc.message}", file=sys.stderr)
         return 1

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTIONS = ROOT / ".collections"
 # The example profiles the tests read: project data, copied into the repository.
@@ -57,8 +56,7 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def run_module(name: str, params: dict, check: bool = False, diff: bool = False,
-               timeout: float = 600) -> dict:
+def run_module(name: str, params: dict, check: bool = False, diff: bool = False, timeout: float = 600) -> dict:
     """Run ``lcfg.xen.<name>`` with ``params``; return the parsed result (with ``rc``)."""
     args = dict(params)
     args["_ansible_check_mode"] = check
@@ -69,30 +67,47 @@ def run_module(name: str, params: dict, check: bool = False, diff: bool = False,
     try:
         proc = subprocess.run(
             [sys.executable, "-m", f"ansible_collections.lcfg.xen.plugins.modules.{name}", args_file],
-            capture_output=True, text=True, env=ansible_env(), timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            env=ansible_env(),
+            timeout=timeout,
+            check=False,
         )
     finally:
         os.unlink(args_file)
     try:
         result = json.loads(proc.stdout)
     except ValueError:
-        raise AssertionError(f"module {name} printed no JSON (rc={proc.returncode}):\n"
-                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}") from None
+        raise AssertionError(
+            f"module {name} printed no JSON (rc={proc.returncode}):\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        ) from None
     result["rc"] = proc.returncode
     return result
 
 
-def run_playbook(playbook: str | Path, *args: str, inventory: str | Path | None = None,
-                 extra_vars: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+def run_playbook(
+    playbook: str | Path,
+    *args: str,
+    inventory: str | Path | None = None,
+    extra_vars: dict | None = None,
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess:
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)]
     if inventory is not None:
         cmd += ["-i", str(inventory)]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
     cmd += list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), timeout=timeout,
-                          stdin=subprocess.DEVNULL,
-                          check=False, cwd=str(ROOT))
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        cwd=str(ROOT),
+    )
 
 
 def untrusted(value):
@@ -108,9 +123,15 @@ def untrusted(value):
 
 def inventory_list(config: str | Path) -> dict:
     """``ansible-inventory -i config --list`` with this checkout, as plain data."""
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
-                          capture_output=True, text=True, env=ansible_env(), timeout=300, check=False,
-                          cwd=str(ROOT))
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=300,
+        check=False,
+        cwd=str(ROOT),
+    )
     assert proc.returncode == 0, proc.stderr
     return untrusted(json.loads(proc.stdout))
 
@@ -173,8 +194,7 @@ def remove_networks(uri: str, prefix: str) -> None:
     _remove_from(uri, prefix, "listAllNetworks")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 90.0, what: str = "a condition",
-             step: float = 0.5):
+def wait_for(predicate: Callable[[], object], timeout: float = 90.0, what: str = "a condition", step: float = 0.5):
     """``predicate()``'s first truthy value, asked every ``step`` seconds for up to ``timeout``
     seconds (and once more at the end); an AssertionError naming ``what`` when none came.
 
@@ -210,6 +230,7 @@ def trickle_server(body: bytes, slow_headers: bool = False) -> Iterator[str]:
 
     ``slow_headers``: the status line and headers trickle too (else only the body).
     """
+
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server API
             head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -219,7 +240,7 @@ def trickle_server(body: bytes, slow_headers: bool = False) -> Iterator[str]:
                     self.wfile.write(head)
                     data = body
                 for i in range(len(data)):
-                    self.wfile.write(data[i:i + 1])
+                    self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                     time.sleep(1)
             except OSError:
@@ -250,8 +271,9 @@ def own_uuids(text: str, tag: str) -> str:
     return _UUID_RE.sub(lambda match: tag + match.group(1), text)
 
 
-def renamed_copy(source: Path, target: Path, renames, uuid_tag: str,
-                 keep: Callable[[Path], bool] = lambda rel: True) -> None:
+def renamed_copy(
+    source: Path, target: Path, renames, uuid_tag: str, keep: Callable[[Path], bool] = lambda rel: True
+) -> None:
     """Copy the example site ``source`` to ``target`` with names of a test's own.
 
     Every file's text gets each ``(old, new)`` of ``renames`` and UUIDs of its own

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The floor of the rollout benchmark: plain libvirt-python doing the necessary calls.
@@ -43,8 +42,7 @@ def domain_xml(spec: dict, domain_type: str = "kvm") -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-def rollout(conn, specs: list[dict], start: bool = True, domain_type: str = "kvm",
-            parallel: int = 1) -> int:
+def rollout(conn, specs: list[dict], start: bool = True, domain_type: str = "kvm", parallel: int = 1) -> int:
     calls = 0
     doms = {d.name(): d for d in conn.listAllDomains(0)}
     for spec in specs:
@@ -94,8 +92,7 @@ def main() -> int:
             return 0
         with open(args.specs, encoding="utf-8") as handle:
             specs = json.load(handle)
-        calls = rollout(conn, specs, start=not args.no_start, domain_type=args.domain_type,
-                        parallel=args.parallel)
+        calls = rollout(conn, specs, start=not args.no_start, domain_type=args.domain_type, parallel=args.parallel)
         print(f"{calls} changing calls")
         return 0
     finally:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the rollout benchmark's LCFG inventory: one hypervisor profile with N guests.
@@ -33,8 +32,12 @@ def main() -> None:
     parser.add_argument("outdir")
     parser.add_argument("--guests", type=int, default=50)
     parser.add_argument("--uri", default="qemu:///system")
-    parser.add_argument("--domain-type", choices=("auto", "kvm", "qemu"), default="auto",
-                        help="auto leaves the choice to lcfg.xen (kvm when it works, else qemu)")
+    parser.add_argument(
+        "--domain-type",
+        choices=("auto", "kvm", "qemu"),
+        default="auto",
+        help="auto leaves the choice to lcfg.xen (kvm when it works, else qemu)",
+    )
     args = parser.parse_args()
     out = Path(args.outdir)
     (out / "profiles").mkdir(parents=True, exist_ok=True)
@@ -46,9 +49,7 @@ def main() -> None:
         if args.domain_type != "auto":
             text += EXTRA.format(tag=tag, domain_type=args.domain_type)
     (out / "profiles" / "lcfgbench-hv").write_text(text)
-    (out / "group_vars" / "xen_hypervisors.yml").write_text(
-        "ansible_connection: local\n"
-        f"xen_uri: {args.uri}\n")
+    (out / "group_vars" / "xen_hypervisors.yml").write_text(f"ansible_connection: local\nxen_uri: {args.uri}\n")
     (out / "bench.lcfg.yml").write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\nstrict: true\n")
 
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation fragment for the libvirt connection option."""
@@ -29,13 +28,15 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Check mode reads the current state and reports exactly the changes and diff a real run would make, without making them.
+    details: Check mode reads the current state and reports exactly the changes and diff a real run would make,
+      without making them.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows the normalised configuration before and after, in the same vocabulary the module accepts.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates
+      no change.
     support: full
 """
 

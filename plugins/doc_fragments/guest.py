@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation fragments for the guest options (xen_domain; the items of xen_guests) and the
@@ -208,7 +207,8 @@ options:
         blanks. Here, Ansible reads C(key=value) strings itself.
       - Knobs left out keep their current value (V(destroy), V(restart), V(destroy) for a
         new guest). Changes apply at the next restart of a running guest.
-      - Reported back (C(after.extra) of M(lcfg.xen.xen_domain), C(config.extra) of M(lcfg.xen.xen_domain_info)) with the libvirt domain
+      - Reported back (C(after.extra) of M(lcfg.xen.xen_domain), C(config.extra) of M(lcfg.xen.xen_domain_info)) with
+        the libvirt domain
         type in C(domain_type) (V(xen), V(kvm), V(qemu), V(test)).
     type: dict
     suboptions:
@@ -289,7 +289,9 @@ options:
     ATTRIBUTES = r"""
 attributes:
   check_mode:
-    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make, without making them.
+    details: Check mode reads the guests and reports exactly the changes, actions and diff a real run would make,
+      without making them.
   diff_mode:
-    details: The diff shows each guest's normalised configuration and power state before and after, in the module's option vocabulary (not raw XML).
+    details: The diff shows each guest's normalised configuration and power state before and after, in the module's
+      option vocabulary (not raw XML).
 """

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the guest role and the teardown and summary playbooks: guest specs (the
@@ -10,7 +9,8 @@ Documentation: the ``<filter>.yml`` files beside this one (``ansible-doc -t filt
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 SUMMARY_FORMAT = "%-15s %-17s %-8s %5s %5s %5s %-4s  %s"
 SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "STATE", "MiB", "MAX", "VCPUS", "BOOT", "NETWORKS")
@@ -26,14 +26,19 @@ def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") 
         for index, disk in enumerate(images):
             template = spec.get("template") if index == 0 and disk["path"] == disks[0]["path"] else None
             url = spec.get("profile_url") if template else None
-            items.append({
-                "guest": spec["name"], "tag": disk.get("tag", ""), "path": disk["path"],
-                "size_gb": disk.get("size_gb"),
-                "image_format": disk.get("format") or (None if template else disk_format),
-                "template": template, "profile_url": url,
-                "root_partition": spec.get("partition") if url else None,
-                "hostname": spec["name"] if url else None,
-            })
+            items.append(
+                {
+                    "guest": spec["name"],
+                    "tag": disk.get("tag", ""),
+                    "path": disk["path"],
+                    "size_gb": disk.get("size_gb"),
+                    "image_format": disk.get("format") or (None if template else disk_format),
+                    "template": template,
+                    "profile_url": url,
+                    "root_partition": spec.get("partition") if url else None,
+                    "hostname": spec["name"] if url else None,
+                }
+            )
     return items
 
 
@@ -48,9 +53,14 @@ def _vif(vif: Mapping[str, Any], networks: Mapping[str, str], vif_scripts: bool)
     return item
 
 
-def guest_items(specs: Iterable[Mapping[str, Any]], networks: Mapping[str, str] | None = None,
-                vif_scripts: bool = False, start_autostart: bool = True, state_autostart: str = "running",
-                state_other: str = "present") -> list[dict[str, Any]]:
+def guest_items(
+    specs: Iterable[Mapping[str, Any]],
+    networks: Mapping[str, str] | None = None,
+    vif_scripts: bool = False,
+    start_autostart: bool = True,
+    state_autostart: str = "running",
+    state_other: str = "present",
+) -> list[dict[str, Any]]:
     """The ``guests`` option of ``xen_guests``: each spec with the power state it should have
     (``state_autostart`` for guests marked to boot when ``start_autostart``, else ``state_other``)
     and its vifs completed (``_vif``)."""
@@ -62,11 +72,20 @@ def guest_items(specs: Iterable[Mapping[str, Any]], networks: Mapping[str, str] 
     return items
 
 
-def guest_removals(specs: Iterable[Mapping[str, Any]], shutdown_timeout: int = 120,
-                   remove_disks: bool = False) -> list[dict[str, Any]]:
+def guest_removals(
+    specs: Iterable[Mapping[str, Any]], shutdown_timeout: int = 120, remove_disks: bool = False
+) -> list[dict[str, Any]]:
     """The ``guests`` option of ``xen_guests`` that stops and undefines each guest by name."""
-    return [{"name": spec["name"], "state": "absent", "force_stop": True, "shutdown_timeout": int(shutdown_timeout),
-             "remove_disks": bool(remove_disks)} for spec in specs or []]
+    return [
+        {
+            "name": spec["name"],
+            "state": "absent",
+            "force_stop": True,
+            "shutdown_timeout": int(shutdown_timeout),
+            "remove_disks": bool(remove_disks),
+        }
+        for spec in specs or []
+    ]
 
 
 def _networks_shown(guest: Mapping[str, Any], devices: Mapping[str, str]) -> str:
@@ -82,15 +101,22 @@ def _networks_shown(guest: Mapping[str, Any], devices: Mapping[str, str]) -> str
     return " ".join(shown) or "-"
 
 
-def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None,
-                 devices: Mapping[str, str]) -> str:
+def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None, devices: Mapping[str, str]) -> str:
     if guest is None:
         return SUMMARY_FORMAT % (hypervisor, name, "absent", "-", "-", "-", "-", "-")
     config = guest.get("config") or {}
     live = guest.get("live") or {}
     vcpus = live["vcpus"] if "vcpus" in live else config.get("vcpus")
-    return SUMMARY_FORMAT % (hypervisor, name, guest.get("state"), config.get("memory"), config.get("maxmem"),
-                             vcpus, "yes" if guest.get("autostart") else "no", _networks_shown(guest, devices))
+    return SUMMARY_FORMAT % (
+        hypervisor,
+        name,
+        guest.get("state"),
+        config.get("memory"),
+        config.get("maxmem"),
+        vcpus,
+        "yes" if guest.get("autostart") else "no",
+        _networks_shown(guest, devices),
+    )
 
 
 def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str = "summary_info") -> str:

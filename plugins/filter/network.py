@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the network role and the teardown playbook: what a host's settings (``xen_host``,
@@ -10,7 +9,8 @@ Documentation: the ``<filter>.yml`` files beside this one (``ansible-doc -t filt
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -26,12 +26,28 @@ def _networks(host: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise AnsibleFilterError(f"expected the host's network settings (xen_host), got {type(host).__name__}")
     found: list[dict[str, Any]] = []
     for bridge in (host.get("bridges") or []) if host.get("bridge_network") else []:
-        found.append({"name": bridge["bridge"], "mode": "bridge", "device": bridge.get("device") or bridge["bridge"],
-                      "tag": bridge.get("tag"), "netdev": bridge.get("netdev"), "custom": False})
+        found.append(
+            {
+                "name": bridge["bridge"],
+                "mode": "bridge",
+                "device": bridge.get("device") or bridge["bridge"],
+                "tag": bridge.get("tag"),
+                "netdev": bridge.get("netdev"),
+                "custom": False,
+            }
+        )
     custom = host.get("custom_bridge")
     if custom:
-        found.append({"name": custom, "mode": "bridge", "device": host.get("custom_bridge_device") or custom,
-                      "tag": None, "netdev": None, "custom": True})
+        found.append(
+            {
+                "name": custom,
+                "mode": "bridge",
+                "device": host.get("custom_bridge_device") or custom,
+                "tag": None,
+                "netdev": None,
+                "custom": True,
+            }
+        )
     if host.get("nat_network"):
         found.append({"name": host["nat_network_name"], "mode": "nat", "address": host.get("nat_address")})
     if host.get("route_network"):
@@ -50,8 +66,15 @@ def _named(network: Mapping[str, Any], adopt: Iterable[str], **fields: Any) -> d
     return item
 
 
-def _bridge_port(network: Mapping[str, Any], persist: str, standin: str, standin_prefix: str,
-                 netdevs: Mapping[str, str], netdevs_create: str, migrate_address: bool) -> dict[str, Any]:
+def _bridge_port(
+    network: Mapping[str, Any],
+    persist: str,
+    standin: str,
+    standin_prefix: str,
+    netdevs: Mapping[str, str],
+    netdevs_create: str,
+    migrate_address: bool,
+) -> dict[str, Any]:
     """A profile bridge's port: the host interface the play maps its netdev to, else a stand-in
     (``<prefix><tag>``), else none. Stand-ins and port-less bridges are not persisted."""
     netdev = network["netdev"]
@@ -68,16 +91,29 @@ def _bridge_port(network: Mapping[str, Any], persist: str, standin: str, standin
     return port
 
 
-def network_items(host: Mapping[str, Any], state: str = "present", adopt: Iterable[str] = (),
-                  bridges: bool = True, custom_bridge: bool = True, nat: bool = True, route: bool = True,
-                  persist: str = "auto", standin: str = "veth", standin_prefix: str = "lcfg-",
-                  netdevs: Mapping[str, str] | None = None, netdevs_create: str = NONE,
-                  migrate_address: bool = False, dhcp_hosts: list | None = None) -> list[dict[str, Any]]:
+def network_items(
+    host: Mapping[str, Any],
+    state: str = "present",
+    adopt: Iterable[str] = (),
+    bridges: bool = True,
+    custom_bridge: bool = True,
+    nat: bool = True,
+    route: bool = True,
+    persist: str = "auto",
+    standin: str = "veth",
+    standin_prefix: str = "lcfg-",
+    netdevs: Mapping[str, str] | None = None,
+    netdevs_create: str = NONE,
+    migrate_address: bool = False,
+    dhcp_hosts: list | None = None,
+) -> list[dict[str, Any]]:
     """The ``networks`` option of ``xen_bridge`` for ``host``'s bridges and libvirt networks."""
     adopt = list(adopt or [])
     if state == "absent":
-        return [_named(n, adopt, **({} if n["mode"] == "bridge" else {"mode": n["mode"]}), state="absent")
-                for n in _networks(host)]
+        return [
+            _named(n, adopt, **({} if n["mode"] == "bridge" else {"mode": n["mode"]}), state="absent")
+            for n in _networks(host)
+        ]
     if state != "present":
         raise AnsibleFilterError(f"network_items: state must be present or absent, got {state!r}")
     items = []
@@ -85,8 +121,16 @@ def network_items(host: Mapping[str, Any], state: str = "present", adopt: Iterab
         if network["mode"] == "bridge" and network["custom"] and custom_bridge:
             items.append(_named(network, adopt, mode="bridge", persist=NONE))
         elif network["mode"] == "bridge" and not network["custom"] and bridges:
-            items.append(_named(network, adopt, mode="bridge", **_bridge_port(
-                network, persist, standin, standin_prefix, netdevs or {}, netdevs_create, migrate_address)))
+            items.append(
+                _named(
+                    network,
+                    adopt,
+                    mode="bridge",
+                    **_bridge_port(
+                        network, persist, standin, standin_prefix, netdevs or {}, netdevs_create, migrate_address
+                    ),
+                )
+            )
         elif network["mode"] == "nat" and nat:
             dhcp = {} if dhcp_hosts is None else {"dhcp_hosts": list(dhcp_hosts)}
             items.append(_named(network, adopt, mode="nat", address=network["address"], **dhcp))
@@ -103,11 +147,13 @@ def _machine(hostvars: Mapping[str, Any], name: str) -> str:
     return host.get("ansible_host", name)
 
 
-def network_peers(hosts: Iterable[str], hostvars: Mapping[str, Any], machine: str,
-                  myself: str) -> dict[str, Any]:
+def network_peers(hosts: Iterable[str], hostvars: Mapping[str, Any], machine: str, myself: str) -> dict[str, Any]:
     """The other hypervisor profiles (``hosts``, in order) of ``machine`` with their ``xen_host``."""
-    return {name: hostvars[name]["xen_host"] for name in hosts or []
-            if name != myself and "xen_host" in hostvars[name] and _machine(hostvars, name) == machine}
+    return {
+        name: hostvars[name]["xen_host"]
+        for name in hosts or []
+        if name != myself and "xen_host" in hostvars[name] and _machine(hostvars, name) == machine
+    }
 
 
 def _kinds(host: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -121,17 +167,22 @@ def network_kind_clashes(host: Mapping[str, Any], myself: str, peers: Mapping[st
     for name, mode in _kinds(host):
         for peer, peer_host in (peers or {}).items():
             for other_mode in [m for n, m in _kinds(peer_host) if n == name and m != mode]:
-                clashes.append(f"libvirt network {name} is a {mode} network in the profile of {myself} but a "
-                               f"{other_mode} network in the profile of {peer} on the same machine: one name is "
-                               "one network; give one of them another name (xen.natnetwork, xen.routenetwork or "
-                               "the bridge)")
+                clashes.append(
+                    f"libvirt network {name} is a {mode} network in the profile of {myself} but a "
+                    f"{other_mode} network in the profile of {peer} on the same machine: one name is "
+                    "one network; give one of them another name (xen.natnetwork, xen.routenetwork or "
+                    "the bridge)"
+                )
     return clashes
 
 
 def network_nat_sharing(host: Mapping[str, Any], peers: Mapping[str, Any]) -> list[str]:
     """The peer profiles (in ``peers`` order) that define ``host``'s NAT network (same name)."""
-    return [name for name, peer in (peers or {}).items()
-            if peer.get("nat_network") and peer.get("nat_network_name") == host.get("nat_network_name")]
+    return [
+        name
+        for name, peer in (peers or {}).items()
+        if peer.get("nat_network") and peer.get("nat_network_name") == host.get("nat_network_name")
+    ]
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -153,15 +204,18 @@ def network_nat_other_addresses(host: Mapping[str, Any], peers: Mapping[str, Any
     return [address for address in addresses if address != host.get("nat_address")]
 
 
-def network_dhcp_hosts(host: Mapping[str, Any], peers: Mapping[str, Any], guests: Iterable[str],
-                       hostvars: Mapping[str, Any]) -> list[dict[str, Any]]:
+def network_dhcp_hosts(
+    host: Mapping[str, Any], peers: Mapping[str, Any], guests: Iterable[str], hostvars: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """The DHCP reservations of ``host``'s NAT network, sorted by MAC: ``host``'s own for the
     inventory hosts ``guests`` (by their ``xen_domain.name``) and, as the model gives them, those
     of every profile sharing the network (they all define the same network)."""
     names = []
     for guest in guests or []:
         if "xen_domain" not in hostvars[guest]:
-            raise AnsibleFilterError(f"network_dhcp_hosts: guest {guest} has no xen_domain (not a guest of the inventory)")
+            raise AnsibleFilterError(
+                f"network_dhcp_hosts: guest {guest} has no xen_domain (not a guest of the inventory)"
+            )
         names.append(hostvars[guest]["xen_domain"]["name"])
     own = [item for item in host.get("nat_dhcp_hosts") or [] if item.get("name") in names]
     shared = [item for name in network_nat_sharing(host, peers) for item in peers[name].get("nat_dhcp_hosts") or []]

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -204,14 +203,16 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
-    HOST_ACCESS_ARGSPEC, HostAccess, host_access_from_params)
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+    HOST_ACCESS_ARGSPEC,
+    HostAccess,
+    host_access_from_params,
+)
+from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
-    Opener, host_name, is_url, load_profiles)
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import Opener, host_name, is_url, load_profiles
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
 HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
@@ -221,8 +222,14 @@ MAX_TIMEOUT = 86400  # seconds; threading's wait() refuses an infinite one
 MAX_REDIRECTS = 10
 
 
-def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str | None,
-                client_key: str | None, ca_path: str | None, use_proxy: bool) -> Opener:
+def make_opener(
+    headers: dict[str, str],
+    validate_certs: bool,
+    client_cert: str | None,
+    client_key: str | None,
+    ca_path: str | None,
+    use_proxy: bool,
+) -> Opener:
     """``opener(url, timeout)`` for the loader: Ansible's open_url with the plugin's settings."""
     all_headers = {"Accept": "application/xml, text/xml, */*"}
     all_headers.update(headers)
@@ -233,19 +240,30 @@ def make_opener(headers: dict[str, str], validate_certs: bool, client_cert: str 
             try:
                 # decompress=False: the size cap counts the bytes we keep (no gzip bomb);
                 # redirects followed here, so their scheme is checked before connecting
-                return open_url(url, headers=all_headers, use_proxy=use_proxy, timeout=timeout,
-                                validate_certs=validate_certs, http_agent=USER_AGENT,
-                                follow_redirects="none", client_cert=client_cert,
-                                client_key=client_key, ca_path=ca_path, decompress=False)
+                return open_url(
+                    url,
+                    headers=all_headers,
+                    use_proxy=use_proxy,
+                    timeout=timeout,
+                    validate_certs=validate_certs,
+                    http_agent=USER_AGENT,
+                    follow_redirects="none",
+                    client_cert=client_cert,
+                    client_key=client_key,
+                    ca_path=ca_path,
+                    decompress=False,
+                )
             except urllib.error.HTTPError as exc:
                 location = exc.headers.get("Location") if exc.headers is not None else None
                 if exc.code not in (301, 302, 303, 307, 308) or not location:
                     raise
                 url = urllib.parse.urljoin(url, location)
                 if not is_url(url):
-                    raise LcfgError(f"HTTP {exc.code} redirect to a non-http(s) URL "
-                                    f"{excerpt(url)}: refused", file=source) from None
+                    raise LcfgError(
+                        f"HTTP {exc.code} redirect to a non-http(s) URL {excerpt(url)}: refused", file=source
+                    ) from None
         raise LcfgError(f"more than {MAX_REDIRECTS} redirects", file=source)
+
     return open_
 
 
@@ -277,8 +295,7 @@ def host_access_data(access: HostAccess | None) -> dict[str, Any] | None:
     """The option normalised (JSON-able): the cache key part and the ``xen_host_access`` hostvar."""
     if access is None:
         return None
-    return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in vars(access).items()}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(access).items()}
 
 
 def inputs_unchanged(inputs: dict[str, list[int]]) -> bool:
@@ -306,13 +323,19 @@ def _model_code() -> list[str]:
     return files
 
 
-def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
-                 defines: dict[str, str], host_access: dict[str, Any] | None = None) -> str | None:
+def _fingerprint(
+    base_dir: str,
+    sources: list[str],
+    include_path: list[str],
+    defines: dict[str, str],
+    host_access: dict[str, Any] | None = None,
+) -> str | None:
     """Hash of the options and of (path, mtime, size) of every input file; None if uncachable."""
     digest = hashlib.sha256()
     # host_access decides which profiles the model accepts
-    digest.update(json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines, host_access],
-                             sort_keys=True).encode())
+    digest.update(
+        json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines, host_access], sort_keys=True).encode()
+    )
     # the code that builds the model: an upgraded collection never reads an old entry
     for path in _model_code():
         stat = os.stat(path)
@@ -342,12 +365,26 @@ def _fingerprint(base_dir: str, sources: list[str], include_path: list[str],
     return digest.hexdigest()
 
 
-def load_site(base_dir: str, sources: list[str], include_path: list[str],
-              defines: dict[str, str], timeout: float, validate_certs: bool,
-              opener: Opener | None = None, access: HostAccess | None = None) -> dict[str, Any]:
+def load_site(
+    base_dir: str,
+    sources: list[str],
+    include_path: list[str],
+    defines: dict[str, str],
+    timeout: float,
+    validate_certs: bool,
+    opener: Opener | None = None,
+    access: HostAccess | None = None,
+) -> dict[str, Any]:
     """Read and model every profile; return plain data (what is cached and populated)."""
-    loaded = load_profiles(sources, base_dir, include_path=include_path, defines=defines,
-                           timeout=timeout, validate_certs=validate_certs, opener=opener)
+    loaded = load_profiles(
+        sources,
+        base_dir,
+        include_path=include_path,
+        defines=defines,
+        timeout=timeout,
+        validate_certs=validate_certs,
+        opener=opener,
+    )
     rejected: dict[str, list[str]] = {}
     profiles = []
     unreadable = []  # their host names stay claimed: a guest elsewhere may not take them
@@ -387,24 +424,22 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         base_dir = os.path.dirname(os.path.abspath(path))
         sources = [str(s) for s in self.get_option("sources") or []]
         if not sources:
-            raise AnsibleParserError(f"{path}: option 'sources' lists no profile files, "
-                                     "directories or URLs")
+            raise AnsibleParserError(f"{path}: option 'sources' lists no profile files, directories or URLs")
         include_path = [str(p) for p in self.get_option("include_path") or []]
-        defines = {str(k): "" if v is None else str(v)
-                   for k, v in (self.get_option("defines") or {}).items()}
+        defines = {str(k): "" if v is None else str(v) for k, v in (self.get_option("defines") or {}).items()}
 
         timeout = float(self.get_option("timeout"))
         if not 0 < timeout <= MAX_TIMEOUT:  # also nan and inf
-            raise AnsibleParserError(f"{path}: option 'timeout' must be a number of seconds "
-                                     f"above 0 and at most {MAX_TIMEOUT}, got {timeout}")
+            raise AnsibleParserError(
+                f"{path}: option 'timeout' must be a number of seconds above 0 and at most {MAX_TIMEOUT}, got {timeout}"
+            )
         try:
             access = host_access_option(self.get_option("host_access"))
         except ValueError as exc:
             raise AnsibleParserError(f"{path}: {exc}") from None
         self._host_access = host_access_data(access)
         user_cache = bool(self.get_option("cache"))
-        fingerprint = (_fingerprint(base_dir, sources, include_path, defines, self._host_access)
-                       if user_cache else None)
+        fingerprint = _fingerprint(base_dir, sources, include_path, defines, self._host_access) if user_cache else None
         cache_key = self.get_cache_key(path)
         data = None
         if user_cache and cache and fingerprint is not None:
@@ -412,20 +447,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 entry = self._cache[cache_key]
             except KeyError:
                 entry = None
-            if (isinstance(entry, dict) and entry.get("fingerprint") == fingerprint
-                    and isinstance(entry.get("data"), dict)
-                    and inputs_unchanged(entry["data"].get("inputs") or {})):
+            if (
+                isinstance(entry, dict)
+                and entry.get("fingerprint") == fingerprint
+                and isinstance(entry.get("data"), dict)
+                and inputs_unchanged(entry["data"].get("inputs") or {})
+            ):
                 data = entry.get("data")
         if data is None:
             validate_certs = bool(self.get_option("validate_certs"))
             opener = make_opener(
                 {str(k): str(v) for k, v in (self.get_option("http_headers") or {}).items()},
-                validate_certs, self._path_option("client_cert", base_dir),
-                self._path_option("client_key", base_dir), self._path_option("ca_path", base_dir),
-                bool(self.get_option("use_proxy")))
+                validate_certs,
+                self._path_option("client_cert", base_dir),
+                self._path_option("client_key", base_dir),
+                self._path_option("ca_path", base_dir),
+                bool(self.get_option("use_proxy")),
+            )
             try:
-                data = load_site(base_dir, sources, include_path, defines, timeout,
-                                 validate_certs, opener, access)
+                data = load_site(base_dir, sources, include_path, defines, timeout, validate_certs, opener, access)
             except LcfgError as exc:
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:
@@ -491,30 +531,30 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         taken_groups = set(self.inventory.groups) - {"all", "ungrouped", HYPERVISORS, GUESTS}
         kept = []
         for host in hosts:
-            clashes = sorted((({host["name"], *host.get("guests", {})} & taken_hosts)
-                              | (set(host.get("groups", {})) & taken_groups)))
+            clashes = sorted(
+                ({host["name"], *host.get("guests", {})} & taken_hosts) | (set(host.get("groups", {})) & taken_groups)
+            )
             if not clashes:
                 kept.append(host)
                 continue
-            message = (f"{host.get('path') or host['name']}: {', '.join(clashes)} already named by "
-                       "another inventory source; a profile cannot take or join another source's "
-                       "hosts and groups")
+            message = (
+                f"{host.get('path') or host['name']}: {', '.join(clashes)} already named by "
+                "another inventory source; a profile cannot take or join another source's "
+                "hosts and groups"
+            )
             if strict:
                 raise AnsibleParserError(f"LCFG profile errors (strict: true):\n{message}")
             self.display.warning(f"{message} (profile left out)")
         return kept
 
     def _construct(self, host: str) -> None:
-        if not (self.get_option("compose") or self.get_option("groups")
-                or self.get_option("keyed_groups")):
+        if not (self.get_option("compose") or self.get_option("groups") or self.get_option("keyed_groups")):
             return
         strict = bool(self.get_option("strict"))
         variables = self.inventory.get_host(host).get_vars()
         try:
             self._set_composite_vars(self.get_option("compose"), variables, host, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), variables, host,
-                                              strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host,
-                                           strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), variables, host, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host, strict=strict)
         except AnsibleError as exc:
             raise AnsibleParserError(str(exc)) from exc

@@ -401,15 +401,22 @@ from ansible_collections.lcfg.xen.plugins.module_utils.network.engine import rec
 from ansible_collections.lcfg.xen.plugins.module_utils.network.owner import NETWORK_STATE_FILE
 from ansible_collections.lcfg.xen.plugins.module_utils.network.request import normalise_request, normalise_requests
 
-_DHCP_RANGE = {"type": "dict", "options": {
-    "start": {"type": "str", "required": True},
-    "end": {"type": "str", "required": True},
-}}
-_DHCP_HOSTS = {"type": "list", "elements": "dict", "options": {
-    "mac": {"type": "str", "required": True},
-    "ip": {"type": "str", "required": True},
-    "name": {"type": "str"},
-}}
+_DHCP_RANGE = {
+    "type": "dict",
+    "options": {
+        "start": {"type": "str", "required": True},
+        "end": {"type": "str", "required": True},
+    },
+}
+_DHCP_HOSTS = {
+    "type": "list",
+    "elements": "dict",
+    "options": {
+        "mac": {"type": "str", "required": True},
+        "ip": {"type": "str", "required": True},
+        "name": {"type": "str"},
+    },
+}
 
 
 def _network_options(name_required: bool) -> dict:
@@ -465,8 +472,16 @@ def main() -> None:
             requests = [normalise_request(params)]
             prefixes = [""]
         try:
-            return reconcile(requests, run, connect, params["uri"], module.check_mode,
-                             root=params["config_root"], prefixes=prefixes, state_file=NETWORK_STATE_FILE)
+            return reconcile(
+                requests,
+                run,
+                connect,
+                params["uri"],
+                module.check_mode,
+                root=params["config_root"],
+                prefixes=prefixes,
+                state_file=NETWORK_STATE_FILE,
+            )
         finally:
             if connection["conn"] is not None:
                 try:

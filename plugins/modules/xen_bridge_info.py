@@ -137,10 +137,12 @@ from ansible_collections.lcfg.xen.plugins.module_utils.network.libvirt_network i
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=with_connection({
-            "name": {"type": "str"},
-            "libvirt": {"type": "bool", "default": True},
-        }),
+        argument_spec=with_connection(
+            {
+                "name": {"type": "str"},
+                "libvirt": {"type": "bool", "default": True},
+            }
+        ),
         supports_check_mode=True,
     )
     require_lxml(module)

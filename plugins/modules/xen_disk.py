@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Create, clone or remove a guest disk image."""
@@ -364,8 +363,8 @@ lock_waited:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import run_disk
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import (
     CLONE_MODES,

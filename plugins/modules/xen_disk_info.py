@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """List guest disk images."""
@@ -130,8 +129,8 @@ images:
 """
 
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import list_images
 
 ARGUMENT_SPEC = {
@@ -144,10 +143,13 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    run_module(module, lambda: {
-        "changed": False,
-        "images": list_images(params["storage_dirs"], params["paths"], params["uri"]),
-    })
+    run_module(
+        module,
+        lambda: {
+            "changed": False,
+            "images": list_images(params["storage_dirs"], params["paths"], params["uri"]),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -194,22 +193,42 @@ lock_waited:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
+    HOST_ACCESS_ARGSPEC,
+    host_access_from_params,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    require_lxml,
+    run_module,
+    with_libvirt,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_domain
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
-from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
-from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 # A play option, never part of a guest spec: whether this play may take over a foreign domain.
 ADOPT_ARGSPEC = {"adopt": {"type": "bool", "default": False}}
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=with_connection(dict(guest_module_argspec(), **ADOPT_ARGSPEC, **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)),
-                           supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=with_connection(
+            dict(guest_module_argspec(), **ADOPT_ARGSPEC, **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)
+        ),
+        supports_check_mode=True,
+    )
     require_lxml(module)
-    run_module(module, lambda: with_libvirt(module.params["uri"], lambda conn: converge_domain(
-        conn, module.params, check_mode=module.check_mode, access=host_access_from_params(module.params))), lock=True)
+    run_module(
+        module,
+        lambda: with_libvirt(
+            module.params["uri"],
+            lambda conn: converge_domain(
+                conn, module.params, check_mode=module.check_mode, access=host_access_from_params(module.params)
+            ),
+        ),
+        lock=True,
+    )
 
 
 if __name__ == "__main__":

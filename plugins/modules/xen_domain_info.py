@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -108,18 +107,25 @@ guests:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    require_lxml,
+    run_module,
+    with_libvirt,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import domain_info
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=with_connection({"name": {"type": "str"}}),
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=with_connection({"name": {"type": "str"}}), supports_check_mode=True)
     require_lxml(module)
-    run_module(module, lambda: {
-        "changed": False,
-        "guests": with_libvirt(module.params["uri"], lambda conn: domain_info(conn, module.params["name"])),
-    })
+    run_module(
+        module,
+        lambda: {
+            "changed": False,
+            "guests": with_libvirt(module.params["uri"], lambda conn: domain_info(conn, module.params["name"])),
+        },
+    )
 
 
 if __name__ == "__main__":

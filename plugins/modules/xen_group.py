@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Apply a virtual group's settings to its member guests, live where possible."""
@@ -50,7 +49,8 @@ options:
     elements: raw
     required: true
   memory:
-    description: Memory of every member in MiB (LCFG C(groupmemory_<group>)). Changes live up to the member's maximum memory.
+    description: Memory of every member in MiB (LCFG C(groupmemory_<group>)). Changes live up to the member's maximum
+      memory.
     type: int
   maxmem:
     description: Maximum memory in MiB (C(groupmaxmem_<group>)). Applies at the member's next restart.
@@ -98,9 +98,11 @@ extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
   check_mode:
-    details: Check mode reads every member and reports exactly the changes, actions and diff a real run would make, without making them.
+    details: Check mode reads every member and reports exactly the changes, actions and diff a real run would make,
+      without making them.
   diff_mode:
-    details: The diff shows, per member, the group fields and vifs before and after in the module's option vocabulary (not raw XML).
+    details: The diff shows, per member, the group fields and vifs before and after in the module's option vocabulary
+      (not raw XML).
   idempotent:
     details: A second run with the same group and members reports no change.
 notes:
@@ -226,7 +228,8 @@ results:
       description: Power state (C(running), C(paused), C(stopped)); never changed by this module.
       type: str
     before:
-      description: The group fields and vifs (C(tag), C(mac), C(nettype), C(bridge), C(network), C(script)) before the run.
+      description: The group fields and vifs (C(tag), C(mac), C(nettype), C(bridge), C(network), C(script)) before
+        the run.
       type: dict
     after:
       description: The same after the run (read back from libvirt; in check mode, the prediction).
@@ -247,7 +250,8 @@ diff:
   description: Per member name, the group fields before and after.
   returned: in diff mode
   type: dict
-  sample: {"before": {"node1": {"memory": 128, "state": "running"}}, "after": {"node1": {"memory": 192, "state": "running"}}}
+  sample: {"before": {"node1": {"memory": 128, "state": "running"}}, "after": {"node1": {"memory": 192,
+    "state": "running"}}}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -257,31 +261,38 @@ lock_waited:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    require_lxml,
+    run_module,
+    with_libvirt,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.group import (
     apply_group,
     plan_group,
     validate_members,
     validate_settings,
 )
-from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
-from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
 
-ARGUMENT_SPEC = with_connection({
-    "name": {"type": "str", "required": True},
-    "members": {"type": "list", "elements": "raw", "required": True},
-    "memory": {"type": "int"},
-    "maxmem": {"type": "int"},
-    "vcpus": {"type": "int"},
-    "maxvcpus": {"type": "int"},
-    "cpus": {"type": "str"},
-    "nettype": {"type": "str", "choices": ["bridge", "nat", "route"]},
-    "bridge": {"type": "str"},
-    "network": {"type": "str"},
-    "script": {"type": "str"},
-    "allow_host_resources": {"type": "bool", "default": False},
-    **LOCK_ARGSPEC,
-})
+ARGUMENT_SPEC = with_connection(
+    {
+        "name": {"type": "str", "required": True},
+        "members": {"type": "list", "elements": "raw", "required": True},
+        "memory": {"type": "int"},
+        "maxmem": {"type": "int"},
+        "vcpus": {"type": "int"},
+        "maxvcpus": {"type": "int"},
+        "cpus": {"type": "str"},
+        "nettype": {"type": "str", "choices": ["bridge", "nat", "route"]},
+        "bridge": {"type": "str"},
+        "network": {"type": "str"},
+        "script": {"type": "str"},
+        "allow_host_resources": {"type": "bool", "default": False},
+        **LOCK_ARGSPEC,
+    }
+)
 
 
 def run_group(params: dict, check_mode: bool) -> dict:
@@ -289,8 +300,12 @@ def run_group(params: dict, check_mode: bool) -> dict:
     settings = validate_settings(params)
     members = validate_members(params["members"])
     access = HostAccess(allow_host_resources=params["allow_host_resources"])
-    result = with_libvirt(params["uri"], lambda conn: apply_group(
-        conn, plan_group(conn, settings, members, group=params["name"], access=access), check_mode=check_mode))
+    result = with_libvirt(
+        params["uri"],
+        lambda conn: apply_group(
+            conn, plan_group(conn, settings, members, group=params["name"], access=access), check_mode=check_mode
+        ),
+    )
     result["group"] = params["name"]
     return result
 

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -185,7 +184,8 @@ diff:
   description: Per guest name, the guest before and after.
   returned: in diff mode
   type: dict
-  sample: {"before": {"demo1": {"name": "demo1", "state": "absent"}}, "after": {"demo1": {"name": "demo1", "state": "stopped"}}}
+  sample: {"before": {"demo1": {"name": "demo1", "state": "absent"}}, "after": {"demo1": {"name": "demo1",
+    "state": "stopped"}}}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -195,31 +195,47 @@ lock_waited:
 
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.argspec import with_connection
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_guests
-from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HOST_ACCESS_ARGSPEC, host_access_from_params
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
+    HOST_ACCESS_ARGSPEC,
+    host_access_from_params,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import LOCK_ARGSPEC
-from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, require_lxml, run_module, with_libvirt
+from ansible_collections.lcfg.xen.plugins.module_utils.common.module import (
+    AnsibleModule,
+    require_lxml,
+    run_module,
+    with_libvirt,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import converge_guests
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=with_connection({
-            "guests": {"type": "list", "elements": "dict", "required": True},
-            "default_bridge": {"type": "str"},
-            "parallel": {"type": "int", "default": 8},
-            "adopt": {"type": "list", "elements": "str", "default": []},
-            **HOST_ACCESS_ARGSPEC,
-            **LOCK_ARGSPEC,
-        }),
+        argument_spec=with_connection(
+            {
+                "guests": {"type": "list", "elements": "dict", "required": True},
+                "default_bridge": {"type": "str"},
+                "parallel": {"type": "int", "default": 8},
+                "adopt": {"type": "list", "elements": "str", "default": []},
+                **HOST_ACCESS_ARGSPEC,
+                **LOCK_ARGSPEC,
+            }
+        ),
         supports_check_mode=True,
     )
     require_lxml(module)
     params = module.params
 
     def converge(conn) -> dict:
-        return converge_guests(conn, params["guests"], check_mode=module.check_mode,
-                               default_bridge=params["default_bridge"], parallel=params["parallel"],
-                               access=host_access_from_params(params), adopt=params["adopt"])
+        return converge_guests(
+            conn,
+            params["guests"],
+            check_mode=module.check_mode,
+            default_bridge=params["default_bridge"],
+            parallel=params["parallel"],
+            access=host_access_from_params(params),
+            adopt=params["adopt"],
+        )
 
     run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -20,14 +19,11 @@ import hashlib
 import ipaddress
 import os.path
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
-from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
-    GUEST, PROFILE_IFNAME_RE, URL_RE, guest_problems, network_name, vif_script)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
     HostAccess,
     check_disk_access,
@@ -49,6 +45,16 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
     valid_mac,
     valid_uuid,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
+    GUEST,
+    PROFILE_IFNAME_RE,
+    URL_RE,
+    guest_problems,
+    network_name,
+    vif_script,
+)
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 
 __all__ = [
     "COMPONENT",
@@ -73,14 +79,30 @@ COMPONENT = "xen"
 
 #: every key of the ``xen_domain`` hostvar, in documentation order
 DOMAIN_KEYS = (
-    "name", "uuid", "type", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "autostart",
-    "disks", "vifs", "template", "profile_url", "partition", "groups",
-    "kernel", "ramdisk", "cmdline", "bootloader", "extra",
+    "name",
+    "uuid",
+    "type",
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "cpus",
+    "autostart",
+    "disks",
+    "vifs",
+    "template",
+    "profile_url",
+    "partition",
+    "groups",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "bootloader",
+    "extra",
 )
 DISK_KEYS = ("tag", "name", "type", "size_gb", "path", "format")
 VIF_KEYS = ("tag", "mac", "ip", "nettype", "bridge", "script", "network")
-GROUP_KEYS = ("members", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "bridge", "nettype",
-              "script")
+GROUP_KEYS = ("members", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "bridge", "nettype", "script")
 
 DEFAULT_MEMORY = 512
 DEFAULT_TYPE = "pv"
@@ -103,7 +125,8 @@ _TAGGED_RE = re.compile(
     r"kernel|ramdisk|cmdline|bootloader|extra|disks|vifs|diskname|disktype|disksize|diskpath|"
     r"diskformat|mac|ip|nettype|bridge|script|network|members|groupmemory|groupmaxmem|"
     r"groupvcpus|groupmaxvcpus|groupcpus|groupbridge|groupnettype|groupscript|bridgenetdev|"
-    r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$")
+    r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$"
+)
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*[gG]?[bB]?\s*$")
 _DEVICE_HASH = 5  # hex digits of the name's SHA-256 kept in a derived device name
 
@@ -120,7 +143,7 @@ def bridge_device_name(name: str) -> str:
     if DEVICE_NAME_RE.match(name) and name not in (".", ".."):
         return name
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_DEVICE_HASH]
-    stem = re.sub(r"[^A-Za-z0-9_.+-]", "", name)[:IFNAME_MAX - _DEVICE_HASH - 1]
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "", name)[: IFNAME_MAX - _DEVICE_HASH - 1]
     return f"{stem}-{digest}" if stem else f"br-{digest}"
 
 
@@ -154,9 +177,14 @@ class HostModel:
     def to_data(self) -> dict[str, Any]:
         """Plain JSON-able form (what the inventory plugin caches)."""
         return {
-            "name": self.name, "path": self.path, "resources": self.resources,
-            "is_hypervisor": self.is_hypervisor, "xen_host": self.xen_host,
-            "guests": self.guests, "groups": self.groups, "warnings": self.warnings,
+            "name": self.name,
+            "path": self.path,
+            "resources": self.resources,
+            "is_hypervisor": self.is_hypervisor,
+            "xen_host": self.xen_host,
+            "guests": self.guests,
+            "groups": self.groups,
+            "warnings": self.warnings,
         }
 
 
@@ -213,8 +241,9 @@ class _Builder:
 
     def warn(self, res: Resource | None, name: str, problem: str) -> None:
         file, line = _location(res)
-        self.warnings.append(str(LcfgError(problem, file=file or self.profile.path, line=line,
-                                           resource=f"{COMPONENT}.{name}")))
+        self.warnings.append(
+            str(LcfgError(problem, file=file or self.profile.path, line=line, resource=f"{COMPONENT}.{name}"))
+        )
 
     def parsed(self, name: str, parser: Callable[[str], Any]) -> tuple[Any, Resource | None]:
         """(parsed value or None, resource); a parse failure is recorded as an error."""
@@ -251,6 +280,7 @@ class _Builder:
 
 # -- field parsers (raise ValueError) --------------------------------------
 
+
 def _int_min(minimum: int, what: str) -> Callable[[str], int]:
     return lambda text: parse_int(text, minimum=minimum, what=what)
 
@@ -266,6 +296,7 @@ def _bounded(key: str, what: str) -> Callable[[str], int]:
         if number > field.maximum:
             raise ValueError(f"{what} must be at most {field.maximum}, got {number}")
         return number
+
     return parse
 
 
@@ -303,6 +334,7 @@ def _choice(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
         if value not in choices:
             raise ValueError(f"unknown {what} {text!r}: use one of {', '.join(choices)}")
         return value
+
     return parse
 
 
@@ -351,34 +383,42 @@ def _guest_side(field_name: str, access: HostAccess) -> Callable[[str], str]:
     """Parser of a value the host acts on (kernel, ramdisk, bootloader, its arguments, extra):
     held to the modules' rules with the inventory's host_access (default: the modules'
     defaults), which only the play can widen (_host_access)."""
+
     def parse(text: str) -> str:
         value = _abs_path(text) if field_name in ("kernel", "ramdisk") else text
         profile_value_problem(field_name, value, access)
         return value
+
     return parse
 
 
 def _template(b: _Builder) -> Callable[[str], str]:
     """Parser of template_<tag>: inside the storage directories, as xen_disk confines it
     (b.access: the inventory's host_access or the default list, narrowed by xen.storagedirs)."""
+
     def parse(text: str) -> str:
         template = _abs_path(text)
         try:
             path_inside(template, list(b.access.storage_dirs))
         except ValueError as exc:
-            raise ValueError(f"template: {exc}; the admin widens them with storage_dirs (inventory "
-                             "option host_access, role variable guest_storage_dirs)") from None
+            raise ValueError(
+                f"template: {exc}; the admin widens them with storage_dirs (inventory "
+                "option host_access, role variable guest_storage_dirs)"
+            ) from None
         return template
+
     return parse
 
 
 def _narrowing(b: _Builder) -> Callable[[str], list[str]]:
     """Parser of xen.storagedirs: directories inside the play's list (b.access), which then
     narrow b.access for this host's kernels, ramdisks and disk images."""
+
     def parse(text: str) -> list[str]:
         dirs = _abs_path_list(text)
         b.access = narrowed_access(b.access, dirs)
         return dirs
+
     return parse
 
 
@@ -434,9 +474,12 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
         for taken in dict.fromkeys((bridge, device)):  # the name, and the device if it differs
             other = devices.get(taken)
             if other is not None and other[0] != bridge:
-                b.error(res, res_name,
-                        f"bridge {bridge!r} (Linux device {device!r}) collides with bridge "
-                        f"{other[0]!r} ({_where(other[1], other[2])}): rename one of them")
+                b.error(
+                    res,
+                    res_name,
+                    f"bridge {bridge!r} (Linux device {device!r}) collides with bridge "
+                    f"{other[0]!r} ({_where(other[1], other[2])}): rename one of them",
+                )
         devices.setdefault(device, (bridge, res, res_name))
         devices.setdefault(bridge, (bridge, res, res_name))
         return device
@@ -451,12 +494,14 @@ def _host_settings(b: _Builder) -> dict[str, Any]:
         if bridge is None:
             bridge = f"xenbr{vifnum}"
         if bridge in seen:
-            b.error(bres or b.get("bridgeinterfaces"), f"bridgeif_{tag}",
-                    f"bridge {bridge!r} is already declared by bridge interface {seen[bridge]!r}")
+            b.error(
+                bres or b.get("bridgeinterfaces"),
+                f"bridgeif_{tag}",
+                f"bridge {bridge!r} is already declared by bridge interface {seen[bridge]!r}",
+            )
         seen[bridge] = tag
         device = claim(bridge, bres or b.get("bridgeinterfaces"), f"bridgeif_{tag}")
-        bridges.append({"tag": tag, "netdev": netdev, "bridge": bridge, "vifnum": vifnum,
-                        "device": device})
+        bridges.append({"tag": tag, "netdev": netdev, "bridge": bridge, "vifnum": vifnum, "device": device})
     custom_device = None
     if custom is not None and custom not in seen:
         custom_device = claim(custom, b.get("xendconfcustombridge"), "xendconfcustombridge")
@@ -493,14 +538,20 @@ def _read_groups(b: _Builder, guest_tags: list[str]) -> list[_Group]:
     names, vg_res = b.tags("virtualgroup")
     for name in names:
         if name in RESERVED_GROUPS:
-            b.error(vg_res, "virtualgroup",
-                    f"group name {name!r} is reserved ({', '.join(RESERVED_GROUPS)}); rename the group")
+            b.error(
+                vg_res,
+                "virtualgroup",
+                f"group name {name!r} is reserved ({', '.join(RESERVED_GROUPS)}); rename the group",
+            )
         members, mres = b.tags(f"members_{name}")
         for member in members:
             if member not in guest_tags:
-                b.error(mres, f"members_{name}",
-                        f"member {member!r} of group {name!r} is not a guest of this host "
-                        f"(xen.virtualmachines lists: {' '.join(guest_tags) or 'none'})")
+                b.error(
+                    mres,
+                    f"members_{name}",
+                    f"member {member!r} of group {name!r} is not a guest of this host "
+                    f"(xen.virtualmachines lists: {' '.join(guest_tags) or 'none'})",
+                )
         if mres is None:
             b.warn(vg_res, "virtualgroup", f"group {name!r} has no members (xen.members_{name})")
         values: dict[str, tuple[Any, Resource]] = {}
@@ -533,30 +584,38 @@ class _Resolver:
                 if mark not in self.reported:
                     self.reported.add(mark)
                     prefix = _GROUP_FIELDS[key][0]
-                    self.b.error(res, f"{prefix}_{group.name}",
-                                 f"guest {guest_tag!r} is in groups {chosen[2]!r} and {group.name!r} "
-                                 f"which set {key} differently ({chosen[0]!r} at "
-                                 f"{_where(chosen[1], 'unknown')} vs {value!r} at "
-                                 f"{_where(res, 'unknown')}); set it on the guest or on one group")
+                    self.b.error(
+                        res,
+                        f"{prefix}_{group.name}",
+                        f"guest {guest_tag!r} is in groups {chosen[2]!r} and {group.name!r} "
+                        f"which set {key} differently ({chosen[0]!r} at "
+                        f"{_where(chosen[1], 'unknown')} vs {value!r} at "
+                        f"{_where(res, 'unknown')}); set it on the guest or on one group",
+                    )
         if chosen is None:
             return None, None, ""
         return chosen[0], chosen[1], f"{_GROUP_FIELDS[key][0]}_{chosen[2]}"
 
-    def resolve(self, guest_tag: str, key: str, own_name: str, parser: Callable[[str], Any],
-                label: str) -> tuple[Any, Resource | None, str]:
+    def resolve(
+        self, guest_tag: str, key: str, own_name: str, parser: Callable[[str], Any], label: str
+    ) -> tuple[Any, Resource | None, str]:
         own, own_res = self.b.parsed(own_name, parser)
         gval, gres, gname = self.group_value(guest_tag, key)
         if own_res is not None:
             if gres is not None and own is not None and own != gval:
-                self.b.warn(own_res, own_name,
-                            f"{label} {own!r} ({_where(own_res, 'guest')}) overrides the group "
-                            f"value {gval!r} ({_where(gres, 'group')})")
+                self.b.warn(
+                    own_res,
+                    own_name,
+                    f"{label} {own!r} ({_where(own_res, 'guest')}) overrides the group "
+                    f"value {gval!r} ({_where(gres, 'group')})",
+                )
             return own, own_res, own_name
         return gval, gres, gname
 
 
-def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: dict[str, Any],
-           vm_res: Resource | None) -> dict[str, Any] | None:
+def _guest(
+    b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: dict[str, Any], vm_res: Resource | None
+) -> dict[str, Any] | None:
     errors_before = len(b.errors)
     name, name_res = b.parsed(f"name_{tag}", valid_guest_name)
     if name_res is None:
@@ -579,17 +638,19 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     elif maxmem is None:
         maxmem = memory
     elif memory > maxmem:
-        b.error(mem_res, mem_name,
-                f"memory {memory} MiB is more than maxmem {maxmem} MiB "
-                f"({_where(maxmem_res, 'maxmem')}); raise maxmem or lower memory")
+        b.error(
+            mem_res,
+            mem_name,
+            f"memory {memory} MiB is more than maxmem {maxmem} MiB "
+            f"({_where(maxmem_res, 'maxmem')}); raise maxmem or lower memory",
+        )
     vcpus, vcpus_res = vals["vcpus"][:2]
     maxvcpus, maxv_res, maxv_name = vals["maxvcpus"]
     vcpus = 1 if vcpus is None else vcpus
     if maxvcpus is None:
         maxvcpus = vcpus
     elif maxvcpus < vcpus:
-        b.error(maxv_res, maxv_name,
-                f"maxvcpus {maxvcpus} is less than vcpus {vcpus} ({_where(vcpus_res, 'default')})")
+        b.error(maxv_res, maxv_name, f"maxvcpus {maxvcpus} is less than vcpus {vcpus} ({_where(vcpus_res, 'default')})")
     autostart = b.value(f"boot_{tag}", parse_bool)
     template = b.value(f"template_{tag}", _template(b))
     profile_url = b.value(f"profileurl_{tag}", _url)
@@ -606,13 +667,25 @@ def _guest(b: _Builder, r: _Resolver, tag: str, group_names: list[str], host: di
     if len(b.errors) > errors_before:
         return None
     return {
-        "name": guest_name, "uuid": uuid, "type": gtype or DEFAULT_TYPE,
-        "memory": memory, "maxmem": maxmem, "vcpus": vcpus, "maxvcpus": maxvcpus,
-        "cpus": vals["cpus"][0], "autostart": bool(autostart),
-        "disks": disks, "vifs": vifs,
-        "template": template, "profile_url": profile_url, "partition": partition,
+        "name": guest_name,
+        "uuid": uuid,
+        "type": gtype or DEFAULT_TYPE,
+        "memory": memory,
+        "maxmem": maxmem,
+        "vcpus": vcpus,
+        "maxvcpus": maxvcpus,
+        "cpus": vals["cpus"][0],
+        "autostart": bool(autostart),
+        "disks": disks,
+        "vifs": vifs,
+        "template": template,
+        "profile_url": profile_url,
+        "partition": partition,
         "groups": list(group_names),
-        "kernel": kernel, "ramdisk": ramdisk, "cmdline": cmdline, "bootloader": bootloader,
+        "kernel": kernel,
+        "ramdisk": ramdisk,
+        "cmdline": cmdline,
+        "bootloader": bootloader,
         "extra": extra,
     }
 
@@ -622,7 +695,8 @@ def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
     tags = b.tag_list(f"disks_{tag}")
     seen: dict[str, str] = {}
     for index, disk in enumerate(tags):
-        def pick(fieldname: str, parser: Callable[[str], Any]) -> tuple[Any, Resource | None, str]:
+
+        def pick(fieldname: str, parser: Callable[[str], Any], disk: str = disk) -> tuple[Any, Resource | None, str]:
             per_disk = f"{fieldname}_{tag}_{disk}"
             if b.get(per_disk) is not None:
                 value, res = b.parsed(per_disk, parser)
@@ -648,9 +722,11 @@ def _disks(b: _Builder, tag: str, guest_name: str) -> list[dict[str, Any]]:
             continue
         path = os.path.join(directory, dname + (".img" if dtype == "image" else ""))
         if path in seen:
-            b.error(dname_res or b.get(f"disks_{tag}"), dname_key,
-                    f"disk {disk!r} has the same path {path} as disk {seen[path]!r}; "
-                    f"set xen.diskname_{tag}_{disk}")
+            b.error(
+                dname_res or b.get(f"disks_{tag}"),
+                dname_key,
+                f"disk {disk!r} has the same path {path} as disk {seen[path]!r}; set xen.diskname_{tag}_{disk}",
+            )
         seen[path] = disk
         item = {"tag": disk, "name": dname, "type": dtype, "size_gb": size, "path": path, "format": fmt}
         try:
@@ -672,8 +748,7 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
         item: dict[str, Any] = {"tag": vif, "mac": mac, "ip": ip}
         sources: dict[str, tuple[Resource | None, str]] = {}
         for key, (prefix, parser) in _VIF_GROUP_FIELDS.items():
-            item[key], res, res_name = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser,
-                                                 f"vif {vif} {key}")
+            item[key], res, res_name = r.resolve(tag, key, f"{prefix}_{tag}_{vif}", parser, f"vif {vif} {key}")
             sources[key] = (res, res_name)
         item["nettype"] = item["nettype"] or "bridge"
         if item["script"] is not None:
@@ -686,15 +761,21 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
             bres, bname = sources["bridge"]
             if bname.startswith("groupbridge_"):
                 # The member's own nettype wins: a group bridge fills bridge vifs only.
-                b.warn(bres, bname,
-                       f"group bridge {item['bridge']!r} is ignored for guest {tag!r} vif {vif!r}: "
-                       f"its nettype is {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
-                       "a group bridge only applies to bridge vifs")
+                b.warn(
+                    bres,
+                    bname,
+                    f"group bridge {item['bridge']!r} is ignored for guest {tag!r} vif {vif!r}: "
+                    f"its nettype is {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
+                    "a group bridge only applies to bridge vifs",
+                )
             else:
-                b.error(bres, bname,
-                        f"a bridge is for nettype bridge, but vif {vif!r} of guest {tag!r} has "
-                        f"nettype {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
-                        "drop the bridge or the nettype")
+                b.error(
+                    bres,
+                    bname,
+                    f"a bridge is for nettype bridge, but vif {vif!r} of guest {tag!r} has "
+                    f"nettype {item['nettype']} ({_where(sources['nettype'][0], 'guest')}); "
+                    "drop the bridge or the nettype",
+                )
             item["bridge"] = None
         # A bridge the host declares is attached to by its Linux device.
         item["bridge"] = host["bridge_devices"].get(item["bridge"], item["bridge"])
@@ -703,8 +784,7 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
     return vifs
 
 
-def _gateway(b: _Builder, kind: str, subnet: str,
-             guest_ips: dict[str, tuple[str, str, Resource | None]]) -> str:
+def _gateway(b: _Builder, kind: str, subnet: str, guest_ips: dict[str, tuple[str, str, Resource | None]]) -> str:
     """The host's address on a libvirt network: ``<kind>gateway``, else the subnet's highest
     host address that no guest uses (10.0.0.254 for 10.0.0.0/24). Never a guest's address."""
     net = ipaddress.ip_network(subnet)
@@ -714,25 +794,34 @@ def _gateway(b: _Builder, kind: str, subnet: str,
         addr = ipaddress.ip_address(gateway)
         last = net[-1] if net.version == 6 else net.broadcast_address
         if addr not in net or addr in (net.network_address, last):
-            b.error(res, name, f"gateway {gateway} is not a host address of the {kind} subnet "
-                               f"{subnet} (xen.{kind}subnet)")
+            b.error(
+                res, name, f"gateway {gateway} is not a host address of the {kind} subnet {subnet} (xen.{kind}subnet)"
+            )
         elif gateway in guest_ips:
             guest, vif, ip_res = guest_ips[gateway]
-            b.error(res, name, f"gateway {gateway} is the address of guest {guest!r} vif {vif!r} "
-                               f"({_where(ip_res, 'guest')}): the host's address on the network "
-                               "must be free; choose another gateway or guest address")
+            b.error(
+                res,
+                name,
+                f"gateway {gateway} is the address of guest {guest!r} vif {vif!r} "
+                f"({_where(ip_res, 'guest')}): the host's address on the network "
+                "must be free; choose another gateway or guest address",
+            )
         return gateway
     candidate = net[-1] if net.version == 6 else net[-2]
     while str(candidate) in guest_ips and candidate > net.network_address + 1:
         candidate -= 1
     if str(candidate) in guest_ips:
-        b.error(b.get(f"{kind}subnet"), f"{kind}subnet",
-                f"every address of the {kind} subnet {subnet} is a guest's: no room for the gateway")
+        b.error(
+            b.get(f"{kind}subnet"),
+            f"{kind}subnet",
+            f"every address of the {kind} subnet {subnet} is a guest's: no room for the gateway",
+        )
     return str(candidate)
 
 
-def _host_addresses(b: _Builder, host: dict[str, Any], guests: dict[str, dict[str, Any]],
-                    tag_to_name: dict[str, str]) -> None:
+def _host_addresses(
+    b: _Builder, host: dict[str, Any], guests: dict[str, dict[str, Any]], tag_to_name: dict[str, str]
+) -> None:
     """Gateways of the NAT and routed networks, and the NAT network's DHCP reservations."""
     name_to_tag = {name: tag for tag, name in tag_to_name.items()}
     guest_ips: dict[str, tuple[str, str, Resource | None]] = {}
@@ -750,13 +839,21 @@ def _host_addresses(b: _Builder, host: dict[str, Any], guests: dict[str, dict[st
             if vif["nettype"] != "nat" or vif["mac"] is None or not host["nat_network"]:
                 continue
             if ipaddress.ip_address(vif["ip"]) not in nat_net:
-                b.warn(ip_res, ip_name, f"NAT address {vif['ip']} is outside the NAT subnet "
-                                        f"{host['nat_subnet']} (xen.natsubnet): no DHCP reservation")
+                b.warn(
+                    ip_res,
+                    ip_name,
+                    f"NAT address {vif['ip']} is outside the NAT subnet "
+                    f"{host['nat_subnet']} (xen.natsubnet): no DHCP reservation",
+                )
                 continue
             if vif["ip"] in reserved:
                 other = reserved[vif["ip"]]
-                b.error(ip_res, ip_name, f"NAT address {vif['ip']} is already reserved for guest "
-                                         f"{other[0]!r} vif {other[1]!r} ({_where(other[2], 'guest')})")
+                b.error(
+                    ip_res,
+                    ip_name,
+                    f"NAT address {vif['ip']} is already reserved for guest "
+                    f"{other[0]!r} vif {other[1]!r} ({_where(other[2], 'guest')})",
+                )
                 continue
             reserved[vif["ip"]] = (name, vif["tag"], ip_res)
             reservations.append({"mac": vif["mac"], "ip": vif["ip"], "name": name})
@@ -771,8 +868,13 @@ def _host_addresses(b: _Builder, host: dict[str, Any], guests: dict[str, dict[st
 
 
 _RESOURCE_OF = {"autostart": "boot", "profile_url": "profileurl"}
-_DISK_RESOURCE_OF = {"path": "diskpath", "name": "diskname", "type": "disktype", "size_gb": "disksize",
-                     "format": "diskformat"}
+_DISK_RESOURCE_OF = {
+    "path": "diskpath",
+    "name": "diskname",
+    "type": "disktype",
+    "size_gb": "disksize",
+    "format": "diskformat",
+}
 
 
 def _resource_of(b: _Builder, tag: str, guest: dict[str, Any], parameter: str) -> str:
@@ -822,23 +924,34 @@ class _Claims:
         name already taken too, and then the guest is left out (False)."""
         name = guest["name"]
         if name in self.names:
-            b.error(origin, origin_key, f"guest name {name!r} is already used by guest {self.names[name]!r} on this host")
+            b.error(
+                origin, origin_key, f"guest name {name!r} is already used by guest {self.names[name]!r} on this host"
+            )
             return False
         if guest["uuid"] is not None:
             if guest["uuid"] in self.uuids:
-                b.error(b.get(f"uuid_{tag}"), f"uuid_{tag}",
-                        f"UUID {guest['uuid']} is already used by guest {self.uuids[guest['uuid']]!r}")
+                b.error(
+                    b.get(f"uuid_{tag}"),
+                    f"uuid_{tag}",
+                    f"UUID {guest['uuid']} is already used by guest {self.uuids[guest['uuid']]!r}",
+                )
             self.uuids[guest["uuid"]] = name
         for vif in guest["vifs"]:
             if vif["mac"] is not None:
                 if vif["mac"] in self.macs:
-                    b.error(b.get(f"mac_{tag}_{vif['tag']}"), f"mac_{tag}_{vif['tag']}",
-                            f"MAC {vif['mac']} is already used by {self.macs[vif['mac']]}")
+                    b.error(
+                        b.get(f"mac_{tag}_{vif['tag']}"),
+                        f"mac_{tag}_{vif['tag']}",
+                        f"MAC {vif['mac']} is already used by {self.macs[vif['mac']]}",
+                    )
                 self.macs[vif["mac"]] = f"{name} {vif['tag']}"
         for disk in guest["disks"]:
             if disk["path"] in self.paths and self.paths[disk["path"]] != name:
-                b.error(b.get(f"disks_{tag}"), f"disks_{tag}",
-                        f"disk path {disk['path']} is already used by guest {self.paths[disk['path']]!r}")
+                b.error(
+                    b.get(f"disks_{tag}"),
+                    f"disks_{tag}",
+                    f"disk path {disk['path']} is already used by guest {self.paths[disk['path']]!r}",
+                )
             self.paths[disk["path"]] = name
         self.names[name] = tag
         return True
@@ -848,10 +961,13 @@ def _warn_unused(b: _Builder) -> None:
     """A per-tag resource whose tag names nothing of this host is a warning (a typo, usually)."""
     for name in sorted(set(b.res) - b.used):
         if _TAGGED_RE.match(name) and b.get(name) is not None:
-            b.warn(b.res[name], name,
-                   "not used: its tag names no guest, disk, vif, group or bridge of this host "
-                   "(check xen.virtualmachines, xen.virtualgroup, xen.bridgeinterfaces and the "
-                   "disks_/vifs_ lists), or a per-disk resource overrides it for every disk")
+            b.warn(
+                b.res[name],
+                name,
+                "not used: its tag names no guest, disk, vif, group or bridge of this host "
+                "(check xen.virtualmachines, xen.virtualgroup, xen.bridgeinterfaces and the "
+                "disks_/vifs_ lists), or a per-disk resource overrides it for every disk",
+            )
 
 
 def _add_groups(model: HostModel, host: dict[str, Any], groups: list[_Group], tag_to_name: dict[str, str]) -> None:
@@ -909,8 +1025,9 @@ _HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
 
 def _origin_error(origin: str, key: str, problem: str) -> LcfgError:
     file, _sep, line = origin.rpartition(":")
-    return LcfgError(problem, file=file or origin, line=int(line) if line.isdigit() else None,
-                     resource=f"{COMPONENT}.{key}")
+    return LcfgError(
+        problem, file=file or origin, line=int(line) if line.isdigit() else None, resource=f"{COMPONENT}.{key}"
+    )
 
 
 def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> list[LcfgError]:
@@ -924,34 +1041,45 @@ def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> l
     host = profile.name
     reserved = ", ".join(RESERVED_GROUPS)
     if not _HOST_NAME_RE.match(host):
-        errors.append(LcfgError(
-            f"host name {excerpt(host)} (from the profile's file name or profile.node) is not a "
-            "valid inventory name: letters, digits, '_', '.', '-', starting with a letter or "
-            "digit; rename the profile", file=profile.path))
+        errors.append(
+            LcfgError(
+                f"host name {excerpt(host)} (from the profile's file name or profile.node) is not a "
+                "valid inventory name: letters, digits, '_', '.', '-', starting with a letter or "
+                "digit; rename the profile",
+                file=profile.path,
+            )
+        )
     elif host in RESERVED_GROUPS:
-        errors.append(LcfgError(f"host name {host!r} is a group name of the inventory "
-                                f"({reserved}); rename the profile", file=profile.path))
+        errors.append(
+            LcfgError(
+                f"host name {host!r} is a group name of the inventory ({reserved}); rename the profile",
+                file=profile.path,
+            )
+        )
     for name, (origin, key) in model.origins.items():
         if name in RESERVED_GROUPS:
-            errors.append(_origin_error(origin, key, f"guest name {name!r} is a group name of "
-                                        f"the inventory ({reserved}); rename the guest"))
+            errors.append(
+                _origin_error(
+                    origin, key, f"guest name {name!r} is a group name of the inventory ({reserved}); rename the guest"
+                )
+            )
     vg_file, vg_line = _location(profile.get(COMPONENT, "virtualgroup"))
     for group in model.groups:
         problem = None
         if group[0].isdigit():  # Ansible group names are identifiers
-            problem = (f"group name {group!r} starts with a digit; Ansible group names must "
-                       "start with a letter or '_'")
+            problem = f"group name {group!r} starts with a digit; Ansible group names must start with a letter or '_'"
         elif group in hosts:
-            problem = (f"group name {group!r} is also a host name (defined by profile "
-                       f"{hosts[group]}); rename the group")
+            problem = f"group name {group!r} is also a host name (defined by profile {hosts[group]}); rename the group"
         if problem:
-            errors.append(LcfgError(problem, file=vg_file or profile.path, line=vg_line,
-                                    resource=f"{COMPONENT}.virtualgroup"))
+            errors.append(
+                LcfgError(problem, file=vg_file or profile.path, line=vg_line, resource=f"{COMPONENT}.virtualgroup")
+            )
     return errors
 
 
-def _claim_errors(built: list[tuple[Profile, HostModel | None]],
-                  claims: dict[str, list[tuple[int, str, str, str]]]) -> dict[int, list[LcfgError]]:
+def _claim_errors(
+    built: list[tuple[Profile, HostModel | None]], claims: dict[str, list[tuple[int, str, str, str]]]
+) -> dict[int, list[LcfgError]]:
     """Inventory names claimed more than once -> errors per profile (index into ``built``).
 
     No name is "first come, first served" (the order of files would let one profile take
@@ -966,24 +1094,38 @@ def _claim_errors(built: list[tuple[Profile, HostModel | None]],
         if len(hosts) > 1:
             for index, _kind, where, _key in hosts:
                 others = ", ".join(c[2] for c in hosts if c[0] != index)
-                errors.setdefault(index, []).append(LcfgError(
-                    f"host name {name!r} is also the host name of profile {others}: inventory "
-                    "names must be unique across the site, so neither is used; rename one of the "
-                    "files", file=where))
+                errors.setdefault(index, []).append(
+                    LcfgError(
+                        f"host name {name!r} is also the host name of profile {others}: inventory "
+                        "names must be unique across the site, so neither is used; rename one of the "
+                        "files",
+                        file=where,
+                    )
+                )
         if hosts:
             for index, _kind, where, key in guests:
                 host_index, host_where = hosts[0][0], hosts[0][2]
                 whose = ("this host profile " if host_index == index else "profile ") + host_where
-                errors.setdefault(index, []).append(_origin_error(
-                    where, key, f"guest name {name!r} at {where} is the host name of {whose}; "
-                    "guest names are inventory host names and must be unique across the site"))
+                errors.setdefault(index, []).append(
+                    _origin_error(
+                        where,
+                        key,
+                        f"guest name {name!r} at {where} is the host name of {whose}; "
+                        "guest names are inventory host names and must be unique across the site",
+                    )
+                )
         elif len({c[0] for c in guests}) > 1:
             for index, _kind, where, key in guests:
                 others = ", ".join(f"{c[2]} (host {built[c[0]][0].name})" for c in guests if c[0] != index)
-                errors.setdefault(index, []).append(_origin_error(
-                    where, key, f"guest name {name!r} at {where} is also defined by {others}; guest "
-                    "names are inventory host names and must be unique across the site, so "
-                    "neither profile is used"))
+                errors.setdefault(index, []).append(
+                    _origin_error(
+                        where,
+                        key,
+                        f"guest name {name!r} at {where} is also defined by {others}; guest "
+                        "names are inventory host names and must be unique across the site, so "
+                        "neither profile is used",
+                    )
+                )
     return errors
 
 
@@ -992,7 +1134,7 @@ def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str,
     ``use`` is "disk", "kernel", "ramdisk" or "template"."""
     for name, guest in model.guests.items():
         key = model.origins[name][1]
-        tag = key[len("name_"):] if key.startswith("name_") else name
+        tag = key[len("name_") :] if key.startswith("name_") else name
         for disk in guest["disks"]:
             if disk["type"] != "image":
                 continue
@@ -1027,22 +1169,28 @@ def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[i
         for index, guest, use, _origin, res_name, res in users:
             if has_template and any(u[2] != "template" or use != "template" for u in users if u[1:3] != (guest, use)):
                 others = "; ".join(f"{u[2]} of guest {u[1]!r} ({u[3]})" for u in users if u[1:3] != (guest, use))
-                problem = (f"{use} {path} is also the {others}: a template is only ever read to make "
-                           "new images, never a guest's disk, kernel or ramdisk (every profile naming it is left out)")
+                problem = (
+                    f"{use} {path} is also the {others}: a template is only ever read to make "
+                    "new images, never a guest's disk, kernel or ramdisk (every profile naming it is left out)"
+                )
             else:
                 borrowed = [u for u in users if u[0] == index and u[1] != guest and u[2] == "disk"]
                 if use not in ("kernel", "ramdisk") or not borrowed:
                     continue
-                problem = (f"{use} {path} is the disk image of guest {borrowed[0][1]!r} ({borrowed[0][3]}): "
-                           "a guest boots only its own files; choose another path")
+                problem = (
+                    f"{use} {path} is the disk image of guest {borrowed[0][1]!r} ({borrowed[0][3]}): "
+                    "a guest boots only its own files; choose another path"
+                )
             file, line = _location(res)
-            errors.setdefault(index, []).append(LcfgError(
-                problem, file=file or built[index][0].path, line=line, resource=f"{COMPONENT}.{res_name}"))
+            errors.setdefault(index, []).append(
+                LcfgError(problem, file=file or built[index][0].path, line=line, resource=f"{COMPONENT}.{res_name}")
+            )
     return errors
 
 
-def build_site(profiles: Iterable[Profile], access: HostAccess | None = None,
-               unreadable: Iterable[tuple[str, str]] = ()) -> Site:
+def build_site(
+    profiles: Iterable[Profile], access: HostAccess | None = None, unreadable: Iterable[tuple[str, str]] = ()
+) -> Site:
     """Build every profile; names are checked before anything is added.
 
     No host or guest may take a reserved group name, no virtual group the name of any host of
@@ -1069,9 +1217,9 @@ def build_site(profiles: Iterable[Profile], access: HostAccess | None = None,
             site.rejected.setdefault(profile.name, []).extend(exc.errors)
             model = None
         except Exception as exc:  # a model bug must not take every other profile down
-            site.rejected.setdefault(profile.name, []).append(LcfgError(
-                f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
-                file=profile.path))
+            site.rejected.setdefault(profile.name, []).append(
+                LcfgError(f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=profile.path)
+            )
             model = None
         built.append((profile, model))
         if model is None:

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, remove_domains, remove_networks, renamed_copy, run_module
-
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import hypervisor_lock
+from support import ROOT, ansible_env, remove_domains, remove_networks, renamed_copy, run_module
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -52,15 +51,21 @@ PRE_EXISTING = ("lcc-pre0", "lcc-pre0-x")  # a veth pair of the admin's: lccbr2'
 
 
 def _own_site(target: Path) -> Path:
-    renamed_copy(ROOT / "inventory", target, RENAMES, "7e570002",
-                 keep=lambda rel: rel.parts[0] != "seed" and not (
-                     rel.parts[0] == "profiles" and len(rel.parts) > 1 and rel.name not in PROFILES))
+    renamed_copy(
+        ROOT / "inventory",
+        target,
+        RENAMES,
+        "7e570002",
+        keep=lambda rel: (
+            rel.parts[0] != "seed"
+            and not (rel.parts[0] == "profiles" and len(rel.parts) > 1 and rel.name not in PROFILES)
+        ),
+    )
     # lccbr2's port is an interface of this machine's (the profile names eth2 for it)
     profile = target / "profiles" / "demo-networks"
     profile.write_text(profile.read_text() + "\n!xen.bridgenetdev_eth2 mSET(eth2)\n")
     with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
-        group_vars.write("network_standin_prefix: lcc-\n"
-                         f"network_netdevs: {{eth2: {PRE_EXISTING[0]}}}\n")
+        group_vars.write(f"network_standin_prefix: lcc-\nnetwork_netdevs: {{eth2: {PRE_EXISTING[0]}}}\n")
     return target / "site.lcfg.yml"
 
 
@@ -94,9 +99,21 @@ def own_site(tmp_path):
 def _playbook(playbook: str, inventory: Path, *extra: str) -> subprocess.Popen:
     env = ansible_env()
     env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
-    return subprocess.Popen([str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible-playbook"),
-                             "-v", "-i", str(inventory), str(ROOT / "playbooks" / playbook), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [
+            str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "ansible-playbook"),
+            "-v",
+            "-i",
+            str(inventory),
+            str(ROOT / "playbooks" / playbook),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _finish(proc: subprocess.Popen, started: float) -> tuple:
@@ -119,8 +136,10 @@ def test_two_site_runs_at_once_then_teardown_removes_only_created_interfaces(own
     waits = [sum(_waits(out)) for _rc, out, _s in results]
     record_property("site_seconds", [round(s, 1) for _rc, _o, s in results])
     record_property("lock_waited_seconds", [round(w, 1) for w in waits])
-    print(f"two site runs: {[round(s, 1) for _rc, _o, s in results]} s, waited for the lock "
-          f"{[round(w, 1) for w in waits]} s in all")
+    print(
+        f"two site runs: {[round(s, 1) for _rc, _o, s in results]} s, waited for the lock "
+        f"{[round(w, 1) for w in waits]} s in all"
+    )
 
     conn = libvirt.open(URI)
     try:
@@ -146,8 +165,12 @@ def test_two_site_runs_at_once_then_teardown_removes_only_created_interfaces(own
     assert links[PRE_EXISTING[0]]["master"] == "lccbr2"
     assert "ifalias" not in links[PRE_EXISTING[0]]  # not the collection's
 
-    teardown = _playbook("teardown.yml", own_site, "-e", json.dumps(
-        {"teardown_shutdown_timeout": 5, "teardown_remove_networks": True, "teardown_remove_disks": True}))
+    teardown = _playbook(
+        "teardown.yml",
+        own_site,
+        "-e",
+        json.dumps({"teardown_shutdown_timeout": 5, "teardown_remove_networks": True, "teardown_remove_disks": True}),
+    )
     rc, out, _seconds = _finish(teardown, time.monotonic())
     assert rc == 0, out[-6000:]
     links = _links()
@@ -194,8 +217,10 @@ def test_a_call_queued_behind_another_succeeds_and_says_how_long_it_waited():
     holder = threading.Thread(target=hold)
     holder.start()
     ready.wait()
-    result = run_module("xen_guests", {"uri": "test:///default", "lock_timeout": 60,
-                                       "guests": [{"name": f"{PREFIX}q1", "memory": 64, "vcpus": 1}]})
+    result = run_module(
+        "xen_guests",
+        {"uri": "test:///default", "lock_timeout": 60, "guests": [{"name": f"{PREFIX}q1", "memory": 64, "vcpus": 1}]},
+    )
     holder.join()
     assert not result.get("failed"), result
     assert 1.5 <= result["lock_waited"] < 10
@@ -205,8 +230,9 @@ def test_a_module_call_that_holds_the_lock_is_named_by_the_waiting_one():
     # test:///default converges thousands of guests in a few seconds: long enough to meet
     many = [{"name": f"{PREFIX}m{index}", "memory": 64, "vcpus": 1, "state": "running"} for index in range(8000)]
     first: dict = {}
-    holder = threading.Thread(target=lambda: first.update(
-        run_module("xen_guests", {"uri": "test:///default", "guests": many})))
+    holder = threading.Thread(
+        target=lambda: first.update(run_module("xen_guests", {"uri": "test:///default", "guests": many}))
+    )
     holder.start()
     second = None
     for _attempt in range(100):
@@ -217,5 +243,8 @@ def test_a_module_call_that_holds_the_lock_is_named_by_the_waiting_one():
     holder.join()
     assert not first.get("failed"), str(first.get("msg"))[:500]
     assert second["failed"], "the second call never met the first one holding the lock"
-    assert re.search(r"held the lock on hypervisor test for more than 0.5 s: pid \d+ \(lcfg\.xen\.xen_guests, "
-                     r"started \S+Z, \d+ s ago\)", second["msg"]), second["msg"]
+    assert re.search(
+        r"held the lock on hypervisor test for more than 0.5 s: pid \d+ \(lcfg\.xen\.xen_guests, "
+        r"started \S+Z, \d+ s ago\)",
+        second["msg"],
+    ), second["msg"]

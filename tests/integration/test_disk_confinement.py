@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 URI = "qemu:///system"
 DOMAIN = "lcfgt-disk-dom"
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @pytest.fixture
@@ -53,15 +53,35 @@ def disk(store, name, **extra):
 
 # ---------------------------------------------------------------- directories
 
+
 def _guest_role_play(tmp_path, store, disk_path) -> Path:
     playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps([{
-        "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "vars": {"ansible_python_interpreter": sys.executable},
-        "roles": [{"role": "lcfg.xen.guest", "guest_uri": URI, "guest_storage_dirs": [str(store)],
-                   "guest_specs": [{"name": DOMAIN, "memory": 64, "disks": [
-                       {"tag": "root", "type": "image", "size_gb": 1, "path": str(disk_path)}]}]}],
-    }]))
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "vars": {"ansible_python_interpreter": sys.executable},
+                    "roles": [
+                        {
+                            "role": "lcfg.xen.guest",
+                            "guest_uri": URI,
+                            "guest_storage_dirs": [str(store)],
+                            "guest_specs": [
+                                {
+                                    "name": DOMAIN,
+                                    "memory": 64,
+                                    "disks": [{"tag": "root", "type": "image", "size_gb": 1, "path": str(disk_path)}],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
     return playbook
 
 
@@ -79,21 +99,26 @@ def test_role_never_touches_a_directory_outside(site, tmp_path):
 def test_role_check_mode_on_a_fresh_host_predicts(site, tmp_path):
     """--check used to fail on every disk: "directory ... does not exist: create it first"."""
     store, _victim = site
-    proc = run_playbook(_guest_role_play(tmp_path, store, store / "fresh" / "vm.qcow2"), "-i", "localhost,",
-                        "--check")
+    proc = run_playbook(_guest_role_play(tmp_path, store, store / "fresh" / "vm.qcow2"), "-i", "localhost,", "--check")
     assert proc.returncode == 0, proc.stdout
     assert f"changed: [localhost] => (item={DOMAIN} root: {store}/fresh/vm.qcow2)" in proc.stdout, proc.stdout
     assert list(store.iterdir()) == [store / "link"]  # nothing created
-    assert DOMAIN not in subprocess.run(["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True,
-                                        text=True, check=True).stdout.split()
+    assert (
+        DOMAIN
+        not in subprocess.run(
+            ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
 
 
 def test_symlinked_directory_cannot_lead_out(site):
     store, victim = site
     before = tree_snapshot(victim)
-    for params in (disk(store, "link/evil.img", size_gb=1),
-                   disk(store, "new.img", template=str(store / "link" / "authorized_keys")),
-                   disk(store, "link/authorized_keys", state="absent")):
+    for params in (
+        disk(store, "link/evil.img", size_gb=1),
+        disk(store, "new.img", template=str(store / "link" / "authorized_keys")),
+        disk(store, "link/authorized_keys", state="absent"),
+    ):
         result = run_module("xen_disk", params)
         assert result.get("failed") and "symbolic link" in result["msg"], result
     assert tree_snapshot(victim) == before
@@ -104,8 +129,10 @@ def test_profile_storage_dirs_can_only_narrow(site):
     before = tree_snapshot(victim)
     result = run_module("xen_disk", disk(store, "x.img", size_gb=1, profile_storage_dirs=[str(victim)]))
     assert result.get("failed") and "may only narrow" in result["msg"], result
-    result = run_module("xen_disk", dict(disk(store, "x.img", size_gb=1), path=str(victim / "x.img"),
-                                         profile_storage_dirs=[str(victim)]))
+    result = run_module(
+        "xen_disk",
+        dict(disk(store, "x.img", size_gb=1), path=str(victim / "x.img"), profile_storage_dirs=[str(victim)]),
+    )
     assert result.get("failed"), result
     assert tree_snapshot(victim) == before and not (store / "x.img").exists()
 
@@ -115,8 +142,10 @@ def test_check_mode_on_a_fresh_host_predicts_directories_then_creates_them_priva
     params = disk(store, "fresh/deeper/vm.img", size_gb=1)
     check = run_module("xen_disk", params, check=True)
     assert not check.get("failed") and check["changed"], check
-    assert check["actions"][:2] == [f"create directory {store}/fresh (mode 0700, owner root:root)",
-                                    f"create directory {store}/fresh/deeper (mode 0700, owner root:root)"]
+    assert check["actions"][:2] == [
+        f"create directory {store}/fresh (mode 0700, owner root:root)",
+        f"create directory {store}/fresh/deeper (mode 0700, owner root:root)",
+    ]
     assert not (store / "fresh").exists()  # check mode changed nothing
     apply = run_module("xen_disk", params)
     assert apply["changed"] and apply["actions"] == check["actions"], apply
@@ -147,12 +176,14 @@ def test_existing_directory_keeps_its_owner_and_mode(site):
 
 # ---------------------------------------------------------------- formats
 
+
 def _qcow2_header_pointing_at(target: Path, scratch: Path) -> bytes:
     """What a hostile guest writes at the start of its raw disk: a qcow2 header whose backing
     file is a host file."""
     header = scratch / "evil.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(target), "-F", "raw",
-                    str(header), "1G"], check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(target), "-F", "raw", str(header), "1G"], check=True
+    )
     data = header.read_bytes()
     header.unlink()
     return data
@@ -177,13 +208,19 @@ def test_guest_written_qcow2_header_is_not_believed(site, tmp_path):
     for entry in listing["images"]:
         assert entry["format"] == "raw" and entry.get("backing_file") is None, entry
     # The domain side: a disk with no declared format is defined as raw, explicitly.
-    guest = {"name": DOMAIN, "type": "hvm", "memory": 64, "storage_dirs": [str(store)],
-             "disks": [{"path": str(image)}, {"path": str(unrecorded)}]}
+    guest = {
+        "name": DOMAIN,
+        "type": "hvm",
+        "memory": 64,
+        "storage_dirs": [str(store)],
+        "disks": [{"path": str(image)}, {"path": str(unrecorded)}],
+    }
     try:
         result = run_module("xen_domain", dict(guest, uri=URI))
         assert not result.get("failed"), result
-        xml = subprocess.run(["virsh", "-c", URI, "dumpxml", "--inactive", DOMAIN], capture_output=True,
-                             text=True, check=True).stdout
+        xml = subprocess.run(
+            ["virsh", "-c", URI, "dumpxml", "--inactive", DOMAIN], capture_output=True, text=True, check=True
+        ).stdout
         drivers = [d.get("type") for d in etree.fromstring(xml.encode()).iterfind("devices/disk/driver")]
         assert drivers == ["raw", "raw"], xml
     finally:
@@ -203,22 +240,47 @@ def test_profile_declaring_qcow2_on_a_guest_written_header_is_refused(site, tmp_
         with open(image, "r+b" if image.exists() else "wb") as handle:
             handle.write(header)
     before = tree_snapshot(victim)
-    for image, words in ((recorded, "was created as raw by xen_disk"),
-                         (unrecorded, "outside the storage directories")):
-        result = run_module("xen_domain", {"name": DOMAIN, "type": "hvm", "memory": 64, "uri": URI,
-                                           "storage_dirs": [str(store)],
-                                           "disks": [{"path": str(image), "format": "qcow2"}]})
+    for image, words in ((recorded, "was created as raw by xen_disk"), (unrecorded, "outside the storage directories")):
+        result = run_module(
+            "xen_domain",
+            {
+                "name": DOMAIN,
+                "type": "hvm",
+                "memory": 64,
+                "uri": URI,
+                "storage_dirs": [str(store)],
+                "disks": [{"path": str(image), "format": "qcow2"}],
+            },
+        )
         assert result.get("failed") and "disks[0].format" in result["msg"] and words in result["msg"], result
-        assert DOMAIN not in subprocess.run(["virsh", "-c", URI, "list", "--all", "--name"],
-                                            capture_output=True, text=True, check=True).stdout.split()
+        assert (
+            DOMAIN
+            not in subprocess.run(
+                ["virsh", "-c", URI, "list", "--all", "--name"], capture_output=True, text=True, check=True
+            ).stdout.split()
+        )
     assert tree_snapshot(victim) == before
 
 
 def test_declared_qcow2_with_a_backing_file_outside_is_refused(site):
     store, victim = site
     image = store / "declared.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(victim / "authorized_keys"),
-                    "-F", "raw", str(image), "1G"], check=True)
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(victim / "authorized_keys"),
+            "-F",
+            "raw",
+            str(image),
+            "1G",
+        ],
+        check=True,
+    )
     before = hashlib.sha256(image.read_bytes()).hexdigest()
     result = run_module("xen_disk", disk(store, "declared.qcow2", format="qcow2"))
     assert result.get("failed") and "outside the storage directories" in result["msg"], result
@@ -226,6 +288,7 @@ def test_declared_qcow2_with_a_backing_file_outside_is_refused(site):
 
 
 # ---------------------------------------------------------------- remove_disks
+
 
 def _define(disks):
     root = etree.Element("domain", type="qemu")
@@ -238,8 +301,13 @@ def _define(disks):
         etree.SubElement(element, "driver", name="qemu", type="raw")
         etree.SubElement(element, "source", file=str(path))
         etree.SubElement(element, "target", dev=f"vd{'abc'[index]}", bus="virtio")
-    subprocess.run(["virsh", "-c", URI, "define", "/dev/stdin"], input=etree.tostring(root).decode(),
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        ["virsh", "-c", URI, "define", "/dev/stdin"],
+        input=etree.tostring(root).decode(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 @pytest.mark.parametrize("module", ["xen_domain", "xen_guests"])
@@ -252,8 +320,11 @@ def test_remove_disks_deletes_only_inside_the_storage_directories(site, module):
     _define([victim / "disk.img", store / "link" / "disk.img", inside])
     absent = {"name": DOMAIN, "state": "absent", "remove_disks": True}
     # defined by hand, so the play adopts it (docs/domains.md)
-    params = dict(absent, uri=URI, storage_dirs=[str(store)], adopt=True) if module == "xen_domain" else \
-        {"uri": URI, "storage_dirs": [str(store)], "guests": [absent], "adopt": [DOMAIN]}
+    params = (
+        dict(absent, uri=URI, storage_dirs=[str(store)], adopt=True)
+        if module == "xen_domain"
+        else {"uri": URI, "storage_dirs": [str(store)], "guests": [absent], "adopt": [DOMAIN]}
+    )
     try:
         check = run_module(module, params, check=True)
         assert not check.get("failed"), check
@@ -268,6 +339,7 @@ def test_remove_disks_deletes_only_inside_the_storage_directories(site, module):
 
 
 # ---------------------------------------------------------------- the clone lock
+
 
 def test_planted_lock_link_is_not_followed(site):
     """The lock used to be a predictable name in world-writable /run/lock, opened through links."""

@@ -44,9 +44,18 @@ def connect():
 
 def guest(index: int) -> dict:
     # qemu (TCG): no OS, so it only has to start; no disks or vifs to keep it independent.
-    return {"name": f"{PREFIX}{index}", "type": "hvm", "memory": 48, "maxmem": 48, "vcpus": 1,
-            "autostart": False, "disks": [], "vifs": [], "extra": {"domain_type": "qemu"},
-            "state": "running"}
+    return {
+        "name": f"{PREFIX}{index}",
+        "type": "hvm",
+        "memory": 48,
+        "maxmem": 48,
+        "vcpus": 1,
+        "autostart": False,
+        "disks": [],
+        "vifs": [],
+        "extra": {"domain_type": "qemu"},
+        "state": "running",
+    }
 
 
 def running_test_guests(conn) -> dict[str, int]:
@@ -71,9 +80,13 @@ def test_libvirtd_killed_mid_converge_then_rerun_converges(clean):
     params = {"uri": URI, "guests": [guest(i) for i in range(GUESTS)]}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": dict(params, _ansible_check_mode=False, _ansible_diff=False)}, handle)
-    proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_guests",
-                             handle.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ansible_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_guests", handle.name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ansible_env(),
+    )
     watcher = connect()
     try:
         deadline = time.monotonic() + 120
@@ -146,8 +159,12 @@ def store():
 
 def test_playbook_interrupted_mid_injection_then_rerun_converges(store, tmp_path):
     template = store / "lcfgtest-fault-template.img"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make-template.py"), str(template), "--size-gb", "1"],
-                   check=True, capture_output=True, timeout=1800)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make-template.py"), str(template), "--size-gb", "1"],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
     template_sum = _sha256(template)
     image = store / "lcfgtest-fault-clone.img"
     partial = store / ".lcfgtest-fault-clone.img.lcfg-xen-partial"
@@ -165,9 +182,14 @@ def test_playbook_interrupted_mid_injection_then_rerun_converges(store, tmp_path
         f"        storage_dirs: [{store}]\n"
     )
     env = ansible_env()
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c",
-                             "local", str(playbook)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, cwd=str(ROOT), start_new_session=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", str(playbook)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=str(ROOT),
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         # The copy is done and libguestfs has started its appliance on the partial clone.

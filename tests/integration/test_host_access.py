@@ -22,15 +22,22 @@ PREFIX = "lcfgt-hatch-"
 IMAGES = Path("/var/lib/libvirt/images")
 IMAGE = IMAGES / f"{PREFIX}root.qcow2"
 
-SHADOW_DISK = ("<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-               "<source file='/etc/shadow'/><target dev='vdz' bus='virtio'/></disk></devices>")
-QEMU_COMMANDLINE = ("<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
-                    "<qemu:arg value='-chardev'/><qemu:arg value='file,id=x,path=/etc/lcfgt-hatch-owned'/>"
-                    "</qemu:commandline>")
-HOSTDEV = ("<devices><hostdev mode='subsystem' type='pci' managed='yes'><source>"
-           "<address domain='0x0000' bus='0x00' slot='0x1f' function='0x7'/></source></hostdev></devices>")
-FILE_SERIAL = (f"<devices><serial type='file'><source path='{IMAGES}/{PREFIX}serial.log'/>"
-               "<target port='1'/></serial></devices>")
+SHADOW_DISK = (
+    "<devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+    "<source file='/etc/shadow'/><target dev='vdz' bus='virtio'/></disk></devices>"
+)
+QEMU_COMMANDLINE = (
+    "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+    "<qemu:arg value='-chardev'/><qemu:arg value='file,id=x,path=/etc/lcfgt-hatch-owned'/>"
+    "</qemu:commandline>"
+)
+HOSTDEV = (
+    "<devices><hostdev mode='subsystem' type='pci' managed='yes'><source>"
+    "<address domain='0x0000' bus='0x00' slot='0x1f' function='0x7'/></source></hostdev></devices>"
+)
+FILE_SERIAL = (
+    f"<devices><serial type='file'><source path='{IMAGES}/{PREFIX}serial.log'/><target port='1'/></serial></devices>"
+)
 PTY_SERIAL = "<devices><serial type='pty'><target port='1'/></serial></devices>"
 
 
@@ -53,8 +60,13 @@ def clean():
 def guest(name: str, **fields) -> dict:
     # a disk of its own: a guest never gets another guest's image (red team F3)
     disk = IMAGE if name == "bystander" else IMAGES / f"{PREFIX}{name}.qcow2"
-    return {"name": f"{PREFIX}{name}", "memory": 64, "disks": [{"path": str(disk), "format": "qcow2"}],
-            "extra": {"domain_type": "qemu"}, **fields}
+    return {
+        "name": f"{PREFIX}{name}",
+        "memory": 64,
+        "disks": [{"path": str(disk), "format": "qcow2"}],
+        "extra": {"domain_type": "qemu"},
+        **fields,
+    }
 
 
 def with_xml(name: str, fragment: str) -> dict:
@@ -63,22 +75,50 @@ def with_xml(name: str, fragment: str) -> dict:
 
 ATTACKS = {
     # name: (guest spec, parameter named, words in the message, play option that allows it)
-    "shadow-extra-disk": (with_xml("shadow", SHADOW_DISK), "extra.xml[1]", "<disk type='file'>",
-                          {"trusted_extra_xml": True}),
-    "shadow-phy-disk": (guest("phy", disks=[{"path": "/etc/shadow", "type": "phy"}]), "disks[0].path",
-                        "block device", {"allowed_block_devices": ["/etc/shadow"]}),
-    "qemu-commandline": (with_xml("qemu", QEMU_COMMANDLINE), "extra.xml[1]", "<qemu:commandline>",
-                         {"trusted_extra_xml": True}),
+    "shadow-extra-disk": (
+        with_xml("shadow", SHADOW_DISK),
+        "extra.xml[1]",
+        "<disk type='file'>",
+        {"trusted_extra_xml": True},
+    ),
+    "shadow-phy-disk": (
+        guest("phy", disks=[{"path": "/etc/shadow", "type": "phy"}]),
+        "disks[0].path",
+        "block device",
+        {"allowed_block_devices": ["/etc/shadow"]},
+    ),
+    "qemu-commandline": (
+        with_xml("qemu", QEMU_COMMANDLINE),
+        "extra.xml[1]",
+        "<qemu:commandline>",
+        {"trusted_extra_xml": True},
+    ),
     "hostdev": (with_xml("hostdev", HOSTDEV), "extra.xml[1]", "<hostdev type='pci'>", {"trusted_extra_xml": True}),
     "file-serial": (with_xml("serial", FILE_SERIAL), "extra.xml[1]", "type='file'", {"trusted_extra_xml": True}),
-    "bootloader-sh": (guest("sh", bootloader="/bin/sh"), "bootloader", "'/bin/sh' is not a known bootloader",
-                      {"allowed_boot_paths": ["/bin/sh"]}),
-    "kernel-passwd": (guest("kernel", kernel="/etc/passwd"), "kernel", "/etc/passwd is outside the storage",
-                      {"allowed_boot_paths": ["/etc/passwd"]}),
-    "vif-script-sh": (guest("script", vifs=[{"nettype": "nat", "script": "/bin/sh"}]), "vifs[0].script",
-                      "vif script '/bin/sh' is a path", {"allow_host_resources": True}),
-    "image-elsewhere": (guest("elsewhere", disks=[{"path": "/root/lcfgt-hatch.img"}]), "disks[0].path",
-                        "outside the storage directories", {"storage_dirs": ["/root"]}),
+    "bootloader-sh": (
+        guest("sh", bootloader="/bin/sh"),
+        "bootloader",
+        "'/bin/sh' is not a known bootloader",
+        {"allowed_boot_paths": ["/bin/sh"]},
+    ),
+    "kernel-passwd": (
+        guest("kernel", kernel="/etc/passwd"),
+        "kernel",
+        "/etc/passwd is outside the storage",
+        {"allowed_boot_paths": ["/etc/passwd"]},
+    ),
+    "vif-script-sh": (
+        guest("script", vifs=[{"nettype": "nat", "script": "/bin/sh"}]),
+        "vifs[0].script",
+        "vif script '/bin/sh' is a path",
+        {"allow_host_resources": True},
+    ),
+    "image-elsewhere": (
+        guest("elsewhere", disks=[{"path": "/root/lcfgt-hatch.img"}]),
+        "disks[0].path",
+        "outside the storage directories",
+        {"storage_dirs": ["/root"]},
+    ),
 }
 
 
@@ -94,8 +134,9 @@ def test_attack_is_refused_and_nothing_changes(clean, attack, module):
             result = run_module("xen_domain", dict(spec, uri=URI, state="running"), check=check)
             named = parameter
         else:
-            result = run_module("xen_guests", {"uri": URI, "guests": [guest("fine"), dict(spec, state="running")]},
-                                check=check)
+            result = run_module(
+                "xen_guests", {"uri": URI, "guests": [guest("fine"), dict(spec, state="running")]}, check=check
+            )
             named = f"guests[1].{parameter}"
         assert result.get("failed") is True, result
         assert result["msg"].startswith(f"{named}: "), result["msg"]
@@ -123,12 +164,18 @@ def test_bootloader_option_passes_the_host_check(clean):
 
 
 def test_guest_side_extra_xml_is_defined_by_default_and_read_back(clean):
-    spec = guest("pty", extra={"domain_type": "qemu", "xml": [
-        PTY_SERIAL,
-        "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
-        "<watchdog model='i6300esb' action='reset'/></devices>",
-        "<features><acpi/><apic/><pae/></features>",
-    ]})
+    spec = guest(
+        "pty",
+        extra={
+            "domain_type": "qemu",
+            "xml": [
+                PTY_SERIAL,
+                "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
+                "<watchdog model='i6300esb' action='reset'/></devices>",
+                "<features><acpi/><apic/><pae/></features>",
+            ],
+        },
+    )
     first = run_module("xen_domain", dict(spec, uri=URI))
     assert first["changed"] is True, first
     root = etree.fromstring(our_domains()[spec["name"]].encode())
@@ -177,8 +224,9 @@ def test_guest_role_variable_is_the_only_way_in(clean, tmp_path, trusted):
     play.write_text(ROLE_PLAY)
     spec = with_xml("role", FILE_SERIAL)
     before = our_domains()
-    proc = run_playbook(play, "-i", "localhost,",
-                        extra_vars={"guest_specs": [spec], "guest_trusted_extra_xml": trusted})
+    proc = run_playbook(
+        play, "-i", "localhost,", extra_vars={"guest_specs": [spec], "guest_trusted_extra_xml": trusted}
+    )
     after = our_domains()
     if not trusted:
         assert proc.returncode != 0

@@ -42,11 +42,20 @@ def libvirtd_stopped():
 def test_four_hosts_of_one_machine_start_libvirtd_once(tmp_path, libvirtd_stopped):
     hosts = {f"lcfgtest-hv{i}": {} for i in range(4)}
     inventory = tmp_path / "hosts.json"
-    inventory.write_text(json.dumps({"all": {
-        "hosts": hosts,
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "xen_uri": "qemu:///system"},
-    }}))
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": hosts,
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": sys.executable,
+                        "xen_uri": "qemu:///system",
+                    },
+                }
+            }
+        )
+    )
     playbook = tmp_path / "start.yml"
     playbook.write_text(
         "- hosts: all\n"
@@ -64,6 +73,5 @@ def test_four_hosts_of_one_machine_start_libvirtd_once(tmp_path, libvirtd_stoppe
         assert f"{host}" in result.stdout
     assert "failed=0" in result.stdout and "failed=1" not in result.stdout
     assert len(_libvirtd_pids()) == 1, _libvirtd_pids()
-    answer = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True,
-                            check=False)
+    answer = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True, check=False)
     assert answer.returncode == 0, answer.stderr

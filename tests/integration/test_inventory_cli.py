@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from support import PROFILES, ROOT, ansible_env, run_playbook, untrusted
 
 pytestmark = pytest.mark.integration
@@ -23,8 +24,9 @@ def run_inventory(config: Path, *args: str) -> subprocess.CompletedProcess:
     env = ansible_env()
     env["ANSIBLE_INVENTORY_UNPARSED_FAILED"] = "true"
     cmd = [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config)]
-    return subprocess.run(cmd + list(args or ["--list"]), capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    return subprocess.run(
+        cmd + list(args or ["--list"]), capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 def inventory(config: Path) -> dict:
@@ -37,11 +39,9 @@ def inventory(config: Path) -> dict:
     return untrusted(data)
 
 
-def write_config(tmp_path: Path, sources: list[str], name: str = "site.lcfg.yml",
-                 **extra: object) -> Path:
+def write_config(tmp_path: Path, sources: list[str], name: str = "site.lcfg.yml", **extra: object) -> Path:
     config = tmp_path / name
-    data = {"plugin": "lcfg.xen.lcfg", "sources": sources,
-            "include_path": [str(PROFILES / "include")], **extra}
+    data = {"plugin": "lcfg.xen.lcfg", "sources": sources, "include_path": [str(PROFILES / "include")], **extra}
     config.write_text(json.dumps(data))  # JSON is YAML
     return config
 
@@ -70,8 +70,7 @@ def check_single(data: dict, host: str) -> None:
 def test_source_directory_is_one_site(tmp_path):
     data = inventory(write_config(tmp_path, [str(PROFILES / "source")]))
     hv = data["_meta"]["hostvars"]
-    assert sorted(hosts_of(data, "xen_hypervisors")) == ["xen-cluster", "xen-groups",
-                                                         "xen-networks", "xen-single"]
+    assert sorted(hosts_of(data, "xen_hypervisors")) == ["xen-cluster", "xen-groups", "xen-networks", "xen-single"]
     assert len(hosts_of(data, "xen_guests")) == 17
 
     # xen-single
@@ -79,8 +78,7 @@ def test_source_directory_is_one_site(tmp_path):
     assert (dom["type"], dom["memory"], dom["maxmem"], dom["vcpus"]) == ("hvm", 256, 512, 1)
     assert [(d["path"], d["size_gb"]) for d in dom["disks"]] == [("/guests/profiledev.img", 12)]
     assert [v["mac"] for v in dom["vifs"]] == ["00:15:17:96:40:03"]
-    assert (dom["template"], dom["partition"], dom["autostart"]) == ("/guests/lcfg_temp.img", 5,
-                                                                     False)
+    assert (dom["template"], dom["partition"], dom["autostart"]) == ("/guests/lcfg_temp.img", 5, False)
 
     # xen-cluster
     for n in range(1, 9):
@@ -114,14 +112,16 @@ def test_source_directory_is_one_site(tmp_path):
     # xen-networks
     net = hv["xen-networks"]["xen_host"]
     assert [(b["netdev"], b["bridge"], b["vifnum"]) for b in net["bridges"]] == [
-        ("eth0", "xenbr0", 0), ("eth1", "xenbr1", 1), ("eth2", "xenbr2", 2)]
+        ("eth0", "xenbr0", 0),
+        ("eth1", "xenbr1", 1),
+        ("eth2", "xenbr2", 2),
+    ]
     assert net["custom_bridge"] == "my-network-bridge"
     assert (net["nat_network"], net["bridge_network"]) == (True, True)
 
 
 def test_seed_variant_gives_the_same_facts(tmp_path):
-    check_single(inventory(write_config(tmp_path, [str(PROFILES / "variants" / "xen-single-seed")])),
-                 "xen-single-seed")
+    check_single(inventory(write_config(tmp_path, [str(PROFILES / "variants" / "xen-single-seed")])), "xen-single-seed")
 
 
 def test_xml_profile_gives_the_same_facts(tmp_path):
@@ -140,7 +140,7 @@ def bad_site(tmp_path: Path) -> tuple[Path, int]:
     good_uuid = "26d1876a-85fc-49a4-9a5b-929570e18b01"
     assert good_uuid in text
     (profiles / "xen-cluster").write_text(text.replace(good_uuid, BAD_UUID))
-    line = text[:text.index(good_uuid)].count("\n") + 1
+    line = text[: text.index(good_uuid)].count("\n") + 1
     (profiles / "xen-single").write_text((PROFILES / "source" / "xen-single").read_text())
     return profiles, line
 
@@ -188,8 +188,7 @@ def test_example_site(tmp_path):
     for guest in guests:
         dom = hv[guest]["xen_domain"]
         assert 64 <= dom["memory"] <= dom["maxmem"] <= 256
-        assert all(d["size_gb"] == 1 and d["path"].startswith("/var/lib/lcfg-xen/guests/")
-                   for d in dom["disks"])
+        assert all(d["size_gb"] == 1 and d["path"].startswith("/var/lib/lcfg-xen/guests/") for d in dom["disks"])
     started = [g for g in guests if hv[g]["xen_domain"]["autostart"]]
     assert 1 <= len(started) <= 4
     single = hv["demo-profiledev"]["xen_domain"]
@@ -203,8 +202,7 @@ def test_example_site(tmp_path):
     net = hv["demo-networks"]["xen_host"]
     assert [b["bridge"] for b in net["bridges"]] == ["xenbr0", "xenbr1", "xenbr2"]
     assert net["custom_bridge"] and net["nat_network"] and net["bridge_network"]
-    assert [v["bridge"] for v in hv["demo-multi"]["xen_domain"]["vifs"]] == [
-        None, "xenbr1", "xenbr2", None]
+    assert [v["bridge"] for v in hv["demo-multi"]["xen_domain"]["vifs"]] == [None, "xenbr1", "xenbr2", None]
 
 
 def test_profile_values_are_never_templated(tmp_path):
@@ -213,13 +211,25 @@ def test_profile_values_are_never_templated(tmp_path):
     (profiles / "hv1").write_text(
         "!profile.components mADD(xen)\n"
         "!xen.virtualmachines mADD(vm1)\n"
-        "!xen.cmdline_vm1 mSET({{ lookup('pipe', 'echo PWNED-$((6*7))') }})\n")
-    config = write_config(tmp_path, [str(profiles)],
-                          compose={"ansible_connection": "'local'",
-                                   "ansible_python_interpreter": repr(sys.executable)})
+        "!xen.cmdline_vm1 mSET({{ lookup('pipe', 'echo PWNED-$((6*7))') }})\n"
+    )
+    config = write_config(
+        tmp_path,
+        [str(profiles)],
+        compose={"ansible_connection": "'local'", "ansible_python_interpreter": repr(sys.executable)},
+    )
     playbook = tmp_path / "show.yml"
-    playbook.write_text(json.dumps([{"hosts": "hv1", "gather_facts": False, "tasks": [
-        {"ansible.builtin.debug": {"var": "hostvars['vm1'].xen_domain.cmdline"}}]}]))
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "hv1",
+                    "gather_facts": False,
+                    "tasks": [{"ansible.builtin.debug": {"var": "hostvars['vm1'].xen_domain.cmdline"}}],
+                }
+            ]
+        )
+    )
     proc = run_playbook(playbook, inventory=config, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "lookup('pipe', 'echo PWNED-$((6*7))')" in proc.stdout

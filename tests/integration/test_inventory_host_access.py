@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from support import ansible_env, inventory_list, run_playbook, untrusted
 
 pytestmark = pytest.mark.integration
@@ -24,8 +25,11 @@ SITE_PROFILE = """\
 !xen.disktype_lcfgt-access-vm_data mSET(phy)
 !xen.diskpath_lcfgt-access-vm_data mSET(/dev/vg_lcfgt)
 """
-HOST_ACCESS = {"storage_dirs": ["/srv/lcfgt-access"], "allowed_boot_paths": ["/usr/local/bin/mygrub"],
-               "allowed_block_devices": ["/dev/vg_lcfgt"]}
+HOST_ACCESS = {
+    "storage_dirs": ["/srv/lcfgt-access"],
+    "allowed_boot_paths": ["/usr/local/bin/mygrub"],
+    "allowed_block_devices": ["/dev/vg_lcfgt"],
+}
 #: what a profile might try to grant itself: a component of that name, xen resources named
 #: like the options and the hostvar, and a group-level spelling
 SELF_GRANT = """\
@@ -47,8 +51,14 @@ def write_config(tmp_path: Path, sources: list[str], name: str = "site.lcfg.yml"
 def run_inventory(config: Path) -> subprocess.CompletedProcess:
     """``ansible-inventory --list`` that may fail (support.inventory_list asserts success)."""
     env = dict(ansible_env(), ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
-    return subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
 
 
 def hosts_of(data: dict, group: str) -> list[str]:
@@ -85,25 +95,33 @@ def test_host_access_in_the_configuration_lets_the_site_in(tmp_path):
     dom = hv["vm1"]["xen_domain"]
     assert dom["bootloader"] == "/usr/local/bin/mygrub"
     assert [(d["type"], d["path"]) for d in dom["disks"]] == [
-        ("image", "/srv/lcfgt-access/vm1.img"), ("phy", "/dev/vg_lcfgt/vm1-data")]
+        ("image", "/srv/lcfgt-access/vm1.img"),
+        ("phy", "/dev/vg_lcfgt/vm1-data"),
+    ]
     assert hv["lcfgt-access-hv"]["xen_host_access"] == dict(
-        HOST_ACCESS, allow_host_resources=False, trusted_extra_xml=False)
+        HOST_ACCESS, allow_host_resources=False, trusted_extra_xml=False
+    )
     assert "xen_host_access" not in hv["vm1"]
 
 
 def test_a_bad_option_fails_the_source_naming_it(tmp_path):
-    proc = run_inventory(write_config(tmp_path, [str(site(tmp_path))],
-                                      host_access={"allowed_boot_paths": ["usr/local/bin/mygrub"]}))
+    proc = run_inventory(
+        write_config(tmp_path, [str(site(tmp_path))], host_access={"allowed_boot_paths": ["usr/local/bin/mygrub"]})
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "option host_access.allowed_boot_paths: 'usr/local/bin/mygrub' is not an absolute path" \
-        in " ".join(proc.stderr.split())
+    assert "option host_access.allowed_boot_paths: 'usr/local/bin/mygrub' is not an absolute path" in " ".join(
+        proc.stderr.split()
+    )
 
 
 def test_a_profile_cannot_grant_itself_host_access(tmp_path):
     """Resources named like the option or the hostvar are plain data of lcfg_resources (or an
     error): the bootloader is still refused and no host gets xen_host_access."""
-    profiles = site(tmp_path, SITE_PROFILE.replace("!profile.components mADD(xen)\n",
-                                                   "!profile.components mADD(xen host_access)\n") + SELF_GRANT)
+    profiles = site(
+        tmp_path,
+        SITE_PROFILE.replace("!profile.components mADD(xen)\n", "!profile.components mADD(xen host_access)\n")
+        + SELF_GRANT,
+    )
     data, stderr = left_out(tmp_path, profiles)
     # xen.storagedirs may only narrow the storage directories, the bootloader stays refused
     assert f"{profiles / 'lcfgt-access-hv'}:13: xen.storagedirs: /usr/local/bin is not inside" in stderr
@@ -111,9 +129,15 @@ def test_a_profile_cannot_grant_itself_host_access(tmp_path):
     assert not any("xen_host_access" in str(v) for v in data["_meta"]["hostvars"].values())
 
     # without the bootloader the profile loads: the would-be grants are data, nothing more
-    lines = [line for line in (profiles / "lcfgt-access-hv").read_text().splitlines()
-             if "bootloader" not in line and "phy" not in line and "vg_lcfgt" not in line
-             and "srv/lcfgt" not in line and "storagedirs" not in line]
+    lines = [
+        line
+        for line in (profiles / "lcfgt-access-hv").read_text().splitlines()
+        if "bootloader" not in line
+        and "phy" not in line
+        and "vg_lcfgt" not in line
+        and "srv/lcfgt" not in line
+        and "storagedirs" not in line
+    ]
     (profiles / "lcfgt-access-hv").write_text("\n".join(lines) + "\n")
     data = inventory_list(write_config(tmp_path, [str(profiles)]))
     hv = data["_meta"]["hostvars"]["lcfgt-access-hv"]
@@ -128,7 +152,8 @@ def test_guest_role_defaults_follow_the_configuration(tmp_path):
     overrides them."""
     config = write_config(tmp_path, [str(site(tmp_path))], host_access=HOST_ACCESS)
     playbook = tmp_path / "lcfgt-access.yml"
-    playbook.write_text(textwrap.dedent("""\
+    playbook.write_text(
+        textwrap.dedent("""\
         - hosts: xen_hypervisors
           gather_facts: false
           connection: local
@@ -145,14 +170,21 @@ def test_guest_role_defaults_follow_the_configuration(tmp_path):
                               'xml': guest_trusted_extra_xml} | to_json }}"
               delegate_to: localhost
               check_mode: false
-        """))
+        """)
+    )
     out = tmp_path / "vars.json"
     proc = run_playbook(playbook, "--check", inventory=config, extra_vars={"out": str(out)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(out.read_text()) == {"dirs": ["/srv/lcfgt-access"], "boot": ["/usr/local/bin/mygrub"],
-                                           "block": ["/dev/vg_lcfgt"], "all": False, "xml": False}
-    proc = run_playbook(playbook, "--check", inventory=config,
-                        extra_vars={"out": str(out), "guest_allowed_boot_paths": []})
+    assert json.loads(out.read_text()) == {
+        "dirs": ["/srv/lcfgt-access"],
+        "boot": ["/usr/local/bin/mygrub"],
+        "block": ["/dev/vg_lcfgt"],
+        "all": False,
+        "xml": False,
+    }
+    proc = run_playbook(
+        playbook, "--check", inventory=config, extra_vars={"out": str(out), "guest_allowed_boot_paths": []}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(out.read_text())["boot"] == []
     # without the option: the modules' defaults

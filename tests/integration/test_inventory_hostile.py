@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support import ansible_env, trickle_server, untrusted
 
 pytestmark = pytest.mark.integration
@@ -33,15 +34,26 @@ ATTACKS = {
     "incl-symlink": ("#include <innocent.h>\n", ":1", "symlinks resolved"),
     "ungrouped": (XEN, "", "is a group name"),
     "all": (XEN, "", "is a group name"),
-    "guest-as-group": (XEN + "!xen.virtualmachines mADD(xen_hypervisors)\n", ":2",
-                       "is a group name"),
+    "guest-as-group": (XEN + "!xen.virtualmachines mADD(xen_hypervisors)\n", ":2", "is a group name"),
     # the 10 KB profile: each line appends a 200,000-character macro (100 MB in all)
-    "concat-macro": ("#define A0 " + "x" * 1000 + "\n#define A1" + " A0" * 10
-                     + "\n#define A2" + " A1" * 10 + "\n#define A3 A2 A2\n"
-                     + "!xen.x mCONCAT(A3)\n" * 500, ":5", "longer than the limit"),
+    "concat-macro": (
+        "#define A0 "
+        + "x" * 1000
+        + "\n#define A1"
+        + " A0" * 10
+        + "\n#define A2"
+        + " A1" * 10
+        + "\n#define A3 A2 A2\n"
+        + "!xen.x mCONCAT(A3)\n" * 500,
+        ":5",
+        "longer than the limit",
+    ),
     "if-overflow": ("#if 1" + "0" * 400 + " / 3 > 1\n#endif\n", ":1", "integer constant too large"),
-    "cpus-huge": (XEN + "!xen.virtualmachines mADD(lcfgtinvcpu)\n"
-                  "!xen.cpus_lcfgtinvcpu mSET(0-9999999)\n", ":3", "out of range"),
+    "cpus-huge": (
+        XEN + "!xen.virtualmachines mADD(lcfgtinvcpu)\n!xen.cpus_lcfgtinvcpu mSET(0-9999999)\n",
+        ":3",
+        "out of range",
+    ),
 }
 
 
@@ -55,8 +67,9 @@ def run_inventory(config: Path, timeout: float = 120) -> tuple[subprocess.Comple
     env["ANSIBLE_INVENTORY_ENABLED"] = "lcfg.xen.lcfg"
     cmd = [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          check=False, preexec_fn=_limit_memory)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False, preexec_fn=_limit_memory
+    )
     return proc, time.monotonic() - start
 
 
@@ -78,8 +91,9 @@ def hostile_site(tmp_path):
 
 def write_config(site: Path, **extra: object) -> Path:
     config = site / "site.lcfg.yml"
-    config.write_text(json.dumps({"plugin": "lcfg.xen.lcfg", "sources": ["profiles"],
-                                  "include_path": ["include"], **extra}))
+    config.write_text(
+        json.dumps({"plugin": "lcfg.xen.lcfg", "sources": ["profiles"], "include_path": ["include"], **extra})
+    )
     return config
 
 
@@ -118,13 +132,13 @@ def test_a_server_sending_one_byte_a_second_fails_within_the_deadline(hostile_si
     with trickle_server(b"<profile>" + b" " * 200 + b"</profile>") as base:
         url = f"{base}/lcfgt-inv/XML/profile.xml"
         config = hostile_site / "http.lcfg.yml"
-        config.write_text(json.dumps({"plugin": "lcfg.xen.lcfg", "timeout": 3,
-                                      "sources": ["profiles/lcfgt-inv-good", url]}))
+        config.write_text(
+            json.dumps({"plugin": "lcfg.xen.lcfg", "timeout": 3, "sources": ["profiles/lcfgt-inv-good", url]})
+        )
         proc, elapsed = run_inventory(config)
     assert proc.returncode == 0, proc.stderr
     assert_clean(proc, elapsed)
     assert elapsed < 15  # 3 s deadline + ansible's start-up; per-read timeouts would take 200 s
-    assert f"{url}: cannot fetch: no complete answer within the timeout of 3 s" in \
-        " ".join(proc.stderr.split())
+    assert f"{url}: cannot fetch: no complete answer within the timeout of 3 s" in " ".join(proc.stderr.split())
     data = untrusted(json.loads(proc.stdout))
     assert data.get("xen_hypervisors", {}).get("hosts") == ["lcfgt-inv-good"], proc.stdout + proc.stderr

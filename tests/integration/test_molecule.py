@@ -27,9 +27,15 @@ def test_molecule_default_scenario(role: str) -> None:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["NO_COLOR"] = "1"
     env["ANSIBLE_NOCOLOR"] = "1"
-    proc = subprocess.run([str(Path(sys.executable).with_name("molecule")), "test", "-s", "default"],
-                          cwd=ROOT / "roles" / role, env=env, capture_output=True, text=True,
-                          timeout=1800, check=False)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("molecule")), "test", "-s", "default"],
+        cwd=ROOT / "roles" / role,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     assert "idempotence" in output

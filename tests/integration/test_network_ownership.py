@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, run_module, run_playbook
 # host is a fixture of test_xen_bridge, used here by name.
 from integration.test_xen_bridge import URI, host, sh, virsh  # noqa: F401  # pylint: disable=unused-import
+from support import ROOT, run_module, run_playbook
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.integration
 
 PREFIX = "lcfgt-n5-"
 NS = PREFIX + "ns"
-ADMIN = PREFIX + "adm"       # the admin's bridge
-PORT = PREFIX + "ap"         # its port (a veth, the peer in NS)
+ADMIN = PREFIX + "adm"  # the admin's bridge
+PORT = PREFIX + "ap"  # its port (a veth, the peer in NS)
 PEER = PREFIX + "aq"
 STANDIN_PREFIX = PREFIX + "s"
 STANDIN = STANDIN_PREFIX + "n5"
@@ -56,7 +56,9 @@ def seen(name: str) -> dict | None:
 
 
 def ports(bridge: str) -> list:
-    return sorted(item["ifname"] for item in json.loads(sh("ip", "-j", "link", "show", "master", bridge).stdout or "[]"))
+    return sorted(
+        item["ifname"] for item in json.loads(sh("ip", "-j", "link", "show", "master", bridge).stdout or "[]")
+    )
 
 
 @pytest.fixture
@@ -78,23 +80,37 @@ def admin_bridge(n5):
 
 
 def hypervisor(**xen_host) -> dict:
-    host = {"bridge_network": False, "bridges": [], "custom_bridge": None, "nat_network": False,
-            "route_network": False, "nat_network_name": NAT, "nat_address": "10.213.205.254/24",
-            "nat_dhcp_hosts": [], "guests": []}
-    host.update(xen_host)
-    return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "xen_host": host, "network_persist": "none", "network_standin_prefix": STANDIN_PREFIX}
+    settings = {
+        "bridge_network": False,
+        "bridges": [],
+        "custom_bridge": None,
+        "nat_network": False,
+        "route_network": False,
+        "nat_network_name": NAT,
+        "nat_address": "10.213.205.254/24",
+        "nat_dhcp_hosts": [],
+        "guests": [],
+    }
+    settings.update(xen_host)
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "xen_host": settings,
+        "network_persist": "none",
+        "network_standin_prefix": STANDIN_PREFIX,
+    }
 
 
 def play(tmp_path: Path, playbook: str | Path, hosts: dict, *args: str, **play_vars) -> subprocess.CompletedProcess:
-    for host in hosts.values():
-        host.update(play_vars)
+    for host_vars in hosts.values():
+        host_vars.update(play_vars)
     inventory = {"all": {"children": {"xen_hypervisors": {"hosts": hosts}}}}
     (tmp_path / "inv.yml").write_text(json.dumps(inventory))
     if playbook == "role":
         playbook = tmp_path / "play.yml"
-        playbook.write_text(json.dumps([{"hosts": "xen_hypervisors", "gather_facts": False,
-                                         "roles": ["lcfg.xen.network"]}]))
+        playbook.write_text(
+            json.dumps([{"hosts": "xen_hypervisors", "gather_facts": False, "roles": ["lcfg.xen.network"]}])
+        )
     return run_playbook(playbook, *args, inventory=tmp_path / "inv.yml")
 
 
@@ -102,14 +118,20 @@ TEARDOWN = ROOT / "playbooks" / "teardown.yml"
 
 
 def test_an_admins_bridge_survives_converge_and_teardown_unless_adopted(tmp_path, admin_bridge):
-    profile = {HV: hypervisor(bridge_network=True, bridges=[
-        {"tag": "n5", "netdev": None, "bridge": ADMIN, "device": ADMIN, "vifnum": 5}])}
+    profile = {
+        HV: hypervisor(
+            bridge_network=True, bridges=[{"tag": "n5", "netdev": None, "bridge": ADMIN, "device": ADMIN, "vifnum": 5}]
+        )
+    }
     before = {name: seen(name) for name in (ADMIN, PORT)}
     assert before[ADMIN]["ifalias"] is None and "UP" not in before[ADMIN]["flags"]
 
-    for playbook, args in (("role", ("--check",)), ("role", ()),
-                           (TEARDOWN, ("--check", "-e", "teardown_remove_networks=true")),
-                           (TEARDOWN, ("-e", "teardown_remove_networks=true"))):
+    for playbook, args in (
+        ("role", ("--check",)),
+        ("role", ()),
+        (TEARDOWN, ("--check", "-e", "teardown_remove_networks=true")),
+        (TEARDOWN, ("-e", "teardown_remove_networks=true")),
+    ):
         proc = play(tmp_path, playbook, profile, *args)
         assert proc.returncode != 0, proc.stdout
         assert f"bridge {ADMIN} exists on this host and was not created by lcfg.xen" in proc.stdout
@@ -149,8 +171,10 @@ def test_a_created_bridge_is_marked_and_removable(n5):
 def test_libvirts_bridge_names_are_refused(n5):
     conn = libvirt.open(URI)
     try:
-        conn.networkDefineXML(f"<network><name>{FOREIGN}</name><bridge name='{FOREIGN_BRIDGE}'/>"
-                              "<ip address='10.213.206.1' prefix='24'/></network>")  # inactive, not lcfg.xen's
+        conn.networkDefineXML(
+            f"<network><name>{FOREIGN}</name><bridge name='{FOREIGN_BRIDGE}'/>"
+            "<ip address='10.213.206.1' prefix='24'/></network>"
+        )  # inactive, not lcfg.xen's
         n5.network(FOREIGN)
         for name, owner in ((FOREIGN_BRIDGE, f"libvirt network {FOREIGN}"), ("virbr9", "libvirt, docker")):
             for check in (True, False):
@@ -174,8 +198,11 @@ def test_a_networks_kind_is_not_changed_in_place(n5):
         before = net.XMLDesc(0), net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
         for adopt in (False, True):
             for check in (True, False):
-                result = run_module("xen_bridge", {"name": NAT, "mode": "route", "adopt": adopt,
-                                                   "address": "10.213.205.254/24"}, check=check)
+                result = run_module(
+                    "xen_bridge",
+                    {"name": NAT, "mode": "route", "adopt": adopt, "address": "10.213.205.254/24"},
+                    check=check,
+                )
                 assert result.get("failed"), result
                 assert result["msg"].startswith(f"mode: libvirt network {NAT} is a nat network")
                 assert "state: absent" in result["msg"]
@@ -188,13 +215,19 @@ def test_a_networks_kind_is_not_changed_in_place(n5):
 
 def test_role_refuses_profiles_giving_one_network_two_kinds(tmp_path, n5):
     n5.network(NAT)
-    hosts = {HV + "a": hypervisor(nat_network=True),
-             HV + "b": hypervisor(route_network=True, route_network_name=NAT, route_address="10.213.207.254/24")}
+    hosts = {
+        HV + "a": hypervisor(nat_network=True),
+        HV + "b": hypervisor(route_network=True, route_network_name=NAT, route_address="10.213.207.254/24"),
+    }
     for args in (("--check",), ()):
         proc = play(tmp_path, "role", hosts, *args)
         assert proc.returncode != 0, proc.stdout
-        assert (f"libvirt network {NAT} is a nat network in the profile of {HV}a but a route network in "
-                f"the profile of {HV}b") in proc.stdout
-        assert (f"libvirt network {NAT} is a route network in the profile of {HV}b but a nat network in "
-                f"the profile of {HV}a") in proc.stdout
+        assert (
+            f"libvirt network {NAT} is a nat network in the profile of {HV}a but a route network in "
+            f"the profile of {HV}b"
+        ) in proc.stdout
+        assert (
+            f"libvirt network {NAT} is a route network in the profile of {HV}b but a nat network in "
+            f"the profile of {HV}a"
+        ) in proc.stdout
         assert virsh("net-info", NAT, check=False) == ""

@@ -58,8 +58,9 @@ def ip_link(name: str) -> dict | None:
 
 
 def _copy(target: Path) -> Path:
-    renamed_copy(ROOT / "inventory", target, SEED_TEST_RENAMES, "7e570003",
-                 keep=lambda rel: rel.parts[0] in ("seed", "include"))
+    renamed_copy(
+        ROOT / "inventory", target, SEED_TEST_RENAMES, "7e570003", keep=lambda rel: rel.parts[0] in ("seed", "include")
+    )
     for name in ("seed-cluster", "seed-networks"):
         profile = target / "seed" / "profiles" / name
         profile.write_text(profile.read_text() + NAT_LINES)
@@ -67,8 +68,10 @@ def _copy(target: Path) -> Path:
 
 
 def _recap(stdout: str) -> dict[str, dict[str, int]]:
-    return {host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-            for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M)}
+    return {
+        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M)
+    }
 
 
 def _domains() -> set[str]:
@@ -77,8 +80,7 @@ def _domains() -> set[str]:
 
 def _own_links() -> set[str]:
     """Interfaces named like the test's own (other tests may add and remove theirs meanwhile)."""
-    return {link["ifname"] for link in json.loads(sh("ip", "-j", "link").stdout)
-            if link["ifname"].startswith("lcfgss")}
+    return {link["ifname"] for link in json.loads(sh("ip", "-j", "link").stdout) if link["ifname"].startswith("lcfgss")}
 
 
 def _sha256(path: str) -> str:
@@ -100,14 +102,15 @@ def seed_site(tmp_path):
     if made_template:
         os.makedirs("/guests", mode=0o700, exist_ok=True)
         # libguestfs boots an appliance (under TCG without KVM): minutes on a busy machine
-        sh(sys.executable, str(ROOT / "scripts" / "make-template.py"), TEMPLATE, "--size-gb", "1",
-           timeout=1800)
+        sh(sys.executable, str(ROOT / "scripts" / "make-template.py"), TEMPLATE, "--size-gb", "1", timeout=1800)
     images_before = {p for d in ("/guests", "/data/guests") if os.path.isdir(d) for p in os.listdir(d)}
     inventory = _copy(tmp_path / "inventory")
     yield inventory, _sha256(TEMPLATE)
-    run_playbook(ROOT / "playbooks" / "teardown.yml", inventory=inventory,
-                 extra_vars={"teardown_shutdown_timeout": 5, "teardown_remove_networks": True,
-                             "teardown_remove_disks": True})
+    run_playbook(
+        ROOT / "playbooks" / "teardown.yml",
+        inventory=inventory,
+        extra_vars={"teardown_shutdown_timeout": 5, "teardown_remove_networks": True, "teardown_remove_disks": True},
+    )
     for name in STANDINS:
         sh("ip", "link", "del", name, check=False)
     for directory in ("/guests", "/data/guests"):
@@ -166,7 +169,7 @@ def test_seed_use_cases_converge_check_first_then_real_then_no_change(seed_site)
         for n in range(1, 9):
             xml = conn.lookupByName(f"node{n}").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             assert xml.count("cpuset='0-3'") + xml.count("cpuset='0,1,2,3'") >= 1, xml
-            assert f"<source network='{NAT}'" in xml and "00:16:2a:24:a3:%02x" % (0x7b + n) in xml
+            assert f"<source network='{NAT}'" in xml and "00:16:2a:24:a3:%02x" % (0x7B + n) in xml
         net_xml = conn.networkLookupByName(NAT).XMLDesc(0)
         # the gateway is away from every guest: node1 has 10.78.0.1
         assert re.search(r"<ip address='10\.78\.0\.254' (prefix='24'|netmask='255\.255\.255\.0')", net_xml)
@@ -190,17 +193,41 @@ def test_seed_use_cases_converge_check_first_then_real_then_no_change(seed_site)
 
 
 def _role_play(tmp_path: Path, **role_vars) -> Path:
-    play = [{
-        "name": "Network role on a stand-in uplink", "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"ansible.builtin.include_role": {"name": "lcfg.xen.network"},
-                   "vars": {"network_uri": URI, "network_persist": "none", **role_vars,
-                            "network_host": {
-                                "bridge_network": True, "nat_network": False, "route_network": False,
-                                "custom_bridge": None, "default_bridge": "lcfgssbrm",
-                                "bridges": [{"tag": "eth0", "netdev": "eth0", "bridge": "lcfgssbrm",
-                                             "vifnum": 0, "device": "lcfgssbrm"}],
-                                "guests": [], "groups": {}}}}],
-    }]
+    play = [
+        {
+            "name": "Network role on a stand-in uplink",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "ansible.builtin.include_role": {"name": "lcfg.xen.network"},
+                    "vars": {
+                        "network_uri": URI,
+                        "network_persist": "none",
+                        **role_vars,
+                        "network_host": {
+                            "bridge_network": True,
+                            "nat_network": False,
+                            "route_network": False,
+                            "custom_bridge": None,
+                            "default_bridge": "lcfgssbrm",
+                            "bridges": [
+                                {
+                                    "tag": "eth0",
+                                    "netdev": "eth0",
+                                    "bridge": "lcfgssbrm",
+                                    "vifnum": 0,
+                                    "device": "lcfgssbrm",
+                                }
+                            ],
+                            "guests": [],
+                            "groups": {},
+                        },
+                    },
+                }
+            ],
+        }
+    ]
     path = tmp_path / "play.yml"
     path.write_text(json.dumps(play))
     return path
@@ -225,8 +252,11 @@ def uplink():
 
 
 def _addresses(name: str) -> list[str]:
-    return [f"{a['local']}/{a['prefixlen']}" for a in (ip_link(name) or {}).get("addr_info", [])
-            if a.get("family") == "inet"]
+    return [
+        f"{a['local']}/{a['prefixlen']}"
+        for a in (ip_link(name) or {}).get("addr_info", [])
+        if a.get("family") == "inet"
+    ]
 
 
 def test_uplink_with_the_hosts_address_needs_the_play_to_opt_in(tmp_path, uplink):
@@ -252,17 +282,47 @@ def test_uplink_with_the_hosts_address_needs_the_play_to_opt_in(tmp_path, uplink
 def test_profiles_sharing_a_nat_network_must_agree_on_its_address(tmp_path):
     """Two hypervisor profiles of one machine, one NAT network, two gateways: refused before
     anything is changed (the network would flip between the two on every run)."""
+
     def hypervisor(address: str) -> dict:
-        return {"ansible_connection": "local", "xen_host": {
-            "bridge_network": False, "nat_network": True, "route_network": False, "custom_bridge": None,
-            "bridges": [], "nat_network_name": "lcfgss-nat2", "nat_subnet": "10.80.0.0/24",
-            "nat_address": address, "nat_dhcp_hosts": [], "guests": [], "groups": {}}}
+        return {
+            "ansible_connection": "local",
+            "xen_host": {
+                "bridge_network": False,
+                "nat_network": True,
+                "route_network": False,
+                "custom_bridge": None,
+                "bridges": [],
+                "nat_network_name": "lcfgss-nat2",
+                "nat_subnet": "10.80.0.0/24",
+                "nat_address": address,
+                "nat_dhcp_hosts": [],
+                "guests": [],
+                "groups": {},
+            },
+        }
+
     inventory = tmp_path / "hosts.json"
-    inventory.write_text(json.dumps({"xen_hypervisors": {"hosts": {
-        "lcfgss-hv1": hypervisor("10.80.0.254/24"), "lcfgss-hv2": hypervisor("10.80.0.253/24")}}}))
+    inventory.write_text(
+        json.dumps(
+            {
+                "xen_hypervisors": {
+                    "hosts": {"lcfgss-hv1": hypervisor("10.80.0.254/24"), "lcfgss-hv2": hypervisor("10.80.0.253/24")}
+                }
+            }
+        )
+    )
     play = tmp_path / "play.yml"
-    play.write_text(json.dumps([{"hosts": "xen_hypervisors", "gather_facts": False,
-                                 "roles": [{"role": "lcfg.xen.network", "network_uri": URI}]}]))
+    play.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "xen_hypervisors",
+                    "gather_facts": False,
+                    "roles": [{"role": "lcfg.xen.network", "network_uri": URI}],
+                }
+            ]
+        )
+    )
     result = run_playbook(play, "--check", inventory=inventory)
     assert result.returncode != 0
     assert "set the same xen.natgateway in every profile that shares it" in result.stdout
@@ -272,14 +332,27 @@ def test_profiles_sharing_a_nat_network_must_agree_on_its_address(tmp_path):
 
 def test_node1_uuid_as_printed_on_the_slide_is_refused_naming_file_and_line(tmp_path):
     profile = ROOT / "tests" / "fixtures" / "seed" / "cluster-uuid-as-printed"
-    line = next(n for n, text in enumerate(profile.read_text().splitlines(), 1)
-                if text.startswith("!xen.uuid_node1"))
+    line = next(n for n, text in enumerate(profile.read_text().splitlines(), 1) if text.startswith("!xen.uuid_node1"))
     config = tmp_path / "uuid.lcfg.yml"
-    config.write_text(json.dumps({"plugin": "lcfg.xen.lcfg", "sources": [str(profile)], "strict": True,
-                                  "include_path": [str(ROOT / "tests" / "fixtures" / "profiles" / "include")]}))
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
-                          capture_output=True, text=True, timeout=300, check=False, cwd=str(ROOT),
-                          env=ansible_env())
+    config.write_text(
+        json.dumps(
+            {
+                "plugin": "lcfg.xen.lcfg",
+                "sources": [str(profile)],
+                "strict": True,
+                "include_path": [str(ROOT / "tests" / "fixtures" / "profiles" / "include")],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=str(ROOT),
+        env=ansible_env(),
+    )
     assert f"{profile}:{line}: xen.uuid_node1: invalid UUID" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
     assert "node1" not in json.loads(proc.stdout or "{}").get("_meta", {}).get("hostvars", {})

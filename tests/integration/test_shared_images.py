@@ -44,8 +44,9 @@ def store():
         subprocess.run(["truncate", "-s", "1M", str(template)], check=True)
         template.write_bytes(b"template" + bytes(1024 * 1024 - 8))
         clone = directory / "clone.img"
-        result = run_module("xen_disk", {"path": str(clone), "template": str(template), "format": "raw",
-                                         "template_format": "raw"})
+        result = run_module(
+            "xen_disk", {"path": str(clone), "template": str(template), "format": "raw", "template_format": "raw"}
+        )
         assert result.get("failed") is not True, result
         result = run_module("xen_domain", guest("victim", clone))
         assert result.get("failed") is not True, result
@@ -55,8 +56,15 @@ def store():
 
 
 def guest(name: str, disk: Path | None = None, **fields) -> dict:
-    spec = {"uri": URI, "name": f"{PREFIX}{name}", "memory": 64, "vcpus": 1, "type": "hvm",
-            "extra": {"domain_type": "qemu"}, **fields}
+    spec = {
+        "uri": URI,
+        "name": f"{PREFIX}{name}",
+        "memory": 64,
+        "vcpus": 1,
+        "type": "hvm",
+        "extra": {"domain_type": "qemu"},
+        **fields,
+    }
     if disk is not None:
         spec["disks"] = [{"path": str(disk), "format": "raw"}]
     return spec
@@ -73,6 +81,7 @@ def refused(params: dict, module: str = "xen_domain") -> str:
 
 # --------------------------------------------------------------------------- F2 remove_disks
 
+
 def test_remove_disks_keeps_the_template_and_another_guests_image(store):
     directory, template, clone = store
     kept = {path: digest(path) for path in (template, clone)}
@@ -83,9 +92,9 @@ def test_remove_disks_keeps_the_template_and_another_guests_image(store):
         spec = guest(name, disk, allow_host_resources=True)
         spec["disks"].append({"path": str(own), "format": "raw"})
         assert run_module("xen_domain", spec).get("failed") is not True
-        assert run_module("xen_domain", guest(name, state="absent", remove_disks=True),
-                          check=True)["actions"] == ["undefine"] + (
-            [f"remove_disk {own}"] if name == "evil-t" else [])
+        assert run_module("xen_domain", guest(name, state="absent", remove_disks=True), check=True)["actions"] == [
+            "undefine"
+        ] + ([f"remove_disk {own}"] if name == "evil-t" else [])
         result = run_module("xen_domain", guest(name, state="absent", remove_disks=True))
         assert result.get("failed") is not True, result
         warnings = json.dumps(result.get("warnings", []))  # strings, or dicts in newer ansible-core
@@ -101,6 +110,7 @@ def test_remove_disks_keeps_the_template_and_another_guests_image(store):
 
 
 # --------------------------------------------------------------------------- F3 attaching
+
 
 @pytest.mark.parametrize("field", ["disk", "kernel", "ramdisk"])
 @pytest.mark.parametrize("target", ["clone", "template"])
@@ -123,8 +133,9 @@ def test_two_guests_of_one_call_cannot_share_a_disk_but_may_share_a_kernel(store
     directory, _template, _clone = store
     image, kernel = directory / "new.img", directory / "vmlinuz"
     kernel.write_bytes(b"kernel")
-    items = [{k: v for k, v in guest(n, image, type="pv", kernel=str(kernel)).items() if k != "uri"}
-             for n in ("a", "b")]
+    items = [
+        {k: v for k, v in guest(n, image, type="pv", kernel=str(kernel)).items() if k != "uri"} for n in ("a", "b")
+    ]
     msg = refused({"uri": URI, "guests": items}, "xen_guests")
     assert msg.startswith(f"guests[1].disks[0].path: {image} is also guests[0].disks[0].path"), msg
     items[1]["disks"][0]["path"] = str(directory / "other.img")
@@ -143,8 +154,10 @@ def test_a_guests_own_template_cannot_be_its_disk(store):
 def test_xen_disk_refuses_another_guests_image_as_template(store):
     directory, template, clone = store
     new = directory / "stolen.img"
-    for params in ({"path": str(new), "template": str(clone), "format": "raw"},  # recorded clone
-                   {"path": str(new), "template": str(clone), "format": "raw", "uri": URI}):
+    for params in (
+        {"path": str(new), "template": str(clone), "format": "raw"},  # recorded clone
+        {"path": str(new), "template": str(clone), "format": "raw", "uri": URI},
+    ):
         for check in (True, False):
             result = run_module("xen_disk", params, check=check)
             assert result.get("failed") is True, result
@@ -162,6 +175,7 @@ def test_xen_disk_refuses_another_guests_image_as_template(store):
 
 # --------------------------------------------------------------------------- F12
 
+
 def test_a_directory_is_not_a_disk_image(store):
     directory, _template, _clone = store
     for path in (f"{directory}/", str(directory), f"{directory}/sub"):
@@ -173,9 +187,12 @@ def test_a_directory_is_not_a_disk_image(store):
 
 # --------------------------------------------------------------------------- F1, F10 extra
 
+
 def test_a_unix_channel_cannot_place_its_socket_on_the_host(store):
-    fragment = ("<devices><channel type='unix'><source mode='bind'/><target type='virtio' "
-                f"name='../../../../../../../../..{SOCKET}'/></channel></devices>")
+    fragment = (
+        "<devices><channel type='unix'><source mode='bind'/><target type='virtio' "
+        f"name='../../../../../../../../..{SOCKET}'/></channel></devices>"
+    )
     spec = guest("ch", extra={"domain_type": "qemu", "xml": [fragment]}, state="running")
     assert refused(spec).startswith("extra.xml[0]: <target type='virtio'> in <channel type='unix'>")
     assert not SOCKET.exists()
@@ -184,12 +201,15 @@ def test_a_unix_channel_cannot_place_its_socket_on_the_host(store):
     assert result.get("failed") is not True, result
 
 
-@pytest.mark.parametrize("extra, parameter", [
-    ({"on_crash": "coredump-restart"}, "extra.on_crash"),
-    ({"xml": ["<on_crash>coredump-destroy</on_crash>"]}, "extra.xml[0]"),
-    ({"xml": ["<devices><watchdog model='i6300esb' action='dump'/></devices>"]}, "extra.xml[0]"),
-    ({"xml": ["<features><tcg><tb-cache unit='MiB'>2048</tb-cache></tcg></features>"]}, "extra.xml[0]"),
-])
+@pytest.mark.parametrize(
+    "extra, parameter",
+    [
+        ({"on_crash": "coredump-restart"}, "extra.on_crash"),
+        ({"xml": ["<on_crash>coredump-destroy</on_crash>"]}, "extra.xml[0]"),
+        ({"xml": ["<devices><watchdog model='i6300esb' action='dump'/></devices>"]}, "extra.xml[0]"),
+        ({"xml": ["<features><tcg><tb-cache unit='MiB'>2048</tb-cache></tcg></features>"]}, "extra.xml[0]"),
+    ],
+)
 def test_host_dumps_and_host_memory_need_the_play(store, extra, parameter):
     spec = guest("dump", extra=dict(extra, domain_type="qemu"))
     assert refused(spec).startswith(f"{parameter}: ")
@@ -201,18 +221,24 @@ def test_host_dumps_and_host_memory_need_the_play(store, extra, parameter):
 
 # --------------------------------------------------------------------------- F8 xen_group
 
+
 def test_xen_group_refuses_a_vif_script_path(store):
     spec = guest("g1", vifs=[{"mac": "52:54:00:fa:0a:01", "nettype": "nat"}])
     assert run_module("xen_domain", spec).get("failed") is not True
-    member_with_a_script_path = {"name": f"{PREFIX}g1",
-                                 "vifs": [{"mac": "52:54:00:fa:0a:01", "script": "/tmp/evil"}]}
-    for params, parameter in (({"script": "/bin/sh"}, "script"),
-                              ({"members": [member_with_a_script_path]}, "members[0].vifs[0].script")):
+    member_with_a_script_path = {"name": f"{PREFIX}g1", "vifs": [{"mac": "52:54:00:fa:0a:01", "script": "/tmp/evil"}]}
+    for params, parameter in (
+        ({"script": "/bin/sh"}, "script"),
+        ({"members": [member_with_a_script_path]}, "members[0].vifs[0].script"),
+    ):
         msg = refused({"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"], **params}, "xen_group")
         assert msg.startswith(f"{parameter}: vif script "), msg
-        result = run_module("xen_group", {"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"],
-                                          "allow_host_resources": True, **params}, check=True)
+        result = run_module(
+            "xen_group",
+            {"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"], "allow_host_resources": True, **params},
+            check=True,
+        )
         assert result.get("failed") is not True, result
-    result = run_module("xen_group", {"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"], "script": "vif-nat"},
-                        check=True)
+    result = run_module(
+        "xen_group", {"uri": URI, "name": "cl", "members": [f"{PREFIX}g1"], "script": "vif-nat"}, check=True
+    )
     assert result.get("failed") is not True, result

@@ -37,8 +37,7 @@ SITE_TEST_RENAMES = (
 
 
 def _own_copy_of_the_example_site(target: Path) -> Path:
-    renamed_copy(ROOT / "inventory", target, SITE_TEST_RENAMES, "7e570001",
-                 keep=lambda rel: rel.parts[0] != "seed")
+    renamed_copy(ROOT / "inventory", target, SITE_TEST_RENAMES, "7e570001", keep=lambda rel: rel.parts[0] != "seed")
     # The bridges' stand-in ports too (the network role names them <prefix><tag>).
     with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
         group_vars.write("network_standin_prefix: lcfgts-\n")
@@ -65,13 +64,27 @@ def test_site_playbook_twice_then_teardown(tmp_path):
     env = ansible_env()
     env["LCFG_XEN_INVENTORY"] = str(inventory)
     others_before = {name for name in _domain_names() if not name.startswith("lcfgts-")}
-    site = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=3600, check=False)
+    site = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "site.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=3600,
+        check=False,
+    )
     assert site.returncode == 0, site.stdout[-4000:] + site.stderr[-2000:]
     assert "guests," in site.stdout and "running" in site.stdout  # the summary was printed
 
-    again = subprocess.run(["bash", str(ROOT / "scripts" / "site.sh")], capture_output=True, text=True,
-                           env=env, cwd=ROOT, timeout=3600, check=False)
+    again = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "site.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=3600,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     recap = _recap(again.stdout)
     assert recap, again.stdout[-2000:]
@@ -100,8 +113,11 @@ def test_site_playbook_twice_then_teardown(tmp_path):
         conn.close()
 
     # The demo guests have no operating system to answer an ACPI shutdown.
-    teardown = run_playbook(ROOT / "playbooks" / "teardown.yml", inventory=inventory,
-                            extra_vars={"teardown_shutdown_timeout": 5, "teardown_remove_networks": True})
+    teardown = run_playbook(
+        ROOT / "playbooks" / "teardown.yml",
+        inventory=inventory,
+        extra_vars={"teardown_shutdown_timeout": 5, "teardown_remove_networks": True},
+    )
     assert teardown.returncode == 0, teardown.stdout[-3000:] + teardown.stderr[-2000:]
     conn = libvirt.open(URI)
     try:

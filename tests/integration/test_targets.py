@@ -15,8 +15,11 @@ import pytest
 from support import run_playbook
 
 TARGETS_DIR = Path(__file__).parent / "targets"
-TARGETS = sorted(p.name for p in TARGETS_DIR.iterdir()
-                 if (p / "tasks" / "main.yml").is_file() and not p.name.startswith(("setup_", "prepare_")))
+TARGETS = sorted(
+    p.name
+    for p in TARGETS_DIR.iterdir()
+    if (p / "tasks" / "main.yml").is_file() and not p.name.startswith(("setup_", "prepare_"))
+)
 
 
 @pytest.mark.integration
@@ -26,20 +29,12 @@ def test_target(target: str, tmp_path: Path) -> None:
     if "disabled" in aliases or "unsupported" in aliases:
         pytest.skip(f"target {target} is marked {aliases}")
     playbook = tmp_path / "run.yml"
-    playbook.write_text(
-        "- hosts: localhost\n"
-        "  gather_facts: false\n"
-        "  roles:\n"
-        f"    - {TARGETS_DIR / target}\n"
-    )
+    playbook.write_text(f"- hosts: localhost\n  gather_facts: false\n  roles:\n    - {TARGETS_DIR / target}\n")
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(
-        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    )
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     proc = run_playbook(playbook, "--diff", inventory=inventory)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
-                      proc.stdout)
+    recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
     assert recap, proc.stdout[-3000:]
     assert int(recap.group(4)) == 0
     assert int(recap.group(2)) > 0, "a target must change something on its first steps"

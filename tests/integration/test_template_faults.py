@@ -40,8 +40,9 @@ def listing(directory) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def raw_template(path: Path, layout: str = LAYOUT, size_mb: int = 256, ext4_on: int | None = None,
-                 data_mb: int = 0) -> Path:
+def raw_template(
+    path: Path, layout: str = LAYOUT, size_mb: int = 256, ext4_on: int | None = None, data_mb: int = 0
+) -> Path:
     """A sparse raw image with ``layout`` (sfdisk), ext4 on partition ``ext4_on``, and
     ``data_mb`` MiB of random bytes written at 120 MiB (inside partition 5's range)."""
     with open(path, "wb") as handle:
@@ -51,11 +52,23 @@ def raw_template(path: Path, layout: str = LAYOUT, size_mb: int = 256, ext4_on: 
             handle.write(os.urandom(data_mb * MIB))
     subprocess.run(["sfdisk", "-q", str(path)], input=layout, text=True, check=True, capture_output=True)
     if ext4_on is not None:
-        table = json.loads(subprocess.run(["sfdisk", "-J", str(path)], capture_output=True, text=True,
-                                          check=True).stdout)["partitiontable"]["partitions"]
+        table = json.loads(
+            subprocess.run(["sfdisk", "-J", str(path)], capture_output=True, text=True, check=True).stdout
+        )["partitiontable"]["partitions"]
         part = next(p for p in table if p["node"].endswith(str(ext4_on)))
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={part['start'] * 512},nodiscard", str(path),
-                        f"{part['size'] // 2}k"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-E",
+                f"offset={part['start'] * 512},nodiscard",
+                str(path),
+                f"{part['size'] // 2}k",
+            ],
+            check=True,
+            capture_output=True,
+        )
     return path
 
 
@@ -92,16 +105,24 @@ def warnings_of(result) -> str:
 
 # ---------------------------------------------------------------- a template unfit to clone
 
-@pytest.mark.parametrize("extra", [{"clone": "copy"}, {"clone": "overlay"},
-                                   {"clone": "copy", "profile_url": PROFILE_URL, "partition": 5}],
-                         ids=["copy", "overlay", "copy-with-injection"])
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"clone": "copy"}, {"clone": "overlay"}, {"clone": "copy", "profile_url": PROFILE_URL, "partition": 5}],
+    ids=["copy", "overlay", "copy-with-injection"],
+)
 def test_truncated_qcow2_template_is_refused_with_nothing_created(store, good_raw, extra):
     """Issue 10 §1: a truncated qcow2 template gave rc 0, changed, and a clone that does not mount."""
     template = store / f"lcfgt-tmpl-trunc-{extra['clone']}-{len(extra)}.qcow2"
     truncated(qcow2_of(good_raw, template))
     before, checksum = listing(store), sha256(template)
-    params = disk(store, f"lcfgt-tmpl-clone-{extra['clone']}-{len(extra)}.qcow2", template=str(template),
-                  template_format="qcow2", **extra)
+    params = disk(
+        store,
+        f"lcfgt-tmpl-clone-{extra['clone']}-{len(extra)}.qcow2",
+        template=str(template),
+        template_format="qcow2",
+        **extra,
+    )
     check = run_module("xen_disk", params, check=True)
     result = run_module("xen_disk", params)
     for outcome in (check, result):  # check mode predicts the refusal
@@ -128,8 +149,9 @@ def test_template_without_the_partition_is_refused_before_any_copy(store):
     # A raw template cut short inside partition 5 is named truncated, not short of a partition.
     cut = raw_template(store / "lcfgt-tmpl-cut.img", ext4_on=5)
     truncated(cut, 150 * MIB)
-    result = run_module("xen_disk", disk(store, "lcfgt-tmpl-fromcut.img", template=str(cut),
-                                         profile_url=PROFILE_URL, partition=5))
+    result = run_module(
+        "xen_disk", disk(store, "lcfgt-tmpl-fromcut.img", template=str(cut), profile_url=PROFILE_URL, partition=5)
+    )
     assert result.get("failed") is True and "past the end of the image" in result["msg"], result
     assert "truncated" in result["msg"]
     assert listing(store) == sorted(before + [cut.name])
@@ -141,8 +163,7 @@ def test_mount_failure_says_what_is_wrong_with_the_image(store):
     Partition 5 exists (the pre-check passes) but nothing on the image is a filesystem."""
     template = raw_template(store / "lcfgt-tmpl-nofs.img", size_mb=160)
     before, checksum = listing(store), sha256(template)
-    params = disk(store, "lcfgt-tmpl-nofs-clone.img", template=str(template), profile_url=PROFILE_URL,
-                  partition=5)
+    params = disk(store, "lcfgt-tmpl-nofs-clone.img", template=str(template), profile_url=PROFILE_URL, partition=5)
     result = run_module("xen_disk", params)
     assert result.get("failed") is True, result
     message = result["msg"]
@@ -154,6 +175,7 @@ def test_mount_failure_says_what_is_wrong_with_the_image(store):
 
 
 # ---------------------------------------------------------------- clones and their template later
+
 
 def test_clone_records_its_origin_and_reports_a_changed_template(store, good_raw):
     template = store / "lcfgt-tmpl-changing.img"
@@ -193,8 +215,7 @@ def test_clone_records_its_origin_and_reports_a_changed_template(store, good_raw
 def test_template_broken_after_cloning_is_reported(store, good_raw):
     template = qcow2_of(good_raw, store / "lcfgt-tmpl-later.qcow2")
     copy = disk(store, "lcfgt-tmpl-later-copy.qcow2", template=str(template), template_format="qcow2")
-    overlay = disk(store, "lcfgt-tmpl-later-ov.qcow2", template=str(template), template_format="qcow2",
-                   clone="overlay")
+    overlay = disk(store, "lcfgt-tmpl-later-ov.qcow2", template=str(template), template_format="qcow2", clone="overlay")
     for params in (copy, overlay):
         assert run_module("xen_disk", params)["changed"] is True
     truncated(template)
@@ -229,6 +250,7 @@ def test_damaged_clone_from_an_earlier_run_is_not_kept_as_ok(store, good_raw):
 
 # ---------------------------------------------------------------- a full filesystem
 
+
 @pytest.fixture
 def small_fs(store):
     """A 16 MiB ext4 filesystem on a loop device, mounted at store/small."""
@@ -236,8 +258,9 @@ def small_fs(store):
     with open(backing, "wb") as handle:
         handle.truncate(16 * MIB)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(backing)], check=True, capture_output=True)
-    device = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    device = subprocess.run(
+        ["losetup", "-f", "--show", str(backing)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     mountpoint = store / "small"
     mountpoint.mkdir()
     try:
@@ -255,8 +278,11 @@ def small_fs(store):
 def test_enospc_during_a_clone_fails_clearly_and_leaves_no_partial_file(store, small_fs):
     template = raw_template(store / "lcfgt-tmpl-big.img", ext4_on=5, data_mb=32)
     before, checksum = listing(small_fs), sha256(template)
-    params = {"path": str(small_fs / "lcfgt-tmpl-full.img"), "template": str(template),
-              "storage_dirs": [str(store), str(small_fs)]}
+    params = {
+        "path": str(small_fs / "lcfgt-tmpl-full.img"),
+        "template": str(template),
+        "storage_dirs": [str(store), str(small_fs)],
+    }
     result = run_module("xen_disk", params)
     assert result.get("failed") is True, result
     assert "No space left on device" in result["msg"] and str(template) in result["msg"], result["msg"]
@@ -265,6 +291,7 @@ def test_enospc_during_a_clone_fails_clearly_and_leaves_no_partial_file(store, s
 
 
 # ---------------------------------------------------------------- teardown messages
+
 
 def test_teardown_names_a_directory_given_as_a_disk(store):
     """Issue 10 §5: a disk path that is a directory was reported 'was not found' at teardown."""
@@ -279,11 +306,22 @@ def test_teardown_names_a_directory_given_as_a_disk(store):
     etree.SubElement(element, "driver", name="qemu", type="raw")
     etree.SubElement(element, "source", file=str(directory))
     etree.SubElement(element, "target", dev="vda", bus="virtio")
-    subprocess.run(["virsh", "-c", URI, "define", "/dev/stdin"], input=etree.tostring(root).decode(),
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        ["virsh", "-c", URI, "define", "/dev/stdin"],
+        input=etree.tostring(root).decode(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # defined by hand, so the play adopts it (docs/domains.md)
-    params = {"name": DOMAIN, "state": "absent", "remove_disks": True, "uri": URI, "storage_dirs": [str(store)],
-              "adopt": True}
+    params = {
+        "name": DOMAIN,
+        "state": "absent",
+        "remove_disks": True,
+        "uri": URI,
+        "storage_dirs": [str(store)],
+        "adopt": True,
+    }
     try:
         check = run_module("xen_domain", params, check=True)
         result = run_module("xen_domain", params)

@@ -70,8 +70,27 @@ def dnsmasq_hosts(network: str) -> list:
 
 def dhcp_lease(ns: str, dev: str) -> str | None:
     """Run busybox udhcpc once inside ``ns``; return the address the server offered and acked."""
-    proc = sh("ip", "netns", "exec", ns, "busybox", "udhcpc", "-i", dev, "-n", "-q", "-f",
-              "-t", "8", "-T", "1", "-s", "/bin/true", check=False, timeout=40)
+    proc = sh(
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "busybox",
+        "udhcpc",
+        "-i",
+        dev,
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "8",
+        "-T",
+        "1",
+        "-s",
+        "/bin/true",
+        check=False,
+        timeout=40,
+    )
     match = re.search(r"lease of (\S+) obtained", proc.stdout + proc.stderr)
     return match.group(1) if match else None
 
@@ -122,8 +141,7 @@ def host():
             sh("ip", "-n", name, "link", "set", "lo", "up")
             return name
 
-        def veth(self, host_end: str, ns: str | None, ns_end: str | None = None,
-                 mac: str | None = None) -> str:
+        def veth(self, host_end: str, ns: str | None, ns_end: str | None = None, mac: str | None = None) -> str:
             """A veth pair: ``host_end`` stays here, the other end (``ns_end``) goes into ``ns``."""
             ns_end = ns_end or host_end + "p"
             assert host_end.startswith("lcfgt") and ns_end.startswith("lcfgt")
@@ -162,8 +180,12 @@ def test_bridge_enslaves_netdev_idempotently(host):
     host.link("lcfgtbr0")
     params = {"name": "lcfgtbr0", "netdev": "lcfgtv1", "persist": "none"}
     predicted, applied = converge(params)
-    assert only(applied)["actions"] == ["create bridge lcfgtbr0", "enslave lcfgtv1 to lcfgtbr0",
-                                        "bring lcfgtv1 up", "bring lcfgtbr0 up"]
+    assert only(applied)["actions"] == [
+        "create bridge lcfgtbr0",
+        "enslave lcfgtv1 to lcfgtbr0",
+        "bring lcfgtv1 up",
+        "bring lcfgtbr0 up",
+    ]
     assert applied["actions"] == [f"lcfgtbr0: {action}" for action in only(applied)["actions"]]
     assert applied["pending_restart"] == [] and only(applied)["pending_restart"] == []
     assert applied["diff"]["before"] == {"lcfgtbr0": {"bridge": None}}
@@ -175,8 +197,16 @@ def test_bridge_enslaves_netdev_idempotently(host):
     assert only(applied)["vif_script"] == "vif-bridge" and only(applied)["bridge"] == "lcfgtbr0"
 
     info = run_module("xen_bridge_info", {"name": "lcfgtbr0", "libvirt": False})
-    assert info["bridges"] == [{"name": "lcfgtbr0", "state": "up", "ports": ["lcfgtv1"], "addresses": [],
-                                "stp": False, "mac": entry["address"]}]
+    assert info["bridges"] == [
+        {
+            "name": "lcfgtbr0",
+            "state": "up",
+            "ports": ["lcfgtv1"],
+            "addresses": [],
+            "stp": False,
+            "mac": entry["address"],
+        }
+    ]
 
     # a guest's vif on the bridge is left alone by later runs
     host.veth("lcfgtvif1", None, "lcfgtvif1p")
@@ -304,8 +334,7 @@ def test_long_custom_bridge_name_is_explained():
 def test_custom_bridge_as_libvirt_network(host):
     host.link("lcfgtcustbr")
     host.network("lcfgt-my-network-bridge")
-    params = {"name": "lcfgt-my-network-bridge", "bridge": "lcfgtcustbr", "libvirt_network": True,
-              "persist": "none"}
+    params = {"name": "lcfgt-my-network-bridge", "bridge": "lcfgtcustbr", "libvirt_network": True, "persist": "none"}
     _predicted, applied = converge(params)
     assert link("lcfgtcustbr")["linkinfo"]["info_kind"] == "bridge"
     xml = virsh("net-dumpxml", "lcfgt-my-network-bridge")
@@ -335,15 +364,20 @@ NAT = {
 def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     host.network("lcfgtest-nat")
     _predicted, applied = converge(NAT)
-    assert only(applied)["actions"] == ["define libvirt network lcfgtest-nat", "set autostart on",
-                                        "start libvirt network lcfgtest-nat"]
+    assert only(applied)["actions"] == [
+        "define libvirt network lcfgtest-nat",
+        "set autostart on",
+        "start libvirt network lcfgtest-nat",
+    ]
     assert only(applied)["bridge"] == "lcfgtbrnat" and only(applied)["vif_script"] == "vif-nat"
     info = net_info("lcfgtest-nat")
     state = (info["Active"], info["Persistent"], info["Autostart"], info["Bridge"])
     assert state == ("yes", "yes", "yes", "lcfgtbrnat")
     assert addresses("lcfgtbrnat") == ["10.213.60.1/24"]
-    assert dnsmasq_hosts("lcfgtest-nat") == ["52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
-                                             "52:54:00:13:60:0b,10.213.60.11,lcfgt-g2"]
+    assert dnsmasq_hosts("lcfgtest-nat") == [
+        "52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
+        "52:54:00:13:60:0b,10.213.60.11,lcfgt-g2",
+    ]
     nat_rules = sh("iptables", "-t", "nat", "-S").stdout
     assert re.search(r"-s 10\.213\.60\.0/24 ! -d 10\.213\.60\.0/24 .*-j MASQUERADE", nat_rules), nat_rules
 
@@ -356,16 +390,20 @@ def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     # reservations change in place: dnsmasq is reloaded, not restarted, and serves the new one
     pids = dnsmasq_pids("lcfgtest-nat")
     assert pids
-    changed = dict(NAT, dhcp_hosts=[NAT["dhcp_hosts"][0],
-                                    {"mac": "52:54:00:13:60:0c", "ip": "10.213.60.12", "name": "lcfgt-g3"}])
+    changed = dict(
+        NAT, dhcp_hosts=[NAT["dhcp_hosts"][0], {"mac": "52:54:00:13:60:0c", "ip": "10.213.60.12", "name": "lcfgt-g3"}]
+    )
     _predicted, applied = converge(changed)
     assert only(applied)["actions"] == [
         "remove DHCP reservation 52:54:00:13:60:0b 10.213.60.11 from lcfgtest-nat (live)",
-        "add DHCP reservation 52:54:00:13:60:0c 10.213.60.12 to lcfgtest-nat (live)"]
+        "add DHCP reservation 52:54:00:13:60:0c 10.213.60.12 to lcfgtest-nat (live)",
+    ]
     assert applied["pending_restart"] == []
     assert dnsmasq_pids("lcfgtest-nat") == pids
-    assert dnsmasq_hosts("lcfgtest-nat") == ["52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
-                                             "52:54:00:13:60:0c,10.213.60.12,lcfgt-g3"]
+    assert dnsmasq_hosts("lcfgtest-nat") == [
+        "52:54:00:13:60:0a,10.213.60.10,lcfgt-g1",
+        "52:54:00:13:60:0c,10.213.60.12,lcfgt-g3",
+    ]
     assert "52:54:00:13:60:0c" in virsh("net-dumpxml", "--inactive", "lcfgtest-nat")
     ns8 = host.netns("lcfgtest-ns8")
     host.veth("lcfgtn8", ns8, "lcfgtn8p", mac="52:54:00:13:60:0c")
@@ -373,26 +411,36 @@ def test_nat_network_hands_out_reserved_leases_and_updates_live(host):
     assert dhcp_lease(ns8, "lcfgtn8p") == "10.213.60.12"
 
     # renaming a reservation modifies it in place
-    renamed = dict(changed, dhcp_hosts=[dict(changed["dhcp_hosts"][0], name="lcfgt-g1b"),
-                                        changed["dhcp_hosts"][1]])
+    renamed = dict(changed, dhcp_hosts=[dict(changed["dhcp_hosts"][0], name="lcfgt-g1b"), changed["dhcp_hosts"][1]])
     applied = run_module("xen_bridge", renamed)
     assert only(applied)["actions"] == [
-        "change DHCP reservation 52:54:00:13:60:0a to 10.213.60.10 in lcfgtest-nat (live)"]
+        "change DHCP reservation 52:54:00:13:60:0a to 10.213.60.10 in lcfgtest-nat (live)"
+    ]
     assert "52:54:00:13:60:0a,10.213.60.10,lcfgt-g1b" in dnsmasq_hosts("lcfgtest-nat")
     assert dnsmasq_pids("lcfgtest-nat") == pids
 
     listed = run_module("xen_bridge_info", {"name": "lcfgtest-nat"})["networks"]
     assert len(listed) == 1
     assert {k: listed[0][k] for k in ("mode", "bridge", "address", "active", "autostart", "persistent")} == {
-        "mode": "nat", "bridge": "lcfgtbrnat", "address": "10.213.60.1/24", "active": True, "autostart": True,
-        "persistent": True}
+        "mode": "nat",
+        "bridge": "lcfgtbrnat",
+        "address": "10.213.60.1/24",
+        "active": True,
+        "autostart": True,
+        "persistent": True,
+    }
     assert [h["mac"] for h in listed[0]["dhcp_hosts"]] == ["52:54:00:13:60:0a", "52:54:00:13:60:0c"]
 
 
 def test_nat_network_readdressing_needs_restart(host):
     host.network("lcfgtest-nat2")
-    params = {"name": "lcfgtest-nat2", "mode": "nat", "bridge": "lcfgtbrnat2", "address": "10.213.61.1/24",
-              "dhcp_range": {"start": "10.213.61.100", "end": "10.213.61.150"}}
+    params = {
+        "name": "lcfgtest-nat2",
+        "mode": "nat",
+        "bridge": "lcfgtbrnat2",
+        "address": "10.213.61.1/24",
+        "dhcp_range": {"start": "10.213.61.100", "end": "10.213.61.150"},
+    }
     converge(params)
     # the DHCP range changes live: libvirt restarts dnsmasq, but not the network (same bridge,
     # so guests' interfaces stay attached)
@@ -421,8 +469,13 @@ def test_nat_network_readdressing_needs_restart(host):
 
 def test_routed_network(host):
     host.network("lcfgtest-route")
-    params = {"name": "lcfgtest-route", "mode": "route", "bridge": "lcfgtbrrt", "address": "10.213.70.1/24",
-              "dhcp_hosts": [{"mac": "52:54:00:13:70:0a", "ip": "10.213.70.10"}]}
+    params = {
+        "name": "lcfgtest-route",
+        "mode": "route",
+        "bridge": "lcfgtbrrt",
+        "address": "10.213.70.1/24",
+        "dhcp_hosts": [{"mac": "52:54:00:13:70:0a", "ip": "10.213.70.10"}],
+    }
     _predicted, applied = converge(params)
     assert only(applied)["vif_script"] == "vif-route"
     assert "<forward mode='route'/>" in virsh("net-dumpxml", "lcfgtest-route")
@@ -444,8 +497,13 @@ def test_several_networks_in_one_call(host):
     networks = [
         {"name": "lcfgtxbr0", "netdev": "lcfgtxeth0", "create_netdev": "veth", "persist": "none"},
         {"name": "lcfgtxbr1", "netdev": "lcfgtxeth1", "create_netdev": "veth", "persist": "none"},
-        {"name": "lcfgtest-natx", "mode": "nat", "bridge": "lcfgtbrnatx", "address": "10.213.63.1/24",
-         "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.213.63.2", "name": "node1"}]},
+        {
+            "name": "lcfgtest-natx",
+            "mode": "nat",
+            "bridge": "lcfgtbrnatx",
+            "address": "10.213.63.1/24",
+            "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.213.63.2", "name": "node1"}],
+        },
     ]
     predicted = run_module("xen_bridge", {"networks": networks}, check=True, diff=True)
     applied = run_module("xen_bridge", {"networks": networks}, diff=True)
@@ -473,8 +531,12 @@ def test_bad_input_changes_nothing(host):
     host.network("lcfgtest-naty")
     networks = [
         {"name": "lcfgtybr0", "persist": "none"},
-        {"name": "lcfgtest-naty", "mode": "nat", "address": "10.213.64.1/24",
-         "dhcp_hosts": [{"mac": "52:54:00:13:64:0a", "ip": "10.213.99.10"}]},
+        {
+            "name": "lcfgtest-naty",
+            "mode": "nat",
+            "address": "10.213.64.1/24",
+            "dhcp_hosts": [{"mac": "52:54:00:13:64:0a", "ip": "10.213.99.10"}],
+        },
     ]
     failed = run_module("xen_bridge", {"networks": networks})
     assert failed["failed"] and failed["msg"].startswith("networks[1].dhcp_hosts[0].ip:")
@@ -488,8 +550,10 @@ def test_bad_input_changes_nothing(host):
 
 
 def test_xen_vif_script_must_exist():
-    failed = run_module("xen_bridge", {"name": "lcfgtbrxen", "uri": "xen:///system", "persist": "none",
-                                       "vif_script": "lcfgt-no-such-script"})
+    failed = run_module(
+        "xen_bridge",
+        {"name": "lcfgtbrxen", "uri": "xen:///system", "persist": "none", "vif_script": "lcfgt-no-such-script"},
+    )
     assert failed["failed"] and failed["msg"].startswith("vif_script:")
     assert "/etc/xen/scripts/lcfgt-no-such-script" in failed["msg"]
     assert link("lcfgtbrxen") is None
@@ -525,7 +589,8 @@ def test_restart_reattaches_running_guests(host, running_guest):
     assert predicted["actions"] == applied["actions"]
     assert only(applied)["actions"] == [
         "redefine libvirt network lcfgtest-rst (address)",
-        "restart libvirt network lcfgtest-rst and reattach running guests' interfaces"]
+        "restart libvirt network lcfgtest-rst and reattach running guests' interfaces",
+    ]
     assert addresses("lcfgtbrrst") == ["10.213.91.1/24"]
     # libvirt's restart recreated the bridge without the guest's tap; the module put it back
     assert tap in bridge_ports("lcfgtbrrst")
@@ -535,8 +600,9 @@ def test_overlapping_subnet_is_refused_before_defining(host):
     host.network("lcfgtest-ovl1")
     host.network("lcfgtest-ovl2")
     converge({"name": "lcfgtest-ovl1", "mode": "nat", "bridge": "lcfgtbrovl1", "address": "10.213.92.1/24"})
-    failed = run_module("xen_bridge", {"name": "lcfgtest-ovl2", "mode": "route", "bridge": "lcfgtbrovl2",
-                                       "address": "10.213.92.129/25"})
+    failed = run_module(
+        "xen_bridge", {"name": "lcfgtest-ovl2", "mode": "route", "bridge": "lcfgtbrovl2", "address": "10.213.92.129/25"}
+    )
     assert failed["failed"] and failed["msg"].startswith("address:") and "lcfgtest-ovl1" in failed["msg"]
     assert virsh("net-info", "lcfgtest-ovl2", check=False) == ""
 
@@ -545,7 +611,8 @@ def test_libvirt_network_bridge_name_must_be_free(host):
     host.link("lcfgtbrtaken")
     host.network("lcfgtest-taken")
     sh("ip", "link", "add", "lcfgtbrtaken", "type", "bridge")
-    failed = run_module("xen_bridge", {"name": "lcfgtest-taken", "mode": "nat", "bridge": "lcfgtbrtaken",
-                                       "address": "10.213.93.1/24"})
+    failed = run_module(
+        "xen_bridge", {"name": "lcfgtest-taken", "mode": "nat", "bridge": "lcfgtbrtaken", "address": "10.213.93.1/24"}
+    )
     assert failed["failed"] and failed["msg"].startswith("bridge:") and "lcfgtbrtaken" in failed["msg"]
     assert virsh("net-info", "lcfgtest-taken", check=False) == ""

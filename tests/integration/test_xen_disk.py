@@ -27,7 +27,7 @@ from support import ROOT, ansible_env, run_module
 
 pytestmark = pytest.mark.integration
 
-GIB = 1024 ** 3
+GIB = 1024**3
 URI = "qemu:///system"
 POOL = "lcfgtest-disk-pool"
 DOMAIN = "lcfgtest-disk-dom"
@@ -43,8 +43,11 @@ def sha256(path) -> str:
 
 
 def qemu_info(path) -> dict:
-    return json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)],
-                                     capture_output=True, text=True, check=True).stdout)
+    return json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 def allocated(path) -> int:
@@ -58,8 +61,14 @@ def guest_cat(image, fmt, *paths) -> list[str]:
     commands = []
     for path in paths:
         commands += ["cat", path, ":"]
-    proc = subprocess.run(["guestfish", "--ro", "--format=" + fmt, "-a", str(image), "-m", "/dev/sda5"]
-                          + commands[:-1], capture_output=True, text=True, env=env, timeout=600, check=True)
+    proc = subprocess.run(
+        ["guestfish", "--ro", "--format=" + fmt, "-a", str(image), "-m", "/dev/sda5"] + commands[:-1],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
     return [line for line in proc.stdout.splitlines() if line]  # guestfish separates outputs by blank lines
 
 
@@ -75,12 +84,21 @@ def store():
 @pytest.fixture(scope="module")
 def template(store):
     path = store / "lcfgtest-disk-template.img"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-template.py"), str(path),
-                           "--size-gb", "1", "--data-mb", "16"], capture_output=True, text=True, timeout=900,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make-template.py"), str(path), "--size-gb", "1", "--data-mb", "16"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
-    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-template.py"), str(path)],
-                           capture_output=True, text=True, timeout=60, check=True)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make-template.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "left alone" in again.stdout
     return path, sha256(path)
 
@@ -149,17 +167,23 @@ def test_overlay_has_backing_file(store, template):
 
 def test_lcfg_clone_is_injected_before_it_appears(store, template):
     tpath, tsum = template
-    params = params_for(store, "lcfgtest-disk-node1.img", template=str(tpath), size_gb=1.5,
-                        profile_url=PROFILE_URL, partition=5)
+    params = params_for(
+        store, "lcfgtest-disk-node1.img", template=str(tpath), size_gb=1.5, profile_url=PROFILE_URL, partition=5
+    )
     check, apply, _check_again, _apply_again = converge(params)
     files = {"/etc/hostname": "lcfgtest-disk-node1\n", "/etc/lcfg/profile_url": PROFILE_URL + "\n"}
     assert check["diff"]["after"]["lcfg_files"] == files
     assert apply["image"]["lcfg_files"] == files
     assert apply["injection"]["seconds"] > 0
-    print(f"\ninjection took {apply['injection']['seconds']} s "
-          f"(appliance launch {apply['injection']['launch_seconds']} s)")
+    print(
+        f"\ninjection took {apply['injection']['seconds']} s "
+        f"(appliance launch {apply['injection']['launch_seconds']} s)"
+    )
     assert guest_cat(params["path"], "raw", "/etc/hostname", "/etc/lcfg/profile_url", "/etc/lcfg/TEMPLATE") == [
-        "lcfgtest-disk-node1", PROFILE_URL, "lcfg.xen template image"]
+        "lcfgtest-disk-node1",
+        PROFILE_URL,
+        "lcfg.xen template image",
+    ]
     assert qemu_info(params["path"])["virtual-size"] == 3 * GIB // 2
     assert not (store / ".lcfgtest-disk-node1.img.lcfg-xen-partial").exists()
     assert sha256(tpath) == tsum
@@ -167,13 +191,22 @@ def test_lcfg_clone_is_injected_before_it_appears(store, template):
 
 def test_lcfg_overlay_writes_only_the_overlay(store, template):
     tpath, tsum = template
-    params = params_for(store, "lcfgtest-disk-node2.qcow2", template=str(tpath), clone="overlay",
-                        profile_url=PROFILE_URL, partition=5, hostname="node2.example.org",
-                        lcfg_files={"profile_url": "/var/lcfg/conf/client/url"})
+    params = params_for(
+        store,
+        "lcfgtest-disk-node2.qcow2",
+        template=str(tpath),
+        clone="overlay",
+        profile_url=PROFILE_URL,
+        partition=5,
+        hostname="node2.example.org",
+        lcfg_files={"profile_url": "/var/lcfg/conf/client/url"},
+    )
     result = run_module("xen_disk", params)
     assert result["changed"] is True, result
     assert guest_cat(params["path"], "qcow2", "/etc/hostname", "/var/lcfg/conf/client/url") == [
-        "node2.example.org", PROFILE_URL]
+        "node2.example.org",
+        PROFILE_URL,
+    ]
     assert sha256(tpath) == tsum
 
 
@@ -193,10 +226,12 @@ def test_existing_image_with_other_content_is_never_overwritten(store, template)
     path = store / "lcfgtest-disk-mine.img"
     path.write_bytes(os.urandom(1024 * 1024))
     before = sha256(path)
-    for extra in ({"template": str(tpath), "format": "qcow2"},
-                  {"template": str(tpath), "clone": "overlay"},
-                  {"size_gb": 2},
-                  {"size_gb": 1, "format": "qcow2"}):
+    for extra in (
+        {"template": str(tpath), "format": "qcow2"},
+        {"template": str(tpath), "clone": "overlay"},
+        {"size_gb": 2},
+        {"size_gb": 1, "format": "qcow2"},
+    ):
         result = run_module("xen_disk", params_for(store, path.name, **extra))
         assert result.get("failed") is True, (extra, result)
         assert str(path) in result["msg"]
@@ -208,17 +243,20 @@ def _start_module(params) -> subprocess.Popen:
     args = dict(params, _ansible_check_mode=False, _ansible_diff=False)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
-    proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_disk",
-                             handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=ansible_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ansible_collections.lcfg.xen.plugins.modules.xen_disk", handle.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ansible_env(),
+        start_new_session=True,
+    )
     proc.args_file = handle.name  # type: ignore[attr-defined]
     return proc
 
 
 def test_kill_during_clone_leaves_no_image_and_rerun_converges(store, template):
     tpath, tsum = template
-    params = params_for(store, "lcfgtest-disk-killed.img", template=str(tpath), profile_url=PROFILE_URL,
-                        partition=5)
+    params = params_for(store, "lcfgtest-disk-killed.img", template=str(tpath), profile_url=PROFILE_URL, partition=5)
     final = Path(params["path"])
     partial = store / ".lcfgtest-disk-killed.img.lcfg-xen-partial"
     proc = _start_module(params)
@@ -252,6 +290,7 @@ def test_kill_during_clone_leaves_no_image_and_rerun_converges(store, template):
 
 
 # ---------------------------------------------------------------- libvirt storage API
+
 
 @pytest.fixture
 def conn(store):

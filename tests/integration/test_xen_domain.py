@@ -27,8 +27,14 @@ URI = "qemu:///system"
 PREFIX = "lcfgtest-dom-"
 IMAGES = Path("/var/lib/libvirt/images")
 BOOT_DIR = IMAGES / "lcfgtest-dom-boot"
-MODULES = ("virtio_ring.ko", "virtio.ko", "virtio_pci_legacy_dev.ko", "virtio_pci_modern_dev.ko",
-           "virtio_pci.ko", "virtio_balloon.ko")
+MODULES = (
+    "virtio_ring.ko",
+    "virtio.ko",
+    "virtio_pci_legacy_dev.ko",
+    "virtio_pci_modern_dev.ko",
+    "virtio_pci.ko",
+    "virtio_balloon.ko",
+)
 
 
 def connect():
@@ -45,8 +51,11 @@ def remove_test_guests() -> None:
             if dom.isActive():
                 dom.destroy()
             if dom.isPersistent():
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+                dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                    | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                )
     finally:
         conn.close()
 
@@ -88,7 +97,7 @@ def boot_files():
     if not kernels or not busybox:
         pytest.skip("needs /boot/vmlinuz-* and busybox-static")
     kernel = kernels[-1]
-    release = kernel.name[len("vmlinuz-"):]
+    release = kernel.name[len("vmlinuz-") :]
     moddir = Path("/lib/modules") / release / "kernel/drivers/virtio"
     if not all((moddir / m).exists() for m in MODULES):
         pytest.skip(f"virtio modules of {release} not found")
@@ -102,23 +111,24 @@ def boot_files():
     for module in MODULES:
         shutil.copy(moddir / module, tree / "mod" / module)
     init = tree / "init"
-    init.write_text("#!/bin/busybox sh\n"
-                    "/bin/busybox mount -t proc proc /proc\n"
-                    "/bin/busybox mount -t sysfs sysfs /sys\n"
-                    + "".join(f"/bin/busybox insmod /mod/{m}\n" for m in MODULES)
-                    + "echo lcfgtest-ready > /dev/console\n"
-                      "while true; do /bin/busybox sleep 3600; done\n")
+    init.write_text(
+        "#!/bin/busybox sh\n"
+        "/bin/busybox mount -t proc proc /proc\n"
+        "/bin/busybox mount -t sysfs sysfs /sys\n"
+        + "".join(f"/bin/busybox insmod /mod/{m}\n" for m in MODULES)
+        + "echo lcfgtest-ready > /dev/console\n"
+        "while true; do /bin/busybox sleep 3600; done\n"
+    )
     init.chmod(0o755)
-    files = subprocess.run(["find", ".", "-mindepth", "1"], cwd=tree, capture_output=True, text=True,
-                           check=True).stdout
+    files = subprocess.run(["find", ".", "-mindepth", "1"], cwd=tree, capture_output=True, text=True, check=True).stdout
     initrd = BOOT_DIR / "initrd.cpio"
     with open(initrd, "wb") as handle:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, input=files.encode(),
-                       stdout=handle, check=True)
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"], cwd=tree, input=files.encode(), stdout=handle, check=True
+        )
     shutil.copy(kernel, BOOT_DIR / "vmlinuz")
     shutil.rmtree(tree)
-    yield {"kernel": str(BOOT_DIR / "vmlinuz"), "ramdisk": str(initrd),
-           "cmdline": "console=ttyS0 quiet panic=-1"}
+    yield {"kernel": str(BOOT_DIR / "vmlinuz"), "ramdisk": str(initrd), "cmdline": "console=ttyS0 quiet panic=-1"}
     shutil.rmtree(BOOT_DIR, ignore_errors=True)
 
 
@@ -145,16 +155,25 @@ def qemu_pid(name: str) -> int:
     return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text().strip())
 
 
-
 def test_define_reads_back_as_declared(clean, conn):
     name = PREFIX + "define"
     image = blank_image(clean, "define")
     os.setxattr(image, "trusted.lcfg-xen.format", b"qcow2")  # as xen_disk records it; never probed
-    result = four_steps("xen_domain", {
-        "name": name, "type": "pv", "memory": 96, "maxmem": 128, "vcpus": 1, "maxvcpus": 2, "cpus": "0",
-        "autostart": True, "disks": [{"path": str(image), "tag": "root"}],
-        "vifs": [{"nettype": "nat", "network": "default", "tag": "eth0"}],
-    })
+    result = four_steps(
+        "xen_domain",
+        {
+            "name": name,
+            "type": "pv",
+            "memory": 96,
+            "maxmem": 128,
+            "vcpus": 1,
+            "maxvcpus": 2,
+            "cpus": "0",
+            "autostart": True,
+            "disks": [{"path": str(image), "tag": "root"}],
+            "vifs": [{"nettype": "nat", "network": "default", "tag": "eth0"}],
+        },
+    )
     assert result["actions"] == ["define", "set_autostart"]
     dom = conn.lookupByName(name)
     assert dom.autostart() == 1 and not dom.isActive()
@@ -174,15 +193,22 @@ def test_define_reads_back_as_declared(clean, conn):
 
 def test_update_keeps_uuid_macs_and_foreign_devices(clean, conn):
     name = PREFIX + "update"
-    first = four_steps("xen_domain", {"name": name, "type": "hvm", "memory": 64,
-                                      "vifs": [{"nettype": "nat", "network": "default"}]})
+    first = four_steps(
+        "xen_domain", {"name": name, "type": "hvm", "memory": 64, "vifs": [{"nettype": "nat", "network": "default"}]}
+    )
     # someone adds a device the module does not model
     root = inactive(conn, name)
     rng = etree.SubElement(root.find("devices"), "rng", model="virtio")
     etree.SubElement(rng, "backend", model="random").text = "/dev/urandom"
     conn.defineXML(etree.tostring(root, encoding="unicode"))
-    result = four_steps("xen_domain", {"name": name, "memory": 48, "vifs": [{"nettype": "nat", "network": "default"},
-                                                                            {"nettype": "nat", "network": "default"}]})
+    result = four_steps(
+        "xen_domain",
+        {
+            "name": name,
+            "memory": 48,
+            "vifs": [{"nettype": "nat", "network": "default"}, {"nettype": "nat", "network": "default"}],
+        },
+    )
     assert result["actions"] == ["redefine"]
     root = inactive(conn, name)
     assert root.findtext("uuid") == first["after"]["uuid"]
@@ -196,8 +222,17 @@ def test_update_keeps_uuid_macs_and_foreign_devices(clean, conn):
 def test_live_changes_keep_the_qemu_process(clean, conn, boot_files):
     name = PREFIX + "live"
     # TCG: the KVM offered on this (nested) machine is too slow to boot a kernel
-    params = {"name": name, "type": "pv", "memory": 128, "maxmem": 128, "vcpus": 1, "maxvcpus": 2,
-              "state": "running", "extra": {"domain_type": "qemu"}, **boot_files}
+    params = {
+        "name": name,
+        "type": "pv",
+        "memory": 128,
+        "maxmem": 128,
+        "vcpus": 1,
+        "maxvcpus": 2,
+        "state": "running",
+        "extra": {"domain_type": "qemu"},
+        **boot_files,
+    }
     four_steps("xen_domain", params)
     dom = conn.lookupByName(name)
     pid = qemu_pid(name)
@@ -222,8 +257,9 @@ def test_live_changes_keep_the_qemu_process(clean, conn, boot_files):
 def test_absent_shutdown_policy(clean, conn):
     name = PREFIX + "absent"
     image = blank_image(clean, "absent", fmt="raw")
-    four_steps("xen_domain", {"name": name, "type": "hvm", "memory": 64, "state": "running",
-                              "disks": [{"path": str(image)}]})
+    four_steps(
+        "xen_domain", {"name": name, "type": "hvm", "memory": 64, "state": "running", "disks": [{"path": str(image)}]}
+    )
     # No OS: nothing answers the shutdown request. Without force_stop the module fails and
     # leaves the guest as it was.
     refused = run_module("xen_domain", {"uri": URI, "name": name, "state": "absent", "shutdown_timeout": 1})
@@ -246,16 +282,19 @@ def test_remove_disks(clean, conn):
     assert not image.exists()
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"memory": 512, "maxmem": 128}, "memory"),
-    ({"memory": 4096}, "maxmem"),
-    ({"vcpus": 8}, "maxvcpus"),
-    ({"cpus": "x"}, "cpus"),
-    ({"type": "pvh"}, "type"),
-    ({"disks": [{"path": "rel/a.img"}]}, "disks[0].path"),
-    ({"bootloader": "pygrub"}, "bootloader"),
-    ({"uuid": "0b2c4d6e-8f10-4a12-9c14-16e18a20c222"}, "uuid"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"memory": 512, "maxmem": 128}, "memory"),
+        ({"memory": 4096}, "maxmem"),
+        ({"vcpus": 8}, "maxvcpus"),
+        ({"cpus": "x"}, "cpus"),
+        ({"type": "pvh"}, "type"),
+        ({"disks": [{"path": "rel/a.img"}]}, "disks[0].path"),
+        ({"bootloader": "pygrub"}, "bootloader"),
+        ({"uuid": "0b2c4d6e-8f10-4a12-9c14-16e18a20c222"}, "uuid"),
+    ],
+)
 def test_bad_parameters_leave_libvirt_untouched(clean, conn, params, parameter):
     name = PREFIX + "bad"
     four_steps("xen_domain", {"name": name, "memory": 64, "maxmem": 128, "vcpus": 1})
@@ -269,10 +308,10 @@ def test_bad_parameters_leave_libvirt_untouched(clean, conn, params, parameter):
 
 
 def test_domain_info_reports_inactive_and_running(clean, conn):
-    stopped = four_steps("xen_domain", {"name": PREFIX + "info1", "memory": 64,
-                                        "vifs": [{"nettype": "nat", "network": "default"}]})
-    running = four_steps("xen_domain", {"name": PREFIX + "info2", "type": "hvm", "memory": 64,
-                                        "state": "running"})
+    stopped = four_steps(
+        "xen_domain", {"name": PREFIX + "info1", "memory": 64, "vifs": [{"nettype": "nat", "network": "default"}]}
+    )
+    running = four_steps("xen_domain", {"name": PREFIX + "info2", "type": "hvm", "memory": 64, "state": "running"})
     info = run_module("xen_domain_info", {"uri": URI})
     guests = {g["name"]: g for g in info["guests"]}
     first, second = guests[PREFIX + "info1"], guests[PREFIX + "info2"]
@@ -316,6 +355,7 @@ def foreign_domain(conn):
                 dom.destroy()
             dom.undefine()
         image.unlink(missing_ok=True)
+
     remove()
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(image), "1M"], check=True)
     conn.defineXML(f"""<domain type='qemu'><name>{N0}</name><memory unit='MiB'>64</memory>
@@ -333,9 +373,10 @@ def test_a_hand_made_domain_is_left_alone_until_adopted(conn, foreign_domain):
     nor, through teardown's remove_disks, undefines it and deletes its image - until the play adopts it."""
     image = foreign_domain
     before = conn.lookupByName(N0).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    attempts = [("xen_domain", {"name": N0, "memory": 64}),  # would drop its disk and vif
-                ("xen_guests", {"guests": [{"name": N0, "state": "absent", "force_stop": True,
-                                            "remove_disks": True}]})]
+    attempts = [
+        ("xen_domain", {"name": N0, "memory": 64}),  # would drop its disk and vif
+        ("xen_guests", {"guests": [{"name": N0, "state": "absent", "force_stop": True, "remove_disks": True}]}),
+    ]
     for module, params in attempts:
         for check in (True, False):
             result = run_module(module, dict(params, uri=URI), check=check)

@@ -26,8 +26,7 @@ libvirt = pytest.importorskip("libvirt")
 URI = "qemu:///system"
 PREFIX = "lcfgtest-grp-"
 WORK = Path("/var/lib/lcfg-xen/test/lcfgtest-grp")
-MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-           "virtio_balloon")
+MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_balloon")
 INIT = """#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 for m in {modules}; do /bin/busybox insmod /lib/modules/$m.ko; done
@@ -40,7 +39,7 @@ def _kernel() -> tuple[str, str]:
     kernels = sorted(glob.glob("/boot/vmlinuz-*"))
     if not kernels or not os.path.exists("/bin/busybox"):
         pytest.skip("needs a Debian kernel in /boot and busybox-static")
-    version = os.path.basename(kernels[-1])[len("vmlinuz-"):]
+    version = os.path.basename(kernels[-1])[len("vmlinuz-") :]
     return kernels[-1], version
 
 
@@ -60,8 +59,13 @@ def _build_initramfs(dest: Path, version: str) -> None:
     init.write_text(INIT.format(modules=" ".join(MODULES)))
     init.chmod(0o755)
     names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-    data = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
-                          input="\n".join(names).encode(), capture_output=True, check=True).stdout
+    data = subprocess.run(
+        ["cpio", "-o", "-H", "newc", "--quiet"],
+        cwd=root,
+        input="\n".join(names).encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
     with gzip.open(dest, "wb") as handle:
         handle.write(data)
     shutil.rmtree(root)
@@ -97,9 +101,18 @@ def boot_files():
 
 
 def _spec(name: str, boot_files, memory=128, maxmem=256, vcpus=1, maxvcpus=2) -> dict:
-    return {"name": name, "type": "pv", "memory": memory, "maxmem": maxmem, "vcpus": vcpus,
-            "maxvcpus": maxvcpus, "kernel": boot_files[0], "ramdisk": boot_files[1],
-            "cmdline": "console=ttyS0 quiet panic=-1", "state": "running"}
+    return {
+        "name": name,
+        "type": "pv",
+        "memory": memory,
+        "maxmem": maxmem,
+        "vcpus": vcpus,
+        "maxvcpus": maxvcpus,
+        "kernel": boot_files[0],
+        "ramdisk": boot_files[1],
+        "cmdline": "console=ttyS0 quiet panic=-1",
+        "state": "running",
+    }
 
 
 def _live_mib(conn, name: str) -> int:
@@ -229,8 +242,8 @@ def _inventory(tmp_path: Path, boot_files, memory: int) -> Path:
     (tmp_path / "profiles" / "lcfgtest-grp-hv").write_text(PROFILE.format(guests=guests, memory=memory))
     (tmp_path / "group_vars").mkdir(exist_ok=True)
     (tmp_path / "group_vars" / "xen_hypervisors.yml").write_text(
-        "ansible_connection: local\nansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n"
-        f"xen_uri: {URI}\n")
+        f'ansible_connection: local\nansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"\nxen_uri: {URI}\n'
+    )
     config = tmp_path / "site.lcfg.yml"
     config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\nstrict: true\n")
     return config
@@ -245,8 +258,7 @@ def test_rolling_playbook_applies_a_new_group_memory_without_restart(conn, membe
     assert "live: nothing" in first.stdout
 
     inventory = _inventory(tmp_path, boot_files, memory=176)
-    second = run_playbook(ROOT / "playbooks" / "rolling.yml", "--limit", "lcfgtestgrp", "-v",
-                          inventory=inventory)
+    second = run_playbook(ROOT / "playbooks" / "rolling.yml", "--limit", "lcfgtestgrp", "-v", inventory=inventory)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
     for name in members:
         if BALLOON["up"]:
@@ -255,4 +267,4 @@ def test_rolling_playbook_applies_a_new_group_memory_without_restart(conn, membe
         assert dom.ID() == ids[name], "the member was restarted"
         assert "<currentMemory unit='KiB'>180224</currentMemory>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         assert f"{name}: running, 176 MiB, 1 VCPUs; live: memory" in second.stdout
-    assert "changed=1" in second.stdout[second.stdout.index("PLAY RECAP"):]
+    assert "changed=1" in second.stdout[second.stdout.index("PLAY RECAP") :]

@@ -49,18 +49,42 @@ def four_steps(params: dict) -> dict:
 
 def hostvar(index: int) -> dict:
     """A guest as the lcfg inventory's xen_domain hostvar gives it (every key present)."""
-    return {"name": f"{PREFIX}{index}", "uuid": None, "type": "hvm", "memory": 64, "maxmem": 64,
-            "vcpus": 1, "maxvcpus": 1, "cpus": None, "autostart": index % 2 == 0,
-            "disks": [], "vifs": [{"tag": "eth0", "mac": None, "ip": f"192.0.2.{10 + index}", "nettype": "nat",
-                                   "bridge": None, "script": None}],
-            "template": None, "profile_url": None, "partition": None, "groups": ["lcfgtest"]}
+    return {
+        "name": f"{PREFIX}{index}",
+        "uuid": None,
+        "type": "hvm",
+        "memory": 64,
+        "maxmem": 64,
+        "vcpus": 1,
+        "maxvcpus": 1,
+        "cpus": None,
+        "autostart": index % 2 == 0,
+        "disks": [],
+        "vifs": [
+            {
+                "tag": "eth0",
+                "mac": None,
+                "ip": f"192.0.2.{10 + index}",
+                "nettype": "nat",
+                "bridge": None,
+                "script": None,
+            }
+        ],
+        "template": None,
+        "profile_url": None,
+        "partition": None,
+        "groups": ["lcfgtest"],
+    }
 
 
 def test_define_then_start_then_change_some(conn):
     guests = [hostvar(i) for i in range(3)]
     defined = four_steps({"guests": guests})
-    assert [r["actions"] for r in defined["results"]] == [["define", "set_autostart"], ["define"],
-                                                          ["define", "set_autostart"]]
+    assert [r["actions"] for r in defined["results"]] == [
+        ["define", "set_autostart"],
+        ["define"],
+        ["define", "set_autostart"],
+    ]
     for guest in guests:
         dom = conn.lookupByName(guest["name"])
         assert bool(dom.autostart()) is guest["autostart"] and not dom.isActive()
@@ -97,7 +121,12 @@ def test_bad_guest_fails_before_any_change(conn):
 
 def test_removing_all(conn):
     four_steps({"guests": [dict(hostvar(i), vifs=[], state="running") for i in range(2)]})
-    result = four_steps({"guests": [{"name": f"{PREFIX}{i}", "state": "absent", "force_stop": True,
-                                     "shutdown_timeout": 2} for i in range(2)]})
+    result = four_steps(
+        {
+            "guests": [
+                {"name": f"{PREFIX}{i}", "state": "absent", "force_stop": True, "shutdown_timeout": 2} for i in range(2)
+            ]
+        }
+    )
     assert all(r["actions"] == ["stop", "undefine"] for r in result["results"])
     assert not [d for d in conn.listAllDomains(0) if d.name().startswith(PREFIX)]

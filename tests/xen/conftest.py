@@ -99,11 +99,18 @@ class XenLab:
     def ssh(self, command, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         return self.lab.ssh(command, check=check, timeout=timeout)
 
-    def play(self, tasks: list[dict], *, roles: list | None = None, check: bool = False,
-             diff: bool = False, gather_facts: bool = False, timeout: float = 1800) -> PlayResult:
+    def play(
+        self,
+        tasks: list[dict],
+        *,
+        roles: list | None = None,
+        check: bool = False,
+        diff: bool = False,
+        gather_facts: bool = False,
+        timeout: float = 1800,
+    ) -> PlayResult:
         self._count += 1
-        play: dict = {"name": "xen lab", "hosts": "dom0", "gather_facts": gather_facts,
-                      "tasks": tasks}
+        play: dict = {"name": "xen lab", "hosts": "dom0", "gather_facts": gather_facts, "tasks": tasks}
         if roles:
             play["roles"] = roles
         path = self.workdir / f"play{self._count:02d}.json"
@@ -111,35 +118,43 @@ class XenLab:
         # YAML is a superset of JSON: the playbook is written with json.
         path.write_text(json.dumps([play], indent=1))
         env = dict(os.environ)
-        env.update({
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
-            "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
-            "ANSIBLE_CALLBACKS_ENABLED": "lab_results",
-            "LCFG_XEN_LAB_RESULTS": str(results_file),
-            "ANSIBLE_PIPELINING": "1",
-            "ANSIBLE_HOST_KEY_CHECKING": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "0",
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"),
-            "ANSIBLE_TIMEOUT": "60",
-        })
-        cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(self.inventory),
-               str(path)]
+        env.update(
+            {
+                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"),
+                "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
+                "ANSIBLE_CALLBACKS_ENABLED": "lab_results",
+                "LCFG_XEN_LAB_RESULTS": str(results_file),
+                "ANSIBLE_PIPELINING": "1",
+                "ANSIBLE_HOST_KEY_CHECKING": "0",
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"),
+                "ANSIBLE_TIMEOUT": "60",
+            }
+        )
+        cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(self.inventory), str(path)]
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
         # stdin of its own: ssh can leave an inherited stdin non-blocking, which
         # ansible-playbook refuses to start with.
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                              cwd=str(ROOT), check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=str(ROOT),
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         results = json.loads(results_file.read_text()) if results_file.exists() else []
         return PlayResult(proc, results)
 
     def module(self, name: str, params: dict, *, check: bool = False, diff: bool = False) -> dict:
         """Run ``lcfg.xen.<name>`` once on dom0; return its result (``failed`` set on failure)."""
-        result = self.play([{"name": name, f"lcfg.xen.{name}": params, "ignore_errors": True}],
-                           check=check, diff=diff)
+        result = self.play([{"name": name, f"lcfg.xen.{name}": params, "ignore_errors": True}], check=check, diff=diff)
         try:
             return result[name]
         except KeyError:
@@ -152,8 +167,13 @@ class XenLab:
         if proc.returncode != 0:
             return None
         fields = proc.stdout.strip().splitlines()[-1].split()
-        return {"name": fields[0], "id": int(fields[1]), "mem": int(fields[2]),
-                "vcpus": int(fields[3]), "state": fields[4]}
+        return {
+            "name": fields[0],
+            "id": int(fields[1]),
+            "mem": int(fields[2]),
+            "vcpus": int(fields[3]),
+            "state": fields[4],
+        }
 
     def xl_vcpus_online(self, name: str) -> int:
         """The guest's VCPUs that ``xl vcpu-list`` shows online (not state ``-p`` or ``---``)."""
@@ -162,8 +182,7 @@ class XenLab:
 
     def destroy(self, name: str) -> None:
         """Remove a test guest whatever state it is in (fixture finalizers)."""
-        self.ssh(f"virsh -c {URI} destroy {name}; virsh -c {URI} undefine {name}; "
-                 f"xl destroy {name}", check=False)
+        self.ssh(f"virsh -c {URI} destroy {name}; virsh -c {URI} undefine {name}; xl destroy {name}", check=False)
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,10 @@ or xenstore-read, not taken from the module's own report.
 
 from __future__ import annotations
 
-
 import pytest
+from xenlab import GUEST_BOOT_ACCESS, GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
 
 from support import wait_for
-from xenlab import GUEST_BOOT_ACCESS, GUEST_CMDLINE, GUEST_KERNEL, GUEST_RAMDISK, URI
 
 pytestmark = pytest.mark.xen
 
@@ -22,13 +21,23 @@ BOOT_TIMEOUT = 600  # seconds of wall time for a guest's kernel to reach /init u
 
 
 def pv_guest(name: str, **extra) -> dict:
-    params = {"uri": URI, "name": name, "type": "pv", "memory": 128, "maxmem": 256,
-              "vcpus": 1, "maxvcpus": 2, "kernel": GUEST_KERNEL, "ramdisk": GUEST_RAMDISK,
-              "cmdline": GUEST_CMDLINE, "autostart": False, "state": "running", **GUEST_BOOT_ACCESS}
+    params = {
+        "uri": URI,
+        "name": name,
+        "type": "pv",
+        "memory": 128,
+        "maxmem": 256,
+        "vcpus": 1,
+        "maxvcpus": 2,
+        "kernel": GUEST_KERNEL,
+        "ramdisk": GUEST_RAMDISK,
+        "cmdline": GUEST_CMDLINE,
+        "autostart": False,
+        "state": "running",
+        **GUEST_BOOT_ACCESS,
+    }
     params.update(extra)
     return params
-
-
 
 
 def guest_console(xen_lab, name: str) -> str:
@@ -45,16 +54,25 @@ def cleanup(xen_lab):
 
 def test_pv_guest_boots_and_changes_live(xen_lab, cleanup):
     cleanup.append(PV)
-    run = xen_lab.play([
-        {"name": "create", "lcfg.xen.xen_domain": pv_guest(PV)},
-        {"name": "again", "lcfg.xen.xen_domain": pv_guest(PV)},
-        {"name": "predict", "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2),
-         "check_mode": True, "diff": True},
-        {"name": "xl after predict", "ansible.builtin.command": {"argv": ["xl", "list", PV]},
-         "changed_when": False},
-        {"name": "live", "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2)},
-        {"name": "live again", "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2)},
-    ])
+    run = xen_lab.play(
+        [
+            {"name": "create", "lcfg.xen.xen_domain": pv_guest(PV)},
+            {"name": "again", "lcfg.xen.xen_domain": pv_guest(PV)},
+            {
+                "name": "predict",
+                "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2),
+                "check_mode": True,
+                "diff": True,
+            },
+            {
+                "name": "xl after predict",
+                "ansible.builtin.command": {"argv": ["xl", "list", PV]},
+                "changed_when": False,
+            },
+            {"name": "live", "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2)},
+            {"name": "live again", "lcfg.xen.xen_domain": pv_guest(PV, memory=200, vcpus=2)},
+        ]
+    )
     assert run.rc == 0, run.output
 
     created = run["create"]
@@ -80,25 +98,31 @@ def test_pv_guest_boots_and_changes_live(xen_lab, cleanup):
     assert run["live again"]["changed"] is False, run["live again"]
 
     # Xen itself: the balloon target, the VCPUs online, and the guest's own console.
-    target_kib = int(xen_lab.ssh(
-        f"xenstore-read /local/domain/$(xl domid {PV})/memory/target").stdout)
+    target_kib = int(xen_lab.ssh(f"xenstore-read /local/domain/$(xl domid {PV})/memory/target").stdout)
     assert target_kib == 200 * 1024
-    listed = wait_for(lambda: (x := xen_lab.xl_list(PV)) and x["mem"] == 200 and x,
-                      120, "xl list to show 200 MiB", step=5)
+    listed = wait_for(
+        lambda: (x := xen_lab.xl_list(PV)) and x["mem"] == 200 and x, 120, "xl list to show 200 MiB", step=5
+    )
     assert listed["vcpus"] == 2
     assert xen_lab.xl_vcpus_online(PV) == 2
     assert xen_lab.ssh(f"virsh -c {URI} dominfo {PV}").stdout.count("running") == 1
-    console = wait_for(lambda: (c := guest_console(xen_lab, PV)) and "lcfg-xen-lab guest: up" in c
-                       and c, BOOT_TIMEOUT, "the guest's /init on its console", step=5)
+    console = wait_for(
+        lambda: (c := guest_console(xen_lab, PV)) and "lcfg-xen-lab guest: up" in c and c,
+        BOOT_TIMEOUT,
+        "the guest's /init on its console",
+        step=5,
+    )
     assert "lcfg-xen-lab guest: up, 1 cpu(s)" in console
 
 
 def test_autostart_and_removal(xen_lab, cleanup):
     cleanup.append(PV)
-    run = xen_lab.play([
-        {"name": "autostart", "lcfg.xen.xen_domain": pv_guest(PV, autostart=True)},
-        {"name": "autostart again", "lcfg.xen.xen_domain": pv_guest(PV, autostart=True)},
-    ])
+    run = xen_lab.play(
+        [
+            {"name": "autostart", "lcfg.xen.xen_domain": pv_guest(PV, autostart=True)},
+            {"name": "autostart again", "lcfg.xen.xen_domain": pv_guest(PV, autostart=True)},
+        ]
+    )
     assert run.rc == 0, run.output
     assert run["autostart"]["changed"] is True
     assert "set_autostart" in run["autostart"]["actions"]
@@ -107,11 +131,21 @@ def test_autostart_and_removal(xen_lab, cleanup):
     assert any(line.split() == ["Autostart:", "enable"] for line in dominfo.splitlines()), dominfo
     xen_lab.ssh(f"test -e /etc/libvirt/libxl/autostart/{PV}.xml")
 
-    run = xen_lab.play([
-        {"name": "remove", "lcfg.xen.xen_domain": {"uri": URI, "name": PV, "state": "absent",
-                                                   "force_stop": True, "shutdown_timeout": 30}},
-        {"name": "remove again", "lcfg.xen.xen_domain": {"uri": URI, "name": PV, "state": "absent"}},
-    ])
+    run = xen_lab.play(
+        [
+            {
+                "name": "remove",
+                "lcfg.xen.xen_domain": {
+                    "uri": URI,
+                    "name": PV,
+                    "state": "absent",
+                    "force_stop": True,
+                    "shutdown_timeout": 30,
+                },
+            },
+            {"name": "remove again", "lcfg.xen.xen_domain": {"uri": URI, "name": PV, "state": "absent"}},
+        ]
+    )
     assert run.rc == 0, run.output
     assert run["remove"]["changed"] is True
     assert run["remove again"]["changed"] is False
@@ -129,12 +163,22 @@ def test_hvm_guest_is_defined_not_started(xen_lab, cleanup):
     """
     cleanup.append(HVM)
     virt_caps = xen_lab.ssh("xl info | sed -n 's/^virt_caps *: *//p'").stdout.split()
-    params = {"uri": URI, "name": HVM, "type": "hvm", "memory": 256, "maxmem": 256,
-              "vcpus": 1, "maxvcpus": 2, "state": "present"}
-    run = xen_lab.play([
-        {"name": "define", "lcfg.xen.xen_domain": params, "ignore_errors": True},
-        {"name": "again", "lcfg.xen.xen_domain": params, "ignore_errors": True},
-    ])
+    params = {
+        "uri": URI,
+        "name": HVM,
+        "type": "hvm",
+        "memory": 256,
+        "maxmem": 256,
+        "vcpus": 1,
+        "maxvcpus": 2,
+        "state": "present",
+    }
+    run = xen_lab.play(
+        [
+            {"name": "define", "lcfg.xen.xen_domain": params, "ignore_errors": True},
+            {"name": "again", "lcfg.xen.xen_domain": params, "ignore_errors": True},
+        ]
+    )
     defined = HVM in xen_lab.ssh(f"virsh -c {URI} list --all --name").stdout.split()
     if "hvm" not in virt_caps:
         assert run.status("define") == "failed"

@@ -8,13 +8,11 @@ libguestfs appliance) is left out with ``hypervisor_guestfs: false``.
 from __future__ import annotations
 
 import pytest
-
 from xenlab import URI
 
 pytestmark = pytest.mark.xen
 
-ROLE = {"role": "lcfg.xen.hypervisor",
-        "vars": {"hypervisor_uri": URI, "hypervisor_guestfs": False}}
+ROLE = {"role": "lcfg.xen.hypervisor", "vars": {"hypervisor_uri": URI, "hypervisor_guestfs": False}}
 
 
 def test_hypervisor_role_converges(xen_lab):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -48,8 +47,9 @@ def check_items(items: list, spec: dict, option: str) -> list:
             raise ValidationError(where, f"a value the module cannot take ({exc})") from None
         unknown = sorted(result.unsupported_parameters)
         if unknown:
-            raise ValidationError(f"{where}.{unknown[0]}",
-                                  f"unknown option; valid options are {', '.join(sorted(spec))}")
+            raise ValidationError(
+                f"{where}.{unknown[0]}", f"unknown option; valid options are {', '.join(sorted(spec))}"
+            )
         if result.error_messages:
             raise ValidationError(where, result.error_messages[0])
         checked.append(result.validated_parameters)

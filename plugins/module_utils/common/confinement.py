@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -49,7 +48,7 @@ DEFAULT_STORAGE_DIRS = [
 
 DIR_MODE = 0o700
 GROUP_DIR_MODE = 0o710  # with storage_group: the hypervisor's user may pass through, not list
-ANCESTOR_MODE = 0o755   # missing parents above a storage directory, as mkdir -p would make them
+ANCESTOR_MODE = 0o755  # missing parents above a storage directory, as mkdir -p would make them
 
 
 def real_inside(path: str, dirs: list[str]) -> str | None:
@@ -74,8 +73,11 @@ def confine(path: str, dirs: list[str], parameter: str) -> str:
         ) from None
     real = real_inside(normal, dirs)
     if real is None:
-        raise ValidationError(parameter, f"{normal!r} resolves to {os.path.realpath(normal)!r} (through a symbolic "
-                                         f"link), outside the storage directories {', '.join(dirs)}: refused")
+        raise ValidationError(
+            parameter,
+            f"{normal!r} resolves to {os.path.realpath(normal)!r} (through a symbolic "
+            f"link), outside the storage directories {', '.join(dirs)}: refused",
+        )
     return normal
 
 
@@ -106,10 +108,12 @@ def narrow_storage_dirs(play_dirs: list[str], profile_dirs: Any) -> list[str]:
         try:
             narrowed.append(confine(directory, play_dirs, "profile_storage_dirs"))
         except ValidationError as exc:
-            raise ValidationError("profile_storage_dirs",
-                                  f"{exc.message}. A hypervisor profile (xen.storagedirs) may only narrow the "
-                                  "play's storage directories; to allow it, add it to the play's storage_dirs "
-                                  "(guest_storage_dirs)") from None
+            raise ValidationError(
+                "profile_storage_dirs",
+                f"{exc.message}. A hypervisor profile (xen.storagedirs) may only narrow the "
+                "play's storage directories; to allow it, add it to the play's storage_dirs "
+                "(guest_storage_dirs)",
+            ) from None
     return narrowed
 
 

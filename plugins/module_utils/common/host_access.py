@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -29,8 +28,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
@@ -61,8 +61,13 @@ __all__ = [
 #: Bootloaders libxl may run in dom0 without an option: pygrub as Debian's xen-utils
 #: installs it (/usr/lib/xen-<version>/bin/pygrub, /usr/bin/pygrub), as upstream Xen
 #: installs it, and the bare name (libxl looks in its own directory).
-KNOWN_BOOTLOADERS = ("pygrub", "/usr/bin/pygrub", "/usr/lib/xen/bin/pygrub", "/usr/local/lib/xen/bin/pygrub",
-                     "/usr/libexec/xen/bin/pygrub")
+KNOWN_BOOTLOADERS = (
+    "pygrub",
+    "/usr/bin/pygrub",
+    "/usr/lib/xen/bin/pygrub",
+    "/usr/local/lib/xen/bin/pygrub",
+    "/usr/libexec/xen/bin/pygrub",
+)
 _VERSIONED_PYGRUB_RE = re.compile(r"^/usr/lib/xen-[0-9]+\.[0-9]+/bin/pygrub$")
 #: PV kernels that are bootloaders themselves: PV-GRUB2 of Debian's grub-xen-host.
 _KNOWN_BOOT_KERNEL_RE = re.compile(r"^/usr/lib/grub-xen/grub-(i386|x86_64)-xen(_pvh)?\.bin$")
@@ -137,20 +142,23 @@ def _resolved(path: str, roots: tuple, realpath: Callable[[str], str] | None) ->
 
 # --------------------------------------------------------------------------- boot fields
 
+
 def check_bootloader(value: str, where: str, access: HostAccess) -> None:
     """A bootloader runs in dom0: only the known ones unless the play allows its path."""
     if access.allow_host_resources or value in KNOWN_BOOTLOADERS or _VERSIONED_PYGRUB_RE.match(value):
         return
     if value.startswith("/") and _under(os.path.normpath(value), access.allowed_boot_paths):
         return
-    raise ValidationError(where, f"bootloader {value!r} is not a known bootloader (pygrub: "
-                          f"{', '.join(KNOWN_BOOTLOADERS)}, /usr/lib/xen-<version>/bin/pygrub); it would "
-                          "run on the host, so only the play can allow it (allowed_boot_paths or "
-                          "allow_host_resources)")
+    raise ValidationError(
+        where,
+        f"bootloader {value!r} is not a known bootloader (pygrub: "
+        f"{', '.join(KNOWN_BOOTLOADERS)}, /usr/lib/xen-<version>/bin/pygrub); it would "
+        "run on the host, so only the play can allow it (allowed_boot_paths or "
+        "allow_host_resources)",
+    )
 
 
-def check_boot_file(value: str, where: str, access: HostAccess,
-                    realpath: Callable[[str], str] | None = None) -> None:
+def check_boot_file(value: str, where: str, access: HostAccess, realpath: Callable[[str], str] | None = None) -> None:
     """A kernel or ramdisk is read by the host: inside the storage directories, a known
     bootloader kernel (PV-GRUB2), or a path the play allows."""
     if access.allow_host_resources:
@@ -163,10 +171,13 @@ def check_boot_file(value: str, where: str, access: HostAccess,
     if _under(path, dirs):
         return
     shown = value if path == os.path.normpath(value) else f"{value} (-> {path})"
-    raise ValidationError(where, f"{shown} is outside the storage directories "
-                          f"({', '.join(access.storage_dirs) or 'none'}); the host would read it into "
-                          "the guest, so only the play can allow it (allowed_boot_paths or "
-                          "allow_host_resources)")
+    raise ValidationError(
+        where,
+        f"{shown} is outside the storage directories "
+        f"({', '.join(access.storage_dirs) or 'none'}); the host would read it into "
+        "the guest, so only the play can allow it (allowed_boot_paths or "
+        "allow_host_resources)",
+    )
 
 
 def check_bootloader_args(value: str, where: str, access: HostAccess) -> None:
@@ -175,10 +186,13 @@ def check_bootloader_args(value: str, where: str, access: HostAccess) -> None:
         return
     for word in value.split():
         if not _BOOTLOADER_ARG_RE.match(word):
-            raise ValidationError(where, f"bootloader argument {word!r} is not allowed: with a bootloader, "
-                                  "cmdline holds its options and may use --entry=, --kernel=, --ramdisk=, "
-                                  "--args= (one word each) and -q; others choose host files (allow them with "
-                                  "allow_host_resources)")
+            raise ValidationError(
+                where,
+                f"bootloader argument {word!r} is not allowed: with a bootloader, "
+                "cmdline holds its options and may use --entry=, --kernel=, --ramdisk=, "
+                "--args= (one word each) and -q; others choose host files (allow them with "
+                "allow_host_resources)",
+            )
 
 
 def check_vif_script(value: str, where: str, access: HostAccess) -> None:
@@ -186,9 +200,12 @@ def check_vif_script(value: str, where: str, access: HostAccess) -> None:
     (/etc/xen/scripts); a path (or '..') would run any host program."""
     if access.allow_host_resources or re.match(r"^[A-Za-z0-9_.-]+$", value) and value not in (".", ".."):
         return
-    raise ValidationError(where, f"vif script {value!r} is a path; a guest's vif script must be a name from "
-                          "Xen's scripts directory (vif-bridge, vif-nat, vif-route, ...), since it runs on the "
-                          "host; only the play can allow a path (allow_host_resources)")
+    raise ValidationError(
+        where,
+        f"vif script {value!r} is a path; a guest's vif script must be a name from "
+        "Xen's scripts directory (vif-bridge, vif-nat, vif-route, ...), since it runs on the "
+        "host; only the play can allow a path (allow_host_resources)",
+    )
 
 
 def check_lifecycle(extra: dict, where: str, access: HostAccess) -> None:
@@ -199,9 +216,12 @@ def check_lifecycle(extra: dict, where: str, access: HostAccess) -> None:
     for knob in ("on_poweroff", "on_reboot", "on_crash"):
         value = extra.get(knob)
         if isinstance(value, str) and value in _HOST_VALUE_REASONS:
-            raise ValidationError(f"{where}.{knob}", f"{value!r} is refused: it {_HOST_VALUE_REASONS[value]}; "
-                                  "use destroy, restart, preserve or rename-restart, or the play allows it "
-                                  "(allow_host_resources)")
+            raise ValidationError(
+                f"{where}.{knob}",
+                f"{value!r} is refused: it {_HOST_VALUE_REASONS[value]}; "
+                "use destroy, restart, preserve or rename-restart, or the play allows it "
+                "(allow_host_resources)",
+            )
 
 
 # --------------------------------------------------------------------------- extra.xml
@@ -238,8 +258,12 @@ class _Rule:
 
 
 _FREE = _Rule(subtree=True)
-_ADDRESSING = {"address": _FREE, "alias": _Rule(attrs={"name": ANY}), "acpi": _Rule(attrs={"index": ANY}),
-               "boot": _Rule(attrs={"order": ANY})}
+_ADDRESSING = {
+    "address": _FREE,
+    "alias": _Rule(attrs={"name": ANY}),
+    "acpi": _Rule(attrs={"index": ANY}),
+    "boot": _Rule(attrs={"order": ANY}),
+}
 _VIRTIO_DRIVER = _Rule(attrs={"iommu": ANY, "ats": ANY, "packed": ANY, "page_per_vq": ANY})
 _VIRTIO_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional")
 
@@ -252,42 +276,91 @@ _PTY_TARGET = _Rule(attrs={"type": ANY, "port": ANY}, children={"model": _Rule(a
 
 #: the devices a profile may add: emulated hardware inside the guest, no host resource
 _GUEST_DEVICES = {
-    "rng": _device({"model": _VIRTIO_MODELS},
-                   backend=_Rule(attrs={"model": ("random",)}, text=("",) + RNG_SOURCES),
-                   rate=_Rule(attrs={"period": ANY, "bytes": ANY}), driver=_VIRTIO_DRIVER),
+    "rng": _device(
+        {"model": _VIRTIO_MODELS},
+        backend=_Rule(attrs={"model": ("random",)}, text=("",) + RNG_SOURCES),
+        rate=_Rule(attrs={"period": ANY, "bytes": ANY}),
+        driver=_VIRTIO_DRIVER,
+    ),
     # not action='dump': a guest that trips its watchdog in a loop fills the host's disk
     "watchdog": _device({"model": ANY, "action": ("reset", "shutdown", "poweroff", "pause", "none", "inject-nmi")}),
-    "memballoon": _device({"model": _VIRTIO_MODELS + ("xen", "none"), "autodeflate": ANY,
-                           "freePageReporting": ANY},
-                          stats=_Rule(attrs={"period": ANY}), driver=_VIRTIO_DRIVER),
-    "video": _device({}, model=_Rule(
-        attrs={"type": ("vga", "cirrus", "vmvga", "qxl", "virtio", "bochs", "ramfb", "none", "xen", "gop"),
-               "vram": _VIDEO_KIB_RE, "ram": _VIDEO_KIB_RE, "vgamem": _VIDEO_KIB_RE, "vram64": _VIDEO_KIB_RE,
-               "heads": ANY, "primary": ANY},
-        children={"acceleration": _Rule(attrs={"accel3d": ANY, "accel2d": ANY}),
-                  "resolution": _Rule(attrs={"x": ANY, "y": ANY})}),
-        driver=_Rule(attrs={"vgaconf": ANY, "iommu": ANY, "ats": ANY, "packed": ANY})),
-    "input": _device({"type": ("mouse", "tablet", "keyboard"), "bus": ("ps2", "usb", "virtio", "xen"),
-                      "model": ANY}, driver=_VIRTIO_DRIVER),
+    "memballoon": _device(
+        {"model": _VIRTIO_MODELS + ("xen", "none"), "autodeflate": ANY, "freePageReporting": ANY},
+        stats=_Rule(attrs={"period": ANY}),
+        driver=_VIRTIO_DRIVER,
+    ),
+    "video": _device(
+        {},
+        model=_Rule(
+            attrs={
+                "type": ("vga", "cirrus", "vmvga", "qxl", "virtio", "bochs", "ramfb", "none", "xen", "gop"),
+                "vram": _VIDEO_KIB_RE,
+                "ram": _VIDEO_KIB_RE,
+                "vgamem": _VIDEO_KIB_RE,
+                "vram64": _VIDEO_KIB_RE,
+                "heads": ANY,
+                "primary": ANY,
+            },
+            children={
+                "acceleration": _Rule(attrs={"accel3d": ANY, "accel2d": ANY}),
+                "resolution": _Rule(attrs={"x": ANY, "y": ANY}),
+            },
+        ),
+        driver=_Rule(attrs={"vgaconf": ANY, "iommu": ANY, "ats": ANY, "packed": ANY}),
+    ),
+    "input": _device(
+        {"type": ("mouse", "tablet", "keyboard"), "bus": ("ps2", "usb", "virtio", "xen"), "model": ANY},
+        driver=_VIRTIO_DRIVER,
+    ),
     "sound": _device({"model": ANY}, codec=_Rule(attrs={"type": ANY})),
     "serial": _device({"type": ("pty",)}, target=_PTY_TARGET),
     "console": _device({"type": ("pty",)}, target=_PTY_TARGET),
     # a guest agent channel: libvirt puts the socket in its own directory, named by the
     # target name, so the name is one plain file name (``../`` would place it anywhere)
-    "channel": _device({"type": ("pty", "unix")}, source=_Rule(attrs={"mode": ("bind",)}),
-                       target=_Rule(attrs={"type": ("virtio", "xen"), "name": _CHANNEL_NAME_RE})),
+    "channel": _device(
+        {"type": ("pty", "unix")},
+        source=_Rule(attrs={"mode": ("bind",)}),
+        target=_Rule(attrs={"type": ("virtio", "xen"), "name": _CHANNEL_NAME_RE}),
+    ),
     "controller": _FREE,
     "panic": _device({"model": ANY}),
     "hub": _device({"type": ("usb",)}),
     "iommu": _FREE,
-    "tpm": _device({"model": ANY}, backend=_Rule(
-        attrs={"type": ("emulator",), "version": ANY, "persistent_state": ANY},
-        children={"active_pcr_banks": _FREE})),
+    "tpm": _device(
+        {"model": ANY},
+        backend=_Rule(
+            attrs={"type": ("emulator",), "version": ANY, "persistent_state": ANY}, children={"active_pcr_banks": _FREE}
+        ),
+    ),
 }
 
-_FEATURES = ("acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm", "pvspinlock", "gic",
-             "ioapic", "smm", "vmport", "htm", "nested-hv", "vmcoreinfo", "msrs", "hpt", "ccf-assist",
-             "cfpc", "sbbc", "ibs", "async-teardown", "ras", "ps2")  # not tcg: see _HOST_REASONS
+_FEATURES = (
+    "acpi",
+    "apic",
+    "pae",
+    "hap",
+    "viridian",
+    "privnet",
+    "hyperv",
+    "kvm",
+    "pvspinlock",
+    "gic",
+    "ioapic",
+    "smm",
+    "vmport",
+    "htm",
+    "nested-hv",
+    "vmcoreinfo",
+    "msrs",
+    "hpt",
+    "ccf-assist",
+    "cfpc",
+    "sbbc",
+    "ibs",
+    "async-teardown",
+    "ras",
+    "ps2",
+)  # not tcg: see _HOST_REASONS
 # not coredump-*: every crash would write the guest's memory to the host's disk
 _LIFECYCLE = ("destroy", "restart", "preserve", "rename-restart")
 
@@ -296,39 +369,62 @@ GUEST_XML: dict = {
     # <features><xen> is left out: its passthrough and e820_host reach host devices
     "features": _Rule(children={name: _FREE for name in _FEATURES}),
     "clock": _FREE,
-    "cpu": _Rule(attrs={"mode": ("custom", "host-model", "host-passthrough", "maximum"), "match": ANY,
-                        "check": ANY, "migratable": ANY},
-                 children={name: _FREE for name in (
-                     "model", "vendor", "topology", "feature", "cache", "numa", "maxphysaddr")}),
+    "cpu": _Rule(
+        attrs={
+            "mode": ("custom", "host-model", "host-passthrough", "maximum"),
+            "match": ANY,
+            "check": ANY,
+            "migratable": ANY,
+        },
+        children={name: _FREE for name in ("model", "vendor", "topology", "feature", "cache", "numa", "maxphysaddr")},
+    ),
     "on_poweroff": _Rule(text=_LIFECYCLE),
     "on_reboot": _Rule(text=_LIFECYCLE),
     "on_crash": _Rule(text=_LIFECYCLE),
     "pm": _FREE,
     "description": _Rule(text=ANY),
     "title": _Rule(text=ANY),
-    "sysinfo": _Rule(attrs={"type": ("smbios",)}, children={name: _FREE for name in (
-        "bios", "system", "baseBoard", "chassis", "processor", "memory", "oemStrings")}),
+    "sysinfo": _Rule(
+        attrs={"type": ("smbios",)},
+        children={
+            name: _FREE for name in ("bios", "system", "baseBoard", "chassis", "processor", "memory", "oemStrings")
+        },
+    ),
     "devices": _Rule(children=_GUEST_DEVICES),
 }
 
 #: why the usual host-reaching elements are refused (the rest: "not in the allow-list")
 _HOST_REASONS = {
-    "hostdev": "passes a host device through", "disk": "attaches a host file or block device (use disks)",
-    "filesystem": "shares a host directory", "interface": "connects to the host's network (use vifs)",
-    "shmem": "shares host memory", "redirdev": "redirects a USB device from the host or network",
-    "smartcard": "uses the host's smartcard or a host channel", "graphics": "listens on the host",
-    "emulator": "runs a host program", "seclabel": "changes the guest's confinement on the host",
-    "audio": "writes to or plays on the host", "vsock": "opens a channel to host processes",
-    "parallel": "uses a host character device", "lease": "takes a host lock file",
-    "memoryBacking": "maps host memory or files", "bootloader": "runs a program on the host",
-    "bootloader_args": "chooses the bootloader's host files", "crypto": "uses the host's crypto device",
-    "qemu:commandline": "runs host commands", "cputune": "pins to host CPUs (use cpus)",
-    "numatune": "binds to host NUMA nodes", "blkiotune": "tunes host block devices",
-    "resource": "places the guest in host cgroups", "perf": "reads host perf counters",
+    "hostdev": "passes a host device through",
+    "disk": "attaches a host file or block device (use disks)",
+    "filesystem": "shares a host directory",
+    "interface": "connects to the host's network (use vifs)",
+    "shmem": "shares host memory",
+    "redirdev": "redirects a USB device from the host or network",
+    "smartcard": "uses the host's smartcard or a host channel",
+    "graphics": "listens on the host",
+    "emulator": "runs a host program",
+    "seclabel": "changes the guest's confinement on the host",
+    "audio": "writes to or plays on the host",
+    "vsock": "opens a channel to host processes",
+    "parallel": "uses a host character device",
+    "lease": "takes a host lock file",
+    "memoryBacking": "maps host memory or files",
+    "bootloader": "runs a program on the host",
+    "bootloader_args": "chooses the bootloader's host files",
+    "crypto": "uses the host's crypto device",
+    "qemu:commandline": "runs host commands",
+    "cputune": "pins to host CPUs (use cpus)",
+    "numatune": "binds to host NUMA nodes",
+    "blkiotune": "tunes host block devices",
+    "resource": "places the guest in host cgroups",
+    "perf": "reads host perf counters",
     "tcg": "sizes QEMU's translation cache in host memory, beyond the guest's memory",
 }
-_EXTRA_HINT = ("a profile's extra.xml may hold only guest-side elements ({allowed}; see docs/domains.md); "
-               "the hypervisor admin can allow anything with trusted_extra_xml or allow_host_resources")
+_EXTRA_HINT = (
+    "a profile's extra.xml may hold only guest-side elements ({allowed}; see docs/domains.md); "
+    "the hypervisor admin can allow anything with trusted_extra_xml or allow_host_resources"
+)
 
 
 def _describe(element: Any) -> str:
@@ -348,8 +444,13 @@ def _rule_for(element: Any, rules: dict, where: str, path: list[str]) -> _Rule:
     """The rule of ``element`` among ``rules``; refuses foreign namespaces and unlisted names."""
     name = etree.QName(element).localname
     if etree.QName(element).namespace:
-        _refuse(where, path, "is in a foreign XML namespace (" + _HOST_REASONS.get(
-            f"{element.prefix}:{name}", "not libvirt's own domain XML") + ")")
+        _refuse(
+            where,
+            path,
+            "is in a foreign XML namespace ("
+            + _HOST_REASONS.get(f"{element.prefix}:{name}", "not libvirt's own domain XML")
+            + ")",
+        )
     rule = rules.get(name)
     if rule is None:
         reason = _HOST_REASONS.get(name, "is not in the allow-list")
@@ -373,8 +474,12 @@ def _check_element(element: Any, rule: _Rule, where: str, path: list[str]) -> No
         allowed = rule.attrs[key]
         if isinstance(allowed, re.Pattern):
             if not allowed.match(value):
-                _refuse(where, path, f"may not set {key}={value!r} (one plain name of letters, digits, "
-                        "'_.-', no '..': libvirt makes a host file of it)")
+                _refuse(
+                    where,
+                    path,
+                    f"may not set {key}={value!r} (one plain name of letters, digits, "
+                    "'_.-', no '..': libvirt makes a host file of it)",
+                )
         elif allowed is not ANY and value not in allowed:
             if value in _HOST_VALUE_REASONS:
                 _refuse(where, path, f"may not set {key}={value!r}: it {_HOST_VALUE_REASONS[value]}")
@@ -415,23 +520,29 @@ def safe_fragment(text: str) -> Any:
 
 # --------------------------------------------------------------------------- whole spec
 
-def check_disk_access(disk: dict, where: str, access: HostAccess,
-                      realpath: Callable[[str], str] | None = None) -> None:
+
+def check_disk_access(disk: dict, where: str, access: HostAccess, realpath: Callable[[str], str] | None = None) -> None:
     """A ``phy`` disk is a host block device: only one the play allows; an image lies inside
     the storage directories."""
     if access.allow_host_resources:
         return
     if disk.get("type") == "phy":
         if not _under(os.path.normpath(disk["path"]), access.allowed_block_devices):
-            raise ValidationError(where, f"{disk['path']} is a host block device; only the play can give one "
-                                  "to a guest (allowed_block_devices or allow_host_resources)")
+            raise ValidationError(
+                where,
+                f"{disk['path']} is a host block device; only the play can give one "
+                "to a guest (allowed_block_devices or allow_host_resources)",
+            )
         return
     path, dirs = _resolved(disk["path"], access.storage_dirs, realpath)
     if not _under(path, dirs):
         shown = disk["path"] if path == os.path.normpath(disk["path"]) else f"{disk['path']} (-> {path})"
-        raise ValidationError(where, f"disk image {shown} is outside the storage directories "
-                              f"({', '.join(access.storage_dirs) or 'none'}); add the directory to "
-                              "storage_dirs or use allow_host_resources")
+        raise ValidationError(
+            where,
+            f"disk image {shown} is outside the storage directories "
+            f"({', '.join(access.storage_dirs) or 'none'}); add the directory to "
+            "storage_dirs or use allow_host_resources",
+        )
 
 
 def narrowed_access(access: HostAccess, profile_dirs: list | tuple | None) -> HostAccess:
@@ -442,15 +553,18 @@ def narrowed_access(access: HostAccess, profile_dirs: list | tuple | None) -> Ho
         return access
     for directory in profile_dirs:
         if not _under(os.path.normpath(directory), access.storage_dirs):
-            raise ValueError(f"{directory} is not inside the play's storage directories "
-                             f"({', '.join(access.storage_dirs)}): a hypervisor profile may only narrow them; "
-                             "the admin widens them with storage_dirs (inventory option host_access, role "
-                             "variable guest_storage_dirs)")
+            raise ValueError(
+                f"{directory} is not inside the play's storage directories "
+                f"({', '.join(access.storage_dirs)}): a hypervisor profile may only narrow them; "
+                "the admin widens them with storage_dirs (inventory option host_access, role "
+                "variable guest_storage_dirs)"
+            )
     return replace(access, storage_dirs=tuple(os.path.normpath(d) for d in profile_dirs))
 
 
-def check_guest_access(spec: dict, access: HostAccess, prefix: str = "",
-                       realpath: Callable[[str], str] | None = None) -> None:
+def check_guest_access(
+    spec: dict, access: HostAccess, prefix: str = "", realpath: Callable[[str], str] | None = None
+) -> None:
     """Refuse the parts of a validated guest spec that reach the host beyond what ``access``
     allows. ``realpath`` resolves symlinks (given when the module runs on the hypervisor)."""
     if access.allow_host_resources:
@@ -489,8 +603,11 @@ def _extra_fragments(text: str) -> list:
             wrapper = etree.fromstring(f"<extra>{stripped}</extra>".encode(), etree.XMLParser(resolve_entities=False))
         except etree.XMLSyntaxError:
             return [stripped]  # safe_fragment names the problem
-        return [etree.tostring(child, encoding="unicode", with_tail=False) for child in wrapper
-                if isinstance(child.tag, str)]
+        return [
+            etree.tostring(child, encoding="unicode", with_tail=False)
+            for child in wrapper
+            if isinstance(child.tag, str)
+        ]
     if stripped.startswith("{"):
         try:
             value = json.loads(stripped)
@@ -519,8 +636,11 @@ def profile_value_problem(field_name: str, value: Any, access: HostAccess | None
             check_bootloader_args(str(value), "cmdline", access)
         elif field_name in ("kernel", "ramdisk"):
             check_boot_file(str(value), field_name, access)
-        elif field_name == "extra" and etree is not None and not (access.trusted_extra_xml
-                                                                  or access.allow_host_resources):
+        elif (
+            field_name == "extra"
+            and etree is not None
+            and not (access.trusted_extra_xml or access.allow_host_resources)
+        ):
             for index, text in enumerate(_extra_fragments(str(value))):
                 try:
                     element = safe_fragment(text)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -15,12 +14,11 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Optional, Tuple
 
 __all__ = ["optional_import"]
 
 
-def optional_import(name: str) -> Tuple[Optional[ModuleType], Optional[ImportError]]:
+def optional_import(name: str) -> tuple[ModuleType | None, ImportError | None]:
     """Import the module ``name`` (dotted, e.g. ``lxml.etree``); never raise ImportError."""
     try:
         return importlib.import_module(name), None

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -10,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import LibvirtFailure, NotFound
+from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 
 libvirt = optional_import("libvirt")[0]
 HAS_LIBVIRT = libvirt is not None

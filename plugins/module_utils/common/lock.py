@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -29,13 +28,20 @@ import os
 import stat
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import safe_name
 
-__all__ = ["LOCK_TIMEOUT", "LOCK_ARGSPEC", "lock_directory", "open_lock_file", "flock_by", "lock_keys",
-           "hypervisor_lock"]
+__all__ = [
+    "LOCK_TIMEOUT",
+    "LOCK_ARGSPEC",
+    "lock_directory",
+    "open_lock_file",
+    "flock_by",
+    "lock_keys",
+    "hypervisor_lock",
+]
 
 # Long enough for another run's slowest call (a template clone) to finish.
 LOCK_TIMEOUT = 600
@@ -55,8 +61,11 @@ def lock_directory(directory: str | None = None) -> str:
     """
     uid = os.geteuid()
     if directory is None:
-        directory = "/run/lcfg-xen" if uid == 0 and os.path.isdir("/run") else \
-            os.path.join(tempfile.gettempdir(), f"lcfg-xen-{uid}")
+        directory = (
+            "/run/lcfg-xen"
+            if uid == 0 and os.path.isdir("/run")
+            else os.path.join(tempfile.gettempdir(), f"lcfg-xen-{uid}")
+        )
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:
@@ -65,8 +74,10 @@ def lock_directory(directory: str | None = None) -> str:
         raise XenError(f"cannot create the lock directory {directory}: {exc.strerror}") from None
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
-        raise XenError(f"lock directory {directory} is not a private directory of uid {uid} (it is a link, "
-                       "belongs to someone else or is open to others): remove it and run again")
+        raise XenError(
+            f"lock directory {directory} is not a private directory of uid {uid} (it is a link, "
+            "belongs to someone else or is open to others): remove it and run again"
+        )
     return directory
 
 
@@ -103,9 +114,11 @@ def _holder(fd: int) -> str:
     try:
         data = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "null")
         since = float(data["since"])
-        return (f"pid {int(data['pid'])} ({str(data['module'])[:100]}, started "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since))}, "
-                f"{max(0.0, time.time() - since):.0f} s ago)")
+        return (
+            f"pid {int(data['pid'])} ({str(data['module'])[:100]}, started "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since))}, "
+            f"{max(0.0, time.time() - since):.0f} s ago)"
+        )
     except (ValueError, TypeError, KeyError, OSError):
         return "a process that has not said who it is yet"
 
@@ -136,8 +149,10 @@ def _acquire(path: str, key: str, timeout: float, module: str, deadline: float) 
     fd = open_lock_file(path, "")
     try:
         if not flock_by(fd, deadline):
-            raise Conflict(f"another run has held the lock on hypervisor {key} for more than {timeout:g} s: "
-                           f"{_holder(fd)} (lock file {path}); let it finish and run again, or raise lock_timeout")
+            raise Conflict(
+                f"another run has held the lock on hypervisor {key} for more than {timeout:g} s: "
+                f"{_holder(fd)} (lock file {path}); let it finish and run again, or raise lock_timeout"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "module": module, "since": time.time()}).encode(), 0)
         return fd
@@ -147,8 +162,9 @@ def _acquire(path: str, key: str, timeout: float, module: str, deadline: float) 
 
 
 @contextlib.contextmanager
-def hypervisor_lock(keys: list, module: str, timeout: float = LOCK_TIMEOUT,
-                    directory: str | None = None) -> Iterator[dict]:
+def hypervisor_lock(
+    keys: list, module: str, timeout: float = LOCK_TIMEOUT, directory: str | None = None
+) -> Iterator[dict]:
     """Hold the locks named ``keys`` (see ``lock_keys``) for the ``with`` block; wait at most
     ``timeout`` seconds in all. Yields ``{"waited": seconds}`` (how long the call queued)."""
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 <= timeout <= 86400:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -31,7 +30,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ansible.module_utils import basic
 from ansible.module_utils.basic import missing_required_lib
@@ -73,8 +73,11 @@ def misshapen(params: Any, spec: dict, prefix: str = "") -> Iterator[str]:
         path = f"{prefix}{key}"
         if value is None or not option.get("options"):
             continue
-        items = [(path, value)] if option.get("type") == "dict" else (
-            [(f"{path}[{index}]", item) for index, item in enumerate(value)] if isinstance(value, list) else [])
+        items = (
+            [(path, value)]
+            if option.get("type") == "dict"
+            else ([(f"{path}[{index}]", item) for index, item in enumerate(value)] if isinstance(value, list) else [])
+        )
         for where, item in items:
             if isinstance(item, dict):
                 yield from misshapen(item, option["options"], f"{where}.")
@@ -110,10 +113,14 @@ class AnsibleModule(basic.AnsibleModule):  # pylint: disable=too-few-public-meth
             super().__init__(*args, **kwargs)
         except (ValueError, TypeError, OverflowError, UnicodeError, RecursionError) as exc:
             spec = kwargs.get("argument_spec") or {}
-            names = [f"{path}: {problem}" for path, problem in _odd_values(raw, "")] or [
-                f"{path}: must be a dict" for path in misshapen(raw, spec)] or [
-                f"{key}: a value the module cannot take ({type(exc).__name__}: {str(exc)[:200]})"
-                for key in _culprits(raw, spec)]
+            names = (
+                [f"{path}: {problem}" for path, problem in _odd_values(raw, "")]
+                or [f"{path}: must be a dict" for path in misshapen(raw, spec)]
+                or [
+                    f"{key}: a value the module cannot take ({type(exc).__name__}: {str(exc)[:200]})"
+                    for key in _culprits(raw, spec)
+                ]
+            )
             _fail_early(names[0] if names else f"invalid module arguments ({type(exc).__name__}: {str(exc)[:200]})")
 
 
@@ -148,8 +155,7 @@ def module_lock(module: Any, local_commands: bool = False) -> Any:
     if not name or name.endswith(".py"):  # not run by Ansible: it names the task's module
         main = getattr(sys.modules.get("__main__"), "__file__", None) or "module"
         name = "lcfg.xen." + os.path.splitext(os.path.basename(main))[0]
-    return hypervisor_lock(lock_keys(params.get("uri"), local_commands), name,
-                           params.get("lock_timeout", LOCK_TIMEOUT))
+    return hypervisor_lock(lock_keys(params.get("uri"), local_commands), name, params.get("lock_timeout", LOCK_TIMEOUT))
 
 
 def _locked(module: Any, func: Callable[[], dict], local_commands: bool = False) -> dict:
@@ -179,8 +185,9 @@ def _cleaned(module: Any, result: dict) -> dict:
     return result
 
 
-def run_module(module: Any, func: Callable[[], dict], prefix: str = "", lock: bool = False,
-               local_commands: bool = False) -> None:
+def run_module(
+    module: Any, func: Callable[[], dict], prefix: str = "", lock: bool = False, local_commands: bool = False
+) -> None:
     """Run ``func`` and end the module with its result (see the module docstring)."""
     try:
         result = _locked(module, func, local_commands) if lock else func()

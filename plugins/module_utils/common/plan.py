@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -17,12 +16,13 @@ mode walks the same steps as the real run.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Tuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["Step", "run_steps"]
 
 # step(run, state) -> (changed, state after the step)
-Step = Callable[[Any, Any], Tuple[bool, Any]]
+Step = Callable[[Any, Any], tuple[bool, Any]]
 
 
 def run_steps(steps: Iterable[Step], run: Any, state: Any) -> tuple[bool, Any]:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -25,17 +24,24 @@ success and on failure (a XenError's result fields).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["object_result", "list_result"]
 
 
-def object_result(name: str, actions: Iterable[str], pending_restart: bool = False,
-                  changed: bool | None = None, **fields: Any) -> dict:
+def object_result(
+    name: str, actions: Iterable[str], pending_restart: bool = False, changed: bool | None = None, **fields: Any
+) -> dict:
     """The result of one object. ``changed`` defaults to ``bool(actions)``."""
     actions = list(actions)
-    return dict(fields, name=name, changed=bool(actions) if changed is None else changed,
-                actions=actions, pending_restart=[name] if pending_restart else [])
+    return dict(
+        fields,
+        name=name,
+        changed=bool(actions) if changed is None else changed,
+        actions=actions,
+        pending_restart=[name] if pending_restart else [],
+    )
 
 
 def list_result(results: list[dict], **fields: Any) -> dict:

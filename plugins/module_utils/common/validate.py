@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -85,9 +84,7 @@ def valid_guest_name(value: str) -> str:
 def valid_uuid(value: str) -> str:
     text = str(value).strip().lower()
     if not _UUID_RE.match(text):
-        raise ValueError(
-            f"invalid UUID {value!r}: expected 8-4-4-4-12 hexadecimal digits"
-        )
+        raise ValueError(f"invalid UUID {value!r}: expected 8-4-4-4-12 hexadecimal digits")
     return text
 
 
@@ -130,9 +127,7 @@ def parse_bool(value: object) -> bool:
 def canonical_guest_type(value: str) -> str:
     key = str(value).strip().lower()
     if key not in TYPE_ALIASES:
-        raise ValueError(
-            f"unknown guest type {value!r}: use one of pv (also paravm, para), hvm, pvh"
-        )
+        raise ValueError(f"unknown guest type {value!r}: use one of pv (also paravm, para), hvm, pvh")
     return TYPE_ALIASES[key]
 
 
@@ -146,8 +141,7 @@ def parse_cpuset(value: str) -> str:
         low, _sep, high = item.lstrip("^").partition("-")
         # length first: int() of a 5,000-digit number is itself slow
         if max(len(low), len(high)) > 5 or max(int(low), int(high or low)) >= MAX_CPUS:
-            raise ValueError(f"CPU number in {item[:20]!r} out of range: "
-                             f"CPUs are numbered 0 to {MAX_CPUS - 1}")
+            raise ValueError(f"CPU number in {item[:20]!r} out of range: CPUs are numbered 0 to {MAX_CPUS - 1}")
         if high and int(low) > int(high):
             raise ValueError(f"invalid CPU range {item!r} in {value!r}")
     return text
@@ -169,8 +163,7 @@ def valid_disk_name(value: str) -> str:
     text = str(value)
     if not text or "/" in text or ".." in text or text.startswith(".") or "\0" in text:
         raise ValueError(
-            f"invalid disk name {value!r}: a disk name may not be empty, contain '/' or '..', "
-            "or start with '.'"
+            f"invalid disk name {value!r}: a disk name may not be empty, contain '/' or '..', or start with '.'"
         )
     return text
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -124,8 +123,10 @@ def _inject(run: DiskRun, injection: Injection) -> None:
     except XenError as exc:
         damaged = image_problems(injection.path, injection.format)
         found = f" The clone itself is damaged: {'; '.join(damaged)}." if damaged else ""
-        raise XenError(f"cannot write the LCFG settings into the clone of {injection.template}: "
-                       f"{exc.message}.{found} Nothing was created at {run.plan.path}") from exc
+        raise XenError(
+            f"cannot write the LCFG settings into the clone of {injection.template}: "
+            f"{exc.message}.{found} Nothing was created at {run.plan.path}"
+        ) from exc
     run.injection = {"seconds": timing["seconds"], "launch_seconds": timing["launch_seconds"]}
     run.warnings.extend(timing["notes"])
 
@@ -142,8 +143,9 @@ def ensure_named(run: DiskRun, image: dict[str, Any]) -> tuple[bool, dict[str, A
 def _check_and_name(run: DiskRun, new: NewImage) -> None:
     damaged = image_problems(new.path, new.format, new.size if new.format == "raw" else None)
     if damaged:  # a clone that does not check out never takes its final name
-        raise XenError(f"the new image {new.path} failed its check: {'; '.join(damaged)}. Nothing was "
-                       f"created at {run.plan.path}")
+        raise XenError(
+            f"the new image {new.path} failed its check: {'; '.join(damaged)}. Nothing was created at {run.plan.path}"
+        )
     warning = run.storage.rename(new.path, run.plan.path, new.format, run.plan.origin)
     if warning:
         run.warnings.append(warning)
@@ -159,8 +161,16 @@ def ensure_deleted(run: DiskRun, image: dict[str, Any]) -> tuple[bool, dict[str,
 
 
 # In the order of DiskPlan.actions.
-STEPS = (ensure_directories, ensure_pools, ensure_no_partial, ensure_made, ensure_size, ensure_lcfg_settings,
-         ensure_named, ensure_deleted)
+STEPS = (
+    ensure_directories,
+    ensure_pools,
+    ensure_no_partial,
+    ensure_made,
+    ensure_size,
+    ensure_lcfg_settings,
+    ensure_named,
+    ensure_deleted,
+)
 
 
 def apply_plan(plan: DiskPlan, storage: LocalStorage, check_mode: bool) -> tuple[DiskRun, dict[str, Any]]:

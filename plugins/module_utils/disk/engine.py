@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -81,8 +80,10 @@ def image_lock(path: str, timeout: float, directory: str | None = None) -> Itera
     fd = open_lock_file(lock, f" for {path}")
     try:
         if not flock_by(fd, time.monotonic() + timeout):
-            raise Conflict(f"another run has been working on {path} for more than {timeout:g} s (lock file "
-                           f"{lock}): let it finish and run again, or raise lock_timeout")
+            raise Conflict(
+                f"another run has been working on {path} for more than {timeout:g} s (lock file "
+                f"{lock}): let it finish and run again, or raise lock_timeout"
+            )
         yield
     finally:
         os.close(fd)
@@ -112,8 +113,14 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
         run, image = apply_plan(plan, storage, check_mode)
         if plan.changed and not check_mode:
             image = _image_now(req, storage, plan)
-        result = object_result(req.path, plan.actions, image=image, diff={"before": plan.before, "after": plan.after},
-                               warnings=run.warnings, **fields)
+        result = object_result(
+            req.path,
+            plan.actions,
+            image=image,
+            diff={"before": plan.before, "after": plan.after},
+            warnings=run.warnings,
+            **fields,
+        )
         if run.injection is not None:
             result["injection"] = run.injection
         return result
@@ -122,36 +129,51 @@ def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
             conn.close()
 
 
-def _plan_absent(req: DiskRequest, current: dict[str, Any] | None, temp_exists: bool,
-                 users: dict[str, list[dict[str, Any]]]) -> DiskPlan:
+def _plan_absent(
+    req: DiskRequest, current: dict[str, Any] | None, temp_exists: bool, users: dict[str, list[dict[str, Any]]]
+) -> DiskPlan:
     """plan_absent, refused for an image a domain uses or an overlay reads through."""
     plan = plan_absent(req, current, temp_exists)
     in_use = users.get(req.path)
     if current is not None and in_use:
         names = ", ".join(u["name"] for u in in_use)
-        raise Conflict(f"{req.path} is used by domain(s) {names}: undefine them (lcfg.xen.xen_domain "
-                       "state: absent) before deleting the image")
+        raise Conflict(
+            f"{req.path} is used by domain(s) {names}: undefine them (lcfg.xen.xen_domain "
+            "state: absent) before deleting the image"
+        )
     overlays = _overlays_of(req.path, req.storage_dirs) if current is not None else []
     if overlays:
-        raise Conflict(f"{req.path} is the backing file of {', '.join(overlays)}: delete those "
-                       "overlays first (they would become unreadable)")
+        raise Conflict(
+            f"{req.path} is the backing file of {', '.join(overlays)}: delete those "
+            "overlays first (they would become unreadable)"
+        )
     return plan
 
 
-def _plan_present(req: DiskRequest, current: dict[str, Any] | None, temp_exists: bool,
-                  users: dict[str, list[dict[str, Any]]], storage: LocalStorage) -> tuple[DiskPlan, dict[str, Any]]:
+def _plan_present(
+    req: DiskRequest,
+    current: dict[str, Any] | None,
+    temp_exists: bool,
+    users: dict[str, list[dict[str, Any]]],
+    storage: LocalStorage,
+) -> tuple[DiskPlan, dict[str, Any]]:
     """plan_present with the template checked, the directories and pools it needs, and
     the result's origin fields (with a template)."""
     template = None
-    template_users = (users.get(req.template) or users.get(os.path.realpath(req.template)) or []) \
-        if req.template else []
+    template_users = (
+        (users.get(req.template) or users.get(os.path.realpath(req.template)) or []) if req.template else []
+    )
     if template_users:
-        raise ValidationError("template", f"{req.template} is a disk of domain(s) "
-                              f"{', '.join(u['name'] for u in template_users)}, not a template: a clone "
-                              "never copies another guest's data; name the template itself")
+        raise ValidationError(
+            "template",
+            f"{req.template} is a disk of domain(s) "
+            f"{', '.join(u['name'] for u in template_users)}, not a template: a clone "
+            "never copies another guest's data; name the template itself",
+        )
     if req.template:
-        template = qemu_img_info(os.path.realpath(req.template),
-                                 req.template_format or recorded_format(os.path.realpath(req.template)))
+        template = qemu_img_info(
+            os.path.realpath(req.template), req.template_format or recorded_format(os.path.realpath(req.template))
+        )
     plan = plan_present(req, current, template, temp_exists)
     origin = _check_origin(req, current, template, plan)
     if plan.changes_image:
@@ -159,8 +181,10 @@ def _plan_present(req: DiskRequest, current: dict[str, Any] | None, temp_exists:
         plan.pools = storage.missing_pools(req)
     running = [u["name"] for u in users.get(req.path, []) if u["active"]]
     if running and plan.resize is not None:
-        raise Conflict(f"{req.path} is in use by running domain(s) {', '.join(running)}: shut them "
-                       "down before growing it (or grow it live with virsh blockresize)")
+        raise Conflict(
+            f"{req.path} is in use by running domain(s) {', '.join(running)}: shut them "
+            "down before growing it (or grow it live with virsh blockresize)"
+        )
     return plan, origin if req.template else {}
 
 
@@ -192,13 +216,16 @@ def _read_existing(req: DiskRequest) -> dict[str, Any] | None:
     except Conflict:
         raise
     except XenError as exc:
-        raise Conflict(f"{req.path} already exists and cannot be read as {fmt} ({exc.message}). It is never "
-                       "overwritten: declare its real format, or remove it first (state: absent) if its "
-                       "contents may be lost") from None
+        raise Conflict(
+            f"{req.path} already exists and cannot be read as {fmt} ({exc.message}). It is never "
+            "overwritten: declare its real format, or remove it first (state: absent) if its "
+            "contents may be lost"
+        ) from None
 
 
-def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None,
-                  plan: DiskPlan) -> dict[str, Any]:
+def _check_origin(
+    req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None, plan: DiskPlan
+) -> dict[str, Any]:
     """Refuse a template unfit to clone (nothing is created) and an existing image that is
     damaged (never overwritten); report a clone whose template changed or broke since.
 
@@ -206,12 +233,18 @@ def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: di
     if current is not None:
         damaged = image_problems(req.path, current["format"], whole_sectors=False)  # other tools' sizes vary
         if damaged:
-            raise Conflict(f"{req.path} exists but is damaged: {'; '.join(damaged)}. It is never overwritten or "
-                           "repaired: remove it (state: absent) and run again to clone it anew (its contents are "
-                           "lost), or repair it yourself", image=plan.before)
+            raise Conflict(
+                f"{req.path} exists but is damaged: {'; '.join(damaged)}. It is never overwritten or "
+                "repaired: remove it (state: absent) and run again to clone it anew (its contents are "
+                "lost), or repair it yourself",
+                image=plan.before,
+            )
     if not req.template or template is None:
-        return {"origin": recorded_origin(req.path) if current is not None else None,
-                "template_state": "missing" if current is not None else None, "template_changed": False}
+        return {
+            "origin": recorded_origin(req.path) if current is not None else None,
+            "template_state": "missing" if current is not None else None,
+            "template_changed": False,
+        }
     real = os.path.realpath(req.template)
     problems = image_problems(real, template["format"], template["virtual_size"])
     if current is None:
@@ -220,9 +253,12 @@ def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: di
             if problem:
                 problems.append(f"{problem}: set 'partition' to the partition holding the guest's root filesystem")
         if problems:
-            raise Conflict(f"template {req.template} (read as {template['format']}) cannot be cloned: "
-                           f"{'; '.join(problems)}. Nothing was created: repair or replace the template (it is "
-                           "only ever read), or declare its real format (template_format)", image=plan.before)
+            raise Conflict(
+                f"template {req.template} (read as {template['format']}) cannot be cloned: "
+                f"{'; '.join(problems)}. Nothing was created: repair or replace the template (it is "
+                "only ever read), or declare its real format (template_format)",
+                image=plan.before,
+            )
         origin = template_state(real, template["format"])
         plan.origin = origin  # recorded with the clone when it takes its name
         return {"origin": origin, "template_state": "unchanged", "template_changed": False}
@@ -231,20 +267,27 @@ def _check_origin(req: DiskRequest, current: dict[str, Any] | None, template: di
     overlay = current["backing_file"] is not None
     if problems:
         if overlay:
-            raise Conflict(f"{req.path} is an overlay of {req.template}, which is now damaged: "
-                           f"{'; '.join(problems)}. The guest reads its disk through the template: restore the "
-                           "template as it was, or remove the overlay (state: absent) and clone again",
-                           image=plan.before)
-        plan.warnings.append(f"the template {req.template} of {req.path} is now damaged ({'; '.join(problems)}); "
-                             "the copy is independent of it, but new clones will be refused until it is repaired")
+            raise Conflict(
+                f"{req.path} is an overlay of {req.template}, which is now damaged: "
+                f"{'; '.join(problems)}. The guest reads its disk through the template: restore the "
+                "template as it was, or remove the overlay (state: absent) and clone again",
+                image=plan.before,
+            )
+        plan.warnings.append(
+            f"the template {req.template} of {req.path} is now damaged ({'; '.join(problems)}); "
+            "the copy is independent of it, but new clones will be refused until it is repaired"
+        )
         state = "broken"
     elif state in ("changed", "other") and recorded is not None:
         why = "; ".join(differs)
-        consequence = ("an overlay reads the unchanged blocks through its template, so the guest now sees a mix "
-                       "of old and new data: restore the template, or remove the overlay (state: absent) and "
-                       "clone again" if overlay else
-                       "the copy is independent and unaffected; remove it (state: absent) and run again for a "
-                       "clone of the template as it is now")
+        consequence = (
+            "an overlay reads the unchanged blocks through its template, so the guest now sees a mix "
+            "of old and new data: restore the template, or remove the overlay (state: absent) and "
+            "clone again"
+            if overlay
+            else "the copy is independent and unaffected; remove it (state: absent) and run again for a "
+            "clone of the template as it is now"
+        )
         if state == "other":
             what = f"{req.path} was cloned from {recorded.get('template')}, not from {req.template}"
         else:

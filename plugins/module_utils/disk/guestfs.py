@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -129,18 +128,26 @@ class GuestfsSession:
         ``partition`` only when another partition holds a filesystem and this one none."""
         fstype = self._fstype(device)
         filesystems = self._filesystems()
-        listed = ", ".join(f"{dev.replace('/dev/sda', 'partition ')}: {kind}"
-                           for dev, kind in sorted(filesystems.items())) or "none"
+        listed = (
+            ", ".join(f"{dev.replace('/dev/sda', 'partition ')}: {kind}" for dev, kind in sorted(filesystems.items()))
+            or "none"
+        )
         usable = [dev for dev, kind in filesystems.items() if kind not in ("unknown", "swap", "")]
         head = f"cannot mount partition {partition} of {self.path} ({exc})"
         if fstype not in ("none", "unknown"):
-            return (f"{head}: it holds a {fstype} filesystem that does not mount, so the filesystem or the "
-                    f"image is damaged (filesystems found: {listed}); run e2fsck/qemu-img check on the template")
+            return (
+                f"{head}: it holds a {fstype} filesystem that does not mount, so the filesystem or the "
+                f"image is damaged (filesystems found: {listed}); run e2fsck/qemu-img check on the template"
+            )
         if usable:
-            return (f"{head}: it holds no filesystem libguestfs recognises (filesystems found: {listed}): set "
-                    "'partition' to the partition holding the guest's root filesystem")
-        return (f"{head}: the image holds no filesystem libguestfs recognises on any partition (filesystems "
-                f"found: {listed}), so the template is empty or damaged, not the partition number wrong")
+            return (
+                f"{head}: it holds no filesystem libguestfs recognises (filesystems found: {listed}): set "
+                "'partition' to the partition holding the guest's root filesystem"
+            )
+        return (
+            f"{head}: the image holds no filesystem libguestfs recognises on any partition (filesystems "
+            f"found: {listed}), so the template is empty or damaged, not the partition number wrong"
+        )
 
     def _filesystems(self) -> dict[str, str]:
         try:
@@ -174,8 +181,7 @@ def inject_files(path: str, fmt: str, partition: int, files: dict[str, str]) -> 
         handle.sync()
         notes = list(session.notes)
         launch = session.seconds
-    return {"seconds": round(time.monotonic() - start, 3), "launch_seconds": round(launch, 3),
-            "notes": notes}
+    return {"seconds": round(time.monotonic() - start, 3), "launch_seconds": round(launch, 3), "notes": notes}
 
 
 def read_files(path: str, fmt: str, partition: int, paths: list[str]) -> dict[str, str | None]:

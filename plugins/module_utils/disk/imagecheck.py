@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -57,8 +56,9 @@ def qemu_img_check(path: str, fmt: str) -> str | None:
     if fmt != "qcow2":
         return None
     try:
-        proc = subprocess.run(["qemu-img", "check", "-U", "-f", fmt, "--output=json", path],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["qemu-img", "check", "-U", "-f", fmt, "--output=json", path], capture_output=True, text=True, check=False
+        )
     except OSError as exc:
         return f"qemu-img cannot run ({exc}): install qemu-utils"
     try:
@@ -159,7 +159,7 @@ def _gpt(read: Callable[[int, int], bytes]) -> dict[int, tuple[int, int]] | None
     table = read(entries_lba * SECTOR, count * size)
     found: dict[int, tuple[int, int]] = {}
     for slot in range(min(count, len(table) // size)):
-        entry = table[slot * size:(slot + 1) * size]
+        entry = table[slot * size : (slot + 1) * size]
         if entry[:16] == bytes(16):
             continue
         first, last = struct.unpack_from("<QQ", entry, 32)
@@ -189,8 +189,10 @@ def partition_problem(path: str, partition: int, fmt: str = "raw", virtual_size:
         return f"it has no partition {partition} (partitions: {numbers})"
     end = table[partition][1]
     if end > size:
-        return (f"its partition {partition} ends at byte {end}, past the end of the image ({size} bytes): "
-                "the image is truncated")
+        return (
+            f"its partition {partition} ends at byte {end}, past the end of the image ({size} bytes): "
+            "the image is truncated"
+        )
     return None
 
 
@@ -200,8 +202,12 @@ def _qemu_io_read(path: str, fmt: str, offset: int, length: int, size: int) -> b
     if offset < 0 or length <= 0:
         return b""
     try:
-        proc = subprocess.run(["qemu-io", "-r", "-U", "-f", fmt, "-c", f"read -v {offset} {length}", path],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["qemu-io", "-r", "-U", "-f", fmt, "-c", f"read -v {offset} {length}", path],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     except OSError:
         return b""
     data = bytearray()
@@ -222,8 +228,13 @@ def template_state(path: str, fmt: str) -> dict[str, Any]:
         digest.update(os.pread(fd, FINGERPRINT_BYTES, max(0, info.st_size - FINGERPRINT_BYTES)))
     finally:
         os.close(fd)
-    return {"template": path, "format": fmt, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-            "sha256_ends": digest.hexdigest()}
+    return {
+        "template": path,
+        "format": fmt,
+        "size": info.st_size,
+        "mtime_ns": info.st_mtime_ns,
+        "sha256_ends": digest.hexdigest(),
+    }
 
 
 def record_origin(fd: int, origin: dict[str, Any]) -> None:
@@ -251,8 +262,15 @@ def compare_origin(origin: dict[str, Any] | None, now: dict[str, Any] | None) ->
         return "missing", []
     if origin.get("template") != now["template"]:
         return "other", [f"it was cloned from {origin.get('template')}"]
-    labels = {"size": "size", "mtime_ns": "modification time", "sha256_ends": "content of its first/last MiB",
-              "format": "format"}
-    differs = [f"{label} ({origin.get(key)} then, {now[key]} now)" if key == "size" else label
-               for key, label in labels.items() if origin.get(key) != now[key]]
+    labels = {
+        "size": "size",
+        "mtime_ns": "modification time",
+        "sha256_ends": "content of its first/last MiB",
+        "format": "format",
+    }
+    differs = [
+        f"{label} ({origin.get(key)} then, {now[key]} now)" if key == "size" else label
+        for key, label in labels.items()
+        if origin.get(key) != now[key]
+    ]
     return ("changed" if differs else "unchanged"), differs

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -23,8 +22,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import real_inside
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DiskRequest
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.sizes import GIB, format_size
 
@@ -46,7 +45,7 @@ __all__ = [
     "plan_absent",
 ]
 
-IMAGE_MODE = 0o600      # guest disks hold the guests' data
+IMAGE_MODE = 0o600  # guest disks hold the guests' data
 TEMP_SUFFIX = ".lcfg-xen-partial"
 
 
@@ -59,8 +58,16 @@ def temp_path(path: str) -> str:
 def image_state(path: str, info: dict[str, Any] | None, lcfg: dict[str, str] | None = None) -> dict[str, Any]:
     """The module's vocabulary for one image (diff before/after and the ``image`` result)."""
     if info is None:
-        return {"path": path, "exists": False, "format": None, "virtual_size": None, "size": None,
-                "backing_file": None, "backing_format": None, "lcfg_files": None}
+        return {
+            "path": path,
+            "exists": False,
+            "format": None,
+            "virtual_size": None,
+            "size": None,
+            "backing_file": None,
+            "backing_format": None,
+            "lcfg_files": None,
+        }
     return {
         "path": path,
         "exists": True,
@@ -74,6 +81,7 @@ def image_state(path: str, info: dict[str, Any] | None, lcfg: dict[str, str] | N
 
 
 # ---------------------------------------------------------------- the parts of a plan
+
 
 @dataclass
 class Directory:
@@ -147,8 +155,10 @@ class TemplateOverlay(NewImage):
     template_format: str
 
     def describe(self) -> str:
-        return (f"create qcow2 overlay {self.path} of {format_size(self.size)} backed by "
-                f"{self.template} ({self.template_format})")
+        return (
+            f"create qcow2 overlay {self.path} of {format_size(self.size)} backed by "
+            f"{self.template} ({self.template_format})"
+        )
 
     def make(self, storage: Any) -> None:
         storage.overlay(self.template, self.template_format, self.path, self.size)
@@ -190,8 +200,8 @@ class DiskPlan:
     warnings: list[str] = field(default_factory=list)
     directories: list[Directory] = field(default_factory=list)
     pools: list[Pool] = field(default_factory=list)
-    partial: str | None = None            # a leftover temporary image of an interrupted run
-    new: NewImage | None = None           # made under its temporary name, then moved to ``path``
+    partial: str | None = None  # a leftover temporary image of an interrupted run
+    new: NewImage | None = None  # made under its temporary name, then moved to ``path``
     resize: Resize | None = None
     injection: Injection | None = None
     origin: dict[str, Any] | None = None  # recorded with a new clone when it takes its name
@@ -205,8 +215,10 @@ class DiskPlan:
             out.append(f"remove the partial image {self.partial} left by an interrupted run")
         out.extend(part.describe() for part in (self.new, self.resize, self.injection) if part is not None)
         if self.new is not None:
-            out.append(f"move the finished image {self.new.path} to {self.path} "
-                       f"(mode {IMAGE_MODE:04o}, format {self.new.format} recorded)")
+            out.append(
+                f"move the finished image {self.new.path} to {self.path} "
+                f"(mode {IMAGE_MODE:04o}, format {self.new.format} recorded)"
+            )
         if self.delete:
             out.append(f"delete image {self.path}")
         return out
@@ -223,8 +235,10 @@ class DiskPlan:
 
 # ---------------------------------------------------------------- planning
 
-def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None,
-                 temp_exists: bool) -> DiskPlan:
+
+def plan_present(
+    req: DiskRequest, current: dict[str, Any] | None, template: dict[str, Any] | None, temp_exists: bool
+) -> DiskPlan:
     """The plan that makes ``req.path`` present, or Conflict/NotFound/ValidationError.
 
     ``current`` and ``template`` are ``normalise_info`` results or None when missing.
@@ -232,12 +246,19 @@ def plan_present(req: DiskRequest, current: dict[str, Any] | None, template: dic
     for what, info in (("image", current), ("template", template)):
         backing = info and info["backing_file"]
         if backing and real_inside(backing, req.storage_dirs) is None:
-            raise Conflict(f"the {what} {req.template if what == 'template' else req.path} is a qcow2 image backed by "
-                           f"{backing}, outside the storage directories: refused (the guest would read that host "
-                           "file through it). Move the backing file into a storage directory")
+            raise Conflict(
+                f"the {what} {req.template if what == 'template' else req.path} is a qcow2 image backed by "
+                f"{backing}, outside the storage directories: refused (the guest would read that host "
+                "file through it). Move the backing file into a storage directory"
+            )
     before = image_state(req.path, current)
-    plan = DiskPlan(path=req.path, before=before, after=before, warnings=list(req.warnings),
-                    partial=temp_path(req.path) if temp_exists else None)
+    plan = DiskPlan(
+        path=req.path,
+        before=before,
+        after=before,
+        warnings=list(req.warnings),
+        partial=temp_path(req.path) if temp_exists else None,
+    )
     if current is None:
         _plan_new(plan, req, template)
     else:
@@ -275,8 +296,16 @@ def _plan_new(plan: DiskPlan, req: DiskRequest, template: dict[str, Any] | None)
         lcfg = req.lcfg_contents()
         if lcfg:
             plan.injection = Injection(temp, plan.new.format, req.partition, lcfg, req.template)
-    plan.after = image_state(req.path, {"format": plan.new.format, "virtual_size": plan.new.size,
-                                        "backing_file": backing, "backing_format": backing_format}, lcfg or None)
+    plan.after = image_state(
+        req.path,
+        {
+            "format": plan.new.format,
+            "virtual_size": plan.new.size,
+            "backing_file": backing,
+            "backing_format": backing_format,
+        },
+        lcfg or None,
+    )
 
 
 def _plan_existing(plan: DiskPlan, req: DiskRequest, current: dict[str, Any], template: dict[str, Any] | None) -> None:
@@ -307,13 +336,20 @@ def _plan_existing(plan: DiskPlan, req: DiskRequest, current: dict[str, Any], te
         plan.resize = Resize(req.path, current["format"], req.size)
         size = req.size
     elif req.size is not None and req.size < size:
-        plan.warnings.append(f"{req.path} is {format_size(size)}, larger than the requested "
-                             f"{format_size(req.size)}; images are never shrunk")
+        plan.warnings.append(
+            f"{req.path} is {format_size(size)}, larger than the requested "
+            f"{format_size(req.size)}; images are never shrunk"
+        )
     plan.after = dict(plan.before, virtual_size=size, size=format_size(size))
 
 
 def plan_absent(req: DiskRequest, current: dict[str, Any] | None, temp_exists: bool) -> DiskPlan:
     """The plan that removes ``req.path`` (and a partial file left by an interrupted run)."""
-    return DiskPlan(path=req.path, before=image_state(req.path, current), after=image_state(req.path, None),
-                    warnings=list(req.warnings), partial=temp_path(req.path) if temp_exists else None,
-                    delete=current is not None)
+    return DiskPlan(
+        path=req.path,
+        before=image_state(req.path, current),
+        after=image_state(req.path, None),
+        warnings=list(req.warnings),
+        partial=temp_path(req.path) if temp_exists else None,
+        delete=current is not None,
+    )

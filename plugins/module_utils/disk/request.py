@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -22,14 +21,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
-from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import HOSTNAME_UNDERSCORE_RE
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DEFAULT_STORAGE_DIRS,
     confine,
     narrow_storage_dirs,
     storage_dirs_param,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import HOSTNAME_UNDERSCORE_RE
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import recorded_origin
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.sizes import GIB, parse_size
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import MAX_DISK_GB, MAX_PARTITION, check_text
@@ -132,8 +131,9 @@ def _image_path(raw_path: Any, dirs: list[str]) -> str:
     if path in dirs or not base or base.startswith(".") or str(raw_path).endswith("/"):
         raise ValidationError("path", f"{raw_path!r} must name an image file (not a directory or a hidden file)")
     if os.path.islink(path):
-        raise ValidationError("path", f"{path} is a symbolic link: images are never opened through links; "
-                                      "use the real path")
+        raise ValidationError(
+            "path", f"{path} is a symbolic link: images are never opened through links; use the real path"
+        )
     return path
 
 
@@ -143,8 +143,9 @@ def _group_id(group: str | None) -> int | None:
     try:
         return grp.getgrnam(str(group)).gr_gid
     except KeyError:
-        raise ValidationError("storage_group",
-                              f"no group {group!r} on this host: create it or leave storage_group unset") from None
+        raise ValidationError(
+            "storage_group", f"no group {group!r} on this host: create it or leave storage_group unset"
+        ) from None
 
 
 def _lock_timeout(timeout: float | None) -> float:
@@ -161,8 +162,9 @@ def _size(size_gb: float | None, size: str | None) -> int | None:
         if not math.isfinite(size_gb) or size_gb > MAX_DISK_GB:
             raise ValidationError("size_gb", f"must be a finite number of GiB up to {MAX_DISK_GB}, got {size_gb!r}")
         if size_gb <= 0 or size_gb * GIB != int(size_gb * GIB) or int(size_gb * GIB) % 512:
-            raise ValidationError("size_gb",
-                                  f"must be a positive number of GiB (a multiple of 512 bytes), got {size_gb!r}")
+            raise ValidationError(
+                "size_gb", f"must be a positive number of GiB (a multiple of 512 bytes), got {size_gb!r}"
+            )
         return int(size_gb * GIB)
     if size is not None:
         try:
@@ -182,9 +184,12 @@ def _set_template(req: DiskRequest, template: str | None, clone: str) -> None:
         raise ValidationError("template", "is the image itself: a template is never written to; choose another path")
     cloned_from = recorded_origin(req.template)
     if cloned_from is not None:  # a clone is some guest's disk: cloning it copies that guest's data
-        raise ValidationError("template", f"{req.template} is a guest's disk image (xen_disk cloned it from "
-                              f"{cloned_from.get('template')}), not a template: a clone never copies another "
-                              "guest's data; name the template itself")
+        raise ValidationError(
+            "template",
+            f"{req.template} is a guest's disk image (xen_disk cloned it from "
+            f"{cloned_from.get('template')}), not a template: a clone never copies another "
+            "guest's data; name the template itself",
+        )
     if clone == "overlay":
         if req.format == "raw":
             raise ValidationError("format", "an overlay is always qcow2: drop 'format' or set it to qcow2")
@@ -198,20 +203,24 @@ def _set_lcfg_settings(req: DiskRequest, params: dict[str, Any]) -> None:
         profile_url = None
     partition = params.get("partition")
     if partition is not None and (isinstance(partition, bool) or not 1 <= partition <= MAX_PARTITION):
-        raise ValidationError("partition", "must be a partition number (1, 2, ... 5 for the first logical "
-                                           f"partition), got {partition!r}")
+        raise ValidationError(
+            "partition", f"must be a partition number (1, 2, ... 5 for the first logical partition), got {partition!r}"
+        )
     if profile_url is not None:
         if not _URL_RE.match(str(profile_url)):
-            raise ValidationError("profile_url",
-                                  f"must be a URL such as http://lcfg.example.org/profiles/, got {profile_url!r}")
+            raise ValidationError(
+                "profile_url", f"must be a URL such as http://lcfg.example.org/profiles/, got {profile_url!r}"
+            )
         if partition is None:
-            raise ValidationError("partition", "is required with profile_url: the partition whose filesystem "
-                                               "receives the LCFG settings")
+            raise ValidationError(
+                "partition", "is required with profile_url: the partition whose filesystem receives the LCFG settings"
+            )
         if not req.template:
             raise ValidationError("profile_url", "LCFG settings are injected into clones only: set 'template' too")
     elif partition is not None and req.template:
-        req.warnings.append(f"partition {partition} is ignored without profile_url: nothing is injected into "
-                            f"{req.path}")
+        req.warnings.append(
+            f"partition {partition} is ignored without profile_url: nothing is injected into {req.path}"
+        )
     req.profile_url = str(profile_url) if profile_url is not None else None
     req.partition = partition if req.profile_url is not None else None
     req.hostname = _hostname(params.get("hostname"), req)
@@ -239,7 +248,8 @@ def _lcfg_files(given: dict[str, str | None]) -> dict[str, str]:
             continue
         guest_path = str(guest_path)
         if not os.path.isabs(guest_path) or guest_path.endswith("/") or ".." in guest_path.split("/"):
-            raise ValidationError("lcfg_files",
-                                  f"{key}: {guest_path!r} must be an absolute file path inside the guest without '..'")
+            raise ValidationError(
+                "lcfg_files", f"{key}: {guest_path!r} must be an absolute file path inside the guest without '..'"
+            )
         files[key] = os.path.normpath(guest_path)
     return files

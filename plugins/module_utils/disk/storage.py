@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -21,6 +20,11 @@ import os
 import subprocess
 from typing import Any
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
+    DIR_MODE,
+    GROUP_DIR_MODE,
+    missing_directories,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
     Conflict,
     LibvirtFailure,
@@ -30,11 +34,6 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import is_missing, libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import safe_name
-from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
-    DIR_MODE,
-    GROUP_DIR_MODE,
-    missing_directories,
-)
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import record_origin
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import IMAGE_MODE, Directory, Pool
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import FORMATS, DiskRequest
@@ -150,12 +149,16 @@ class LocalStorage:
 
     def copy(self, template: str, template_format: str, path: str, fmt: str) -> None:
         # convert writes only non-zero data, so a raw result stays sparse.
-        _run(["qemu-img", "convert", "-q", "-f", template_format, "-O", fmt, template, path],
-             f"copy {template} to {path}")
+        _run(
+            ["qemu-img", "convert", "-q", "-f", template_format, "-O", fmt, template, path],
+            f"copy {template} to {path}",
+        )
 
     def overlay(self, template: str, template_format: str, path: str, size: int) -> None:
-        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", template, "-F", template_format, path, str(size)],
-             f"create overlay {path}")
+        _run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", template, "-F", template_format, path, str(size)],
+            f"create overlay {path}",
+        )
 
     def grow(self, path: str, fmt: str, size: int) -> None:
         _run(["qemu-img", "resize", "-q", "-f", fmt, path, str(size)], f"grow {path}")
@@ -181,8 +184,10 @@ class LocalStorage:
                 if origin is not None:
                     record_origin(fd, origin)
             except OSError as exc:
-                warning = (f"cannot record the format of {path} ({exc.strerror}): it will be read as raw unless "
-                           f"the guest's disk declares format: {fmt}")
+                warning = (
+                    f"cannot record the format of {path} ({exc.strerror}): it will be read as raw unless "
+                    f"the guest's disk declares format: {fmt}"
+                )
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -250,8 +255,10 @@ class LibvirtStorage(LocalStorage):
             etree.SubElement(root, "name").text = pool.name
             target = etree.SubElement(root, "target")
             etree.SubElement(target, "path").text = pool.directory
-            existing = self._call(lambda: self.conn.storagePoolDefineXML(etree.tostring(root).decode(), 0),
-                                  f"define storage pool {pool.name} for {pool.directory}")
+            existing = self._call(
+                lambda: self.conn.storagePoolDefineXML(etree.tostring(root).decode(), 0),
+                f"define storage pool {pool.name} for {pool.directory}",
+            )
             self._call(lambda: existing.setAutostart(1), f"set autostart on storage pool {pool.name}")
         if not existing.isActive():
             self._call(lambda: existing.create(0), f"start storage pool {existing.name()}")
@@ -289,8 +296,9 @@ class LibvirtStorage(LocalStorage):
 
     def copy(self, template: str, template_format: str, path: str, fmt: str) -> None:
         source_pool = self._pool(os.path.dirname(template))
-        source = self._call(lambda: source_pool.storageVolLookupByName(os.path.basename(template)),
-                            f"find template volume {template}")
+        source = self._call(
+            lambda: source_pool.storageVolLookupByName(os.path.basename(template)), f"find template volume {template}"
+        )
         size = int(source.info()[1])
         pool = self._pool(os.path.dirname(path))
         xml = self._volume_xml(os.path.basename(path), fmt, size)
@@ -334,8 +342,9 @@ def domains_using(conn: Any) -> dict[str, list[dict[str, Any]]]:
         except libvirt.libvirtError as exc:
             if is_missing(exc):  # undefined since it was listed: it uses nothing now
                 continue
-            raise LibvirtFailure(f"cannot read the definition of domain {domain.name()}: "
-                                 f"{exc.get_error_message()}") from exc
+            raise LibvirtFailure(
+                f"cannot read the definition of domain {domain.name()}: {exc.get_error_message()}"
+            ) from exc
         for source in root.iterfind("devices/disk/source"):
             path = source.get("file") or source.get("dev")
             if path:

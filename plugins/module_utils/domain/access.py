@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -53,8 +52,11 @@ class SharedFiles:
     def others(self, name: str) -> dict:
         if self._users is None:
             self._users = _files_of_domains(self.conn, self.key)
-        return {path: [u for u in users if u[0] != name] for path, users in self._users.items()
-                if any(u[0] != name for u in users)}
+        return {
+            path: [u for u in users if u[0] != name]
+            for path, users in self._users.items()
+            if any(u[0] != name for u in users)
+        }
 
     def templates(self) -> dict:
         if self._templates is None:
@@ -97,9 +99,16 @@ def describe_users(users: list) -> str:
     return ", ".join(f"{name} ({role})" for name, role in users)
 
 
-def check_access(conn, spec: dict, access: HostAccess | None, prefix: str = "", state: str = "present",
-                 shared: SharedFiles | None = None, template: str | None = None,
-                 caps: DriverCaps | None = None) -> None:
+def check_access(
+    conn,
+    spec: dict,
+    access: HostAccess | None,
+    prefix: str = "",
+    state: str = "present",
+    shared: SharedFiles | None = None,
+    template: str | None = None,
+    caps: DriverCaps | None = None,
+) -> None:
     """Refuse what ``spec`` would reach on the host beyond what the play allows (``access``;
     None: the defaults, the guest itself only). Paths are resolved on the managed host.
     Removing a guest gives it nothing, so ``state: absent`` is not checked. ``shared``
@@ -121,15 +130,17 @@ def _check_image_paths(spec: dict, local: bool, prefix: str) -> None:
     for index, disk in enumerate(spec.get("disks") or []):
         path = disk["path"]
         if disk["type"] == "image" and (path.endswith("/") or local and os.path.isdir(path)):
-            raise ValidationError(f"{prefix}disks[{index}].path", f"{path!r} must name an image file, not a "
-                                  "directory")
+            raise ValidationError(f"{prefix}disks[{index}].path", f"{path!r} must name an image file, not a directory")
 
 
 def _guest_files(spec: dict, prefix: str) -> list[tuple[str, str, str]]:
     """[(parameter, path, role)] of the files a guest opens: disks, kernel, ramdisk."""
     files = [(f"{prefix}disks[{i}].path", d["path"], "disk") for i, d in enumerate(spec.get("disks") or [])]
-    files += [(f"{prefix}{k}", spec[k], "kernel" if k == "kernel" else "ramdisk")
-              for k in ("kernel", "ramdisk") if spec.get(k)]
+    files += [
+        (f"{prefix}{k}", spec[k], "kernel" if k == "kernel" else "ramdisk")
+        for k in ("kernel", "ramdisk")
+        if spec.get(k)
+    ]
     return files
 
 
@@ -146,15 +157,22 @@ def _check_not_shared(spec: dict, shared: SharedFiles, prefix: str, template: st
         key = shared.key(path)
         users = [u for u in others.get(key, []) if role == "disk" or u[1] == "disk"]
         if users:
-            raise ValidationError(where, f"{path} is already used by guest(s) {describe_users(users)}: a guest "
-                                  "never gets another guest's image (it would read or overwrite its data); only "
-                                  "the play can share it (allow_host_resources)")
+            raise ValidationError(
+                where,
+                f"{path} is already used by guest(s) {describe_users(users)}: a guest "
+                "never gets another guest's image (it would read or overwrite its data); only "
+                "the play can share it (allow_host_resources)",
+            )
         clones = shared.templates().get(key)
         if key == own_template or clones:
-            whose = "this guest's own template" if key == own_template else \
-                f"the template of {', '.join(sorted(clones))}"
-            raise ValidationError(where, f"{path} is {whose}: a template is never given to a guest (a write "
-                                  "would change every later clone); only the play can (allow_host_resources)")
+            whose = (
+                "this guest's own template" if key == own_template else f"the template of {', '.join(sorted(clones))}"
+            )
+            raise ValidationError(
+                where,
+                f"{path} is {whose}: a template is never given to a guest (a write "
+                "would change every later clone); only the play can (allow_host_resources)",
+            )
 
 
 def check_disks_not_claimed_twice(spec: dict, prefix: str, shared: SharedFiles, claimed: dict) -> None:
@@ -162,6 +180,9 @@ def check_disks_not_claimed_twice(spec: dict, prefix: str, shared: SharedFiles, 
     for where, path, role in _guest_files(spec, prefix):
         owner = claimed.get(shared.key(path))
         if owner and owner[0] != spec["name"] and "disk" in (role, owner[1]):
-            raise ValidationError(where, f"{path} is also {owner[2]} of guest {owner[0]}: a guest never gets "
-                                  "another guest's image; only the play can share it (allow_host_resources)")
+            raise ValidationError(
+                where,
+                f"{path} is also {owner[2]} of guest {owner[0]}: a guest never gets "
+                "another guest's image; only the play can share it (allow_host_resources)",
+            )
         claimed.setdefault(shared.key(path), (spec["name"], role, where))

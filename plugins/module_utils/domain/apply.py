@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -25,8 +24,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import read_current
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import DomainPlan
 
-__all__ = ["apply_plan", "ensure_defined", "ensure_live", "ensure_autostart", "ensure_power_state",
-           "ensure_absent"]
+__all__ = ["apply_plan", "ensure_defined", "ensure_live", "ensure_autostart", "ensure_power_state", "ensure_absent"]
 
 
 @dataclass
@@ -45,12 +43,14 @@ class _Run:
 # Each ensure_* step takes the state so far (a spec view with ``state``) and returns
 # (changed, new_state). In check mode it changes nothing and returns the simulated state.
 
+
 def ensure_defined(run: _Run, state: dict) -> tuple[bool, dict]:
     plan = run.plan
     if plan.new_xml is None:
         return False, state
-    new_state = dict(copy.deepcopy(plan.after), state=state.get("state", "stopped"),
-                     autostart=state.get("autostart", False))
+    new_state = dict(
+        copy.deepcopy(plan.after), state=state.get("state", "stopped"), autostart=state.get("autostart", False)
+    )
     if state.get("state") == "absent":
         new_state["state"] = "stopped"
     if not run.check_mode:
@@ -85,8 +85,10 @@ def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
         if error is None:
             continue
         run.pending.append(field_name)
-        run.warnings.append(f"guest {plan.name}: {field_name} could not change live ({error}); "
-                            "the new value is saved and applies at the next restart")
+        run.warnings.append(
+            f"guest {plan.name}: {field_name} could not change live ({error}); "
+            "the new value is saved and applies at the next restart"
+        )
     return True, new_state
 
 
@@ -126,8 +128,10 @@ def _stop_noted(run: _Run) -> None:
     how = calls.stop(run.dom, plan.shutdown_timeout, plan.force_stop, name=plan.name)
     run.done.append("stop")
     if how == "destroy":
-        run.warnings.append(f"guest {plan.name} did not shut down within {plan.shutdown_timeout:g}s and "
-                            "was powered off (force_stop: true)")
+        run.warnings.append(
+            f"guest {plan.name} did not shut down within {plan.shutdown_timeout:g}s and "
+            "was powered off (force_stop: true)"
+        )
 
 
 def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
@@ -152,16 +156,31 @@ def ensure_absent(run: _Run, state: dict) -> tuple[bool, dict]:
 
 def apply_plan(conn, plan: DomainPlan, check_mode: bool = False) -> dict:
     """Carry out ``plan`` step by step (in check mode: simulate the steps)."""
-    run = _Run(conn=conn, plan=plan, check_mode=check_mode, dom=plan.current.dom,
-               pending=list(plan.pending_restart_fields), warnings=list(plan.notes))
-    steps = (ensure_absent,) if plan.state == "absent" else (
-        ensure_defined, ensure_live, ensure_autostart, ensure_power_state)
+    run = _Run(
+        conn=conn,
+        plan=plan,
+        check_mode=check_mode,
+        dom=plan.current.dom,
+        pending=list(plan.pending_restart_fields),
+        warnings=list(plan.notes),
+    )
+    steps = (
+        (ensure_absent,)
+        if plan.state == "absent"
+        else (ensure_defined, ensure_live, ensure_autostart, ensure_power_state)
+    )
     changed, state = run_steps(steps, run, copy.deepcopy(plan.before))
     if changed and not check_mode and plan.state != "absent":
         state = read_current(conn, plan.name, dom=run.dom).view(plan.fragments)
     pending = sorted(set(run.pending))
     return object_result(
-        plan.name, list(plan.actions) if check_mode else run.done, pending_restart=bool(pending),
-        changed=changed, before=plan.before, after=state, pending_restart_fields=pending,
-        warnings=run.warnings, diff={"before": plan.before, "after": state},
+        plan.name,
+        list(plan.actions) if check_mode else run.done,
+        pending_restart=bool(pending),
+        changed=changed,
+        before=plan.before,
+        after=state,
+        pending_restart_fields=pending,
+        warnings=run.warnings,
+        diff={"before": plan.before, "after": state},
     )

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -51,8 +50,7 @@ __all__ = [
 
 POLL = 0.25
 #: libvirt's virDomainState -> running, paused or stopped
-POWER = {1: "running", 2: "running", 3: "paused", 4: "running", 5: "stopped", 6: "stopped",
-         7: "paused", 0: "stopped"}
+POWER = {1: "running", 2: "running", 3: "paused", 4: "running", 5: "stopped", 6: "stopped", 7: "paused", 0: "stopped"}
 
 
 @libvirt_errors("list guests")
@@ -120,8 +118,11 @@ def power_now(dom, *, name: str) -> str:
     deadline = time.monotonic() + STARTUP_WAIT
     while True:
         power, reason = dom.state()[:2]
-        if power != libvirt.VIR_DOMAIN_PAUSED or reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP \
-                or time.monotonic() >= deadline:
+        if (
+            power != libvirt.VIR_DOMAIN_PAUSED
+            or reason != libvirt.VIR_DOMAIN_PAUSED_STARTING_UP
+            or time.monotonic() >= deadline
+        ):
             return POWER.get(power, "running")
         time.sleep(POLL)
 
@@ -129,16 +130,22 @@ def power_now(dom, *, name: str) -> str:
 @libvirt_errors("undefine guest {name}")
 @missing_is_none  # gone already (another run removed it): what was asked
 def undefine(dom, *, name: str) -> None:
-    full = (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-            | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0))
+    full = (
+        libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0)
+    )
     for flags in (full, libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA):
         try:
             dom.undefineFlags(flags)
             return
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG,
-                                            libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+            if exc.get_error_code() not in (
+                libvirt.VIR_ERR_NO_SUPPORT,
+                libvirt.VIR_ERR_INVALID_ARG,
+                libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+            ):
                 raise
     dom.undefine()
 
@@ -156,9 +163,8 @@ def stop(dom, timeout: float, force: bool, *, name: str) -> str | None:
     try:
         dom.shutdown()
     except libvirt.libvirtError:
-        if dom.isActive():
-            if not force:
-                raise
+        if dom.isActive() and not force:
+            raise
     deadline = time.monotonic() + timeout
     while dom.isActive():
         if time.monotonic() >= deadline:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -72,8 +71,11 @@ class DriverCaps:
         domain_type = caps["driver"]
         if caps["driver"] == "qemu":
             domain_type = "kvm" if "kvm" in domain_types and _kvm_usable(caps["local"]) else "qemu"
-        caps.update(domain_type=domain_type, arch=arch if caps["driver"] != "test" else None,
-                    loader=loader if caps["driver"] == "xen" else None)
+        caps.update(
+            domain_type=domain_type,
+            arch=arch if caps["driver"] != "test" else None,
+            loader=loader if caps["driver"] == "xen" else None,
+        )
         return caps
 
 
@@ -127,5 +129,6 @@ def read_current(conn, name: str, dom: Any = None, known_missing: bool = False) 
     spec = parse_domain(xml)
     spec["autostart"] = autostart
     root_type = etree.fromstring(xml.encode()).get("type")
-    return Current(name=name, dom=dom, xml=xml, spec=spec, power=calls.POWER.get(power, "running"),
-                   domain_type=root_type)
+    return Current(
+        name=name, dom=dom, xml=xml, spec=spec, power=calls.POWER.get(power, "running"), domain_type=root_type
+    )

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -75,13 +74,26 @@ __all__ = [
 ]
 
 SPEC_FIELDS = (
-    "name", "uuid", "type", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "autostart",
-    "disks", "vifs", "kernel", "ramdisk", "cmdline", "bootloader", "extra",
+    "name",
+    "uuid",
+    "type",
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "cpus",
+    "autostart",
+    "disks",
+    "vifs",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "bootloader",
+    "extra",
 )
 VIF_FIELDS = ("mac", "nettype", "bridge", "network", "script", "model", "ip", "tag")
 EXTRA_KNOBS = ("on_poweroff", "on_reboot", "on_crash")
-LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy",
-                     "coredump-restart")
+LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart")
 DOMAIN_TYPES = ("kvm", "qemu", "xen", "test")
 METADATA_NS = "urn:lcfg:xen:guest:1"
 DEFAULT_NETWORKS = {"nat": "lcfg-nat", "route": "lcfg-route"}
@@ -96,6 +108,7 @@ def _fail(parameter: str, message: str) -> None:
 
 
 # --------------------------------------------------------------------------- validation
+
 
 def canonical_cpuset(value: str) -> str:
     """libvirt's own cpuset form: sorted, ranges compressed (``0,1,2,5`` -> ``0-2,5``)."""
@@ -168,8 +181,11 @@ def _validate_vif(vif: Any, where: str) -> dict:
             _fail(f"{where}.bridge", f"invalid bridge name {out['bridge']!r}")
     else:
         if out["bridge"] is not None:
-            _fail(f"{where}.bridge", f"'bridge' is for nettype bridge; a {out['nettype']} vif uses "
-                  f"'network' (default {DEFAULT_NETWORKS[out['nettype']]})")
+            _fail(
+                f"{where}.bridge",
+                f"'bridge' is for nettype bridge; a {out['nettype']} vif uses "
+                f"'network' (default {DEFAULT_NETWORKS[out['nettype']]})",
+            )
         out["network"] = out["network"] or DEFAULT_NETWORKS[out["nettype"]]
         if not NETWORK_RE.match(str(out["network"])):
             _fail(f"{where}.network", f"invalid network name {out['network']!r}")
@@ -201,8 +217,13 @@ def parse_extra_text(text: str, where: str = "extra") -> dict:
             wrapper = etree.fromstring(f"<extra>{stripped}</extra>".encode())
         except etree.XMLSyntaxError as exc:
             _fail(f"{where}", f"not well-formed XML: {exc}")
-        return {"xml": [etree.tostring(child, encoding="unicode", with_tail=False)
-                        for child in wrapper if isinstance(child.tag, str)]}
+        return {
+            "xml": [
+                etree.tostring(child, encoding="unicode", with_tail=False)
+                for child in wrapper
+                if isinstance(child.tag, str)
+            ]
+        }
     try:
         knobs = extra_knobs(stripped)
     except ValueError as exc:
@@ -217,12 +238,14 @@ def _validate_extra(extra: Any, where: str) -> dict:
         _fail(where, "must be a dict with on_poweroff, on_reboot, on_crash and/or xml")
     unknown = sorted(set(extra) - set(EXTRA_KNOBS) - {"xml", "domain_type"})
     if unknown:
-        _fail(f"{where}.{unknown[0]}", "unknown key: extra accepts on_poweroff, on_reboot, on_crash, "
-              "domain_type, xml")
+        _fail(f"{where}.{unknown[0]}", "unknown key: extra accepts on_poweroff, on_reboot, on_crash, domain_type, xml")
     out: dict = {}
     if extra.get("domain_type") is not None and extra["domain_type"] not in DOMAIN_TYPES:
-        _fail(f"{where}.domain_type", f"unknown domain type {extra['domain_type']!r}: use kvm or qemu "
-              "on KVM/QEMU (xen and test name the other drivers)")
+        _fail(
+            f"{where}.domain_type",
+            f"unknown domain type {extra['domain_type']!r}: use kvm or qemu "
+            "on KVM/QEMU (xen and test name the other drivers)",
+        )
     out["domain_type"] = extra.get("domain_type")
     for knob in EXTRA_KNOBS:
         value = extra.get(knob)
@@ -242,8 +265,10 @@ def _validate_extra(extra: Any, where: str) -> dict:
             except ValueError as exc:
                 _fail(f"{where}.xml[{index}]", str(exc))
             if element.tag in ("name", "uuid", "memory", "currentMemory", "vcpu", "os", "metadata"):
-                _fail(f"{where}.xml[{index}]", f"<{element.tag}> is managed by the module's own "
-                      "options; set those instead")
+                _fail(
+                    f"{where}.xml[{index}]",
+                    f"<{element.tag}> is managed by the module's own options; set those instead",
+                )
             cleaned.append(etree.tostring(element, encoding="unicode"))
         fragments = cleaned
     out["xml"] = fragments
@@ -255,6 +280,7 @@ def validate_spec(params: dict, prefix: str = "") -> dict:
 
     ``prefix`` is put before parameter names in errors (``guests[3].``).
     """
+
     def p(name: str) -> str:
         return f"{prefix}{name}"
 
@@ -281,11 +307,12 @@ def validate_spec(params: dict, prefix: str = "") -> dict:
             except ValueError as exc:
                 _fail(p(field), str(exc))
     if spec["memory"] is not None and spec["maxmem"] is not None and spec["memory"] > spec["maxmem"]:
-        _fail(p("memory"), f"memory {spec['memory']} MiB exceeds maxmem {spec['maxmem']} MiB; "
-              "raise maxmem or lower memory")
+        _fail(
+            p("memory"),
+            f"memory {spec['memory']} MiB exceeds maxmem {spec['maxmem']} MiB; raise maxmem or lower memory",
+        )
     if spec["vcpus"] is not None and spec["maxvcpus"] is not None and spec["vcpus"] > spec["maxvcpus"]:
-        _fail(p("vcpus"), f"vcpus {spec['vcpus']} exceeds maxvcpus {spec['maxvcpus']}; "
-              "raise maxvcpus or lower vcpus")
+        _fail(p("vcpus"), f"vcpus {spec['vcpus']} exceeds maxvcpus {spec['maxvcpus']}; raise maxvcpus or lower vcpus")
     if spec["cpus"] is not None:
         text = str(spec["cpus"]).strip()
         if text:
@@ -311,13 +338,16 @@ def validate_spec(params: dict, prefix: str = "") -> dict:
         if spec[field] is not None:
             spec[field] = str(spec[field])
     if spec["bootloader"] not in (None, ""):
-        spec["bootloader"] = _abs_path(spec["bootloader"], p("bootloader")) if "/" in spec["bootloader"] \
-            else spec["bootloader"]
+        spec["bootloader"] = (
+            _abs_path(spec["bootloader"], p("bootloader")) if "/" in spec["bootloader"] else spec["bootloader"]
+        )
     if spec["type"] == "hvm":
         for field in ("kernel", "ramdisk", "bootloader"):
             if spec[field]:
-                _fail(p(field), f"{field} is for pv/pvh guests; an hvm guest boots from its disks "
-                      "(remove it or use type pv)")
+                _fail(
+                    p(field),
+                    f"{field} is for pv/pvh guests; an hvm guest boots from its disks (remove it or use type pv)",
+                )
     if spec["kernel"] and spec["bootloader"]:
         _fail(p("bootloader"), "set either kernel (direct boot) or bootloader (e.g. pygrub), not both")
     if spec["ramdisk"] and spec["kernel"] == "":
@@ -343,19 +373,24 @@ def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
     chosen = (spec.get("extra") or {}).get("domain_type")
     allowed = ("kvm", "qemu") if driver in ("qemu", "kvm") else (driver,)
     if chosen and chosen not in allowed:
-        _fail(f"{prefix}extra.domain_type", f"domain type {chosen} does not exist on a {driver} hypervisor; "
-              f"use {' or '.join(allowed)} (or leave it out)")
+        _fail(
+            f"{prefix}extra.domain_type",
+            f"domain type {chosen} does not exist on a {driver} hypervisor; "
+            f"use {' or '.join(allowed)} (or leave it out)",
+        )
     if driver == "xen":
         return
     if spec.get("type") == "pvh" and driver != "test":
-        _fail(f"{prefix}type", f"pvh guests need a Xen hypervisor; on {driver} use type pv "
-              "(virtio devices) or hvm")
+        _fail(f"{prefix}type", f"pvh guests need a Xen hypervisor; on {driver} use type pv (virtio devices) or hvm")
     if spec.get("bootloader"):
-        _fail(f"{prefix}bootloader", f"a bootloader (pygrub) needs Xen; on {driver} boot with kernel/ramdisk "
-              "or from the disks")
+        _fail(
+            f"{prefix}bootloader",
+            f"a bootloader (pygrub) needs Xen; on {driver} boot with kernel/ramdisk or from the disks",
+        )
 
 
 # --------------------------------------------------------------------------- completion
+
 
 def generated_uuid(name: str) -> str:
     """The UUID a new guest gets when none is given: stable, so check mode can predict it."""
@@ -402,8 +437,9 @@ def default_domain_type(driver: str) -> str:
     return "qemu" if driver in ("qemu", "kvm") else driver
 
 
-def _complete_with_ceiling(out: dict, desired: dict, field: str, ceiling: str, default: int,
-                           unit: str, prefix: str) -> None:
+def _complete_with_ceiling(
+    out: dict, desired: dict, field: str, ceiling: str, default: int, unit: str, prefix: str
+) -> None:
     """Fill ``field`` and its ``ceiling`` (memory/maxmem, vcpus/maxvcpus) of a spec being
     completed: each defaults to the other, both to ``default``; a new ``field`` above the
     guest's ceiling fails, a new ceiling below the guest's ``field`` lowers it."""
@@ -414,14 +450,23 @@ def _complete_with_ceiling(out: dict, desired: dict, field: str, ceiling: str, d
     if out[ceiling] is None:
         out[ceiling] = out[field]
     elif desired.get(field) is not None and desired.get(ceiling) is None and out[field] > out[ceiling]:
-        _fail(f"{prefix}{ceiling}", f"{field} {out[field]}{unit} exceeds the guest's {ceiling} {out[ceiling]}{unit}; "
-              f"set {ceiling} too (a {ceiling} change applies at the next restart)")
+        _fail(
+            f"{prefix}{ceiling}",
+            f"{field} {out[field]}{unit} exceeds the guest's {ceiling} {out[ceiling]}{unit}; "
+            f"set {ceiling} too (a {ceiling} change applies at the next restart)",
+        )
     if desired.get(ceiling) is not None and desired.get(field) is None and out[field] > out[ceiling]:
         out[field] = out[ceiling]
 
 
-def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str = "",
-                  reserved: tuple | list = (), domain_type: str | None = None) -> dict:
+def complete_spec(
+    desired: dict,
+    current: dict | None,
+    driver: str,
+    prefix: str = "",
+    reserved: tuple | list = (),
+    domain_type: str | None = None,
+) -> dict:
     """Desired spec with every field filled: from ``current`` where the user left it out,
     else the defaults of a new guest. Lists given are replacive; inside them the values the
     user left out are adopted from the matching current item (disk: same path; vif: same MAC,
@@ -443,10 +488,12 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     if out["type"] == "hvm":
         for field in ("kernel", "bootloader"):
             if out[field]:
-                _fail(f"{prefix}{field}", f"the guest has {field} {out[field]!r}, which an hvm guest cannot "
-                      f"use; set {field}: '' to remove it")
-    out["extra"] = _complete_extra(desired.get("extra"), cur.get("extra"),
-                                   domain_type or default_domain_type(driver))
+                _fail(
+                    f"{prefix}{field}",
+                    f"the guest has {field} {out[field]!r}, which an hvm guest cannot "
+                    f"use; set {field}: '' to remove it",
+                )
+    out["extra"] = _complete_extra(desired.get("extra"), cur.get("extra"), domain_type or default_domain_type(driver))
     # a new type brings its own default buses and NIC models, unless the user names them
     same_type = not cur or cur.get("type") == out["type"]
     out["disks"] = _complete_disks(out, desired, cur, driver, same_type, reserved, prefix)
@@ -454,8 +501,9 @@ def complete_spec(desired: dict, current: dict | None, driver: str, prefix: str 
     return out
 
 
-def _complete_disks(out: dict, desired: dict, cur: dict, driver: str, same_type: bool,
-                    reserved: tuple | list, prefix: str) -> list[dict]:
+def _complete_disks(
+    out: dict, desired: dict, cur: dict, driver: str, same_type: bool, reserved: tuple | list, prefix: str
+) -> list[dict]:
     """The disks of a spec being completed: values left out adopted from the current disk of
     the same path; devices not named get the next free name of the guest's bus."""
     gtype = out["type"]
@@ -476,16 +524,22 @@ def _complete_disks(out: dict, desired: dict, cur: dict, driver: str, same_type:
     used = {d["device"] for d in disks if d["device"]} | set(reserved)
     dev_prefix = _default_device_prefix(driver, gtype)
     if cur.get("disks") and cur.get("type") == gtype:
-        dev_prefix = DEVICE_RE.match(cur["disks"][0]["device"]).group(1) \
-            if DEVICE_RE.match(cur["disks"][0]["device"] or "") else dev_prefix
+        dev_prefix = (
+            DEVICE_RE.match(cur["disks"][0]["device"]).group(1)
+            if DEVICE_RE.match(cur["disks"][0]["device"] or "")
+            else dev_prefix
+        )
     letter = 0
     for disk in disks:
         if not disk["device"]:
             while dev_prefix + _letters(letter) in used:
                 letter += 1
             if letter >= MAX_DISKS:
-                _fail(f"{prefix}disks", f"no free {dev_prefix}* device name is left for disk {disk['path']}; "
-                      "name the devices, or use fewer disks")
+                _fail(
+                    f"{prefix}disks",
+                    f"no free {dev_prefix}* device name is left for disk {disk['path']}; "
+                    "name the devices, or use fewer disks",
+                )
             disk["device"] = dev_prefix + _letters(letter)
             used.add(disk["device"])
     return disks

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -46,13 +45,13 @@ restarted for them.
 from __future__ import annotations
 
 import copy
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result
-from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import (
     SharedFiles,
@@ -81,7 +80,9 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
     spec = validate_guest(params)
     check_access(conn, spec, access, state=params.get("state") or "present", caps=caps)
     plan = plan_domain(
-        conn, spec, params.get("state") or "present",
+        conn,
+        spec,
+        params.get("state") or "present",
         shutdown_timeout=params.get("shutdown_timeout") if params.get("shutdown_timeout") is not None else 120,
         force_stop=bool(params.get("force_stop")),
         remove_disks=bool(params.get("remove_disks")),
@@ -127,9 +128,15 @@ def _info_item(conn, name: str, dom: Any) -> dict:
     }
 
 
-def converge_guests(conn, guests: list, check_mode: bool = False,
-                    default_bridge: str | None = None, parallel: int = 8,
-                    access: HostAccess | None = None, adopt: list | None = None) -> dict:
+def converge_guests(
+    conn,
+    guests: list,
+    check_mode: bool = False,
+    default_bridge: str | None = None,
+    parallel: int = 8,
+    access: HostAccess | None = None,
+    adopt: list | None = None,
+) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options, checked by
     ``spec.schema.check_guest_item``) on one connection.
 
@@ -151,20 +158,33 @@ def converge_guests(conn, guests: list, check_mode: bool = False,
     caps = DriverCaps(conn)
     items = _checked_items(conn, guests, default_bridge, access, caps)
     domains = calls.list_domains(conn)
-    plans = [plan_domain(
-        conn, spec, item["state"], shutdown_timeout=item["shutdown_timeout"],
-        force_stop=item["force_stop"], remove_disks=item["remove_disks"],
-        dom=domains.get(spec["name"]), known_missing=spec["name"] not in domains, prefix=prefix,
-        storage_dirs=access.storage_dirs if access is not None else None,
-        adopt=spec["name"] in adopt, caps=caps,
-    ) for prefix, item, spec in items]
+    plans = [
+        plan_domain(
+            conn,
+            spec,
+            item["state"],
+            shutdown_timeout=item["shutdown_timeout"],
+            force_stop=item["force_stop"],
+            remove_disks=item["remove_disks"],
+            dom=domains.get(spec["name"]),
+            known_missing=spec["name"] not in domains,
+            prefix=prefix,
+            storage_dirs=access.storage_dirs if access is not None else None,
+            adopt=spec["name"] in adopt,
+            caps=caps,
+        )
+        for prefix, item, spec in items
+    ]
     results = _apply_all(conn, plans, check_mode, parallel)
-    return list_result(results, diff={"before": {r["name"]: r["before"] for r in results},
-                                      "after": {r["name"]: r["after"] for r in results}})
+    return list_result(
+        results,
+        diff={"before": {r["name"]: r["before"] for r in results}, "after": {r["name"]: r["after"] for r in results}},
+    )
 
 
-def _checked_items(conn, guests: list, default_bridge: str | None, access: HostAccess | None,
-                   caps: DriverCaps) -> list[tuple[str, dict, dict]]:
+def _checked_items(
+    conn, guests: list, default_bridge: str | None, access: HostAccess | None, caps: DriverCaps
+) -> list[tuple[str, dict, dict]]:
     """``(prefix, item, spec)`` of every guest, validated and held to the host-access rules;
     a guest named twice, or two guests opening one disk, fail."""
     items = []
@@ -193,6 +213,7 @@ def _checked_items(conn, guests: list, default_bridge: str | None, access: HostA
 def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -> list[dict]:
     """Apply the plans, up to ``parallel`` at a time; the results in plan order. A failing
     guest does not stop the others: the first failure is raised afterwards, with the rest."""
+
     def apply_one(plan: DomainPlan) -> dict | XenError:
         try:
             return apply_plan(conn, plan, check_mode=check_mode)
@@ -210,6 +231,9 @@ def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
-        raise XenError(f"guest {plan.name}: {exc.message}{others}", **list_result(results),
-                       failed_guests=[p.name for p, _e in failures])
+        raise XenError(
+            f"guest {plan.name}: {exc.message}{others}",
+            **list_result(results),
+            failed_guests=[p.name for p, _e in failures],
+        )
     return results

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -77,10 +76,24 @@ _BRIDGE_RE = BRIDGE_RE
 _NETWORK_RE = NETWORK_RE
 _SCRIPT_RE = SCRIPT_RE
 #: guest spec keys a member dict may carry (an inventory xen_domain) that a group does not set
-_IGNORED_MEMBER_KEYS = frozenset((
-    "uuid", "type", "autostart", "disks", "template", "profile_url", "partition", "groups",
-    "kernel", "ramdisk", "cmdline", "bootloader", "extra", "state",
-))
+_IGNORED_MEMBER_KEYS = frozenset(
+    (
+        "uuid",
+        "type",
+        "autostart",
+        "disks",
+        "template",
+        "profile_url",
+        "partition",
+        "groups",
+        "kernel",
+        "ramdisk",
+        "cmdline",
+        "bootloader",
+        "extra",
+        "state",
+    )
+)
 _VIF_KEYS = frozenset(("mac", "tag", "ip", "model", *VIF_GROUP_FIELDS))
 
 
@@ -113,11 +126,14 @@ def _values(source: dict, prefix: str) -> dict[str, Any]:
         except ValueError as exc:
             _fail(f"{prefix}cpus", str(exc))
     if out["memory"] is not None and out["maxmem"] is not None and out["memory"] > out["maxmem"]:
-        _fail(f"{prefix}memory", f"memory {out['memory']} MiB exceeds maxmem {out['maxmem']} MiB; "
-              "raise maxmem or lower memory")
+        _fail(
+            f"{prefix}memory",
+            f"memory {out['memory']} MiB exceeds maxmem {out['maxmem']} MiB; raise maxmem or lower memory",
+        )
     if out["vcpus"] is not None and out["maxvcpus"] is not None and out["vcpus"] > out["maxvcpus"]:
-        _fail(f"{prefix}vcpus", f"vcpus {out['vcpus']} exceeds maxvcpus {out['maxvcpus']}; "
-              "raise maxvcpus or lower vcpus")
+        _fail(
+            f"{prefix}vcpus", f"vcpus {out['vcpus']} exceeds maxvcpus {out['maxvcpus']}; raise maxvcpus or lower vcpus"
+        )
     return out
 
 
@@ -133,8 +149,10 @@ def _vif_values(source: dict, prefix: str) -> dict[str, Any]:
         if not _BRIDGE_RE.match(out["bridge"]):
             _fail(f"{prefix}bridge", f"invalid bridge name {out['bridge']!r} (1-15 letters, digits, '_.:-')")
         if out["nettype"] not in (None, "bridge"):
-            _fail(f"{prefix}bridge", f"'bridge' is for nettype bridge, not {out['nettype']}; "
-                  "use 'network' for nat and route")
+            _fail(
+                f"{prefix}bridge",
+                f"'bridge' is for nettype bridge, not {out['nettype']}; use 'network' for nat and route",
+            )
     if out["network"] is not None:
         out["network"] = str(out["network"])
         if not _NETWORK_RE.match(out["network"]):
@@ -173,8 +191,9 @@ def validate_members(members: Any, parameter: str = "members") -> list[dict[str,
             _fail(where, "each member is a guest name or a dict with 'name'")
         unknown = sorted(set(member) - {"name", "vifs", *GROUP_FIELDS} - _IGNORED_MEMBER_KEYS)
         if unknown:
-            _fail(f"{where}.{unknown[0]}", f"unknown member key; a member may set name, vifs, "
-                  f"{', '.join(GROUP_FIELDS)}")
+            _fail(
+                f"{where}.{unknown[0]}", f"unknown member key; a member may set name, vifs, {', '.join(GROUP_FIELDS)}"
+            )
         try:
             name = valid_guest_name(str(member.get("name") or ""))
         except ValueError as exc:
@@ -197,8 +216,10 @@ def validate_members(members: Any, parameter: str = "members") -> list[dict[str,
                     _fail(vwhere, "each vif is a dict with 'mac' or 'tag'")
                 extra = sorted(set(vif) - _VIF_KEYS)
                 if extra:
-                    _fail(f"{vwhere}.{extra[0]}", "unknown vif key; a member vif may set mac, tag, "
-                          f"{', '.join(VIF_GROUP_FIELDS)}")
+                    _fail(
+                        f"{vwhere}.{extra[0]}",
+                        f"unknown vif key; a member vif may set mac, tag, {', '.join(VIF_GROUP_FIELDS)}",
+                    )
                 item = _vif_values(vif, f"{vwhere}.")
                 mac = vif.get("mac")
                 if mac is not None:
@@ -228,8 +249,9 @@ def _own_vif(member_vifs: list[dict] | None, current: dict) -> dict:
     return {}
 
 
-def _target_vifs(settings: dict, member: dict, current_vifs: list[dict],
-                 warnings: list[str] | None = None) -> list[dict]:
+def _target_vifs(
+    settings: dict, member: dict, current_vifs: list[dict], warnings: list[str] | None = None
+) -> list[dict]:
     """The current vifs with the group and member network values applied.
 
     A group's bridge fills bridge vifs only: on a member's nat or route vif it is ignored,
@@ -239,11 +261,17 @@ def _target_vifs(settings: dict, member: dict, current_vifs: list[dict],
         own = _own_vif(member.get("vifs"), cur)
         vif = copy.deepcopy(cur)
         nettype = _pick(own.get("nettype"), settings.get("nettype")) or cur.get("nettype") or "bridge"
-        if nettype != "bridge" and settings.get("bridge") is not None and own.get("bridge") is None \
-                and warnings is not None:
-            warnings.append(f"guest {member['name']}: the group's bridge {settings['bridge']} is ignored for "
-                            f"vif {cur.get('tag') or cur.get('mac') or index}, whose nettype is {nettype} "
-                            "(a group bridge only applies to bridge vifs)")
+        if (
+            nettype != "bridge"
+            and settings.get("bridge") is not None
+            and own.get("bridge") is None
+            and warnings is not None
+        ):
+            warnings.append(
+                f"guest {member['name']}: the group's bridge {settings['bridge']} is ignored for "
+                f"vif {cur.get('tag') or cur.get('mac') or index}, whose nettype is {nettype} "
+                "(a group bridge only applies to bridge vifs)"
+            )
         if nettype == "bridge":
             bridge = _pick(own.get("bridge"), settings.get("bridge"))
             if bridge is None:
@@ -267,8 +295,9 @@ def _sets_vifs(settings: dict, member: dict) -> bool:
     return any(vif.get(key) is not None for vif in member.get("vifs") or [] for key in VIF_GROUP_FIELDS)
 
 
-def member_target(settings: dict, member: dict, current: dict | None = None,
-                  warnings: list[str] | None = None) -> dict[str, Any]:
+def member_target(
+    settings: dict, member: dict, current: dict | None = None, warnings: list[str] | None = None
+) -> dict[str, Any]:
     """Desired spec of one member: ``name`` plus the fields the group or member sets.
 
     Fields neither sets are None ("leave alone" for ``plan_domain``). ``current`` (the member's
@@ -280,13 +309,17 @@ def member_target(settings: dict, member: dict, current: dict | None = None,
         desired[key] = _pick(member.get(key), settings.get(key))
     # A group memory above the member's own maxmem (or the reverse) is the member's error.
     if desired["memory"] is not None and desired["maxmem"] is not None and desired["memory"] > desired["maxmem"]:
-        _fail(f"members[{member['name']}].memory",
-              f"guest {member['name']}: memory {desired['memory']} MiB exceeds maxmem "
-              f"{desired['maxmem']} MiB once the group and the guest's own values are combined")
+        _fail(
+            f"members[{member['name']}].memory",
+            f"guest {member['name']}: memory {desired['memory']} MiB exceeds maxmem "
+            f"{desired['maxmem']} MiB once the group and the guest's own values are combined",
+        )
     if desired["vcpus"] is not None and desired["maxvcpus"] is not None and desired["vcpus"] > desired["maxvcpus"]:
-        _fail(f"members[{member['name']}].vcpus",
-              f"guest {member['name']}: vcpus {desired['vcpus']} exceeds maxvcpus {desired['maxvcpus']} "
-              "once the group and the guest's own values are combined")
+        _fail(
+            f"members[{member['name']}].vcpus",
+            f"guest {member['name']}: vcpus {desired['vcpus']} exceeds maxvcpus {desired['maxvcpus']} "
+            "once the group and the guest's own values are combined",
+        )
     desired["vifs"] = None
     if current is not None and _sets_vifs(settings, member):
         desired["vifs"] = _target_vifs(settings, member, current.get("vifs") or [], warnings)
@@ -298,8 +331,7 @@ def _report(view: dict) -> dict[str, Any]:
     if view.get("state") == "absent":
         return {"state": "absent"}
     out = {key: copy.deepcopy(view.get(key)) for key in GROUP_FIELDS}
-    out["vifs"] = [{key: vif.get(key) for key in ("tag", "mac") + VIF_GROUP_FIELDS}
-                   for vif in view.get("vifs") or []]
+    out["vifs"] = [{key: vif.get(key) for key in ("tag", "mac") + VIF_GROUP_FIELDS} for vif in view.get("vifs") or []]
     out["state"] = view.get("state")
     return out
 
@@ -310,9 +342,11 @@ def summarise(result: dict) -> dict[str, Any]:
     before = _report(result["before"])
     after = _report(result["after"])
     changed_fields = [key for key in REPORT_FIELDS if before.get(key) != after.get(key)]
-    live = [a[len("set_"):-len("_live")] for a in result["actions"] if a.endswith("_live")]
+    live = [a[len("set_") : -len("_live")] for a in result["actions"] if a.endswith("_live")]
     return object_result(
-        result["name"], result["actions"], pending_restart=bool(result["pending_restart"]),
+        result["name"],
+        result["actions"],
+        pending_restart=bool(result["pending_restart"]),
         changed=bool(result["changed"]),
         changed_fields=changed_fields,
         live=[f for f in live if f not in result["pending_restart_fields"]],
@@ -324,8 +358,7 @@ def summarise(result: dict) -> dict[str, Any]:
     )
 
 
-def plan_group(conn, settings: dict, members: list[dict], group: str = "",
-               access: HostAccess | None = None) -> list:
+def plan_group(conn, settings: dict, members: list[dict], group: str = "", access: HostAccess | None = None) -> list:
     """Plan every member (reads libvirt, changes nothing); raise before anything changes.
     What a group or member sets is held to the host-access rules of xen_domain (``access``;
     None: the defaults), so a vif script path is refused as it is there."""
@@ -340,9 +373,12 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "",
     missing = [m["name"] for m in members if m["name"] not in domains]
     if missing:
         label = f"group {group}" if group else "the group"
-        raise NotFound(f"{label}: guest(s) {', '.join(missing)} are not defined on {uri(conn)}; "
-                       "create them first (lcfg.xen.xen_domain, xen_guests or the guest role), "
-                       "or remove them from members", missing=missing)
+        raise NotFound(
+            f"{label}: guest(s) {', '.join(missing)} are not defined on {uri(conn)}; "
+            "create them first (lcfg.xen.xen_domain, xen_guests or the guest role), "
+            "or remove them from members",
+            missing=missing,
+        )
     caps = DriverCaps(conn)
     plans = []
     for index, member in enumerate(members):
@@ -354,8 +390,7 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "",
         desired = member_target(settings, member, current, ignored)
         spec = validate_guest(desired, prefix=f"members[{index}].")
         check_access(conn, spec, access, prefix=f"members[{index}].", caps=caps)
-        plan = plan_domain(conn, spec, "present", dom=domains[member["name"]],
-                           prefix=f"members[{index}].", caps=caps)
+        plan = plan_domain(conn, spec, "present", dom=domains[member["name"]], prefix=f"members[{index}].", caps=caps)
         plan.notes.extend(ignored)  # reported as the module's warnings
         plans.append(plan)
     return plans

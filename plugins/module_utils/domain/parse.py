@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -44,9 +43,22 @@ __all__ = [
 
 # --------------------------------------------------------------------------- parsing
 
-_UNIT_BYTES = {"b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2,
-               "mib": 1024 ** 2, "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3, "tb": 1000 ** 4,
-               "t": 1024 ** 4, "tib": 1024 ** 4}
+_UNIT_BYTES = {
+    "b": 1,
+    "bytes": 1,
+    "kb": 1000,
+    "k": 1024,
+    "kib": 1024,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "t": 1024**4,
+    "tib": 1024**4,
+}
 
 
 def _kib_to_mib(element: etree._Element | None) -> int | None:
@@ -55,7 +67,7 @@ def _kib_to_mib(element: etree._Element | None) -> int | None:
         return None
     value = int(element.text.strip())
     factor = _UNIT_BYTES.get((element.get("unit") or "KiB").lower(), 1024)
-    return int(round(value * factor / 1024 ** 2))
+    return int(round(value * factor / 1024**2))
 
 
 def parse_disk_element(element: etree._Element) -> dict | None:
@@ -69,8 +81,14 @@ def parse_disk_element(element: etree._Element) -> dict | None:
     driver = element.find("driver")
     fmt = (driver.get("type") if driver is not None else None) or "raw"
     phy = element.get("type") == "block"
-    return {"path": path, "type": "phy" if phy else "image", "format": fmt,
-            "device": target.get("dev"), "tag": None, "name": None}
+    return {
+        "path": path,
+        "type": "phy" if phy else "image",
+        "format": fmt,
+        "device": target.get("dev"),
+        "tag": None,
+        "name": None,
+    }
 
 
 def parse_vif_element(element: etree._Element, meta: dict) -> dict:
@@ -177,8 +195,11 @@ def parse_domain(xml: str) -> dict:
 def reserved_targets(xml: str) -> list[str]:
     """Target devices of CD-ROM/floppy/LUN devices (not modelled, but their names are taken)."""
     root = etree.fromstring(xml.encode())
-    return [d.find("target").get("dev") for d in root.findall("devices/disk")
-            if d.get("device", "disk") != "disk" and d.find("target") is not None]
+    return [
+        d.find("target").get("dev")
+        for d in root.findall("devices/disk")
+        if d.get("device", "disk") != "disk" and d.find("target") is not None
+    ]
 
 
 def carries_marker(xml: str) -> bool:
@@ -193,6 +214,7 @@ def present_fragments(xml: str, fragments: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- fragments
+
 
 def subset(want: etree._Element, have: etree._Element) -> bool:
     """True when every attribute, text and child of ``want`` is found in ``have``."""
@@ -222,12 +244,14 @@ def fragment_present(root: etree._Element, fragment: etree._Element) -> bool:
         devices = root.find("devices")
         if devices is None:
             return len(fragment) == 0
-        return all(any(subset(child, existing) for existing in devices)
-                   for child in fragment if isinstance(child.tag, str))
+        return all(
+            any(subset(child, existing) for existing in devices) for child in fragment if isinstance(child.tag, str)
+        )
     return any(subset(fragment, existing) for existing in root.findall(fragment.tag))
 
 
 # --------------------------------------------------------------------------- comparison
+
 
 def diff_specs(desired: dict, current: dict) -> list[str]:
     """Fields of the complete ``desired`` spec that differ from ``current`` (both normalised)."""

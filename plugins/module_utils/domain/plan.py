@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -93,9 +92,12 @@ def _disk_formats(spec: dict, local: bool, storage_dirs: list | tuple, prefix: s
         if disk["format"] is None:
             disk["format"] = recorded
         elif recorded and disk["format"] != recorded:
-            raise ValidationError(where, f"{disk['path']} was created as {recorded} by xen_disk; declaring it "
-                                         f"{disk['format']} would read the guest's data as image metadata: "
-                                         f"declare {recorded} or leave the format out")
+            raise ValidationError(
+                where,
+                f"{disk['path']} was created as {recorded} by xen_disk; declaring it "
+                f"{disk['format']} would read the guest's data as image metadata: "
+                f"declare {recorded} or leave the format out",
+            )
         if disk["format"] == "qcow2" and os.path.isfile(disk["path"]):
             try:
                 info = qemu_img_info(disk["path"], "qcow2")
@@ -103,13 +105,17 @@ def _disk_formats(spec: dict, local: bool, storage_dirs: list | tuple, prefix: s
                 raise ValidationError(where, exc.message) from None
             backing = info["backing_file"] if info else None
             if backing and real_inside(backing, list(storage_dirs)) is None:
-                raise ValidationError(where, f"{disk['path']} is a qcow2 image backed by {backing}, outside the "
-                                             f"storage directories ({', '.join(storage_dirs)}): refused (the guest "
-                                             "would read that host file)")
+                raise ValidationError(
+                    where,
+                    f"{disk['path']} is a qcow2 image backed by {backing}, outside the "
+                    f"storage directories ({', '.join(storage_dirs)}): refused (the guest "
+                    "would read that host file)",
+                )
 
 
-def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool,
-                     shared: SharedFiles | None = None) -> None:
+def _removable_disks(
+    plan: DomainPlan, disks: list[dict], storage_dirs: list | tuple, local: bool, shared: SharedFiles | None = None
+) -> None:
     """Queue the image files of ``disks`` for removal, only inside ``storage_dirs`` (resolved
     paths on a local host); an image elsewhere, or a symbolic link, is kept and reported, and
     so is one that another guest uses or that is a clone's template (``shared``)."""
@@ -122,24 +128,33 @@ def _removable_disks(plan: DomainPlan, disks: list[dict], storage_dirs: list | t
                 continue
             if not os.path.islink(path) and not os.path.isfile(path):
                 kind = "a directory" if os.path.isdir(path) else "a device, socket or pipe"
-                plan.notes.append(f"guest {plan.name}: disk image {path} kept: it is {kind}, not an image file; "
-                                  "remove_disks deletes only image files")
+                plan.notes.append(
+                    f"guest {plan.name}: disk image {path} kept: it is {kind}, not an image file; "
+                    "remove_disks deletes only image files"
+                )
                 continue
             real = None if os.path.islink(path) else real_inside(path, list(storage_dirs))
         else:
             real = path if any(path.startswith(d.rstrip("/") + "/") for d in storage_dirs) else None
         if real is None:
-            plan.notes.append(f"guest {plan.name}: disk image {path} kept: it is outside the storage directories "
-                              f"({', '.join(storage_dirs)}) or a symbolic link; remove_disks deletes only there")
+            plan.notes.append(
+                f"guest {plan.name}: disk image {path} kept: it is outside the storage directories "
+                f"({', '.join(storage_dirs)}) or a symbolic link; remove_disks deletes only there"
+            )
             continue
         if shared is not None:
             users = shared.others(plan.name).get(shared.key(real))
             clones = shared.templates().get(shared.key(real))
             if users or clones:
-                why = (f"guest(s) {describe_users(users)} use it" if users else
-                       f"it is the template of {', '.join(sorted(clones))}")
-                plan.notes.append(f"guest {plan.name}: disk image {path} kept: {why}; remove_disks never deletes "
-                                  "an image another guest or clone still needs")
+                why = (
+                    f"guest(s) {describe_users(users)} use it"
+                    if users
+                    else f"it is the template of {', '.join(sorted(clones))}"
+                )
+                plan.notes.append(
+                    f"guest {plan.name}: disk image {path} kept: {why}; remove_disks never deletes "
+                    "an image another guest or clone still needs"
+                )
                 continue
         plan.remove_paths.append(real)
         plan.actions.append(f"remove_disk {real}")
@@ -167,22 +182,36 @@ def _check_owned(current: Current, state: str, adopt: bool, prefix: str) -> None
     A foreign domain that already matches is refused too: the answer does not depend on it."""
     if not current.exists or adopt or carries_marker(current.xml):
         return
-    would = "be stopped, undefined (and its disks removed with remove_disks)" if state == "absent" else \
-        "be redefined from the spec"
+    would = (
+        "be stopped, undefined (and its disks removed with remove_disks)"
+        if state == "absent"
+        else "be redefined from the spec"
+    )
     raise Conflict(
         f"{prefix}name: guest {current.name} exists on the hypervisor but was not defined by lcfg.xen "
         f"(its definition has no <metadata> element of namespace {METADATA_NS}); it would {would}. "
         "It is left alone: give the guest a name of its own (the profile's xen.name_<vm>), or, if "
         "lcfg.xen should manage this domain from now on, adopt it once (xen_domain adopt: true; "
         f"xen_guests adopt: [{current.name}]; role lcfg.xen.guest guest_adopt: [{current.name}]; "
-        f"playbooks/teardown.yml teardown_adopt: [{current.name}])")
+        f"playbooks/teardown.yml teardown_adopt: [{current.name}])"
+    )
 
 
-def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout: float = 120,
-                force_stop: bool = False, remove_disks: bool = False, dom: Any = None,
-                known_missing: bool = False, prefix: str = "",
-                storage_dirs: list | tuple | None = None, adopt: bool = False,
-                caps: DriverCaps | None = None) -> DomainPlan:
+def plan_domain(
+    conn,
+    desired: dict,
+    state: str = "present",
+    *,
+    shutdown_timeout: float = 120,
+    force_stop: bool = False,
+    remove_disks: bool = False,
+    dom: Any = None,
+    known_missing: bool = False,
+    prefix: str = "",
+    storage_dirs: list | tuple | None = None,
+    adopt: bool = False,
+    caps: DriverCaps | None = None,
+) -> DomainPlan:
     """Compare the validated ``desired`` spec with libvirt; return what ``apply_plan`` will do.
 
     ``dom`` (a virDomain) or ``known_missing`` skip the lookup when the caller listed the
@@ -198,8 +227,16 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
     current = read_current(conn, name, dom=dom, known_missing=known_missing)
     _check_owned(current, state, adopt, prefix)
     before = current.view()
-    plan = DomainPlan(name=name, state=state, current=current, before=before, after=before,
-                      shutdown_timeout=shutdown_timeout, force_stop=force_stop, local=caps.local)
+    plan = DomainPlan(
+        name=name,
+        state=state,
+        current=current,
+        before=before,
+        after=before,
+        shutdown_timeout=shutdown_timeout,
+        force_stop=force_stop,
+        local=caps.local,
+    )
     dirs = storage_dirs or DEFAULT_STORAGE_DIRS
     if state == "absent":
         _plan_absent(plan, conn, dirs if remove_disks else None)
@@ -221,8 +258,10 @@ def plan_domain(conn, desired: dict, state: str = "present", *, shutdown_timeout
     if driver != "xen" and ("define" in plan.actions or "vifs" in plan.changed_fields):
         scripts = sorted({v["script"] for v in target["vifs"] if v.get("script")})
         if scripts:
-            plan.notes.append(f"guest {name}: vif scripts ({', '.join(scripts)}) are a Xen feature; "
-                              f"on {driver} they are only recorded in the guest's metadata")
+            plan.notes.append(
+                f"guest {name}: vif scripts ({', '.join(scripts)}) are a Xen feature; "
+                f"on {driver} they are only recorded in the guest's metadata"
+            )
     return plan
 
 
@@ -237,8 +276,9 @@ def _plan_absent(plan: DomainPlan, conn, remove_from: list | tuple | None) -> No
         plan.actions.append("stop")
     plan.actions.append("undefine")
     if remove_from is not None:
-        _removable_disks(plan, current.spec["disks"], remove_from, plan.local,
-                         SharedFiles(conn, remove_from, plan.local))
+        _removable_disks(
+            plan, current.spec["disks"], remove_from, plan.local, SharedFiles(conn, remove_from, plan.local)
+        )
     plan.after = {"name": plan.name, "state": "absent"}
 
 
@@ -247,12 +287,13 @@ def _plan_existing(plan: DomainPlan, desired: dict, caps: dict, prefix: str) -> 
     restart, and the modified definition. Returns the complete target spec."""
     current = plan.current
     if desired.get("uuid") and desired["uuid"] != current.spec["uuid"]:
-        raise Conflict(f"guest {plan.name} exists with UUID {current.spec['uuid']}, not {desired['uuid']}; "
-                       "a UUID cannot be changed in place: remove the guest first (state: absent) "
-                       "or drop the uuid option")
+        raise Conflict(
+            f"guest {plan.name} exists with UUID {current.spec['uuid']}, not {desired['uuid']}; "
+            "a UUID cannot be changed in place: remove the guest first (state: absent) "
+            "or drop the uuid option"
+        )
     render_caps = dict(caps, domain_type=current.domain_type)
-    target = complete_spec(desired, current.spec, caps["driver"], prefix=prefix,
-                           reserved=reserved_targets(current.xml))
+    target = complete_spec(desired, current.spec, caps["driver"], prefix=prefix, reserved=reserved_targets(current.xml))
     plan.fragments = target["extra"]["xml"]
     compare = current.view(plan.fragments)
     plan.before = compare
@@ -268,8 +309,7 @@ def _plan_existing(plan: DomainPlan, desired: dict, caps: dict, prefix: str) -> 
         if "cpus" in config:
             live_ok.append("cpus")
         plan.pending_restart_fields = [
-            f for f in config
-            if f not in live_ok and not _cosmetic_only(f, target, compare, caps["driver"])
+            f for f in config if f not in live_ok and not _cosmetic_only(f, target, compare, caps["driver"])
         ]
         for f in live_ok:
             plan.live[f] = target[f]

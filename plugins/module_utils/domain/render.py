@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -35,6 +34,7 @@ _BUS_OF_PREFIX = {"xvd": "xen", "vd": "virtio", "sd": "sata", "hd": "ide"}
 
 
 # --------------------------------------------------------------------------- rendering
+
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
     element = etree.SubElement(parent, tag, {k: str(v) for k, v in attrs.items() if v is not None})
@@ -190,6 +190,7 @@ def render_domain(spec: dict, caps: dict) -> str:
 
 
 # --------------------------------------------------------------------------- in-place update
+
 
 def _find_or_add(root: etree._Element, tag: str, after: tuple[str, ...]) -> etree._Element:
     element = root.find(tag)

@@ -124,9 +124,13 @@ def created_ports(links: dict, bridge: str) -> list:
 def _made_for(bridge: str, name: str, entry: dict, links: dict) -> bool:
     if entry.get("ifalias") == standin_alias(bridge):
         return True
-    return link_kind(entry) == "veth" and entry.get("master") == bridge and not entry.get("ifalias") \
-        and entry.get("link") == veth_peer_name(name) \
+    return (
+        link_kind(entry) == "veth"
+        and entry.get("master") == bridge
+        and not entry.get("ifalias")
+        and entry.get("link") == veth_peer_name(name)
         and (links.get(veth_peer_name(name)) or {}).get("link") == name
+    )
 
 
 def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -> BridgePlan:
@@ -135,17 +139,27 @@ def plan_bridge(request: dict, run: Runner, root: str = "/", prefix: str = "") -
     links = read_links(run)
     entry = links.get(bridge)
     if entry is not None and link_kind(entry) != "bridge":
-        raise Conflict(f"{bridge} exists on this host and is a {link_kind(entry) or 'plain'} interface, "
-                       f"not a bridge: choose another bridge name ({prefix}bridge)")
-    plan = BridgePlan(bridge=bridge, state=request["state"], persist=request["persist"],
-                      before=link_state(entry, links) if entry is not None else None)
+        raise Conflict(
+            f"{bridge} exists on this host and is a {link_kind(entry) or 'plain'} interface, "
+            f"not a bridge: choose another bridge name ({prefix}bridge)"
+        )
+    plan = BridgePlan(
+        bridge=bridge,
+        state=request["state"],
+        persist=request["persist"],
+        before=link_state(entry, links) if entry is not None else None,
+    )
     if plan.persist == "auto":
         plan.persist, note = detect_persist(root)
         if note and request["state"] == "present":
             plan.warnings.append(f"bridge {bridge}: {note}")
-    host = _Host(links=links, entry=entry, net_entry=links.get(request["netdev"]) if request["netdev"] else None,
-                 files=read_persist_files(request, root),
-                 foreign=entry is not None and entry.get("ifalias") != BRIDGE_MARK)
+    host = _Host(
+        links=links,
+        entry=entry,
+        net_entry=links.get(request["netdev"]) if request["netdev"] else None,
+        files=read_persist_files(request, root),
+        foreign=entry is not None and entry.get("ifalias") != BRIDGE_MARK,
+    )
     if plan.before is not None:
         plan.before["persisted"] = sorted(host.files)
     if request["state"] == "absent":
@@ -162,22 +176,28 @@ def _plan_bridge_absent(plan: BridgePlan, request: dict, run: Runner, host: _Hos
     if host.entry is not None:
         addresses = plan.before["addresses"]
         if addresses and not (request["migrate_address"] and netdev and host.net_entry is not None):
-            raise Conflict(f"bridge {bridge} carries {', '.join(addresses)}: deleting it drops them; set "
-                           f"migrate_address: true with netdev to move them back to the netdev first")
+            raise Conflict(
+                f"bridge {bridge} carries {', '.join(addresses)}: deleting it drops them; set "
+                f"migrate_address: true with netdev to move them back to the netdev first"
+            )
         if addresses:
             routes = routes_via(run, bridge)
             for address in addresses:
-                plan.add(None, _cmd("address", "del", address, "dev", bridge),
-                         _cmd("address", "add", address, "dev", netdev))
-            plan.add(f"move {', '.join(addresses)} from {bridge} back to {netdev}",
-                     *[_cmd(*route[:1], "route", "replace", *route[1:], "dev", netdev) for route in routes])
+                plan.add(
+                    None, _cmd("address", "del", address, "dev", bridge), _cmd("address", "add", address, "dev", netdev)
+                )
+            plan.add(
+                f"move {', '.join(addresses)} from {bridge} back to {netdev}",
+                *[_cmd(*route[:1], "route", "replace", *route[1:], "dev", netdev) for route in routes],
+            )
         plan.add(f"delete bridge {bridge}", _cmd("link", "del", "dev", bridge))
         _check_bridge_owned(request, host.foreign, plan.actions, prefix)
     # what this collection created for the bridge goes with it (a veth's peer with it);
     # an interface that was there before (the uplink, a mapped netdev) stays
     for port in created_ports(host.links, bridge):
-        plan.add(f"delete {link_kind(host.links[port]) or 'stand-in'} interface {port}",
-                 _cmd("link", "del", "dev", port))
+        plan.add(
+            f"delete {link_kind(host.links[port]) or 'stand-in'} interface {port}", _cmd("link", "del", "dev", port)
+        )
     for path in sorted(host.files):
         plan.add(f"remove {path}")
     plan.files = {path: None for path in host.files}
@@ -196,21 +216,29 @@ def _plan_netdev(plan: BridgePlan, request: dict, run: Runner, net_entry: dict |
             raise ValidationError(
                 f"{prefix}netdev",
                 f"interface {netdev} does not exist on this host (ip link shows no such device): "
-                "give an existing interface, or create_netdev: dummy (or veth) to create a stand-in")
+                "give an existing interface, or create_netdev: dummy (or veth) to create a stand-in",
+            )
         if request["create_netdev"] == "dummy":
             made = [_cmd("link", "add", netdev, "type", "dummy")]
         else:
-            made = [_cmd("link", "add", netdev, "type", "veth", "peer", "name", veth_peer_name(netdev)),
-                    _cmd("link", "set", "dev", veth_peer_name(netdev), "up")]
-        plan.add(f"create {request['create_netdev']} interface {netdev}",
-                 *made, _cmd("link", "set", "dev", netdev, "alias", standin_alias(bridge)))
+            made = [
+                _cmd("link", "add", netdev, "type", "veth", "peer", "name", veth_peer_name(netdev)),
+                _cmd("link", "set", "dev", veth_peer_name(netdev), "up"),
+            ]
+        plan.add(
+            f"create {request['create_netdev']} interface {netdev}",
+            *made,
+            _cmd("link", "set", "dev", netdev, "alias", standin_alias(bridge)),
+        )
         return uplink
     master = net_entry.get("master")
     if link_kind(net_entry) == "bridge":
         raise Conflict(f"{prefix}netdev: {netdev} is itself a bridge; give the physical interface")
     if master and master != bridge:
-        raise Conflict(f"{prefix}netdev: {netdev} is already a port of bridge {master}; release it "
-                       f"(ip link set {netdev} nomaster) or use that bridge")
+        raise Conflict(
+            f"{prefix}netdev: {netdev} is already a port of bridge {master}; release it "
+            f"(ip link set {netdev} nomaster) or use that bridge"
+        )
     if master == bridge:
         return uplink
     uplink.addresses = global_addresses(net_entry)
@@ -219,7 +247,8 @@ def _plan_netdev(plan: BridgePlan, request: dict, run: Runner, net_entry: dict |
             f"{prefix}netdev: {netdev} carries {', '.join(uplink.addresses)}; enslaving it to "
             f"{bridge} would cut that address off. Set migrate_address: true (role "
             f"lcfg.xen.network: network_migrate_address: true) to move the address(es) and "
-            f"routes to the bridge, or choose another netdev")
+            f"routes to the bridge, or choose another netdev"
+        )
     if uplink.addresses:
         uplink.routes = routes_via(run, netdev)
         uplink.static_routes = routes_via(run, netdev, include_dynamic=False)
@@ -227,8 +256,7 @@ def _plan_netdev(plan: BridgePlan, request: dict, run: Runner, net_entry: dict |
     return uplink
 
 
-def _plan_bridge_present(plan: BridgePlan, request: dict, run: Runner, host: _Host, root: str,
-                         prefix: str) -> None:
+def _plan_bridge_present(plan: BridgePlan, request: dict, run: Runner, host: _Host, root: str, prefix: str) -> None:
     """Create the bridge, enslave the netdev (moving its addresses and routes), bring both up,
     add the address, write the persistence files."""
     bridge = plan.bridge
@@ -236,33 +264,51 @@ def _plan_bridge_present(plan: BridgePlan, request: dict, run: Runner, host: _Ho
     before = plan.before
     uplink = _plan_netdev(plan, request, run, host.net_entry, prefix)
     if host.entry is None:
-        plan.add(f"create bridge {bridge}",
-                 _cmd("link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"),
-                 _cmd("link", "set", "dev", bridge, "alias", BRIDGE_MARK))
+        plan.add(
+            f"create bridge {bridge}",
+            _cmd("link", "add", "name", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"),
+            _cmd("link", "set", "dev", bridge, "alias", BRIDGE_MARK),
+        )
     if netdev and (host.net_entry is None or host.net_entry.get("master") != bridge):
         plan.add(f"enslave {netdev} to {bridge}", _cmd("link", "set", "dev", netdev, "master", bridge))
     if netdev and (host.net_entry is None or "UP" not in (host.net_entry.get("flags") or [])):
         plan.add(f"bring {netdev} up", _cmd("link", "set", "dev", netdev, "up"))
     if uplink.addresses:
-        plan.add(f"move {', '.join(uplink.addresses)} from {netdev} to {bridge}",
-                 *[_cmd("address", "del", address, "dev", netdev) for address in uplink.addresses],
-                 *[_cmd("address", "add", address, "dev", bridge) for address in uplink.addresses])
+        plan.add(
+            f"move {', '.join(uplink.addresses)} from {netdev} to {bridge}",
+            *[_cmd("address", "del", address, "dev", netdev) for address in uplink.addresses],
+            *[_cmd("address", "add", address, "dev", bridge) for address in uplink.addresses],
+        )
     if before is None or before["state"] != "up":
         plan.add(f"bring {bridge} up", _cmd("link", "set", "dev", bridge, "up"))
-    plan.add(f"move {len(uplink.routes)} route(s) from {netdev} to {bridge}" if uplink.routes else None,
-             *[_cmd(route[0], "route", "replace", *route[1:], "dev", bridge) for route in uplink.routes])
+    plan.add(
+        f"move {len(uplink.routes)} route(s) from {netdev} to {bridge}" if uplink.routes else None,
+        *[_cmd(route[0], "route", "replace", *route[1:], "dev", bridge) for route in uplink.routes],
+    )
     addresses = list(before["addresses"]) if before else []
     addresses += [address for address in uplink.addresses if address not in addresses]
     if request["address"] and request["address"] not in addresses:
         plan.add(f"add {request['address']} to {bridge}", _cmd("address", "add", request["address"], "dev", bridge))
         addresses.append(request["address"])
     routes = (routes_via(run, bridge, include_dynamic=False) if host.entry is not None else []) + uplink.static_routes
-    files = render_persist_files(plan.persist, request, [a for a in addresses if not uplink.dynamic or a not in
-                                                         uplink.addresses], routes, uplink.dynamic, root)
+    files = render_persist_files(
+        plan.persist,
+        request,
+        [a for a in addresses if not uplink.dynamic or a not in uplink.addresses],
+        routes,
+        uplink.dynamic,
+        root,
+    )
     _plan_files(plan, files, host.files)
-    plan.after = {"name": bridge, "state": "up", "ports": sorted(set(before["ports"] if before else []) | (
-        {netdev} if netdev else set())), "addresses": addresses, "stp": before["stp"] if before else False,
-        "mac": before["mac"] if before else None, "persisted": sorted(files)}
+    plan.after = {
+        "name": bridge,
+        "state": "up",
+        "ports": sorted(set(before["ports"] if before else []) | ({netdev} if netdev else set())),
+        "addresses": addresses,
+        "stp": before["stp"] if before else False,
+        "mac": before["mac"] if before else None,
+        "persisted": sorted(files),
+    }
     _check_bridge_owned(request, host.foreign, plan.actions, prefix)
     if host.foreign and request["adopt"]:
         # adopted: marked first, so a run that stops half-way leaves it lcfg.xen's
@@ -289,8 +335,10 @@ def _warn_ifupdown_stanza(plan: BridgePlan, netdev: str, root: str) -> None:
     if os.path.exists(interfaces):
         with open(interfaces, encoding="utf-8") as handle:
             if re.search(rf"^\s*iface\s+{re.escape(netdev)}\s", handle.read(), re.M):
-                plan.warnings.append(f"{interfaces} also configures {netdev}: remove its stanza, or the "
-                                     f"address stays on {netdev} instead of {plan.bridge} after a reboot")
+                plan.warnings.append(
+                    f"{interfaces} also configures {netdev}: remove its stanza, or the "
+                    f"address stays on {netdev} instead of {plan.bridge} after a reboot"
+                )
 
 
 def _check_bridge_owned(request: dict, foreign: bool, actions: list, prefix: str) -> None:
@@ -301,7 +349,8 @@ def _check_bridge_owned(request: dict, foreign: bool, actions: list, prefix: str
         f"{prefix}name: bridge {request['bridge']} exists on this host and was not created by lcfg.xen "
         f"(its ifalias is not {BRIDGE_MARK!r}); it would {'; '.join(actions)}. It is left alone: give the "
         "profile's bridge a name of its own, or, if lcfg.xen should manage it from now on, set adopt: true "
-        f"(role lcfg.xen.network and playbooks/teardown.yml: network_adopt: [{request['name']}])")
+        f"(role lcfg.xen.network and playbooks/teardown.yml: network_adopt: [{request['name']}])"
+    )
 
 
 def check_bridge_name(request: dict, networks: list, owned: dict, prefix: str = "") -> None:
@@ -312,16 +361,23 @@ def check_bridge_name(request: dict, networks: list, owned: dict, prefix: str = 
     if bridge is None or request["adopt"]:
         return
     if _RESERVED_BRIDGE_RE.search(bridge):
-        raise Conflict(f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is a bridge name "
-                       "libvirt, docker or the kernel use for their own: choose another name (or, if lcfg.xen "
-                       f"should manage it, adopt: true / network_adopt: [{request['name']}])")
+        raise Conflict(
+            f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is a bridge name "
+            "libvirt, docker or the kernel use for their own: choose another name (or, if lcfg.xen "
+            f"should manage it, adopt: true / network_adopt: [{request['name']}])"
+        )
     for network in networks:
-        if network.get("bridge") != bridge or network["name"] == request["name"] \
-                or owned.get(network.get("uuid")) == network["name"]:
+        if (
+            network.get("bridge") != bridge
+            or network["name"] == request["name"]
+            or owned.get(network.get("uuid")) == network["name"]
+        ):
             continue
-        raise Conflict(f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is the bridge of "
-                       f"libvirt network {network['name']}, which lcfg.xen did not create: choose another name "
-                       f"(or, if lcfg.xen should manage it, adopt: true / network_adopt: [{request['name']}])")
+        raise Conflict(
+            f"{prefix}{'name' if bridge == request['name'] else 'bridge'}: {bridge} is the bridge of "
+            f"libvirt network {network['name']}, which lcfg.xen did not create: choose another name "
+            f"(or, if lcfg.xen should manage it, adopt: true / network_adopt: [{request['name']}])"
+        )
 
 
 def _command_done(argv: list, run: Runner) -> bool:
@@ -352,6 +408,7 @@ class _BridgeRun:
 
 
 # Each ensure_* step takes the bridge state so far and returns (changed, state after it).
+
 
 def ensure_links(ctx: _BridgeRun, state: dict | None) -> tuple[bool, dict | None]:
     """Run the plan's iproute2 commands; stop at the first failure that left the host short of
@@ -396,5 +453,4 @@ def _write_file(path: str, content: str | None) -> None:
 def apply_bridge(plan: BridgePlan, run: Runner, check_mode: bool = False) -> tuple[bool, Any]:
     """Carry out ``plan`` (in check mode: walk its steps changing nothing); return
     ``(changed, bridge state after)``."""
-    return run_steps((ensure_links, ensure_files), _BridgeRun(plan=plan, run=run, check_mode=check_mode),
-                     plan.before)
+    return run_steps((ensure_links, ensure_files), _BridgeRun(plan=plan, run=run, check_mode=check_mode), plan.before)

@@ -87,13 +87,27 @@ def _drop_display(view: dict | None) -> dict | None:
     return {key: value for key, value in view.items() if key not in ("mac", "stp")}
 
 
-def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: str,
-                 root: str = "/", prefix: str = "", state_file: str | None = None) -> RequestPlan:
+def plan_request(
+    request: dict,
+    run: Runner,
+    connect: Callable[[], Any],
+    uri: str,
+    root: str = "/",
+    prefix: str = "",
+    state_file: str | None = None,
+) -> RequestPlan:
     """Plan one request (reads only). With ``state_file``, an existing libvirt network not
     recorded there is only changed when the request adopts it (``owner.check_owned``)."""
     check_vif_script(request, uri, prefix=prefix)
-    plan = RequestPlan(request=request, fields={"mode": request["mode"], "state": request["state"],
-                                                "bridge": request["bridge"], "vif_script": request["vif_script"]})
+    plan = RequestPlan(
+        request=request,
+        fields={
+            "mode": request["mode"],
+            "state": request["state"],
+            "bridge": request["bridge"],
+            "vif_script": request["vif_script"],
+        },
+    )
     if request["mode"] == "bridge" or request["state"] == "present":
         owned = read_owned(state_file) if state_file is not None else {}
         check_bridge_name(request, list_networks(connect()) if request["bridge"] else [], owned, prefix)
@@ -108,8 +122,9 @@ def plan_request(request: dict, run: Runner, connect: Callable[[], Any], uri: st
     return plan
 
 
-def _plan_libvirt_network(plan: RequestPlan, run: Runner, connect: Callable[[], Any], prefix: str,
-                          state_file: str | None) -> None:
+def _plan_libvirt_network(
+    plan: RequestPlan, run: Runner, connect: Callable[[], Any], prefix: str, state_file: str | None
+) -> None:
     """The libvirt network of a request: planned, and checked against what else is on the host
     (its kind, who made it, a Linux bridge of that name, a subnet in use)."""
     request = plan.request
@@ -120,15 +135,28 @@ def _plan_libvirt_network(plan: RequestPlan, run: Runner, connect: Callable[[], 
     if state_file is not None:
         check_owned(request, plan.uuid, plan.network.actions, read_owned(state_file), state_file, prefix)
     own = current["live"]["bridge"] if current and current["live"] else None
-    if request["mode"] != "bridge" and request["bridge"] and request["state"] == "present" \
-            and request["bridge"] != own and read_link(run, request["bridge"]) is not None:
-        raise Conflict(f"{prefix}bridge: {request['bridge']} already exists on this host; libvirt creates "
-                       f"the bridge of a {request['mode']} network itself: choose another name")
+    if (
+        request["mode"] != "bridge"
+        and request["bridge"]
+        and request["state"] == "present"
+        and request["bridge"] != own
+        and read_link(run, request["bridge"]) is not None
+    ):
+        raise Conflict(
+            f"{prefix}bridge: {request['bridge']} already exists on this host; libvirt creates "
+            f"the bridge of a {request['mode']} network itself: choose another name"
+        )
     wanted = (plan.network.after or {}).get("address")
     if wanted and (current is None or current["config"]["address"] != wanted):
         family = "-6" if ":" in wanted else "-4"
-        check_subnet_free(request["name"], wanted, own, list_networks(connect()),
-                          ip_json(run, ["ip", "-j", family, "route", "show"]), prefix)
+        check_subnet_free(
+            request["name"],
+            wanted,
+            own,
+            list_networks(connect()),
+            ip_json(run, ["ip", "-j", family, "route", "show"]),
+            prefix,
+        )
     plan.before["network"] = plan.network.before
     plan.after["network"] = plan.network.after
     plan.warnings += plan.network.warnings
@@ -136,8 +164,9 @@ def _plan_libvirt_network(plan: RequestPlan, run: Runner, connect: Callable[[], 
         plan.fields["bridge"] = (plan.network.after or plan.network.before or {}).get("bridge")
 
 
-def apply_request(plan: RequestPlan, run: Runner, connect: Callable[[], Any], uri: str,
-                  check_mode: bool = False) -> None:
+def apply_request(
+    plan: RequestPlan, run: Runner, connect: Callable[[], Any], uri: str, check_mode: bool = False
+) -> None:
     """Carry out a planned request (in check mode: walk its steps changing nothing); fills in
     what only the real run learns (the bridge libvirt gave a network)."""
     if not plan.changed:
@@ -161,14 +190,24 @@ def apply_request(plan: RequestPlan, run: Runner, connect: Callable[[], Any], ur
             plan.after["network"]["bridge"] = record["live"]["bridge"]
 
 
-def reconcile(requests: list, run: Runner, connect: Callable[[], Any], uri: str, check: bool,
-              root: str = "/", prefixes: list | None = None, state_file: str | None = None) -> dict:
+def reconcile(
+    requests: list,
+    run: Runner,
+    connect: Callable[[], Any],
+    uri: str,
+    check: bool,
+    root: str = "/",
+    prefixes: list | None = None,
+    state_file: str | None = None,
+) -> dict:
     """Plan every request first (so one bad request changes nothing), then apply them in order;
     return the module's result. With ``state_file``, the libvirt networks created or adopted are
     recorded there, and those removed forgotten."""
     prefixes = prefixes or [""] * len(requests)
-    plans = [plan_request(request, run, connect, uri, root, prefix, state_file)
-             for request, prefix in zip(requests, prefixes, strict=True)]
+    plans = [
+        plan_request(request, run, connect, uri, root, prefix, state_file)
+        for request, prefix in zip(requests, prefixes, strict=True)
+    ]
     for plan in plans:
         apply_request(plan, run, connect, uri, check)
         if state_file is not None and plan.network is not None and not check:

@@ -76,13 +76,13 @@ class NetworkPlan:
     actions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     pending_restart: bool = False
-    stop: bool = False                   # ensure_stopped (removal)
-    undefine: bool = False               # ensure_undefined
-    define_xml: str | None = None        # ensure_defined: define or redefine with this XML
+    stop: bool = False  # ensure_stopped (removal)
+    undefine: bool = False  # ensure_undefined
+    define_xml: str | None = None  # ensure_defined: define or redefine with this XML
     dhcp_updates: list[DhcpUpdate] = field(default_factory=list)  # ensure_dhcp_updated
-    autostart: bool | None = None        # ensure_autostart: set it to this
-    start: bool = False                  # ensure_started
-    restart: bool = False                # ensure_restarted: stop, start, reattach running guests
+    autostart: bool | None = None  # ensure_autostart: set it to this
+    start: bool = False  # ensure_started
+    restart: bool = False  # ensure_restarted: stop, start, reattach running guests
 
     @property
     def changed(self) -> bool:
@@ -143,13 +143,15 @@ def list_networks(conn) -> list:
     for net in conn.listAllNetworks(0):  # every network, active or not
         record = _network_record(net)
         item = _config_of(record["config"])
-        item.update({
-            "uuid": record["config"]["uuid"],
-            "active": record["active"],
-            "autostart": record["autostart"],
-            "persistent": record["persistent"],
-            "vif_script": DEFAULT_VIF_SCRIPTS.get(item["mode"] if item["mode"] in MODES else "bridge"),
-        })
+        item.update(
+            {
+                "uuid": record["config"]["uuid"],
+                "active": record["active"],
+                "autostart": record["autostart"],
+                "persistent": record["persistent"],
+                "vif_script": DEFAULT_VIF_SCRIPTS.get(item["mode"] if item["mode"] in MODES else "bridge"),
+            }
+        )
         if record["live"] is not None and record["live"]["bridge"]:
             item["bridge"] = record["live"]["bridge"]
         result.append(item)
@@ -202,8 +204,11 @@ def plan_network(request: dict, current: dict | None, prefix: str = "") -> Netwo
         plan.define_xml = render_network_xml(desired)
         plan.autostart = request["autostart"]
         plan.start = True
-        plan.actions += [f"define libvirt network {plan.name}", f"set autostart {_on(request['autostart'])}",
-                         f"start libvirt network {plan.name}"]
+        plan.actions += [
+            f"define libvirt network {plan.name}",
+            f"set autostart {_on(request['autostart'])}",
+            f"start libvirt network {plan.name}",
+        ]
         return plan
     _plan_existing(plan, request, current, desired)
     return plan
@@ -218,9 +223,10 @@ def _check_desired(desired: dict, prefix: str) -> None:
     DHCP inside the subnet (a value kept from the current definition too)."""
     name = desired["name"]
     if desired["mode"] != "bridge" and desired["address"] is None:
-        raise ValidationError(f"{prefix}address",
-                              f"libvirt network {name} does not exist yet: give the host's address on it, "
-                              "e.g. address: 10.0.0.254/24")
+        raise ValidationError(
+            f"{prefix}address",
+            f"libvirt network {name} does not exist yet: give the host's address on it, e.g. address: 10.0.0.254/24",
+        )
     if desired["mode"] == "bridge" and desired["bridge"] is None:
         raise ValidationError(f"{prefix}bridge", f"network {name} needs the bridge device it forwards to")
     for index, host in enumerate(desired["dhcp_hosts"] or []):
@@ -236,7 +242,8 @@ def _plan_existing(plan: NetworkPlan, request: dict, current: dict, desired: dic
     config = _config_of(current["config"])
     restart_keys = [key for key in ("mode", "bridge", "netdev", "address") if config[key] != desired[key]]
     if config["dhcp_range"] != desired["dhcp_range"] and (
-            config["dhcp_range"] is None or desired["dhcp_range"] is None):
+        config["dhcp_range"] is None or desired["dhcp_range"] is None
+    ):
         restart_keys.append("dhcp_range")
     redefine_keys = restart_keys + ([] if current["persistent"] else ["persistent"])
     if redefine_keys:
@@ -244,17 +251,19 @@ def _plan_existing(plan: NetworkPlan, request: dict, current: dict, desired: dic
         plan.actions.append(f"redefine libvirt network {name} ({', '.join(redefine_keys)})")
     else:
         if config["dhcp_range"] != desired["dhcp_range"]:
-            plan.dhcp_updates += [DhcpUpdate("delete", "range", range_xml(config["dhcp_range"])),
-                                  DhcpUpdate("add-last", "range", range_xml(desired["dhcp_range"]))]
-            plan.actions.append(f"change DHCP range of {name} to {desired['dhcp_range']['start']}-"
-                                f"{desired['dhcp_range']['end']} (live)")
+            plan.dhcp_updates += [
+                DhcpUpdate("delete", "range", range_xml(config["dhcp_range"])),
+                DhcpUpdate("add-last", "range", range_xml(desired["dhcp_range"])),
+            ]
+            plan.actions.append(
+                f"change DHCP range of {name} to {desired['dhcp_range']['start']}-{desired['dhcp_range']['end']} (live)"
+            )
         _plan_hosts(plan, config["dhcp_hosts"], desired["dhcp_hosts"])
     if current["autostart"] != request["autostart"]:
         plan.autostart = request["autostart"]
         plan.actions.append(f"set autostart {_on(request['autostart'])}")
     # the running network keeps its old definition for what cannot change live
-    stale_live = current["active"] and current["live"] is not None and (
-        _static(current["live"]) != _static(config))
+    stale_live = current["active"] and current["live"] is not None and (_static(current["live"]) != _static(config))
     if not current["active"]:
         plan.start = True
         plan.actions.append(f"start libvirt network {name}")
@@ -267,7 +276,8 @@ def _plan_existing(plan: NetworkPlan, request: dict, current: dict, desired: dic
             plan.warnings.append(
                 f"libvirt network {name}: the new definition takes effect when the network restarts; "
                 "restarting detaches running guests' interfaces (set restart: true to restart now and "
-                "reattach them)")
+                "reattach them)"
+            )
 
 
 def _static(state: dict) -> dict:
@@ -300,14 +310,17 @@ def check_mode_kept(request: dict, current: dict | None, prefix: str = "") -> No
         return
     have = current["config"].get("mode")
     if have != request["mode"]:
-        raise Conflict(f"{prefix}mode: libvirt network {request['name']} is a {have} network; changing it to "
-                       f"{request['mode']} in place is refused. Remove it first (state: absent, or "
-                       "playbooks/teardown.yml -e teardown_remove_networks=true) and converge again, or give "
-                       "this network another name")
+        raise Conflict(
+            f"{prefix}mode: libvirt network {request['name']} is a {have} network; changing it to "
+            f"{request['mode']} in place is refused. Remove it first (state: absent, or "
+            "playbooks/teardown.yml -e teardown_remove_networks=true) and converge again, or give "
+            "this network another name"
+        )
 
 
-def check_subnet_free(name: str, address: str, own_bridge: str | None, networks: list, routes: list,
-                      prefix: str = "") -> None:
+def check_subnet_free(
+    name: str, address: str, own_bridge: str | None, networks: list, routes: list, prefix: str = ""
+) -> None:
     """Refuse a subnet that another libvirt network or a host route already uses (libvirt would
     only find out when starting the network, after the definition was saved)."""
     wanted = ipaddress.ip_interface(address).network
@@ -316,8 +329,9 @@ def check_subnet_free(name: str, address: str, own_bridge: str | None, networks:
             continue
         theirs = ipaddress.ip_interface(other["address"]).network
         if theirs.version == wanted.version and theirs.overlaps(wanted):
-            raise Conflict(f"{prefix}address: {wanted} overlaps libvirt network {other['name']} ({theirs}); "
-                           "choose another subnet")
+            raise Conflict(
+                f"{prefix}address: {wanted} overlaps libvirt network {other['name']} ({theirs}); choose another subnet"
+            )
     for route in routes:
         dst = route.get("dst")
         if not dst or dst == "default" or route.get("dev") in (own_bridge, None):
@@ -327,8 +341,9 @@ def check_subnet_free(name: str, address: str, own_bridge: str | None, networks:
         except ValueError:
             continue
         if theirs.version == wanted.version and theirs.overlaps(wanted):
-            raise Conflict(f"{prefix}address: {wanted} is already routed through {route['dev']} ({theirs}); "
-                           "choose another subnet")
+            raise Conflict(
+                f"{prefix}address: {wanted} is already routed through {route['dev']} ({theirs}); choose another subnet"
+            )
 
 
 # --------------------------------------------------------------------------- applying
@@ -419,12 +434,15 @@ def _definition_met(xml: str, net: Any) -> bool:
 
 
 def _update(ctx: _NetworkRun, update: DhcpUpdate) -> None:
-    commands = {"delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
-                "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
-                "add-last": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST}
+    commands = {
+        "delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+        "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+        "add-last": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+    }
     sections = {"host": libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, "range": libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE}
     flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG | (
-        libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE if ctx.net.isActive() else 0)
+        libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE if ctx.net.isActive() else 0
+    )
     ctx.net.update(commands[update.command], sections[update.section], -1, update.xml, flags)
 
 
@@ -442,6 +460,7 @@ def _host_update_met(update: DhcpUpdate, net: Any) -> bool:
 
 # Each ensure_* step takes the network state so far (None: no network) and returns
 # (changed, state after it). In check mode it changes nothing and returns the simulated state.
+
 
 def ensure_stopped(ctx: _NetworkRun, state: dict | None) -> tuple[bool, dict | None]:
     """Removal: stop the network (a transient one is gone then)."""
@@ -468,8 +487,9 @@ def ensure_defined(ctx: _NetworkRun, state: dict | None) -> tuple[bool, dict | N
         return False, state
     if not ctx.check_mode:
         _attempt(ctx, "define", lambda: _define(ctx), lambda net: _definition_met(plan.define_xml, net))
-    return True, dict(plan.after, autostart=(state or {}).get("autostart", False),
-                      active=(state or {}).get("active", False))
+    return True, dict(
+        plan.after, autostart=(state or {}).get("autostart", False), active=(state or {}).get("active", False)
+    )
 
 
 def ensure_dhcp_updated(ctx: _NetworkRun, state: dict | None) -> tuple[bool, dict | None]:
@@ -511,15 +531,25 @@ def ensure_restarted(ctx: _NetworkRun, state: dict | None) -> tuple[bool, dict |
     return True, state
 
 
-def apply_network(conn, plan: NetworkPlan, run: Runner | None = None, local: bool = True,
-                  check_mode: bool = False) -> list:
+def apply_network(
+    conn, plan: NetworkPlan, run: Runner | None = None, local: bool = True, check_mode: bool = False
+) -> list:
     """Carry out ``plan`` step by step (in check mode: walk the steps changing nothing); return
     the warnings produced on the way. A step whose aim is met already (another run defined,
     started or updated the network meanwhile) is passed over instead of failing."""
-    ctx = _NetworkRun(conn=conn, plan=plan, runner=run, local=local, check_mode=check_mode,
-                      net=None if check_mode else _lookup(conn, plan.name))
-    steps = (ensure_stopped, ensure_undefined) if plan.state == "absent" else (
-        ensure_defined, ensure_dhcp_updated, ensure_autostart, ensure_started, ensure_restarted)
+    ctx = _NetworkRun(
+        conn=conn,
+        plan=plan,
+        runner=run,
+        local=local,
+        check_mode=check_mode,
+        net=None if check_mode else _lookup(conn, plan.name),
+    )
+    steps = (
+        (ensure_stopped, ensure_undefined)
+        if plan.state == "absent"
+        else (ensure_defined, ensure_dhcp_updated, ensure_autostart, ensure_started, ensure_restarted)
+    )
     run_steps(steps, ctx, plan.before)
     return ctx.warnings
 
@@ -539,8 +569,10 @@ def _reattach(conn, net, run: Runner | None, local: bool) -> list:
     if not taps:
         return []
     if run is None or not local or not bridge:
-        return [f"libvirt network {name} restarted: reattach the interfaces of "
-                f"{', '.join(sorted({d for d, _t in taps}))} to its bridge (remote host: not done here)"]
+        return [
+            f"libvirt network {name} restarted: reattach the interfaces of "
+            f"{', '.join(sorted({d for d, _t in taps}))} to its bridge (remote host: not done here)"
+        ]
     for _dom, tap in taps:
         rc, _out, err = run(["ip", "link", "set", "dev", tap, "master", bridge])
         if rc != 0:

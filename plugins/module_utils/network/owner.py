@@ -33,17 +33,20 @@ def read_owned(path: str) -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise XenError(f"cannot read xen_bridge's record of its libvirt networks {path}: {exc}; "
-                       "fix or remove the file (then adopt the networks again, see adopt)") from None
+        raise XenError(
+            f"cannot read xen_bridge's record of its libvirt networks {path}: {exc}; "
+            "fix or remove the file (then adopt the networks again, see adopt)"
+        ) from None
     networks = data.get("networks") if isinstance(data, dict) else None
     if not isinstance(networks, dict):
-        raise XenError(f"{path} is not xen_bridge's record of its libvirt networks (no 'networks' mapping): "
-                       "fix or remove the file (then adopt the networks again, see adopt)")
+        raise XenError(
+            f"{path} is not xen_bridge's record of its libvirt networks (no 'networks' mapping): "
+            "fix or remove the file (then adopt the networks again, see adopt)"
+        )
     return {str(uuid): str(name) for uuid, name in networks.items()}
 
 
-def check_owned(request: dict, uuid: str | None, actions: list, owned: dict, path: str,
-                prefix: str = "") -> None:
+def check_owned(request: dict, uuid: str | None, actions: list, owned: dict, path: str, prefix: str = "") -> None:
     """Refuse to change an existing libvirt network xen_bridge did not create, unless adopted."""
     if uuid is None or not actions or request.get("adopt") or owned.get(uuid) == request["name"]:
         return
@@ -51,7 +54,8 @@ def check_owned(request: dict, uuid: str | None, actions: list, owned: dict, pat
         f"{prefix}name: libvirt network {request['name']} (uuid {uuid}) was not created by lcfg.xen "
         f"(not in {path}); it would {'; '.join(actions)}. It is left alone: use a network name of "
         "its own (the profile's xen.natnetwork / xen.routenetwork), or, if lcfg.xen should manage "
-        f"it from now on, set adopt: true (role lcfg.xen.network: network_adopt: [{request['name']}])")
+        f"it from now on, set adopt: true (role lcfg.xen.network: network_adopt: [{request['name']}])"
+    )
 
 
 def _private_directory(directory: str) -> None:
@@ -61,8 +65,10 @@ def _private_directory(directory: str) -> None:
         pass
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise XenError(f"{directory} is not a private directory of uid {os.geteuid()} (a link, someone "
-                       "else's, or open to others): remove it and run again")
+        raise XenError(
+            f"{directory} is not a private directory of uid {os.geteuid()} (a link, someone "
+            "else's, or open to others): remove it and run again"
+        )
 
 
 def write_owned(path: str, owned: dict) -> None:

@@ -28,8 +28,10 @@ def detect_persist(root: str = "/") -> tuple:
                 return "networkd", None
     if os.path.exists(os.path.join(root, "etc/network/interfaces")):
         return "ifupdown", None
-    return "none", ("neither systemd-networkd nor ifupdown (/etc/network/interfaces) manages this host's "
-                    "network: the bridge is live only and disappears at reboot; set persist: to choose")
+    return "none", (
+        "neither systemd-networkd nor ifupdown (/etc/network/interfaces) manages this host's "
+        "network: the bridge is live only and disappears at reboot; set persist: to choose"
+    )
 
 
 def _persist_paths(kind: str, request: dict, root: str) -> list:
@@ -38,8 +40,10 @@ def _persist_paths(kind: str, request: dict, root: str) -> list:
         return [os.path.join(root, "etc/network/interfaces.d", f"lcfg-xen-{bridge}")]
     if kind == "networkd":
         base = os.path.join(root, "etc/systemd/network")
-        paths = [os.path.join(base, f"20-lcfg-xen-{bridge}.netdev"),
-                 os.path.join(base, f"20-lcfg-xen-{bridge}.network")]
+        paths = [
+            os.path.join(base, f"20-lcfg-xen-{bridge}.netdev"),
+            os.path.join(base, f"20-lcfg-xen-{bridge}.network"),
+        ]
         if request["netdev"]:
             paths.append(os.path.join(base, f"20-lcfg-xen-{bridge}-port.network"))
             paths.append(os.path.join(base, f"20-lcfg-xen-{bridge}-port.netdev"))
@@ -47,8 +51,7 @@ def _persist_paths(kind: str, request: dict, root: str) -> list:
     return []
 
 
-def render_persist_files(kind: str, request: dict, addresses: list, routes: list, dhcp: bool,
-                         root: str = "/") -> dict:
+def render_persist_files(kind: str, request: dict, addresses: list, routes: list, dhcp: bool, root: str = "/") -> dict:
     """``{path: content}`` that recreate the bridge at boot (empty for ``none``)."""
     header = f"# Written by {MANAGED_MARK} for bridge {request['bridge']}; changes here are overwritten.\n"
     paths = _persist_paths(kind, request, root)
@@ -56,7 +59,7 @@ def render_persist_files(kind: str, request: dict, addresses: list, routes: list
         return {paths[0]: _ifupdown_stanzas(header, request, addresses, routes, dhcp)}
     if kind == "networkd":
         units = _networkd_units(header, request, addresses, routes, dhcp)
-        return dict(zip(paths[:len(units)], units, strict=True))
+        return dict(zip(paths[: len(units)], units, strict=True))
     return {}
 
 
@@ -66,13 +69,21 @@ def _ifupdown_stanzas(header: str, request: dict, addresses: list, routes: list,
     netdev = request["netdev"]
     lines = [header.rstrip("\n")]
     if netdev and request["create_netdev"] == "dummy":
-        lines += [f"auto {netdev}", f"iface {netdev} inet manual",
-                  f"    pre-up ip link add {netdev} type dummy || true", ""]
+        lines += [
+            f"auto {netdev}",
+            f"iface {netdev} inet manual",
+            f"    pre-up ip link add {netdev} type dummy || true",
+            "",
+        ]
     if netdev and request["create_netdev"] == "veth":
         peer = veth_peer_name(netdev)
-        lines += [f"auto {netdev}", f"iface {netdev} inet manual",
-                  f"    pre-up ip link add {netdev} type veth peer name {peer} || true",
-                  f"    up ip link set {peer} up", ""]
+        lines += [
+            f"auto {netdev}",
+            f"iface {netdev} inet manual",
+            f"    pre-up ip link add {netdev} type veth peer name {peer} || true",
+            f"    up ip link set {peer} up",
+            "",
+        ]
     statics = list(addresses)
     lines.append(f"auto {bridge}")
     if dhcp:
@@ -116,8 +127,7 @@ def _networkd_units(header: str, request: dict, addresses: list, routes: list, d
         if request["create_netdev"] == "dummy":
             units.append(header + f"[NetDev]\nName={netdev}\nKind=dummy\n")
         elif request["create_netdev"] == "veth":
-            units.append(header + (f"[NetDev]\nName={netdev}\nKind=veth\n\n[Peer]\n"
-                                   f"Name={veth_peer_name(netdev)}\n"))
+            units.append(header + (f"[NetDev]\nName={netdev}\nKind=veth\n\n[Peer]\nName={veth_peer_name(netdev)}\n"))
     return units
 
 

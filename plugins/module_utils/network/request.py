@@ -58,8 +58,11 @@ def _address(value: object, parameter: str) -> str:
     except ValueError as exc:
         raise ValidationError(parameter, f"invalid address {text!r}: {exc}") from None
     if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
-        raise ValidationError(parameter, f"{text!r} is the network address; give the host's own address, "
-                                         f"e.g. {next(iface.network.hosts())}/{iface.network.prefixlen}")
+        raise ValidationError(
+            parameter,
+            f"{text!r} is the network address; give the host's own address, "
+            f"e.g. {next(iface.network.hosts())}/{iface.network.prefixlen}",
+        )
     return f"{iface.ip}/{iface.network.prefixlen}"
 
 
@@ -87,8 +90,9 @@ def _dhcp_range(value: object, parameter: str) -> dict | None:
     return {"start": start, "end": end}
 
 
-def _dhcp_hosts(value: object, parameter: str, address: str | None = None,
-                address_parameter: str = "address") -> list | None:
+def _dhcp_hosts(
+    value: object, parameter: str, address: str | None = None, address_parameter: str = "address"
+) -> list | None:
     if value is None:
         return None
     if not isinstance(value, list):
@@ -113,9 +117,12 @@ def _dhcp_hosts(value: object, parameter: str, address: str | None = None,
         inside_subnet(ip, address, f"{where}.ip")
         if address is not None and ip == address.split("/")[0]:
             # dnsmasq would hand the host's own address to a guest: two hosts, one address
-            raise ValidationError(f"{where}.ip", f"{ip} is the network's own address ({address_parameter} "
-                                                 f"{address}), the guests' gateway: reserve another address "
-                                                 f"for {mac} or give the network another address")
+            raise ValidationError(
+                f"{where}.ip",
+                f"{ip} is the network's own address ({address_parameter} "
+                f"{address}), the guests' gateway: reserve another address "
+                f"for {mac} or give the network another address",
+            )
         name = dhcp_host_name(item.get("name"), f"{where}.name")
         if mac in macs:
             raise ValidationError(f"{where}.mac", f"{mac} is reserved twice (also {parameter}[{macs[mac]}])")
@@ -146,8 +153,11 @@ def dhcp_host_name(value: object, parameter: str) -> str | None:
 def _network_name(value: object, parameter: str) -> str:
     text = "" if value is None else str(value)
     if not NETWORK_RE.match(text):
-        raise ValidationError(parameter, f"invalid network name {text!r}: use letters, digits, '_', '.', '+', '-', "
-                                         "starting with a letter or digit, at most 64 characters")
+        raise ValidationError(
+            parameter,
+            f"invalid network name {text!r}: use letters, digits, '_', '.', '+', '-', "
+            "starting with a letter or digit, at most 64 characters",
+        )
     return text
 
 
@@ -206,12 +216,12 @@ def _addressing(params: dict, mode: str, prefix: str) -> tuple:
     if address is not None:
         address = _address(address, _param(prefix, "address"))
     dhcp_range = _dhcp_range(params.get("dhcp_range"), _param(prefix, "dhcp_range"))
-    dhcp_hosts = _dhcp_hosts(params.get("dhcp_hosts"), _param(prefix, "dhcp_hosts"),
-                             address, _param(prefix, "address"))
+    dhcp_hosts = _dhcp_hosts(params.get("dhcp_hosts"), _param(prefix, "dhcp_hosts"), address, _param(prefix, "address"))
     if mode == "bridge" and (dhcp_range is not None or dhcp_hosts):
-        raise ValidationError(_param(prefix, "dhcp_hosts" if dhcp_hosts else "dhcp_range"),
-                              "DHCP is served on nat and route networks only; a bridge's guests use the "
-                              "LAN's own DHCP server")
+        raise ValidationError(
+            _param(prefix, "dhcp_hosts" if dhcp_hosts else "dhcp_range"),
+            "DHCP is served on nat and route networks only; a bridge's guests use the LAN's own DHCP server",
+        )
     if dhcp_range is not None:
         inside_subnet(dhcp_range["start"], address, _param(prefix, "dhcp_range.start"))
         inside_subnet(dhcp_range["end"], address, _param(prefix, "dhcp_range.end"))
@@ -234,8 +244,9 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
     address, dhcp_range, dhcp_hosts = _addressing(params, mode, prefix)
     script = params.get("vif_script") or DEFAULT_VIF_SCRIPTS[mode]
     if "/" in script and not os.path.isabs(script):
-        raise ValidationError(_param(prefix, "vif_script"),
-                              f"{script!r}: give a script name in {XEN_SCRIPT_DIR} or an absolute path")
+        raise ValidationError(
+            _param(prefix, "vif_script"), f"{script!r}: give a script name in {XEN_SCRIPT_DIR} or an absolute path"
+        )
     autostart = params.get("autostart")
     return {
         "name": name,
@@ -266,27 +277,31 @@ def normalise_requests(items: list, prefix: str = "networks") -> list:
         where = f"{prefix}[{index}]."
         request = normalise_request(item, where)
         if request["name"] in names:
-            raise ValidationError(f"{where}name", f"{request['name']!r} is given twice "
-                                                  f"(also {prefix}[{names[request['name']]}])")
+            raise ValidationError(
+                f"{where}name", f"{request['name']!r} is given twice (also {prefix}[{names[request['name']]}])"
+            )
         names[request["name"]] = index
         if request["bridge"] is not None:
             if request["bridge"] in bridges:
-                raise ValidationError(f"{where}bridge", f"bridge {request['bridge']!r} is used twice "
-                                                        f"(also {prefix}[{bridges[request['bridge']]}])")
+                raise ValidationError(
+                    f"{where}bridge",
+                    f"bridge {request['bridge']!r} is used twice (also {prefix}[{bridges[request['bridge']]}])",
+                )
             bridges[request["bridge"]] = index
         requests.append(request)
     return requests
 
 
-def check_vif_script(request: dict, uri: str, exists: Callable[[str], bool] = os.path.exists,
-                     prefix: str = "") -> str:
+def check_vif_script(request: dict, uri: str, exists: Callable[[str], bool] = os.path.exists, prefix: str = "") -> str:
     """The vif script guests on this network use; on a local Xen host it must exist."""
     script = request["vif_script"]
     path = script if os.path.isabs(script) else os.path.join(XEN_SCRIPT_DIR, script)
     scheme, _sep, rest = uri.partition(":")
     local = rest.startswith("///")
     if scheme.split("+", 1)[0].lower() == "xen" and local and not exists(path):
-        raise ValidationError(_param(prefix, "vif_script"),
-                              f"Xen vif script {path} does not exist on this host: install it there "
-                              f"(mode {request['mode']} uses {DEFAULT_VIF_SCRIPTS[request['mode']]} by default)")
+        raise ValidationError(
+            _param(prefix, "vif_script"),
+            f"Xen vif script {path} does not exist on this host: install it there "
+            f"(mode {request['mode']} uses {DEFAULT_VIF_SCRIPTS[request['mode']]} by default)",
+        )
     return path

@@ -48,11 +48,13 @@ def parse_network_xml(xml: str) -> dict:
             if rng is not None:
                 dhcp_range = {"start": rng.get("start"), "end": rng.get("end")}
             for host in dhcp.findall("host"):
-                hosts.append({
-                    "mac": host.get("mac").lower() if host.get("mac") else None,
-                    "ip": host.get("ip"),
-                    "name": host.get("name"),
-                })
+                hosts.append(
+                    {
+                        "mac": host.get("mac").lower() if host.get("mac") else None,
+                        "ip": host.get("ip"),
+                        "name": host.get("name"),
+                    }
+                )
     return {
         "name": root.findtext("name"),
         "mode": mode,

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -35,7 +34,8 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
@@ -121,6 +121,7 @@ _NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 # --------------------------------------------------------------------------- value rules
 
+
 def check_text(value: str, *, free: bool = False, max_length: int = MAX_TEXT) -> str:
     """``value`` when it has no control character (tab, newline and CR allowed in ``free``
     text), nothing XML cannot carry, and at most ``max_length`` characters."""
@@ -137,16 +138,19 @@ def check_text(value: str, *, free: bool = False, max_length: int = MAX_TEXT) ->
 def bridge_name(value: str) -> str:
     """A Linux bridge device name: 1-15 of letters, digits and ``_.:-``."""
     if not BRIDGE_RE.match(value):
-        raise ValueError(f"invalid bridge name {value!r}: 1-15 letters, digits, '_', '.', ':' or '-' "
-                         "(Linux allows 15 characters)")
+        raise ValueError(
+            f"invalid bridge name {value!r}: 1-15 letters, digits, '_', '.', ':' or '-' (Linux allows 15 characters)"
+        )
     return value
 
 
 def network_name(value: str) -> str:
     """A libvirt network name."""
     if not NETWORK_RE.match(value):
-        raise ValueError(f"invalid libvirt network name {value!r}: up to 64 letters, digits, '_', '.', "
-                         "'+', '-', starting with a letter or digit")
+        raise ValueError(
+            f"invalid libvirt network name {value!r}: up to 64 letters, digits, '_', '.', "
+            "'+', '-', starting with a letter or digit"
+        )
     return value
 
 
@@ -223,16 +227,30 @@ def extra_knobs(text: str) -> dict:
 
 # --------------------------------------------------------------------------- declarations
 
+
 class Field:
     """One option of a guest (see the module docstring)."""
 
-    def __init__(self, kind: str, *, required: bool = False, default: Any = None,
-                 choices: tuple | None = None, minimum: float | None = None,
-                 maximum: float | None = None, elements: str | None = None,
-                 options: dict[str, "Field"] | None = None, check: Callable[[str], Any] | None = None,
-                 live: bool = False, hostvar_only: bool = False, group: str | None = None,
-                 free_text: bool = False, max_length: int = MAX_TEXT, text_form: bool = False,
-                 max_items: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        required: bool = False,
+        default: Any = None,
+        choices: tuple | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        elements: str | None = None,
+        options: dict[str, Field] | None = None,
+        check: Callable[[str], Any] | None = None,
+        live: bool = False,
+        hostvar_only: bool = False,
+        group: str | None = None,
+        free_text: bool = False,
+        max_length: int = MAX_TEXT,
+        text_form: bool = False,
+        max_items: int | None = None,
+    ) -> None:
         self.kind = kind
         self.required = required
         self.default = default
@@ -301,8 +319,7 @@ EXTRA: dict[str, Field] = {
     "on_reboot": Field("str", choices=_LIFECYCLE),
     "on_crash": Field("str", choices=_LIFECYCLE),
     "domain_type": Field("str", choices=("kvm", "qemu", "xen", "test")),
-    "xml": Field("list", elements="str", free_text=True, max_length=MAX_FREE_TEXT, text_form=True,
-                 max_items=64),
+    "xml": Field("list", elements="str", free_text=True, max_length=MAX_FREE_TEXT, text_form=True, max_items=64),
 }
 
 GUEST: dict[str, Field] = {
@@ -384,7 +401,7 @@ def scalar_problem(value: Any, field: Field) -> str | None:
         return f"must be a string, got {type(value).__name__}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a string, got {value!r}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 20:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
         return "must be a string, got a very large number"
     text = str(value)
     try:
@@ -439,8 +456,7 @@ def _problems(value: Any, field: Field, path: str) -> Iterator[tuple[str, str]]:
         return
     if field.kind == "dict":
         if field.text_form and isinstance(value, str):
-            problem = scalar_problem(value, Field("str", free_text=field.free_text,
-                                                  max_length=field.max_length))
+            problem = scalar_problem(value, Field("str", free_text=field.free_text, max_length=field.max_length))
             if problem or value.strip().startswith("<") or not value.strip():
                 if problem:  # XML is read (with lxml) by domain.desired and common.host_access
                     yield path, problem
@@ -508,8 +524,10 @@ def _check_keys(item: object, allowed: Iterable[str], where: str, extra: tuple =
         raise ValidationError(where, f"must be a dict, got {type(item).__name__}")
     unknown = sorted(set(item) - set(allowed) - set(extra))
     if unknown:
-        raise ValidationError(f"{where}.{unknown[0]}" if where else unknown[0],
-                              f"unknown option; valid options are {', '.join(sorted(allowed))}")
+        raise ValidationError(
+            f"{where}.{unknown[0]}" if where else unknown[0],
+            f"unknown option; valid options are {', '.join(sorted(allowed))}",
+        )
     return item
 
 

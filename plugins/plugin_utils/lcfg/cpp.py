@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -34,20 +33,33 @@ from typing import Any
 
 from .errors import LcfgError, excerpt
 
-__all__ = ["LogicalLine", "tokenize", "read_lines", "expand", "Preprocessor",
-           "clear_cache", "inside", "MAX_INCLUDE_DEPTH", "MAX_FILE_SIZE", "MAX_PROFILE_INPUT",
-           "MAX_INCLUDES", "MAX_PROFILE_LINES", "MAX_EXPANSION", "MAX_PROFILE_EXPANSION",
-           "MAX_IF_INTEGER"]
+__all__ = [
+    "LogicalLine",
+    "tokenize",
+    "read_lines",
+    "expand",
+    "Preprocessor",
+    "clear_cache",
+    "inside",
+    "MAX_INCLUDE_DEPTH",
+    "MAX_FILE_SIZE",
+    "MAX_PROFILE_INPUT",
+    "MAX_INCLUDES",
+    "MAX_PROFILE_LINES",
+    "MAX_EXPANSION",
+    "MAX_PROFILE_EXPANSION",
+    "MAX_IF_INTEGER",
+]
 
 MAX_INCLUDE_DEPTH = 200
-MAX_FILE_SIZE = 4 * 1024 * 1024            # one source profile or header
-MAX_PROFILE_INPUT = 16 * 1024 * 1024       # every file read for one profile, each inclusion counted
-MAX_PROFILE_LINES = 250_000                # logical lines walked for one profile (memory, time)
-MAX_INCLUDES = 10000                       # #include lines followed for one profile
+MAX_FILE_SIZE = 4 * 1024 * 1024  # one source profile or header
+MAX_PROFILE_INPUT = 16 * 1024 * 1024  # every file read for one profile, each inclusion counted
+MAX_PROFILE_LINES = 250_000  # logical lines walked for one profile (memory, time)
+MAX_INCLUDES = 10000  # #include lines followed for one profile
 MAX_EXPANSION = 256 * 1024  # characters produced by one expansion, plus 16 per replacement
-MAX_PROFILE_EXPANSION = 8 * 1024 * 1024    # characters produced by every expansion of one profile
+MAX_PROFILE_EXPANSION = 8 * 1024 * 1024  # characters produced by every expansion of one profile
 MAX_EXPANSION_DEPTH = 200
-MAX_IF_INTEGER = 2 ** 63 - 1               # cpp's intmax_t: #if arithmetic beyond it is an error
+MAX_IF_INTEGER = 2**63 - 1  # cpp's intmax_t: #if arithmetic beyond it is an error
 _CACHE_LIMIT = 4096
 _CACHE_LINES_LIMIT = 1_000_000  # logical lines kept in the cache, every file together
 
@@ -132,11 +144,11 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                 if m is None:
                     parts.append(line[pos:])
                     break
-                parts.append(line[pos:m.start()])
+                parts.append(line[pos : m.start()])
                 if m.group(0) == '"':
                     m2 = _STRING_REST.match(line, m.end())
                     if m2 is not None:
-                        parts.append(line[m.start():m2.end()])
+                        parts.append(line[m.start() : m2.end()])
                         pos = m2.end()
                     else:  # a stray quote is an ordinary character (cpp warns only)
                         parts.append('"')
@@ -158,7 +170,7 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                     end = nxt.find("*/")
                     if end >= 0:
                         break
-                line = nxt[end + 2:]
+                line = nxt[end + 2 :]
                 if line.endswith("\r"):
                     line = line[:-1]
                 if not "".join(parts).strip():
@@ -178,8 +190,7 @@ def tokenize(text: str, file: str) -> list[LogicalLine]:
                 continue
             out.append(LogicalLine(start, m.group(1) or "", _collapse(m.group(2))))
         else:
-            out.append(LogicalLine(start, None, _collapse(stripped) if '"' in stripped
-                                   else " ".join(stripped.split())))
+            out.append(LogicalLine(start, None, _collapse(stripped) if '"' in stripped else " ".join(stripped.split())))
     return out
 
 
@@ -226,8 +237,9 @@ def inside(real: str, roots: list[str]) -> bool:
     return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def read_lines(path: str, cache: bool = True, inputs: dict[str, tuple[int, int]] | None = None,
-               nofollow: bool = False) -> list[LogicalLine]:
+def read_lines(
+    path: str, cache: bool = True, inputs: dict[str, tuple[int, int]] | None = None, nofollow: bool = False
+) -> list[LogicalLine]:
     """Logical lines of the file at ``path`` (absolute), cached per process.
 
     ``inputs`` records ``path -> (mtime_ns, size)`` of the file read (the inventory
@@ -260,8 +272,13 @@ def read_lines(path: str, cache: bool = True, inputs: dict[str, tuple[int, int]]
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\.?\d[\w.]*|[A-Za-z_]\w*')
 
 
-def expand(text: str, defines: dict[str, str], _blocked: frozenset[str] = frozenset(),
-           _depth: int = 0, _budget: list[int] | None = None) -> str:
+def expand(
+    text: str,
+    defines: dict[str, str],
+    _blocked: frozenset[str] = frozenset(),
+    _depth: int = 0,
+    _budget: list[int] | None = None,
+) -> str:
     """Replace every defined identifier token of ``text`` by its (expanded) body.
 
     Whole tokens only, not inside string literals or numbers; a macro is not
@@ -309,9 +326,12 @@ class Preprocessor:
     ``defines`` is updated in place by ``#define`` / ``#undef``.
     """
 
-    def __init__(self, include_path: list[str] | None = None,
-                 defines: dict[str, str] | None = None,
-                 allowed_dirs: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        include_path: list[str] | None = None,
+        defines: dict[str, str] | None = None,
+        allowed_dirs: list[str] | None = None,
+    ) -> None:
         self.include_path = [os.path.abspath(str(p)) for p in (include_path or [])]
         # where #include may lead (real paths): the include path, the allowed
         # directories (the loader passes the sources' directories), the profile's directory
@@ -333,8 +353,7 @@ class Preprocessor:
         self.version = 0
 
     # -- public
-    def run(self, path: str, text: str | None,
-            on_statement: Callable[[str, LogicalLine], None]) -> None:
+    def run(self, path: str, text: str | None, on_statement: Callable[[str, LogicalLine], None]) -> None:
         """Call ``on_statement(file, line)`` for each active statement, in cpp output order."""
         path = os.path.abspath(path)
         self.roots.append(os.path.realpath(os.path.dirname(path)))
@@ -373,8 +392,7 @@ class Preprocessor:
         """Charge ``expanded`` to the profile's expansion budget; ValueError when over it."""
         self.expanded += len(expanded)
         if self.expanded > MAX_PROFILE_EXPANSION:
-            raise ValueError(f"macro expansion over the profile's budget of "
-                             f"{MAX_PROFILE_EXPANSION} characters")
+            raise ValueError(f"macro expansion over the profile's budget of {MAX_PROFILE_EXPANSION} characters")
         return expanded
 
     # -- internals
@@ -385,17 +403,20 @@ class Preprocessor:
         except LcfgError:
             raise
         except Exception as exc:  # a reader bug or an exhausted resource: still file:line
-            raise LcfgError(f"cannot read this line: {type(exc).__name__}: {excerpt(exc, 200)}",
-                            file=path, line=self._line) from exc
+            raise LcfgError(
+                f"cannot read this line: {type(exc).__name__}: {excerpt(exc, 200)}", file=path, line=self._line
+            ) from exc
         self._stack.pop()
 
     def _walk_lines(self, path: str, lines: list[LogicalLine]) -> None:
         self.lines += len(lines)
         if self.lines > MAX_PROFILE_LINES:  # named at the #include that went over
             nested = len(self._stack) > 1
-            raise LcfgError(f"the profile and its includes are over {MAX_PROFILE_LINES} lines",
-                            file=self._stack[-2] if nested else path,
-                            line=self._line if nested else None)
+            raise LcfgError(
+                f"the profile and its includes are over {MAX_PROFILE_LINES} lines",
+                file=self._stack[-2] if nested else path,
+                line=self._line if nested else None,
+            )
         emit = self._emit
         conds: list[_CondFrame] = []
         active = True
@@ -447,8 +468,7 @@ class Preprocessor:
             elif d == "include":
                 self._include(ll, path)
             elif d == "error":
-                raise LcfgError(f"#error {excerpt(ll.text, 200, quote=False)}".rstrip(),
-                                file=path, line=ll.line)
+                raise LcfgError(f"#error {excerpt(ll.text, 200, quote=False)}".rstrip(), file=path, line=ll.line)
             elif d in ("warning", "pragma", "ident", "line", "") or d.isdigit():
                 continue  # harmless for profiles
             else:
@@ -462,11 +482,9 @@ class Preprocessor:
             raise LcfgError("#define needs a macro name", file=path, line=ll.line)
         name, paren, body = m.groups()
         if paren:
-            raise LcfgError(f"function-like macro {name}(...) is not supported",
-                            file=path, line=ll.line)
+            raise LcfgError(f"function-like macro {name}(...) is not supported", file=path, line=ll.line)
         if "##" in body:
-            raise LcfgError(f"token pasting (##) in macro {name} is not supported",
-                            file=path, line=ll.line)
+            raise LcfgError(f"token pasting (##) in macro {name} is not supported", file=path, line=ll.line)
         self.defines[name] = body.strip()
         self.version += 1
 
@@ -482,8 +500,7 @@ class Preprocessor:
         elif len(spec) >= 2 and spec[0] == '"' and spec.endswith('"'):
             name, dirs = spec[1:-1], [os.path.dirname(path)] + self.include_path
         else:
-            raise LcfgError(f"#include expects <file> or \"file\", got {excerpt(ll.text)}",
-                            file=path, line=ll.line)
+            raise LcfgError(f'#include expects <file> or "file", got {excerpt(ll.text)}', file=path, line=ll.line)
         if not name or "\x00" in name:
             raise LcfgError("#include with an empty file name", file=path, line=ll.line)
         found = real = None
@@ -502,34 +519,36 @@ class Preprocessor:
                 break
         if found is None or real is None:
             if refused:
-                raise LcfgError(f"include file {excerpt(name, 200, quote=False)} is outside the "
-                                "include path and the sources' directories (symlinks "
-                                "resolved): refused",
-                                file=path, line=ll.line)
+                raise LcfgError(
+                    f"include file {excerpt(name, 200, quote=False)} is outside the "
+                    "include path and the sources' directories (symlinks "
+                    "resolved): refused",
+                    file=path,
+                    line=ll.line,
+                )
             where = ", ".join(dirs) if dirs else "no include path configured"
-            raise LcfgError(f"include file {excerpt(name, 200, quote=False)} not found "
-                            f"(searched: {where})",
-                            file=path, line=ll.line)
+            raise LcfgError(
+                f"include file {excerpt(name, 200, quote=False)} not found (searched: {where})", file=path, line=ll.line
+            )
         if found in self._stack:
-            chain = " -> ".join(self._stack[self._stack.index(found):] + [found])
+            chain = " -> ".join(self._stack[self._stack.index(found) :] + [found])
             raise LcfgError(f"include cycle: {chain}", file=path, line=ll.line)
         if len(self._stack) >= MAX_INCLUDE_DEPTH:
             raise LcfgError("#include nested too deeply", file=path, line=ll.line)
         self.includes += 1
         if self.includes > MAX_INCLUDES:
-            raise LcfgError(f"more than {MAX_INCLUDES} #include lines followed for this profile",
-                            file=path, line=ll.line)
+            raise LcfgError(
+                f"more than {MAX_INCLUDES} #include lines followed for this profile", file=path, line=ll.line
+            )
         try:
             lines = read_lines(real, inputs=self.inputs, nofollow=True)
         except LcfgError as exc:
             if exc.line is not None:
                 raise LcfgError(exc.problem, file=found, line=exc.line) from None
-            raise LcfgError(f"cannot read included file {found}: {exc.problem}",
-                            file=path, line=ll.line) from None
+            raise LcfgError(f"cannot read included file {found}: {exc.problem}", file=path, line=ll.line) from None
         self.bytes_read += self.inputs[real][1]
         if self.bytes_read > MAX_PROFILE_INPUT:
-            raise LcfgError(f"the profile and its includes are over {MAX_PROFILE_INPUT} bytes",
-                            file=path, line=ll.line)
+            raise LcfgError(f"the profile and its includes are over {MAX_PROFILE_INPUT} bytes", file=path, line=ll.line)
         self._walk(found, lines)
 
     def _condition(self, d: str, ll: LogicalLine, path: str) -> bool:
@@ -542,8 +561,7 @@ class Preprocessor:
         try:
             return _eval_if(text, self.defines, self.count) != 0
         except ValueError as exc:
-            raise LcfgError(f"bad #{d} expression {excerpt(text)}: {exc}", file=path,
-                            line=ll.line) from None
+            raise LcfgError(f"bad #{d} expression {excerpt(text)}: {exc}", file=path, line=ll.line) from None
 
 
 # ---------------------------------------------------------------- #if expressions
@@ -552,8 +570,7 @@ _IF_TOKEN = re.compile(r"\s*(?:(\d+)[uUlL]*|([A-Za-z_]\w*)|(&&|\|\||==|!=|<=|>=|
 _DEFINED = re.compile(r"\bdefined\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))")
 
 
-def _eval_if(text: str, defines: dict[str, str],
-             count: Callable[[str], str] | None = None) -> int:
+def _eval_if(text: str, defines: dict[str, str], count: Callable[[str], str] | None = None) -> int:
     """Value of a ``#if`` expression; ``count`` charges the expansion to a budget."""
     if not text.strip():
         raise ValueError("empty expression")
@@ -584,8 +601,7 @@ def _eval_if(text: str, defines: dict[str, str],
     return value
 
 
-_BINARY = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4,
-           "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
+_BINARY = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, ">": 4, "<=": 4, ">=": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
 
 
 class _IfParser:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -30,8 +29,9 @@ def excerpt(text: object, limit: int = EXCERPT_LENGTH, quote: bool = True) -> st
 class LcfgError(Exception):
     """A problem in a profile; ``str()`` reads ``file:line: comp.res: problem``."""
 
-    def __init__(self, problem: str, file: str | None = None, line: int | None = None,
-                 resource: str | None = None) -> None:
+    def __init__(
+        self, problem: str, file: str | None = None, line: int | None = None, resource: str | None = None
+    ) -> None:
         self.problem = problem
         self.file = file
         self.line = line

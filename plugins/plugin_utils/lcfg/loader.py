@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -46,8 +45,16 @@ from .profile import Profile
 from .source import read_source_profile
 from .xml import read_xml_profile, xml_host_name
 
-__all__ = ["LoadedProfile", "load_profiles", "is_url", "is_profile_file", "fetch_url", "host_name",
-           "MAX_URL_SIZE", "Opener"]
+__all__ = [
+    "LoadedProfile",
+    "load_profiles",
+    "is_url",
+    "is_profile_file",
+    "fetch_url",
+    "host_name",
+    "MAX_URL_SIZE",
+    "Opener",
+]
 
 MAX_URL_SIZE = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -56,18 +63,53 @@ _CHUNK = 64 * 1024
 Opener = Callable[[str, float], Any]
 
 _SKIP_SUFFIXES = (
-    ".h", ".def", ".yml", ".yaml", ".md", ".rst", ".txt", ".swp", ".swo", ".swx", ".bak",
-    ".orig", ".rej", ".tmp", ".old", ".rpmnew", ".rpmsave", ".rpmorig", ".dpkg-old",
-    ".dpkg-new", ".dpkg-dist", ".dpkg-bak", ".ucf-old", ".ucf-new", ".ucf-dist", ".pyc",
+    ".h",
+    ".def",
+    ".yml",
+    ".yaml",
+    ".md",
+    ".rst",
+    ".txt",
+    ".swp",
+    ".swo",
+    ".swx",
+    ".bak",
+    ".orig",
+    ".rej",
+    ".tmp",
+    ".old",
+    ".rpmnew",
+    ".rpmsave",
+    ".rpmorig",
+    ".dpkg-old",
+    ".dpkg-new",
+    ".dpkg-dist",
+    ".dpkg-bak",
+    ".ucf-old",
+    ".ucf-new",
+    ".ucf-dist",
+    ".pyc",
     # what else lives next to published profiles: archives, databases, web files, checksums
-    ".gz", ".bz2", ".xz", ".zst", ".db", ".json", ".html", ".htm", ".log", ".md5", ".sha1",
-    ".sha256", ".sig", ".asc",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".db",
+    ".json",
+    ".html",
+    ".htm",
+    ".log",
+    ".md5",
+    ".sha1",
+    ".sha256",
+    ".sig",
+    ".asc",
 )
 
 
 @dataclass
 class LoadedProfile:
-    source: str              # file path or URL
+    source: str  # file path or URL
     profile: Profile | None  # None when it failed
     error: LcfgError | None
     #: every local file read for it: path -> (mtime_ns, size) (the inventory cache's key)
@@ -96,8 +138,9 @@ def _scan(directory: str) -> tuple[list[str], list[LoadedProfile]]:
 
     def onerror(exc: OSError) -> None:
         where = exc.filename or directory
-        errors.append(LoadedProfile(where, None, LcfgError(
-            f"cannot read directory: {exc.strerror or exc}", file=where)))
+        errors.append(
+            LoadedProfile(where, None, LcfgError(f"cannot read directory: {exc.strerror or exc}", file=where))
+        )
 
     for root, dirs, files in os.walk(directory, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -107,16 +150,18 @@ def _scan(directory: str) -> tuple[list[str], list[LoadedProfile]]:
                 if inside(os.path.realpath(full), [root_real]):
                     found.append(full)
                 else:  # a symlink out of the source directory (to /etc/shadow, say)
-                    errors.append(LoadedProfile(full, None, LcfgError(
-                        "symlink to a file outside the source directory: refused", file=full)))
+                    errors.append(
+                        LoadedProfile(
+                            full, None, LcfgError("symlink to a file outside the source directory: refused", file=full)
+                        )
+                    )
     return found, errors
 
 
 class _SafeRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
         if not is_url(newurl):
-            raise urllib.error.HTTPError(newurl, code, "redirect to a non-http(s) URL refused",
-                                         headers, fp)
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-http(s) URL refused", headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -126,18 +171,18 @@ def _urllib_opener(validate_certs: bool) -> Opener:
     if not validate_certs:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
-                                         _SafeRedirect())
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SafeRedirect())
 
     def open_(url: str, timeout: float) -> Any:
-        request = urllib.request.Request(url, headers={"User-Agent": "lcfg.xen-inventory",
-                                                       "Accept": "application/xml, text/xml, */*"})
+        request = urllib.request.Request(
+            url, headers={"User-Agent": "lcfg.xen-inventory", "Accept": "application/xml, text/xml, */*"}
+        )
         return opener.open(request, timeout=timeout)
+
     return open_
 
 
-def _transfer(url: str, opener: Opener, timeout: float, max_size: int, deadline: float,
-              state: dict[str, Any]) -> bytes:
+def _transfer(url: str, opener: Opener, timeout: float, max_size: int, deadline: float, state: dict[str, Any]) -> bytes:
     """Open ``url`` and read at most ``max_size + 1`` bytes, stopping at ``deadline``."""
     resp = state["response"] = opener(url, timeout)
     try:
@@ -165,18 +210,24 @@ def _fetch_error(url: str, exc: BaseException) -> LcfgError:
     if isinstance(exc, LcfgError):
         return exc
     if isinstance(exc, urllib.error.HTTPError):
-        return LcfgError(f"HTTP error {exc.code}: {excerpt(exc.reason, 200, quote=False)}",
-                         file=url)
+        return LcfgError(f"HTTP error {exc.code}: {excerpt(exc.reason, 200, quote=False)}", file=url)
     reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    hint = ("; set validate_certs: false only for a trusted test server"
-            if isinstance(reason, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
-            else "")
+    hint = (
+        "; set validate_certs: false only for a trusted test server"
+        if isinstance(reason, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
+        else ""
+    )
     text = str(reason) or type(reason).__name__
     return LcfgError(f"cannot fetch: {excerpt(text, 200, quote=False)}{hint}", file=url)
 
 
-def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,
-              max_size: int | None = None, opener: Opener | None = None) -> bytes:
+def fetch_url(
+    url: str,
+    timeout: float = 30.0,
+    validate_certs: bool = True,
+    max_size: int | None = None,
+    opener: Opener | None = None,
+) -> bytes:
     """GET an XML profile; LcfgError (naming the URL) for any failure.
 
     ``timeout`` is one deadline for the whole transfer, not per read: a server
@@ -203,8 +254,11 @@ def fetch_url(url: str, timeout: float = 30.0, validate_certs: bool = True,
     threading.Thread(target=work, name="lcfg-fetch", daemon=True).start()
     if not done.wait(timeout) or isinstance(state.get("error"), TimeoutError):
         state["abandoned"] = True
-        raise LcfgError(f"cannot fetch: no complete answer within the timeout of {timeout:g} s "
-                        "(one deadline for connecting, headers and body)", file=url)
+        raise LcfgError(
+            f"cannot fetch: no complete answer within the timeout of {timeout:g} s "
+            "(one deadline for connecting, headers and body)",
+            file=url,
+        )
     if "error" in state:
         raise _fetch_error(url, state["error"]) from None
     data = state["data"]
@@ -221,14 +275,19 @@ def host_name(source: str) -> str:
     return os.path.basename(source)
 
 
-def _load_one(source: str, include_path: list[str], defines: dict[str, str] | None,
-              timeout: float, validate_certs: bool, allowed_dirs: list[str],
-              opener: Opener | None) -> LoadedProfile:
+def _load_one(
+    source: str,
+    include_path: list[str],
+    defines: dict[str, str] | None,
+    timeout: float,
+    validate_certs: bool,
+    allowed_dirs: list[str],
+    opener: Opener | None,
+) -> LoadedProfile:
     inputs: dict[str, tuple[int, int]] = {}
     try:
         if is_url(source):
-            data = fetch_url(source, timeout=timeout, validate_certs=validate_certs,
-                             opener=opener)
+            data = fetch_url(source, timeout=timeout, validate_certs=validate_certs, opener=opener)
             return LoadedProfile(source, read_xml_profile(source, data=data), None)
         if source.lower().endswith(".xml"):
             try:
@@ -237,36 +296,47 @@ def _load_one(source: str, include_path: list[str], defines: dict[str, str] | No
             except OSError:
                 pass  # the reader says why it cannot read it
             return LoadedProfile(source, read_xml_profile(source), None, inputs)
-        return LoadedProfile(source, read_source_profile(
-            source, include_path=include_path, defines=defines, allowed_dirs=allowed_dirs,
-            inputs=inputs), None, inputs)
+        return LoadedProfile(
+            source,
+            read_source_profile(
+                source, include_path=include_path, defines=defines, allowed_dirs=allowed_dirs, inputs=inputs
+            ),
+            None,
+            inputs,
+        )
     except LcfgError as exc:
         return LoadedProfile(source, None, exc, inputs)
     except Exception as exc:  # the last line of defence: one profile never takes the site down
-        return LoadedProfile(source, None, LcfgError(
-            f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=source),
-            inputs)
+        return LoadedProfile(
+            source,
+            None,
+            LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=source),
+            inputs,
+        )
 
 
-def load_profiles(sources: list[str], base_dir: str, include_path: list[str] | None = None,
-                  defines: dict[str, str] | None = None, timeout: float = 30.0,
-                  validate_certs: bool = True,
-                  opener: Opener | None = None) -> list[LoadedProfile]:
+def load_profiles(
+    sources: list[str],
+    base_dir: str,
+    include_path: list[str] | None = None,
+    defines: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    validate_certs: bool = True,
+    opener: Opener | None = None,
+) -> list[LoadedProfile]:
     """Read every profile named by ``sources``, one result per profile, in sorted path order.
 
     ``opener(url, timeout)`` opens http(s) sources (default: urllib, honouring
     ``validate_certs``); ``timeout`` is the deadline of one URL.
     """
     base_dir = os.path.abspath(base_dir)
-    inc = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p))))
-           for p in (include_path or [])]
+    inc = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p)))) for p in (include_path or [])]
     items: set[str] = set()
     failed: list[LoadedProfile] = []
     allowed: list[str] = []  # the sources' directories: what #include may reach besides inc
     for source in sources:
         if not isinstance(source, str) or not source.strip():
-            failed.append(LoadedProfile(str(source), None,
-                                        LcfgError("empty or invalid source entry")))
+            failed.append(LoadedProfile(str(source), None, LcfgError("empty or invalid source entry")))
             continue
         source = source.strip()
         if is_url(source):
@@ -282,13 +352,10 @@ def load_profiles(sources: list[str], base_dir: str, include_path: list[str] | N
             items.add(path)
             allowed.append(os.path.dirname(path))
         elif os.path.exists(path):
-            failed.append(LoadedProfile(path, None, LcfgError(
-                "not a regular file or directory", file=path)))
+            failed.append(LoadedProfile(path, None, LcfgError("not a regular file or directory", file=path)))
         else:
-            failed.append(LoadedProfile(path, None, LcfgError("no such file or directory",
-                                                              file=path)))
-    results = [_load_one(item, inc, defines, timeout, validate_certs, allowed, opener)
-               for item in items]
+            failed.append(LoadedProfile(path, None, LcfgError("no such file or directory", file=path)))
+    results = [_load_one(item, inc, defines, timeout, validate_certs, allowed, opener) for item in items]
     results.extend(failed)
     results.sort(key=lambda r: r.source)
     return results

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -27,10 +26,22 @@ from dataclasses import dataclass
 from .errors import excerpt
 
 __all__ = [
-    "MutationError", "Mutation", "MUTATIONS",
-    "value_append", "value_prepend", "value_append_tag", "value_prepend_tag",
-    "value_add_tags", "value_remove_tags", "value_replace_tag", "value_replace",
-    "value_remove", "value_has_tag", "valid_tag", "valid_list", "valid_name",
+    "MutationError",
+    "Mutation",
+    "MUTATIONS",
+    "value_append",
+    "value_prepend",
+    "value_append_tag",
+    "value_prepend_tag",
+    "value_add_tags",
+    "value_remove_tags",
+    "value_replace_tag",
+    "value_replace",
+    "value_remove",
+    "value_has_tag",
+    "valid_tag",
+    "valid_list",
+    "valid_name",
 ]
 
 Value = str | None
@@ -82,6 +93,7 @@ def _find_tag(value: str, tag: str) -> int:
 
 
 # ---------------------------------------------------------------- primitives
+
 
 def value_append(old: Value, s: str) -> Value:
     """``old + s`` with no separator; an empty ``s`` changes nothing."""
@@ -167,7 +179,7 @@ def value_replace_tag(old: Value, old_tag: str, new_tag: str) -> Value:
     i = _find_tag(old, old_tag) if old_tag else -1
     if i < 0:
         raise MutationError(f"cannot replace tag {excerpt(old_tag)}: not present in {excerpt(old)}")
-    return old[:i] + new_tag + old[i + len(old_tag):]
+    return old[:i] + new_tag + old[i + len(old_tag) :]
 
 
 def value_replace(old: Value, sub: str, new: str) -> Value:
@@ -177,7 +189,7 @@ def value_replace(old: Value, sub: str, new: str) -> Value:
     i = old.find(sub)
     if i < 0:
         return old
-    return old[:i] + new + old[i + len(sub):]
+    return old[:i] + new + old[i + len(sub) :]
 
 
 def value_remove(old: Value, sub: str) -> Value:
@@ -191,6 +203,7 @@ def _each_tag(primitive: Callable[[Value, str], Value]) -> Callable[[Value, str]
         for tag in _tags(tags):
             value = primitive(value, tag)
         return value
+
     return apply
 
 
@@ -203,6 +216,7 @@ def _prepend_tags(old: Value, tags: str) -> Value:
 
 
 # ---------------------------------------------------------------- the table
+
 
 @dataclass(frozen=True)
 class Mutation:
@@ -225,15 +239,15 @@ def _set(old: Value, v: str) -> Value:
 
 _BASE: list[tuple[str, int, Callable[..., Value], bool]] = [
     # name       nargs  semantics (lcfg-core primitive)        tag operation
-    ("mSET", 1, _set, False),                                  # replace the value
-    ("mADD", 1, value_add_tags, True),                         # add_tags (dedup)
-    ("mEXTRA", 1, _each_tag(value_append_tag), True),          # append_tag, duplicates allowed
-    ("mAPPEND", 1, _each_tag(value_append_tag), True),         # alias of mEXTRA [inference]
-    ("mPREPEND", 1, _prepend_tags, True),                      # prepend_tag
-    ("mREMOVE", 1, value_remove_tags, True),                   # remove_tags
-    ("mREPLACE", 2, value_replace_tag, True),                  # replace_tag (fails if absent)
-    ("mSUBST", 2, value_replace, False),                       # replace first substring
-    ("mCONCAT", 1, value_append, False),                       # append, no separator
+    ("mSET", 1, _set, False),  # replace the value
+    ("mADD", 1, value_add_tags, True),  # add_tags (dedup)
+    ("mEXTRA", 1, _each_tag(value_append_tag), True),  # append_tag, duplicates allowed
+    ("mAPPEND", 1, _each_tag(value_append_tag), True),  # alias of mEXTRA [inference]
+    ("mPREPEND", 1, _prepend_tags, True),  # prepend_tag
+    ("mREMOVE", 1, value_remove_tags, True),  # remove_tags
+    ("mREPLACE", 2, value_replace_tag, True),  # replace_tag (fails if absent)
+    ("mSUBST", 2, value_replace, False),  # replace first substring
+    ("mCONCAT", 1, value_append, False),  # append, no separator
 ]
 
 MUTATIONS: dict[str, Mutation] = {}

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -49,8 +48,10 @@ class Profile:
 
     def plain(self) -> dict[str, dict[str, str]]:
         """``{component: {resource: value}}``: the ``lcfg_resources`` hostvar."""
-        return {comp: {name: res.value for name, res in sorted(items.items())}
-                for comp, items in sorted(self.resources.items())}
+        return {
+            comp: {name: res.value for name, res in sorted(items.items())}
+            for comp, items in sorted(self.resources.items())
+        }
 
 
 # ---------------------------------------------------------------- contexts
@@ -61,7 +62,8 @@ class Profile:
 # priority 1 and no value. A resource is active when its priority is >= 0.
 
 _CTX_TOKEN = re.compile(
-    r"""\s*(?:(?P<op>!=|[|^&!()=])|(?P<word>[A-Za-z0-9_]+)|"(?P<dq>(?:[^"\n]|"")*)"|'(?P<sq>(?:[^'\n]|'')*)')""")
+    r"""\s*(?:(?P<op>!=|[|^&!()=])|(?P<word>[A-Za-z0-9_]+)|"(?P<dq>(?:[^"\n]|"")*)"|'(?P<sq>(?:[^'\n]|'')*)')"""
+)
 _CTX_TRUE = {"yes", "true", "on"}
 _CTX_FALSE = {"no", "false", "off"}
 
@@ -131,7 +133,7 @@ class _CtxParser:
         while self.peek() == ("op", ops[level]):
             self.pos += 1
             right = self.expression(level + 1)
-            if level == 0:    # or
+            if level == 0:  # or
                 left = min(left, right) if left < 0 and right < 0 else max(left, right)
             elif level == 1:  # xor
                 if left < 0 and right < 0:
@@ -140,7 +142,7 @@ class _CtxParser:
                     left = -max(left, right)
                 else:
                     left = max(left, right)
-            else:             # and
+            else:  # and
                 left = max(left, right) if left > 0 and right > 0 else min(left, right)
         return left
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -48,8 +47,14 @@ from .errors import LcfgError, excerpt
 from .mutations import MUTATIONS, Mutation, MutationError, valid_list, valid_name, valid_tag
 from .profile import ContextError, Profile, Resource, context_priority
 
-__all__ = ["read_source_profile", "parse_statement", "Statement", "MAX_VALUE_LENGTH",
-           "MAX_VALUES_BUILT", "MAX_DERIVATION"]
+__all__ = [
+    "read_source_profile",
+    "parse_statement",
+    "Statement",
+    "MAX_VALUE_LENGTH",
+    "MAX_VALUES_BUILT",
+    "MAX_DERIVATION",
+]
 
 MAX_VALUE_LENGTH = 64 * 1024
 MAX_VALUES_BUILT = 256 * 1024 * 1024
@@ -58,8 +63,7 @@ MAX_DERIVATION = 4096
 _STMT = re.compile(r"(!?)([^\s.\[\]!]*)\.([^\s\[\]]*)(?:\[([^\]]*)\])?(?:\s+(.*)|)\Z", re.S)
 # fast paths for the common forms (text is whitespace-collapsed already)
 _FAST_PLAIN = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)(?: (.*))?\Z", re.S)
-_FAST_MUTATION = re.compile(
-    r"!([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*) ([A-Za-z_]\w*) ?\(([^\"(),]*)\)\Z")
+_FAST_MUTATION = re.compile(r"!([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*) ([A-Za-z_]\w*) ?\(([^\"(),]*)\)\Z")
 _CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"\Z', re.S)
 _UNESCAPE = re.compile(r'\\(["\\])')
@@ -155,7 +159,7 @@ def parse_statement(text: str) -> Statement:
         st.comp, st.res, macro, arg = m.groups()
         st.macro = macro
         st.key = (st.comp, st.res)
-        st.value = text[text.index(" ") + 1:]
+        st.value = text[text.index(" ") + 1 :]
         st.args = [arg.strip()]
         checked = st.checked = _TAGLIST.match(arg) is not None
         mut = MUTATIONS.get(macro)
@@ -172,20 +176,17 @@ def parse_statement(text: str) -> Statement:
             return st
     m = _STMT.match(text)
     if m is None:
-        st.error = ("bad syntax: expected 'component.resource value' or "
-                    "'!component.resource mMACRO(...)'")
+        st.error = "bad syntax: expected 'component.resource value' or '!component.resource mMACRO(...)'"
         return st
     bang, st.comp, st.res, ctx, rest = m.groups()
     st.key = (st.comp, st.res)
     st.mutate = bool(bang)
     st.ctx = ctx.strip() if ctx is not None else None
     if not valid_name(st.comp):
-        st.error = (f"invalid component name {excerpt(st.comp)} (letters, digits, _; starts with "
-                    "a letter)")
+        st.error = f"invalid component name {excerpt(st.comp)} (letters, digits, _; starts with a letter)"
         return st
     if not valid_name(st.res):
-        st.error = (f"invalid resource name {excerpt(st.res)} (letters, digits, _; starts with "
-                    "a letter)")
+        st.error = f"invalid resource name {excerpt(st.res)} (letters, digits, _; starts with a letter)"
         return st
     st.value = rest or ""
     if not st.mutate:
@@ -205,8 +206,9 @@ def _unquote(arg: str) -> str | None:
 
 
 class _Reader:
-    def __init__(self, include_path: list[str] | None, defines: dict[str, str] | None,
-                 allowed_dirs: list[str] | None = None) -> None:
+    def __init__(
+        self, include_path: list[str] | None, defines: dict[str, str] | None, allowed_dirs: list[str] | None = None
+    ) -> None:
         self.pp = Preprocessor(include_path, defines, allowed_dirs)
         self.built = 0  # characters of every value built so far (MAX_VALUES_BUILT)
         self.expand_text = self.pp.expand
@@ -227,12 +229,17 @@ class _Reader:
             return value
         self.built += len(value)
         if len(value) > MAX_VALUE_LENGTH:
-            raise self.fail(f"value of {len(value)} characters: longer than the limit of "
-                            f"{MAX_VALUE_LENGTH}", file, ll, st)
+            raise self.fail(
+                f"value of {len(value)} characters: longer than the limit of {MAX_VALUE_LENGTH}", file, ll, st
+            )
         if self.built > MAX_VALUES_BUILT:
-            raise self.fail(f"the values built by this profile are over the budget of "
-                            f"{MAX_VALUES_BUILT} characters (a mutation repeated too often?)",
-                            file, ll, st)
+            raise self.fail(
+                f"the values built by this profile are over the budget of "
+                f"{MAX_VALUES_BUILT} characters (a mutation repeated too often?)",
+                file,
+                ll,
+                st,
+            )
         return value
 
     @staticmethod
@@ -241,7 +248,7 @@ class _Reader:
         if not old:
             return loc
         if len(old) > MAX_DERIVATION:
-            old = old[:old.index(" ")] + " ..." if " " in old else old
+            old = old[: old.index(" ")] + " ..." if " " in old else old
         return f"{old} {loc}"
 
     def statement(self, file: str, ll: LogicalLine) -> None:
@@ -312,16 +319,16 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(str(exc), file, ll, st) from None
 
-    def _new_value(self, st: Statement, file: str, ll: LogicalLine, old: str | None,
-                   apply: bool = True) -> str | None:
+    def _new_value(self, st: Statement, file: str, ll: LogicalLine, old: str | None, apply: bool = True) -> str | None:
         macro, args = st.macro, st.args
         if macro is None:
             # not a literal call: cpp would expand macros first (#define M mADD(x))
             expanded = " ".join(self._expand(st.value, file, ll, st).split())
             tmp = Statement()
             if not _parse_call(expanded, tmp):
-                raise self.fail(f"expected a mutation macro call such as mSET(value), "
-                                f"got {excerpt(st.value)}", file, ll, st)
+                raise self.fail(
+                    f"expected a mutation macro call such as mSET(value), got {excerpt(st.value)}", file, ll, st
+                )
             if tmp.error:
                 raise self.fail(tmp.error, file, ll, st)
             macro, args = tmp.macro, tmp.args
@@ -331,9 +338,13 @@ class _Reader:
             raise self.fail(f"unknown mutation macro {macro} (known: {known})", file, ll, st)
         args = args or [""]
         if len(args) != mut.nargs:
-            hint = f"; use {mut.name}Q(\"...\") for values with commas" if not mut.quoted else ""
-            raise self.fail(f"{mut.name} takes {mut.nargs} argument"
-                            f"{'s' if mut.nargs > 1 else ''}, got {len(args)}{hint}", file, ll, st)
+            hint = f'; use {mut.name}Q("...") for values with commas' if not mut.quoted else ""
+            raise self.fail(
+                f"{mut.name} takes {mut.nargs} argument{'s' if mut.nargs > 1 else ''}, got {len(args)}{hint}",
+                file,
+                ll,
+                st,
+            )
         if mut.quoted:
             values = [self._quoted(mut, a, file, ll, st) for a in args]
         else:
@@ -341,17 +352,18 @@ class _Reader:
             if search is None:
                 values = args
             else:
-                values = [a if search(a) is None else self._expand(a, file, ll, st)
-                          for a in args]
+                values = [a if search(a) is None else self._expand(a, file, ll, st) for a in args]
         if mut.tags:
             unchanged = values is args is st.args or (
-                args is st.args and all(v is a for v, a in zip(values, args, strict=True)))
+                args is st.args and all(v is a for v, a in zip(values, args, strict=True))
+            )
             if not (unchanged and st.checked):
                 for v in values:
                     for tag in v.split():
                         if not valid_tag(tag):
-                            raise self.fail(f"{mut.name}: invalid tag {excerpt(tag)} (tags are letters, "
-                                            f"digits and _)", file, ll, st)
+                            raise self.fail(
+                                f"{mut.name}: invalid tag {excerpt(tag)} (tags are letters, digits and _)", file, ll, st
+                            )
                 st.checked = unchanged
         if not apply:
             return old
@@ -368,8 +380,7 @@ class _Reader:
         if value is None:
             value = _unquote(self._expand(arg, file, ll, st).strip())
         if value is None:
-            raise self.fail(f"{mut.name} expects one double-quoted string argument, got {excerpt(arg)}",
-                            file, ll, st)
+            raise self.fail(f"{mut.name} expects one double-quoted string argument, got {excerpt(arg)}", file, ll, st)
         return value
 
     def profile(self, name: str, path: str) -> Profile:
@@ -396,18 +407,26 @@ class _Reader:
                     file, line = Resource(value or "", deriv).first_location
                     raise LcfgError(
                         f"conflicting values {excerpt(best[1])} ({best[2]}) and {excerpt(value)} ({deriv}) "
-                        f"with equal context priority {prio}", file=file or path,
-                        line=line, resource=f"{comp_name}.{res}")
+                        f"with equal context priority {prio}",
+                        file=file or path,
+                        line=line,
+                        resource=f"{comp_name}.{res}",
+                    )
             if best is None or best[1] is None:
                 continue
             resources.setdefault(comp_name, {})[res] = Resource(best[1], best[2], best[3])
         return Profile(name, path, resources)
 
 
-def read_source_profile(path: str, include_path: list[str] | None = None,
-                        defines: dict[str, str] | None = None, name: str | None = None,
-                        text: str | None = None, allowed_dirs: list[str] | None = None,
-                        inputs: dict[str, tuple[int, int]] | None = None) -> Profile:
+def read_source_profile(
+    path: str,
+    include_path: list[str] | None = None,
+    defines: dict[str, str] | None = None,
+    name: str | None = None,
+    text: str | None = None,
+    allowed_dirs: list[str] | None = None,
+    inputs: dict[str, tuple[int, int]] | None = None,
+) -> Profile:
     """Read one source profile (``text`` instead of the file's content if given).
 
     ``include_path``: directories searched by ``#include``; ``defines``: macros
@@ -427,5 +446,4 @@ def read_source_profile(path: str, include_path: list[str] | None = None,
     except LcfgError:
         raise
     except Exception as exc:  # a reader bug or an exhausted resource: still an LcfgError
-        raise LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
-                        file=path) from exc
+        raise LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=path) from exc

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -45,8 +44,7 @@ from .mutations import valid_name, valid_tag
 from .profile import ContextError, Profile, Resource, combine_contexts, context_priority
 from .source import MAX_VALUE_LENGTH
 
-__all__ = ["read_xml_profile", "profile_name_from_path", "xml_host_name", "MAX_XML_SIZE",
-           "MAX_XML_ELEMENTS"]
+__all__ = ["read_xml_profile", "profile_name_from_path", "xml_host_name", "MAX_XML_SIZE", "MAX_XML_ELEMENTS"]
 
 MAX_XML_SIZE = 16 * 1024 * 1024
 #: resource elements read from one profile (a 60 MB profile of tiny elements took 3.4 GB)
@@ -118,7 +116,7 @@ class _Templates:
             if n < 1 or n > MAX_TEMPLATE_DEPTH:
                 raise ValueError(f"template {tmpl!r} needs 1 to {MAX_TEMPLATE_DEPTH} '$' placeholders")
             i = tmpl.find("_$")
-            field = tmpl[:i] if i >= 0 else tmpl[:tmpl.find("$")].rstrip("_")
+            field = tmpl[:i] if i >= 0 else tmpl[: tmpl.find("$")].rstrip("_")
             self.by_field.setdefault(field, tmpl.split("$"))
 
     def name(self, field: str, tags: list[str]) -> str:
@@ -129,7 +127,7 @@ class _Templates:
         n = len(parts) - 1
         if len(tags) < n:
             raise ValueError(f"insufficient tags for template {'$'.join(parts)!r}: {tags}")
-        use = tags[len(tags) - n:]
+        use = tags[len(tags) - n :]
         out = [parts[0]]
         for tag, part in zip(use, parts[1:], strict=True):
             out.append(tag)
@@ -153,15 +151,15 @@ class _Reader:
     def component(self, el: etree._Element) -> None:
         comp = _local(el)
         if not valid_name(comp):
-            raise LcfgError(f"invalid component name {excerpt(comp)}", file=self.path,
-                            line=el.sourceline)
+            raise LcfgError(f"invalid component name {excerpt(comp)}", file=self.path, line=el.sourceline)
         ctx = _cfg(el).get("context") or None
         for child in el:
             if isinstance(child.tag, str):
                 self.walk(child, comp, None, [], ctx)
 
-    def walk(self, el: etree._Element, comp: str, templates: _Templates | None,
-             tags: list[str], ctx: str | None) -> None:
+    def walk(
+        self, el: etree._Element, comp: str, templates: _Templates | None, tags: list[str], ctx: str | None
+    ) -> None:
         """Read one resource element (and, for a list, the records below it) into ``entries``."""
         self.elements += 1
         if self.elements > MAX_XML_ELEMENTS:
@@ -170,9 +168,13 @@ class _Reader:
         res = self._resource_name(el, comp, templates, tags)
         entity = next((c for c in el if c.tag is etree.Entity), None)
         if entity is not None:  # DTD entities are never loaded: the value would keep "&name;"
-            raise self.error(el, f"{comp}.{res}", f"entity reference {excerpt(entity.text)} is not "
-                             "expanded: XML profiles may use only the predefined entities (&amp; "
-                             "&lt; &gt; &quot; &apos;) and character references (&#65;)")
+            raise self.error(
+                el,
+                f"{comp}.{res}",
+                f"entity reference {excerpt(entity.text)} is not "
+                "expanded: XML profiles may use only the predefined entities (&amp; "
+                "&lt; &gt; &quot; &apos;) and character references (&#65;)",
+            )
         if attrs:
             local_ctx = attrs.get("context")
             if local_ctx:
@@ -190,10 +192,10 @@ class _Reader:
         if value is None:
             return  # an empty element or list: unset
         if len(value) > MAX_VALUE_LENGTH:
-            raise self.error(el, f"{comp}.{res}", f"value of {len(value)} characters: longer than "
-                             f"the limit of {MAX_VALUE_LENGTH}")
-        deriv = attrs.get("derivation") or (
-            f"{self.path}:{el.sourceline}" if el.sourceline else self.path)
+            raise self.error(
+                el, f"{comp}.{res}", f"value of {len(value)} characters: longer than the limit of {MAX_VALUE_LENGTH}"
+            )
+        deriv = attrs.get("derivation") or (f"{self.path}:{el.sourceline}" if el.sourceline else self.path)
         if ctx is not None:
             try:
                 prio = context_priority(ctx)
@@ -205,8 +207,7 @@ class _Reader:
             prio = 0
         self.entries.setdefault((comp, res), []).append((prio, value, deriv, ctx, el.sourceline))
 
-    def _resource_name(self, el: etree._Element, comp: str, templates: _Templates | None,
-                       tags: list[str]) -> str:
+    def _resource_name(self, el: etree._Element, comp: str, templates: _Templates | None, tags: list[str]) -> str:
         """The resource an element stands for: its own name, or inside a record the name the
         list's template makes of the field and the record tags."""
         field = _local(el)
@@ -221,8 +222,9 @@ class _Reader:
             raise self.error(el, f"{comp}.{field}", f"invalid resource name {excerpt(res)}")
         return res
 
-    def _list_value(self, el: etree._Element, comp: str, res: str, spec: str, tags: list[str],
-                    ctx: str | None) -> str | None:
+    def _list_value(
+        self, el: etree._Element, comp: str, res: str, spec: str, tags: list[str], ctx: str | None
+    ) -> str | None:
         """A list resource: the tags of its ``*_RECORD`` children (whose fields are walked as
         resources of their own), else its text; None when empty."""
         own = _TEMPLATE_CACHE.get(spec)
@@ -242,12 +244,10 @@ class _Reader:
                 cattrs = _cfg(child)
                 raw = cattrs.get("name")
                 if raw is None:
-                    raise self.error(child, f"{comp}.{res}",
-                                     f"record <{_local(child)}> without cfg:name")
+                    raise self.error(child, f"{comp}.{res}", f"record <{_local(child)}> without cfg:name")
                 tag = raw[1:] if len(raw) >= 2 and raw[0] == "_" else raw
                 if not valid_tag(tag):
-                    raise self.error(child, f"{comp}.{res}",
-                                     f"invalid tag {excerpt(raw)} in cfg:name")
+                    raise self.error(child, f"{comp}.{res}", f"invalid tag {excerpt(raw)} in cfg:name")
                 record_tags.append(tag)
                 rctx = combine_contexts(ctx, cattrs.get("context") or None)
                 sub_tags = tags + [tag]
@@ -287,7 +287,10 @@ class _Reader:
                     raise LcfgError(
                         f"conflicting values {excerpt(best[1])} (line {best[4]}) and {excerpt(entry[1])} "
                         f"with equal context priority {entry[0]}",
-                        file=self.path, line=entry[4], resource=f"{comp}.{res}")
+                        file=self.path,
+                        line=entry[4],
+                        resource=f"{comp}.{res}",
+                    )
             resources.setdefault(comp, {})[res] = Resource(best[1], best[2], best[3])
         if name is None:
             name = xml_host_name(self.path)
@@ -297,16 +300,27 @@ class _Reader:
         # the profile author's and may only confirm it (else it could take another host's name).
         if node_name and node_name != name and not name.startswith(node_name + "."):
             line = next(e[4] for e in self.entries[("profile", "node")] if e[1] == node.value)
-            raise LcfgError(f"profile.node {excerpt(node_name)} does not match the host name {excerpt(name)} "
-                            "taken from the file's path; rename the file or fix profile.node",
-                            file=self.path, line=line, resource="profile.node")
+            raise LcfgError(
+                f"profile.node {excerpt(node_name)} does not match the host name {excerpt(name)} "
+                "taken from the file's path; rename the file or fix profile.node",
+                file=self.path,
+                line=line,
+                resource="profile.node",
+            )
         return Profile(name, self.path, resources)
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
-                           load_dtd=False, dtd_validation=False, remove_comments=True,
-                           remove_pis=True, collect_ids=False)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=False,
+        load_dtd=False,
+        dtd_validation=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
 
 
 def read_xml_profile(path: str, data: bytes | None = None, name: str | None = None) -> Profile:
@@ -317,8 +331,11 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     first DNS label), else an LcfgError at its line. Only LcfgError comes out.
     """
     if etree is None:
-        raise LcfgError("the Python library lxml is required to read XML profiles "
-                        f"(install python3-lxml or pip install lxml): {_LXML_IMPORT_ERROR}", file=path)
+        raise LcfgError(
+            "the Python library lxml is required to read XML profiles "
+            f"(install python3-lxml or pip install lxml): {_LXML_IMPORT_ERROR}",
+            file=path,
+        )
     if data is None:
         try:
             with open(path, "rb") as fh:
@@ -332,22 +349,24 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        raise LcfgError(f"invalid XML: {excerpt(exc.msg, 200)}", file=path,
-                        line=exc.lineno or None) from None
+        raise LcfgError(f"invalid XML: {excerpt(exc.msg, 200)}", file=path, line=exc.lineno or None) from None
     except (ValueError, etree.LxmlError) as exc:
         raise LcfgError(f"invalid XML: {excerpt(exc, 200)}", file=path) from None
     if root is None or not isinstance(root.tag, str) or _local(root) != "profile":
         got = _local(root) if root is not None and isinstance(root.tag, str) else "nothing"
-        raise LcfgError(f"not an LCFG XML profile: the root element is <{got}>, not <profile>",
-                        file=path, line=getattr(root, "sourceline", None))
+        raise LcfgError(
+            f"not an LCFG XML profile: the root element is <{got}>, not <profile>",
+            file=path,
+            line=getattr(root, "sourceline", None),
+        )
     lcfg = next((c for c in _elements(root) if _local(c) == "lcfg"), None)
     if lcfg is None:
-        raise LcfgError("not an LCFG XML profile: no <lcfg> element under <profile>",
-                        file=path, line=root.sourceline)
+        raise LcfgError("not an LCFG XML profile: no <lcfg> element under <profile>", file=path, line=root.sourceline)
     comps = next((c for c in _elements(lcfg) if _local(c) == "components"), None)
     if comps is None:
-        raise LcfgError("not an LCFG XML profile: no <components> element under <lcfg>",
-                        file=path, line=lcfg.sourceline)
+        raise LcfgError(
+            "not an LCFG XML profile: no <components> element under <lcfg>", file=path, line=lcfg.sourceline
+        )
     reader = _Reader(path)
     comp = None
     try:
@@ -357,5 +376,8 @@ def read_xml_profile(path: str, data: bytes | None = None, name: str | None = No
     except LcfgError:
         raise
     except Exception as exc:  # a reader bug or an exhausted resource: still an LcfgError
-        raise LcfgError(f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
-                        file=path, line=getattr(comp, "sourceline", None)) from exc
+        raise LcfgError(
+            f"cannot read the profile: {type(exc).__name__}: {excerpt(exc, 200)}",
+            file=path,
+            line=getattr(comp, "sourceline", None),
+        ) from exc

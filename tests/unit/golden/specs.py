@@ -16,8 +16,13 @@ BASE = {
     "cpus": "0-1",
     "autostart": False,
     "disks": [
-        {"path": "/var/lib/libvirt/images/golden.qcow2", "type": "image", "format": "qcow2", "tag": "root",
-         "name": "golden"},
+        {
+            "path": "/var/lib/libvirt/images/golden.qcow2",
+            "type": "image",
+            "format": "qcow2",
+            "tag": "root",
+            "name": "golden",
+        },
         {"path": "/dev/vg0/golden-data", "type": "phy", "format": "raw", "tag": "data", "name": None},
     ],
     "vifs": [
@@ -28,15 +33,19 @@ BASE = {
     "ramdisk": None,
     "cmdline": None,
     "bootloader": None,
-    "extra": {"on_crash": "preserve", "xml": ["<devices><rng model='virtio'><backend model='random'>"
-                                              "/dev/urandom</backend></rng></devices>"]},
+    "extra": {
+        "on_crash": "preserve",
+        "xml": ["<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>"],
+    },
 }
 
 PV_BOOT = {"kernel": "/boot/vmlinuz-guest", "ramdisk": "/boot/initrd-guest", "cmdline": "root=/dev/xvda ro"}
 
 CASES = {
-    "xen-pv": ({"type": "pv", **PV_BOOT, "vifs": [dict(BASE["vifs"][0], script="vif-bridge"), BASE["vifs"][1]]},
-               {"driver": "xen"}),
+    "xen-pv": (
+        {"type": "pv", **PV_BOOT, "vifs": [dict(BASE["vifs"][0], script="vif-bridge"), BASE["vifs"][1]]},
+        {"driver": "xen"},
+    ),
     "xen-pv-pygrub": ({"type": "pv", "bootloader": "pygrub"}, {"driver": "xen"}),
     "xen-hvm": ({"type": "hvm"}, {"driver": "xen", "loader": "/usr/lib/xen/boot/hvmloader"}),
     "xen-pvh": ({"type": "pvh", **PV_BOOT}, {"driver": "xen"}),

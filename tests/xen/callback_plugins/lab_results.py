@@ -36,8 +36,9 @@ class CallbackModule(CallbackBase):
         data = dict(result._result)
         if status == "ok" and data.get("changed"):
             status = "changed"
-        self._results.append({"task": result._task.get_name(), "host": result._host.get_name(),
-                              "status": status, "result": data})
+        self._results.append(
+            {"task": result._task.get_name(), "host": result._host.get_name(), "status": status, "result": data}
+        )
 
     def v2_runner_on_ok(self, result):
         self._record(result, "ok")

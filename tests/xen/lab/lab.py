@@ -41,8 +41,7 @@ BUILD = HERE / "build.sh"
 # other speculation mitigations Xen does not flush TLBs on every PV kernel entry (TLB flushes
 # are expensive in QEMU's software MMU). rodata=off skips dom0's boot-time W+X page table walk,
 # which took minutes.
-XEN_CMDLINE = ("dom0_mem=1536M,max:1536M console=com1 noreboot "
-               "spec-ctrl=no xpti=false pv-l1tf=false")
+XEN_CMDLINE = "dom0_mem=1536M,max:1536M console=com1 noreboot spec-ctrl=no xpti=false pv-l1tf=false"
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0 mitigations=off rodata=off quiet"
 
 
@@ -89,33 +88,55 @@ class Lab:
         self.state_file.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
-    def load(cls, state_dir: str | Path) -> "Lab":
+    def load(cls, state_dir: str | Path) -> Lab:
         return cls(**json.loads((Path(state_dir) / "lab.json").read_text()))
 
     # -- ssh ---------------------------------------------------------------
     def ssh_options(self) -> list[str]:
-        return ["-i", str(self.key), "-p", str(self.port),
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=60",
-                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8"]
+        return [
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=60",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=8",
+        ]
 
-    def ssh(self, command: str | list[str], check: bool = True, timeout: float = 600,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def ssh(
+        self, command: str | list[str], check: bool = True, timeout: float = 600, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run ``command`` as root in dom0 (a list is quoted for the remote shell)."""
         if not isinstance(command, str):
             command = shlex.join(command)
         for _attempt in range(3):
-            proc = subprocess.run(["ssh", *self.ssh_options(), "root@127.0.0.1", command],
-                                  capture_output=True, text=True, timeout=timeout,
-                                  input="" if input is None else input,  # never the caller's stdin
-                                  check=False)
+            proc = subprocess.run(
+                ["ssh", *self.ssh_options(), "root@127.0.0.1", command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input="" if input is None else input,  # never the caller's stdin
+                check=False,
+            )
             # 255: ssh itself failed (a busy dom0 under TCG can miss the banner timeout).
             if proc.returncode != 255 or "Connection" not in proc.stderr:
                 break
             time.sleep(10)
         if check and proc.returncode != 0:
-            raise RuntimeError(f"dom0 command failed (rc={proc.returncode}): {command}\n"
-                               f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+            raise RuntimeError(
+                f"dom0 command failed (rc={proc.returncode}): {command}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
         return proc
 
     def running(self) -> bool:
@@ -151,15 +172,38 @@ class Lab:
             # ~50 times late and dom0's `sleep 20` never returned.
             timing = ["-icount", os.environ.get("LCFG_XEN_LAB_ICOUNT", "shift=auto")]
         return [
-            "qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-cpu", cpu, *timing,
-            "-m", "3072", "-smp", "2", "-display", "none", "-monitor", "none",
-            "-no-reboot", "-serial", f"file:{self.console_log}",
-            "-kernel", str(lab / "xen"), "-append", XEN_CMDLINE,
+            "qemu-system-x86_64",
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-cpu",
+            cpu,
+            *timing,
+            "-m",
+            "3072",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.console_log}",
+            "-kernel",
+            str(lab / "xen"),
+            "-append",
+            XEN_CMDLINE,
             # Multiboot modules: the dom0 kernel (with its command line) and its initrd.
-            "-initrd", f"{lab / 'vmlinuz'} {DOM0_CMDLINE},{lab / 'initrd.img'}",
-            "-drive", f"file={lab / 'dom0.img'},if=virtio,format=raw,snapshot=on",
-            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-initrd",
+            f"{lab / 'vmlinuz'} {DOM0_CMDLINE},{lab / 'initrd.img'}",
+            "-drive",
+            f"file={lab / 'dom0.img'},if=virtio,format=raw,snapshot=on",
+            "-netdev",
+            f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=net0",
         ]
 
     def start(self, timeout: float | None = None) -> None:
@@ -171,9 +215,13 @@ class Lab:
         self.key.chmod(0o600)
         self.port = free_port()
         with open(Path(self.state_dir) / "qemu.log", "w") as qemu_log:
-            proc = subprocess.Popen(self.qemu_command(), stdin=subprocess.DEVNULL,
-                                    stdout=qemu_log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                self.qemu_command(),
+                stdin=subprocess.DEVNULL,
+                stdout=qemu_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.pid = proc.pid
         self.save()
         log(f"QEMU pid {self.pid}, dom0 ssh on 127.0.0.1:{self.port}, console {self.console_log}")
@@ -190,8 +238,11 @@ class Lab:
 
     def _wait(self, deadline: float) -> None:
         # 1. sshd answers; 2. xenstored is up (xl info); 3. libvirtd has its libxl driver.
-        checks = [("ssh", "true"), ("xl", "xl info >/dev/null"),
-                  ("libvirt", "virsh -c xen:///system version >/dev/null")]
+        checks = [
+            ("ssh", "true"),
+            ("xl", "xl info >/dev/null"),
+            ("libvirt", "virsh -c xen:///system version >/dev/null"),
+        ]
         for name, command in checks:
             while True:
                 if not self.running():
@@ -239,15 +290,19 @@ class Lab:
     # -- ansible -----------------------------------------------------------
     def write_inventory(self, path: Path) -> Path:
         inventory = {
-            "all": {"hosts": {"dom0": {
-                "ansible_host": "127.0.0.1",
-                "ansible_port": self.port,
-                "ansible_user": "root",
-                "ansible_ssh_private_key_file": str(self.key),
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
-                                           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-                "ansible_python_interpreter": "/usr/bin/python3",
-            }}},
+            "all": {
+                "hosts": {
+                    "dom0": {
+                        "ansible_host": "127.0.0.1",
+                        "ansible_port": self.port,
+                        "ansible_user": "root",
+                        "ansible_ssh_private_key_file": str(self.key),
+                        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
+                        "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                    }
+                }
+            },
         }
         path.write_text(json.dumps(inventory, indent=1) + "\n")
         return path
@@ -283,12 +338,21 @@ def _main(argv: list[str]) -> int:
     try:
         info = lab.ssh("xl info").stdout
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-        log("xl info: xen_version=%s nr_cpus=%s total_memory=%s" % tuple(
-            fields.get(k, "?").strip() for k in ("xen_version", "nr_cpus", "total_memory")))
-        log("virsh: " + lab.ssh("virsh -c xen:///system uri && virsh -c xen:///system list --all")
-            .stdout.strip().replace("\n", " | "))
-        lab.ssh("python3 -c 'import libvirt, lxml; c = libvirt.open(\"xen:///system\"); "
-                "print(c.getType(), c.getLibVersion())'")
+        log(
+            "xl info: xen_version={} nr_cpus={} total_memory={}".format(
+                *tuple(fields.get(k, "?").strip() for k in ("xen_version", "nr_cpus", "total_memory"))
+            )
+        )
+        log(
+            "virsh: "
+            + lab.ssh("virsh -c xen:///system uri && virsh -c xen:///system list --all")
+            .stdout.strip()
+            .replace("\n", " | ")
+        )
+        lab.ssh(
+            'python3 -c \'import libvirt, lxml; c = libvirt.open("xen:///system"); '
+            "print(c.getType(), c.getLibVersion())'"
+        )
     finally:
         log(f"stopped in {lab.stop():.0f} s")
     return 0

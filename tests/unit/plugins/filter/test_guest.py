@@ -4,29 +4,61 @@ items of the guest role and the teardown playbook, and the summary table."""
 from __future__ import annotations
 
 from ansible_collections.lcfg.xen.plugins.filter.guest import (
-    FilterModule, guest_disks, guest_items, guest_removals, guest_summary)
+    FilterModule,
+    guest_disks,
+    guest_items,
+    guest_removals,
+    guest_summary,
+)
 
 
 def spec(name: str = "web", **over) -> dict:
     """A guest spec as the model gives it (xen_domain): a root image, a data image, a block device."""
     guest = {
-        "name": name, "autostart": True, "template": "/guests/base.img", "profile_url": "http://lcfg/p",
+        "name": name,
+        "autostart": True,
+        "template": "/guests/base.img",
+        "profile_url": "http://lcfg/p",
         "partition": 2,
         "disks": [
-            {"tag": "root", "name": name, "type": "image", "size_gb": 8, "path": f"/guests/{name}.img",
-             "format": None},
-            {"tag": "data", "name": f"{name}-data", "type": "image", "size_gb": None,
-             "path": f"/guests/{name}-data.img", "format": "raw"},
-            {"tag": "lv", "name": f"{name}-lv", "type": "phy", "size_gb": None, "path": f"/dev/vg/{name}-lv",
-             "format": None},
+            {"tag": "root", "name": name, "type": "image", "size_gb": 8, "path": f"/guests/{name}.img", "format": None},
+            {
+                "tag": "data",
+                "name": f"{name}-data",
+                "type": "image",
+                "size_gb": None,
+                "path": f"/guests/{name}-data.img",
+                "format": "raw",
+            },
+            {
+                "tag": "lv",
+                "name": f"{name}-lv",
+                "type": "phy",
+                "size_gb": None,
+                "path": f"/dev/vg/{name}-lv",
+                "format": None,
+            },
         ],
         "vifs": [
-            {"tag": "eth0", "mac": None, "ip": None, "nettype": "bridge", "bridge": "xenbr0",
-             "script": "vif-bridge", "network": None},
-            {"tag": "eth1", "mac": None, "ip": None, "nettype": "nat", "bridge": None, "script": None,
-             "network": None},
-            {"tag": "eth2", "mac": None, "ip": None, "nettype": "route", "bridge": None, "script": None,
-             "network": "mine"},
+            {
+                "tag": "eth0",
+                "mac": None,
+                "ip": None,
+                "nettype": "bridge",
+                "bridge": "xenbr0",
+                "script": "vif-bridge",
+                "network": None,
+            },
+            {"tag": "eth1", "mac": None, "ip": None, "nettype": "nat", "bridge": None, "script": None, "network": None},
+            {
+                "tag": "eth2",
+                "mac": None,
+                "ip": None,
+                "nettype": "route",
+                "bridge": None,
+                "script": None,
+                "network": "mine",
+            },
         ],
     }
     guest.update(over)
@@ -35,10 +67,28 @@ def spec(name: str = "web", **over) -> dict:
 
 def test_the_template_goes_into_the_first_disk_only():
     assert guest_disks([spec()], disk_format="qcow2") == [
-        {"guest": "web", "tag": "root", "path": "/guests/web.img", "size_gb": 8, "image_format": None,
-         "template": "/guests/base.img", "profile_url": "http://lcfg/p", "root_partition": 2, "hostname": "web"},
-        {"guest": "web", "tag": "data", "path": "/guests/web-data.img", "size_gb": None, "image_format": "raw",
-         "template": None, "profile_url": None, "root_partition": None, "hostname": None},
+        {
+            "guest": "web",
+            "tag": "root",
+            "path": "/guests/web.img",
+            "size_gb": 8,
+            "image_format": None,
+            "template": "/guests/base.img",
+            "profile_url": "http://lcfg/p",
+            "root_partition": 2,
+            "hostname": "web",
+        },
+        {
+            "guest": "web",
+            "tag": "data",
+            "path": "/guests/web-data.img",
+            "size_gb": None,
+            "image_format": "raw",
+            "template": None,
+            "profile_url": None,
+            "root_partition": None,
+            "hostname": None,
+        },
     ]
 
 
@@ -54,8 +104,18 @@ def test_hand_written_specs():
     """The role's guest_specs may be written by hand (molecule): keys left out."""
     written = {"name": "g", "disks": [{"path": "/guests/g.img", "size_gb": 1}]}
     assert guest_disks([written]) == [
-        {"guest": "g", "tag": "", "path": "/guests/g.img", "size_gb": 1, "image_format": "qcow2",
-         "template": None, "profile_url": None, "root_partition": None, "hostname": None}]
+        {
+            "guest": "g",
+            "tag": "",
+            "path": "/guests/g.img",
+            "size_gb": 1,
+            "image_format": "qcow2",
+            "template": None,
+            "profile_url": None,
+            "root_partition": None,
+            "hostname": None,
+        }
+    ]
     assert guest_items([written]) == [dict(written, state="present", vifs=[])]
     assert guest_disks([]) == [] and guest_items([]) == []
 
@@ -82,16 +142,34 @@ def test_removals():
 
 def test_summary_table():
     guests = [
-        {"name": "web", "state": "running", "autostart": True, "live": {"vcpus": 2},
-         "config": {"memory": 512, "maxmem": 1024, "vcpus": 1, "vifs": [
-             {"tag": "eth0", "nettype": "bridge", "bridge": "my-networ-1a2b3"},
-             {"tag": "", "nettype": "nat", "network": "lcfg-nat"}]}},
-        {"name": "db", "state": "stopped", "autostart": False, "live": None,
-         "config": {"memory": 256, "maxmem": 256, "vcpus": 1, "vifs": []}},
+        {
+            "name": "web",
+            "state": "running",
+            "autostart": True,
+            "live": {"vcpus": 2},
+            "config": {
+                "memory": 512,
+                "maxmem": 1024,
+                "vcpus": 1,
+                "vifs": [
+                    {"tag": "eth0", "nettype": "bridge", "bridge": "my-networ-1a2b3"},
+                    {"tag": "", "nettype": "nat", "network": "lcfg-nat"},
+                ],
+            },
+        },
+        {
+            "name": "db",
+            "state": "stopped",
+            "autostart": False,
+            "live": None,
+            "config": {"memory": 256, "maxmem": 256, "vcpus": 1, "vifs": []},
+        },
     ]
     hostvars = {
-        "hv2": {"xen_host": {"guests": ["web", "db", "gone"], "bridge_devices": {"my-network-bridge": "my-networ-1a2b3"}},
-                "summary_info": {"guests": guests}},
+        "hv2": {
+            "xen_host": {"guests": ["web", "db", "gone"], "bridge_devices": {"my-network-bridge": "my-networ-1a2b3"}},
+            "summary_info": {"guests": guests},
+        },
         "hv1": {"xen_host": {"guests": []}},
     }
     assert guest_summary(hostvars, ["hv2", "hv1"]).split("\n") == [

@@ -4,60 +4,107 @@ network role and the teardown playbook pass, and the profiles sharing one machin
 from __future__ import annotations
 
 import pytest
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.lcfg.xen.plugins.filter.network import (
-    FilterModule, network_dhcp_hosts, network_items, network_kind_clashes, network_nat_other_addresses,
-    network_nat_sharing, network_peers)
+    FilterModule,
+    network_dhcp_hosts,
+    network_items,
+    network_kind_clashes,
+    network_nat_other_addresses,
+    network_nat_sharing,
+    network_peers,
+)
 
 
 def host(**over) -> dict:
     """A xen_host as the model gives it: one bridge on a derived device, one with a NIC, NAT on."""
     settings = {
-        "bridge_network": True, "nat_network": True, "route_network": False,
-        "custom_bridge": None, "custom_bridge_device": None,
+        "bridge_network": True,
+        "nat_network": True,
+        "route_network": False,
+        "custom_bridge": None,
+        "custom_bridge_device": None,
         "bridges": [
             {"tag": "eth0", "netdev": None, "bridge": "xenbr0", "vifnum": 0, "device": "xenbr0"},
-            {"tag": "eth1", "netdev": "eth1", "bridge": "my-network-bridge", "vifnum": 1,
-             "device": "my-networ-1a2b3"},
+            {"tag": "eth1", "netdev": "eth1", "bridge": "my-network-bridge", "vifnum": 1, "device": "my-networ-1a2b3"},
         ],
-        "nat_network_name": "lcfg-nat", "nat_address": "10.0.0.254/24",
-        "route_network_name": "lcfg-route", "route_address": None,
+        "nat_network_name": "lcfg-nat",
+        "nat_address": "10.0.0.254/24",
+        "route_network_name": "lcfg-route",
+        "route_address": None,
     }
     settings.update(over)
     return settings
 
 
 def test_the_role_items_bridges_custom_bridge_nat_route_in_order():
-    items = network_items(host(custom_bridge="cbr", route_network=True, route_address="10.1.0.254/24"),
-                          netdevs={"eth1": "eth1"}, adopt=["lcfg-nat"], dhcp_hosts=[{"mac": "m", "ip": "i", "name": "n"}])
+    items = network_items(
+        host(custom_bridge="cbr", route_network=True, route_address="10.1.0.254/24"),
+        netdevs={"eth1": "eth1"},
+        adopt=["lcfg-nat"],
+        dhcp_hosts=[{"mac": "m", "ip": "i", "name": "n"}],
+    )
     assert items == [
-        {"name": "xenbr0", "mode": "bridge", "netdev": "lcfg-eth0", "create_netdev": "veth", "persist": "none",
-         "adopt": False},
-        {"name": "my-network-bridge", "bridge": "my-networ-1a2b3", "libvirt_network": True, "mode": "bridge",
-         "netdev": "eth1", "persist": "auto", "adopt": False},
+        {
+            "name": "xenbr0",
+            "mode": "bridge",
+            "netdev": "lcfg-eth0",
+            "create_netdev": "veth",
+            "persist": "none",
+            "adopt": False,
+        },
+        {
+            "name": "my-network-bridge",
+            "bridge": "my-networ-1a2b3",
+            "libvirt_network": True,
+            "mode": "bridge",
+            "netdev": "eth1",
+            "persist": "auto",
+            "adopt": False,
+        },
         {"name": "cbr", "mode": "bridge", "persist": "none", "adopt": False},
-        {"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.254/24",
-         "dhcp_hosts": [{"mac": "m", "ip": "i", "name": "n"}], "adopt": True},
+        {
+            "name": "lcfg-nat",
+            "mode": "nat",
+            "address": "10.0.0.254/24",
+            "dhcp_hosts": [{"mac": "m", "ip": "i", "name": "n"}],
+            "adopt": True,
+        },
         {"name": "lcfg-route", "mode": "route", "address": "10.1.0.254/24", "adopt": False},
     ]
 
 
 def test_a_hand_written_host_without_devices():
     """The role's network_host may be written by hand (molecule): no device keys."""
-    written = {"bridge_network": True, "nat_network": False, "custom_bridge": "lcfgmolcbr",
-               "bridges": [{"tag": "e0", "netdev": None, "bridge": "lcfgmolbr0", "vifnum": 0}]}
+    written = {
+        "bridge_network": True,
+        "nat_network": False,
+        "custom_bridge": "lcfgmolcbr",
+        "bridges": [{"tag": "e0", "netdev": None, "bridge": "lcfgmolbr0", "vifnum": 0}],
+    }
     assert network_items(written, standin_prefix="lcfgmol-") == [
-        {"name": "lcfgmolbr0", "mode": "bridge", "netdev": "lcfgmol-e0", "create_netdev": "veth",
-         "persist": "none", "adopt": False},
+        {
+            "name": "lcfgmolbr0",
+            "mode": "bridge",
+            "netdev": "lcfgmol-e0",
+            "create_netdev": "veth",
+            "persist": "none",
+            "adopt": False,
+        },
         {"name": "lcfgmolcbr", "mode": "bridge", "persist": "none", "adopt": False},
     ]
 
 
 def test_ports_persistence_and_address_migration():
-    items = network_items(host(nat_network=False), netdevs={"eth1": "lcfg-eth1"}, netdevs_create="dummy",
-                          standin="none", migrate_address=True, persist="networkd")
+    items = network_items(
+        host(nat_network=False),
+        netdevs={"eth1": "lcfg-eth1"},
+        netdevs_create="dummy",
+        standin="none",
+        migrate_address=True,
+        persist="networkd",
+    )
     assert items[0] == {"name": "xenbr0", "mode": "bridge", "persist": "none", "adopt": False}
     assert items[1]["netdev"] == "lcfg-eth1"
     assert items[1]["create_netdev"] == "dummy" and items[1]["persist"] == "none"
@@ -79,8 +126,13 @@ def test_teardown_items():
     items = network_items(host(custom_bridge="cbr", route_network=True), state="absent", adopt=["xenbr0"])
     assert items == [
         {"name": "xenbr0", "state": "absent", "adopt": True},
-        {"name": "my-network-bridge", "bridge": "my-networ-1a2b3", "libvirt_network": True, "state": "absent",
-         "adopt": False},
+        {
+            "name": "my-network-bridge",
+            "bridge": "my-networ-1a2b3",
+            "libvirt_network": True,
+            "state": "absent",
+            "adopt": False,
+        },
         {"name": "cbr", "state": "absent", "adopt": False},
         {"name": "lcfg-nat", "mode": "nat", "state": "absent", "adopt": False},
         {"name": "lcfg-route", "mode": "route", "state": "absent", "adopt": False},
@@ -109,12 +161,15 @@ def test_peers_are_the_other_profiles_of_the_machine_in_group_order():
 
 def test_kind_clashes_name_both_profiles():
     mine = host(bridge_network=False)
-    peers = {"hv2": host(bridge_network=False, nat_network=False, route_network=True, route_network_name="lcfg-nat"),
-             "hv3": host(bridge_network=False)}
+    peers = {
+        "hv2": host(bridge_network=False, nat_network=False, route_network=True, route_network_name="lcfg-nat"),
+        "hv3": host(bridge_network=False),
+    }
     assert network_kind_clashes(mine, "hv1", peers) == [
         "libvirt network lcfg-nat is a nat network in the profile of hv1 but a route network in the profile of "
         "hv2 on the same machine: one name is one network; give one of them another name (xen.natnetwork, "
-        "xen.routenetwork or the bridge)"]
+        "xen.routenetwork or the bridge)"
+    ]
     # a bridge is a libvirt network (of kind bridge) only on a derived device
     derived = {"hv2": host(nat_network=False, route_network=True, route_network_name="my-network-bridge")}
     assert "my-network-bridge is a bridge network" in network_kind_clashes(host(), "hv1", derived)[0]
@@ -149,13 +204,19 @@ def test_nat_other_addresses_are_those_of_the_sharing_peers_but_this_ones_once()
     assert network_nat_other_addresses(host(nat_address="10.0.1.254/24"), peers) == ["10.0.0.254/24"]
     assert network_nat_other_addresses(host(), {"hv2": host()}) == []
     # compared ignoring case, first occurrence kept (as Ansible's unique filter)
-    assert network_nat_other_addresses(host(), {"a": host(nat_address="fd00::A/64"),
-                                                "b": host(nat_address="fd00::a/64")}) == ["fd00::A/64"]
+    assert network_nat_other_addresses(
+        host(), {"a": host(nat_address="fd00::A/64"), "b": host(nat_address="fd00::a/64")}
+    ) == ["fd00::A/64"]
 
 
 def test_dhcp_hosts_merge_this_hosts_guests_with_the_sharing_peers_sorted_by_mac():
-    mine = host(nat_dhcp_hosts=[_reservation("00:16:3e:00:00:04", "g4"), _reservation("00:16:3e:00:00:03", "g3"),
-                                _reservation("00:16:3e:00:00:01", "g1")])
+    mine = host(
+        nat_dhcp_hosts=[
+            _reservation("00:16:3e:00:00:04", "g4"),
+            _reservation("00:16:3e:00:00:03", "g3"),
+            _reservation("00:16:3e:00:00:01", "g1"),
+        ]
+    )
     hostvars = {"guest4": {"xen_domain": {"name": "g4"}}, "guest1": {"xen_domain": {"name": "g1"}}, "plain": {}}
     got = network_dhcp_hosts(mine, sharing_peers(), ["guest4", "guest1"], hostvars)
     # g3 is not one of network_guests; g1 (also hv2's) once; hv3 (NAT off) and hv5 (another network) left out
@@ -168,6 +229,11 @@ def test_dhcp_hosts_merge_this_hosts_guests_with_the_sharing_peers_sorted_by_mac
 
 
 def test_filter_names():
-    assert set(FilterModule().filters()) == {"network_items", "network_peers", "network_kind_clashes",
-                                             "network_nat_sharing", "network_nat_other_addresses",
-                                             "network_dhcp_hosts"}
+    assert set(FilterModule().filters()) == {
+        "network_items",
+        "network_peers",
+        "network_kind_clashes",
+        "network_nat_sharing",
+        "network_nat_other_addresses",
+        "network_dhcp_hosts",
+    }

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
@@ -29,30 +28,38 @@ init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
 
 from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
-OPTIONS = {"strict": False, "compose": {}, "groups": {}, "keyed_groups": [],
-           "leading_separator": True, "use_extra_vars": False}
+OPTIONS = {
+    "strict": False,
+    "compose": {},
+    "groups": {},
+    "keyed_groups": [],
+    "leading_separator": True,
+    "use_extra_vars": False,
+}
 
 
 def make(name: str, xen: dict[str, str] | None, path: str | None = None) -> Profile:
     path = path or f"/site/{name}"
     prof = Profile(name=name, path=path)
-    prof.resources["profile"] = {"components": Resource("client xen" if xen is not None
-                                                        else "client", f"{path}:1")}
+    prof.resources["profile"] = {"components": Resource("client xen" if xen is not None else "client", f"{path}:1")}
     prof.resources["inv"] = {"location": Resource("JCMB-2422", f"{path}:2")}
     if xen is not None:
-        prof.resources["xen"] = {res: Resource(value, f"{path}:{n}")
-                                 for n, (res, value) in enumerate(xen.items(), start=3)}
+        prof.resources["xen"] = {
+            res: Resource(value, f"{path}:{n}") for n, (res, value) in enumerate(xen.items(), start=3)
+        }
     return prof
 
 
 def site_data(profiles: list[Profile]) -> dict:
     site = build_site(profiles)
-    return {"hosts": [h.to_data() for h in site.hosts.values()],
-            "rejected": {k: [str(e) for e in v] for k, v in site.rejected.items()},
-            "warnings": site.warnings}
+    return {
+        "hosts": [h.to_data() for h in site.hosts.values()],
+        "rejected": {k: [str(e) for e in v] for k, v in site.rejected.items()},
+        "warnings": site.warnings,
+    }
 
 
 class Display:
@@ -77,12 +84,20 @@ def plugin():
         mod.loader = DataLoader()
         mod.display = Display()
         return mod
+
     return build
 
 
-XEN1 = {"virtualmachines": "vm1 vm2", "name_vm1": "web", "memory_vm1": "256",
-        "vifs_vm1": "v", "mac_vm1_v": "00:16:3e:00:00:01", "virtualgroup": "cl",
-        "members_cl": "vm1 vm2", "groupvcpus_cl": "2"}
+XEN1 = {
+    "virtualmachines": "vm1 vm2",
+    "name_vm1": "web",
+    "memory_vm1": "256",
+    "vifs_vm1": "v",
+    "mac_vm1_v": "00:16:3e:00:00:01",
+    "virtualgroup": "cl",
+    "members_cl": "vm1 vm2",
+    "groupvcpus_cl": "2",
+}
 
 
 def test_populate_hosts_groups_and_vars(plugin):
@@ -147,8 +162,7 @@ def test_a_profile_cannot_take_or_join_another_sources_hosts_and_groups(plugin):
     takes_a_host = {"virtualmachines": "vm1", "name_vm1": "db1"}
     joins_a_group = {"virtualmachines": "vm9", "virtualgroup": "dbservers", "members_dbservers": "vm9"}
     clean = {"virtualmachines": "vm5"}
-    mod._populate(site_data([make("xen1", takes_a_host), make("xen2", joins_a_group),
-                             make("xen3", clean)]))
+    mod._populate(site_data([make("xen1", takes_a_host), make("xen2", joins_a_group), make("xen3", clean)]))
     inv = mod.inventory
     assert set(inv.hosts) == {"db1", "xen3", "vm5"}
     assert "xen_domain" not in inv.get_host("db1").vars
@@ -176,9 +190,11 @@ def test_model_warnings_are_displayed(plugin):
 
 
 def test_compose_groups_and_keyed_groups(plugin):
-    mod = plugin(compose={"guest_memory": T("xen_domain.memory")},
-                 groups={"small": T("xen_domain is defined and xen_domain.memory < 300")},
-                 keyed_groups=[{"key": T("xen_hypervisor"), "prefix": "on", "separator": "_"}])
+    mod = plugin(
+        compose={"guest_memory": T("xen_domain.memory")},
+        groups={"small": T("xen_domain is defined and xen_domain.memory < 300")},
+        keyed_groups=[{"key": T("xen_hypervisor"), "prefix": "on", "separator": "_"}],
+    )
     mod._populate(site_data([make("xen1", XEN1)]))
     inv = mod.inventory
     assert inv.get_host("web").vars["guest_memory"] == 256
@@ -196,11 +212,18 @@ def test_bad_compose_template_fails_only_when_strict(plugin):
         strict._populate(data)
 
 
-@pytest.mark.parametrize("name, ok", [
-    ("site.lcfg.yml", True), ("site.lcfg.yaml", True), ("lcfg.yml", True),
-    ("site.yml", False), ("site.lcfg.json", False), ("site.lcfg.yml.bak", False),
-    ("lcfg", False),
-])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("site.lcfg.yml", True),
+        ("site.lcfg.yaml", True),
+        ("lcfg.yml", True),
+        ("site.yml", False),
+        ("site.lcfg.json", False),
+        ("site.lcfg.yml.bak", False),
+        ("lcfg", False),
+    ],
+)
 def test_verify_file(tmp_path, name, ok):
     path = tmp_path / name
     path.write_text("plugin: lcfg.xen.lcfg\n")
@@ -227,8 +250,7 @@ def write_site(tmp_path: Path, extra: str = "") -> Path:
     (tmp_path / "profiles" / "hv1").write_text(PROFILE)
     (tmp_path / "include" / "site.h").write_text("!xen.maxmem_vm1 mSET(256)\n")
     config = tmp_path / "site.lcfg.yml"
-    config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\ninclude_path: [include]\n"
-                      + extra)
+    config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\ninclude_path: [include]\n" + extra)
     return config
 
 
@@ -259,8 +281,9 @@ def test_parse_without_sources_is_a_parser_error(tmp_path):
 
 def test_cache_is_used_and_never_stale(tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
-    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
-                                  f"cache_connection: {cache_dir}\n")
+    config = write_site(
+        tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {cache_dir}\n"
+    )
     calls = []
     real = plugin_mod.load_site
     monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -295,8 +318,9 @@ def test_cache_off_by_default_reads_every_time(tmp_path, monkeypatch):
 def test_cache_covers_every_file_read_even_outside_the_sources(tmp_path, monkeypatch):
     # a file source: its sibling header is read but is not under any source or include path
     cache_dir = tmp_path / "cache"
-    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
-                                  f"cache_connection: {cache_dir}\n")
+    config = write_site(
+        tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {cache_dir}\n"
+    )
     config.write_text(config.read_text().replace("sources: [profiles]", "sources: [profiles/hv1]"))
     (tmp_path / "profiles" / "hv1").write_text(PROFILE + '#include "local.h"\n')
     (tmp_path / "profiles" / "local.h").write_text("!xen.vcpus_vm1 mSET(2)\n")
@@ -325,8 +349,9 @@ def test_timeout_must_be_a_positive_finite_number(tmp_path, timeout):
 def test_cache_notices_a_header_added_beside_a_single_file_source(tmp_path, monkeypatch):
     # '#include "site.h"' looks beside the profile first: a new profiles/site.h shadows include/
     cache_dir = tmp_path / "cache"
-    config = write_site(tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
-                                  f"cache_connection: {cache_dir}\n")
+    config = write_site(
+        tmp_path, f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {cache_dir}\n"
+    )
     config.write_text(config.read_text().replace("sources: [profiles]", "sources: [profiles/hv1]"))
     (tmp_path / "profiles" / "hv1").write_text(PROFILE.replace("<site.h>", '"site.h"'))
     assert parse(config).get_host("vm1").vars["xen_domain"]["maxmem"] == 256
@@ -337,8 +362,9 @@ def test_cache_notices_a_header_added_beside_a_single_file_source(tmp_path, monk
 
 # --------------------------------------------------------------------------- host_access
 
-MYGRUB_PROFILE = "!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm1)\n" \
-                 "!xen.bootloader_vm1 mSET(/usr/local/bin/mygrub)\n"
+MYGRUB_PROFILE = (
+    "!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm1)\n!xen.bootloader_vm1 mSET(/usr/local/bin/mygrub)\n"
+)
 ALLOW_MYGRUB = "host_access:\n  allowed_boot_paths: [/usr/local/bin/mygrub]\n"
 
 
@@ -346,14 +372,20 @@ def test_host_access_lets_the_site_bootloader_in_and_sets_xen_host_access(tmp_pa
     config = write_site(tmp_path)
     (tmp_path / "profiles" / "hv1").write_text(MYGRUB_PROFILE)
     assert "vm1" not in parse(config).hosts  # default rules: the whole hypervisor profile is left out
-    assert "hv1:3: xen.bootloader_vm1" in capsys.readouterr().err.replace("\n", " ").replace(f"{tmp_path}/profiles/", "")
+    assert "hv1:3: xen.bootloader_vm1" in capsys.readouterr().err.replace("\n", " ").replace(
+        f"{tmp_path}/profiles/", ""
+    )
     config.write_text(config.read_text() + ALLOW_MYGRUB)
     inv = parse(config)
     assert inv.get_host("vm1").vars["xen_domain"]["bootloader"] == "/usr/local/bin/mygrub"
     access = inv.get_host("hv1").vars["xen_host_access"]
-    assert access == {"storage_dirs": list(DEFAULT_STORAGE_DIRS), "allow_host_resources": False,
-                      "trusted_extra_xml": False, "allowed_boot_paths": ["/usr/local/bin/mygrub"],
-                      "allowed_block_devices": []}
+    assert access == {
+        "storage_dirs": list(DEFAULT_STORAGE_DIRS),
+        "allow_host_resources": False,
+        "trusted_extra_xml": False,
+        "allowed_boot_paths": ["/usr/local/bin/mygrub"],
+        "allowed_block_devices": [],
+    }
     assert "xen_host_access" not in inv.get_host("vm1").vars
 
 
@@ -361,14 +393,23 @@ def test_without_host_access_no_hypervisor_gets_xen_host_access(tmp_path):
     assert "xen_host_access" not in parse(write_site(tmp_path)).get_host("hv1").vars
 
 
-@pytest.mark.parametrize("option, words", [
-    ("host_access:\n  allowed_boot_path: [/usr]\n", "option host_access: unknown key allowed_boot_path"),
-    ("host_access:\n  allowed_boot_paths: [usr/local]\n", "option host_access.allowed_boot_paths: 'usr/local' is not an absolute path"),
-    ("host_access:\n  allowed_block_devices: ['~/dev']\n", "option host_access.allowed_block_devices: '~/dev' is not an absolute"),
-    ("host_access:\n  storage_dirs: []\n", "option host_access.storage_dirs: must name at least one directory"),
-    ("host_access:\n  trusted_extra_xml: maybe\n", "'trusted_extra_xml'"),
-    ("host_access:\n  allow_host_resources: {a: 1}\n", "'allow_host_resources'"),
-])
+@pytest.mark.parametrize(
+    "option, words",
+    [
+        ("host_access:\n  allowed_boot_path: [/usr]\n", "option host_access: unknown key allowed_boot_path"),
+        (
+            "host_access:\n  allowed_boot_paths: [usr/local]\n",
+            "option host_access.allowed_boot_paths: 'usr/local' is not an absolute path",
+        ),
+        (
+            "host_access:\n  allowed_block_devices: ['~/dev']\n",
+            "option host_access.allowed_block_devices: '~/dev' is not an absolute",
+        ),
+        ("host_access:\n  storage_dirs: []\n", "option host_access.storage_dirs: must name at least one directory"),
+        ("host_access:\n  trusted_extra_xml: maybe\n", "'trusted_extra_xml'"),
+        ("host_access:\n  allow_host_resources: {a: 1}\n", "'allow_host_resources'"),
+    ],
+)
 def test_host_access_errors_name_the_option(tmp_path, option, words):
     config = write_site(tmp_path, option)
     with pytest.raises(AnsibleParserError) as info:
@@ -387,8 +428,9 @@ def test_host_access_that_is_not_a_mapping_names_the_option(tmp_path):
 
 def test_host_access_is_validated_like_the_module_options():
     """The argument spec of the modules: strings convert as they do for a module option."""
-    access = plugin_mod.host_access_option({"allowed_boot_paths": "/a,/b", "trusted_extra_xml": "yes",
-                                            "storage_dirs": ["/srv/vm/"]})
+    access = plugin_mod.host_access_option(
+        {"allowed_boot_paths": "/a,/b", "trusted_extra_xml": "yes", "storage_dirs": ["/srv/vm/"]}
+    )
     assert access.allowed_boot_paths == ("/a", "/b") and access.trusted_extra_xml
     assert access.storage_dirs == ("/srv/vm",)
     assert plugin_mod.host_access_option(None) is None
@@ -398,17 +440,24 @@ def test_host_access_is_validated_like_the_module_options():
 def test_cache_key_changes_with_host_access(tmp_path, monkeypatch):
     base = [str(tmp_path), ["profiles"], [], {}]
     (tmp_path / "profiles").mkdir()
-    keys = {plugin_mod._fingerprint(*base, access) for access in (
-        None, {"allowed_boot_paths": ["/usr/local/bin/mygrub"]}, {"allowed_boot_paths": ["/usr/local/bin"]},
-        {"allow_host_resources": True})}
+    keys = {
+        plugin_mod._fingerprint(*base, access)
+        for access in (
+            None,
+            {"allowed_boot_paths": ["/usr/local/bin/mygrub"]},
+            {"allowed_boot_paths": ["/usr/local/bin"]},
+            {"allow_host_resources": True},
+        )
+    }
     assert len(keys) == 4 and None not in keys
     assert plugin_mod._fingerprint(*base, None) == plugin_mod._fingerprint(*base)
 
     # end to end: a warm cache built without the option is not used once it is set
     cache_dir = tmp_path / "site" / "cache"
     (tmp_path / "site").mkdir()
-    config = write_site(tmp_path / "site", f"cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
-                                           f"cache_connection: {cache_dir}\n")
+    config = write_site(
+        tmp_path / "site", f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {cache_dir}\n"
+    )
     (tmp_path / "site" / "profiles" / "hv1").write_text(MYGRUB_PROFILE)
     calls = []
     real = plugin_mod.load_site
@@ -427,13 +476,18 @@ def test_a_guest_cannot_take_the_name_of_a_profile_that_cannot_be_read(tmp_path)
     (tmp_path / "profiles" / "xen9b.xml").write_text("<profile>")
     (tmp_path / "profiles" / "evil").write_text(
         "!profile.components mADD(xen)\n!xen.virtualmachines mADD(g h)\n"
-        "!xen.name_g mSET(xen9)\n!xen.name_h mSET(xen9b)\n")
+        "!xen.name_g mSET(xen9)\n!xen.name_h mSET(xen9b)\n"
+    )
     (tmp_path / "profiles" / "good").write_text("!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm)\n")
     data = plugin_mod.load_site(str(tmp_path), ["profiles"], [], {}, 5.0, True)
     assert [host["name"] for host in data["hosts"]] == ["good"]
     evil = " ".join(data["rejected"]["evil"])
-    assert f"evil:3: xen.name_g: guest name 'xen9' at {tmp_path}/profiles/evil:3 is the host name of " \
-           f"profile {tmp_path}/profiles/xen9" in evil
-    assert f"guest name 'xen9b' at {tmp_path}/profiles/evil:4 is the host name of profile " \
-           f"{tmp_path}/profiles/xen9b.xml" in evil
+    assert (
+        f"evil:3: xen.name_g: guest name 'xen9' at {tmp_path}/profiles/evil:3 is the host name of "
+        f"profile {tmp_path}/profiles/xen9" in evil
+    )
+    assert (
+        f"guest name 'xen9b' at {tmp_path}/profiles/evil:4 is the host name of profile "
+        f"{tmp_path}/profiles/xen9b.xml" in evil
+    )
     assert "bad syntax" in data["rejected"][f"{tmp_path}/profiles/xen9"][0]

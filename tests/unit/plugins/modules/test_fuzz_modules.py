@@ -29,12 +29,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import SharedConnection
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common import libvirt as _libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.common import module as _module
-from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.modules import (
     xen_bridge,
     xen_bridge_info,
@@ -45,37 +44,86 @@ from ansible_collections.lcfg.xen.plugins.modules import (
     xen_group,
     xen_guests,
 )
+from support import SharedConnection
 
 PREFIX = "lcfgt-schema-"
-FUZZ = settings(max_examples=int(os.environ.get("LCFGT_FUZZ_EXAMPLES", "200")), deadline=None,
-                derandomize=not os.environ.get("LCFGT_FUZZ_RANDOM"), database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=int(os.environ.get("LCFGT_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    derandomize=not os.environ.get("LCFGT_FUZZ_RANDOM"),
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 HOSTILE_TEXT = [
-    "", " ", "\x1b[31mred", "a\x00b", "\x00", "\x7f", "\x85", "tab\there", "new\nline",
-    "\ufffe", "name\u202eevil", "..", "../../etc/shadow", "/etc/shadow", "/",
-    "x" * 5000, "9" * 5000, "-1", "0", "nan", "inf", "-inf", "1e400", "0x10", "yes",
-    "my-network-bridge", "<a/>", "<devices><disk/></devices>", "{}", "{\"xml\": 1}", "[]",
-    "on_crash=preserve", "xml=<a", "<\x1b/>", "%s%n", "${jndi}", "0-9999999",
+    "",
+    " ",
+    "\x1b[31mred",
+    "a\x00b",
+    "\x00",
+    "\x7f",
+    "\x85",
+    "tab\there",
+    "new\nline",
+    "\ufffe",
+    "name\u202eevil",
+    "..",
+    "../../etc/shadow",
+    "/etc/shadow",
+    "/",
+    "x" * 5000,
+    "9" * 5000,
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "-inf",
+    "1e400",
+    "0x10",
+    "yes",
+    "my-network-bridge",
+    "<a/>",
+    "<devices><disk/></devices>",
+    "{}",
+    '{"xml": 1}',
+    "[]",
+    "on_crash=preserve",
+    "xml=<a",
+    "<\x1b/>",
+    "%s%n",
+    "${jndi}",
+    "0-9999999",
 ]
-HUGE_INTS = [2 ** 63, -(2 ** 63), 10 ** 30, int("9" * 4000)]
+HUGE_INTS = [2**63, -(2**63), 10**30, int("9" * 4000)]
 ODD_FLOATS = [math.nan, math.inf, -math.inf, 1e308, -0.0, 5e-324]
 
 
 def hostile_text():
-    return st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=20),
-                     st.text(st.characters(codec=None, max_codepoint=0x9f), max_size=8))
+    return st.one_of(
+        st.sampled_from(HOSTILE_TEXT),
+        st.text(max_size=20),
+        st.text(st.characters(codec=None, max_codepoint=0x9F), max_size=8),
+    )
 
 
 def any_scalar():
-    return st.one_of(hostile_text(), st.integers(), st.sampled_from(HUGE_INTS),
-                     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(ODD_FLOATS),
-                     st.booleans(), st.none())
+    return st.one_of(
+        hostile_text(),
+        st.integers(),
+        st.sampled_from(HUGE_INTS),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(ODD_FLOATS),
+        st.booleans(),
+        st.none(),
+    )
 
 
 def any_value():
-    return st.recursive(any_scalar(), lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(hostile_text(), inner, max_size=3)), max_leaves=6)
+    return st.recursive(
+        any_scalar(),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(hostile_text(), inner, max_size=3)),
+        max_leaves=6,
+    )
 
 
 def value_for(option: dict, name: str):
@@ -86,19 +134,30 @@ def value_for(option: dict, name: str):
     elif kind in ("str", "path"):
         typed = hostile_text()
     elif kind == "int":
-        typed = st.one_of(st.integers(-2, 70000), st.sampled_from(HUGE_INTS),
-                          st.sampled_from(["9" * 5000, "12", "1e3", "nan"]))
+        typed = st.one_of(
+            st.integers(-2, 70000), st.sampled_from(HUGE_INTS), st.sampled_from(["9" * 5000, "12", "1e3", "nan"])
+        )
     elif kind == "float":
-        typed = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(ODD_FLOATS),
-                          st.sampled_from(HUGE_INTS), st.sampled_from(["nan", "inf", "9" * 5000, "1"]))
+        typed = st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from(ODD_FLOATS),
+            st.sampled_from(HUGE_INTS),
+            st.sampled_from(["nan", "inf", "9" * 5000, "1"]),
+        )
     elif kind == "bool":
         typed = st.one_of(st.booleans(), st.sampled_from(["yes", "no", "maybe", "\x00"]))
     elif kind == "dict":
-        typed = st.one_of(options_dict(option["options"]), hostile_text()) if option.get("options") \
+        typed = (
+            st.one_of(options_dict(option["options"]), hostile_text())
+            if option.get("options")
             else st.dictionaries(hostile_text(), any_value(), max_size=3)
+        )
     elif kind == "list":
-        element = ({"type": "dict", "options": option["options"]} if option.get("options")
-                   else {"type": option.get("elements", "str")})
+        element = (
+            {"type": "dict", "options": option["options"]}
+            if option.get("options")
+            else {"type": option.get("elements", "str")}
+        )
         typed = st.one_of(st.lists(value_for(element, name), max_size=4), hostile_text())
     else:
         typed = any_value()
@@ -107,15 +166,18 @@ def value_for(option: dict, name: str):
 
 def options_dict(spec: dict, overrides: dict | None = None):
     overrides = overrides or {}
-    required = {key: overrides.get(key, value_for(option, key))
-                for key, option in spec.items() if option.get("required")}
-    optional = {key: overrides.get(key, value_for(option, key))
-                for key, option in spec.items() if not option.get("required")}
+    required = {
+        key: overrides.get(key, value_for(option, key)) for key, option in spec.items() if option.get("required")
+    }
+    optional = {
+        key: overrides.get(key, value_for(option, key)) for key, option in spec.items() if not option.get("required")
+    }
     # A few options per example, so that one hostile value gets past the others' checks.
     if not optional:
         return st.fixed_dictionaries(required)
     return st.lists(st.sampled_from(sorted(optional)), max_size=4, unique=True).flatmap(
-        lambda keys: st.fixed_dictionaries(dict(required, **{key: optional[key] for key in keys})))
+        lambda keys: st.fixed_dictionaries(dict(required, **{key: optional[key] for key in keys}))
+    )
 
 
 class ReadOnlyHost:
@@ -157,9 +219,11 @@ def run_main(module, args: dict, check: bool) -> dict:
     """Run ``module.main()``; return its JSON result. Any exception other than the module's
     own exit is the failure this file looks for."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), \
-            patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=True)), \
-            pytest.raises(SystemExit):
+    with (
+        contextlib.redirect_stdout(out),
+        patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=True)),
+        pytest.raises(SystemExit),
+    ):
         module.main()
     text = out.getvalue()
     return json.loads(text) if text else {}
@@ -175,22 +239,29 @@ def assert_clean(result: dict, names: list[str]) -> None:
 
 
 #: ansible-core's own argument-parsing messages that name no parameter (not ours to word)
-CORE_MESSAGES_WITHOUT_NAME = {"dictionary requested, could not parse JSON or key=value",
-                              "unable to evaluate string as dictionary",
-                              'unable to evaluate string in the "key=value" format as dictionary'}
+CORE_MESSAGES_WITHOUT_NAME = {
+    "dictionary requested, could not parse JSON or key=value",
+    "unable to evaluate string as dictionary",
+    'unable to evaluate string in the "key=value" format as dictionary',
+}
 
 GUEST_SPEC = guest_module_argspec()
 DOMAIN_NAMES = st.one_of(st.sampled_from([f"{PREFIX}a", f"{PREFIX}b"]), hostile_text())
 #: hundreds of disks, each in the test driver's reach
 MANY_DISKS = st.integers(600, 760).map(
-    lambda n: [{"path": f"/var/lib/lcfg-xen/guests/{PREFIX}{i}.img"} for i in range(n)])
+    lambda n: [{"path": f"/var/lib/lcfg-xen/guests/{PREFIX}{i}.img"} for i in range(n)]
+)
 
 
 def guest_dict():
-    return options_dict(GUEST_SPEC, {"name": DOMAIN_NAMES,
-                                     "disks": st.one_of(value_for(GUEST_SPEC["disks"], "disks"),
-                                                        MANY_DISKS),
-                                     "shutdown_timeout": st.integers(0, 1)})
+    return options_dict(
+        GUEST_SPEC,
+        {
+            "name": DOMAIN_NAMES,
+            "disks": st.one_of(value_for(GUEST_SPEC["disks"], "disks"), MANY_DISKS),
+            "shutdown_timeout": st.integers(0, 1),
+        },
+    )
 
 
 def parameter_names(spec: dict) -> list[str]:
@@ -211,8 +282,10 @@ def test_xen_domain(hypervisor, params):
 
 
 @FUZZ
-@given(guests=st.one_of(st.lists(guest_dict(), max_size=3), any_value()),
-       default_bridge=st.one_of(st.none(), hostile_text()))
+@given(
+    guests=st.one_of(st.lists(guest_dict(), max_size=3), any_value()),
+    default_bridge=st.one_of(st.none(), hostile_text()),
+)
 def test_xen_guests(hypervisor, guests, default_bridge):
     args = {"guests": guests, "uri": "test:///default", "parallel": 2}
     if default_bridge is not None:
@@ -230,18 +303,33 @@ def test_xen_domain_info(hypervisor, name):
 
 
 GROUP_SPEC = xen_group.ARGUMENT_SPEC
-MEMBER = st.one_of(st.sampled_from(["test", f"{PREFIX}a"]), hostile_text(), options_dict(
-    {key: GROUP_SPEC[key] for key in ("memory", "maxmem", "vcpus", "maxvcpus", "cpus")}
-    | {"name": {"type": "str", "required": True},
-       "vifs": {"type": "list", "elements": "dict", "options": {
-           key: GROUP_SPEC[key] for key in ("nettype", "bridge", "network", "script")}
-           | {"mac": {"type": "str"}, "tag": {"type": "str"}}}},
-    {"name": st.sampled_from(["test", f"{PREFIX}a"])}), any_value())
+MEMBER = st.one_of(
+    st.sampled_from(["test", f"{PREFIX}a"]),
+    hostile_text(),
+    options_dict(
+        {key: GROUP_SPEC[key] for key in ("memory", "maxmem", "vcpus", "maxvcpus", "cpus")}
+        | {
+            "name": {"type": "str", "required": True},
+            "vifs": {
+                "type": "list",
+                "elements": "dict",
+                "options": {key: GROUP_SPEC[key] for key in ("nettype", "bridge", "network", "script")}
+                | {"mac": {"type": "str"}, "tag": {"type": "str"}},
+            },
+        },
+        {"name": st.sampled_from(["test", f"{PREFIX}a"])},
+    ),
+    any_value(),
+)
 
 
 @FUZZ
-@given(params=options_dict({k: v for k, v in GROUP_SPEC.items() if k != "uri"},
-                           {"members": st.one_of(st.lists(MEMBER, max_size=3), any_value())}))
+@given(
+    params=options_dict(
+        {k: v for k, v in GROUP_SPEC.items() if k != "uri"},
+        {"members": st.one_of(st.lists(MEMBER, max_size=3), any_value())},
+    )
+)
 def test_xen_group(hypervisor, params):
     names = parameter_names(GROUP_SPEC) + ["members", "name", "vifs", "mac", "tag"]
     assert_clean(run_main(xen_group, dict(params, uri="test:///default"), check=False), names)
@@ -256,8 +344,16 @@ DISK_SPEC = {k: v for k, v in xen_disk.ARGUMENT_SPEC.items() if k not in ("uri",
 
 
 @FUZZ
-@given(params=options_dict(DISK_SPEC, {"path": st.one_of(
-    st.sampled_from(["disk.img", "a/b.qcow2", "../escape.img", "x" * 300 + ".img"]), hostile_text())}))
+@given(
+    params=options_dict(
+        DISK_SPEC,
+        {
+            "path": st.one_of(
+                st.sampled_from(["disk.img", "a/b.qcow2", "../escape.img", "x" * 300 + ".img"]), hostile_text()
+            )
+        },
+    )
+)
 def test_xen_disk(hypervisor, storage, params):
     args = dict(params, storage_dirs=[str(storage)])
     if isinstance(params["path"], str) and not params["path"].startswith("/") and "\x00" not in params["path"]:
@@ -271,19 +367,26 @@ def test_xen_disk(hypervisor, storage, params):
 @settings(FUZZ, max_examples=30)
 @given(params=options_dict({k: v for k, v in xen_disk_info.ARGUMENT_SPEC.items() if k != "uri"}))
 def test_xen_disk_info(hypervisor, params):
-    assert_clean(run_main(xen_disk_info, params, check=False),
-                 parameter_names(xen_disk_info.ARGUMENT_SPEC))
+    assert_clean(run_main(xen_disk_info, params, check=False), parameter_names(xen_disk_info.ARGUMENT_SPEC))
 
 
 BRIDGE_SPEC = xen_bridge._network_options(name_required=False)  # pylint: disable=protected-access
 
 
 @FUZZ
-@given(params=st.one_of(
-    options_dict(BRIDGE_SPEC, {"name": st.one_of(st.sampled_from([PREFIX + "br"]), hostile_text())}),
-    st.fixed_dictionaries({"networks": st.one_of(
-        st.lists(options_dict(xen_bridge._network_options(name_required=True)), max_size=3),  # pylint: disable=protected-access
-        any_value())})))
+@given(
+    params=st.one_of(
+        options_dict(BRIDGE_SPEC, {"name": st.one_of(st.sampled_from([PREFIX + "br"]), hostile_text())}),
+        st.fixed_dictionaries(
+            {
+                "networks": st.one_of(
+                    st.lists(options_dict(xen_bridge._network_options(name_required=True)), max_size=3),  # pylint: disable=protected-access
+                    any_value(),
+                )
+            }
+        ),
+    )
+)
 def test_xen_bridge(hypervisor, tmp_path_factory, params):
     root = tmp_path_factory.mktemp(PREFIX + "root")
     conn, host = hypervisor
@@ -313,25 +416,38 @@ KNOWN = [
     (xen_guests, {"guests": [{"name": f"{PREFIX}k", "extra": '{"xml": 5}'}]}, "guests[0].extra.xml"),
     (xen_guests, {"guests": [{"name": f"{PREFIX}k", "extra": "{" * 3000 + "}" * 3000}]}, "guests[0].extra"),
     (xen_guests, {"guests": [{"name": f"{PREFIX}k", "disks": 3.5}]}, "guests[0].disks"),  # iterating a float
-    (xen_domain, {"name": f"{PREFIX}k", "disks": [{"path": f"/g/{PREFIX}{i}.img"} for i in range(703)]},
-     "disks"),  # device name xvdaaa: AttributeError
+    (
+        xen_domain,
+        {"name": f"{PREFIX}k", "disks": [{"path": f"/g/{PREFIX}{i}.img"} for i in range(703)]},
+        "disks",
+    ),  # device name xvdaaa: AttributeError
     (xen_domain, {"name": f"{PREFIX}k", "memory": math.inf}, "memory"),  # OverflowError in ansible-core
     (xen_domain, {"name": f"{PREFIX}k", "memory": "9" * 5000}, "memory"),  # ValueError in ansible-core
     (xen_domain, {"name": f"{PREFIX}k", "extra": 1.5}, "extra"),  # TypeError in ansible-core
-    (xen_domain, {"name": f"{PREFIX}k", "shutdown_timeout": 10 ** 30}, "shutdown_timeout"),
+    (xen_domain, {"name": f"{PREFIX}k", "shutdown_timeout": 10**30}, "shutdown_timeout"),
     (xen_domain_info, {"name": "a\x00b"}, "name"),  # libvirt ValueError: embedded null character
     (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size_gb": math.nan}, "size_gb"),  # int(nan)
     (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size": "9" * 400 + "G"}, "size"),  # int(inf)
-    (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k.img", "size_gb": 1, "partition": "9" * 5000,
-                "profile_url": "http://lcfg/p", "template": "/var/lib/lcfg-xen/guests/t.img"}, "partition"),
+    (
+        xen_disk,
+        {
+            "path": "/var/lib/lcfg-xen/guests/k.img",
+            "size_gb": 1,
+            "partition": "9" * 5000,
+            "profile_url": "http://lcfg/p",
+            "template": "/var/lib/lcfg-xen/guests/t.img",
+        },
+        "partition",
+    ),
     (xen_disk, {"path": "/var/lib/lcfg-xen/guests/k\x00.img", "size_gb": 1}, "path"),  # embedded null byte
-    (xen_group, {"name": "g", "members": ["test"], "maxmem": [2 ** 63]}, "maxmem"),  # OverflowError in core
+    (xen_group, {"name": "g", "members": ["test"], "maxmem": [2**63]}, "maxmem"),  # OverflowError in core
     (xen_bridge, {"networks": [{"name": f"{PREFIX}n", "dhcp_range": 0}]}, "networks[0].dhcp_range"),
 ]
 
 
-@pytest.mark.parametrize("module, params, parameter", KNOWN,
-                         ids=[f"{m.__name__.rsplit('.', 1)[-1]}-{p}" for m, _a, p in KNOWN])
+@pytest.mark.parametrize(
+    "module, params, parameter", KNOWN, ids=[f"{m.__name__.rsplit('.', 1)[-1]}-{p}" for m, _a, p in KNOWN]
+)
 def test_known_tracebacks_fail_naming_the_parameter(hypervisor, module, params, parameter):
     conn, host = hypervisor
     before = sorted(dom.name() for dom in conn.listAllDomains(0))

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: lcfg.xen contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """run_module cleans a result the same way on success and on failure (common/result.py)."""
@@ -37,8 +36,10 @@ class FakeModule:
 
 
 def multi() -> dict:
-    entries = [object_result(name, ["define"], warnings=[f"{name} warned"], diff={"before": {}, "after": {}})
-               for name in ("g1", "g2")]
+    entries = [
+        object_result(name, ["define"], warnings=[f"{name} warned"], diff={"before": {}, "after": {}})
+        for name in ("g1", "g2")
+    ]
     return list_result(entries, diff={"before": {}, "after": {}}, warnings=["top warned"])
 
 

@@ -64,9 +64,16 @@ def four_steps(capsys, name, params):
 
 
 def test_xen_domain_four_steps_with_diff(hypervisor, capsys):
-    params = {"name": NAME, "memory": 96, "maxmem": 128, "vcpus": 1, "maxvcpus": 2, "state": "running",
-              "disks": [{"path": "/var/lib/libvirt/images/lcfgtest-dom/m.img", "size_gb": 4}],
-              "vifs": [{"bridge": "br0", "mac": "52:54:00:00:aa:01"}]}
+    params = {
+        "name": NAME,
+        "memory": 96,
+        "maxmem": 128,
+        "vcpus": 1,
+        "maxvcpus": 2,
+        "state": "running",
+        "disks": [{"path": "/var/lib/libvirt/images/lcfgtest-dom/m.img", "size_gb": 4}],
+        "vifs": [{"bridge": "br0", "mac": "52:54:00:00:aa:01"}],
+    }
     first = four_steps(capsys, "xen_domain", params)
     assert first["changed"] is True
     assert first["diff"]["before"] == {"name": NAME, "state": "absent"}
@@ -87,14 +94,17 @@ def test_xen_domain_without_diff_returns_no_diff(hypervisor, capsys):
     assert result["changed"] is True and "diff" not in result
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"memory": 256, "maxmem": 128}, "memory"),
-    ({"cpus": "9-1"}, "cpus"),
-    ({"disks": [{"path": "relative.img"}]}, "disks[0].path"),
-    ({"vifs": [{"mac": "nonsense", "bridge": "br0"}]}, "vifs[0].mac"),
-    ({"type": "hvm", "kernel": "/boot/vmlinuz"}, "kernel"),
-    ({"uuid": "1234"}, "uuid"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"memory": 256, "maxmem": 128}, "memory"),
+        ({"cpus": "9-1"}, "cpus"),
+        ({"disks": [{"path": "relative.img"}]}, "disks[0].path"),
+        ({"vifs": [{"mac": "nonsense", "bridge": "br0"}]}, "vifs[0].mac"),
+        ({"type": "hvm", "kernel": "/boot/vmlinuz"}, "kernel"),
+        ({"uuid": "1234"}, "uuid"),
+    ],
+)
 def test_xen_domain_bad_parameters_change_nothing(hypervisor, capsys, params, fragment):
     result = result_of(capsys, "xen_domain", dict(params, name=NAME))
     assert result["rc"] == 1 and result["failed"] is True
@@ -149,8 +159,10 @@ def test_xen_guests_bad_entry_changes_nothing(hypervisor, capsys):
 def test_entry_point_in_a_subprocess(tmp_path):
     """The real entry point (python -m ...) with a driver file; state does not persist there."""
     node = tmp_path / "node.xml"
-    node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>"
-                    "<active>2</active><mhz>1000</mhz></cpu><memory>1048576</memory></node>")
+    node.write_text(
+        "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>"
+        "<active>2</active><mhz>1000</mhz></cpu><memory>1048576</memory></node>"
+    )
     result = run_module("xen_domain", {"uri": f"test://{node}", "name": NAME, "memory": 64}, check=True, diff=True)
     assert result["rc"] == 0 and result["changed"] is True
     assert result["actions"] == ["define"]
@@ -161,10 +173,14 @@ def test_entry_point_in_a_subprocess(tmp_path):
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_ansible_doc_renders(module):
     env_python = Path(sys.executable)
-    proc = subprocess.run([str(env_python.with_name("ansible-doc")), "--json", f"lcfg.xen.{module}"],
-                          capture_output=True, text=True, check=False, cwd=str(ROOT),
-                          env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "PATH": "/usr/bin:/bin",
-                               "HOME": str(ROOT)})
+    proc = subprocess.run(
+        [str(env_python.with_name("ansible-doc")), "--json", f"lcfg.xen.{module}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(ROOT),
+        env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".collections"), "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)[f"lcfg.xen.{module}"]["doc"]
     assert doc["module"] == module
@@ -188,11 +204,17 @@ def test_examples_match_the_argument_spec(module):
     from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec  # noqa: PLC0415
     from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item  # noqa: PLC0415
 
-    specs = {"xen_domain": with_connection(guest_module_argspec()),
-             "xen_domain_info": with_connection({"name": {"type": "str"}}),
-             "xen_guests": with_connection({"guests": {"type": "list", "elements": "dict", "required": True},
-                                            "default_bridge": {"type": "str"},
-                                            "parallel": {"type": "int", "default": 8}})}
+    specs = {
+        "xen_domain": with_connection(guest_module_argspec()),
+        "xen_domain_info": with_connection({"name": {"type": "str"}}),
+        "xen_guests": with_connection(
+            {
+                "guests": {"type": "list", "elements": "dict", "required": True},
+                "default_bridge": {"type": "str"},
+                "parallel": {"type": "int", "default": 8},
+            }
+        ),
+    }
     tasks = [t for t in examples(module) if f"lcfg.xen.{module}" in t]
     assert tasks
     for task in tasks:
@@ -227,7 +249,8 @@ def test_every_hostvar_of_the_example_site_converges(hypervisor):
     for host in hypervisors:
         names = hostvars[host]["xen_host"]["guests"]
         specs = [hostvars[name]["xen_domain"] for name in names]
-        result = converge_guests(hypervisor, specs, check_mode=True,
-                                 default_bridge=hostvars[host]["xen_host"].get("default_bridge"))
+        result = converge_guests(
+            hypervisor, specs, check_mode=True, default_bridge=hostvars[host]["xen_host"].get("default_bridge")
+        )
         assert [r["name"] for r in result["results"]] == names
         assert all(r["actions"][0] == "define" for r in result["results"])

@@ -24,11 +24,14 @@ def test_items_get_defaults_and_types():
     assert result[0]["size"] == 3
 
 
-@pytest.mark.parametrize("items, fragment", [
-    ([{"mode": "nat"}], "networks[0]"),
-    ([{"name": "a"}, {"name": "b", "mode": "bogus"}], "networks[1]"),
-    ([{"name": "a", "zz": 1}], "zz"),
-])
+@pytest.mark.parametrize(
+    "items, fragment",
+    [
+        ([{"mode": "nat"}], "networks[0]"),
+        ([{"name": "a"}, {"name": "b", "mode": "bogus"}], "networks[1]"),
+        ([{"name": "a", "zz": 1}], "zz"),
+    ],
+)
 def test_bad_items_name_the_item(items, fragment):
     with pytest.raises(ValidationError) as info:
         _check(items)

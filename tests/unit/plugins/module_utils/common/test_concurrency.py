@@ -16,13 +16,13 @@ import time
 
 import pytest
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import hypervisor_lock, lock_keys
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as dom_mod
 from ansible_collections.lcfg.xen.plugins.module_utils.network import bridge as br
 from ansible_collections.lcfg.xen.plugins.module_utils.network import libvirt_network as lvn
-from ansible_collections.lcfg.xen.plugins.module_utils.network.request import normalise_request
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.network.iproute import IpCommandError
-from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import hypervisor_lock, lock_keys
+from ansible_collections.lcfg.xen.plugins.module_utils.network.request import normalise_request
 from support import remove_named
 
 libvirt = pytest.importorskip("libvirt")
@@ -31,17 +31,20 @@ libvirt = pytest.importorskip("libvirt")
 # --------------------------------------------------------------------------- the lock
 
 
-@pytest.mark.parametrize("uri, local, keys", [
-    (None, False, ["localhost"]),
-    ("qemu:///system", False, ["localhost"]),
-    ("xen:///system", True, ["localhost"]),
-    ("qemu+ssh://root@hv1.example.org:2222/system", False, ["hv1.example.org"]),
-    ("xen+ssh://root@hv1.example.org/system", True, ["hv1.example.org", "localhost"]),
-    ("qemu+tcp://localhost/system", False, ["localhost"]),
-    ("test:///default", False, ["test"]),
-    ("test:///default", True, ["localhost", "test"]),
-    ("qemu+ssh://a/../../x/system", False, ["a"]),
-])
+@pytest.mark.parametrize(
+    "uri, local, keys",
+    [
+        (None, False, ["localhost"]),
+        ("qemu:///system", False, ["localhost"]),
+        ("xen:///system", True, ["localhost"]),
+        ("qemu+ssh://root@hv1.example.org:2222/system", False, ["hv1.example.org"]),
+        ("xen+ssh://root@hv1.example.org/system", True, ["hv1.example.org", "localhost"]),
+        ("qemu+tcp://localhost/system", False, ["localhost"]),
+        ("test:///default", False, ["test"]),
+        ("test:///default", True, ["localhost", "test"]),
+        ("qemu+ssh://a/../../x/system", False, ["a"]),
+    ],
+)
 def test_lock_keys(uri, local, keys):
     assert lock_keys(uri, local) == keys
 
@@ -59,8 +62,9 @@ with hypervisor_lock(["localhost"], "lcfg.xen.xen_guests", 5, sys.argv[2]):
 def hold_in_another_process(directory, seconds):
     """A process that holds the lock for ``seconds``; returns once it holds it."""
     collections = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or "."
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, collections, str(directory), str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, collections, str(directory), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -70,9 +74,8 @@ def test_a_held_lock_is_waited_for_then_fails_naming_the_holder(tmp_path):
     holder = hold_in_another_process(directory, 10)
     try:
         start = time.monotonic()
-        with pytest.raises(Conflict) as err:
-            with hypervisor_lock(["localhost"], "lcfg.xen.xen_domain", 1.0, str(directory)):
-                pass
+        with pytest.raises(Conflict) as err, hypervisor_lock(["localhost"], "lcfg.xen.xen_domain", 1.0, str(directory)):
+            pass
         waited = time.monotonic() - start
     finally:
         holder.kill()
@@ -118,26 +121,23 @@ def test_a_planted_lock_file_or_directory_is_refused(tmp_path):
     target = tmp_path / "victim"
     target.write_text("keep")
     (directory / "hypervisor-localhost.lock").symlink_to(target)
-    with pytest.raises(XenError) as err:
-        with hypervisor_lock(["localhost"], "m", 1, str(directory)):
-            pass
+    with pytest.raises(XenError) as err, hypervisor_lock(["localhost"], "m", 1, str(directory)):
+        pass
     assert "symbolic link" in str(err.value)
     assert target.read_text() == "keep"
     open_dir = tmp_path / "open"
     open_dir.mkdir(mode=0o777)
     open_dir.chmod(0o777)
-    with pytest.raises(XenError) as err:
-        with hypervisor_lock(["localhost"], "m", 1, str(open_dir)):
-            pass
+    with pytest.raises(XenError) as err, hypervisor_lock(["localhost"], "m", 1, str(open_dir)):
+        pass
     assert "not a private directory" in str(err.value)
     assert list(open_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("timeout", [-1, 86401, float("nan"), True])
 def test_lock_timeout_bounds(tmp_path, timeout):
-    with pytest.raises(ValidationError) as err:
-        with hypervisor_lock(["localhost"], "m", timeout, str(tmp_path / "locks")):
-            pass
+    with pytest.raises(ValidationError) as err, hypervisor_lock(["localhost"], "m", timeout, str(tmp_path / "locks")):
+        pass
     assert err.value.parameter == "lock_timeout"
 
 
@@ -249,8 +249,12 @@ def test_a_start_that_fails_for_real_still_fails(conn):
 # --------------------------------------------------------------------------- libvirt networks
 
 
-NAT = {"name": "lcfgt-conc-nat", "mode": "nat", "address": "10.99.0.1/24",
-       "dhcp_hosts": [{"mac": "52:54:00:99:00:01", "ip": "10.99.0.5"}]}
+NAT = {
+    "name": "lcfgt-conc-nat",
+    "mode": "nat",
+    "address": "10.99.0.1/24",
+    "dhcp_hosts": [{"mac": "52:54:00:99:00:01", "ip": "10.99.0.5"}],
+}
 
 
 def test_network_defined_and_started_by_another_run_meanwhile(conn):
@@ -336,14 +340,22 @@ def test_address_added_and_link_deleted_meanwhile():
                 return 2, "", "RTNETLINK answers: File exists"
             return super().__call__(argv)
 
-    addressed = {"ifname": "xenbr0", "linkinfo": {"info_kind": "bridge"},
-                 "addr_info": [{"family": "inet", "local": "10.9.0.1", "prefixlen": 24, "scope": "global"}]}
-    br.apply_bridge(br.BridgePlan(commands=[["ip", "address", "add", "10.9.0.1/24", "dev", "xenbr0"],
-                                            ["ip", "link", "del", "dev", "gone0"]]),
-                    Done({"xenbr0": addressed}))
+    addressed = {
+        "ifname": "xenbr0",
+        "linkinfo": {"info_kind": "bridge"},
+        "addr_info": [{"family": "inet", "local": "10.9.0.1", "prefixlen": 24, "scope": "global"}],
+    }
+    br.apply_bridge(
+        br.BridgePlan(
+            commands=[["ip", "address", "add", "10.9.0.1/24", "dev", "xenbr0"], ["ip", "link", "del", "dev", "gone0"]]
+        ),
+        Done({"xenbr0": addressed}),
+    )
     with pytest.raises(IpCommandError):
-        br.apply_bridge(br.BridgePlan(commands=[["ip", "address", "add", "10.9.0.2/24", "dev", "xenbr0"]]),
-                        Done({"xenbr0": addressed}))
+        br.apply_bridge(
+            br.BridgePlan(commands=[["ip", "address", "add", "10.9.0.2/24", "dev", "xenbr0"]]),
+            Done({"xenbr0": addressed}),
+        )
 
 
 # --------------------------------------------------------------------------- stand-ins go with their bridge
@@ -369,8 +381,10 @@ class ReadOnlyIp:
 
 
 def test_a_created_netdev_is_marked():
-    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "netdev": "lcfg-eth0", "create_netdev": "veth",
-                                             "persist": "none"}), ReadOnlyIp([]))
+    plan = br.plan_bridge(
+        normalise_request({"name": "xenbr0", "netdev": "lcfg-eth0", "create_netdev": "veth", "persist": "none"}),
+        ReadOnlyIp([]),
+    )
     assert ["ip", "link", "set", "dev", "lcfg-eth0", "alias", br.standin_alias("xenbr0")] in plan.commands
 
 
@@ -379,27 +393,32 @@ def test_removing_a_bridge_removes_what_was_created_for_it_and_nothing_else():
         link("xenbr0", "bridge", ifalias=br.BRIDGE_MARK),
         link("lcfg-eth0", "veth", "xenbr0", link="lcfg-eth0-p", ifalias=br.standin_alias("xenbr0")),
         link("lcfg-eth0-p", "veth", link="lcfg-eth0"),
-        link("old-eth9", "veth", "xenbr0", link="old-eth9-p"),        # made before the alias existed
+        link("old-eth9", "veth", "xenbr0", link="old-eth9-p"),  # made before the alias existed
         link("old-eth9-p", "veth", link="old-eth9"),
-        link("eth0", master="xenbr0"),                                 # the uplink
-        link("mine0", "veth", "xenbr0", link="other0"),                # an admin's own veth pair
+        link("eth0", master="xenbr0"),  # the uplink
+        link("mine0", "veth", "xenbr0", link="other0"),  # an admin's own veth pair
         link("other0", "veth", link="mine0"),
         link("lcfg-eth1", "veth", "xenbr1", link="lcfg-eth1-p", ifalias=br.standin_alias("xenbr1")),
         link("lcfg-eth1-p", "veth", link="lcfg-eth1"),
         link("gone-eth5", "dummy", ifalias=br.standin_alias("xenbr0")),  # its bridge went before
         link("admin-d", "dummy", "xenbr0", ifalias="uplink to rack 4"),
     ]
-    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "state": "absent", "persist": "none"}),
-                          ReadOnlyIp(links))
-    assert plan.commands == [["ip", "link", "del", "dev", "xenbr0"],
-                                ["ip", "link", "del", "dev", "gone-eth5"],
-                                ["ip", "link", "del", "dev", "lcfg-eth0"],
-                                ["ip", "link", "del", "dev", "old-eth9"]]
+    plan = br.plan_bridge(
+        normalise_request({"name": "xenbr0", "state": "absent", "persist": "none"}), ReadOnlyIp(links)
+    )
+    assert plan.commands == [
+        ["ip", "link", "del", "dev", "xenbr0"],
+        ["ip", "link", "del", "dev", "gone-eth5"],
+        ["ip", "link", "del", "dev", "lcfg-eth0"],
+        ["ip", "link", "del", "dev", "old-eth9"],
+    ]
     # a netdev named in the request with create_netdev is not deleted for its kind alone
-    plan = br.plan_bridge(normalise_request({"name": "xenbr0", "state": "absent", "netdev": "mine0",
-                                             "create_netdev": "veth", "persist": "none"}),
-                          ReadOnlyIp([link("xenbr0", "bridge", ifalias=br.BRIDGE_MARK),
-                                      link("mine0", "veth", "xenbr0", link="other0")]))
+    plan = br.plan_bridge(
+        normalise_request(
+            {"name": "xenbr0", "state": "absent", "netdev": "mine0", "create_netdev": "veth", "persist": "none"}
+        ),
+        ReadOnlyIp([link("xenbr0", "bridge", ifalias=br.BRIDGE_MARK), link("mine0", "veth", "xenbr0", link="other0")]),
+    )
     assert plan.commands == [["ip", "link", "del", "dev", "xenbr0"]]
 
 

@@ -7,8 +7,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import (
     BlankImage,
     Pool,
@@ -44,25 +44,52 @@ def req(**params):
 
 
 def raw(size, backing=None, fmt="raw"):
-    return {"format": fmt, "virtual_size": size, "actual_size": 0, "backing_file": backing,
-            "backing_format": "raw" if backing else None}
+    return {
+        "format": fmt,
+        "virtual_size": size,
+        "actual_size": 0,
+        "backing_file": backing,
+        "backing_format": "raw" if backing else None,
+    }
 
 
 # ---------------------------------------------------------------- sizes
 
-@pytest.mark.parametrize("text, expected", [
-    ("10G", 10 * GIB), ("10g", 10 * GIB), ("10GiB", 10 * GIB), ("1.5G", 3 * GIB // 2),
-    ("512M", 512 * 1024 ** 2), ("1T", 1024 ** 4), ("10GB", 10 * 1000 ** 3), ("4096", 4096),
-    (" 2 G ", 2 * GIB), (1024, 1024), ("1048576b", 1024 ** 2),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("10G", 10 * GIB),
+        ("10g", 10 * GIB),
+        ("10GiB", 10 * GIB),
+        ("1.5G", 3 * GIB // 2),
+        ("512M", 512 * 1024**2),
+        ("1T", 1024**4),
+        ("10GB", 10 * 1000**3),
+        ("4096", 4096),
+        (" 2 G ", 2 * GIB),
+        (1024, 1024),
+        ("1048576b", 1024**2),
+    ],
+)
 def test_parse_size_accepts_units(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("", "invalid"), ("ten", "invalid"), ("10X", "unknown unit"), ("0", "positive"), (-512, "positive"),
-    ("100", "multiple of 512"), (True, "boolean"), (1.5, "unit"), ("1.0000001K", "whole number"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("", "invalid"),
+        ("ten", "invalid"),
+        ("10X", "unknown unit"),
+        ("0", "positive"),
+        (-512, "positive"),
+        ("100", "multiple of 512"),
+        (True, "boolean"),
+        (1.5, "unit"),
+        ("1.0000001K", "whole number"),
+    ],
+)
 def test_parse_size_rejects(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_size(text)
@@ -71,7 +98,7 @@ def test_parse_size_rejects(text, problem):
 def test_format_size():
     assert format_size(10 * GIB) == "10 GiB"
     assert format_size(3 * GIB // 2) == "1.5 GiB"
-    assert format_size(512 * 1024 ** 2) == "512 MiB"
+    assert format_size(512 * 1024**2) == "512 MiB"
     assert format_size(100) == "100 B"
     assert format_size(None) is None
 
@@ -82,6 +109,7 @@ def test_temp_path_is_hidden_in_the_same_directory():
 
 # ---------------------------------------------------------------- validation
 
+
 def test_defaults():
     request = build_request(module_params({"path": "/guests/profiledev.img"}))
     assert request.storage_dirs == DEFAULT_STORAGE_DIRS
@@ -91,32 +119,38 @@ def test_defaults():
     assert request.state == "present" and request.format is None and request.size is None
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"path": "/etc/passwd"}, "path"),
-    ({"path": "/guests/../etc/x.img"}, "path"),
-    ({"path": "relative.img"}, "path"),
-    ({"path": "/guests"}, "path"),
-    ({"path": "/guests/.hidden.img"}, "path"),
-    ({"path": "/guestsX/a.img"}, "path"),
-    ({"storage_dirs": []}, "storage_dirs"),
-    ({"storage_dirs": ["relative"]}, "storage_dirs"),
-    ({"size_gb": 0}, "size_gb"),
-    ({"size_gb": -1}, "size_gb"),
-    ({"size_gb": "inf"}, "size_gb"),
-    ({"size": "10X"}, "size"),
-    ({"template": "/etc/base.img"}, "template"),
-    ({"template": "/guests/node1.img"}, "template"),
-    ({"template": "/guests/t.img", "clone": "overlay", "format": "raw"}, "format"),
-    ({"template": "/guests/t.img", "profile_url": "http://x/"}, "partition"),
-    ({"profile_url": "http://x/", "partition": 5}, "profile_url"),
-    ({"template": "/guests/t.img", "profile_url": "not a url", "partition": 5}, "profile_url"),
-    ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": 0}, "partition"),
-    ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": True}, "partition"),
-    ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": 5, "hostname": "bad name"}, "hostname"),
-    ({"path": "/guests/-x.img", "template": "/guests/t.img", "profile_url": "http://x/", "partition": 5}, "hostname"),
-    ({"lcfg_files": {"hostname": "etc/hostname"}}, "lcfg_files"),
-    ({"lcfg_files": {"hostname": "/etc/../hostname"}}, "lcfg_files"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"path": "/etc/passwd"}, "path"),
+        ({"path": "/guests/../etc/x.img"}, "path"),
+        ({"path": "relative.img"}, "path"),
+        ({"path": "/guests"}, "path"),
+        ({"path": "/guests/.hidden.img"}, "path"),
+        ({"path": "/guestsX/a.img"}, "path"),
+        ({"storage_dirs": []}, "storage_dirs"),
+        ({"storage_dirs": ["relative"]}, "storage_dirs"),
+        ({"size_gb": 0}, "size_gb"),
+        ({"size_gb": -1}, "size_gb"),
+        ({"size_gb": "inf"}, "size_gb"),
+        ({"size": "10X"}, "size"),
+        ({"template": "/etc/base.img"}, "template"),
+        ({"template": "/guests/node1.img"}, "template"),
+        ({"template": "/guests/t.img", "clone": "overlay", "format": "raw"}, "format"),
+        ({"template": "/guests/t.img", "profile_url": "http://x/"}, "partition"),
+        ({"profile_url": "http://x/", "partition": 5}, "profile_url"),
+        ({"template": "/guests/t.img", "profile_url": "not a url", "partition": 5}, "profile_url"),
+        ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": 0}, "partition"),
+        ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": True}, "partition"),
+        ({"template": "/guests/t.img", "profile_url": "http://x/", "partition": 5, "hostname": "bad name"}, "hostname"),
+        (
+            {"path": "/guests/-x.img", "template": "/guests/t.img", "profile_url": "http://x/", "partition": 5},
+            "hostname",
+        ),
+        ({"lcfg_files": {"hostname": "etc/hostname"}}, "lcfg_files"),
+        ({"lcfg_files": {"hostname": "/etc/../hostname"}}, "lcfg_files"),
+    ],
+)
 def test_bad_input_names_the_parameter(params, parameter):
     with pytest.raises(ValidationError) as info:
         req(**params)
@@ -124,15 +158,18 @@ def test_bad_input_names_the_parameter(params, parameter):
     assert str(info.value).startswith(f"{parameter}: ")
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"format": "vmdk"}, "format"),
-    ({"size_gb": "lots"}, "size_gb"),
-    ({"size": "1G", "size_gb": 1}, "size"),
-    ({"template": "/guests/t.img", "clone": "snap"}, "clone"),
-    ({"lcfg_files": {"url": "/etc/x"}}, "lcfg_files"),
-    ({"lcfg_files": "x"}, "lcfg_files"),
-    ({"state": "gone"}, "state"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"format": "vmdk"}, "format"),
+        ({"size_gb": "lots"}, "size_gb"),
+        ({"size": "1G", "size_gb": 1}, "size"),
+        ({"template": "/guests/t.img", "clone": "snap"}, "clone"),
+        ({"lcfg_files": {"url": "/etc/x"}}, "lcfg_files"),
+        ({"lcfg_files": "x"}, "lcfg_files"),
+        ({"state": "gone"}, "state"),
+    ],
+)
 def test_the_argument_spec_refuses_wrong_types_and_choices(params, parameter):
     """What AnsibleModule refuses, naming the parameter, before build_request is called."""
     errors = ARGSPEC.validate(dict(params, path="/guests/node1.img", storage_dirs=DIRS)).error_messages
@@ -154,8 +191,12 @@ def test_overlay_is_qcow2():
 
 
 def test_lcfg_contents_and_configurable_paths():
-    request = req(template="/guests/t.img", profile_url="http://lcfg.example.org/profiles/", partition="5",
-                  lcfg_files={"profile_url": "/var/lcfg/conf/client/url"})
+    request = req(
+        template="/guests/t.img",
+        profile_url="http://lcfg.example.org/profiles/",
+        partition="5",
+        lcfg_files={"profile_url": "/var/lcfg/conf/client/url"},
+    )
     assert request.partition == 5
     assert request.lcfg_contents() == {
         "/etc/hostname": "node1\n",
@@ -164,8 +205,13 @@ def test_lcfg_contents_and_configurable_paths():
 
 
 def test_lcfg_file_can_be_skipped():
-    request = req(template="/guests/t.img", profile_url="http://x/", partition=5, hostname="n1.example.org",
-                  lcfg_files={"hostname": ""})
+    request = req(
+        template="/guests/t.img",
+        profile_url="http://x/",
+        partition=5,
+        hostname="n1.example.org",
+        lcfg_files={"hostname": ""},
+    )
     assert request.lcfg_contents() == {"/etc/lcfg/profile_url": "http://x/\n"}
 
 
@@ -182,12 +228,25 @@ def test_empty_profile_url_means_unset():
 
 # ---------------------------------------------------------------- qemu-img info
 
+
 def test_normalise_info_prefers_the_full_backing_name():
-    info = normalise_info({"format": "qcow2", "virtual-size": 5 * GIB, "actual-size": 200704,
-                           "backing-filename": "base.img", "full-backing-filename": "/guests/base.img",
-                           "backing-filename-format": "raw"})
-    assert info == {"format": "qcow2", "virtual_size": 5 * GIB, "actual_size": 200704,
-                    "backing_file": "/guests/base.img", "backing_format": "raw"}
+    info = normalise_info(
+        {
+            "format": "qcow2",
+            "virtual-size": 5 * GIB,
+            "actual-size": 200704,
+            "backing-filename": "base.img",
+            "full-backing-filename": "/guests/base.img",
+            "backing-filename-format": "raw",
+        }
+    )
+    assert info == {
+        "format": "qcow2",
+        "virtual_size": 5 * GIB,
+        "actual_size": 200704,
+        "backing_file": "/guests/base.img",
+        "backing_format": "raw",
+    }
     assert normalise_info({"format": "raw", "virtual-size": 1})["backing_file"] is None
 
 
@@ -198,12 +257,18 @@ def test_image_state_of_a_missing_image():
 
 # ---------------------------------------------------------------- planning
 
+
 def actions(plan):
     """What each step of the plan does, in order, in one word."""
     made = {BlankImage: "create", TemplateCopy: "copy", TemplateOverlay: "overlay", type(None): None}
-    return (["remove-partial"] * bool(plan.partial) + [made[type(plan.new)]] * (plan.new is not None)
-            + ["grow"] * (plan.resize is not None) + ["inject"] * (plan.injection is not None)
-            + ["rename"] * (plan.new is not None) + ["delete"] * plan.delete)
+    return (
+        ["remove-partial"] * bool(plan.partial)
+        + [made[type(plan.new)]] * (plan.new is not None)
+        + ["grow"] * (plan.resize is not None)
+        + ["inject"] * (plan.injection is not None)
+        + ["rename"] * (plan.new is not None)
+        + ["delete"] * plan.delete
+    )
 
 
 def test_plan_create_raw():
@@ -284,14 +349,20 @@ def test_plan_existing_overlay_matches():
     assert plan.actions == []
 
 
-@pytest.mark.parametrize("params, current, problem", [
-    ({"size_gb": 1, "format": "qcow2"}, raw(GIB), "format is raw, not qcow2"),
-    ({"template": "/guests/t.img", "clone": "overlay"}, raw(GIB, fmt="qcow2"), "not an overlay of /guests/t.img"),
-    ({"template": "/guests/t.img", "clone": "overlay"}, raw(GIB, backing="/guests/u.img", fmt="qcow2"),
-     "backing file: /guests/u.img"),
-    ({"template": "/guests/t.img"}, raw(GIB, backing="/guests/t.img"), "not a full copy"),
-    ({"template": "/guests/t.img"}, raw(GIB, fmt="qcow2"), "format is qcow2, not raw"),
-])
+@pytest.mark.parametrize(
+    "params, current, problem",
+    [
+        ({"size_gb": 1, "format": "qcow2"}, raw(GIB), "format is raw, not qcow2"),
+        ({"template": "/guests/t.img", "clone": "overlay"}, raw(GIB, fmt="qcow2"), "not an overlay of /guests/t.img"),
+        (
+            {"template": "/guests/t.img", "clone": "overlay"},
+            raw(GIB, backing="/guests/u.img", fmt="qcow2"),
+            "backing file: /guests/u.img",
+        ),
+        ({"template": "/guests/t.img"}, raw(GIB, backing="/guests/t.img"), "not a full copy"),
+        ({"template": "/guests/t.img"}, raw(GIB, fmt="qcow2"), "format is qcow2, not raw"),
+    ],
+)
 def test_plan_existing_image_that_differs_is_never_overwritten(params, current, problem):
     with pytest.raises(Conflict) as info:
         plan_present(req(**params), current, TEMPLATE, temp_exists=False)
@@ -329,21 +400,20 @@ def test_describe_every_step():
     assert lines[2] == "grow /guests/.node1.img.lcfg-xen-partial to 4 GiB"
     assert "partition 5" in lines[3] and "/etc/lcfg/profile_url" in lines[3]
     assert lines[4].endswith("to /guests/node1.img (mode 0600, format raw recorded)")
-    assert Pool(name="p", directory="/guests").describe().startswith(
-        "define and start libvirt storage pool p")
+    assert Pool(name="p", directory="/guests").describe().startswith("define and start libvirt storage pool p")
 
 
 # ---------------------------------------------------------------- properties
 
 
-@given(st.integers(min_value=1, max_value=2 ** 40), st.sampled_from(["K", "M", "G", "KiB", "MiB", "GiB"]))
+@given(st.integers(min_value=1, max_value=2**40), st.sampled_from(["K", "M", "G", "KiB", "MiB", "GiB"]))
 def test_parse_size_binary_units_scale_exactly(amount, unit):
-    scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[unit[0]]
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}[unit[0]]
     assert parse_size(f"{amount}{unit}") == amount * scale
     assert parse_size(f"{amount}{unit.lower()}") == amount * scale
 
 
-@given(st.integers(min_value=1, max_value=2 ** 31).map(lambda n: n * 512))
+@given(st.integers(min_value=1, max_value=2**31).map(lambda n: n * 512))
 def test_parse_size_of_bytes_is_identity(number):
     assert parse_size(number) == number == parse_size(str(number))
 
@@ -353,7 +423,12 @@ def test_plan_after_a_create_matches_the_existing_image(gib, fmt):
     """What a create plans as 'after' is exactly what the next run finds: no change."""
     request = req(size_gb=gib, format=fmt)
     first = plan_present(request, None, None, temp_exists=False)
-    found = {"format": first.after["format"], "virtual_size": first.after["virtual_size"], "actual_size": 0,
-             "backing_file": None, "backing_format": None}
+    found = {
+        "format": first.after["format"],
+        "virtual_size": first.after["virtual_size"],
+        "actual_size": 0,
+        "backing_file": None,
+        "backing_format": None,
+    }
     second = plan_present(request, found, None, temp_exists=False)
     assert second.actions == [] and second.before == first.after

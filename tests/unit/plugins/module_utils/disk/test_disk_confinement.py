@@ -13,8 +13,6 @@ import time
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
-from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import lock_directory
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import (
     DIR_MODE,
     GROUP_DIR_MODE,
@@ -22,6 +20,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import
     narrow_storage_dirs,
     real_inside,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import lock_directory
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import image_lock
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.plan import plan_present
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import DiskRequest, build_request
@@ -46,6 +46,7 @@ def site(tmp_path):
 
 # ---------------------------------------------------------------- resolved paths
 
+
 def test_symlinked_directory_cannot_lead_out(site):
     store, outside = site
     before = tree_snapshot(outside)
@@ -53,8 +54,13 @@ def test_symlinked_directory_cannot_lead_out(site):
         build_request({"path": str(store / "link" / "x.img"), "size_gb": 1, "storage_dirs": [str(store)]})
     assert info.value.parameter == "path" and "symbolic link" in info.value.message
     with pytest.raises(ValidationError, match="template"):
-        build_request({"path": str(store / "x.img"), "template": str(store / "link" / "authorized_keys"),
-                       "storage_dirs": [str(store)]})
+        build_request(
+            {
+                "path": str(store / "x.img"),
+                "template": str(store / "link" / "authorized_keys"),
+                "storage_dirs": [str(store)],
+            }
+        )
     assert tree_snapshot(outside) == before
 
 
@@ -75,8 +81,7 @@ def test_real_inside(site):
 def test_missing_directories_only_inside(site):
     store, _outside = site
     fresh = store / "new" / "deeper"
-    assert missing_directories(str(fresh), [str(store)]) == [
-        (str(store / "new"), DIR_MODE), (str(fresh), DIR_MODE)]
+    assert missing_directories(str(fresh), [str(store)]) == [(str(store / "new"), DIR_MODE), (str(fresh), DIR_MODE)]
     (store / "file").write_text("x")
     with pytest.raises(Conflict, match="not a directory"):
         missing_directories(str(store / "file" / "sub"), [str(store)])
@@ -86,10 +91,14 @@ def test_missing_storage_directory_and_its_parent(tmp_path):
     top = tmp_path / "data"
     store = top / "guests"
     assert missing_directories(str(store / "vm"), [str(store)]) == [
-        (str(top), 0o755), (str(store), DIR_MODE), (str(store / "vm"), DIR_MODE)]
+        (str(top), 0o755),
+        (str(store), DIR_MODE),
+        (str(store / "vm"), DIR_MODE),
+    ]
 
 
 # ---------------------------------------------------------------- the profile only narrows
+
 
 def test_profile_may_narrow_the_play_list(site):
     store, _outside = site
@@ -103,8 +112,14 @@ def test_profile_can_never_widen_the_play_list(site, widen):
     store, outside = site
     before = tree_snapshot(outside)
     with pytest.raises(ValidationError) as info:
-        build_request({"path": "/root/.ssh/x.img", "size_gb": 1, "storage_dirs": [str(store)],
-                       "profile_storage_dirs": [widen.format(store=store)]})
+        build_request(
+            {
+                "path": "/root/.ssh/x.img",
+                "size_gb": 1,
+                "storage_dirs": [str(store)],
+                "profile_storage_dirs": [widen.format(store=store)],
+            }
+        )
     assert info.value.parameter == "profile_storage_dirs"
     assert tree_snapshot(outside) == before
 
@@ -112,19 +127,32 @@ def test_profile_can_never_widen_the_play_list(site, widen):
 def test_path_outside_the_narrowed_list_is_refused(site):
     store, _outside = site
     with pytest.raises(ValidationError, match="outside the storage directories"):
-        build_request({"path": str(store / "other" / "x.img"), "size_gb": 1, "storage_dirs": [str(store)],
-                       "profile_storage_dirs": [str(store / "vms")]})
+        build_request(
+            {
+                "path": str(store / "other" / "x.img"),
+                "size_gb": 1,
+                "storage_dirs": [str(store)],
+                "profile_storage_dirs": [str(store / "vms")],
+            }
+        )
 
 
 def test_unknown_storage_group_is_refused(site):
     store, _outside = site
     with pytest.raises(ValidationError) as info:
-        build_request({"path": str(store / "x.img"), "size_gb": 1, "storage_dirs": [str(store)],
-                       "storage_group": "lcfgt-disk-no-such-group"})
+        build_request(
+            {
+                "path": str(store / "x.img"),
+                "size_gb": 1,
+                "storage_dirs": [str(store)],
+                "storage_group": "lcfgt-disk-no-such-group",
+            }
+        )
     assert info.value.parameter == "storage_group"
 
 
 # ---------------------------------------------------------------- directories and images
+
 
 def test_directories_made_private_existing_ones_left_alone(site):
     store, _outside = site
@@ -132,8 +160,14 @@ def test_directories_made_private_existing_ones_left_alone(site):
     existing.mkdir()
     os.chmod(existing, 0o755)
     before = os.lstat(existing)
-    request = build_request({"path": str(store / "admins-dir" / "new" / "x.img"), "size_gb": 1,
-                             "storage_dirs": [str(store)], "storage_group": "root"})
+    request = build_request(
+        {
+            "path": str(store / "admins-dir" / "new" / "x.img"),
+            "size_gb": 1,
+            "storage_dirs": [str(store)],
+            "storage_group": "root",
+        }
+    )
     storage = LocalStorage()
     directories = storage.missing_directories(request)
     assert [(d.path, d.mode) for d in directories] == [(str(existing / "new"), GROUP_DIR_MODE)]
@@ -143,7 +177,7 @@ def test_directories_made_private_existing_ones_left_alone(site):
     after = os.lstat(existing)
     assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
     plain = build_request({"path": str(store / "p" / "x.img"), "size_gb": 1, "storage_dirs": [str(store)]})
-    directory, = storage.missing_directories(plain)
+    (directory,) = storage.missing_directories(plain)
     assert directory.mode == DIR_MODE and directory.gid is None
 
 
@@ -175,16 +209,26 @@ def test_recorded_format_ignores_what_is_not_a_format(site):
 @pytest.mark.parametrize("what", ["image", "template"])
 def test_backing_file_outside_the_storage_directories_is_refused(site, what):
     store, outside = site
-    request = DiskRequest(path=str(store / "x.qcow2"), storage_dirs=[str(store)], size=1 << 30,
-                          template=str(store / "t.qcow2") if what == "template" else None)
-    evil = {"format": "qcow2", "virtual_size": 1 << 30, "actual_size": 0,
-            "backing_file": str(outside / "authorized_keys"), "backing_format": "raw"}
+    request = DiskRequest(
+        path=str(store / "x.qcow2"),
+        storage_dirs=[str(store)],
+        size=1 << 30,
+        template=str(store / "t.qcow2") if what == "template" else None,
+    )
+    evil = {
+        "format": "qcow2",
+        "virtual_size": 1 << 30,
+        "actual_size": 0,
+        "backing_file": str(outside / "authorized_keys"),
+        "backing_format": "raw",
+    }
     current, template = (evil, None) if what == "image" else (None, evil)
     with pytest.raises(Conflict, match="outside the storage directories"):
         plan_present(request, current, template, temp_exists=False)
 
 
 # ---------------------------------------------------------------- the clone lock
+
 
 def _lock_file(directory, image):
     return os.path.join(directory, f"disk-{hashlib.sha256(image.encode()).hexdigest()[:24]}.lock")
@@ -236,6 +280,7 @@ def test_lock_directory_must_be_private(tmp_path, kind):
 
 # ---------------------------------------------------------------- the hypervisor profile's resource
 
+
 def _hypervisor(storagedirs: str):
     prof = Profile(name="hv", path="/site/hv")
     prof.resources["profile"] = {"components": Resource("client xen", "/site/hv:1")}
@@ -253,5 +298,5 @@ def test_storagedirs_resource_becomes_xen_host_storage_dirs():
 def test_storagedirs_resource_errors_name_file_and_line(value):
     with pytest.raises(ModelErrors) as info:
         build_host(_hypervisor(value))
-    error, = info.value.errors
+    (error,) = info.value.errors
     assert (error.file, error.line, error.resource) == ("/site/hv", 2, "xen.storagedirs")

@@ -34,22 +34,27 @@ def sfdisk_image(tmp_path, layout: str, size: int = 64 * MIB):
 
 def linux_view(path) -> dict[int, tuple[int, int]]:
     """sfdisk's own reading of the table (an independent parser)."""
-    out = json.loads(subprocess.run(["sfdisk", "-J", str(path)], capture_output=True, text=True,
-                                    check=True).stdout)["partitiontable"]["partitions"]
+    out = json.loads(subprocess.run(["sfdisk", "-J", str(path)], capture_output=True, text=True, check=True).stdout)[
+        "partitiontable"
+    ]["partitions"]
     return {int(p["node"].rsplit("img", 1)[1]): (p["start"] * 512, (p["start"] + p["size"]) * 512) for p in out}
 
 
 def reader(path):
     data = path.read_bytes()
-    return lambda offset, length: data[offset:offset + length]
+    return lambda offset, length: data[offset : offset + length]
 
 
-@pytest.mark.parametrize("layout", [
-    "label: dos\nstart=2048, size=20480, type=83\n",
-    "label: dos\nstart=2048, size=20480, type=83\nstart=22528, type=5\nstart=24576, size=4096, type=83\n"
-    "start=30720, size=4096, type=83\nstart=36864, type=82\n",
-    "label: gpt\nstart=2048, size=20480\nstart=22528, size=8192\n",
-], ids=["primary", "logical-chain", "gpt"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "label: dos\nstart=2048, size=20480, type=83\n",
+        "label: dos\nstart=2048, size=20480, type=83\nstart=22528, type=5\nstart=24576, size=4096, type=83\n"
+        "start=30720, size=4096, type=83\nstart=36864, type=82\n",
+        "label: gpt\nstart=2048, size=20480\nstart=22528, size=8192\n",
+    ],
+    ids=["primary", "logical-chain", "gpt"],
+)
 def test_partition_table_matches_sfdisk(tmp_path, layout):
     path = sfdisk_image(tmp_path, layout)
     table = partition_table(reader(path))
@@ -60,8 +65,9 @@ def test_partition_table_matches_sfdisk(tmp_path, layout):
 
 
 def test_partition_problem_names_what_exists_and_truncation(tmp_path):
-    path = sfdisk_image(tmp_path, "label: dos\nstart=2048, size=20480, type=83\nstart=22528, type=5\n"
-                                  "start=24576, size=40000, type=83\n")
+    path = sfdisk_image(
+        tmp_path, "label: dos\nstart=2048, size=20480, type=83\nstart=22528, type=5\nstart=24576, size=40000, type=83\n"
+    )
     assert partition_problem(str(path), 5) is None
     assert partition_problem(str(path), 3) == "it has no partition 3 (partitions: 1, 2, 5)"
     qcow2 = tmp_path / "disk.qcow2"  # the same table, read through qemu-io
@@ -77,6 +83,7 @@ def test_partition_problem_names_what_exists_and_truncation(tmp_path):
 
 def test_looping_ebr_chain_ends():
     """An EBR whose next link points at itself: read once, not forever."""
+
     def sector(*entries):
         data = bytearray(512)
         data[510:512] = b"\x55\xaa"
@@ -84,15 +91,20 @@ def test_looping_ebr_chain_ends():
             struct.pack_into("<4xB3xII", data, 446 + 16 * index, *entry)
         return bytes(data)
 
-    images = {0: sector((0x05, 2048, 8192)),
-              2048 * 512: sector((0x83, 64, 128), (0x05, 8, 100)),  # next EBR at 2048 + 8
-              2056 * 512: sector((0x83, 64, 16), (0x05, 8, 100))}   # next EBR: itself
+    images = {
+        0: sector((0x05, 2048, 8192)),
+        2048 * 512: sector((0x83, 64, 128), (0x05, 8, 100)),  # next EBR at 2048 + 8
+        2056 * 512: sector((0x83, 64, 16), (0x05, 8, 100)),
+    }  # next EBR: itself
 
     def read(offset, length):
         return images.get(offset, bytes(length))[:length]
 
-    assert partition_table(read) == {1: (2048 * 512, 10240 * 512), 5: (2112 * 512, 2240 * 512),
-                                     6: (2120 * 512, 2136 * 512)}
+    assert partition_table(read) == {
+        1: (2048 * 512, 10240 * 512),
+        5: (2112 * 512, 2240 * 512),
+        6: (2120 * 512, 2136 * 512),
+    }
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,7 +113,7 @@ def test_partition_table_never_raises_on_garbage(data):
     padded = bytearray(data.ljust(2048, b"\0"))
     padded[510:512] = b"\x55\xaa"
     for image in (data, bytes(padded)):
-        table = partition_table(lambda offset, length, image=image: image[offset:offset + length])
+        table = partition_table(lambda offset, length, image=image: image[offset : offset + length])
         assert table is None or all(isinstance(k, int) for k in table)
 
 
@@ -144,11 +156,14 @@ class FakeHandle:
         return self.filesystems
 
 
-@pytest.mark.parametrize("vfs, filesystems, expected, blames_partition", [
-    ({"/dev/sda5": "ext4"}, {"/dev/sda5": "ext4"}, "filesystem or the image is damaged", False),
-    ({}, {"/dev/sda1": "ext4", "/dev/sda5": "unknown"}, "partition 1: ext4", True),
-    ({}, {"/dev/sda5": "unknown"}, "template is empty or damaged, not the partition number", False),
-])
+@pytest.mark.parametrize(
+    "vfs, filesystems, expected, blames_partition",
+    [
+        ({"/dev/sda5": "ext4"}, {"/dev/sda5": "ext4"}, "filesystem or the image is damaged", False),
+        ({}, {"/dev/sda1": "ext4", "/dev/sda5": "unknown"}, "partition 1: ext4", True),
+        ({}, {"/dev/sda5": "unknown"}, "template is empty or damaged, not the partition number", False),
+    ],
+)
 def test_mount_failure_blames_partition_only_when_another_holds_one(vfs, filesystems, expected, blames_partition):
     session = GuestfsSession.__new__(GuestfsSession)
     session.path, session.handle = "/img", FakeHandle(vfs, filesystems)

@@ -60,9 +60,17 @@ def inactive_xml(conn, name=NAME):
 
 
 def test_new_guest_is_defined_started_and_idempotent(conn):
-    result = four_steps(conn, memory=128, maxmem=256, vcpus=1, maxvcpus=2, autostart=True, state="running",
-                        disks=[{"path": "/var/lib/libvirt/images/lcfgtest-dom/a.img", "tag": "root"}],
-                        vifs=[{"bridge": "br0", "tag": "eth0"}])
+    result = four_steps(
+        conn,
+        memory=128,
+        maxmem=256,
+        vcpus=1,
+        maxvcpus=2,
+        autostart=True,
+        state="running",
+        disks=[{"path": "/var/lib/libvirt/images/lcfgtest-dom/a.img", "tag": "root"}],
+        vifs=[{"bridge": "br0", "tag": "eth0"}],
+    )
     assert result["changed"] is True
     assert result["actions"] == ["define", "set_autostart", "start"]
     assert result["before"] == {"name": NAME, "state": "absent"}
@@ -78,7 +86,14 @@ def test_new_guest_is_defined_started_and_idempotent(conn):
 
 
 def test_leaving_options_out_touches_nothing(conn):
-    four_steps(conn, memory=128, vcpus=2, cpus="0-1", disks=[{"path": "/var/lib/libvirt/images/a.img"}], vifs=[{"bridge": "br0"}])
+    four_steps(
+        conn,
+        memory=128,
+        vcpus=2,
+        cpus="0-1",
+        disks=[{"path": "/var/lib/libvirt/images/a.img"}],
+        vifs=[{"bridge": "br0"}],
+    )
     before = etree.tostring(inactive_xml(conn))
     result = converge(conn)
     assert result["changed"] is False
@@ -112,7 +127,9 @@ def test_live_memory_only_uses_the_api_not_a_redefine(conn):
 def test_changes_needing_a_restart_are_saved_and_reported(conn):
     four_steps(conn, memory=128, maxmem=256, state="running", vifs=[{"bridge": "br0", "tag": "a"}])
     domain_id = conn.lookupByName(NAME).ID()
-    result = four_steps(conn, maxmem=512, vifs=[{"bridge": "br1", "tag": "a"}], kernel="/var/lib/libvirt/images/vmlinuz")
+    result = four_steps(
+        conn, maxmem=512, vifs=[{"bridge": "br1", "tag": "a"}], kernel="/var/lib/libvirt/images/vmlinuz"
+    )
     assert result["pending_restart"] == [NAME]
     assert result["pending_restart_fields"] == ["kernel", "maxmem", "vifs"]
     assert result["actions"] == ["redefine"]
@@ -133,9 +150,16 @@ def test_vif_script_off_xen_is_metadata_with_a_warning(conn):
 
 
 def test_label_changes_are_not_pending(conn):
-    four_steps(conn, memory=128, state="running", vifs=[{"bridge": "br0", "tag": "a"}],
-               disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "root"}])
-    result = four_steps(conn, vifs=[{"bridge": "br0", "tag": "b"}], disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "sys"}])
+    four_steps(
+        conn,
+        memory=128,
+        state="running",
+        vifs=[{"bridge": "br0", "tag": "a"}],
+        disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "root"}],
+    )
+    result = four_steps(
+        conn, vifs=[{"bridge": "br0", "tag": "b"}], disks=[{"path": "/var/lib/libvirt/images/a.img", "tag": "sys"}]
+    )
     assert result["changed"] is True and result["pending_restart"] == []
     assert result["after"]["vifs"][0]["tag"] == "b" and result["after"]["disks"][0]["tag"] == "sys"
 
@@ -166,8 +190,13 @@ def test_extra_is_merged_and_idempotent(conn):
     root = inactive_xml(conn)
     assert root.find("features/pae") is not None
     assert root.findtext("on_crash") == "preserve"
-    assert result["after"]["extra"] == {"on_poweroff": "destroy", "on_reboot": "restart",
-                                        "on_crash": "preserve", "domain_type": "test", "xml": [fragment]}
+    assert result["after"]["extra"] == {
+        "on_poweroff": "destroy",
+        "on_reboot": "restart",
+        "on_crash": "preserve",
+        "domain_type": "test",
+        "xml": [fragment],
+    }
     # leaving extra out afterwards keeps what is there
     assert converge(conn, memory=64)["changed"] is False
 
@@ -208,8 +237,9 @@ def test_stopped_and_running(conn):
 def test_absent_removes_a_running_guest_and_keeps_images(conn, tmp_path):
     image = tmp_path / "lcfgtest-dom-a.img"
     image.write_bytes(b"\0" * 512)
-    four_steps(conn, memory=64, state="running", disks=[{"path": str(image)}],
-               access=HostAccess(storage_dirs=(str(tmp_path),)))
+    four_steps(
+        conn, memory=64, state="running", disks=[{"path": str(image)}], access=HostAccess(storage_dirs=(str(tmp_path),))
+    )
     result = four_steps(conn, state="absent")
     assert result["actions"] == ["stop", "undefine"]
     assert result["after"] == {"name": NAME, "state": "absent"}
@@ -297,8 +327,9 @@ def test_domain_info_skips_a_guest_undefined_after_the_listing(conn, monkeypatch
 
 
 def guests(count, **common):
-    return [dict({"name": f"lcfgtest-dom-g{i}", "memory": 64, "vifs": [{"bridge": "br0"}]}, **common)
-            for i in range(count)]
+    return [
+        dict({"name": f"lcfgtest-dom-g{i}", "memory": 64, "vifs": [{"bridge": "br0"}]}, **common) for i in range(count)
+    ]
 
 
 def test_converge_guests_check_predicts_and_is_idempotent(conn):
@@ -359,14 +390,28 @@ def test_converge_guests_fails_before_any_change(conn):
 
 
 def test_converge_guests_tolerates_hostvar_keys_and_rejects_unknown(conn):
-    hostvar = {"name": "lcfgtest-dom-h", "uuid": None, "type": "paravm", "memory": 64, "maxmem": 64,
-               "vcpus": 1, "maxvcpus": 1, "cpus": None, "autostart": False,
-               "disks": [{"tag": "root", "name": "h", "type": "image", "size_gb": 4, "path": "/var/lib/libvirt/images/h.img"}],
-               "vifs": [{"tag": "eth0", "mac": None, "ip": None, "nettype": "bridge", "bridge": None,
-                         "script": None}],
-               "template": None, "profile_url": None, "partition": None, "groups": [],
-               "kernel": None, "ramdisk": None, "cmdline": None, "bootloader": None,
-               "extra": "on_crash=preserve"}
+    hostvar = {
+        "name": "lcfgtest-dom-h",
+        "uuid": None,
+        "type": "paravm",
+        "memory": 64,
+        "maxmem": 64,
+        "vcpus": 1,
+        "maxvcpus": 1,
+        "cpus": None,
+        "autostart": False,
+        "disks": [{"tag": "root", "name": "h", "type": "image", "size_gb": 4, "path": "/var/lib/libvirt/images/h.img"}],
+        "vifs": [{"tag": "eth0", "mac": None, "ip": None, "nettype": "bridge", "bridge": None, "script": None}],
+        "template": None,
+        "profile_url": None,
+        "partition": None,
+        "groups": [],
+        "kernel": None,
+        "ramdisk": None,
+        "cmdline": None,
+        "bootloader": None,
+        "extra": "on_crash=preserve",
+    }
     result = _domain.converge_guests(conn, [hostvar], default_bridge="br9")
     assert result["results"][0]["after"]["vifs"][0]["bridge"] == "br9"
     assert result["results"][0]["after"]["extra"]["on_crash"] == "preserve"
@@ -422,11 +467,18 @@ def test_caps_of_qemu_without_kvm_in_the_capabilities(monkeypatch):
     assert caps["domain_type"] == "qemu"
 
 
-@pytest.mark.parametrize("uri, local", [
-    ("qemu:///system", True), ("xen:///system", True), ("test:///default", True),
-    ("qemu+ssh://root@host/system", False), ("xen+tcp://host/system", False),
-    ("qemu+unix:///system", True), ("qemu://localhost/system", True),
-])
+@pytest.mark.parametrize(
+    "uri, local",
+    [
+        ("qemu:///system", True),
+        ("xen:///system", True),
+        ("test:///default", True),
+        ("qemu+ssh://root@host/system", False),
+        ("xen+tcp://host/system", False),
+        ("qemu+unix:///system", True),
+        ("qemu://localhost/system", True),
+    ],
+)
 def test_is_local(uri, local):
     assert current._is_local(uri) is local
 
@@ -446,13 +498,16 @@ def raw_xml(conn, name):
 
 
 @pytest.mark.parametrize("check", [True, False])
-@pytest.mark.parametrize("params", [
-    {"memory": 64},                                     # a change (would drop the disk and vif)
-    {"type": "hvm", "memory": 128},                     # no change asked: refused all the same
-    {"state": "absent"},
-    {"state": "absent", "remove_disks": True},
-    {"state": "running"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"memory": 64},  # a change (would drop the disk and vif)
+        {"type": "hvm", "memory": 128},  # no change asked: refused all the same
+        {"state": "absent"},
+        {"state": "absent", "remove_disks": True},
+        {"state": "running"},
+    ],
+)
 def test_a_domain_lcfg_did_not_define_is_refused(conn, check, params):
     conn.defineXML(FOREIGN_XML)
     before = raw_xml(conn, FOREIGN)
@@ -463,8 +518,7 @@ def test_a_domain_lcfg_did_not_define_is_refused(conn, check, params):
     assert raw_xml(conn, FOREIGN) == before
     assert not conn.lookupByName(FOREIGN).isActive()
     with pytest.raises(Conflict):  # the same in one xen_guests call, with the other guest untouched
-        _domain.converge_guests(conn, [{"name": NAME, "memory": 64}, dict(params, name=FOREIGN)],
-                                check_mode=check)
+        _domain.converge_guests(conn, [{"name": NAME, "memory": 64}, dict(params, name=FOREIGN)], check_mode=check)
     assert raw_xml(conn, FOREIGN) == before
     assert NAME not in calls.list_domains(conn)
 

@@ -50,39 +50,45 @@ def spec(**params):
 
 # --------------------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"memory": 512, "maxmem": 256}, "memory"),
-    ({"vcpus": 4, "maxvcpus": 2}, "vcpus"),
-    ({"uuid": "not-a-uuid"}, "uuid"),
-    ({"cpus": "3-1"}, "cpus"),
-    ({"cpus": "a,b"}, "cpus"),
-    ({"type": "lxc"}, "type"),
-    ({"type": "hvm", "kernel": "/boot/vmlinuz"}, "kernel"),
-    ({"type": "hvm", "bootloader": "pygrub"}, "bootloader"),
-    ({"kernel": "/boot/vmlinuz", "bootloader": "pygrub"}, "bootloader"),
-    ({"kernel": "boot/vmlinuz"}, "kernel"),
-    ({"memory": 0}, "memory"),
-    ({"vcpus": 0}, "vcpus"),
-    ({"disks": [{"path": "images/a.img"}]}, "disks[0].path"),
-    ({"disks": [{"path": "/a/../b.img"}]}, "disks[0].path"),
-    ({"disks": [{"tag": "root"}]}, "disks[0].path"),
-    ({"disks": [{"path": "/a.img", "format": "vmdk"}]}, "disks[0].format"),
-    ({"disks": [{"path": "/dev/sdb", "type": "phy", "format": "qcow2"}]}, "disks[0].format"),
-    ({"disks": [{"path": "/a.img", "device": "xvd1"}]}, "disks[0].device"),
-    ({"disks": [{"path": "/a.img"}, {"path": "/a.img"}]}, "disks"),
-    ({"vifs": [{"mac": "01:00:00:00:00:01", "bridge": "br0"}]}, "vifs[0].mac"),
-    ({"vifs": [{"mac": "zz:00:00:00:00:01", "bridge": "br0"}]}, "vifs[0].mac"),
-    ({"vifs": [{"mac": "00:16:3e:00:00:01", "bridge": "br0"},
-               {"mac": "00:16:3E:00:00:01", "bridge": "br1"}]}, "vifs"),
-    ({"vifs": [{"nettype": "nat", "bridge": "br0"}]}, "vifs[0].bridge"),
-    ({"vifs": [{"nettype": "vde"}]}, "vifs[0].nettype"),
-    ({"vifs": [{"bridge": "br0", "ip": "10.0.0.300"}]}, "vifs[0].ip"),
-    ({"extra": {"on_crash": "explode"}}, "extra.on_crash"),
-    ({"extra": {"memory": 5}}, "extra.memory"),
-    ({"extra": {"xml": ["<features><acpi/>"]}}, "extra.xml[0]"),
-    ({"extra": {"xml": ["<memory>1</memory>"]}}, "extra.xml[0]"),
-    ({"name": "bad name"}, "name"),
-])
+
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"memory": 512, "maxmem": 256}, "memory"),
+        ({"vcpus": 4, "maxvcpus": 2}, "vcpus"),
+        ({"uuid": "not-a-uuid"}, "uuid"),
+        ({"cpus": "3-1"}, "cpus"),
+        ({"cpus": "a,b"}, "cpus"),
+        ({"type": "lxc"}, "type"),
+        ({"type": "hvm", "kernel": "/boot/vmlinuz"}, "kernel"),
+        ({"type": "hvm", "bootloader": "pygrub"}, "bootloader"),
+        ({"kernel": "/boot/vmlinuz", "bootloader": "pygrub"}, "bootloader"),
+        ({"kernel": "boot/vmlinuz"}, "kernel"),
+        ({"memory": 0}, "memory"),
+        ({"vcpus": 0}, "vcpus"),
+        ({"disks": [{"path": "images/a.img"}]}, "disks[0].path"),
+        ({"disks": [{"path": "/a/../b.img"}]}, "disks[0].path"),
+        ({"disks": [{"tag": "root"}]}, "disks[0].path"),
+        ({"disks": [{"path": "/a.img", "format": "vmdk"}]}, "disks[0].format"),
+        ({"disks": [{"path": "/dev/sdb", "type": "phy", "format": "qcow2"}]}, "disks[0].format"),
+        ({"disks": [{"path": "/a.img", "device": "xvd1"}]}, "disks[0].device"),
+        ({"disks": [{"path": "/a.img"}, {"path": "/a.img"}]}, "disks"),
+        ({"vifs": [{"mac": "01:00:00:00:00:01", "bridge": "br0"}]}, "vifs[0].mac"),
+        ({"vifs": [{"mac": "zz:00:00:00:00:01", "bridge": "br0"}]}, "vifs[0].mac"),
+        (
+            {"vifs": [{"mac": "00:16:3e:00:00:01", "bridge": "br0"}, {"mac": "00:16:3E:00:00:01", "bridge": "br1"}]},
+            "vifs",
+        ),
+        ({"vifs": [{"nettype": "nat", "bridge": "br0"}]}, "vifs[0].bridge"),
+        ({"vifs": [{"nettype": "vde"}]}, "vifs[0].nettype"),
+        ({"vifs": [{"bridge": "br0", "ip": "10.0.0.300"}]}, "vifs[0].ip"),
+        ({"extra": {"on_crash": "explode"}}, "extra.on_crash"),
+        ({"extra": {"memory": 5}}, "extra.memory"),
+        ({"extra": {"xml": ["<features><acpi/>"]}}, "extra.xml[0]"),
+        ({"extra": {"xml": ["<memory>1</memory>"]}}, "extra.xml[0]"),
+        ({"name": "bad name"}, "name"),
+    ],
+)
 def test_validation_names_the_parameter(params, parameter):
     with pytest.raises(ValidationError) as info:
         spec(**params)
@@ -90,8 +96,13 @@ def test_validation_names_the_parameter(params, parameter):
 
 
 def test_validation_normalises_values():
-    result = spec(type="paravm", uuid="0B2C4D6E-8F10-4A12-9C14-16E18A20C222", cpus="3,0,1,2",
-                  memory="256", vifs=[{"mac": "00-16-3E-00-00-0A", "bridge": "br0"}, {"nettype": "route"}])
+    result = spec(
+        type="paravm",
+        uuid="0B2C4D6E-8F10-4A12-9C14-16E18A20C222",
+        cpus="3,0,1,2",
+        memory="256",
+        vifs=[{"mac": "00-16-3E-00-00-0A", "bridge": "br0"}, {"nettype": "route"}],
+    )
     assert result["type"] == "pv"
     assert result["uuid"] == "0b2c4d6e-8f10-4a12-9c14-16e18a20c222"
     assert result["cpus"] == "0-3"
@@ -101,18 +112,28 @@ def test_validation_normalises_values():
     assert result["maxmem"] is None  # left out stays None: "leave it alone"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0,1,2,3", "0-3"), ("2-3", "2-3"), ("0-7,^4", "0-3,5-7"), ("5,1,3", "1,3,5"), ("0", "0"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0,1,2,3", "0-3"),
+        ("2-3", "2-3"),
+        ("0-7,^4", "0-3,5-7"),
+        ("5,1,3", "1,3,5"),
+        ("0", "0"),
+    ],
+)
 def test_canonical_cpuset(text, expected):
     assert canonical_cpuset(text) == expected
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"type": "pvh"}, "type"),
-    ({"extra": {"domain_type": "xen"}}, "extra.domain_type"),
-    ({"bootloader": "pygrub"}, "bootloader"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"type": "pvh"}, "type"),
+        ({"extra": {"domain_type": "xen"}}, "extra.domain_type"),
+        ({"bootloader": "pygrub"}, "bootloader"),
+    ],
+)
 def test_xen_only_features_fail_on_qemu(params, parameter):
     with pytest.raises(ValidationError) as info:
         check_driver(spec(**params), "qemu", prefix="guests[1].")
@@ -129,13 +150,24 @@ def test_domain_type_must_exist_on_the_driver():
 
 # --------------------------------------------------------------------------- completion
 
+
 def test_complete_new_guest_defaults_are_stable():
-    first = complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
-                                  disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}]),
-                             None, "xen")
-    second = complete_spec(spec(vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
-                                   disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}]),
-                              None, "xen")
+    first = complete_spec(
+        spec(
+            vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
+            disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}],
+        ),
+        None,
+        "xen",
+    )
+    second = complete_spec(
+        spec(
+            vifs=[{"bridge": "br0"}, {"nettype": "nat"}],
+            disks=[{"path": "/i/a.img"}, {"path": "/i/b.img", "device": "xvda"}],
+        ),
+        None,
+        "xen",
+    )
     assert first == second
     assert first["type"] == "pv" and first["memory"] == first["maxmem"] == 512
     assert first["vcpus"] == first["maxvcpus"] == 1
@@ -160,10 +192,15 @@ def test_complete_memory_rules():
 
 
 def test_complete_keeps_generated_values_of_current():
-    current = complete_spec(spec(uuid="0b2c4d6e-8f10-4a12-9c14-16e18a20c222",
-                                    vifs=[{"mac": "52:54:00:aa:bb:cc", "bridge": "br0", "model": "virtio"}],
-                                    disks=[{"path": "/i/a.img", "format": "qcow2", "device": "vdc"}]),
-                               None, "qemu")
+    current = complete_spec(
+        spec(
+            uuid="0b2c4d6e-8f10-4a12-9c14-16e18a20c222",
+            vifs=[{"mac": "52:54:00:aa:bb:cc", "bridge": "br0", "model": "virtio"}],
+            disks=[{"path": "/i/a.img", "format": "qcow2", "device": "vdc"}],
+        ),
+        None,
+        "qemu",
+    )
     desired = complete_spec(spec(vifs=[{"bridge": "br1"}], disks=[{"path": "/i/a.img"}]), current, "qemu")
     assert desired["uuid"] == current["uuid"]
     assert desired["vifs"][0]["mac"] == "52:54:00:aa:bb:cc"
@@ -181,8 +218,7 @@ def test_changing_to_hvm_needs_the_kernel_removed():
 
 
 def test_type_change_on_kvm_switches_buses_and_models():
-    current = complete_spec(spec(type="hvm", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}]),
-                               None, "qemu")
+    current = complete_spec(spec(type="hvm", disks=[{"path": "/i/a.img"}], vifs=[{"bridge": "br0"}]), None, "qemu")
     assert current["disks"][0]["device"] == "sda" and current["vifs"][0]["model"] == "e1000"
     changed = complete_spec(spec(type="pv"), current, "qemu")
     assert changed["disks"][0]["device"] == "vda" and changed["vifs"][0]["model"] == "virtio"
@@ -219,23 +255,44 @@ def test_render_parse_round_trip(driver, gtype):
     if gtype == "pvh" and driver in ("kvm", "qemu"):
         pytest.skip("pvh is Xen only")
     boot = {} if gtype == "hvm" else {"kernel": "/boot/vmlinuz", "ramdisk": "/boot/initrd", "cmdline": "ro quiet"}
-    vifs = [{"bridge": "br0", "tag": "eth0", "ip": "192.0.2.1", "script": "vif-bridge"},
-            {"nettype": "route", "tag": "eth1"}]
-    full = complete_spec(spec(type=gtype, memory=100, maxmem=200, vcpus=2, maxvcpus=3, cpus="1,2",
-                                 disks=[{"path": "/i/a.img", "tag": "root", "name": "a"},
-                                        {"path": "/dev/sdz", "type": "phy"}],
-                                 vifs=vifs, extra={"on_reboot": "destroy"}, **boot),
-                            None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
+    vifs = [
+        {"bridge": "br0", "tag": "eth0", "ip": "192.0.2.1", "script": "vif-bridge"},
+        {"nettype": "route", "tag": "eth1"},
+    ]
+    full = complete_spec(
+        spec(
+            type=gtype,
+            memory=100,
+            maxmem=200,
+            vcpus=2,
+            maxvcpus=3,
+            cpus="1,2",
+            disks=[{"path": "/i/a.img", "tag": "root", "name": "a"}, {"path": "/dev/sdz", "type": "phy"}],
+            vifs=vifs,
+            extra={"on_reboot": "destroy"},
+            **boot,
+        ),
+        None,
+        CAPS[driver]["driver"],
+        domain_type=CAPS[driver].get("domain_type"),
+    )
     parsed = parse_domain(render_domain(full, CAPS[driver]))
     parsed["autostart"] = full["autostart"]
     assert diff_specs(full, parsed) == []
     assert parsed == full
 
 
-@pytest.mark.parametrize("unit, value, mib", [
-    (None, "262144", 256), ("KiB", "262144", 256), ("MiB", "256", 256), ("GiB", "2", 2048),
-    ("b", str(256 * 1024 * 1024), 256), ("M", "64", 64),
-])
+@pytest.mark.parametrize(
+    "unit, value, mib",
+    [
+        (None, "262144", 256),
+        ("KiB", "262144", 256),
+        ("MiB", "256", 256),
+        ("GiB", "2", 2048),
+        ("b", str(256 * 1024 * 1024), 256),
+        ("M", "64", 64),
+    ],
+)
 def test_parse_memory_units(unit, value, mib):
     attr = f" unit='{unit}'" if unit else ""
     xml = f"<domain><name>x</name><memory{attr}>{value}</memory><os><type>hvm</type></os></domain>"
@@ -338,9 +395,12 @@ def test_update_touches_only_changed_fields():
 def test_update_replaces_changed_devices_and_keeps_others():
     current = parse_domain(FOREIGN)
     assert reserved_targets(FOREIGN) == ["sda"]
-    desired = complete_spec(spec(disks=[{"path": "/i/a.img"}, {"path": "/i/b.img"}],
-                                    vifs=[{"bridge": "br0"}, {"nettype": "nat"}]), current, "qemu",
-                               reserved=reserved_targets(FOREIGN))
+    desired = complete_spec(
+        spec(disks=[{"path": "/i/a.img"}, {"path": "/i/b.img"}], vifs=[{"bridge": "br0"}, {"nettype": "nat"}]),
+        current,
+        "qemu",
+        reserved=reserved_targets(FOREIGN),
+    )
     new = update_domain_xml(FOREIGN, desired, ["disks", "vifs"], CAPS["kvm"])
     root = etree.fromstring(new.encode())
     disks = root.findall("devices/disk[@device='disk']")
@@ -352,22 +412,27 @@ def test_update_replaces_changed_devices_and_keeps_others():
 
 
 def test_update_boot_fields_can_be_removed():
-    xml = render_domain(complete_spec(spec(kernel="/k", ramdisk="/r", cmdline="ro"), None, "xen"),
-                           CAPS["xen"])
+    xml = render_domain(complete_spec(spec(kernel="/k", ramdisk="/r", cmdline="ro"), None, "xen"), CAPS["xen"])
     current = parse_domain(xml)
     current["autostart"] = False
     desired = complete_spec(spec(kernel="", ramdisk="", cmdline="", bootloader="pygrub"), current, "xen")
     changed = diff_specs(desired, current)
     assert set(changed) == {"kernel", "ramdisk", "cmdline", "bootloader"}
     parsed = parse_domain(update_domain_xml(xml, desired, changed, CAPS["xen"]))
-    assert (parsed["kernel"], parsed["ramdisk"], parsed["cmdline"], parsed["bootloader"]) == \
-        (None, None, None, "pygrub")
+    assert (parsed["kernel"], parsed["ramdisk"], parsed["cmdline"], parsed["bootloader"]) == (
+        None,
+        None,
+        None,
+        "pygrub",
+    )
 
 
 def test_extra_fragments_merge_idempotently():
     base = render_domain(complete_spec(spec(), None, "qemu"), CAPS["qemu"])
-    fragments = ["<features><acpi/><apic/><pae/></features>",
-                 "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>"]
+    fragments = [
+        "<features><acpi/><apic/><pae/></features>",
+        "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>",
+    ]
     current = parse_domain(base)
     current["autostart"] = False
     current["extra"]["xml"] = present_fragments(base, fragments)
@@ -380,19 +445,32 @@ def test_extra_fragments_merge_idempotently():
     etree.SubElement(root.find("devices/rng"), "address", type="pci", slot="0x09")
     merged = etree.tostring(root, encoding="unicode")
     assert present_fragments(merged, fragments) == fragments
-    assert len(etree.fromstring(update_domain_xml(merged, desired, ["extra"], CAPS["qemu"]).encode())
-               .findall("devices/rng")) == 1
+    assert (
+        len(
+            etree.fromstring(update_domain_xml(merged, desired, ["extra"], CAPS["qemu"]).encode()).findall(
+                "devices/rng"
+            )
+        )
+        == 1
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", {}),
-    ("on_crash=preserve, domain_type=qemu", {"on_crash": "preserve", "domain_type": "qemu"}),
-    ("on_crash=preserve on_reboot=destroy", {"on_crash": "preserve", "on_reboot": "destroy"}),
-    ('{"on_poweroff": "restart", "xml": ["<features><pae/></features>"]}',
-     {"on_poweroff": "restart", "xml": ["<features><pae/></features>"]}),
-    ("<features><pae/></features>\n<devices><watchdog model='i6300esb'/></devices>",
-     {"xml": ["<features><pae/></features>", "<devices><watchdog model=\"i6300esb\"/></devices>"]}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", {}),
+        ("on_crash=preserve, domain_type=qemu", {"on_crash": "preserve", "domain_type": "qemu"}),
+        ("on_crash=preserve on_reboot=destroy", {"on_crash": "preserve", "on_reboot": "destroy"}),
+        (
+            '{"on_poweroff": "restart", "xml": ["<features><pae/></features>"]}',
+            {"on_poweroff": "restart", "xml": ["<features><pae/></features>"]},
+        ),
+        (
+            "<features><pae/></features>\n<devices><watchdog model='i6300esb'/></devices>",
+            {"xml": ["<features><pae/></features>", '<devices><watchdog model="i6300esb"/></devices>']},
+        ),
+    ],
+)
 def test_extra_as_text(text, expected):
     assert parse_extra_text(text) == expected
     validated = spec(extra=text)["extra"]
@@ -413,28 +491,51 @@ def test_canonical_xml_ignores_formatting():
 
 # --------------------------------------------------------------------------- properties
 
-_paths = st.lists(st.from_regex(r"\A/[a-z]{1,8}/[a-z0-9_.-]{1,12}\Z").filter(lambda p: not p.endswith("/..")),
-                  unique=True, max_size=4)
+_paths = st.lists(
+    st.from_regex(r"\A/[a-z]{1,8}/[a-z0-9_.-]{1,12}\Z").filter(lambda p: not p.endswith("/..")), unique=True, max_size=4
+)
 _vif = st.one_of(
-    st.fixed_dictionaries({"nettype": st.just("bridge"), "bridge": st.from_regex(r"\A[a-z][a-z0-9]{0,8}\Z"),
-                           "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z"))}),
-    st.fixed_dictionaries({"nettype": st.sampled_from(["nat", "route"]),
-                           "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z"))}),
+    st.fixed_dictionaries(
+        {
+            "nettype": st.just("bridge"),
+            "bridge": st.from_regex(r"\A[a-z][a-z0-9]{0,8}\Z"),
+            "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z")),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"nettype": st.sampled_from(["nat", "route"]), "tag": st.one_of(st.none(), st.from_regex(r"\A[a-z0-9]{1,6}\Z"))}
+    ),
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(driver=st.sampled_from(sorted(CAPS)), gtype=st.sampled_from(["pv", "hvm", "pvh"]),
-       memory=st.integers(16, 4096), extra_mem=st.integers(0, 4096), vcpus=st.integers(1, 8),
-       extra_vcpus=st.integers(0, 8), cpus=st.lists(st.integers(0, 31), unique=True, max_size=6),
-       paths=_paths, vifs=st.lists(_vif, max_size=3), fmt=st.sampled_from([None, "raw", "qcow2"]))
-def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, vcpus, extra_vcpus, cpus,
-                                              paths, vifs, fmt):
+@given(
+    driver=st.sampled_from(sorted(CAPS)),
+    gtype=st.sampled_from(["pv", "hvm", "pvh"]),
+    memory=st.integers(16, 4096),
+    extra_mem=st.integers(0, 4096),
+    vcpus=st.integers(1, 8),
+    extra_vcpus=st.integers(0, 8),
+    cpus=st.lists(st.integers(0, 31), unique=True, max_size=6),
+    paths=_paths,
+    vifs=st.lists(_vif, max_size=3),
+    fmt=st.sampled_from([None, "raw", "qcow2"]),
+)
+def test_property_parse_of_render_is_identity(
+    driver, gtype, memory, extra_mem, vcpus, extra_vcpus, cpus, paths, vifs, fmt
+):
     if gtype == "pvh" and driver in ("kvm", "qemu"):
         gtype = "pv"
-    params = {"type": gtype, "memory": memory, "maxmem": memory + extra_mem, "vcpus": vcpus,
-              "maxvcpus": vcpus + extra_vcpus, "cpus": ",".join(map(str, cpus)),
-              "disks": [{"path": p, "format": fmt} for p in paths], "vifs": vifs}
+    params = {
+        "type": gtype,
+        "memory": memory,
+        "maxmem": memory + extra_mem,
+        "vcpus": vcpus,
+        "maxvcpus": vcpus + extra_vcpus,
+        "cpus": ",".join(map(str, cpus)),
+        "disks": [{"path": p, "format": fmt} for p in paths],
+        "vifs": vifs,
+    }
     if gtype != "hvm":
         params["kernel"] = "/boot/vmlinuz"
     full = complete_spec(spec(**params), None, CAPS[driver]["driver"], domain_type=CAPS[driver].get("domain_type"))
@@ -449,17 +550,21 @@ def test_property_parse_of_render_is_identity(driver, gtype, memory, extra_mem, 
     assert diff_specs(complete_spec(spec(**params), parsed, CAPS[driver]["driver"]), parsed) == []
 
 
-_guest_params = st.fixed_dictionaries({
-    "type": st.sampled_from(["pv", "hvm"]),
-    "memory": st.integers(16, 2048),
-    "vcpus": st.integers(1, 4),
-    "cpus": st.one_of(st.just(""), st.lists(st.integers(0, 15), min_size=1, unique=True, max_size=4)
-                      .map(lambda c: ",".join(map(str, c)))),
-    "disks": _paths.map(lambda paths: [{"path": p} for p in paths]),
-    "vifs": st.lists(_vif, max_size=3),
-    "boot": st.booleans(),
-    "on_crash": st.sampled_from([None, "destroy", "preserve", "restart"]),
-})
+_guest_params = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["pv", "hvm"]),
+        "memory": st.integers(16, 2048),
+        "vcpus": st.integers(1, 4),
+        "cpus": st.one_of(
+            st.just(""),
+            st.lists(st.integers(0, 15), min_size=1, unique=True, max_size=4).map(lambda c: ",".join(map(str, c))),
+        ),
+        "disks": _paths.map(lambda paths: [{"path": p} for p in paths]),
+        "vifs": st.lists(_vif, max_size=3),
+        "boot": st.booleans(),
+        "on_crash": st.sampled_from([None, "destroy", "preserve", "restart"]),
+    }
+)
 
 
 def _as_params(drawn: dict) -> dict:
@@ -475,8 +580,12 @@ def _as_params(drawn: dict) -> dict:
 
 
 @settings(max_examples=60, deadline=None)
-@given(driver=st.sampled_from(sorted(CAPS)), first=_guest_params, second=_guest_params,
-       leave_out=st.sets(st.sampled_from(["memory", "vcpus", "cpus", "disks", "vifs", "type", "extra"])))
+@given(
+    driver=st.sampled_from(sorted(CAPS)),
+    first=_guest_params,
+    second=_guest_params,
+    leave_out=st.sets(st.sampled_from(["memory", "vcpus", "cpus", "disks", "vifs", "type", "extra"])),
+)
 def test_property_update_in_place_reaches_the_target(driver, first, second, leave_out):
     caps = CAPS[driver]
     current = complete_spec(spec(**_as_params(first)), None, caps["driver"], domain_type=caps.get("domain_type"))

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as grp
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as grp
 
 
 def test_settings_are_validated_and_normalised():
-    out = grp.validate_settings({"memory": "256", "maxmem": 512, "cpus": "3,1,2", "nettype": "bridge",
-                                 "bridge": "xenbr0"})
+    out = grp.validate_settings(
+        {"memory": "256", "maxmem": 512, "cpus": "3,1,2", "nettype": "bridge", "bridge": "xenbr0"}
+    )
     assert out["memory"] == 256 and out["maxmem"] == 512
     assert out["cpus"] == "1-3"
     assert out["vcpus"] is None and out["script"] is None
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"memory": 512, "maxmem": 256}, "memory"),
-    ({"vcpus": 4, "maxvcpus": 2}, "vcpus"),
-    ({"memory": 8}, "memory"),
-    ({"nettype": "wifi"}, "nettype"),
-    ({"nettype": "nat", "bridge": "xenbr0"}, "bridge"),
-    ({"bridge": "a-bridge-name-far-too-long"}, "bridge"),
-    ({"cpus": "x"}, "cpus"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"memory": 512, "maxmem": 256}, "memory"),
+        ({"vcpus": 4, "maxvcpus": 2}, "vcpus"),
+        ({"memory": 8}, "memory"),
+        ({"nettype": "wifi"}, "nettype"),
+        ({"nettype": "nat", "bridge": "xenbr0"}, "bridge"),
+        ({"bridge": "a-bridge-name-far-too-long"}, "bridge"),
+        ({"cpus": "x"}, "cpus"),
+    ],
+)
 def test_bad_settings_name_the_parameter(params, parameter):
     with pytest.raises(ValidationError) as err:
         grp.validate_settings(params)
@@ -33,26 +37,46 @@ def test_bad_settings_name_the_parameter(params, parameter):
 
 
 def test_members_accept_names_dicts_and_inventory_specs():
-    members = grp.validate_members([
-        "node1",
-        {"name": "node2", "memory": 128},
-        {"name": "node3", "uuid": None, "disks": [], "autostart": True, "groups": ["c"],
-         "vifs": [{"tag": "vif1", "mac": "52:54:00:AA:00:01", "ip": "10.0.0.1", "bridge": "xenbr1",
-                   "nettype": "bridge", "network": None, "script": None}]},
-    ])
+    members = grp.validate_members(
+        [
+            "node1",
+            {"name": "node2", "memory": 128},
+            {
+                "name": "node3",
+                "uuid": None,
+                "disks": [],
+                "autostart": True,
+                "groups": ["c"],
+                "vifs": [
+                    {
+                        "tag": "vif1",
+                        "mac": "52:54:00:AA:00:01",
+                        "ip": "10.0.0.1",
+                        "bridge": "xenbr1",
+                        "nettype": "bridge",
+                        "network": None,
+                        "script": None,
+                    }
+                ],
+            },
+        ]
+    )
     assert [m["name"] for m in members] == ["node1", "node2", "node3"]
     assert members[0]["memory"] is None and members[1]["memory"] == 128
     assert members[2]["vifs"][0]["mac"] == "52:54:00:aa:00:01"
 
 
-@pytest.mark.parametrize("members, parameter", [
-    ([], "members"),
-    (["node1", "node1"], "members[1].name"),
-    ([{"name": "node1", "memroy": 5}], "members[0].memroy"),
-    ([{"name": "bad/name"}], "members[0].name"),
-    ([{"name": "n", "vifs": [{"mac": "zz"}]}], "members[0].vifs[0].mac"),
-    ([{"name": "n", "vifs": [{"tag": "a", "colour": "red"}]}], "members[0].vifs[0].colour"),
-])
+@pytest.mark.parametrize(
+    "members, parameter",
+    [
+        ([], "members"),
+        (["node1", "node1"], "members[1].name"),
+        ([{"name": "node1", "memroy": 5}], "members[0].memroy"),
+        ([{"name": "bad/name"}], "members[0].name"),
+        ([{"name": "n", "vifs": [{"mac": "zz"}]}], "members[0].vifs[0].mac"),
+        ([{"name": "n", "vifs": [{"tag": "a", "colour": "red"}]}], "members[0].vifs[0].colour"),
+    ],
+)
 def test_bad_members_name_the_parameter(members, parameter):
     with pytest.raises(ValidationError) as err:
         grp.validate_members(members)
@@ -63,8 +87,15 @@ def test_member_value_wins_group_fills_in_rest_left_alone():
     settings = grp.validate_settings({"memory": 256, "vcpus": 2})
     member = grp.validate_members([{"name": "n", "memory": 128}])[0]
     target = grp.member_target(settings, member)
-    assert target == {"name": "n", "memory": 128, "maxmem": None, "vcpus": 2, "maxvcpus": None,
-                      "cpus": None, "vifs": None}
+    assert target == {
+        "name": "n",
+        "memory": 128,
+        "maxmem": None,
+        "vcpus": 2,
+        "maxvcpus": None,
+        "cpus": None,
+        "vifs": None,
+    }
 
 
 def test_combined_values_must_be_consistent():
@@ -76,12 +107,30 @@ def test_combined_values_must_be_consistent():
 
 
 def test_vif_values_per_vif_precedence():
-    current = {"vifs": [
-        {"tag": "vif0", "mac": "52:54:00:00:00:01", "nettype": "bridge", "bridge": "xenbr0", "network": None,
-         "script": None, "ip": None, "model": "virtio"},
-        {"tag": "vif1", "mac": "52:54:00:00:00:02", "nettype": "bridge", "bridge": "xenbr0", "network": None,
-         "script": None, "ip": None, "model": "virtio"},
-    ]}
+    current = {
+        "vifs": [
+            {
+                "tag": "vif0",
+                "mac": "52:54:00:00:00:01",
+                "nettype": "bridge",
+                "bridge": "xenbr0",
+                "network": None,
+                "script": None,
+                "ip": None,
+                "model": "virtio",
+            },
+            {
+                "tag": "vif1",
+                "mac": "52:54:00:00:00:02",
+                "nettype": "bridge",
+                "bridge": "xenbr0",
+                "network": None,
+                "script": None,
+                "ip": None,
+                "model": "virtio",
+            },
+        ]
+    }
     settings = grp.validate_settings({"bridge": "xenbr1"})
     member = grp.validate_members([{"name": "n", "vifs": [{"tag": "vif1", "nettype": "nat"}]}])[0]
     vifs = grp.member_target(settings, member, current)["vifs"]
@@ -93,20 +142,40 @@ def test_vif_values_per_vif_precedence():
 
 def test_group_bridge_leaves_a_members_nat_vif_alone_with_a_warning():
     # The seed: cluster1 sets groupbridge xenbr0; its members' vifs are NAT.
-    current = {"vifs": [
-        {"tag": "vif1", "mac": "00:16:2a:24:a3:7c", "nettype": "nat", "bridge": None, "network": "lcfg-nat",
-         "script": None, "ip": "10.0.0.1", "model": "virtio"},
-        {"tag": "vif2", "mac": "00:16:2a:24:a3:7d", "nettype": "bridge", "bridge": "br9", "network": None,
-         "script": None, "ip": None, "model": "virtio"},
-    ]}
+    current = {
+        "vifs": [
+            {
+                "tag": "vif1",
+                "mac": "00:16:2a:24:a3:7c",
+                "nettype": "nat",
+                "bridge": None,
+                "network": "lcfg-nat",
+                "script": None,
+                "ip": "10.0.0.1",
+                "model": "virtio",
+            },
+            {
+                "tag": "vif2",
+                "mac": "00:16:2a:24:a3:7d",
+                "nettype": "bridge",
+                "bridge": "br9",
+                "network": None,
+                "script": None,
+                "ip": None,
+                "model": "virtio",
+            },
+        ]
+    }
     settings = grp.validate_settings({"bridge": "xenbr0"})
     member = grp.validate_members(["node1"])[0]
     warnings: list = []
     vifs = grp.member_target(settings, member, current, warnings)["vifs"]
     assert (vifs[0]["nettype"], vifs[0]["bridge"], vifs[0]["network"]) == ("nat", None, "lcfg-nat")
     assert (vifs[1]["nettype"], vifs[1]["bridge"]) == ("bridge", "xenbr0")
-    assert warnings == ["guest node1: the group's bridge xenbr0 is ignored for vif vif1, whose nettype is "
-                        "nat (a group bridge only applies to bridge vifs)"]
+    assert warnings == [
+        "guest node1: the group's bridge xenbr0 is ignored for vif vif1, whose nettype is "
+        "nat (a group bridge only applies to bridge vifs)"
+    ]
     # the member's own nettype wins over the current one too, and still no bridge on it
     member = grp.validate_members([{"name": "node1", "vifs": [{"tag": "vif2", "nettype": "route"}]}])[0]
     warnings.clear()
@@ -116,12 +185,30 @@ def test_group_bridge_leaves_a_members_nat_vif_alone_with_a_warning():
 
 
 def test_summarise_reports_group_fields_only():
-    before = {"name": "n", "memory": 128, "maxmem": 256, "vcpus": 1, "maxvcpus": 2, "cpus": "", "vifs": [],
-              "disks": [{"path": "/x"}], "state": "running"}
+    before = {
+        "name": "n",
+        "memory": 128,
+        "maxmem": 256,
+        "vcpus": 1,
+        "maxvcpus": 2,
+        "cpus": "",
+        "vifs": [],
+        "disks": [{"path": "/x"}],
+        "state": "running",
+    }
     after = dict(before, memory=192)
-    entry = grp.summarise({"name": "n", "changed": True, "actions": ["redefine", "set_memory_live"],
-                           "before": before, "after": after, "pending_restart": [], "pending_restart_fields": [],
-                           "warnings": []})
+    entry = grp.summarise(
+        {
+            "name": "n",
+            "changed": True,
+            "actions": ["redefine", "set_memory_live"],
+            "before": before,
+            "after": after,
+            "pending_restart": [],
+            "pending_restart_fields": [],
+            "warnings": [],
+        }
+    )
     assert entry["changed_fields"] == ["memory"] and entry["live"] == ["memory"]
     assert "disks" not in entry["before"] and entry["state"] == "running"
 
@@ -138,8 +225,10 @@ def conn():
 
 def _define(conn, name: str) -> None:
     from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
-    result = _domain.converge_domain(conn, {"name": name, "memory": 128, "maxmem": 256, "vcpus": 1,
-                                            "maxvcpus": 2, "state": "running"})
+
+    result = _domain.converge_domain(
+        conn, {"name": name, "memory": 128, "maxmem": 256, "vcpus": 1, "maxvcpus": 2, "state": "running"}
+    )
     assert result["changed"]
 
 

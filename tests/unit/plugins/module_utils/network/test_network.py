@@ -70,39 +70,87 @@ def test_long_bridge_name_explains_the_fix():
     assert req["bridge"] == "mynetbr" and req["name"] == "my-network-bridge"
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"name": "x", "mode": "switch"}, "mode"),
-    ({"name": "x", "state": "gone"}, "state"),
-    ({"mode": "nat"}, "name"),
-    ({"name": "br0", "netdev": "br0"}, "netdev"),
-    ({"name": "br0", "netdev": "a/b"}, "netdev"),
-    ({"name": "br0", "bridge": "x" * 16}, "bridge"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1"}, "address"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.0/24"}, "address"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.300/24"}, "address"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1/24",
-      "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.1.5"}]}, "dhcp_hosts[0].ip"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "01:16:3e:00:00:01", "ip": "10.0.0.5"}]},
-     "dhcp_hosts[0].mac"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01"}]}, "dhcp_hosts[0]"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
-        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
-        {"mac": "00:16:3E:00:00:01", "ip": "10.0.0.6"}]}, "dhcp_hosts[1].mac"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
-        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
-        {"mac": "00:16:3e:00:00:02", "ip": "10.0.0.5"}]}, "dhcp_hosts[1].ip"),
-    ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [
-        {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5", "name": "bad name"}]}, "dhcp_hosts[0].name"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1/24",
-      "dhcp_range": {"start": "10.0.0.200", "end": "10.0.0.100"}}, "dhcp_range"),
-    ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1/24",
-      "dhcp_range": {"start": "10.0.0.100", "end": "10.0.9.100"}}, "dhcp_range.end"),
-    ({"name": "xenbr0", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"}]}, "dhcp_hosts"),
-    ({"name": "lcfg-nat", "mode": "nat", "netdev": "eth0", "create_netdev": "dummy"}, "create_netdev"),
-    ({"name": "bad name", "mode": "nat"}, "name"),
-    ({"name": "lcfg-nat\n", "mode": "nat"}, "name"),  # spec/schema.NETWORK_RE ends with \Z, not $
-    ({"name": "xenbr0", "vif_script": "scripts/vif"}, "vif_script"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"name": "x", "mode": "switch"}, "mode"),
+        ({"name": "x", "state": "gone"}, "state"),
+        ({"mode": "nat"}, "name"),
+        ({"name": "br0", "netdev": "br0"}, "netdev"),
+        ({"name": "br0", "netdev": "a/b"}, "netdev"),
+        ({"name": "br0", "bridge": "x" * 16}, "bridge"),
+        ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.1"}, "address"),
+        ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.0/24"}, "address"),
+        ({"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.300/24"}, "address"),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "address": "10.0.0.1/24",
+                "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.1.5"}],
+            },
+            "dhcp_hosts[0].ip",
+        ),
+        (
+            {"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "01:16:3e:00:00:01", "ip": "10.0.0.5"}]},
+            "dhcp_hosts[0].mac",
+        ),
+        ({"name": "lcfg-nat", "mode": "nat", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01"}]}, "dhcp_hosts[0]"),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "dhcp_hosts": [
+                    {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
+                    {"mac": "00:16:3E:00:00:01", "ip": "10.0.0.6"},
+                ],
+            },
+            "dhcp_hosts[1].mac",
+        ),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "dhcp_hosts": [
+                    {"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"},
+                    {"mac": "00:16:3e:00:00:02", "ip": "10.0.0.5"},
+                ],
+            },
+            "dhcp_hosts[1].ip",
+        ),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5", "name": "bad name"}],
+            },
+            "dhcp_hosts[0].name",
+        ),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "address": "10.0.0.1/24",
+                "dhcp_range": {"start": "10.0.0.200", "end": "10.0.0.100"},
+            },
+            "dhcp_range",
+        ),
+        (
+            {
+                "name": "lcfg-nat",
+                "mode": "nat",
+                "address": "10.0.0.1/24",
+                "dhcp_range": {"start": "10.0.0.100", "end": "10.0.9.100"},
+            },
+            "dhcp_range.end",
+        ),
+        ({"name": "xenbr0", "dhcp_hosts": [{"mac": "00:16:3e:00:00:01", "ip": "10.0.0.5"}]}, "dhcp_hosts"),
+        ({"name": "lcfg-nat", "mode": "nat", "netdev": "eth0", "create_netdev": "dummy"}, "create_netdev"),
+        ({"name": "bad name", "mode": "nat"}, "name"),
+        ({"name": "lcfg-nat\n", "mode": "nat"}, "name"),  # spec/schema.NETWORK_RE ends with \Z, not $
+        ({"name": "xenbr0", "vif_script": "scripts/vif"}, "vif_script"),
+    ],
+)
 def test_bad_input_names_the_parameter(params, parameter):
     with pytest.raises(ValidationError) as err:
         normalise_request(params)
@@ -110,26 +158,48 @@ def test_bad_input_names_the_parameter(params, parameter):
 
 
 def test_dhcp_hosts_are_normalised_and_sorted():
-    req = request(name="lcfg-nat", mode="nat", address="10.0.0.254/24", dhcp_hosts=[
-        {"mac": "00-16-2A-24-A3-7D", "ip": "10.0.0.2", "name": "node2"},
-        {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1"},
-    ], dhcp_range="10.0.0.100-10.0.0.200")
-    assert req["dhcp_hosts"] == [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": None},
-                                 {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"}]
+    req = request(
+        name="lcfg-nat",
+        mode="nat",
+        address="10.0.0.254/24",
+        dhcp_hosts=[
+            {"mac": "00-16-2A-24-A3-7D", "ip": "10.0.0.2", "name": "node2"},
+            {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1"},
+        ],
+        dhcp_range="10.0.0.100-10.0.0.200",
+    )
+    assert req["dhcp_hosts"] == [
+        {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": None},
+        {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"},
+    ]
     assert req["dhcp_range"] == {"start": "10.0.0.100", "end": "10.0.0.200"}
 
 
 def test_a_reservation_of_the_gateway_address_is_refused():
     # The seed's node1 is 10.0.0.1, which once was also the NAT network's own address.
     with pytest.raises(ValidationError) as err:
-        request(name="lcfg-nat", mode="nat", address="10.0.0.1/24", dhcp_hosts=[
-            {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"},
-            {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}])
+        request(
+            name="lcfg-nat",
+            mode="nat",
+            address="10.0.0.1/24",
+            dhcp_hosts=[
+                {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"},
+                {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"},
+            ],
+        )
     assert err.value.parameter == "dhcp_hosts[1].ip"
     assert "gateway" in err.value.message and "00:16:2a:24:a3:7c" in err.value.message
     with pytest.raises(ValidationError) as err:
-        normalise_requests([{"name": "lcfg-nat", "mode": "nat", "address": "10.0.0.254/24",
-                             "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.254"}]}])
+        normalise_requests(
+            [
+                {
+                    "name": "lcfg-nat",
+                    "mode": "nat",
+                    "address": "10.0.0.254/24",
+                    "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.254"}],
+                }
+            ]
+        )
     assert err.value.parameter == "networks[0].dhcp_hosts[0].ip"
 
 
@@ -168,9 +238,15 @@ def test_vif_script_checked_only_on_local_xen():
 # --------------------------------------------------------------------------- network XML
 
 
-STATE = {"name": "lcfg-nat", "mode": "nat", "bridge": "lcfgnat0", "netdev": None, "address": "10.0.0.254/24",
-         "dhcp_range": {"start": "10.0.0.100", "end": "10.0.0.200"},
-         "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}]}
+STATE = {
+    "name": "lcfg-nat",
+    "mode": "nat",
+    "bridge": "lcfgnat0",
+    "netdev": None,
+    "address": "10.0.0.254/24",
+    "dhcp_range": {"start": "10.0.0.100", "end": "10.0.0.200"},
+    "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}],
+}
 
 
 def test_render_parse_round_trip():
@@ -202,9 +278,10 @@ def test_render_on_base_keeps_unmanaged_parts():
       <dns><host ip='10.0.0.7'><hostname>extra</hostname></host></dns>
       <ip address='10.0.0.254' netmask='255.255.255.0'><dhcp><range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip>
       <ip family='ipv6' address='fd00::1' prefix='64'/></network>"""
-    xml = render_network_xml(dict(STATE, address="10.0.1.254/24",
-                                  dhcp_range={"start": "10.0.1.100", "end": "10.0.1.200"},
-                                  dhcp_hosts=[]), base)
+    xml = render_network_xml(
+        dict(STATE, address="10.0.1.254/24", dhcp_range={"start": "10.0.1.100", "end": "10.0.1.200"}, dhcp_hosts=[]),
+        base,
+    )
     root = etree.fromstring(xml)
     assert root.findtext("uuid") == "1de3b0fa-f4a1-4561-ba1b-857bd1ad0fc3"
     assert root.find("mac").get("address") == "52:54:00:d5:3b:f8"
@@ -227,27 +304,46 @@ def test_render_bridge_mode_network():
 
 def record(config: dict, active=True, autostart=True, persistent=True, live=None) -> dict:
     config = dict(config, uuid=None)
-    return {"config": config, "live": (live or config) if active else None, "active": active,
-            "autostart": autostart, "persistent": persistent, "xml": render_network_xml(config)}
+    return {
+        "config": config,
+        "live": (live or config) if active else None,
+        "active": active,
+        "autostart": autostart,
+        "persistent": persistent,
+        "xml": render_network_xml(config),
+    }
 
 
-NAT_REQ = {"name": "lcfg-nat", "mode": "nat", "bridge": "lcfgnat0", "address": "10.0.0.254/24",
-           "dhcp_range": {"start": "10.0.0.100", "end": "10.0.0.200"},
-           "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}]}
+NAT_REQ = {
+    "name": "lcfg-nat",
+    "mode": "nat",
+    "bridge": "lcfgnat0",
+    "address": "10.0.0.254/24",
+    "dhcp_range": {"start": "10.0.0.100", "end": "10.0.0.200"},
+    "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}],
+}
 
 
 def acting(plan) -> list:
     """The steps of a network plan that do something, in the order apply_network runs them."""
-    return [name for name, acts in (
-        ("stop", plan.stop), ("undefine", plan.undefine), ("define", plan.define_xml is not None),
-        ("update", bool(plan.dhcp_updates)), ("autostart", plan.autostart is not None),
-        ("start", plan.start), ("restart", plan.restart)) if acts]
+    return [
+        name
+        for name, acts in (
+            ("stop", plan.stop),
+            ("undefine", plan.undefine),
+            ("define", plan.define_xml is not None),
+            ("update", bool(plan.dhcp_updates)),
+            ("autostart", plan.autostart is not None),
+            ("start", plan.start),
+            ("restart", plan.restart),
+        )
+        if acts
+    ]
 
 
 def test_plan_new_network():
     plan = plan_network(request(**NAT_REQ), None)
-    assert plan.actions == ["define libvirt network lcfg-nat", "set autostart on",
-                            "start libvirt network lcfg-nat"]
+    assert plan.actions == ["define libvirt network lcfg-nat", "set autostart on", "start libvirt network lcfg-nat"]
     assert acting(plan) == ["define", "autostart", "start"] and plan.autostart is True
     assert plan.before is None and plan.after["address"] == "10.0.0.254/24"
     assert plan.after["active"] is True and plan.pending_restart is False
@@ -264,24 +360,31 @@ def test_plan_none_means_leave_alone():
 
 
 def test_plan_hosts_change_live_in_order():
-    hosts = [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.11", "name": "node1"},
-             {"mac": "00:16:2a:24:a3:7e", "ip": "10.0.0.3", "name": "node3"}]
-    current = dict(STATE, dhcp_hosts=STATE["dhcp_hosts"] + [
-        {"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"}])
+    hosts = [
+        {"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.11", "name": "node1"},
+        {"mac": "00:16:2a:24:a3:7e", "ip": "10.0.0.3", "name": "node3"},
+    ]
+    current = dict(
+        STATE, dhcp_hosts=STATE["dhcp_hosts"] + [{"mac": "00:16:2a:24:a3:7d", "ip": "10.0.0.2", "name": "node2"}]
+    )
     plan = plan_network(request(NAT_REQ, dhcp_hosts=hosts), record(current))
     assert acting(plan) == ["update"]
     assert [(update.command, update.section) for update in plan.dhcp_updates] == [
-        ("delete", "host"), ("modify", "host"), ("add-last", "host")]
+        ("delete", "host"),
+        ("modify", "host"),
+        ("add-last", "host"),
+    ]
     assert "00:16:2a:24:a3:7d" in plan.dhcp_updates[0].xml and "10.0.0.11" in plan.dhcp_updates[1].xml
     assert plan.pending_restart is False
     assert plan.after["dhcp_hosts"] == sorted(hosts, key=lambda h: h["mac"])
 
 
 def test_plan_range_change_is_live():
-    plan = plan_network(request(NAT_REQ, dhcp_range={"start": "10.0.0.50", "end": "10.0.0.60"}),
-                        record(STATE))
-    assert [(update.command, update.section) for update in plan.dhcp_updates] == [("delete", "range"),
-                                                                                  ("add-last", "range")]
+    plan = plan_network(request(NAT_REQ, dhcp_range={"start": "10.0.0.50", "end": "10.0.0.60"}), record(STATE))
+    assert [(update.command, update.section) for update in plan.dhcp_updates] == [
+        ("delete", "range"),
+        ("add-last", "range"),
+    ]
     assert plan.pending_restart is False
 
 
@@ -377,8 +480,12 @@ def addr(local, prefix, scope="global", family="inet", **extra):
 
 
 def entry(name, kind=None, up=True, master=None, addrs=(), **extra):
-    item = {"ifname": name, "flags": ["BROADCAST", "MULTICAST"] + (["UP"] if up else []),
-            "address": "52:54:00:00:00:01", "addr_info": list(addrs)}
+    item = {
+        "ifname": name,
+        "flags": ["BROADCAST", "MULTICAST"] + (["UP"] if up else []),
+        "address": "52:54:00:00:00:01",
+        "addr_info": list(addrs),
+    }
     if kind:
         item["linkinfo"] = {"info_kind": kind, "info_data": {"stp_state": 0}}
     if master:
@@ -423,8 +530,13 @@ def test_plan_new_bridge_commands():
 
 
 def test_plan_existing_bridge_is_a_no_op_and_keeps_vifs():
-    fake = FakeIp([entry("xenbr0", "bridge", ifalias=BRIDGE_MARK), entry("eth0", master="xenbr0"),
-                   entry("vif3.0", master="xenbr0")])
+    fake = FakeIp(
+        [
+            entry("xenbr0", "bridge", ifalias=BRIDGE_MARK),
+            entry("eth0", master="xenbr0"),
+            entry("vif3.0", master="xenbr0"),
+        ]
+    )
     plan = plan_bridge(request(name="xenbr0", netdev="eth0", persist="none"), fake)
     assert plan.commands == [] and plan.actions == []
     assert plan.before["ports"] == ["eth0", "vif3.0"] == plan.after["ports"]
@@ -438,9 +550,15 @@ def test_plan_refuses_to_cut_an_addressed_netdev():
 
 
 def test_plan_migrates_address_and_routes():
-    fake = FakeIp([entry("eth0", addrs=[addr("192.168.1.10", 24)])],
-                  routes={("-4", "eth0"): [{"dst": "default", "gateway": "192.168.1.1", "protocol": "static"},
-                                           {"dst": "192.168.1.0/24", "protocol": "kernel", "scope": "link"}]})
+    fake = FakeIp(
+        [entry("eth0", addrs=[addr("192.168.1.10", 24)])],
+        routes={
+            ("-4", "eth0"): [
+                {"dst": "default", "gateway": "192.168.1.1", "protocol": "static"},
+                {"dst": "192.168.1.0/24", "protocol": "kernel", "scope": "link"},
+            ]
+        },
+    )
     plan = plan_bridge(request(name="xenbr0", netdev="eth0", migrate_address=True, persist="none"), fake)
     assert ["ip", "address", "del", "192.168.1.10/24", "dev", "eth0"] in plan.commands
     assert ["ip", "address", "add", "192.168.1.10/24", "dev", "xenbr0"] in plan.commands
@@ -449,11 +567,14 @@ def test_plan_migrates_address_and_routes():
     assert plan.after["addresses"] == ["192.168.1.10/24"]
 
 
-@pytest.mark.parametrize("links, problem", [
-    ([entry("xenbr0"), entry("eth0")], "not a bridge"),
-    ([entry("br9", "bridge"), entry("eth0", master="br9")], "already a port of bridge br9"),
-    ([entry("eth0", "bridge")], "itself a bridge"),
-])
+@pytest.mark.parametrize(
+    "links, problem",
+    [
+        ([entry("xenbr0"), entry("eth0")], "not a bridge"),
+        ([entry("br9", "bridge"), entry("eth0", master="br9")], "already a port of bridge br9"),
+        ([entry("eth0", "bridge")], "itself a bridge"),
+    ],
+)
 def test_plan_bridge_conflicts(links, problem):
     with pytest.raises(Conflict) as err:
         plan_bridge(request(name="xenbr0", netdev="eth0", persist="none"), FakeIp(links))
@@ -471,15 +592,20 @@ def test_plan_missing_netdev():
 
 
 def test_plan_absent_bridge_refuses_to_drop_addresses():
-    links = [entry("xenbr0", "bridge", addrs=[addr("10.1.1.1", 24)], ifalias=BRIDGE_MARK),
-             entry("eth0", master="xenbr0")]
+    links = [
+        entry("xenbr0", "bridge", addrs=[addr("10.1.1.1", 24)], ifalias=BRIDGE_MARK),
+        entry("eth0", master="xenbr0"),
+    ]
     with pytest.raises(Conflict):
         plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", persist="none"), FakeIp(links))
-    plan = plan_bridge(request(name="xenbr0", netdev="eth0", state="absent", migrate_address=True,
-                               persist="none"), FakeIp(links))
-    assert plan.commands == [["ip", "address", "del", "10.1.1.1/24", "dev", "xenbr0"],
-                             ["ip", "address", "add", "10.1.1.1/24", "dev", "eth0"],
-                             ["ip", "link", "del", "dev", "xenbr0"]]
+    plan = plan_bridge(
+        request(name="xenbr0", netdev="eth0", state="absent", migrate_address=True, persist="none"), FakeIp(links)
+    )
+    assert plan.commands == [
+        ["ip", "address", "del", "10.1.1.1/24", "dev", "xenbr0"],
+        ["ip", "address", "add", "10.1.1.1/24", "dev", "eth0"],
+        ["ip", "link", "del", "dev", "xenbr0"],
+    ]
 
 
 def test_an_unmarked_existing_bridge_is_not_changed_or_deleted_unless_adopted():
@@ -504,8 +630,9 @@ def test_an_unmarked_existing_bridge_is_not_changed_or_deleted_unless_adopted():
     plan = plan_bridge(request(name="xenbr1", adopt=True, persist="none"), FakeIp(up))
     assert plan.actions == ["adopt bridge xenbr1 (mark it lcfg.xen's)"]
     marked = [entry("xenbr1", "bridge", ifalias=BRIDGE_MARK)]
-    assert plan_bridge(request(name="xenbr1", state="absent", persist="none"),
-                       FakeIp(marked)).actions == ["delete bridge xenbr1"]
+    assert plan_bridge(request(name="xenbr1", state="absent", persist="none"), FakeIp(marked)).actions == [
+        "delete bridge xenbr1"
+    ]
 
 
 @pytest.mark.parametrize("name", ["virbr0", "virbr7", "docker0", "docker_gwbridge", "lo"])
@@ -517,8 +644,10 @@ def test_host_bridge_names_are_refused_unless_adopted(name):
 
 
 def test_a_foreign_libvirt_networks_bridge_name_is_refused():
-    networks = [{"name": "default", "uuid": "u1", "bridge": "xenbr5"},
-                {"name": "lcfg-nat", "uuid": "u2", "bridge": "xenbr6"}]
+    networks = [
+        {"name": "default", "uuid": "u1", "bridge": "xenbr5"},
+        {"name": "lcfg-nat", "uuid": "u2", "bridge": "xenbr6"},
+    ]
     with pytest.raises(Conflict) as err:
         check_bridge_name(request(name="xenbr5"), networks, {"u2": "lcfg-nat"})
     assert "libvirt network default" in str(err.value) and err.value.args[0].startswith("name:")
@@ -557,12 +686,15 @@ def test_detect_persist(tmp_path):
 
 def test_render_networkd_files():
     req = request(name="xenbr0", netdev="eth0", create_netdev="veth")
-    files = render_persist_files("networkd", req, ["192.168.1.10/24"], [["-4", "default", "via", "192.168.1.1"]],
-                                 False, "/r")
-    assert sorted(files) == ["/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.netdev",
-                             "/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.network",
-                             "/r/etc/systemd/network/20-lcfg-xen-xenbr0.netdev",
-                             "/r/etc/systemd/network/20-lcfg-xen-xenbr0.network"]
+    files = render_persist_files(
+        "networkd", req, ["192.168.1.10/24"], [["-4", "default", "via", "192.168.1.1"]], False, "/r"
+    )
+    assert sorted(files) == [
+        "/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.netdev",
+        "/r/etc/systemd/network/20-lcfg-xen-xenbr0-port.network",
+        "/r/etc/systemd/network/20-lcfg-xen-xenbr0.netdev",
+        "/r/etc/systemd/network/20-lcfg-xen-xenbr0.network",
+    ]
     network = files["/r/etc/systemd/network/20-lcfg-xen-xenbr0.network"]
     assert "Address=192.168.1.10/24" in network and "Destination=0.0.0.0/0" in network
     assert "Gateway=192.168.1.1" in network
@@ -574,8 +706,13 @@ def test_render_ifupdown_file():
     req = request(name="xenbr0", netdev="eth0")
     files = render_persist_files("ifupdown", req, ["192.168.1.10/24", "10.9.9.9/8"], [], False, "/")
     text = files["/etc/network/interfaces.d/lcfg-xen-xenbr0"]
-    assert text.splitlines()[1:6] == ["auto xenbr0", "iface xenbr0 inet static", "    address 192.168.1.10/24",
-                                      "    bridge_ports eth0", "    bridge_stp off"]
+    assert text.splitlines()[1:6] == [
+        "auto xenbr0",
+        "iface xenbr0 inet static",
+        "    address 192.168.1.10/24",
+        "    bridge_ports eth0",
+        "    bridge_stp off",
+    ]
     assert "    up ip address add 10.9.9.9/8 dev xenbr0" in text
     dhcp = render_persist_files("ifupdown", request(name="xenbr0"), [], [], True, "/")
     assert "iface xenbr0 inet dhcp" in dhcp["/etc/network/interfaces.d/lcfg-xen-xenbr0"]
@@ -602,8 +739,11 @@ def test_plan_writes_then_keeps_persistence(tmp_path):
 
 def test_subnet_must_be_free():
     others = [{"name": "lcfg-nat", "address": "10.0.0.254/24"}, {"name": "open", "address": None}]
-    routes = [{"dst": "default", "dev": "eth0"}, {"dst": "192.168.1.0/24", "dev": "eth0"},
-              {"dst": "10.9.0.0/16", "dev": "lcfgroute"}]
+    routes = [
+        {"dst": "default", "dev": "eth0"},
+        {"dst": "192.168.1.0/24", "dev": "eth0"},
+        {"dst": "10.9.0.0/16", "dev": "lcfgroute"},
+    ]
     check_subnet_free("lcfg-route", "10.1.0.1/24", None, others, routes)
     check_subnet_free("lcfg-nat", "10.0.0.1/24", None, others, routes)  # its own network
     check_subnet_free("lcfg-route", "10.9.1.1/24", "lcfgroute", others, routes)  # its own bridge's route

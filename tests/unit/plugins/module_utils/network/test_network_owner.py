@@ -49,20 +49,26 @@ def test_damaged_record_is_an_error_naming_the_file(tmp_path, content):
 def test_only_recorded_or_adopted_networks_change():
     request = normalise_request({"name": "default", "mode": "nat", "address": "192.168.122.254/24"})
     actions = ["redefine libvirt network default (address)"]
-    check_owned(request, None, actions, {}, "/state")                       # a new network
-    check_owned(request, UUID, [], {}, "/state")                            # no change
-    check_owned(request, UUID, actions, {UUID: "default"}, "/state")        # created by xen_bridge
-    check_owned(dict(request, adopt=True), UUID, actions, {}, "/state")     # the play adopts it
+    check_owned(request, None, actions, {}, "/state")  # a new network
+    check_owned(request, UUID, [], {}, "/state")  # no change
+    check_owned(request, UUID, actions, {UUID: "default"}, "/state")  # created by xen_bridge
+    check_owned(dict(request, adopt=True), UUID, actions, {}, "/state")  # the play adopts it
     with pytest.raises(Conflict, match=r"networks\[2\]\.name: libvirt network default .* adopt: true"):
         check_owned(request, UUID, actions, {}, "/state", "networks[2].")
-    with pytest.raises(Conflict, match="was not created by lcfg.xen"):      # same UUID, other name
+    with pytest.raises(Conflict, match="was not created by lcfg.xen"):  # same UUID, other name
         check_owned(request, UUID, actions, {UUID: "lcfg-nat"}, "/state")
 
 
-@pytest.mark.parametrize("name, reserved", [
-    ("node1", "node1"), ("node1.example.org", "node1.example.org"),
-    ("web_1", None), ("g" * 64, None), ("a.b_c", None),
-])
+@pytest.mark.parametrize(
+    "name, reserved",
+    [
+        ("node1", "node1"),
+        ("node1.example.org", "node1.example.org"),
+        ("web_1", None),
+        ("g" * 64, None),
+        ("a.b_c", None),
+    ],
+)
 def test_reservation_name_is_the_guest_name_only_when_dns_allows_it(name, reserved):
     assert dhcp_host_name(name, "dhcp_hosts[0].name") == reserved
 

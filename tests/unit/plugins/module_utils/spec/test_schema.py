@@ -16,29 +16,37 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import ansible_env
 
 from ansible_collections.lcfg.xen.plugins.doc_fragments.guest import ModuleDocFragment
-from ansible_collections.lcfg.xen.plugins.module_utils.disk import request as _disk
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import plan as _plan
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as _group
-from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
-from ansible_collections.lcfg.xen.plugins.module_utils.spec import schema as _schema
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import complete_spec, validate_spec
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
+    DEVICE_NAME_RE,
+    HOSTNAME_RE,
+    HOSTNAME_UNDERSCORE_RE,
+    IFNAME_RE,
+    safe_name,
+    valid_guest_name,
+)
+from ansible_collections.lcfg.xen.plugins.module_utils.disk import request as _disk
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import group as _group
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import plan as _plan
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import complete_spec, validate_spec
+from ansible_collections.lcfg.xen.plugins.module_utils.spec import schema as _schema
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import GUEST_ARGSPEC, guest_module_argspec
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
-from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
-    DEVICE_NAME_RE, HOSTNAME_RE, HOSTNAME_UNDERSCORE_RE, IFNAME_RE, safe_name, valid_guest_name)
+from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
+from support import ansible_env
 
 PATH = "/site/h1"
-FIXED = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))
+FIXED = settings(
+    max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 # ---------------------------------------------------------------- one declaration
+
 
 def _documented(options: dict) -> dict:
     """The argument-spec view of documented options."""
@@ -111,26 +119,30 @@ def test_the_shared_name_patterns_keep_the_patterns_they_replaced():
 
 # ---------------------------------------------------------------- the modules' structural check
 
-@pytest.mark.parametrize("params, parameter, pattern", [
-    ({"cmdline": "quiet\x1b[2J"}, "cmdline", "control character"),
-    ({"cmdline": "a\x00b"}, "cmdline", "control character"),
-    ({"kernel": "/boot/\ud800"}, "kernel", "surrogate"),
-    ({"extra": {"xml": 5}}, "extra.xml", "must be a list"),
-    ({"extra": {"xml": ["<a/>", 5]}}, r"extra.xml\[1\]", "must be a string"),
-    ({"extra": "<features>\x1b</features>"}, "extra", "control character"),
-    ({"disks": [{"path": "/g/a.img", "size_gb": math.nan}]}, r"disks\[0\].size_gb", "finite"),
-    ({"disks": [{"path": "/g/a.img", "size_gb": "inf"}]}, r"disks\[0\].size_gb", "finite"),
-    ({"disks": [{"path": f"/g/{i}.img"} for i in range(703)]}, "disks", "at most 702"),
-    ({"disks": "/g/a.img"}, "disks", "must be a list"),
-    ({"memory": 10 ** 400}, "memory", "at most 16777216"),
-    ({"memory": 8}, "memory", "at least 16"),
-    ({"vcpus": 5000}, "vcpus", "at most 4096"),
-    ({"vcpus": "9" * 5000}, "vcpus", "must be an integer"),
-    ({"vcpus": True}, "vcpus", "must be an integer"),
-    ({"vifs": [{"bridge": "my-network-bridge"}]}, r"vifs\[0\].bridge", "15 characters"),
-    ({"vifs": [{"nettype": "nat", "network": "-net"}]}, r"vifs\[0\].network", "network name"),
-    ({"shutdown_timeout": 10 ** 30}, "shutdown_timeout", "at most"),
-])
+
+@pytest.mark.parametrize(
+    "params, parameter, pattern",
+    [
+        ({"cmdline": "quiet\x1b[2J"}, "cmdline", "control character"),
+        ({"cmdline": "a\x00b"}, "cmdline", "control character"),
+        ({"kernel": "/boot/\ud800"}, "kernel", "surrogate"),
+        ({"extra": {"xml": 5}}, "extra.xml", "must be a list"),
+        ({"extra": {"xml": ["<a/>", 5]}}, r"extra.xml\[1\]", "must be a string"),
+        ({"extra": "<features>\x1b</features>"}, "extra", "control character"),
+        ({"disks": [{"path": "/g/a.img", "size_gb": math.nan}]}, r"disks\[0\].size_gb", "finite"),
+        ({"disks": [{"path": "/g/a.img", "size_gb": "inf"}]}, r"disks\[0\].size_gb", "finite"),
+        ({"disks": [{"path": f"/g/{i}.img"} for i in range(703)]}, "disks", "at most 702"),
+        ({"disks": "/g/a.img"}, "disks", "must be a list"),
+        ({"memory": 10**400}, "memory", "at most 16777216"),
+        ({"memory": 8}, "memory", "at least 16"),
+        ({"vcpus": 5000}, "vcpus", "at most 4096"),
+        ({"vcpus": "9" * 5000}, "vcpus", "must be an integer"),
+        ({"vcpus": True}, "vcpus", "must be an integer"),
+        ({"vifs": [{"bridge": "my-network-bridge"}]}, r"vifs\[0\].bridge", "15 characters"),
+        ({"vifs": [{"nettype": "nat", "network": "-net"}]}, r"vifs\[0\].network", "network name"),
+        ({"shutdown_timeout": 10**30}, "shutdown_timeout", "at most"),
+    ],
+)
 def test_module_check_names_the_parameter(params, parameter, pattern):
     with pytest.raises(ValidationError) as info:
         validate_spec(dict({"name": "lcfgt-schema-a"}, **params))
@@ -145,14 +157,14 @@ def test_xen_guests_item_with_a_non_list_disks_fails_naming_it():
 
 
 def test_more_disks_than_device_names_fails_naming_disks():
-    spec = validate_spec({"name": "lcfgt-schema-a",
-                             "disks": [{"path": f"/g/{i}.img"} for i in range(702)]})
+    spec = validate_spec({"name": "lcfgt-schema-a", "disks": [{"path": f"/g/{i}.img"} for i in range(702)]})
     with pytest.raises(ValidationError) as info:  # a reserved target (a CD-ROM) takes one name
         complete_spec(spec, None, "test", reserved=["xvda"])
     assert info.value.parameter == "disks"
 
 
 # ---------------------------------------------------------------- the inventory refuses the same
+
 
 def make(resources: list[tuple[str, str]]) -> Profile:
     """A profile whose n-th xen resource was set at ``PATH:n`` (line 1 is profile.components)."""
@@ -167,22 +179,25 @@ def make(resources: list[tuple[str, str]]) -> Profile:
 GUEST = [("virtualmachines", "vm1"), ("vifs_vm1", "eth0"), ("disks_vm1", "root")]
 
 
-@pytest.mark.parametrize("res, value, pattern", [
-    ("bridge_vm1_eth0", "my-network-bridge", "15 characters"),
-    ("memory_vm1", "99999999", "at most 16777216"),
-    ("memory_vm1", "8", "at least 16"),
-    ("vcpus_vm1", "5000", "at most 4096"),
-    ("maxvcpus_vm1", "9" * 5000, "at most 4096"),
-    ("partition_vm1", "9" * 5000, "at most 1024"),
-    ("disksize_vm1", "9" * 5000, "whole number of GB"),
-    ("disksize_vm1", "99999999999", "at most"),
-    ("diskname_vm1", "root\x1b[31m", "control character"),
-    ("diskpath_vm1", "/guests/\x7f", "control character"),
-    ("template_vm1", "/guests/t\x00.img", "NUL|control character"),
-    ("profileurl_vm1", "http://lcfg/profiles/vm1\x1b", "control character"),
-    ("network_vm1_eth0", "x" * 65, "network name"),
-    ("script_vm1_eth0", "vif-../x", "vif script"),
-])
+@pytest.mark.parametrize(
+    "res, value, pattern",
+    [
+        ("bridge_vm1_eth0", "my-network-bridge", "15 characters"),
+        ("memory_vm1", "99999999", "at most 16777216"),
+        ("memory_vm1", "8", "at least 16"),
+        ("vcpus_vm1", "5000", "at most 4096"),
+        ("maxvcpus_vm1", "9" * 5000, "at most 4096"),
+        ("partition_vm1", "9" * 5000, "at most 1024"),
+        ("disksize_vm1", "9" * 5000, "whole number of GB"),
+        ("disksize_vm1", "99999999999", "at most"),
+        ("diskname_vm1", "root\x1b[31m", "control character"),
+        ("diskpath_vm1", "/guests/\x7f", "control character"),
+        ("template_vm1", "/guests/t\x00.img", "NUL|control character"),
+        ("profileurl_vm1", "http://lcfg/profiles/vm1\x1b", "control character"),
+        ("network_vm1_eth0", "x" * 65, "network name"),
+        ("script_vm1_eth0", "vif-../x", "vif script"),
+    ],
+)
 def test_inventory_refuses_what_a_module_would(res, value, pattern):
     resources = GUEST + [(res, value)]
     with pytest.raises(ModelErrors) as info:
@@ -194,8 +209,7 @@ def test_inventory_refuses_what_a_module_would(res, value, pattern):
 
 
 def test_group_value_out_of_range_is_refused_at_the_group_resource():
-    resources = [("virtualmachines", "vm1"), ("virtualgroup", "web"), ("members_web", "vm1"),
-                 ("groupmemory_web", "8")]
+    resources = [("virtualmachines", "vm1"), ("virtualgroup", "web"), ("members_web", "vm1"), ("groupmemory_web", "8")]
     with pytest.raises(ModelErrors) as info:
         build_host(make(resources))
     err = info.value.errors[0]
@@ -205,17 +219,75 @@ def test_group_value_out_of_range_is_refused_at_the_group_resource():
 
 # Profile values a module might refuse: well-formed, near the limits, and hostile.
 _VALUE = st.one_of(
-    st.sampled_from(["0", "1", "15", "16", "4096", "4097", "16777216", "16777217", "9" * 30, "2-3",
-                     "0-16383", "xenbr0", "my-network-bridge", "a" * 15, "lcfg-nat", "-x", "vif-bridge",
-                     "/guests", "/guests/x\x1b", "qcow2", "phy", "nat", "route", "10.0.0.2", "pv", "hvm",
-                     "yes", "on_crash=preserve", "<features><acpi/></features>", "quiet\x1b",
-                     "00:16:3e:00:00:01", "http://lcfg/p", "1.5", ""]),
-    st.text(st.characters(codec="utf-8", max_codepoint=0x2ff), max_size=20))
-_RESOURCES = ["memory_vm1", "maxmem_vm1", "vcpus_vm1", "maxvcpus_vm1", "cpus_vm1", "type_vm1", "boot_vm1",
-              "bridge_vm1_eth0", "nettype_vm1_eth0", "network_vm1_eth0", "script_vm1_eth0", "ip_vm1_eth0",
-              "mac_vm1_eth0", "disksize_vm1", "diskpath_vm1", "diskformat_vm1", "disktype_vm1",
-              "diskname_vm1", "cmdline_vm1", "extra_vm1", "template_vm1", "profileurl_vm1",
-              "partition_vm1", "groupmemory_g", "groupvcpus_g", "groupbridge_g", "groupscript_g"]
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "15",
+            "16",
+            "4096",
+            "4097",
+            "16777216",
+            "16777217",
+            "9" * 30,
+            "2-3",
+            "0-16383",
+            "xenbr0",
+            "my-network-bridge",
+            "a" * 15,
+            "lcfg-nat",
+            "-x",
+            "vif-bridge",
+            "/guests",
+            "/guests/x\x1b",
+            "qcow2",
+            "phy",
+            "nat",
+            "route",
+            "10.0.0.2",
+            "pv",
+            "hvm",
+            "yes",
+            "on_crash=preserve",
+            "<features><acpi/></features>",
+            "quiet\x1b",
+            "00:16:3e:00:00:01",
+            "http://lcfg/p",
+            "1.5",
+            "",
+        ]
+    ),
+    st.text(st.characters(codec="utf-8", max_codepoint=0x2FF), max_size=20),
+)
+_RESOURCES = [
+    "memory_vm1",
+    "maxmem_vm1",
+    "vcpus_vm1",
+    "maxvcpus_vm1",
+    "cpus_vm1",
+    "type_vm1",
+    "boot_vm1",
+    "bridge_vm1_eth0",
+    "nettype_vm1_eth0",
+    "network_vm1_eth0",
+    "script_vm1_eth0",
+    "ip_vm1_eth0",
+    "mac_vm1_eth0",
+    "disksize_vm1",
+    "diskpath_vm1",
+    "diskformat_vm1",
+    "disktype_vm1",
+    "diskname_vm1",
+    "cmdline_vm1",
+    "extra_vm1",
+    "template_vm1",
+    "profileurl_vm1",
+    "partition_vm1",
+    "groupmemory_g",
+    "groupvcpus_g",
+    "groupbridge_g",
+    "groupscript_g",
+]
 
 
 @FIXED
@@ -236,17 +308,26 @@ def test_ansible_inventory_refuses_the_profile_naming_file_and_line(tmp_path):
     """End to end: the bad profile is left out with its file:line, the good one still loads."""
     (tmp_path / "profiles").mkdir()
     bad = tmp_path / "profiles" / "lcfgt-schema-bad"
-    bad.write_text("!profile.components mADD(xen)\n"
-                   "!xen.virtualmachines mADD(vm1 vm3)\n"
-                   "!xen.vifs_vm1 mADD(eth0)\n"
-                   "!xen.bridge_vm1_eth0 mSET(my-network-bridge)\n"
-                   "!xen.vcpus_vm3 mSET(5000)\n")
+    bad.write_text(
+        "!profile.components mADD(xen)\n"
+        "!xen.virtualmachines mADD(vm1 vm3)\n"
+        "!xen.vifs_vm1 mADD(eth0)\n"
+        "!xen.bridge_vm1_eth0 mSET(my-network-bridge)\n"
+        "!xen.vcpus_vm3 mSET(5000)\n"
+    )
     (tmp_path / "profiles" / "lcfgt-schema-good").write_text(
-        "!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm2)\n")
+        "!profile.components mADD(xen)\n!xen.virtualmachines mADD(vm2)\n"
+    )
     config = tmp_path / "site.lcfg.yml"
     config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\n")
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
-                          capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     hosts = json.loads(proc.stdout)["_meta"]["hostvars"]
     assert "vm2" in hosts and "vm1" not in hosts and "vm3" not in hosts

@@ -39,12 +39,15 @@ def test_xen_single():
     xen = p.plain()["xen"]
     assert p.name == "xen-single"
     assert p.value("profile", "components") == "xen"
-    assert xen == {**SINGLE_GUEST,
-                   "xendconfbridgenet": "on", "xendconfnatnet": "off",
-                   "diskname_profiledev_root": "profiledev",
-                   "disktype_profiledev_root": "image",
-                   "disksize_profiledev_root": "12",
-                   "diskpath_profiledev_root": "/guests"}
+    assert xen == {
+        **SINGLE_GUEST,
+        "xendconfbridgenet": "on",
+        "xendconfnatnet": "off",
+        "diskname_profiledev_root": "profiledev",
+        "disktype_profiledev_root": "image",
+        "disksize_profiledev_root": "12",
+        "diskpath_profiledev_root": "/guests",
+    }
     # the header's statements carry the header's derivation
     assert p.get("xen", "xendconfbridgenet").derivation == f"{HEADER}:5"
     assert p.get("xen", "virtualmachines").derivation == f"{CORPUS / 'source/xen-single'}:4"
@@ -52,12 +55,15 @@ def test_xen_single():
 
 def test_xen_single_seed_variant():
     xen = src("variants/xen-single-seed").plain()["xen"]
-    assert xen == {**SINGLE_GUEST,
-                   "xendconfbridgenet": "on", "xendconfnatnet": "off",
-                   "diskname_profiledev": "profiledev",
-                   "disktype_profiledev": "image",
-                   "disksize_profiledev": "12",
-                   "diskpath_profiledev": "/guests"}
+    assert xen == {
+        **SINGLE_GUEST,
+        "xendconfbridgenet": "on",
+        "xendconfnatnet": "off",
+        "diskname_profiledev": "profiledev",
+        "disktype_profiledev": "image",
+        "disksize_profiledev": "12",
+        "diskpath_profiledev": "/guests",
+    }
 
 
 def test_xen_cluster():
@@ -80,8 +86,7 @@ def test_xen_cluster():
         assert xen[f"ip_node{i}_vif1"] == f"10.0.0.{i}"
         assert xen[f"boot_node{i}"] == "no"
     # mSET (off) in the profile comes after the header's mSET(on): two derivations
-    assert p.get("xen", "xendconfbridgenet").derivation == (
-        f"{HEADER}:5 {CORPUS / 'source/xen-cluster'}:4")
+    assert p.get("xen", "xendconfbridgenet").derivation == (f"{HEADER}:5 {CORPUS / 'source/xen-cluster'}:4")
 
 
 def test_xen_groups():
@@ -130,9 +135,13 @@ def test_xml_matches_source_single():
 def test_whole_corpus_through_the_loader():
     results = load_profiles(["source", "variants", "xml"], str(CORPUS), include_path=["include"])
     assert [os.path.relpath(r.source, CORPUS) for r in results] == [
-        "source/xen-cluster", "source/xen-groups", "source/xen-networks", "source/xen-single",
-        "variants/xen-single-seed", "xml/xen-single.xml"]
+        "source/xen-cluster",
+        "source/xen-groups",
+        "source/xen-networks",
+        "source/xen-single",
+        "variants/xen-single-seed",
+        "xml/xen-single.xml",
+    ]
     assert [r.error for r in results] == [None] * 6
-    guests = sum(len(r.profile.value("xen", "virtualmachines", "").split())
-                 for r in results[:4])
+    guests = sum(len(r.profile.value("xen", "virtualmachines", "").split()) for r in results[:4])
     assert guests == 17  # "All of source/ loads together as one site (17 guests)"

@@ -16,20 +16,19 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from support import trickle_server
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common import validate as _validate
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader as _loader
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import mutations as _mutations
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import source as _source
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import xml as _xml
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
-    fetch_url, is_url, load_profiles)
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_url, is_url, load_profiles
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+from support import trickle_server
 
 SECRET = "root:$6$lcfgt-inv-SECRET-HASH:19000:0:99999:7:::"
 GOOD = "!profile.components mADD(xen)\n!xen.virtualmachines mADD(goodvm)\n"
@@ -65,8 +64,8 @@ def refused(results: dict, name: str, line: int | None, problem: str) -> LcfgErr
 
 # ------------------------------------------------------------------ #include confinement
 
-@pytest.mark.parametrize("spec", ['"../../secret/shadow"', "<../../secret/shadow>",
-                                  '"{secret}"', "<{secret}>"])
+
+@pytest.mark.parametrize("spec", ['"../../secret/shadow"', "<../../secret/shadow>", '"{secret}"', "<{secret}>"])
 def test_include_outside_the_site_is_refused(site, spec):
     spec = spec.format(secret=site / "secret" / "shadow")
     results = load(site, "evil", f"!profile.components mADD(xen)\n#include {spec}\n")
@@ -114,8 +113,7 @@ def test_include_inside_the_include_path_and_the_sources_directory_still_works(s
 
 def test_profile_symlinked_out_of_a_source_directory_is_refused(site):
     os.symlink(site / "secret" / "shadow", site / "site/profiles/evil")
-    results = {os.path.basename(r.source): r
-               for r in load_profiles(["profiles"], str(site / "site"))}
+    results = {os.path.basename(r.source): r for r in load_profiles(["profiles"], str(site / "site"))}
     err = results["evil"].error
     assert err is not None and "outside the source directory" in err.problem
     assert "lcfgt-inv-SECRET" not in str(err)
@@ -132,6 +130,7 @@ def test_errors_quote_a_bounded_escaped_excerpt(site):
 
 
 # ------------------------------------------------------------------ budgets
+
 
 def test_repeated_mconcat_of_a_macro_stops_at_the_value_limit(site):
     # the attack: a 9 KB profile built a 100 MB value
@@ -178,11 +177,14 @@ def test_long_derivations_keep_first_and_last_location(tmp_path):
     assert res.derivation.startswith(f"{path}:1 ...") and res.first_location == (str(path), 2000)
 
 
-@pytest.mark.parametrize("expr, problem", [
-    ("1" + "0" * 400 + " / 3 > 1", "integer constant too large"),
-    ("4000000000 * 4000000000 * 4000000000 > 1", "integer overflow"),
-    ("9223372036854775807 + 1", "integer overflow"),
-])
+@pytest.mark.parametrize(
+    "expr, problem",
+    [
+        ("1" + "0" * 400 + " / 3 > 1", "integer constant too large"),
+        ("4000000000 * 4000000000 * 4000000000 > 1", "integer overflow"),
+        ("9223372036854775807 + 1", "integer overflow"),
+    ],
+)
 def test_if_arithmetic_is_64_bit_and_never_raises_overflow(site, expr, problem):
     results = load(site, "evil", f"#if {expr}\n#endif\n")
     refused(results, "evil", 1, problem)
@@ -232,11 +234,12 @@ def test_cpus_0_9999999_in_a_profile_is_an_error_naming_the_line(site):
 
 # ------------------------------------------------------------------ every exception -> file:line
 
+
 def test_unexpected_exception_in_the_reader_names_file_line_and_type(site, monkeypatch):
     def boom(old, arg):
         raise KeyError("internal")
-    monkeypatch.setitem(_mutations.MUTATIONS, "mBOOM",
-                        _mutations.Mutation("mBOOM", 1, boom, False))
+
+    monkeypatch.setitem(_mutations.MUTATIONS, "mBOOM", _mutations.Mutation("mBOOM", 1, boom, False))
     results = load(site, "evil", "x.a 1\n!x.b mBOOM(1)\n")
     err = refused(results, "evil", 2, "KeyError")
     assert isinstance(err.__cause__, KeyError)  # the type is kept, not hidden
@@ -245,30 +248,37 @@ def test_unexpected_exception_in_the_reader_names_file_line_and_type(site, monke
 def test_unexpected_exception_in_the_loader_is_one_profiles_error(site, monkeypatch):
     def boom(*args, **kwargs):
         raise MemoryError("exhausted")
+
     monkeypatch.setattr(_loader, "read_xml_profile", boom)
     (site / "site/profiles/evil.xml").write_text("<profile/>")
-    results = {os.path.basename(r.source): r
-               for r in load_profiles(["profiles"], str(site / "site"))}
+    results = {os.path.basename(r.source): r for r in load_profiles(["profiles"], str(site / "site"))}
     assert "MemoryError" in results["evil.xml"].error.problem
     assert results["good"].error is None
 
 
 # ------------------------------------------------------------------ host and group names
 
+
 def make(name: str, xen: dict[str, str] | None = None) -> Profile:
     path = f"/site/{name}"
     prof = Profile(name=name, path=path)
     prof.resources["profile"] = {"components": Resource("xen", f"{path}:1")}
-    prof.resources["xen"] = {res: Resource(value, f"{path}:{n}")
-                             for n, (res, value) in enumerate((xen or {}).items(), start=2)}
+    prof.resources["xen"] = {
+        res: Resource(value, f"{path}:{n}") for n, (res, value) in enumerate((xen or {}).items(), start=2)
+    }
     return prof
 
 
-@pytest.mark.parametrize("host, problem", [
-    ("ungrouped", "is a group name"), ("all", "is a group name"),
-    ("xen_guests", "is a group name"), ("bad name", "not a valid inventory name"),
-    ("x:1", "not a valid inventory name"),
-])
+@pytest.mark.parametrize(
+    "host, problem",
+    [
+        ("ungrouped", "is a group name"),
+        ("all", "is a group name"),
+        ("xen_guests", "is a group name"),
+        ("bad name", "not a valid inventory name"),
+        ("x:1", "not a valid inventory name"),
+    ],
+)
 def test_reserved_or_invalid_host_names_reject_only_that_profile(host, problem):
     good = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
     site = build_site([good, make(host)])
@@ -287,8 +297,7 @@ def test_guest_named_like_a_group_is_an_error_at_its_line(guest):
     assert list(site.hosts) == ["xen1"]
 
 
-@pytest.mark.parametrize("other", [make("cl"), make("xen2", {"virtualmachines": "cl"})],
-                         ids=["host", "guest"])
+@pytest.mark.parametrize("other", [make("cl"), make("xen2", {"virtualmachines": "cl"})], ids=["host", "guest"])
 def test_group_named_like_a_host_is_the_groups_profiles_error(other):
     # a profile cannot knock another host out by naming a virtual group after it
     evil = make("xen1", {"virtualmachines": "vm1", "virtualgroup": "cl", "members_cl": "vm1"})
@@ -301,13 +310,13 @@ def test_group_named_like_a_host_is_the_groups_profiles_error(other):
 
 
 def test_group_name_starting_with_a_digit_is_an_error():
-    site = build_site([make("xen1", {"virtualmachines": "vm1", "virtualgroup": "1cl",
-                                     "members_1cl": "vm1"})])
+    site = build_site([make("xen1", {"virtualmachines": "vm1", "virtualgroup": "1cl", "members_1cl": "vm1"})])
     [err] = site.rejected["xen1"]
     assert (err.file, err.line) == ("/site/xen1", 3) and "starts with a digit" in err.problem
 
 
 # ------------------------------------------------------------------ http(s)
+
 
 @pytest.fixture(params=[False, True], ids=["slow-body", "slow-headers"])
 def trickle_url(request):
@@ -325,6 +334,7 @@ def test_a_server_sending_a_byte_a_second_fails_within_the_deadline(trickle_url)
 
 def test_the_deadline_holds_with_ansibles_open_url(trickle_url):
     from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+
     opener = make_opener({}, True, None, None, None, False)
     start = time.monotonic()
     [r] = load_profiles([trickle_url], "/", timeout=2, opener=opener)
@@ -370,6 +380,7 @@ def serving(answer, context=None):
 
 def opener(headers=None, client_cert=None, client_key=None, ca_path=None, use_proxy=False):
     from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+
     return make_opener(headers or {}, True, client_cert, client_key, ca_path, use_proxy)
 
 
@@ -403,8 +414,12 @@ def test_open_url_redirects_only_to_http_checked_before_connecting():
     ftp.bind(("127.0.0.1", 0))
     ftp.listen(1)
     ftp.setblocking(False)
-    targets = {"/file": "file:///etc/passwd", "/ftp": f"ftp://127.0.0.1:{ftp.getsockname()[1]}/x",
-               "/rel": "/h/XML/profile.xml", "/loop": "/loop"}
+    targets = {
+        "/file": "file:///etc/passwd",
+        "/ftp": f"ftp://127.0.0.1:{ftp.getsockname()[1]}/x",
+        "/rel": "/h/XML/profile.xml",
+        "/loop": "/loop",
+    }
 
     def redirect(handler):
         if handler.path == "/h/XML/profile.xml":
@@ -412,8 +427,7 @@ def test_open_url_redirects_only_to_http_checked_before_connecting():
         return 302, {"Location": targets[handler.path]}, b""
 
     with serving(redirect) as base:
-        got = {path: load_profiles([base + path], "/", timeout=5, opener=opener())[0]
-               for path in targets}
+        got = {path: load_profiles([base + path], "/", timeout=5, opener=opener())[0] for path in targets}
     for path in ("/file", "/ftp"):
         assert "redirect to a non-http(s) URL" in got[path].error.problem
         assert got[path].error.file == base + path
@@ -442,10 +456,29 @@ def test_open_url_goes_through_the_environments_proxy(monkeypatch):
 def _self_signed(tmp_path, name: str, ip: bool) -> tuple[str, str]:
     key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
     extra = ["-addext", "subjectAltName=IP:127.0.0.1"] if ip else []
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                    "-subj", f"/CN={'127.0.0.1' if ip else name}", *extra,
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={'127.0.0.1' if ip else name}",
+            *extra,
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return str(cert), str(key)
 
 
@@ -460,11 +493,11 @@ def test_open_url_client_certificate_and_ca_path(tmp_path):
     context.load_verify_locations(client_cert)
     with serving(lambda handler: (200, {}, PROFILE_XML % b"mtls"), context) as base:
         url = f"{base}/xenhost/XML/profile.xml"
-        [ok] = load_profiles([url], "/", timeout=5, opener=opener(
-            client_cert=client_cert, client_key=client_key, ca_path=server_cert))
+        [ok] = load_profiles(
+            [url], "/", timeout=5, opener=opener(client_cert=client_cert, client_key=client_key, ca_path=server_cert)
+        )
         [no_client] = load_profiles([url], "/", timeout=5, opener=opener(ca_path=server_cert))
-        [no_ca] = load_profiles([url], "/", timeout=5, opener=opener(
-            client_cert=client_cert, client_key=client_key))
+        [no_ca] = load_profiles([url], "/", timeout=5, opener=opener(client_cert=client_cert, client_key=client_key))
     assert ok.error is None and ok.profile.value("xen", "a") == "mtls"
     assert no_client.profile is None and "cannot fetch" in no_client.error.problem
     assert no_ca.profile is None and "validate_certs" in no_ca.error.problem
@@ -474,8 +507,7 @@ def test_xml_profile_of_many_tiny_elements_is_bounded(tmp_path, monkeypatch):
     # the attack: a 60 MB XML profile of <a>1</a> took 3.4 GB and 15 s
     monkeypatch.setattr(_xml, "MAX_XML_ELEMENTS", 1000)
     path = tmp_path / "evil.xml"
-    path.write_text("<profile><lcfg><components><xen>\n" + "<a>1</a>\n" * 1001
-                    + "</xen></components></lcfg></profile>")
+    path.write_text("<profile><lcfg><components><xen>\n" + "<a>1</a>\n" * 1001 + "</xen></components></lcfg></profile>")
     with pytest.raises(LcfgError) as info:
         _xml.read_xml_profile(str(path))
     assert (info.value.file, info.value.line) == (str(path), 1002)
@@ -484,10 +516,12 @@ def test_xml_profile_of_many_tiny_elements_is_bounded(tmp_path, monkeypatch):
 
 
 def _xml_profile(node: str, guest: str) -> str:
-    return (f'<?xml version="1.0"?>\n<profile>\n<lcfg>\n<components>\n'
-            f"<profile><node>{node}</node><components>xen</components></profile>\n"
-            f"<xen><virtualmachines>{guest}</virtualmachines></xen>\n"
-            "</components>\n</lcfg>\n</profile>\n")
+    return (
+        f'<?xml version="1.0"?>\n<profile>\n<lcfg>\n<components>\n'
+        f"<profile><node>{node}</node><components>xen</components></profile>\n"
+        f"<xen><virtualmachines>{guest}</virtualmachines></xen>\n"
+        "</components>\n</lcfg>\n</profile>\n"
+    )
 
 
 def test_xml_profile_node_cannot_take_another_hosts_name(site):

@@ -11,11 +11,12 @@ import threading
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader as _loader
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
-    is_profile_file, load_profiles)
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import is_profile_file, load_profiles
 
-XML = (b'<?xml version="1.0"?><profile xmlns="http://www.lcfg.org/namespace/profile-1.1">'
-       b"<lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>")
+XML = (
+    b'<?xml version="1.0"?><profile xmlns="http://www.lcfg.org/namespace/profile-1.1">'
+    b"<lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>"
+)
 
 
 @pytest.fixture
@@ -66,8 +67,7 @@ def test_directory_scan_order_skips_and_error_isolation(tree):
 
 
 def test_explicit_files_missing_sources_and_dedup(tree):
-    results = load_profiles(["site/a-host", str(tree / "site/a-host"), "site/x.xml", "nope",
-                             "site/sub"], str(tree))
+    results = load_profiles(["site/a-host", str(tree / "site/a-host"), "site/x.xml", "nope", "site/sub"], str(tree))
     rel = [os.path.relpath(r.source, tree) for r in results]
     assert rel == ["nope", "site/a-host", "site/sub/broken", "site/sub/c-host", "site/x.xml"]
     assert results[0].profile is None and "no such file" in str(results[0].error)
@@ -98,18 +98,36 @@ def test_empty_source_entry():
     assert r.profile is None and "empty" in str(r.error)
 
 
-@pytest.mark.parametrize("name,ok", [
-    ("xenhost1", True), ("host.example.org", True), ("h.xml", True), (".h", False), ("a.h", False),
-    ("a.def", False), ("x.yml", False), ("x.YAML", False), ("x~", False), ("#x#", False),
-    ("x.swp", False), ("x.orig", False), ("x.rpmnew", False), ("x.dpkg-old", False),
-    ("README", False), ("notes.txt", False), ("profile.xml.gz", False), ("profile.db", False),
-    ("index.html", False),
-])
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("xenhost1", True),
+        ("host.example.org", True),
+        ("h.xml", True),
+        (".h", False),
+        ("a.h", False),
+        ("a.def", False),
+        ("x.yml", False),
+        ("x.YAML", False),
+        ("x~", False),
+        ("#x#", False),
+        ("x.swp", False),
+        ("x.orig", False),
+        ("x.rpmnew", False),
+        ("x.dpkg-old", False),
+        ("README", False),
+        ("notes.txt", False),
+        ("profile.xml.gz", False),
+        ("profile.db", False),
+        ("index.html", False),
+    ],
+)
 def test_is_profile_file(name, ok):
     assert is_profile_file(name) is ok
 
 
 # ------------------------------------------------------------------ URLs
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
@@ -154,8 +172,13 @@ def test_url_profiles(http_server, monkeypatch):
     }
     monkeypatch.setattr(_loader, "MAX_URL_SIZE", 1000)
     base = http_server
-    urls = [f"{base}/profiles/ed.ac.uk/xenhost7/XML/profile.xml", f"{base}/bad.xml",
-            f"{base}/missing.xml", f"{base}/redir", f"{base}/moved"]
+    urls = [
+        f"{base}/profiles/ed.ac.uk/xenhost7/XML/profile.xml",
+        f"{base}/bad.xml",
+        f"{base}/missing.xml",
+        f"{base}/redir",
+        f"{base}/moved",
+    ]
     results = {r.source: r for r in load_profiles(urls, "/")}
     good = results[urls[0]]
     assert good.error is None and good.profile.name == "xenhost7"
@@ -172,6 +195,7 @@ def test_url_profiles(http_server, monkeypatch):
 
 def test_url_timeout_and_refused(monkeypatch):
     import socket
+
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)  # accepts but never answers
@@ -188,9 +212,30 @@ def test_url_timeout_and_refused(monkeypatch):
 @pytest.fixture
 def https_server(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
     server = _serve(context)

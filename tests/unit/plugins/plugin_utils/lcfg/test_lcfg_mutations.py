@@ -16,8 +16,8 @@ TABLE = [
     ("mADD", "", ["a b"], "a b"),
     ("mADD", "a b", ["b c"], "a b c"),
     ("mADD", "a b", ["a"], "a b"),
-    ("mADD", "ab", ["a"], "ab a"),          # whole-word test, not substring
-    ("mADD", "a ", ["b"], "a b"),           # no extra space after a separator
+    ("mADD", "ab", ["a"], "ab a"),  # whole-word test, not substring
+    ("mADD", "a ", ["b"], "a b"),  # no extra space after a separator
     ("mADD", "a", [""], "a"),
     # mEXTRA / mAPPEND: append_tag, duplicates allowed
     ("mEXTRA", "a", ["a"], "a a"),
@@ -30,16 +30,16 @@ TABLE = [
     # mREMOVE: first whole-word occurrence and the separators after it
     ("mREMOVE", "start run", ["start"], "run"),
     ("mREMOVE", "a b a", ["a"], "b a"),
-    ("mREMOVE", "a b c", ["c"], "a b "),     # core removes only the following separators
-    ("mREMOVE", "a b", ["x"], "a b"),        # absent tag: success, unchanged
+    ("mREMOVE", "a b c", ["c"], "a b "),  # core removes only the following separators
+    ("mREMOVE", "a b", ["x"], "a b"),  # absent tag: success, unchanged
     ("mREMOVE", "ab b", ["b"], "ab "),
     ("mREMOVE", "a", ["a"], ""),
-    ("mREMOVE", None, ["a"], None),          # unset stays unset
+    ("mREMOVE", None, ["a"], None),  # unset stays unset
     ("mREMOVE", "a b c", ["a c"], "b "),
     # mREPLACE: first whole tag
     ("mREPLACE", "a b c", ["b", "x"], "a x c"),
     ("mREPLACE", "ab b", ["b", "x"], "ab x"),
-    ("mREPLACE", "a b", ["b", ""], "a "),    # empty new = removal
+    ("mREPLACE", "a b", ["b", ""], "a "),  # empty new = removal
     # mSUBST: first substring, not word-bounded
     ("mSUBST", "foobar bar", ["bar", "X"], "fooX bar"),
     ("mSUBST", "abc", ["zz", "X"], "abc"),
@@ -61,11 +61,14 @@ def test_macro_table(macro, old, args, expected):
         assert mut.apply(old, *args) == expected
 
 
-@pytest.mark.parametrize("old,args", [
-    ("a b", ["x", "y"]),     # absent
-    ("", ["a", "b"]),        # empty value
-    (None, ["a", "b"]),      # unset
-])
+@pytest.mark.parametrize(
+    "old,args",
+    [
+        ("a b", ["x", "y"]),  # absent
+        ("", ["a", "b"]),  # empty value
+        (None, ["a", "b"]),  # unset
+    ],
+)
 def test_replace_tag_failures(old, args):
     with pytest.raises(m.MutationError):
         m.MUTATIONS["mREPLACE"].apply(old, *args)
@@ -93,19 +96,21 @@ def test_primitives_directly():
     assert m.value_remove_tags("a\tb\nc", "b") == "a\tc"
 
 
-@pytest.mark.parametrize("name,ok", [("xen", True), ("x1_y", True), ("1x", False), ("_x", False),
-                                     ("a-b", False), ("", False), ("a.b", False)])
+@pytest.mark.parametrize(
+    "name,ok",
+    [("xen", True), ("x1_y", True), ("1x", False), ("_x", False), ("a-b", False), ("", False), ("a.b", False)],
+)
 def test_valid_name(name, ok):
     assert m.valid_name(name) is ok
 
 
-@pytest.mark.parametrize("tag,ok", [("0", True), ("node1", True), ("_a", True), ("a-b", False),
-                                    ("", False), ("a b", False)])
+@pytest.mark.parametrize(
+    "tag,ok", [("0", True), ("node1", True), ("_a", True), ("a-b", False), ("", False), ("a b", False)]
+)
 def test_valid_tag(tag, ok):
     assert m.valid_tag(tag) is ok
 
 
-@pytest.mark.parametrize("value,ok", [("", True), ("a b\tc", True), ("0,1", False),
-                                      ("a-b", False)])
+@pytest.mark.parametrize("value,ok", [("", True), ("a b\tc", True), ("0,1", False), ("a-b", False)])
 def test_valid_list(value, ok):
     assert m.valid_list(value) is ok

@@ -5,19 +5,17 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import (
-    profile_name_from_path, read_xml_profile)
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import profile_name_from_path, read_xml_profile
 
-NS11 = ('xmlns="http://www.lcfg.org/namespace/profile-1.1" '
-        'xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"')
-NS10 = ('xmlns="http://www.lcfg.org/namespace/profile-1.0" '
-        'xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"')
+NS11 = 'xmlns="http://www.lcfg.org/namespace/profile-1.1" xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"'
+NS10 = 'xmlns="http://www.lcfg.org/namespace/profile-1.0" xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"'
 
 
 def doc(components: str, ns: str = NS11, meta: str = "") -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<profile {ns}>\n<lcfg>\n{meta}'
-            f"<components>\n{components}\n</components>\n<packages/>\n</lcfg>\n</profile>\n"
-            ).encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<profile {ns}>\n<lcfg>\n{meta}'
+        f"<components>\n{components}\n</components>\n<packages/>\n</lcfg>\n</profile>\n"
+    ).encode()
 
 
 def read(components: str, path: str = "/site/host.xml", **kw) -> dict:
@@ -60,8 +58,15 @@ EXPECTED_XEN = {
 }
 
 
-@pytest.mark.parametrize("ns", [NS11, NS10, 'xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"',
-                                'xmlns="http://www.lcfg.org/namespace/profile-1.2" xmlns:cfg="urn:cfg"'])
+@pytest.mark.parametrize(
+    "ns",
+    [
+        NS11,
+        NS10,
+        'xmlns:cfg="http://www.lcfg.org/namespace/cfg-1.0"',
+        'xmlns="http://www.lcfg.org/namespace/profile-1.2" xmlns:cfg="urn:cfg"',
+    ],
+)
 def test_nested_records_and_templates_any_namespace(ns):
     p = read(XEN, path="/site/xenhost1.xml", ns=ns)
     assert p.plain()["xen"] == EXPECTED_XEN
@@ -84,8 +89,12 @@ def test_tag_unescaping():
   <disks_RECORD cfg:name="_"><diskname>underscore</diskname></disks_RECORD>
   <disks_RECORD cfg:name="__x"><diskname>double</diskname></disks_RECORD>
 </disks></xen>""")
-    assert p.plain()["xen"] == {"disks": "0 _ _x", "diskname_0": "zero", "diskname__": "underscore",
-                                "diskname__x": "double"}
+    assert p.plain()["xen"] == {
+        "disks": "0 _ _x",
+        "diskname_0": "zero",
+        "diskname__": "underscore",
+        "diskname__x": "double",
+    }
 
 
 def test_template_right_most_dollar_is_innermost_and_extra_tags():
@@ -99,8 +108,7 @@ def test_template_right_most_dollar_is_innermost_and_extra_tags():
 
 
 def test_field_without_template_uses_conventional_name():
-    p = read('<xen><vms cfg:template="name_$"><vms_RECORD cfg:name="a"><mem>1</mem>'
-             '</vms_RECORD></vms></xen>')
+    p = read('<xen><vms cfg:template="name_$"><vms_RECORD cfg:name="a"><mem>1</mem></vms_RECORD></vms></xen>')
     assert p.value("xen", "mem_a") == "1"
 
 
@@ -126,8 +134,10 @@ def test_list_without_records_falls_back_to_text():
     assert p.value("xen", "typed") == "x y"
 
 
-@pytest.mark.parametrize("raw,canon", [("yes", "yes"), ("TRUE", "yes"), ("on", "yes"), ("1", "yes"),
-                                       ("no", ""), ("False", ""), ("off", ""), ("0", "")])
+@pytest.mark.parametrize(
+    "raw,canon",
+    [("yes", "yes"), ("TRUE", "yes"), ("on", "yes"), ("1", "yes"), ("no", ""), ("False", ""), ("off", ""), ("0", "")],
+)
 def test_boolean_canonicalisation(raw, canon):
     p = read(f'<xen><flag cfg:type="%boolean">{raw}</flag></xen>')
     assert p.get("xen", "flag").value == canon
@@ -161,7 +171,7 @@ def test_contexts_inherit_and_merge():
     assert p.get("xen", "b").context == "!install"
     assert p.value("xen", "c") == "same"
     assert p.value("xen", "vms") == "v"
-    assert p.get("xen", "m_v") is None                  # (!install) & (install) is false
+    assert p.get("xen", "m_v") is None  # (!install) & (install) is false
     assert p.get("xen", "m_q").context == "!x"
 
 
@@ -173,17 +183,24 @@ def test_equal_priority_conflict():
     assert "conflicting values 'one'" in err.problem and "'two'" in err.problem
 
 
-@pytest.mark.parametrize("components,line,resource,problem", [
-    ('<xen>\n<l cfg:template="x_$"><l_RECORD><x>1</x></l_RECORD></l></xen>', 6, "xen.l", "without cfg:name"),
-    ('<xen>\n<l cfg:template="x_$"><l_RECORD cfg:name="a-b"/></l></xen>', 6, "xen.l", "invalid tag"),
-    ('<xen>\n<l cfg:template="x_$$$$$$"/></xen>', 6, "xen.l", "1 to 5"),
-    ('<xen>\n<l cfg:template="1x_$"/></xen>', 6, "xen.l", "invalid template"),
-    ('<xen>\n<l cfg:template="x_$_$"><l_RECORD cfg:name="a"><x>1</x></l_RECORD></l></xen>',
-     6, "xen.x", "insufficient tags"),
-    ('<xen>\n<b cfg:type="boolean">maybe</b></xen>', 6, "xen.b", "invalid boolean"),
-    ('<xen>\n<a cfg:context="(x">v</a></xen>', 6, "xen.a", "context"),
-    ('<_bad>\n<a>v</a></_bad>', 5, None, "invalid component name"),
-])
+@pytest.mark.parametrize(
+    "components,line,resource,problem",
+    [
+        ('<xen>\n<l cfg:template="x_$"><l_RECORD><x>1</x></l_RECORD></l></xen>', 6, "xen.l", "without cfg:name"),
+        ('<xen>\n<l cfg:template="x_$"><l_RECORD cfg:name="a-b"/></l></xen>', 6, "xen.l", "invalid tag"),
+        ('<xen>\n<l cfg:template="x_$$$$$$"/></xen>', 6, "xen.l", "1 to 5"),
+        ('<xen>\n<l cfg:template="1x_$"/></xen>', 6, "xen.l", "invalid template"),
+        (
+            '<xen>\n<l cfg:template="x_$_$"><l_RECORD cfg:name="a"><x>1</x></l_RECORD></l></xen>',
+            6,
+            "xen.x",
+            "insufficient tags",
+        ),
+        ('<xen>\n<b cfg:type="boolean">maybe</b></xen>', 6, "xen.b", "invalid boolean"),
+        ('<xen>\n<a cfg:context="(x">v</a></xen>', 6, "xen.a", "context"),
+        ("<_bad>\n<a>v</a></_bad>", 5, None, "invalid component name"),
+    ],
+)
 def test_errors_name_line_and_resource(components, line, resource, problem):
     with pytest.raises(LcfgError) as info:
         read(components)
@@ -195,14 +212,17 @@ def test_errors_name_line_and_resource(components, line, resource, problem):
     assert str(err).startswith(f"/site/host.xml:{line}: ")
 
 
-@pytest.mark.parametrize("data,problem", [
-    (b"", "invalid XML"),
-    (b"<profile><lcfg><components>", "invalid XML"),
-    (b"<other/>", "root element is <other>"),
-    (b"<profile/>", "no <lcfg>"),
-    (b"<profile><lcfg/></profile>", "no <components>"),
-    (b"\xff\xfe garbage", "invalid XML"),
-])
+@pytest.mark.parametrize(
+    "data,problem",
+    [
+        (b"", "invalid XML"),
+        (b"<profile><lcfg><components>", "invalid XML"),
+        (b"<other/>", "root element is <other>"),
+        (b"<profile/>", "no <lcfg>"),
+        (b"<profile><lcfg/></profile>", "no <components>"),
+        (b"\xff\xfe garbage", "invalid XML"),
+    ],
+)
 def test_not_a_profile(data, problem):
     with pytest.raises(LcfgError) as info:
         read_xml_profile("/x/bad.xml", data=data)
@@ -213,9 +233,11 @@ def test_not_a_profile(data, problem):
 def test_entities_are_not_expanded_and_no_network(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("TOP-SECRET")
-    data = (f'<?xml version="1.0"?><!DOCTYPE profile [<!ENTITY x SYSTEM "file://{secret}">'
-            f'<!ENTITY y "internal">]><profile><lcfg><components><c>\n<r>a&x;b</r><s>&y;</s>'
-            f"</c></components></lcfg></profile>").encode()
+    data = (
+        f'<?xml version="1.0"?><!DOCTYPE profile [<!ENTITY x SYSTEM "file://{secret}">'
+        f'<!ENTITY y "internal">]><profile><lcfg><components><c>\n<r>a&x;b</r><s>&y;</s>'
+        f"</c></components></lcfg></profile>"
+    ).encode()
     # red team F13: the value was the literal text "a&x;b"; now an error at the element's line
     with pytest.raises(LcfgError) as info:
         read_xml_profile("/x/ent.xml", data=data)
@@ -229,10 +251,12 @@ def test_entities_are_not_expanded_and_no_network(tmp_path):
 
 def test_billion_laughs_is_harmless():
     ents = '<!ENTITY a0 "lol">' + "".join(
-        f'<!ENTITY a{i} "&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};">'
-        for i in range(1, 12))
-    data = (f'<?xml version="1.0"?><!DOCTYPE profile [{ents}]><profile><lcfg><components>'
-            f"<c><r>&a11;</r></c></components></lcfg></profile>").encode()
+        f'<!ENTITY a{i} "&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};&a{i - 1};">' for i in range(1, 12)
+    )
+    data = (
+        f'<?xml version="1.0"?><!DOCTYPE profile [{ents}]><profile><lcfg><components>'
+        f"<c><r>&a11;</r></c></components></lcfg></profile>"
+    ).encode()
     try:
         p = read_xml_profile("/x/lol.xml", data=data)
     except LcfgError:
