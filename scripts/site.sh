@@ -5,11 +5,8 @@
 # prints the summary. Run it twice: the second run reports changed=0.
 # Usage: scripts/site.sh [extra ansible-playbook arguments, e.g. --check --diff]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-export PATH="$ROOT/.venv/bin:$PATH"
-export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
-export PYTHONPATH="$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=scripts/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 export ANSIBLE_INVENTORY_UNPARSED_WARNING=false ANSIBLE_LOCALHOST_WARNING=false
 # Multi-line results (the summary table) print as YAML blocks, not JSON strings.
 export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"

@@ -4,11 +4,8 @@
 # real-Xen lab, so the last line printed is pytest's summary.
 # Usage: scripts/test.sh all|ruff|sanity|lint|unit|integration|molecule|xen
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-export PATH="$ROOT/.venv/bin:$PATH"
-export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
-export PYTHONPATH="$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=scripts/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 export ANSIBLE_NOCOLOR=1
 # libguestfs tries KVM first for its appliance; under nested virtualisation that attempt
 # can spin without end (seen on the test machines), so our own runs use TCG unless

@@ -162,6 +162,22 @@ def libvirt_domains(uri: str) -> dict:
         conn.close()
 
 
+def four_steps(module: str, params: dict, uri: str = "qemu:///system") -> dict:
+    """Run ``module`` check -> apply -> check -> apply on ``uri``; each check predicts its run
+    (changed, diff, actions) and the second pair changes nothing. Returns the first apply."""
+    params = dict(params, uri=uri)
+    results = [run_module(module, params, check=check, diff=True) for check in (True, False, True, False)]
+    for result in results:
+        assert result["rc"] == 0, result.get("msg")
+    first_check, first, second_check, second = results
+    for check, real in ((first_check, first), (second_check, second)):
+        assert check["changed"] == real["changed"]
+        assert check["diff"] == real["diff"]
+        assert check.get("actions") == real.get("actions")
+    assert second_check["changed"] is False and second["changed"] is False
+    return first
+
+
 def remove_named(objects, prefix: str) -> None:
     """Destroy and undefine the libvirt domains or networks of ``objects`` whose name
     starts with ``prefix``."""

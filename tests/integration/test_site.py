@@ -59,32 +59,22 @@ def _recap(stdout: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _run_site(env: dict) -> subprocess.CompletedProcess:
+    """scripts/site.sh (make site) with ``env``."""
+    cmd = ["bash", str(ROOT / "scripts" / "site.sh")]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600, check=False)
+
+
 def test_site_playbook_twice_then_teardown(tmp_path):
     inventory = _own_copy_of_the_example_site(tmp_path / "inventory")
     env = ansible_env()
     env["LCFG_XEN_INVENTORY"] = str(inventory)
     others_before = {name for name in _domain_names() if not name.startswith("lcfgts-")}
-    site = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "site.sh")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=3600,
-        check=False,
-    )
+    site = _run_site(env)
     assert site.returncode == 0, site.stdout[-4000:] + site.stderr[-2000:]
     assert "guests," in site.stdout and "running" in site.stdout  # the summary was printed
 
-    again = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "site.sh")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=3600,
-        check=False,
-    )
+    again = _run_site(env)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     recap = _recap(again.stdout)
     assert recap, again.stdout[-2000:]

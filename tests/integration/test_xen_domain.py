@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from support import ROOT, run_module, wait_for
+from support import ROOT, four_steps, run_module, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -130,21 +130,6 @@ def boot_files():
     shutil.rmtree(tree)
     yield {"kernel": str(BOOT_DIR / "vmlinuz"), "ramdisk": str(initrd), "cmdline": "console=ttyS0 quiet panic=-1"}
     shutil.rmtree(BOOT_DIR, ignore_errors=True)
-
-
-def four_steps(module: str, params: dict) -> dict:
-    """check -> apply -> check -> apply; returns the first apply result."""
-    params = dict(params, uri=URI)
-    results = [run_module(module, params, check=check, diff=True) for check in (True, False, True, False)]
-    for result in results:
-        assert result["rc"] == 0, result.get("msg")
-    first_check, first, second_check, second = results
-    for check, real in ((first_check, first), (second_check, second)):
-        assert check["changed"] == real["changed"]
-        assert check["diff"] == real["diff"]
-        assert check.get("actions") == real.get("actions")
-    assert second_check["changed"] is False and second["changed"] is False
-    return first
 
 
 def inactive(conn, name: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from support import four_steps as four_steps_of
 from support import remove_domains, run_module
 
 libvirt = pytest.importorskip("libvirt")
@@ -34,17 +35,7 @@ def conn():
 
 
 def four_steps(params: dict) -> dict:
-    params = dict(params, uri=URI)
-    results = [run_module("xen_guests", params, check=check, diff=True) for check in (True, False, True, False)]
-    for result in results:
-        assert result["rc"] == 0, result.get("msg")
-    first_check, first, second_check, second = results
-    for check, real in ((first_check, first), (second_check, second)):
-        assert check["changed"] == real["changed"]
-        assert check["diff"] == real["diff"]
-        assert [r["actions"] for r in check["results"]] == [r["actions"] for r in real["results"]]
-    assert second_check["changed"] is False and second["changed"] is False
-    return first
+    return four_steps_of("xen_guests", params, URI)
 
 
 def hostvar(index: int) -> dict:
