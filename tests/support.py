@@ -121,9 +121,9 @@ def untrusted(value):
     return value
 
 
-def inventory_list(config: str | Path) -> dict:
-    """``ansible-inventory -i config --list`` with this checkout, as plain data."""
-    proc = subprocess.run(
+def run_inventory(config: str | Path) -> subprocess.CompletedProcess:
+    """``ansible-inventory -i config --list`` with this checkout (not checked)."""
+    return subprocess.run(
         [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
         capture_output=True,
         text=True,
@@ -132,6 +132,11 @@ def inventory_list(config: str | Path) -> dict:
         check=False,
         cwd=str(ROOT),
     )
+
+
+def inventory_list(config: str | Path) -> dict:
+    """``ansible-inventory -i config --list`` with this checkout, as plain data."""
+    proc = run_inventory(config)
     assert proc.returncode == 0, proc.stderr
     return untrusted(json.loads(proc.stdout))
 
@@ -309,3 +314,8 @@ def renamed_copy(
         for old, new in renames:
             text = text.replace(old, new)
         dest.write_text(own_uuids(text, uuid_tag))
+
+
+def define_by_hand(uri: str, xml: str) -> None:
+    """``virsh define`` ``xml`` on ``uri``: a domain lcfg.xen did not define (no marker)."""
+    subprocess.run(["virsh", "-c", uri, "define", "/dev/stdin"], input=xml, capture_output=True, text=True, check=True)

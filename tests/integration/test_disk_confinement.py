@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from support import run_module, run_playbook, tree_snapshot
+from support import define_by_hand, run_module, run_playbook, tree_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -301,13 +301,7 @@ def _define(disks):
         etree.SubElement(element, "driver", name="qemu", type="raw")
         etree.SubElement(element, "source", file=str(path))
         etree.SubElement(element, "target", dev=f"vd{'abc'[index]}", bus="virtio")
-    subprocess.run(
-        ["virsh", "-c", URI, "define", "/dev/stdin"],
-        input=etree.tostring(root).decode(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    define_by_hand(URI, etree.tostring(root).decode())
 
 
 @pytest.mark.parametrize("module", ["xen_domain", "xen_guests"])

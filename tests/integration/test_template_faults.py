@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from support import run_module, storage_directory
+from support import define_by_hand, run_module, storage_directory
 
 pytestmark = pytest.mark.integration
 
@@ -306,13 +306,7 @@ def test_teardown_names_a_directory_given_as_a_disk(store):
     etree.SubElement(element, "driver", name="qemu", type="raw")
     etree.SubElement(element, "source", file=str(directory))
     etree.SubElement(element, "target", dev="vda", bus="virtio")
-    subprocess.run(
-        ["virsh", "-c", URI, "define", "/dev/stdin"],
-        input=etree.tostring(root).decode(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    define_by_hand(URI, etree.tostring(root).decode())
     # defined by hand, so the play adopts it (docs/domains.md)
     params = {
         "name": DOMAIN,

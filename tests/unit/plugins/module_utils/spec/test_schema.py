@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -37,7 +34,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import ModelErrors, build_host
-from support import ansible_env
+from support import run_inventory
 
 PATH = "/site/h1"
 FIXED = settings(
@@ -320,14 +317,7 @@ def test_ansible_inventory_refuses_the_profile_naming_file_and_line(tmp_path):
     )
     config = tmp_path / "site.lcfg.yml"
     config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\n")
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list"],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=300,
-        check=False,
-    )
+    proc = run_inventory(config)
     assert proc.returncode == 0, proc.stderr
     hosts = json.loads(proc.stdout)["_meta"]["hostvars"]
     assert "vm2" in hosts and "vm1" not in hosts and "vm3" not in hosts
