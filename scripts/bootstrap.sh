@@ -31,7 +31,7 @@ install_packages() {
 create_venv() {
   local stamp=.venv/.requirements.sha256
   local want
-  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
   if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
     return
   fi
@@ -39,7 +39,7 @@ create_venv() {
   # Debian's interpreter with system site-packages: python3-guestfs comes from apt.
   [[ -x .venv/bin/python ]] || /usr/bin/python3 -m venv --system-site-packages .venv
   .venv/bin/python -m pip install -q --upgrade pip >.venv/pip.log 2>&1
-  .venv/bin/python -m pip install -q -r requirements.txt >>.venv/pip.log 2>&1 || { tail -30 .venv/pip.log >&2; exit 1; }
+  .venv/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt >>.venv/pip.log 2>&1 || { tail -30 .venv/pip.log >&2; exit 1; }
   echo "$want" > "$stamp"
 }
 

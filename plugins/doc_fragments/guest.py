@@ -1,5 +1,6 @@
-# Copyright: lcfg.xen contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) lcfg.xen contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Documentation fragments for the guest options (xen_domain; the items of xen_guests) and the
 attributes of the modules that converge guests (xen_domain, xen_guests)."""
 

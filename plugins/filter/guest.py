@@ -1,5 +1,6 @@
-# Copyright: lcfg.xen contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) lcfg.xen contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Filters of the guest role and the teardown and summary playbooks: guest specs (the
 ``xen_domain`` hostvars of the lcfg.xen.lcfg inventory plugin) as ``xen_disk`` and
 ``xen_guests`` items, and the site summary table.

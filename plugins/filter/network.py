@@ -1,5 +1,6 @@
-# Copyright: lcfg.xen contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) lcfg.xen contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Filters of the network role and the teardown playbook: what a host's settings (``xen_host``,
 as the lcfg.xen.lcfg inventory plugin gives it) mean as ``xen_bridge`` items, and which
 hypervisor profiles of the inventory describe the same machine.

@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# Copyright: lcfg.xen contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) lcfg.xen contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """List guest disk images."""
 
 from __future__ import annotations
