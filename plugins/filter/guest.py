@@ -43,6 +43,28 @@ def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") 
     return items
 
 
+def guest_templates(specs: Iterable[Mapping[str, Any]], partition: int = 5) -> list[dict[str, Any]]:
+    """The template images the guest specs clone, once each, sorted by path: ``path``, the
+    ``partition`` that holds the guest filesystem (the specs' own, else ``partition``) and
+    the ``guests`` cloned from it. Specs that name one template with different partitions
+    give a ``partitions`` list of more than one (the guest role then refuses to build it)."""
+    found: dict[str, dict[str, Any]] = {}
+    for spec in specs or []:
+        template = spec.get("template")
+        if not template:
+            continue
+        entry = found.setdefault(str(template), {"path": str(template), "guests": [], "partitions": []})
+        entry["guests"].append(spec["name"])
+        named = spec.get("partition") or partition
+        if named not in entry["partitions"]:
+            entry["partitions"].append(named)
+    items = []
+    for path in sorted(found):
+        entry = found[path]
+        items.append(dict(entry, partition=entry["partitions"][0]))
+    return items
+
+
 def _vif(vif: Mapping[str, Any], networks: Mapping[str, str], vif_scripts: bool) -> dict[str, Any]:
     """A vif with the host's network name filled in where the profile leaves it to the host,
     and its script dropped where the driver cannot run it (vif scripts are a Xen feature)."""
@@ -147,4 +169,5 @@ class FilterModule:
             "guest_items": guest_items,
             "guest_removals": guest_removals,
             "guest_summary": guest_summary,
+            "guest_templates": guest_templates,
         }

@@ -55,8 +55,14 @@ options:
       - V(absent) deletes the image (and a partial file left by an interrupted run). An image that is
         the backing file of another image in O(storage_dirs) is not deleted; with O(uri), neither is
         an image that a defined domain uses.
+      - V(template) builds an empty LCFG template image at O(path) when nothing is there - raw and sparse,
+        an msdos partition table, partition 1 a 100 MiB placeholder, and an ext4 filesystem labelled
+        C(lcfgroot) with C(/etc/hostname) and C(/etc/lcfg/) on O(partition) (default V(5), a logical
+        partition in an extended partition 2), O(size_gb) or O(size) large (default 1 GiB). It uses
+        libguestfs on the managed host, without O(uri). An existing file at O(path) is never changed,
+        whatever it holds (no change is reported). O(template) and O(profile_url) do not apply.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, template]
     default: present
   size_gb:
     description:
@@ -106,6 +112,7 @@ options:
     description:
       - Number of the partition of the template whose filesystem receives the LCFG settings
         (the inventory's C(partition)); V(5) is the first logical partition of an msdos table.
+      - With O(state=template), the partition that receives the filesystem of the built template (2 to 60).
     type: int
   hostname:
     description:
@@ -198,6 +205,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Build the guest's LCFG template image when it is missing (never replaced once there)
+  lcfg.xen.xen_disk:
+    path: /var/lib/lcfg-xen/templates/lcfg_template.img
+    state: template
+    partition: 5
+    size_gb: 1
+
 - name: Blank 20 GiB sparse raw image
   lcfg.xen.xen_disk:
     path: /guests/scratch.img
@@ -241,6 +255,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+built:
+  description: With O(state=template), whether the template image was built by this run (would be, in check mode).
+  returned: when O(state=template)
+  type: bool
+  sample: true
 changed:
   description: Whether the run changed the image or its directories (in check mode, whether it would).
   returned: always
@@ -376,7 +395,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import (
 
 ARGUMENT_SPEC = {
     "path": {"type": "path", "required": True},
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "state": {"type": "str", "choices": ["present", "absent", "template"], "default": "present"},
     "size_gb": {"type": "float"},
     "size": {"type": "str"},
     "format": {"type": "str", "choices": list(FORMATS)},

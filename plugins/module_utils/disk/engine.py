@@ -36,6 +36,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import ope
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import flock_by, lock_directory, open_lock_file
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import object_result
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.apply import apply_plan
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.guestfs import make_template, template_layout
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import (
     compare_origin,
     image_problems,
@@ -94,10 +95,46 @@ def run_disk(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Check, read, plan and apply (in check mode: walk the steps, changing nothing); the
     module result."""
     req = build_request(params)
+    run = _run_template if req.state == "template" else _run_locked
     if check_mode:  # check mode changes nothing, so it takes no lock
-        return _run_locked(req, check_mode)
+        return run(req, check_mode)
     with image_lock(req.path, req.lock_timeout):
-        return _run_locked(req, check_mode)
+        return run(req, check_mode)
+
+
+TEMPLATE_SIZE = 1024**3  # a built template's size when the request names none
+TEMPLATE_PARTITION = 5
+
+
+def _run_template(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
+    """state=template: build an empty LCFG template image at ``req.path`` when it is missing
+    (guestfs.make_template: msdos table, ext4 on ``req.partition``); an existing file is
+    never touched, whatever it holds. Local only (no ``uri``)."""
+    if req.uri:
+        raise ValidationError("uri", "state=template builds the image on the managed host itself: leave uri unset")
+    size = req.size or TEMPLATE_SIZE
+    partition = req.partition or TEMPLATE_PARTITION
+    try:
+        template_layout(size, partition)
+    except XenError as exc:
+        raise ValidationError("size_gb" if req.size else "partition", exc.message) from None
+    if os.path.lexists(req.path):
+        return object_result(req.path, [], image={"path": req.path, "exists": True}, built=False)
+    storage = LocalStorage()
+    directories = storage.missing_directories(req)
+    actions = [f"create directory {d.path} (mode {d.mode:04o})" for d in directories]
+    actions.append(f"build template image {req.path} (raw, {format_size(size)}, msdos, ext4 on partition {partition})")
+    if not check_mode:
+        for directory in directories:
+            storage.make_directory(directory.path, directory.mode, directory.gid)
+        make_template(req.path, size, partition=partition)
+    return object_result(
+        req.path,
+        actions,
+        image={"path": req.path, "exists": not check_mode},
+        built=True,
+        diff={"before": {"path": req.path, "exists": False}, "after": {"path": req.path, "exists": True}},
+    )
 
 
 def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:

@@ -32,7 +32,14 @@ __all__ = [
     "inject_files",
     "read_files",
     "make_template",
+    "template_layout",
+    "MIN_TEMPLATE_BYTES",
 ]
+
+MIN_TEMPLATE_BYTES = 128 * 1024 * 1024
+_SECTOR = 512
+_MIB_SECTORS = 2048  # partitions start on MiB boundaries
+_BOOT_SECTORS = 100 * _MIB_SECTORS  # partition 1: a 100 MiB placeholder (like /boot)
 
 _MISSING = (
     "the libguestfs Python binding is missing on the managed host: install python3-guestfs "
@@ -198,41 +205,75 @@ def read_files(path: str, fmt: str, partition: int, paths: list[str]) -> dict[st
     return result
 
 
-def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lcfgroot") -> bool:
+def template_layout(size_bytes: int, partition: int) -> list[tuple[str, int, int]]:
+    """The msdos partitions of a template image: ``(kind, first sector, last sector)`` for
+    libguestfs ``part_add`` (kind ``p`` primary, ``e`` extended, ``l`` logical), in order.
+
+    Partition 1 is a 100 MiB primary placeholder (like /boot). The filesystem partition
+    ``partition`` takes the rest: for 2-4 it is a primary partition after empty primary
+    ones of 1 MiB; for 5 or more an extended partition 2 spans the rest and holds logical
+    partitions 5, 6, ... of 1 MiB each before the last one, ``partition``, which fills it.
+    Pure: raises XenError for a size or partition number that cannot be laid out.
+    """
+    if size_bytes < MIN_TEMPLATE_BYTES or size_bytes % _SECTOR:
+        raise XenError(
+            f"template size {size_bytes} bytes: use at least {MIN_TEMPLATE_BYTES // 1024 // 1024} MiB, "
+            "a multiple of 512 bytes"
+        )
+    if not 2 <= partition <= 60:
+        raise XenError(f"template partition {partition}: the filesystem goes on partition 2 to 60 (1 is /boot)")
+    last = size_bytes // _SECTOR - 1
+    start = _MIB_SECTORS + _BOOT_SECTORS
+    parts = [("p", _MIB_SECTORS, start - 1)]
+    if partition <= 4:
+        for _primary in range(2, partition):
+            parts.append(("p", start, start + _MIB_SECTORS - 1))
+            start += _MIB_SECTORS
+        parts.append(("p", start, last))
+    else:
+        parts.append(("e", start, last))
+        for _logical in range(5, partition):  # each logical partition leaves 1 MiB for its EBR
+            parts.append(("l", start + _MIB_SECTORS, start + 2 * _MIB_SECTORS - 1))
+            start += 2 * _MIB_SECTORS
+        parts.append(("l", start + _MIB_SECTORS, last))
+    if parts[-1][2] - parts[-1][1] + 1 < 32 * _MIB_SECTORS:
+        raise XenError(f"template size {size_bytes} bytes leaves partition {partition} less than 32 MiB")
+    return parts
+
+
+def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lcfgroot", partition: int = 5) -> bool:
     """Build a small template image unless ``path`` exists; return True when built.
 
-    Layout: msdos partition table; partition 1 primary (100 MiB, unformatted, like a
-    /boot placeholder); partition 2 extended over the rest; partition 5 logical inside
-    it with an ext4 filesystem labelled ``label`` holding ``/etc/hostname`` and
-    ``/etc/lcfg/`` and, when ``data_mb`` > 0, ``/var/lib/template-data`` with that
-    many MiB of random bytes (content for copy tests). The image is raw and sparse,
-    built under a temporary name and renamed into place.
+    Layout (``template_layout``): msdos partition table; partition 1 primary (100 MiB,
+    unformatted, like a /boot placeholder); by default partition 2 extended over the
+    rest and partition 5 logical inside it with an ext4 filesystem labelled ``label``
+    holding ``/etc/hostname`` and ``/etc/lcfg/`` and, when ``data_mb`` > 0,
+    ``/var/lib/template-data`` with that many MiB of random bytes (content for copy
+    tests). The image is raw and sparse, built under a temporary name and linked into
+    place (an existing image is never replaced).
     """
     if os.path.exists(path):
         return False
+    layout = template_layout(size_bytes, partition)
     if not HAS_GUESTFS:
         raise XenError(_MISSING)
-    sector = 512
-    total = size_bytes // sector
-    if size_bytes < 128 * 1024 * 1024:
-        raise XenError(f"template size {size_bytes} bytes is too small: use at least 128 MiB")
     directory, base = os.path.split(os.path.abspath(path))
     temp = os.path.join(directory, f".{base}.lcfg-xen-partial")
-    if os.path.exists(temp):
+    if os.path.lexists(temp):
         os.unlink(temp)
-    with open(temp, "wb") as handle:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
         handle.truncate(size_bytes)
+    device = f"/dev/sda{partition}"
     try:
         with GuestfsSession(temp, "raw", readonly=False) as session:
             g = session.handle
             g.part_init("/dev/sda", "msdos")
-            first_end = 2048 + 100 * 2048 - 1
-            g.part_add("/dev/sda", "p", 2048, first_end)
-            g.part_add("/dev/sda", "e", first_end + 1, total - 1)
-            g.part_add("/dev/sda", "l", first_end + 1 + 2048, total - 1)
-            g.mkfs("ext4", "/dev/sda5")
-            g.set_label("/dev/sda5", label)
-            g.mount("/dev/sda5", "/")
+            for kind, first, last in layout:
+                g.part_add("/dev/sda", kind, first, last)
+            g.mkfs("ext4", device)
+            g.set_label(device, label)
+            g.mount(device, "/")
             g.mkdir_p("/etc/lcfg")
             g.write("/etc/hostname", b"lcfg-template\n")
             g.write("/etc/lcfg/TEMPLATE", b"lcfg.xen template image\n")

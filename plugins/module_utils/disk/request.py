@@ -109,9 +109,20 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
         pool=params.get("pool") or None,
         size=_size(params.get("size_gb"), params.get("size")),
     )
+    if req.state == "template":
+        _check_template_build(req, params)
     _set_template(req, params.get("template"), params.get("clone") or "copy")
     _set_lcfg_settings(req, params)
     return req
+
+
+def _check_template_build(req: DiskRequest, params: dict[str, Any]) -> None:
+    """state=template builds a raw template itself: it clones nothing and writes no LCFG settings."""
+    for key in ("template", "profile_url"):
+        if params.get(key):
+            raise ValidationError(key, "state=template builds an empty template image: leave it unset")
+    if req.format not in (None, "raw"):
+        raise ValidationError("format", "a built template image is raw: drop 'format' or set it to raw")
 
 
 def _check_texts(params: dict[str, Any]) -> None:
@@ -223,7 +234,7 @@ def _set_lcfg_settings(req: DiskRequest, params: dict[str, Any]) -> None:
             f"partition {partition} is ignored without profile_url: nothing is injected into {req.path}"
         )
     req.profile_url = str(profile_url) if profile_url is not None else None
-    req.partition = partition if req.profile_url is not None else None
+    req.partition = partition if req.profile_url is not None or req.state == "template" else None
     req.hostname = _hostname(params.get("hostname"), req)
     req.lcfg_files = _lcfg_files(params.get("lcfg_files") or {})
 

@@ -9,6 +9,7 @@ from ansible_collections.lcfg.xen.plugins.filter.guest import (
     guest_items,
     guest_removals,
     guest_summary,
+    guest_templates,
 )
 
 
@@ -182,4 +183,37 @@ def test_summary_table():
 
 
 def test_filter_names():
-    assert set(FilterModule().filters()) == {"guest_disks", "guest_items", "guest_removals", "guest_summary"}
+    assert set(FilterModule().filters()) == {
+        "guest_disks",
+        "guest_items",
+        "guest_removals",
+        "guest_summary",
+        "guest_templates",
+    }
+
+
+def test_templates_once_each_with_their_partition():
+    specs = [
+        {"name": "b", "template": "/g/t2.img", "partition": 3},
+        {"name": "a", "template": "/g/t1.img", "partition": 5},
+        {"name": "c", "template": "/g/t1.img", "partition": 5},
+        {"name": "d", "template": "/g/t3.img"},
+        {"name": "e"},
+        {"name": "f", "template": None},
+    ]
+    assert guest_templates(specs) == [
+        {"path": "/g/t1.img", "partition": 5, "partitions": [5], "guests": ["a", "c"]},
+        {"path": "/g/t2.img", "partition": 3, "partitions": [3], "guests": ["b"]},
+        {"path": "/g/t3.img", "partition": 5, "partitions": [5], "guests": ["d"]},
+    ]
+    assert guest_templates(specs[3:], partition=2)[0]["partition"] == 2
+    assert guest_templates(None) == []
+
+
+def test_templates_with_clashing_partitions_list_them_all():
+    specs = [
+        {"name": "a", "template": "/g/t.img", "partition": 5},
+        {"name": "b", "template": "/g/t.img", "partition": 2},
+    ]
+    (item,) = guest_templates(specs)
+    assert item["partitions"] == [5, 2] and item["guests"] == ["a", "b"]
