@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV):$(PATH)
 
 .PHONY: bootstrap site site-seed test test-ruff lint format test-unit test-integration test-sanity test-lint test-molecule \
-	test-xen bench-inventory bench-rollout build
+	test-xen bench-inventory bench-rollout build docs
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -64,4 +64,10 @@ bench-rollout: bootstrap
 	bash benchmarks/rollout/run.sh
 
 build: bootstrap
+	$(VENV)/python scripts/docs-rst.py  # the guides as the RST extra docs the tarball carries
 	$(VENV)/ansible-galaxy collection build --force --output-path build/
+
+## The HTML docs site (antsibull-docs + Sphinx): build/docs/build/html/index.html.
+## The guides docs/*.md are its single source (scripts/docs-rst.py converts them).
+docs: bootstrap
+	bash scripts/docs.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The test command (make test / .ci/run). Stages: ruff, sanity, lint, then ONE pytest run
+# The test command (make test / .ci/run). Stages: ruff, sanity, lint, docs, then ONE pytest run
 # over unit, integration (real libvirtd + QEMU, molecule, the site playbook) and the
 # real-Xen lab, so the last line printed is pytest's summary.
-# Usage: scripts/test.sh all|ruff|sanity|lint|unit|integration|molecule|xen
+# Usage: scripts/test.sh all|ruff|sanity|lint|docs|unit|integration|molecule|xen
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -48,10 +48,16 @@ run_lint() {
   return "$rc"
 }
 
+run_docs() {
+  stage "antsibull-docs lint-collection-docs (the browser check of the built site runs in pytest)"
+  bash scripts/docs.sh lint
+}
+
 case "${1:-all}" in
   ruff) run_ruff ;;
   sanity) run_sanity ;;
   lint) run_lint ;;
+  docs) run_docs ;;
   unit) stage "pytest unit"; "${PYTEST[@]}" tests/unit ;;
   integration) stage "pytest integration"; "${PYTEST[@]}" tests/integration ;;
   molecule) stage "molecule"; "${PYTEST[@]}" tests/integration/test_molecule.py ;;
@@ -62,6 +68,7 @@ case "${1:-all}" in
     run_ruff || failed+=(ruff)
     run_sanity || failed+=(sanity)
     run_lint || failed+=(lint)
+    run_docs || failed+=(docs)
     if ((${#failed[@]})); then
       echo "FAILED stages before pytest: ${failed[*]}" >&2
     fi
@@ -69,5 +76,5 @@ case "${1:-all}" in
     "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=25 || failed+=(pytest)
     ((${#failed[@]} == 0))
     ;;
-  *) echo "usage: $0 all|ruff|sanity|lint|unit|integration|molecule|xen" >&2; exit 2 ;;
+  *) echo "usage: $0 all|ruff|sanity|lint|docs|unit|integration|molecule|xen" >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ description:
   - Defines, updates, starts, stops or removes one guest on a Xen, KVM/QEMU or test
     hypervisor through libvirt.
   - The options are named like the keys of the C(xen_domain) variable the
-    M(lcfg.xen.lcfg) inventory plugin gives each guest.
+    P(lcfg.xen.lcfg#inventory) inventory plugin gives each guest.
   - Declarative and idempotent. libvirt's normalised persistent definition is read back
     into the option vocabulary and compared with what is asked; options left out are not
     touched, and devices the module does not model stay in the definition. UUID and MACs

@@ -17,7 +17,7 @@ description:
     guest).
   - Every guest is validated and compared with libvirt before the first change, so an
     invalid entry anywhere in the list fails the task without changing anything.
-  - Made for the C(xen_domain) variables of the M(lcfg.xen.lcfg) inventory plugin, which
+  - Made for the C(xen_domain) variables of the P(lcfg.xen.lcfg#inventory) inventory plugin, which
     can be passed unchanged (see the examples).
 author:
   - lcfg.xen contributors (!UNKNOWN)
