@@ -264,7 +264,7 @@ def speed(hosts: int, guests: int, runs: int) -> None:
     print(f"\n3. Speed: {hosts} profiles x {guests} guests (benchmarks/inventory generator), {runs} runs, CPU seconds")
     times: dict[str, list[float]] = {"ours": [], "pcpp": []}
     outputs: dict[str, list[list[str]]] = {}
-    for _ in range(runs):
+    for _run in range(runs):
         for name in times:  # interleaved
             spent, outputs[name] = time_all(RUNNERS[name], paths, include)
             times[name].append(spent)
@@ -283,7 +283,7 @@ def speed(hosts: int, guests: int, runs: int) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--hosts", type=int, default=2000)
     ap.add_argument("--guests", type=int, default=10)
     ap.add_argument("--runs", type=int, default=5)
