@@ -5,7 +5,7 @@ VENV := .venv/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV):$(PATH)
 
-.PHONY: bootstrap site site-seed test test-ruff lint format test-unit test-integration test-sanity test-lint test-molecule \
+.PHONY: bootstrap site site-seed test test-ruff lint format test-unit test-integration test-sanity test-matrix test-lint test-molecule \
 	test-xen bench-inventory bench-rollout build docs
 
 bootstrap:
@@ -47,6 +47,10 @@ test-integration: bootstrap
 
 test-sanity: bootstrap
 	bash scripts/test.sh sanity
+
+## Sanity and unit tests under the newest ansible-core on Python 3.13 (.venv-newest).
+test-matrix: bootstrap
+	bash scripts/test.sh matrix
 
 test-lint: bootstrap
 	bash scripts/test.sh lint

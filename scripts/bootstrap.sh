@@ -44,6 +44,26 @@ create_venv() {
   echo "$want" > "$stamp"
 }
 
+create_venv_newest() {
+  # The matrix's second venv (scripts/matrix.sh): the newest ansible-core on Python 3.13.
+  # libvirt-python builds from source here (pkg-config, libvirt-dev, gcc above).
+  local stamp=.venv-newest/.requirements.sha256 want py
+  want="$(sha256sum requirements-newest.txt | cut -d' ' -f1)"
+  if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
+    return
+  fi
+  if ! py="$(scripts/matrix.sh --find-python)"; then
+    log "no Python 3.13 found: .venv-newest not built, the matrix stage of make test will fail"
+    return
+  fi
+  log "creating virtualenv .venv-newest ($py)"
+  [[ -x .venv-newest/bin/python ]] || "$py" -m venv .venv-newest
+  .venv-newest/bin/python -m pip install -q --upgrade pip >.venv-newest/pip.log 2>&1
+  .venv-newest/bin/python -m pip install -q -r requirements-newest.txt >>.venv-newest/pip.log 2>&1 \
+    || { tail -30 .venv-newest/pip.log >&2; exit 1; }
+  echo "$want" > "$stamp"
+}
+
 link_collection() {
   # FQCN imports resolve through this path; ansible-test gets its own copy (scripts/sanity.sh).
   mkdir -p .collections/ansible_collections/lcfg
@@ -65,10 +85,14 @@ start_libvirtd() {
 
 install_packages
 create_venv
+create_venv_newest
 link_collection
 fix_kvm_permissions
 start_libvirtd
 if [[ -x ../shared/tools/ansible-test-pip-bootstrap && ! -f .venv/.pip-bootstrap ]]; then
   ../shared/tools/ansible-test-pip-bootstrap .venv/bin/python && touch .venv/.pip-bootstrap
+fi
+if [[ -x ../shared/tools/ansible-test-pip-bootstrap && -x .venv-newest/bin/python && ! -f .venv-newest/.pip-bootstrap ]]; then
+  ../shared/tools/ansible-test-pip-bootstrap .venv-newest/bin/python && touch .venv-newest/.pip-bootstrap
 fi
 log "ready"

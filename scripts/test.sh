@@ -2,7 +2,9 @@
 # The test command (make test / .ci/run). Stages: ruff, sanity, lint, docs, then ONE pytest run
 # over unit, integration (real libvirtd + QEMU, molecule, the site playbook) and the
 # real-Xen lab, so the last line printed is pytest's summary.
-# Usage: scripts/test.sh all|ruff|sanity|lint|docs|unit|integration|molecule|xen
+# The matrix stage runs sanity and the unit tests again under the newest ansible-core on
+# Python 3.13 (scripts/matrix.sh, .venv-newest).
+# Usage: scripts/test.sh all|ruff|sanity|matrix|lint|docs|unit|integration|molecule|xen
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -31,6 +33,11 @@ run_sanity() {
   bash scripts/sanity.sh
 }
 
+run_matrix() {
+  stage "matrix: newest ansible-core on Python 3.13 (sanity, unit)"
+  bash scripts/matrix.sh
+}
+
 run_lint() {
   local rc=0 mod
   stage "ansible-doc renders every plugin"
@@ -56,6 +63,7 @@ run_docs() {
 case "${1:-all}" in
   ruff) run_ruff ;;
   sanity) run_sanity ;;
+  matrix) run_matrix ;;
   lint) run_lint ;;
   docs) run_docs ;;
   unit) stage "pytest unit"; "${PYTEST[@]}" tests/unit ;;
@@ -67,6 +75,7 @@ case "${1:-all}" in
     failed=()
     run_ruff || failed+=(ruff)
     run_sanity || failed+=(sanity)
+    run_matrix || failed+=(matrix)
     run_lint || failed+=(lint)
     run_docs || failed+=(docs)
     if ((${#failed[@]})); then
@@ -76,5 +85,5 @@ case "${1:-all}" in
     "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=25 || failed+=(pytest)
     ((${#failed[@]} == 0))
     ;;
-  *) echo "usage: $0 all|ruff|sanity|lint|docs|unit|integration|molecule|xen" >&2; exit 2 ;;
+  *) echo "usage: $0 all|ruff|sanity|matrix|lint|docs|unit|integration|molecule|xen" >&2; exit 2 ;;
 esac

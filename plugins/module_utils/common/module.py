@@ -8,7 +8,7 @@
 
 ``AnsibleModule``: ansible-core's AnsibleModule whose own argument parsing cannot end in a
 traceback: values its type checks and logging do not handle (``Infinity`` for an int, a huge
-integer for a float, a lone surrogate, a number where a dict with suboptions belongs) end in
+integer for a float, a lone surrogate, a NUL character, a number where a dict with suboptions belongs) end in
 a failure naming the parameter. Modules import it instead of ansible-core's.
 ``require_lxml(module)``: fail with ``missing_required_lib("lxml")`` when lxml does not import.
 ``with_libvirt(uri, func)``: open a libvirt connection, return ``func(conn)``, close it.
@@ -60,6 +60,8 @@ def _odd_values(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, "the number is too large"
     elif isinstance(value, str) and any("\ud800" <= char <= "\udfff" for char in value):
         yield path, "contains a lone surrogate (not valid UTF-8)"
+    elif isinstance(value, str) and "\x00" in value:
+        yield path, "contains a NUL character"
     elif isinstance(value, str) and len(value) > 4000 and value.strip().lstrip("+-").isdigit():
         yield path, "the number has more digits than an integer may have"
 
@@ -106,9 +108,10 @@ class AnsibleModule(basic.AnsibleModule):  # pylint: disable=too-few-public-meth
             raw = basic._load_params()  # pylint: disable=protected-access
         except Exception:  # pylint: disable=broad-except
             raw = {}  # ansible-core reports it
-        # A lone surrogate can be neither logged nor returned in a result: refuse it first.
+        # A lone surrogate can be neither logged nor returned in a result, and a NUL cannot
+        # be logged (ansible-core 2.21 fails naming syslog, not the parameter): refuse them first.
         for path, problem in _odd_values(raw, ""):
-            if "surrogate" in problem:
+            if "surrogate" in problem or "NUL" in problem:
                 _fail_early(f"{path}: {problem}")
         try:
             super().__init__(*args, **kwargs)
