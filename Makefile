@@ -15,14 +15,14 @@ bootstrap:
 site: bootstrap
 	bash scripts/site.sh
 
-## The seed's use cases (the talk's slides, inventory/seed/) against the local libvirtd.
+## The seed's use cases (the talk's slides, inventory-seed/) against the local libvirtd.
 ## Uses the default NAT network lcfg-nat like the demo site: run one of the two per machine.
 ## Its template image is built here, at the path the slide gives, never from a profile.
 SEED_TEMPLATE := /guests/lcfg_temp.img
 site-seed: bootstrap
 	@test -e $(SEED_TEMPLATE) || { install -d -m 0700 $(dir $(SEED_TEMPLATE)) && \
 	  $(VENV)/python scripts/make-template.py $(SEED_TEMPLATE) --size-gb 1; }
-	LCFG_XEN_INVENTORY=inventory/seed/seed.lcfg.yml bash scripts/site.sh
+	LCFG_XEN_INVENTORY=inventory-seed/seed.lcfg.yml bash scripts/site.sh
 
 ## Everything CI runs.
 test: bootstrap

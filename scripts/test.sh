@@ -46,6 +46,8 @@ run_lint() {
     ansible-doc "lcfg.xen.$mod" >/dev/null || rc=1
   done
   ansible-doc -t inventory lcfg.xen.lcfg >/dev/null || rc=1
+  stage "antsibull-changelog lint (changelogs/)"
+  antsibull-changelog lint || rc=1
   stage "ansible-galaxy collection build"
   ansible-galaxy collection build --force --output-path build/ >/dev/null || rc=1
   if [[ -d roles && -n "$(ls roles 2>/dev/null)" ]]; then

@@ -12,9 +12,11 @@ options:
   uri:
     description:
       - libvirt connection URI of the hypervisor to manage.
-      - V(xen:///system) for Xen (libxl), V(qemu:///system) for KVM/QEMU,
-        V(lxc:///system) for containers, V(test:///default) for libvirt's test driver.
-      - Remote hypervisors work through libvirt's remote URIs, for example V(xen+ssh://root@host/system).
+      - V(xen:///system) for Xen (libxl), V(qemu:///system) for KVM/QEMU, V(test:///default)
+        for libvirt's test driver; only these are tested. Guests for other drivers (C(lxc://),
+        ...) are refused before anything changes.
+      - Remote URIs of these drivers (for example V(xen+ssh://root@host/system)) are passed to
+        libvirt unchanged; the collection's tests run on local URIs only.
       - Set it once for every module of the collection with C(module_defaults) and the
         action group C(group/lcfg.xen.xen).
     type: str

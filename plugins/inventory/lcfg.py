@@ -23,10 +23,14 @@ description:
     Every virtual group in C(xen.virtualgroup) becomes a group of the same name holding its
     member guests.
   - >-
-    All validation happens here, before any host is touched. With O(strict=false) a profile with
-    errors is left out (its host and its guests) and a warning names C(file:line: resource:
-    problem) for each error; the rest of the site loads. With O(strict=true) any error in a
-    profile, or in a O(compose), O(groups) or O(keyed_groups) template, fails the whole source.
+    All validation happens here, before any host is touched. With O(strict_profiles=false) a
+    profile with errors is left out (its host and its guests) and a warning names C(file:line:
+    resource: problem) for each error; the rest of the site loads. With O(strict_profiles=true)
+    any error in a profile fails the whole source.
+  - O(strict) is the option of every constructed inventory plugin and applies to the
+    O(compose), O(groups) and O(keyed_groups) templates only, as documented below. A
+    configuration that sets O(strict) but not O(strict_profiles) makes profile errors fatal
+    too, as O(strict) did before O(strict_profiles) existed.
   - Profile values are untrusted data. They are set as plain values and never treated as
     templates.
   - The configuration file name must end with C(lcfg.yml) or C(lcfg.yaml), for example
@@ -52,6 +56,16 @@ options:
     type: list
     elements: str
     required: true
+  strict_profiles:
+    description:
+      - Whether an error in a profile (reading it, the model, its host and guest names) fails
+        the whole source (V(true)) or leaves that profile out with a warning (V(false)).
+      - Unset, it takes the value of O(strict), so configurations written before this option
+        existed behave as before. Set it explicitly when O(strict) is set for templates, for
+        example O(strict_profiles=true) with the default O(strict=false), so that
+        C(keyed_groups) entries with C(default(omit)) skip hosts without the key.
+    type: bool
+    version_added: 0.1.0
   include_path:
     description:
       - Directories searched by C(#include <...>) in source profiles, in order.
@@ -154,13 +168,15 @@ sources:
 include_path:
   - include
 
-# site.lcfg.yml: compiled XML profiles from the LCFG server, strict validation,
-# plus a constructed group of the guests that boot with their hypervisor
+# site.lcfg.yml: compiled XML profiles from the LCFG server; any profile error fails the
+# source (strict_profiles), while the templates stay lenient (strict: false, the default) so
+# that default(omit) skips hosts without the key; plus a constructed group of the guests
+# that boot with their hypervisor
 plugin: lcfg.xen.lcfg
 sources:
   - https://lcfg.example.org/profiles/example.org/xen1/XML/profile.xml
   - https://lcfg.example.org/profiles/example.org/xen2/XML/profile.xml
-strict: true
+strict_profiles: true
 timeout: 10
 groups:
   autostarted: xen_domain.autostart | default(false)
@@ -173,6 +189,8 @@ keyed_groups:
 plugin: lcfg.xen.lcfg
 sources:
   - profiles
+include_path:
+  - include
 host_access:
   storage_dirs: [/var/lib/libvirt/images, /srv/guests]
   allowed_boot_paths: [/usr/local/bin/mygrub]
@@ -481,11 +499,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _populate(self, data: dict[str, Any]) -> None:
         """Add hosts, groups and variables from plain site data (see ``load_site``)."""
-        strict = bool(self.get_option("strict"))
+        strict = self._strict_profiles()
         rejected = data.get("rejected") or {}
         if strict and rejected:
             lines = [msg for msgs in rejected.values() for msg in msgs]
-            raise AnsibleParserError("LCFG profile errors (strict: true):\n" + "\n".join(lines))
+            raise AnsibleParserError("LCFG profile errors (strict_profiles: true):\n" + "\n".join(lines))
         for msgs in rejected.values():
             for msg in msgs:
                 self.display.warning(f"{msg} (profile left out)")
@@ -520,6 +538,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for guest_name in host["guests"]:
                 self._construct(guest_name)
 
+    def _strict_profiles(self) -> bool:
+        """Whether a profile error fails the source: ``strict_profiles``, else (unset, as in
+        configurations older than that option) ``strict``."""
+        value = self.get_option("strict_profiles")
+        return bool(self.get_option("strict") if value is None else value)
+
     def _without_names_taken_elsewhere(self, hosts: list[dict], strict: bool) -> list[dict]:
         """The profiles whose host, guest and virtual group names no earlier inventory source
         (another LCFG source, a static inventory) has taken.
@@ -544,7 +568,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "hosts and groups"
             )
             if strict:
-                raise AnsibleParserError(f"LCFG profile errors (strict: true):\n{message}")
+                raise AnsibleParserError(f"LCFG profile errors (strict_profiles: true):\n{message}")
             self.display.warning(f"{message} (profile left out)")
         return kept
 

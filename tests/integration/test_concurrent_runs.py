@@ -51,9 +51,10 @@ PRE_EXISTING = ("lcc-pre0", "lcc-pre0-x")  # a veth pair of the admin's: lccbr2'
 
 
 def _own_site(target: Path) -> Path:
+    renamed_copy(ROOT / "inventory", target / "inventory", RENAMES, "7e570002")
     renamed_copy(
-        ROOT / "inventory",
-        target,
+        ROOT / "lcfg",
+        target / "lcfg",
         RENAMES,
         "7e570002",
         keep=lambda rel: (
@@ -62,11 +63,11 @@ def _own_site(target: Path) -> Path:
         ),
     )
     # lccbr2's port is an interface of this machine's (the profile names eth2 for it)
-    profile = target / "profiles" / "demo-networks"
+    profile = target / "lcfg" / "profiles" / "demo-networks"
     profile.write_text(profile.read_text() + "\n!xen.bridgenetdev_eth2 mSET(eth2)\n")
-    with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
+    with open(target / "inventory" / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
         group_vars.write(f"network_standin_prefix: lcc-\nnetwork_netdevs: {{eth2: {PRE_EXISTING[0]}}}\n")
-    return target / "site.lcfg.yml"
+    return target / "inventory" / "site.lcfg.yml"
 
 
 def _links() -> dict:
@@ -92,7 +93,7 @@ def _cleanup() -> None:
 def own_site(tmp_path):
     _cleanup()
     _ip("link", "add", PRE_EXISTING[0], "type", "veth", "peer", "name", PRE_EXISTING[1])
-    yield _own_site(tmp_path / "inventory")
+    yield _own_site(tmp_path / "site")
     _cleanup()
 
 

@@ -123,7 +123,7 @@ def test_strict_fails_the_source_cleanly(hostile_site):
     assert proc.returncode != 0
     assert_clean(proc, elapsed)
     errors = " ".join(proc.stderr.split())
-    assert "LCFG profile errors (strict: true)" in errors
+    assert "LCFG profile errors (strict_profiles: true)" in errors
     assert f"{hostile_site / 'profiles' / 'incl-relative'}:1: " in errors
     assert f"{hostile_site / 'profiles' / 'if-overflow'}:1: " in errors
 

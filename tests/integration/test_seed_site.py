@@ -1,8 +1,8 @@
-"""The seed's use cases (inventory/seed/, the talk's slides) through playbooks/site.yml.
+"""The seed's use cases (inventory-seed/ and lcfg/seed/, the talk's slides) through playbooks/site.yml.
 
 ``--check`` first (must not fail, must predict changes), then for real, then again with
 changed=0; the guests and networks are read back from libvirt and ``ip -j``; teardown
-removes them. The site runs on a copy of inventory/seed whose host-wide objects are
+removes them. The site runs on a copy of inventory-seed/ and lcfg/ whose host-wide objects are
 renamed (``SEED_TEST_RENAMES``: NAT network and subnet, bridges, stand-in interfaces), so a
 user's own ``make site`` / ``make site-seed`` networks are never touched. The guests keep
 the slides' names (node1..node8, profiledev); the test refuses to run when such a domain
@@ -58,13 +58,19 @@ def ip_link(name: str) -> dict | None:
 
 
 def _copy(target: Path) -> Path:
+    """inventory-seed/ and the profiles and headers beside it (lcfg/seed, lcfg/include) under ``target``."""
+    renamed_copy(ROOT / "inventory-seed", target / "inventory-seed", SEED_TEST_RENAMES, "7e570003")
     renamed_copy(
-        ROOT / "inventory", target, SEED_TEST_RENAMES, "7e570003", keep=lambda rel: rel.parts[0] in ("seed", "include")
+        ROOT / "lcfg",
+        target / "lcfg",
+        SEED_TEST_RENAMES,
+        "7e570003",
+        keep=lambda rel: rel.parts[0] in ("seed", "include"),
     )
     for name in ("seed-cluster", "seed-networks"):
-        profile = target / "seed" / "profiles" / name
+        profile = target / "lcfg" / "seed" / name
         profile.write_text(profile.read_text() + NAT_LINES)
-    return target / "seed" / "seed.lcfg.yml"
+    return target / "inventory-seed" / "seed.lcfg.yml"
 
 
 def _recap(stdout: str) -> dict[str, dict[str, int]]:
@@ -104,7 +110,7 @@ def seed_site(tmp_path):
         # libguestfs boots an appliance (under TCG without KVM): minutes on a busy machine
         sh(sys.executable, str(ROOT / "scripts" / "make-template.py"), TEMPLATE, "--size-gb", "1", timeout=1800)
     images_before = {p for d in ("/guests", "/data/guests") if os.path.isdir(d) for p in os.listdir(d)}
-    inventory = _copy(tmp_path / "inventory")
+    inventory = _copy(tmp_path / "site")
     yield inventory, _sha256(TEMPLATE)
     run_playbook(
         ROOT / "playbooks" / "teardown.yml",

@@ -37,11 +37,13 @@ SITE_TEST_RENAMES = (
 
 
 def _own_copy_of_the_example_site(target: Path) -> Path:
-    renamed_copy(ROOT / "inventory", target, SITE_TEST_RENAMES, "7e570001", keep=lambda rel: rel.parts[0] != "seed")
+    """inventory/ and the profiles and headers beside it (lcfg/, not the seed's) under ``target``."""
+    renamed_copy(ROOT / "inventory", target / "inventory", SITE_TEST_RENAMES, "7e570001")
+    renamed_copy(ROOT / "lcfg", target / "lcfg", SITE_TEST_RENAMES, "7e570001", keep=lambda rel: rel.parts[0] != "seed")
     # The bridges' stand-in ports too (the network role names them <prefix><tag>).
-    with open(target / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
+    with open(target / "inventory" / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
         group_vars.write("network_standin_prefix: lcfgts-\n")
-    return target / "site.lcfg.yml"
+    return target / "inventory" / "site.lcfg.yml"
 
 
 def _domain_names() -> set[str]:
@@ -66,7 +68,7 @@ def _run_site(env: dict) -> subprocess.CompletedProcess:
 
 
 def test_site_playbook_twice_then_teardown(tmp_path):
-    inventory = _own_copy_of_the_example_site(tmp_path / "inventory")
+    inventory = _own_copy_of_the_example_site(tmp_path / "site")
     env = ansible_env()
     env["LCFG_XEN_INVENTORY"] = str(inventory)
     others_before = {name for name in _domain_names() if not name.startswith("lcfgts-")}

@@ -369,8 +369,15 @@ def _no_duplicates(items: list[dict], key: str, where: str) -> None:
         seen.add(value)
 
 
+SUPPORTED_DRIVERS = ("xen", "qemu", "kvm", "test")
+
+
 def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
     """Driver-specific rules, checked before anything changes."""
+    if driver not in SUPPORTED_DRIVERS:
+        # the renderer knows Xen, QEMU/KVM and the test driver; any other driver (lxc, vbox,
+        # ...) would get HVM XML it cannot use
+        _fail("uri", f"libvirt driver {driver!r} is not supported; use xen://, qemu:// or test://")
     chosen = (spec.get("extra") or {}).get("domain_type")
     allowed = ("kvm", "qemu") if driver in ("qemu", "kvm") else (driver,)
     if chosen and chosen not in allowed:

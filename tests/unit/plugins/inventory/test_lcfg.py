@@ -33,6 +33,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
 OPTIONS = {
     "strict": False,
+    "strict_profiles": None,
     "compose": {},
     "groups": {},
     "keyed_groups": [],
@@ -210,6 +211,35 @@ def test_bad_compose_template_fails_only_when_strict(plugin):
     strict = plugin(strict=True, compose={"x": T("undefined_thing.attr")})
     with pytest.raises(AnsibleParserError, match="Could not set x"):
         strict._populate(data)
+
+
+def test_strict_profiles_apart_from_template_strictness(plugin):
+    """strict_profiles fails the source on a bad profile; strict (templates) stays lenient,
+    so a keyed group with default(omit) skips the hosts without the key."""
+    bad = dict(XEN1, uuid_vm2="26d1876a-85fc-49a4-9a5b-929570e18bb65")
+    keyed = [{"key": T("xen_hypervisor | default(omit)"), "prefix": "guests_of", "separator": "_"}]
+    with pytest.raises(AnsibleParserError, match=r"strict_profiles: true.*\n/site/xen1:11: xen\.uuid_vm2"):
+        plugin(strict_profiles=True)._populate(site_data([make("xen1", bad)]))
+    mod = plugin(strict_profiles=True, keyed_groups=keyed)
+    mod._populate(site_data([make("xen1", XEN1)]))
+    assert sorted(h.name for h in mod.inventory.groups["guests_of_xen1"].get_hosts()) == ["vm2", "web"]
+    assert not mod.display.warnings
+    # template strictness without profile strictness: the bad profile is only left out
+    lenient = plugin(strict=True, strict_profiles=False, compose={"x": T("inventory_hostname")})
+    lenient._populate(site_data([make("xen1", bad), make("xen2", None)]))
+    assert "xen1" not in lenient.inventory.hosts
+    assert lenient.inventory.get_host("xen2").vars["x"] == "xen2"
+    assert lenient.display.warnings[0].endswith("(profile left out)")
+
+
+def test_strict_alone_still_fails_on_bad_profiles(plugin):
+    """Configurations older than strict_profiles keep their meaning: strict unset-or-true."""
+    bad = dict(XEN1, uuid_vm2="26d1876a-85fc-49a4-9a5b-929570e18bb65")
+    with pytest.raises(AnsibleParserError, match="strict_profiles: true"):
+        plugin(strict=True)._populate(site_data([make("xen1", bad)]))
+    keyed = [{"key": T("xen_hypervisor | default(omit)"), "prefix": "guests_of", "separator": "_"}]
+    with pytest.raises(AnsibleParserError, match="Omit"):
+        plugin(strict=True, keyed_groups=keyed)._populate(site_data([make("xen1", XEN1)]))
 
 
 @pytest.mark.parametrize(

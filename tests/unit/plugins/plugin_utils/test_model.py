@@ -207,9 +207,9 @@ def test_all_of_source_is_one_site_of_17_guests():
 
 
 def test_example_site_in_inventory_loads():
-    inc = [str(REPO / "inventory" / "include")]
+    inc = [str(REPO / "lcfg" / "include")]
     profiles = [
-        read_source_profile(str(p), include_path=inc) for p in sorted((REPO / "inventory" / "profiles").iterdir())
+        read_source_profile(str(p), include_path=inc) for p in sorted((REPO / "lcfg" / "profiles").iterdir())
     ]
     site = build_site(profiles)
     assert site.rejected == {} and site.warnings == []
@@ -945,11 +945,11 @@ def test_own_bridge_on_a_nat_vif_is_an_error():
     one_error(res, "bridge_vm1_vif1", "a bridge is for nettype bridge")
 
 
-SEED = REPO / "inventory" / "seed"
+SEED = REPO / "lcfg" / "seed"
 
 
 def _seed(name: str):
-    return read_source_profile(str(SEED / "profiles" / name), include_path=[str(REPO / "inventory" / "include")])
+    return read_source_profile(str(SEED / name), include_path=[str(REPO / "lcfg" / "include")])
 
 
 def test_seed_uuid_as_printed_on_the_slide_is_an_error_naming_file_and_line():

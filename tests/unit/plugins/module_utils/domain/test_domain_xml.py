@@ -141,6 +141,16 @@ def test_xen_only_features_fail_on_qemu(params, parameter):
     check_driver(spec(**params), "xen")  # fine on Xen
 
 
+@pytest.mark.parametrize("driver", ["lxc", "vbox", "openvz"])
+def test_unsupported_drivers_are_refused(driver):
+    """The renderer knows Xen, QEMU/KVM and the test driver only: an LXC URI would get HVM XML."""
+    with pytest.raises(ValidationError, match=f"libvirt driver '{driver}' is not supported") as info:
+        check_driver(spec(), driver)
+    assert info.value.parameter == "uri"
+    for known in ("xen", "qemu", "kvm", "test"):
+        check_driver(spec(), known)
+
+
 def test_domain_type_must_exist_on_the_driver():
     check_driver(spec(extra={"domain_type": "qemu"}), "qemu")
     with pytest.raises(ValidationError) as info:
