@@ -2,8 +2,8 @@
 
 Three parts, GNU cpp (``cpp -P``) as the reference where it is installed:
 
-1. Correctness on the repository's profiles (tests/fixtures/profiles, inventory/ and
-   inventory/seed/): the active statement lines each preprocessor produces, whitespace
+1. Correctness on the repository's profiles (tests/fixtures/profiles, lcfg/profiles and
+   lcfg/seed/): the active statement lines each preprocessor produces, whitespace
    collapsed, blank lines dropped, compared line by line.
 2. One small case per feature: object-like and function-like macros, ``##``, ``#line``,
    ``#if`` arithmetic, macros in string literals, comments across lines, error positions
@@ -151,8 +151,8 @@ def repo_profiles() -> list[tuple[Path, list[Path]]]:
     sets = [
         (fixtures / "source", [fixtures / "include"]),
         (fixtures / "variants", [fixtures / "include"]),
-        (ROOT / "inventory" / "profiles", [ROOT / "inventory" / "include"]),
-        (ROOT / "inventory" / "seed" / "profiles", [ROOT / "inventory" / "include"]),
+        (ROOT / "lcfg" / "profiles", [ROOT / "lcfg" / "include"]),
+        (ROOT / "lcfg" / "seed", [ROOT / "lcfg" / "include"]),
     ]
     return [(p, inc) for d, inc in sets for p in sorted(d.iterdir()) if p.is_file()]
 

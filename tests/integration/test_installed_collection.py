@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, remove_domains, remove_networks, renamed_copy, untrusted
+from support import ROOT, example_site_copy, remove_domains, remove_networks, untrusted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -127,12 +127,7 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
     assert listing.returncode == 0 and "lcfg.xen.xen_disk" in listing.stdout, listing.stderr
 
     # A project directory with only a renamed copy of the example inventory.
-    renamed_copy(
-        ROOT / "inventory", project / "inventory", RENAMES, "1a570001", keep=lambda rel: rel.parts[0] != "seed"
-    )
-    with open(project / "inventory" / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
-        group_vars.write(f"network_standin_prefix: {PREFIX}\n")
-    config = project / "inventory" / "site.lcfg.yml"
+    config = example_site_copy(project, RENAMES, "1a570001", PREFIX)
     inv = _run([str(BIN / "ansible-inventory"), "-i", str(config), "--list"], env, project)
     assert inv.returncode == 0, inv.stderr
     hostvars = untrusted(json.loads(inv.stdout))["_meta"]["hostvars"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, inventory_list, renamed_copy, run_playbook
+from support import ROOT, ansible_env, example_site_copy, inventory_list, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,13 +37,8 @@ SITE_TEST_RENAMES = (
 
 
 def _own_copy_of_the_example_site(target: Path) -> Path:
-    """inventory/ and the profiles and headers beside it (lcfg/, not the seed's) under ``target``."""
-    renamed_copy(ROOT / "inventory", target / "inventory", SITE_TEST_RENAMES, "7e570001")
-    renamed_copy(ROOT / "lcfg", target / "lcfg", SITE_TEST_RENAMES, "7e570001", keep=lambda rel: rel.parts[0] != "seed")
-    # The bridges' stand-in ports too (the network role names them <prefix><tag>).
-    with open(target / "inventory" / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
-        group_vars.write("network_standin_prefix: lcfgts-\n")
-    return target / "inventory" / "site.lcfg.yml"
+    # the bridges' stand-in ports too (the network role names them <prefix><tag>)
+    return example_site_copy(target, SITE_TEST_RENAMES, "7e570001", "lcfgts-")
 
 
 def _domain_names() -> set[str]:

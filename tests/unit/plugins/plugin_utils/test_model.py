@@ -208,9 +208,7 @@ def test_all_of_source_is_one_site_of_17_guests():
 
 def test_example_site_in_inventory_loads():
     inc = [str(REPO / "lcfg" / "include")]
-    profiles = [
-        read_source_profile(str(p), include_path=inc) for p in sorted((REPO / "lcfg" / "profiles").iterdir())
-    ]
+    profiles = [read_source_profile(str(p), include_path=inc) for p in sorted((REPO / "lcfg" / "profiles").iterdir())]
     site = build_site(profiles)
     assert site.rejected == {} and site.warnings == []
     guests = [g for h in site.hosts.values() for g in h.guests.values()]
