@@ -5,7 +5,9 @@
 The Markdown guides stay the single source (read on the forge, linked from README and code);
 antsibull-docs takes extra docs only as RST under docs/docsite/rst, so this converts each guide
 listed in docs/docsite/extra-docs.yml with pandoc and the filter docs/docsite/md2rst.lua
-(a label for every heading, links between guides as :ref:). The output is not committed.
+(a label for every heading, links between guides as :ref:). The output is committed, so a
+plain `ansible-galaxy collection build` ships the guides; tests/unit/scripts/test_docs_rst.py
+fails when it is not what this script makes of docs/*.md today.
 Fails when a guide in docs/ is missing from extra-docs.yml, or a listed one does not exist.
 """
 

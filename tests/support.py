@@ -183,12 +183,13 @@ def four_steps(module: str, params: dict, uri: str = "qemu:///system") -> dict:
     return first
 
 
-def example_site_copy(target: Path, renames, uuid_prefix: str, standin_prefix: str) -> Path:
-    """A renamed copy (``renamed_copy``) of the example site under ``target``: inventory/ and
-    the profiles and headers beside it (lcfg/, not the seed's), the bridges' stand-in ports
-    named with ``standin_prefix``. Returns the copy's inventory config."""
-    renamed_copy(ROOT / "inventory", target / "inventory", renames, uuid_prefix)
-    renamed_copy(ROOT / "lcfg", target / "lcfg", renames, uuid_prefix, keep=lambda rel: rel.parts[0] != "seed")
+def example_site_copy(target: Path, renames, uuid_prefix: str, standin_prefix: str, source: Path = ROOT) -> Path:
+    """A renamed copy (``renamed_copy``) of the example site of ``source`` (the checkout, or an
+    installed collection) under ``target``: inventory/ and the profiles and headers beside it
+    (lcfg/, not the seed's), the bridges' stand-in ports named with ``standin_prefix``.
+    Returns the copy's inventory config."""
+    renamed_copy(source / "inventory", target / "inventory", renames, uuid_prefix)
+    renamed_copy(source / "lcfg", target / "lcfg", renames, uuid_prefix, keep=lambda rel: rel.parts[0] != "seed")
     with open(target / "inventory" / "group_vars" / "xen_hypervisors.yml", "a", encoding="utf-8") as group_vars:
         group_vars.write(f"network_standin_prefix: {standin_prefix}\n")
     return target / "inventory" / "site.lcfg.yml"

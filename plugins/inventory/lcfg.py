@@ -161,12 +161,13 @@ notes:
 """
 
 EXAMPLES = r"""
-# site.lcfg.yml: a directory of source profiles with their headers
+# inventory/site.lcfg.yml: a directory of source profiles with their headers, kept beside the
+# inventory directory (lcfg/), not inside it, so that -i inventory/ reads only this file
 plugin: lcfg.xen.lcfg
 sources:
-  - profiles
+  - ../lcfg/profiles
 include_path:
-  - include
+  - ../lcfg/include
 
 # site.lcfg.yml: compiled XML profiles from the LCFG server; any profile error fails the
 # source (strict_profiles), while the templates stay lenient (strict: false, the default) so
@@ -188,9 +189,9 @@ keyed_groups:
 # another storage directory (the guest role takes the same values from xen_host_access)
 plugin: lcfg.xen.lcfg
 sources:
-  - profiles
+  - ../lcfg/profiles
 include_path:
-  - include
+  - ../lcfg/include
 host_access:
   storage_dirs: [/var/lib/libvirt/images, /srv/guests]
   allowed_boot_paths: [/usr/local/bin/mygrub]

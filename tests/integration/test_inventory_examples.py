@@ -112,9 +112,17 @@ def _site(tmp_path: Path, storage: str = "/guests") -> None:
                 dest.write_text(re.sub(r"(/data)?/guests\b", storage, path.read_text()))
 
 
+def _beside(config: str, tmp_path: Path) -> str:
+    """The example's profiles beside its inventory directory (../lcfg/) mapped to this test's copies."""
+    return config.replace("../lcfg/profiles", str(tmp_path / "profiles")).replace(
+        "../lcfg/include", str(tmp_path / "include")
+    )
+
+
 def _localise(config: str, tmp_path: Path, server: str) -> str:
     """The example with server-only locations mapped to this test's copies."""
     config = config.replace("https://lcfg.example.org", server)
+    config = _beside(config, tmp_path)
     config = config.replace("/var/lib/lcfg/conf/server/source", str(tmp_path / "profiles"))
     config = config.replace("/var/lib/lcfg/conf/server/include", str(tmp_path / "include"))
     return config.replace("~/.cache/lcfg-xen-inventory", str(tmp_path / "cache"))
@@ -167,7 +175,7 @@ def test_the_example_with_omit_would_fail_under_template_strictness(tmp_path, pr
 def test_docs_inventory_md_configs_load(tmp_path, index):
     _site(tmp_path)
     path = tmp_path / "site.lcfg.yml"
-    path.write_text(_doc_configs()[index])
+    path.write_text(_beside(_doc_configs()[index], tmp_path))
     _check_fixture_site(listing(run(["-i", str(path), "--list"])))
 
 

@@ -46,3 +46,17 @@ def test_convert_labels_headings_and_links_guides(tmp_path):
     assert "``long literal text``" in rst  # not split across table lines
     assert "mermaid" not in rst and "::\n\n   flowchart LR" in rst
     assert ".. _two-words:" not in rst  # no pandoc-made labels that clash between guides
+
+
+@needs_pandoc
+def test_the_committed_rst_guides_are_current():
+    """docs/docsite/rst is committed (a plain collection build ships it): it must be what
+    scripts/docs-rst.py makes of docs/*.md now."""
+    listed = docs_rst.listed_guides(yaml.safe_load((ROOT / "docs" / "docsite" / "extra-docs.yml").read_text()))
+    stale = [
+        name
+        for name in listed
+        if docs_rst.convert(ROOT / "docs" / f"{name}.md")
+        != (ROOT / "docs" / "docsite" / "rst" / f"{name}.rst").read_text()
+    ]
+    assert stale == [], f"run scripts/docs-rst.py (make docs): {stale} differ from docs/*.md"
