@@ -78,14 +78,19 @@ PLANTED = [
 
 def header_of(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].startswith("#!"):
+    if lines and (lines[0].startswith("#!") or lines[0] == "---"):  # a shebang or a YAML document start
         lines = lines[1:]
     return lines[:3]
 
 
-@pytest.mark.parametrize(
-    "path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "plugins").rglob("*.py")), ids=str
-)
+def shipped_sources() -> list[str]:
+    """The Python files under plugins/ and the YAML files under plugins/, roles/, playbooks/, meta/."""
+    paths = list((ROOT / "plugins").rglob("*.py"))
+    paths += [p for top in ("plugins", "roles", "playbooks", "meta") for p in (ROOT / top).rglob("*.yml")]
+    return sorted(p.relative_to(ROOT).as_posix() for p in paths)
+
+
+@pytest.mark.parametrize("path", shipped_sources(), ids=str)
 def test_plugin_file_carries_the_licence_header(path):
     first = header_of(ROOT / path)
     assert first[0].startswith("# Copyright (c) "), first
