@@ -126,6 +126,16 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
     listing = _run([str(BIN / "ansible-doc"), "-t", "module", "-l", "lcfg.xen"], env, project)
     assert listing.returncode == 0 and "lcfg.xen.xen_disk" in listing.stdout, listing.stderr
 
+    # The roles' molecule scenarios find the copy they lie in, with no collections path set
+    # and an empty home (so no ~/.ansible/collections either).
+    bare = {key: value for key, value in env.items() if key != "ANSIBLE_COLLECTIONS_PATH"}
+    bare["HOME"] = str(tmp_path / "home")
+    scenarios = sorted(installed.glob("roles/*/molecule/default/molecule.yml"))
+    assert {s.parts[-4] for s in scenarios} == {"guest", "hypervisor", "network"}, scenarios
+    for scenario in scenarios:
+        syntax = _run([str(BIN / "molecule"), "syntax"], bare, scenario.parents[2])
+        assert syntax.returncode == 0, (scenario, syntax.stdout[-2000:], syntax.stderr[-2000:])
+
     # A project directory with only a renamed copy of the example inventory.
     # the example as the tarball ships it, not the checkout's
     config = example_site_copy(project, RENAMES, "1a570001", PREFIX, source=installed)
