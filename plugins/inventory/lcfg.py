@@ -133,6 +133,65 @@ options:
         C(guest_trusted_extra_xml), C(guest_allowed_boot_paths), C(guest_allowed_block_devices)
         and C(guest_allow_host_resources); the modules themselves never read it.
     type: dict
+  guest_connection:
+    description:
+      - How playbooks reach the guests. Only this configuration file sets it; no profile can.
+      - Every guest gets C(ansible_host), the address of its first vif with an address
+        (C(xen.ip_<guest>_<vif>), in C(xen.vifs_<guest>) order); a guest without one gets none
+        (Ansible then connects to its inventory name).
+      - Every guest gets C(ansible_user) and C(ansible_ssh_private_key_file) from O(guest_connection.user)
+        and O(guest_connection.private_key_file) when they are set.
+      - A guest that only its hypervisor can reach gets C(ansible_ssh_common_args) set to
+        C(-o ProxyJump=[user@]<hypervisor>[:port]) (with a jump key,
+        C(-o ProxyCommand=ssh -i <key> ... -W [%h]:%p <hypervisor>) instead). The hypervisor's
+        address, user and port are its own C(ansible_host) (default its inventory name),
+        C(ansible_user) and C(ansible_port) as set in C(host_vars)/C(group_vars) or an earlier
+        inventory source. A hypervisor whose C(ansible_connection) is C(local), or whose
+        address is a loopback one, is this machine, and its guests never get a jump.
+      - A variable the user set for a guest (C(host_vars/), C(group_vars/) beside the inventory
+        source, an earlier inventory source; aliases such as C(ansible_ssh_host) count) is
+        never replaced; O(compose) is applied after these and overrides them.
+      - Profile values are untrusted. The only ones that reach these variables are the guest's
+        address (an IP address without zone index, checked when the profile is read) and the
+        hypervisor's inventory name (from the profile's file name); every other part comes
+        from this file or the hypervisor's variables, and every part of the ssh arguments is
+        checked and quoted.
+      - See the collection's C(docs/inventory.md), section "Reaching the guests".
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      user:
+        description: The guests' C(ansible_user).
+        type: str
+      private_key_file:
+        description:
+          - The guests' C(ansible_ssh_private_key_file), a file on the controller. Relative to
+            the directory of this configuration file; C(~) is expanded.
+        type: path
+      jump:
+        description:
+          - Which guests of a remote hypervisor are reached through it.
+          - V(auto) - guests whose vif (the first with an address, else the first) has
+            C(nettype) C(nat) or C(route) (libvirt's NAT and routed networks are reachable from
+            the hypervisor only). Bridged guests are reached directly.
+          - V(always) - every guest of a remote hypervisor (bridges without an uplink, firewalls).
+          - V(never) - no guest; the network routes to them.
+        type: str
+        choices: [auto, always, never]
+        default: auto
+      jump_user:
+        description:
+          - The user on the hypervisor for the jump. Default the hypervisor's C(ansible_user),
+            else none (ssh's configuration or the local user name).
+        type: str
+      jump_private_key_file:
+        description:
+          - The key for the jump to the hypervisor. Default the hypervisor's
+            C(ansible_ssh_private_key_file), else none (the jump uses the ssh agent and
+            C(~/.ssh/config), as C(ProxyJump) does, since Ansible's own key options do not reach the
+            jump). When a key is known the jump is a C(ProxyCommand) with C(-i).
+          - Relative to the directory of this configuration file; C(~) is expanded.
+        type: path
 notes:
   - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
     configuration, by the path, modification time and size of every file under O(sources) and
@@ -197,6 +256,19 @@ host_access:
   allowed_boot_paths: [/usr/local/bin/mygrub]
   allowed_block_devices: [/dev/vg_guests]
 
+# site.lcfg.yml: guests on remote hypervisors, reached over ssh as "ansible" with one key;
+# NAT and routed guests through their hypervisor (its ansible_host / ansible_user come from
+# host_vars/ or group_vars/ beside this file)
+plugin: lcfg.xen.lcfg
+sources:
+  - ../lcfg/profiles
+include_path:
+  - ../lcfg/include
+guest_connection:
+  user: ansible
+  private_key_file: ~/.ssh/lcfg_guests
+  jump: auto
+
 # site.lcfg.yml: a macro for every profile and a warm-cache setup for big sites
 plugin: lcfg.xen.lcfg
 sources:
@@ -218,10 +290,13 @@ import urllib.parse
 from typing import Any
 
 from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.inventory.helpers import get_group_vars
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.vars import combine_vars
+from ansible.vars.plugins import get_vars_from_inventory_sources
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
@@ -229,6 +304,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
     HostAccess,
     host_access_from_params,
 )
+from ansible_collections.lcfg.xen.plugins.plugin_utils import connection as _connection
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import Opener, host_name, is_url, load_profiles
@@ -434,6 +510,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "lcfg.xen.lcfg"
     #: the validated host_access option (host_access_data), set by parse
     _host_access: dict[str, Any] | None = None
+    #: the validated guest_connection option, set by parse
+    _guest_connection: _connection.GuestConnection = _connection.GuestConnection()
 
     def verify_file(self, path: str) -> bool:
         return super().verify_file(path) and path.endswith(("lcfg.yml", "lcfg.yaml"))
@@ -458,6 +536,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except ValueError as exc:
             raise AnsibleParserError(f"{path}: {exc}") from None
         self._host_access = host_access_data(access)
+        try:
+            self._guest_connection = _connection.guest_connection_option(self.get_option("guest_connection"), base_dir)
+        except ValueError as exc:
+            raise AnsibleParserError(f"{path}: {exc}") from None
         user_cache = bool(self.get_option("cache"))
         fingerprint = _fingerprint(base_dir, sources, include_path, defines, self._host_access) if user_cache else None
         cache_key = self.get_cache_key(path)
@@ -535,9 +617,46 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 group = inventory.add_group(group)
                 for member in members:
                     inventory.add_child(group, member)
+            self._connect_guests(name, host["guests"])
             self._construct(name)
             for guest_name in host["guests"]:
                 self._construct(guest_name)
+
+    def _user_vars(self, name: str) -> dict[str, Any]:
+        """The variables of host ``name`` as the user set them so far: group and host
+        variables of the inventory sources read before (and during) this one, and the
+        host_vars/ and group_vars/ beside them (vars plugins, as constructed's
+        use_vars_plugins reads them)."""
+        host = self.inventory.get_host(name)
+        groups = list({g.name: g for g in [self.inventory.groups["all"], *host.get_groups()]}.values())
+        sources = [s for s in [*self.inventory.processed_sources, self.inventory.current_source] if s]
+        data = get_group_vars(groups)
+        if sources:
+            data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, groups, "all"))
+        data = combine_vars(data, host.get_vars())
+        if sources:
+            data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, [host], "all"))
+        return data
+
+    def _connect_guests(self, hypervisor: str, guests: dict[str, dict[str, Any]]) -> None:
+        """Each guest's connection variables (plugin_utils/connection.py), except those the
+        user set for it (host_vars, group_vars, another source): those win."""
+        settings = self._guest_connection
+        route = _connection.hypervisor_route(hypervisor, self._user_vars(hypervisor), settings)
+        stranded = []
+        for guest_name, domain in guests.items():
+            if route.problem and _connection.wants_jump(domain, settings):
+                stranded.append(guest_name)
+            user_set = self._user_vars(guest_name)
+            for key, value in _connection.guest_vars(domain, route, settings).items():
+                if not any(alias in user_set for alias in _connection.ALIASES[key]):
+                    self.inventory.set_variable(guest_name, key, value)
+        if stranded:
+            self.display.warning(
+                f"guests {', '.join(stranded)} of hypervisor {hypervisor} get no ssh jump: {route.problem} "
+                "(set the hypervisor's connection variables as plain values, or the guests' "
+                "ansible_ssh_common_args, or guest_connection.jump: never)"
+            )
 
     def _strict_profiles(self) -> bool:
         """Whether a profile error fails the source: ``strict_profiles``, else (unset, as in

@@ -355,9 +355,12 @@ def _script(text: str) -> str:
 
 def _ip(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(text))
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        raise ValueError(f"invalid IP address {text!r}") from None
+        raise ValueError(f"invalid IP address {excerpt(text)}") from None
+    if getattr(addr, "scope_id", None):  # Python takes anything after '%' (spaces, '-o ...')
+        raise ValueError(f"invalid IP address {excerpt(text)}: a zone index ('%...') is not a guest's address")
+    return str(addr)
 
 
 def _subnet(text: str) -> str:

@@ -188,9 +188,12 @@ def _abs_path_or_empty(value: str) -> str:
 
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        addr = ipaddress.ip_address(value.strip())
     except ValueError:
         raise ValueError(f"invalid IP address {value!r}") from None
+    if getattr(addr, "scope_id", None):  # Python takes anything after '%' (spaces, '-o ...')
+        raise ValueError(f"invalid IP address {value!r}: a zone index ('%...') is not a guest's address")
+    return str(addr)
 
 
 def _cpus(value: str) -> str:
