@@ -521,3 +521,127 @@ def test_a_guest_cannot_take_the_name_of_a_profile_that_cannot_be_read(tmp_path)
         f"{tmp_path}/profiles/xen9b.xml" in evil
     )
     assert "bad syntax" in data["rejected"][f"{tmp_path}/profiles/xen9"][0]
+
+
+# -- reaching the guests (guest_connection; plugins/plugin_utils/connection.py) ------------
+
+NET = {
+    "virtualmachines": "nat1 br1 bare",
+    "vifs_nat1": "v",
+    "nettype_nat1_v": "nat",
+    "ip_nat1_v": "10.0.0.5",
+    "vifs_br1": "v",
+    "ip_br1_v": "192.0.2.50",
+    "vifs_bare": "v",
+}
+
+
+def connection_vars(mod, host: str) -> dict:
+    return {k: v for k, v in mod.inventory.get_host(host).vars.items() if k.startswith("ansible_")}
+
+
+def site_dir(tmp_path: Path, files: dict[str, str]) -> str:
+    """A configuration path whose directory holds ``files`` (host_vars/, group_vars/)."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return str(tmp_path / "site.lcfg.yml")
+
+
+def test_local_hypervisor_gives_guests_their_address_only(plugin, tmp_path):
+    mod = plugin()
+    mod.inventory.current_source = site_dir(tmp_path, {"group_vars/xen_hypervisors.yml": "ansible_connection: local\n"})
+    mod._populate(site_data([make("xen1", NET)]))
+    assert connection_vars(mod, "nat1") == {"ansible_host": "10.0.0.5"}
+    assert connection_vars(mod, "br1") == {"ansible_host": "192.0.2.50"}
+    assert connection_vars(mod, "bare") == {}
+    assert connection_vars(mod, "xen1") == {}
+    assert mod.display.warnings == []
+
+
+def test_remote_hypervisor_nat_guests_jump_through_it_bridged_guests_do_not(plugin, tmp_path):
+    mod = plugin()
+    mod._guest_connection = plugin_mod._connection.guest_connection_option(
+        {"user": "ansible", "private_key_file": "keys/guests"}, str(tmp_path)
+    )
+    mod.inventory.current_source = site_dir(
+        tmp_path, {"host_vars/xen1.yml": "ansible_host: 198.51.100.7\nansible_user: admin\n"}
+    )
+    mod._populate(site_data([make("xen1", NET)]))
+    key = str(tmp_path / "keys/guests")
+    assert connection_vars(mod, "nat1") == {
+        "ansible_host": "10.0.0.5",
+        "ansible_user": "ansible",
+        "ansible_ssh_private_key_file": key,
+        "ansible_ssh_common_args": "-o ProxyJump=admin@198.51.100.7",
+    }
+    assert connection_vars(mod, "br1") == {
+        "ansible_host": "192.0.2.50",
+        "ansible_user": "ansible",
+        "ansible_ssh_private_key_file": key,
+    }
+    # no address: Ansible connects to the name; the (bridged) first vif needs no jump
+    assert connection_vars(mod, "bare") == {"ansible_user": "ansible", "ansible_ssh_private_key_file": key}
+
+
+def test_without_host_vars_the_jump_goes_to_the_hypervisors_inventory_name(plugin):
+    mod = plugin()
+    mod._populate(site_data([make("xen1", NET)]))
+    assert connection_vars(mod, "nat1")["ansible_ssh_common_args"] == "-o ProxyJump=xen1"
+
+
+def test_user_set_variables_win(plugin, tmp_path):
+    mod = plugin(compose={"ansible_user": T("'composed'")})
+    mod._guest_connection = plugin_mod._connection.GuestConnection(user="ansible")
+    mod.inventory.current_source = site_dir(
+        tmp_path,
+        {
+            "host_vars/nat1.yml": "ansible_ssh_host: 10.9.9.9\n",  # an alias counts
+            "group_vars/xen_guests.yml": "ansible_ssh_private_key_file: /mine\n",
+        },
+    )
+    # an earlier inventory source's group variable counts too
+    mod.inventory.add_group("xen_guests")
+    mod.inventory.set_variable("xen_guests", "ansible_ssh_common_args", "-o ProxyJump=bastion")
+    mod._populate(site_data([make("xen1", NET)]))
+    # only what the user left unset is set; compose comes last and overrides
+    assert connection_vars(mod, "nat1") == {"ansible_user": "composed"}
+    assert connection_vars(mod, "br1") == {"ansible_host": "192.0.2.50", "ansible_user": "composed"}
+
+
+def test_hypervisor_template_variables_leave_guests_without_a_jump_with_a_warning(plugin, tmp_path):
+    mod = plugin()
+    mod.inventory.current_source = site_dir(
+        tmp_path, {"host_vars/xen1.yml": 'ansible_host: \'{{ lookup("env", "HV") }}\'\n'}
+    )
+    mod._populate(site_data([make("xen1", NET)]))
+    assert connection_vars(mod, "nat1") == {"ansible_host": "10.0.0.5"}
+    [warning] = mod.display.warnings
+    assert warning.startswith("guests nat1 of hypervisor xen1 get no ssh jump: its ansible_host is a template")
+
+
+@pytest.mark.parametrize(
+    ("resource", "value", "problem"),
+    [
+        ("ip_nat1_v", "10.0.0.5 -oProxyCommand=touch/tmp/x", "invalid IP address"),
+        ("ip_nat1_v", "fe80::1%-oProxyCommand=x", "zone index"),
+        ("ip_nat1_v", "fe80::1%a b", "zone index"),
+        ("name_nat1", "-oProxyCommand=x", "invalid guest name"),
+        ("name_nat1", "web -o x", "invalid guest name"),
+    ],
+)
+def test_hostile_profile_values_are_refused_with_file_and_line(plugin, resource, value, problem):
+    mod = plugin(strict=True)
+    xen = dict(NET, **{resource: value})
+    line = list(xen).index(resource) + 3
+    with pytest.raises(AnsibleParserError, match=rf"/site/xen1:{line}: xen\.{resource}: .*{problem}"):
+        mod._populate(site_data([make("xen1", xen)]))
+
+
+def test_guest_connection_option_errors_name_the_configuration(tmp_path):
+    config = tmp_path / "site.lcfg.yml"
+    config.write_text("plugin: lcfg.xen.lcfg\nsources: [p]\nguest_connection: {jump: sometimes}\n")
+    (tmp_path / "p").mkdir()
+    mod = inventory_loader.get("lcfg.xen.lcfg")
+    with pytest.raises(AnsibleParserError, match=r"site\.lcfg\.yml: option guest_connection\.jump: 'sometimes'"):
+        mod.parse(InventoryData(), DataLoader(), str(config), cache=False)

@@ -138,6 +138,7 @@ def test_the_shared_name_patterns_keep_the_patterns_they_replaced():
         ({"vifs": [{"bridge": "my-network-bridge"}]}, r"vifs\[0\].bridge", "15 characters"),
         ({"vifs": [{"nettype": "nat", "network": "-net"}]}, r"vifs\[0\].network", "network name"),
         ({"shutdown_timeout": 10**30}, "shutdown_timeout", "at most"),
+        ({"vifs": [{"ip": "fe80::1%a b -oProxyCommand=x"}]}, r"vifs\[0\].ip", "zone index"),
     ],
 )
 def test_module_check_names_the_parameter(params, parameter, pattern):
