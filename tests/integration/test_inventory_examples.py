@@ -47,7 +47,9 @@ def _doc_fragments() -> list[str]:
     return [
         b
         for b in blocks
-        if not re.search(r"^plugin:", b, re.M) and (yaml.safe_load(b) or {}).keys() & {"host_access", "cache"}
+        if not re.search(r"^plugin:", b, re.M)
+        and isinstance(data := yaml.safe_load(b), dict)  # (a playbook is a list)
+        and data.keys() & {"host_access", "cache"}
     ]
 
 
