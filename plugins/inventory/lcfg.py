@@ -594,6 +594,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.warning(msg)
 
         inventory = self.inventory
+        self._group_vars: dict[tuple[str, ...], dict[str, Any]] = {}  # _user_vars: group names -> variables
         hosts = self._without_names_taken_elsewhere(data.get("hosts") or [], strict)
         if any(h.get("is_hypervisor") for h in hosts):
             inventory.add_group(HYPERVISORS)
@@ -630,10 +631,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         host = self.inventory.get_host(name)
         groups = list({g.name: g for g in [self.inventory.groups["all"], *host.get_groups()]}.values())
         sources = [s for s in [*self.inventory.processed_sources, self.inventory.current_source] if s]
-        data = get_group_vars(groups)
-        if sources:
-            data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, groups, "all"))
-        data = combine_vars(data, host.get_vars())
+        key = tuple(sorted(g.name for g in groups))
+        if key not in self._group_vars:  # the guests of a hypervisor share their groups
+            data = get_group_vars(groups)
+            if sources:
+                data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, groups, "all"))
+            self._group_vars[key] = data
+        data = combine_vars(self._group_vars[key], host.get_vars())
         if sources:
             data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, [host], "all"))
         return data
