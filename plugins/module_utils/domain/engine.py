@@ -326,13 +326,7 @@ def _apply_prune(conn, plans: list[DomainPlan], check_mode: bool, parallel: int,
         except XenError as exc:
             return exc
 
-    if parallel > 1 and len(plans) > 1 and not check_mode:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(plans))) as pool:
-            outcomes = list(pool.map(prune_one, plans))
-    else:
-        outcomes = [prune_one(plan) for plan in plans]
-    pruned = [o for o in outcomes if isinstance(o, dict)]
-    failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
+    pruned, failures = _each(prune_one, plans, check_mode, parallel)
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more stale guests failed too)" if len(failures) > 1 else ""
@@ -385,14 +379,7 @@ def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -
         except XenError as exc:
             return exc
 
-    busy = [plan for plan in plans if plan.actions and not check_mode]
-    if parallel > 1 and len(busy) > 1:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
-            outcomes = list(pool.map(apply_one, plans))
-    else:
-        outcomes = [apply_one(plan) for plan in plans]
-    results = [o for o in outcomes if isinstance(o, dict)]
-    failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
+    results, failures = _each(apply_one, plans, check_mode, parallel)
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
@@ -402,3 +389,17 @@ def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -
             failed_guests=[p.name for p, _e in failures],
         )
     return results
+
+
+def _each(apply_one, plans: list[DomainPlan], check_mode: bool, parallel: int) -> tuple[list[dict], list[tuple]]:
+    """``apply_one`` (a result, or the XenError it caught) over ``plans``, up to ``parallel`` at
+    a time when more than one changes; ``(results in plan order, [(plan, error)])``."""
+    busy = [plan for plan in plans if plan.actions and not check_mode]
+    if parallel > 1 and len(busy) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
+            outcomes = list(pool.map(apply_one, plans))
+    else:
+        outcomes = [apply_one(plan) for plan in plans]
+    results = [o for o in outcomes if isinstance(o, dict)]
+    failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
+    return results, failures
