@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from support import define_by_hand, remove_domains, run_module, storage_directory
+from support import define_by_hand, remove_domains, run_module, run_playbook, storage_directory
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -153,3 +153,69 @@ def test_prune_never_touches_another_sites_guests(conn):
     own = converge([], owner=SITE_B, prune=True)
     assert own["rc"] == 0 and own["stale"] == [OTHER]
     assert ours(conn) == set()
+
+
+REPORT = (
+    "STALE={{ guest_result.stale | join(',') }} PRUNED={{ guest_result.pruned | map(attribute='name') | join(',') }}"
+)
+
+
+def role_play(tmp_path, names: list, **role_vars) -> str:
+    """A play running the lcfg.xen.guest role on this host for diskless guests ``names``."""
+    specs = [
+        {
+            "name": name,
+            "type": "hvm",
+            "memory": 128,
+            "vcpus": 1,
+            "autostart": False,
+            "disks": [],
+            "vifs": [],
+            "template": None,
+            "profile_url": None,
+            "partition": None,
+        }
+        for name in names
+    ]
+    play = [
+        {
+            "name": "Guests",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Converge",
+                    "ansible.builtin.include_role": {"name": "lcfg.xen.guest"},
+                    "vars": dict(
+                        {"guest_uri": URI, "guest_default_bridge": "", "guest_specs": specs, "guest_owner": SITE_A},
+                        **role_vars,
+                    ),
+                },
+                {
+                    "name": "Show",
+                    "ansible.builtin.debug": {"msg": REPORT},
+                },
+            ],
+        }
+    ]
+    path = tmp_path / f"play{len(list(tmp_path.iterdir()))}.yml"
+    path.write_text(json.dumps(play))
+    return str(path)
+
+
+def test_guest_role_prunes_with_guest_prune(conn, tmp_path):
+    first = run_playbook(role_play(tmp_path, [KEEP, STALE]))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ours(conn) == {KEEP, STALE}
+    reported = run_playbook(role_play(tmp_path, [KEEP]))
+    assert reported.returncode == 0, reported.stdout
+    assert f"STALE={STALE} PRUNED=" in reported.stdout and f"PRUNED={STALE}" not in reported.stdout
+    assert ours(conn) == {KEEP, STALE}
+    checked = run_playbook(role_play(tmp_path, [KEEP], guest_prune=True), "--check", "--diff")
+    assert checked.returncode == 0, checked.stdout
+    assert f"STALE={STALE} PRUNED={STALE}" in checked.stdout
+    assert ours(conn) == {KEEP, STALE}
+    pruned = run_playbook(role_play(tmp_path, [KEEP], guest_prune=True))
+    assert pruned.returncode == 0, pruned.stdout
+    assert f"STALE={STALE} PRUNED={STALE}" in pruned.stdout
+    assert ours(conn) == {KEEP}

@@ -265,9 +265,16 @@ def _plan_prune(
     listed = {spec["name"] for _prefix, _item, spec in items}
     definitions = {}
     for name, dom in domains.items():
-        if name in listed or not calls.is_persistent(dom, name=name):
-            continue  # a transient domain was not defined by lcfg.xen: nothing to undefine
-        definitions[name] = calls.read_definition(dom, name=name)[0]
+        if name in listed:
+            continue
+        try:
+            if not calls.is_persistent(dom, name=name):
+                continue  # a transient domain was not defined by lcfg.xen: nothing to undefine
+            definitions[name] = calls.read_definition(dom, name=name)[0]
+        except XenError:
+            if calls.lookup(conn, name=name) is None:
+                continue  # undefined since it was listed (another run, another tool): not ours to judge
+            raise
     stale = pruning.plan_prune(definitions, listed, owner).stale
     if not wanted:
         return stale, []

@@ -9,8 +9,8 @@ from lxml import etree
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt, open_connection
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls, prune
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
-from ansible_collections.lcfg.xen.plugins.module_utils.domain import prune
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import METADATA_NS
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import update_domain_xml
 from support import remove_named
@@ -253,3 +253,17 @@ def test_new_guests_carry_the_marker_on_every_define(conn):
     root = etree.fromstring(conn.lookupByName(f"{PREFIX}0").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
     marker = root.find(f"metadata/{{{METADATA_NS}}}guest")
     assert marker is not None and marker.get("owner") == "site-a"
+
+
+def test_a_guest_undefined_while_it_is_read_is_skipped(conn, monkeypatch):
+    _domain.converge_guests(conn, [guest(0), guest(1)])
+    real_read = calls.read_definition
+
+    def vanishing(dom, *, name):
+        if name == f"{PREFIX}1":
+            dom.undefine()  # another run removes it between the listing and the read
+        return real_read(dom, name=name)
+
+    monkeypatch.setattr(calls, "read_definition", vanishing)
+    result = _domain.converge_guests(conn, [guest(0)], prune=True)
+    assert ours(result["stale"]) == [] and names(conn) == {f"{PREFIX}0"}
