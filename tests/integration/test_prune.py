@@ -162,21 +162,7 @@ REPORT = (
 
 def role_play(tmp_path, names: list, **role_vars) -> str:
     """A play running the lcfg.xen.guest role on this host for diskless guests ``names``."""
-    specs = [
-        {
-            "name": name,
-            "type": "hvm",
-            "memory": 128,
-            "vcpus": 1,
-            "autostart": False,
-            "disks": [],
-            "vifs": [],
-            "template": None,
-            "profile_url": None,
-            "partition": None,
-        }
-        for name in names
-    ]
+    specs = [dict(guest(name), autostart=False, disks=[], vifs=[]) for name in names]
     play = [
         {
             "name": "Guests",
