@@ -104,7 +104,9 @@ options:
         the guests this call defines or redefines (the C(owner) attribute of lcfg.xen's metadata element);
         O(prune) removes only guests recorded for the same owner (unset - only guests recorded with none).
       - A listed guest recorded for another owner fails, naming it, unless O(adopt) names it; a listed guest
-        recorded with no owner is claimed (redefined once to record O(owner)).
+        recorded with no owner is claimed (redefined once to record O(owner)). Without O(owner) the call
+        changes the listed guests whoever owns them (as M(lcfg.xen.xen_domain) does) and keeps their recorded
+        owner; it only never prunes an owned guest.
       - "1-128 letters, digits and C(. _ : @ / -), starting with a letter or digit. A play setting, never a profile's."
     type: str
   default_bridge:

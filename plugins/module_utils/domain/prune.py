@@ -15,7 +15,10 @@ Several sites (inventories, plays) may share one libvirtd. Each may name itself 
 option ``owner``; lcfg.xen records it as the ``owner`` attribute of its metadata element when
 it defines (or first converges) a guest, and a play prunes only the guests of its own owner.
 Guests recorded without an owner belong to the plays that set none: a play without ``owner``
-never prunes another site's guest, and a play with one never prunes an unowned guest.
+never prunes another site's guest, and a play with one never prunes an unowned guest. A play
+with an owner refuses to converge another owner's guest (unless adopted) and claims the
+unowned guests it lists; a call without one (like ``xen_domain``) changes any lcfg.xen guest
+and keeps its recorded owner.
 
 - ``owner_of(xml)``: ``(marked, owner)`` of a domain definition.
 - ``stamp_owner(xml, owner)``: the definition with ``owner`` recorded on its marker.
@@ -86,21 +89,17 @@ def stamp_owner(xml: str, owner: str) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-def _who(owner: str | None) -> str:
-    return f"owner {owner!r}" if owner else "no owner"
-
-
 def owner_conflict(name: str, current_owner: str | None, owner: str | None) -> str | None:
     """Why a play of ``owner`` may not converge guest ``name`` whose marker records
     ``current_owner``; None when it may. A play with an owner claims unowned guests it lists
-    (how a site moves to owners); a guest of another owner is another site's."""
-    if current_owner is None and owner is not None:
-        return None
-    if current_owner == owner:
+    (how a site moves to owners); a guest of another owner is another site's. A call without
+    an owner (an ad-hoc task, like xen_domain, which has none) may change any lcfg.xen guest
+    and keeps its recorded owner; it only never prunes an owned one."""
+    if owner is None or current_owner is None or current_owner == owner:
         return None
     return (
-        f"guest {name} belongs to another site: lcfg.xen recorded it for {_who(current_owner)}, "
-        f"this play has {_who(owner)} (xen_guests owner; role lcfg.xen.guest guest_owner). It is left "
+        f"guest {name} belongs to another site: lcfg.xen recorded it for owner {current_owner!r}, "
+        f"this play has owner {owner!r} (xen_guests owner; role lcfg.xen.guest guest_owner). It is left "
         "alone: give the guest a name of its own, run the play of that site, or, if this site should "
         f"manage it from now on, adopt it once (xen_guests adopt: [{name}]; guest_adopt: [{name}])"
     )
