@@ -172,10 +172,14 @@ def role_play(tmp_path, names: list, **role_vars) -> str:
                 {
                     "name": "Converge",
                     "ansible.builtin.include_role": {"name": "lcfg.xen.guest"},
-                    "vars": dict(
-                        {"guest_uri": URI, "guest_default_bridge": "", "guest_specs": specs, "guest_owner": SITE_A},
-                        **role_vars,
-                    ),
+                    "vars": {
+                        key: value
+                        for key, value in dict(
+                            {"guest_uri": URI, "guest_default_bridge": "", "guest_specs": specs, "guest_owner": SITE_A},
+                            **role_vars,
+                        ).items()
+                        if value is not None
+                    },
                 },
                 {
                     "name": "Show",
@@ -205,3 +209,14 @@ def test_guest_role_prunes_with_guest_prune(conn, tmp_path):
     assert pruned.returncode == 0, pruned.stdout
     assert f"STALE={STALE} PRUNED={STALE}" in pruned.stdout
     assert ours(conn) == {KEEP}
+
+
+def test_guest_role_records_the_hypervisor_as_owner(conn, tmp_path):
+    """guest_owner defaults to the hypervisor's host name; a call without owner (molecule's
+    clean-up, an ad-hoc task) may still remove the guest."""
+    defined = run_playbook(role_play(tmp_path, [OTHER], guest_owner=None))
+    assert defined.returncode == 0, defined.stdout
+    assert 'owner="localhost"' in inactive_xml(conn, OTHER)
+    removed = run_module("xen_guests", {"uri": URI, "guests": [{"name": OTHER, "state": "absent"}]})
+    assert removed["rc"] == 0, removed.get("msg")
+    assert ours(conn) == set()
