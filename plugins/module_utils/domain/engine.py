@@ -337,14 +337,14 @@ def _apply_prune(conn, plans: list[DomainPlan], check_mode: bool, parallel: int,
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more stale guests failed too)" if len(failures) > 1 else ""
-        every = results + pruned
-        raise XenError(
-            f"{exc.message}{others}",
-            **dict(list_result(results), **_with_pruned(every)),
+        fields = list_result(results)
+        fields.update(
+            _with_pruned(results + pruned),
             pruned=pruned,
             warnings=[w for r in pruned for w in r.pop("warnings", None) or []],
             failed_guests=[p.name for p, _e in failures],
         )
+        raise XenError(f"{exc.message}{others}", **fields)
     return pruned
 
 
