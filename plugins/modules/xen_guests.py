@@ -227,7 +227,9 @@ results:
 failed_guests:
   description:
     - On failure, the names of the guests that could not be converged (the others were; their entries
-      are in RV(results), and RV(changed), RV(actions) and RV(pending_restart) cover them).
+      are in RV(results), and RV(changed), RV(actions) and RV(pending_restart) cover them), or, when the
+      listed guests converged and pruning failed, of the stale guests that could not be pruned (the
+      others are in RV(pruned)).
   returned: failure
   type: list
   elements: str

@@ -17,9 +17,10 @@ API (everything takes an open libvirt connection from ``common.libvirt.open_conn
     #            "after": dict, "pending_restart": [name] or [], "pending_restart_fields": [str],
     #            "warnings": [str], "diff": {"before": dict, "after": dict}}
     result = converge_domain(conn, params, check_mode=False)  # the three steps above
-    result = converge_guests(conn, [item, ...], check_mode=False, default_bridge=None, parallel=8)
+    result = converge_guests(conn, [item, ...], check_mode=False, default_bridge=None, parallel=8,
+                             prune=False, prune_timeout=120, prune_force=False, prune_disks=False, owner=None)
     # -> list_result: {"changed", "actions", "pending_restart": [names], "results": [result
-    #    per guest, in the order given], "diff"}
+    #    per guest, in the order given], "diff", "stale": [names], "pruned": [result per pruned guest]}
     guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
 
 The flow, one file per step: ``desired`` (validate and complete the spec) -> ``current``
