@@ -40,7 +40,8 @@ options:
       - The keys C(template), C(profile_url), C(partition) and C(groups) of the
         C(xen_domain) inventory variable are accepted and B(ignored) here (they are for
         M(lcfg.xen.xen_disk) and the inventory); any other unknown key fails, naming it.
-      - Guests of the hypervisor that are not in the list are left alone.
+      - Guests of the hypervisor that are not in the list are left alone, unless O(prune) is set; the
+        ones lcfg.xen defined (for O(owner)) are reported in RV(stale).
       - What a guest may reach on the host (its C(extra.xml), bootloader, kernel, ramdisk,
         disk paths) is limited by the play options O(storage_dirs), O(trusted_extra_xml),
         O(allowed_boot_paths), O(allowed_block_devices) and O(allow_host_resources), which a
@@ -67,6 +68,47 @@ options:
     type: list
     elements: str
     default: []
+  prune:
+    description:
+      - Remove the stale guests (RV(stale)) - the guests lcfg.xen defined for this O(owner) that O(guests) no
+        longer lists, since no profile names them any more. Each is shut down gracefully (ACPI/PV shutdown,
+        waiting O(prune_timeout) seconds; powered off afterwards only with O(prune_force)) and undefined
+        (with its NVRAM, managed save image and snapshot metadata); its disk images are kept unless
+        O(prune_disks).
+      - Only domains carrying lcfg.xen's metadata element (namespace C(urn:lcfg:xen:guest:1)) with this
+        O(owner) are candidates; a domain defined by hand or by another tool, or another site's guest, is
+        never touched. The listed guests are converged first; bad input anywhere fails before either.
+      - A play setting, never a profile's. Run with C(--check --diff) first to see what would go.
+    type: bool
+    default: false
+  prune_timeout:
+    description: Seconds a running stale guest is given to shut down when O(prune) removes it.
+    type: float
+    default: 120
+  prune_force:
+    description:
+      - Power off (destroy) a stale guest that did not shut down within O(prune_timeout). Without it such a
+        guest fails the task, naming it; it stays defined and running.
+    type: bool
+    default: false
+  prune_disks:
+    description:
+      - With O(prune), also delete the stale guests' disk image files - only regular files inside the
+        storage directories (O(storage_dirs), resolved paths), never block devices, symbolic links, a
+        clone's template or an image another guest (defined or listed) uses; those are kept and reported.
+    type: bool
+    default: false
+  owner:
+    description:
+      - The site (inventory, play) these guests belong to, when several share one hypervisor. Recorded on
+        the guests this call defines or redefines (the C(owner) attribute of lcfg.xen's metadata element);
+        O(prune) removes only guests recorded for the same owner (unset - only guests recorded with none).
+      - A listed guest recorded for another owner fails, naming it, unless O(adopt) names it; a listed guest
+        recorded with no owner is claimed (redefined once to record O(owner)). Without O(owner) the call
+        changes the listed guests whoever owns them (as M(lcfg.xen.xen_domain) does) and keeps their recorded
+        owner; it only never prunes an owned guest.
+      - "1-128 letters, digits and C(. _ : @ / -), starting with a letter or digit. A play setting, never a profile's."
+    type: str
   default_bridge:
     description:
       - Bridge for interfaces with C(nettype=bridge) that name no C(bridge) (the inventory
@@ -94,6 +136,21 @@ EXAMPLES = r"""
       {{ xen_host.guests | map('extract', hostvars, 'xen_domain')
          | map('combine', {'state': 'running'}) | list }}
   register: started
+
+- name: Remove the guests of this site that no profile lists any more (keeps their disk images)
+  lcfg.xen.xen_guests:
+    uri: xen:///system
+    owner: edinburgh-site
+    default_bridge: "{{ xen_host.default_bridge }}"
+    guests: "{{ xen_host.guests | map('extract', hostvars, 'xen_domain') | list }}"
+    prune: true
+    prune_timeout: 60
+  register: converged
+
+- name: Say what was pruned
+  ansible.builtin.debug:
+    msg: "pruned {{ converged.pruned | map(attribute='name') | join(', ') }}"
+  when: converged.pruned | length > 0
 
 - name: Say which guests wait for a restart
   ansible.builtin.debug:
@@ -170,7 +227,9 @@ results:
 failed_guests:
   description:
     - On failure, the names of the guests that could not be converged (the others were; their entries
-      are in RV(results), and RV(changed), RV(actions) and RV(pending_restart) cover them).
+      are in RV(results), and RV(changed), RV(actions) and RV(pending_restart) cover them), or, when the
+      listed guests converged and pruning failed, of the stale guests that could not be pruned (the
+      others are in RV(pruned)).
   returned: failure
   type: list
   elements: str
@@ -187,6 +246,30 @@ diff:
   type: dict
   sample: {"before": {"demo1": {"name": "demo1", "state": "absent"}}, "after": {"demo1": {"name": "demo1",
     "state": "stopped"}}}
+stale:
+  description:
+    - Names of the guests lcfg.xen defined for O(owner) that O(guests) does not list (sorted), with or
+      without O(prune). With O(prune) they are the ones removed (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [web3]
+pruned:
+  description:
+    - With O(prune), one entry per stale guest removed (in check mode, that would be removed), sorted by
+      name, with the keys of RV(results) (C(actions) such as C(stop), C(undefine), C(remove_disk PATH)).
+      Their actions are also in RV(actions) and their before/after in RV(diff). Empty without O(prune).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: web3
+      changed: true
+      actions: [stop, undefine]
+      before: {name: web3, state: running}
+      after: {name: web3, state: absent}
+      pending_restart: []
+      pending_restart_fields: []
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -218,6 +301,11 @@ def main() -> None:
                 "default_bridge": {"type": "str"},
                 "parallel": {"type": "int", "default": 8},
                 "adopt": {"type": "list", "elements": "str", "default": []},
+                "prune": {"type": "bool", "default": False},
+                "prune_timeout": {"type": "float", "default": 120},
+                "prune_force": {"type": "bool", "default": False},
+                "prune_disks": {"type": "bool", "default": False},
+                "owner": {"type": "str"},
                 **HOST_ACCESS_ARGSPEC,
                 **LOCK_ARGSPEC,
             }
@@ -236,6 +324,11 @@ def main() -> None:
             parallel=params["parallel"],
             access=host_access_from_params(params),
             adopt=params["adopt"],
+            prune=params["prune"],
+            prune_timeout=params["prune_timeout"],
+            prune_force=params["prune_force"],
+            prune_disks=params["prune_disks"],
+            owner=params["owner"],
         )
 
     run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)

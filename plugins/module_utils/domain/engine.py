@@ -17,9 +17,10 @@ API (everything takes an open libvirt connection from ``common.libvirt.open_conn
     #            "after": dict, "pending_restart": [name] or [], "pending_restart_fields": [str],
     #            "warnings": [str], "diff": {"before": dict, "after": dict}}
     result = converge_domain(conn, params, check_mode=False)  # the three steps above
-    result = converge_guests(conn, [item, ...], check_mode=False, default_bridge=None, parallel=8)
+    result = converge_guests(conn, [item, ...], check_mode=False, default_bridge=None, parallel=8,
+                             prune=False, prune_timeout=120, prune_force=False, prune_disks=False, owner=None)
     # -> list_result: {"changed", "actions", "pending_restart": [names], "results": [result
-    #    per guest, in the order given], "diff"}
+    #    per guest, in the order given], "diff", "stale": [names], "pruned": [result per pruned guest]}
     guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
 
 The flow, one file per step: ``desired`` (validate and complete the spec) -> ``current``
@@ -46,14 +47,16 @@ restarted for them.
 from __future__ import annotations
 
 import copy
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import prune as pruning
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import (
     SharedFiles,
     check_access,
@@ -137,6 +140,11 @@ def converge_guests(
     parallel: int = 8,
     access: HostAccess | None = None,
     adopt: list | None = None,
+    prune: bool = False,
+    prune_timeout: float = 120,
+    prune_force: bool = False,
+    prune_disks: bool = False,
+    owner: str | None = None,
 ) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options, checked by
     ``spec.schema.check_guest_item``) on one connection.
@@ -148,6 +156,13 @@ def converge_guests(
     results of the rest. ``adopt``: names of existing domains lcfg.xen did not define that
     the play lets it take over (see ``plan_domain``). Returns ``list_result`` of the
     ``apply_plan`` results (in the order given) with ``diff``.
+
+    Pruning (``domain/prune.py``): ``stale`` (always returned) names the guests lcfg.xen
+    defined for ``owner`` that ``guests`` does not list; with ``prune`` they are shut down
+    (``prune_timeout`` seconds, then destroyed only with ``prune_force``), undefined and, with
+    ``prune_disks``, their image files inside the storage directories removed; ``pruned``
+    holds their object results. ``owner`` (None: none) is recorded on the guests converged
+    and limits both pruning and convergence to this owner's guests (``prune.owner_conflict``).
     """
     if not isinstance(guests, list):
         raise ValidationError("guests", "must be a list of guest dicts")
@@ -176,11 +191,162 @@ def converge_guests(
         )
         for prefix, item, spec in items
     ]
-    results = _apply_all(conn, plans, check_mode, parallel)
-    return list_result(
-        results,
-        diff={"before": {r["name"]: r["before"] for r in results}, "after": {r["name"]: r["after"] for r in results}},
+    _own(plans, owner, adopt)
+    stale, prune_plans = _plan_prune(
+        conn, items, domains, owner, prune, prune_timeout, prune_force, prune_disks, access, caps
     )
+    results = _apply_all(conn, plans, check_mode, parallel)
+    pruned = _apply_prune(conn, prune_plans, check_mode, parallel, results)
+    every = results + pruned
+    return dict(
+        list_result(
+            results,
+            stale=stale,
+            pruned=pruned,
+            warnings=[w for r in pruned for w in r.pop("warnings", None) or []],
+            diff={"before": {r["name"]: r["before"] for r in every}, "after": {r["name"]: r["after"] for r in every}},
+        ),
+        **_with_pruned(every),
+    )
+
+
+def _with_pruned(every: list[dict]) -> dict:
+    """``changed`` and ``actions`` of the listed and the pruned guests together (the listed
+    ones first, in the order given; then the pruned ones by name)."""
+    return {
+        "changed": any(r["changed"] for r in every),
+        "actions": [f"{r['name']}: {action}" for r in every for action in r["actions"]],
+    }
+
+
+# --------------------------------------------------------------------------- owners and pruning
+
+
+def _own(plans: list[DomainPlan], owner: str | None, adopt: list) -> None:
+    """Hold the listed guests to ``owner`` (another site's guest is refused unless adopted)
+    and record ``owner`` on those defined or redefined, claiming unowned ones once."""
+    error = pruning.check_owner_name(owner)
+    if error:
+        raise ValidationError("owner", error)
+    for plan in plans:
+        if not plan.current.exists:
+            if owner and plan.new_xml is not None:
+                plan.new_xml = pruning.stamp_owner(plan.new_xml, owner)
+            continue
+        marked, recorded = pruning.owner_of(plan.current.xml)
+        adopted = plan.name in adopt
+        if marked and not adopted:
+            conflict = pruning.owner_conflict(plan.name, recorded, owner)
+            if conflict:
+                raise Conflict(conflict)
+        if not owner or plan.state == "absent" or (recorded == owner and plan.new_xml is None):
+            continue
+        if plan.new_xml is None:
+            plan.new_xml = plan.current.xml
+            plan.actions.insert(0, "redefine")
+            plan.notes.append(f"guest {plan.name}: recorded as owned by {owner!r} (xen_guests owner)")
+        plan.new_xml = pruning.stamp_owner(plan.new_xml, owner)
+
+
+def _plan_prune(
+    conn,
+    items: list,
+    domains: dict,
+    owner: str | None,
+    wanted: bool,
+    timeout: float,
+    force: bool,
+    disks: bool,
+    access: HostAccess | None,
+    caps: DriverCaps,
+) -> tuple[list[str], list[DomainPlan]]:
+    """The stale guests (always) and, when ``wanted``, their absent plans, made before any change."""
+    if timeout is None or timeout < 0:
+        raise ValidationError("prune_timeout", f"must be 0 or more seconds, got {timeout}")
+    listed = {spec["name"] for _prefix, _item, spec in items}
+    definitions = {}
+    for name, dom in domains.items():
+        if name in listed:
+            continue
+        try:
+            if not calls.is_persistent(dom, name=name):
+                continue  # a transient domain was not defined by lcfg.xen: nothing to undefine
+            definitions[name] = calls.read_definition(dom, name=name)[0]
+        except XenError:
+            if calls.lookup(conn, name=name) is None:
+                continue  # undefined since it was listed (another run, another tool): not ours to judge
+            raise
+    stale = pruning.plan_prune(definitions, listed, owner).stale
+    if not wanted:
+        return stale, []
+    listed_paths = {
+        os.path.normpath(os.path.realpath(disk["path"]) if caps.local else disk["path"])
+        for _prefix, item, spec in items
+        if item["state"] != "absent"
+        for disk in spec.get("disks") or []
+        if disk.get("path")
+    }
+    plans = []
+    for name in stale:
+        plan = plan_domain(
+            conn,
+            {"name": name},
+            "absent",
+            shutdown_timeout=timeout,
+            force_stop=force,
+            remove_disks=disks,
+            dom=domains[name],
+            storage_dirs=access.storage_dirs if access is not None else None,
+            caps=caps,
+        )
+        for path in pruning.kept_paths(plan.remove_paths, listed_paths):
+            plan.remove_paths.remove(path)
+            plan.actions.remove(f"remove_disk {path}")
+            plan.notes.append(f"guest {name}: disk image {path} kept: a guest of the list names it")
+        plans.append(plan)
+    return stale, plans
+
+
+def _apply_prune(conn, plans: list[DomainPlan], check_mode: bool, parallel: int, results: list[dict]) -> list[dict]:
+    """Prune the stale guests (after the listed ones converged), up to ``parallel`` at a time;
+    a guest that does not shut down fails naming it and the options that decide."""
+
+    def prune_one(plan: DomainPlan) -> dict | XenError:
+        try:
+            if plan.stop_first and not check_mode:
+                how = calls.stop(plan.current.dom, plan.shutdown_timeout, plan.force_stop, name=plan.name)
+                if how == "destroy":
+                    plan.notes.append(
+                        f"guest {plan.name} did not shut down within prune_timeout={plan.shutdown_timeout:g}s "
+                        "and was powered off (prune_force: true)"
+                    )
+            return apply_plan(conn, plan, check_mode=check_mode)
+        except Conflict as exc:
+            if "did not shut down" not in exc.message:
+                return exc
+            return Conflict(
+                f"stale guest {plan.name} (no longer in the guests list, so pruned) did not shut down within "
+                f"prune_timeout={plan.shutdown_timeout:g}s (no ACPI/PV shutdown support in the guest?); it is "
+                "still defined and running. Set prune_force: true (role lcfg.xen.guest: guest_prune_force) to "
+                "power it off after the timeout, raise prune_timeout (guest_prune_timeout), or shut it down "
+                "yourself and run again"
+            )
+        except XenError as exc:
+            return exc
+
+    pruned, failures = _each(prune_one, plans, check_mode, parallel)
+    if failures:
+        plan, exc = failures[0]
+        others = f" ({len(failures) - 1} more stale guests failed too)" if len(failures) > 1 else ""
+        fields = list_result(results)
+        fields.update(
+            _with_pruned(results + pruned),
+            pruned=pruned,
+            warnings=[w for r in pruned for w in r.pop("warnings", None) or []],
+            failed_guests=[p.name for p, _e in failures],
+        )
+        raise XenError(f"{exc.message}{others}", **fields)
+    return pruned
 
 
 def _checked_items(
@@ -221,14 +387,7 @@ def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -
         except XenError as exc:
             return exc
 
-    busy = [plan for plan in plans if plan.actions and not check_mode]
-    if parallel > 1 and len(busy) > 1:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
-            outcomes = list(pool.map(apply_one, plans))
-    else:
-        outcomes = [apply_one(plan) for plan in plans]
-    results = [o for o in outcomes if isinstance(o, dict)]
-    failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
+    results, failures = _each(apply_one, plans, check_mode, parallel)
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
@@ -238,3 +397,17 @@ def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -
             failed_guests=[p.name for p, _e in failures],
         )
     return results
+
+
+def _each(apply_one, plans: list[DomainPlan], check_mode: bool, parallel: int) -> tuple[list[dict], list[tuple]]:
+    """``apply_one`` (a result, or the XenError it caught) over ``plans``, up to ``parallel`` at
+    a time when more than one changes; ``(results in plan order, [(plan, error)])``."""
+    busy = [plan for plan in plans if plan.actions and not check_mode]
+    if parallel > 1 and len(busy) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
+            outcomes = list(pool.map(apply_one, plans))
+    else:
+        outcomes = [apply_one(plan) for plan in plans]
+    results = [o for o in outcomes if isinstance(o, dict)]
+    failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
+    return results, failures

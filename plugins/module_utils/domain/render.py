@@ -139,9 +139,14 @@ def _set_metadata(root: etree._Element, spec: dict) -> None:
         anchor = root.find("uuid")
         anchor = anchor if anchor is not None else root.find("name")
         anchor.addnext(metadata)
+    owner = None
     for old in metadata.findall(f"{{{METADATA_NS}}}guest"):
+        owner = old.get("owner") or owner
         metadata.remove(old)
-    metadata.append(_build_metadata(spec))
+    guest = _build_metadata(spec)
+    if owner:  # the site that owns the guest (xen_guests owner, see domain/prune.py) stays recorded
+        guest.set("owner", owner)
+    metadata.append(guest)
 
 
 def render_domain(spec: dict, caps: dict) -> str:

@@ -212,6 +212,11 @@ def test_examples_match_the_argument_spec(module):
                 "guests": {"type": "list", "elements": "dict", "required": True},
                 "default_bridge": {"type": "str"},
                 "parallel": {"type": "int", "default": 8},
+                "prune": {"type": "bool", "default": False},
+                "prune_timeout": {"type": "float", "default": 120},
+                "prune_force": {"type": "bool", "default": False},
+                "prune_disks": {"type": "bool", "default": False},
+                "owner": {"type": "str"},
             }
         ),
     }
