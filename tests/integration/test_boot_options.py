@@ -247,7 +247,10 @@ def test_uefi_guest_reaches_its_firmwares_boot_manager(clean):
     assert "BdsDxe: loading Boot" in log
     again = run_module("xen_domain", params)
     assert again["changed"] is False, again.get("actions")
-    gone = run_module("xen_domain", {"uri": URI, "name": name, "state": "absent"})
+    # the UEFI shell ignores ACPI power buttons: removal forces it off
+    gone = run_module(
+        "xen_domain", {"uri": URI, "name": name, "state": "absent", "shutdown_timeout": 0, "force_stop": True}
+    )
     assert not gone.get("failed"), gone.get("msg")
     assert not Path(nvram).exists()  # removed with the guest
 
