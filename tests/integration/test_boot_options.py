@@ -59,7 +59,7 @@ def remove_guests() -> None:
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
     finally:
         conn.close()
-    for log in LOG_DIR.glob(f"{PREFIX}*-console.log"):
+    for log in LOG_DIR.glob(f"{PREFIX}*.log"):  # console logs and libvirt's own
         log.unlink()
 
 
