@@ -12,6 +12,7 @@ APT_PACKAGES=(
   linux-image-amd64 qemu-system-x86 qemu-utils dnsmasq-base iptables nftables
   bridge-utils iproute2 busybox-static cpio debootstrap e2fsprogs parted fdisk
   git rsync openssh-client shellcheck
+  ovmf ipxe-qemu pxelinux syslinux-common xorriso
   chromium pandoc
 )
 

@@ -199,6 +199,43 @@ options:
         C(/usr/lib/xen-<version>/bin/pygrub), ...) unless the play allows another with
         O(allowed_boot_paths) or O(allow_host_resources).
     type: str
+  boot_order:
+    description:
+      - The devices the guest's firmware boots from, in order - V(network) (PXE from the first
+        vif), V(disk) (the first disk), V(cdrom) (the O(cdrom) image). Each at most once.
+      - From the LCFG resource C(bootorder_$), blank-separated (C(network disk cdrom)).
+      - Rendered as C(<os><boot dev=.../>) for QEMU/KVM guests of every type and Xen HVM guests;
+        a Xen PV or PVH guest boots without firmware and is refused. Not with O(kernel) or
+        O(bootloader), which boot directly.
+      - Default (left out for a new guest) - the disks only.
+    type: list
+    elements: str
+    version_added: 0.2.0
+  firmware:
+    description:
+      - The guest's firmware - V(bios) (SeaBIOS on QEMU, hvmloader on Xen) or V(uefi) (OVMF, from
+        Debian's C(ovmf) package, which the P(lcfg.xen.hypervisor#role) role installs).
+      - From the LCFG resource C(firmware_$).
+      - V(uefi) is rendered as libvirt's firmware autoselection C(<os firmware='efi'>) - QEMU takes
+        OVMF from its firmware descriptors and keeps the guest's UEFI variables in
+        C(/var/lib/libvirt/qemu/nvram/); libxl loads its OVMF for a Xen HVM guest. A Xen PV or PVH
+        guest is refused.
+      - Default (left out for a new guest) - V(bios).
+    type: str
+    choices: [bios, uefi]
+    version_added: 0.2.0
+  cdrom:
+    description:
+      - An ISO image given to the guest as a read-only IDE CD-ROM (target C(hdc)), for example an
+        installer to boot with O(boot_order) V(cdrom) first. V('') removes it.
+      - From the LCFG resource C(cdrom_$).
+      - The host reads it into the guest, so it must lie inside the storage directories
+        (O(storage_dirs)), compared with symlinks resolved; a path outside them is refused unless
+        the play allows host resources (O(allow_host_resources)). Several guests may share one
+        image, but never another guest's disk image.
+      - A Xen PV or PVH guest is refused (use O(type=hvm)).
+    type: str
+    version_added: 0.2.0
   extra:
     description:
       - The escape hatch for hypervisor settings this module does not model.

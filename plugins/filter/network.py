@@ -107,6 +107,8 @@ def network_items(
     netdevs_create: str = NONE,
     migrate_address: bool = False,
     dhcp_hosts: list | None = None,
+    tftp_root: str | None = None,
+    boot_file: str | None = None,
 ) -> list[dict[str, Any]]:
     """The ``networks`` option of ``xen_bridge`` for ``host``'s bridges and libvirt networks."""
     adopt = list(adopt or [])
@@ -134,6 +136,8 @@ def network_items(
             )
         elif network["mode"] == "nat" and nat:
             dhcp = {} if dhcp_hosts is None else {"dhcp_hosts": list(dhcp_hosts)}
+            # network boot: the play's TFTP directory and boot file (never a profile's)
+            dhcp.update({k: v for k, v in (("tftp_root", tftp_root), ("boot_file", boot_file)) if v is not None})
             items.append(_named(network, adopt, mode="nat", address=network["address"], **dhcp))
         elif network["mode"] == "route" and route and network["address"]:
             items.append(_named(network, adopt, mode="route", address=network["address"]))

@@ -134,6 +134,23 @@ options:
             characters) is left out of the reservation, which then holds the MAC and IP only;
             anything else that is not a host name is refused.
         type: str
+  tftp_root:
+    description:
+      - A directory of this host that the network's dnsmasq serves by TFTP to its guests, for
+        network boot (PXE) - C(<tftp root=.../>) in the network's C(<ip>) (nat/route only).
+      - It must exist when the network starts; everything in it is readable by every guest of the
+        network. A play option only, never a profile value.
+      - Unset keeps the current one; V('') removes it. A change redefines the network and takes
+        effect when it restarts (see O(restart)).
+    type: str
+    version_added: 0.2.0
+  boot_file:
+    description:
+      - The file DHCP tells guests to boot (C(<dhcp><bootp file=.../></dhcp>)), a path inside
+        O(tftp_root), e.g. C(pxelinux.0) (Debian's C(pxelinux)) or an iPXE image; needs O(tftp_root).
+      - Unset keeps the current one; V('') removes it. A change takes effect when the network restarts.
+    type: str
+    version_added: 0.2.0
   autostart:
     description: Start the libvirt network when libvirtd starts.
     type: bool
@@ -204,8 +221,8 @@ options:
       - Several networks in one call. Each item is a dict of the options above with the same
         meaning, choices and defaults - O(name) (required in an item), O(mode), O(state), O(bridge),
         O(netdev), O(create_netdev), O(migrate_address), O(address), O(dhcp_range), O(dhcp_hosts),
-        O(autostart), O(restart), O(persist), O(libvirt_network), O(adopt) and O(vif_script). O(uri) and
-        O(config_root) apply to all of them.
+        O(tftp_root), O(boot_file), O(autostart), O(restart), O(persist), O(libvirt_network), O(adopt)
+        and O(vif_script). O(uri) and O(config_root) apply to all of them.
       - Items are checked like the options themselves; an unknown key or a wrong value fails,
         naming the item (for example C(networks[1]) or C(networks[1].mode)).
       - All are validated and planned before any is changed.
@@ -269,6 +286,15 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "restart {{ nat.pending_restart | join(', ') }} (or set restart: true) to apply their new definition"
   when: nat.pending_restart | length > 0
+
+- name: Network boot (PXE) on a NAT network - Debian's pxelinux.0 served from /srv/tftp
+  lcfg.xen.xen_bridge:
+    name: lcfg-nat
+    mode: nat
+    address: 10.0.0.254/24
+    tftp_root: /srv/tftp
+    boot_file: pxelinux.0
+    restart: true
 
 - name: Remove the NAT network
   lcfg.xen.xen_bridge:
@@ -372,7 +398,8 @@ diff:
   description:
     - Per network name, C(before) and C(after) - C(bridge) (the Linux bridge - C(name), C(state),
       C(ports), C(addresses), C(persisted)) and C(network) (the libvirt network - C(name), C(mode),
-      C(bridge), C(netdev), C(address), C(dhcp_range), C(dhcp_hosts), C(autostart), C(active)), null
+      C(bridge), C(netdev), C(address), C(dhcp_range), C(dhcp_hosts), C(tftp_root), C(boot_file), C(autostart),
+      C(active)), null
       for what does not exist.
   returned: in diff mode
   type: dict
@@ -381,7 +408,8 @@ diff:
     after:
       lcfg-nat:
         network: {name: lcfg-nat, mode: nat, bridge: lcfgnat0, netdev: null, address: 10.0.0.254/24,
-                  dhcp_range: null, dhcp_hosts: [], autostart: true, active: true}
+                  dhcp_range: null, dhcp_hosts: [], tftp_root: null, boot_file: null, autostart: true,
+                  active: true}
 lock_waited:
   description: Seconds this call waited for another run's lock on the hypervisor (see O(lock_timeout)).
   returned: when not in check mode
@@ -432,6 +460,8 @@ def _network_options(name_required: bool) -> dict:
         "address": {"type": "str"},
         "dhcp_range": dict(_DHCP_RANGE),
         "dhcp_hosts": dict(_DHCP_HOSTS),
+        "tftp_root": {"type": "str"},
+        "boot_file": {"type": "str"},
         "autostart": {"type": "bool", "default": True},
         "restart": {"type": "bool", "default": False},
         "persist": {"type": "str", "choices": ["auto", "ifupdown", "networkd", "none"], "default": "auto"},

@@ -107,6 +107,14 @@ networks:
       description: DHCP reservations C({mac, ip, name}), sorted by MAC.
       type: list
       elements: dict
+    tftp_root:
+      description: The directory dnsmasq serves by TFTP (network boot), or null.
+      type: str
+      version_added: 0.2.0
+    boot_file:
+      description: The DHCP boot file (C(<bootp file>)), or null.
+      type: str
+      version_added: 0.2.0
     active:
       description: Whether the network runs.
       type: bool

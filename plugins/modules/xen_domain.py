@@ -88,6 +88,21 @@ EXAMPLES = r"""
         - "<devices><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices>"
     state: present
 
+- name: Install a KVM guest from scratch - UEFI, network boot first, then an installer ISO, then its disk
+  lcfg.xen.xen_domain:
+    uri: qemu:///system
+    name: build1
+    type: hvm
+    memory: 2048
+    firmware: uefi
+    boot_order: [network, cdrom, disk]
+    cdrom: /var/lib/libvirt/images/debian-12-netinst.iso
+    disks:
+      - path: /var/lib/libvirt/images/build1.qcow2
+    vifs:
+      - nettype: nat
+    state: running
+
 - name: Give a running guest more CPUs and less memory, live
   lcfg.xen.xen_domain:
     uri: qemu:///system
@@ -163,6 +178,9 @@ after:
     ramdisk: /boot/initrd-guest
     cmdline: root=/dev/xvda1 ro console=hvc0
     bootloader: null
+    boot_order: null
+    firmware: bios
+    cdrom: null
     extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
     state: running
 pending_restart:

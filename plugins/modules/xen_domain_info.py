@@ -78,7 +78,8 @@ guests:
       description:
         - The saved definition in the options of M(lcfg.xen.xen_domain) (C(name), C(uuid),
           C(type), C(memory), C(maxmem), C(vcpus), C(maxvcpus), C(cpus), C(autostart),
-          C(disks), C(vifs), C(kernel), C(ramdisk), C(cmdline), C(bootloader), C(extra)).
+          C(disks), C(vifs), C(kernel), C(ramdisk), C(cmdline), C(bootloader), C(boot_order),
+          C(firmware), C(cdrom), C(extra)).
       type: dict
   sample:
     - name: web1
@@ -103,6 +104,9 @@ guests:
         ramdisk: null
         cmdline: null
         bootloader: null
+        boot_order: null
+        firmware: bios
+        cdrom: null
         extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
 """
 

@@ -33,8 +33,8 @@ options:
       - The guests, each a dict with the options of M(lcfg.xen.xen_domain) (C(name)
         required; C(uuid), C(type), C(memory), C(maxmem), C(vcpus), C(maxvcpus), C(cpus),
         C(autostart), C(disks), C(vifs), C(kernel), C(ramdisk), C(cmdline), C(bootloader),
-        C(extra), C(state), C(shutdown_timeout), C(force_stop), C(remove_disks)), with the
-        same meaning and defaults.
+        C(boot_order), C(firmware), C(cdrom), C(extra), C(state), C(shutdown_timeout), C(force_stop),
+        C(remove_disks)), with the same meaning and defaults.
       - C(extra) may also be text (as the LCFG C(extra_$) resource gives it) - XML fragments,
         a JSON object or C(key=value) pairs; see the O(lcfg.xen.xen_domain#module:extra) option.
       - The keys C(template), C(profile_url), C(partition) and C(groups) of the
@@ -43,7 +43,7 @@ options:
       - Guests of the hypervisor that are not in the list are left alone, unless O(prune) is set; the
         ones lcfg.xen defined (for O(owner)) are reported in RV(stale).
       - What a guest may reach on the host (its C(extra.xml), bootloader, kernel, ramdisk,
-        disk paths) is limited by the play options O(storage_dirs), O(trusted_extra_xml),
+        CD-ROM image, disk paths) is limited by the play options O(storage_dirs), O(trusted_extra_xml),
         O(allowed_boot_paths), O(allowed_block_devices) and O(allow_host_resources), which a
         guest dict cannot set.
     type: list

@@ -47,9 +47,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
     valid_uuid,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
+    FIRMWARES,
     GUEST,
     PROFILE_IFNAME_RE,
     URL_RE,
+    boot_device,
     guest_problems,
     network_name,
     vif_script,
@@ -99,6 +101,9 @@ DOMAIN_KEYS = (
     "ramdisk",
     "cmdline",
     "bootloader",
+    "boot_order",
+    "firmware",
+    "cdrom",
     "extra",
 )
 DISK_KEYS = ("tag", "name", "type", "size_gb", "path", "format")
@@ -123,7 +128,7 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_]+$")
 #: resources this model reads per tag; one that is never read is reported as unused
 _TAGGED_RE = re.compile(
     r"^(name|uuid|type|memory|maxmem|vcpus|maxvcpus|cpus|boot|template|profileurl|partition|"
-    r"kernel|ramdisk|cmdline|bootloader|extra|disks|vifs|diskname|disktype|disksize|diskpath|"
+    r"kernel|ramdisk|cmdline|bootloader|bootorder|firmware|cdrom|extra|disks|vifs|diskname|disktype|disksize|diskpath|"
     r"diskformat|mac|ip|nettype|bridge|script|network|members|groupmemory|groupmaxmem|"
     r"groupvcpus|groupmaxvcpus|groupcpus|groupbridge|groupnettype|groupscript|bridgenetdev|"
     r"bridgeif|bridgevifnum)_[A-Za-z0-9_]+$"
@@ -379,6 +384,14 @@ def _url(text: str) -> str:
     return text
 
 
+def _boot_order(text: str) -> list[str]:
+    """xen.bootorder_$: boot devices separated by blanks (``network disk cdrom``), each once."""
+    order = [boot_device(word.lower()) for word in text.split()]
+    if len(set(order)) != len(order):
+        raise ValueError(f"boot order {text!r} names a device twice; name each of network, disk, cdrom once")
+    return order
+
+
 def _text(text: str) -> str:
     return text
 
@@ -389,7 +402,7 @@ def _guest_side(field_name: str, access: HostAccess) -> Callable[[str], str]:
     defaults), which only the play can widen (_host_access)."""
 
     def parse(text: str) -> str:
-        value = _abs_path(text) if field_name in ("kernel", "ramdisk") else text
+        value = _abs_path(text) if field_name in ("kernel", "ramdisk", "cdrom") else text
         profile_value_problem(field_name, value, access)
         return value
 
@@ -664,6 +677,9 @@ def _guest(
     bootloader = b.value(f"bootloader_{tag}", _guest_side("bootloader", b.access))
     cmdline = b.value(f"cmdline_{tag}", _guest_side("bootloader_args", b.access) if bootloader else _text)
     extra = b.value(f"extra_{tag}", _guest_side("extra", b.access))
+    boot_order = b.value(f"bootorder_{tag}", _boot_order)
+    firmware = b.value(f"firmware_{tag}", _choice(FIRMWARES, "firmware"))
+    cdrom = b.value(f"cdrom_{tag}", _guest_side("cdrom", b.access))
 
     guest_name = name or tag
     disks = _disks(b, tag, guest_name)
@@ -690,6 +706,9 @@ def _guest(
         "ramdisk": ramdisk,
         "cmdline": cmdline,
         "bootloader": bootloader,
+        "boot_order": boot_order,
+        "firmware": firmware,
+        "cdrom": cdrom,
         "extra": extra,
     }
 
@@ -871,7 +890,7 @@ def _host_addresses(
         host["route_address"] = f"{host['route_gateway']}/{prefix}"
 
 
-_RESOURCE_OF = {"autostart": "boot", "profile_url": "profileurl"}
+_RESOURCE_OF = {"autostart": "boot", "profile_url": "profileurl", "boot_order": "bootorder"}
 _DISK_RESOURCE_OF = {
     "path": "diskpath",
     "name": "diskname",
@@ -1135,7 +1154,7 @@ def _claim_errors(
 
 def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str, str, str, Resource | None]]:
     """(guest, use, path, resource name, resource) of every file a guest of ``model`` names:
-    ``use`` is "disk", "kernel", "ramdisk" or "template"."""
+    ``use`` is "disk", "kernel", "ramdisk", "cdrom" or "template"."""
     for name, guest in model.guests.items():
         key = model.origins[name][1]
         tag = key[len("name_") :] if key.startswith("name_") else name
@@ -1146,7 +1165,7 @@ def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str,
             names += [f"{res}_{tag}" for res in ("diskpath", "diskname")] + [f"disks_{tag}"]
             res_name = next((n for n in names if profile.get(COMPONENT, n) is not None), names[-1])
             yield name, "disk", disk["path"], res_name, profile.get(COMPONENT, res_name)
-        for use in ("kernel", "ramdisk", "template"):
+        for use in ("kernel", "ramdisk", "cdrom", "template"):
             if guest.get(use):
                 yield name, use, guest[use], f"{use}_{tag}", profile.get(COMPONENT, f"{use}_{tag}")
 
@@ -1179,7 +1198,7 @@ def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[i
                 )
             else:
                 borrowed = [u for u in users if u[0] == index and u[1] != guest and u[2] == "disk"]
-                if use not in ("kernel", "ramdisk") or not borrowed:
+                if use not in ("kernel", "ramdisk", "cdrom") or not borrowed:
                     continue
                 problem = (
                     f"{use} {path} is the disk image of guest {borrowed[0][1]!r} ({borrowed[0][3]}): "

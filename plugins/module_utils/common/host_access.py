@@ -52,6 +52,7 @@ __all__ = [
     "check_extra_element",
     "check_bootloader",
     "check_boot_file",
+    "check_cdrom",
     "check_bootloader_args",
     "check_vif_script",
     "check_lifecycle",
@@ -178,6 +179,23 @@ def check_boot_file(value: str, where: str, access: HostAccess, realpath: Callab
         f"({', '.join(access.storage_dirs) or 'none'}); the host would read it into "
         "the guest, so only the play can allow it (allowed_boot_paths or "
         "allow_host_resources)",
+    )
+
+
+def check_cdrom(value: str, where: str, access: HostAccess, realpath: Callable[[str], str] | None = None) -> None:
+    """A CD-ROM image is read by the host into the guest: inside the storage directories,
+    symlinks resolved (a link inside them cannot lead out), like a disk image."""
+    if access.allow_host_resources:
+        return
+    path, dirs = _resolved(value, access.storage_dirs, realpath)
+    if _under(path, dirs) and path not in dirs:
+        return
+    shown = value if path == os.path.normpath(value) else f"{value} (-> {path})"
+    raise ValidationError(
+        where,
+        f"CD-ROM image {shown} is outside the storage directories "
+        f"({', '.join(access.storage_dirs) or 'none'}); put the ISO image into one of them, or "
+        "the play widens them (storage_dirs or allow_host_resources)",
     )
 
 
@@ -578,6 +596,8 @@ def check_guest_access(
     for name in ("kernel", "ramdisk"):
         if spec.get(name):
             check_boot_file(spec[name], f"{prefix}{name}", access, realpath)
+    if spec.get("cdrom"):
+        check_cdrom(spec["cdrom"], f"{prefix}cdrom", access, realpath)
     if spec.get("bootloader"):
         check_bootloader(spec["bootloader"], f"{prefix}bootloader", access)
         if spec.get("cmdline"):
@@ -637,6 +657,8 @@ def profile_value_problem(field_name: str, value: Any, access: HostAccess | None
             check_bootloader_args(str(value), "cmdline", access)
         elif field_name in ("kernel", "ramdisk"):
             check_boot_file(str(value), field_name, access)
+        elif field_name == "cdrom":
+            check_cdrom(str(value), field_name, access)
         elif (
             field_name == "extra"
             and etree is not None

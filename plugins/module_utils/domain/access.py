@@ -70,7 +70,10 @@ def _files_of_domains(conn, key) -> dict:
     for name, xmls in calls.definitions(conn):  # the persistent definition and, when running, the live one
         for xml in xmls:
             root = etree.fromstring(xml.encode())
-            found = [(s.get("file") or s.get("dev"), "disk") for s in root.iterfind("devices/disk/source")]
+            found = [
+                (s.get("file") or s.get("dev"), "cdrom" if s.getparent().get("device") == "cdrom" else "disk")
+                for s in root.iterfind("devices/disk/source")
+            ]
             found += [(root.findtext("os/kernel"), "kernel"), (root.findtext("os/initrd"), "ramdisk")]
             for path, role in found:
                 if path and (name, role) not in used.setdefault(key(path), []):
@@ -135,13 +138,15 @@ def _check_image_paths(spec: dict, local: bool, prefix: str) -> None:
 
 
 def _guest_files(spec: dict, prefix: str) -> list[tuple[str, str, str]]:
-    """[(parameter, path, role)] of the files a guest opens: disks, kernel, ramdisk."""
+    """[(parameter, path, role)] of the files a guest opens: disks, kernel, ramdisk, cdrom."""
     files = [(f"{prefix}disks[{i}].path", d["path"], "disk") for i, d in enumerate(spec.get("disks") or [])]
     files += [
         (f"{prefix}{k}", spec[k], "kernel" if k == "kernel" else "ramdisk")
         for k in ("kernel", "ramdisk")
         if spec.get(k)
     ]
+    if spec.get("cdrom"):  # read-only, like a boot file: may be shared with other guests' boot files
+        files.append((f"{prefix}cdrom", spec["cdrom"], "cdrom"))
     return files
 
 

@@ -11,6 +11,8 @@ Vocabulary (architecture.md "guest spec"): a plain dict with ``name``, ``uuid``,
 (canonical cpuset or ``""`` for no pinning), ``autostart``, ``disks`` (list of
 ``{path, type, format, device, tag, name}``), ``vifs`` (list of ``{mac, nettype, bridge,
 network, script, model, ip, tag}``), ``kernel``, ``ramdisk``, ``cmdline``, ``bootloader``,
+``boot_order`` (list of network|disk|cdrom, None: from the disks), ``firmware`` (bios|uefi),
+``cdrom`` (an ISO image path, None: no CD-ROM),
 ``extra`` (``{on_poweroff, on_reboot, on_crash, domain_type, xml: [fragments]}``).
 
 - ``validate_spec(params, prefix="")``: user parameters -> validated spec (``None`` kept
@@ -43,8 +45,10 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
     valid_uuid,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
+    BOOT_DEVICES,
     BRIDGE_RE,
     DEVICE_RE,
+    FIRMWARES,
     MAX_DISKS,
     MODEL_RE,
     NETWORK_RE,
@@ -72,6 +76,7 @@ __all__ = [
     "default_domain_type",
     "generated_uuid",
     "generated_mac",
+    "CDROM_TARGET",
 ]
 
 SPEC_FIELDS = (
@@ -90,6 +95,9 @@ SPEC_FIELDS = (
     "ramdisk",
     "cmdline",
     "bootloader",
+    "boot_order",
+    "firmware",
+    "cdrom",
     "extra",
 )
 VIF_FIELDS = ("mac", "nettype", "bridge", "network", "script", "model", "ip", "tag")
@@ -101,6 +109,8 @@ DEFAULT_NETWORKS = {"nat": "lcfg-nat", "route": "lcfg-route"}
 DEFAULT_MEMORY = 512
 LIFECYCLE_DEFAULTS = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "destroy"}
 _UUID_NAMESPACE = uuidlib.UUID("6a1c5b1e-3f0a-5d7e-9c41-0b1f2e3d4c5b")
+#: the CD-ROM's target device (second IDE channel, master): on both drivers' HVM machines
+CDROM_TARGET = "hdc"
 _MAC_PREFIX = {"xen": "00:16:3e", "qemu": "52:54:00", "kvm": "52:54:00", "test": "52:54:00"}
 
 
@@ -355,7 +365,37 @@ def validate_spec(params: dict, prefix: str = "") -> dict:
         _fail(p("ramdisk"), "ramdisk needs a kernel")
     if spec["extra"] is not None:
         spec["extra"] = _validate_extra(spec["extra"], p("extra"))
+    _validate_boot(spec, p)
     return spec
+
+
+def _validate_boot(spec: dict, p: Any) -> None:
+    """boot_order (network, disk, cdrom; each once), firmware (bios, uefi), cdrom (an image)."""
+    order = spec["boot_order"]
+    if order is not None:
+        if isinstance(order, str):
+            order = order.split()
+        order = [str(item).strip().lower() for item in order]
+        for index, item in enumerate(order):
+            if item not in BOOT_DEVICES:
+                _fail(p(f"boot_order[{index}]"), f"unknown boot device {item[:40]!r}: use network, disk or cdrom")
+        if len(set(order)) != len(order):
+            _fail(p("boot_order"), f"{' '.join(order)}: name each boot device once")
+        spec["boot_order"] = order
+    if spec["firmware"] is not None and spec["firmware"] not in FIRMWARES:
+        _fail(p("firmware"), f"unknown firmware {spec['firmware']!r}: use bios or uefi")
+    if spec["cdrom"] not in (None, ""):
+        spec["cdrom"] = _abs_path(spec["cdrom"], p("cdrom"))
+        if spec["cdrom"].endswith("/"):
+            _fail(p("cdrom"), f"{spec['cdrom']!r} must name an ISO image file, not a directory")
+    if spec["kernel"] or spec["bootloader"]:
+        for field in ("boot_order",):
+            if spec[field]:
+                _fail(
+                    p(field),
+                    "boot_order is for guests that boot through their firmware; this guest boots "
+                    "its kernel directly (kernel) or with a bootloader: remove one of them",
+                )
 
 
 def _no_duplicates(items: list[dict], key: str, where: str) -> None:
@@ -395,6 +435,55 @@ def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
             f"{prefix}bootloader",
             f"a bootloader (pygrub) needs Xen; on {driver} boot with kernel/ramdisk or from the disks",
         )
+
+
+def _check_boot_driver(out: dict, driver: str, prefix: str) -> None:
+    """Xen boots PV and PVH guests without firmware: boot order, UEFI and a CD-ROM need hvm
+    there (QEMU/KVM boots every type through its firmware)."""
+    if driver not in ("xen", "test") or out["type"] == "hvm":
+        return
+    for field, asked in (
+        ("boot_order", out["boot_order"]),
+        ("firmware", out["firmware"] == "uefi"),
+        ("cdrom", out["cdrom"]),
+    ):
+        if asked:
+            _fail(
+                f"{prefix}{field}",
+                f"a Xen {out['type']} guest boots without firmware, so it has no boot order, UEFI or "
+                "CD-ROM; use type hvm (or remove it)",
+            )
+
+
+def _complete_boot(out: dict, desired: dict, driver: str, prefix: str) -> None:
+    """A completed spec's boot fields: firmware bios unless asked, no empty CD-ROM, and the
+    devices boot_order names present."""
+    out["firmware"] = out["firmware"] or "bios"
+    out["cdrom"] = out["cdrom"] or None
+    out["boot_order"] = out["boot_order"] or None
+    if driver in ("xen", "test") and out["type"] != "hvm" and desired.get("boot_order") is None:
+        out["boot_order"] = None  # a pv guest has none; an hvm guest's order is not carried over
+    _check_boot_driver(out, driver, prefix)
+    if out["kernel"] or out["bootloader"]:
+        if desired.get("boot_order"):
+            _fail(
+                f"{prefix}boot_order", "the guest boots its kernel directly or with a bootloader; set kernel: '' first"
+            )
+        out["boot_order"] = None  # direct boot: no firmware boot order
+    elif out["boot_order"] is None and (driver in ("qemu", "kvm") or out["type"] == "hvm"):
+        out["boot_order"] = ["disk"]  # what render writes by default, and parse reads back
+    order = out["boot_order"] or []
+    if "cdrom" in order and not out["cdrom"]:
+        _fail(f"{prefix}boot_order", "boot_order names cdrom but the guest has no cdrom (an ISO image)")
+    if "network" in order and not out["vifs"]:
+        _fail(f"{prefix}boot_order", "boot_order names network but the guest has no vif to boot from")
+    taken = {CDROM_TARGET, "xvdc"} if driver == "xen" else {CDROM_TARGET}
+    for index, disk in enumerate(out["disks"] if out["cdrom"] else []):
+        if disk["device"] in taken:
+            _fail(
+                f"{prefix}disks[{index}].device",
+                f"{disk['device']} is the CD-ROM's place ({CDROM_TARGET}); name the disk another device",
+            )
 
 
 # --------------------------------------------------------------------------- completion
@@ -506,6 +595,7 @@ def complete_spec(
     same_type = not cur or cur.get("type") == out["type"]
     out["disks"] = _complete_disks(out, desired, cur, driver, same_type, reserved, prefix)
     out["vifs"] = _complete_vifs(out, desired, cur, driver, same_type, prefix)
+    _complete_boot(out, desired, driver, prefix)
     return out
 
 
@@ -530,6 +620,8 @@ def _complete_disks(
         full["format"] = full.get("format") or "raw"
         disks.append(full)
     used = {d["device"] for d in disks if d["device"]} | set(reserved)
+    if out.get("cdrom"):  # the CD-ROM's place (and its Xen alias)
+        used |= {CDROM_TARGET, "xvdc"} if driver == "xen" else {CDROM_TARGET}
     dev_prefix = _default_device_prefix(driver, gtype)
     if cur.get("disks") and cur.get("type") == gtype:
         dev_prefix = (

@@ -91,6 +91,9 @@ _IGNORED_MEMBER_KEYS = frozenset(
         "ramdisk",
         "cmdline",
         "bootloader",
+        "boot_order",
+        "firmware",
+        "cdrom",
         "extra",
         "state",
     )

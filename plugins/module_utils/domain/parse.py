@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
+    CDROM_TARGET,
     DEFAULT_NETWORKS,
     EXTRA_KNOBS,
     LIFECYCLE_DEFAULTS,
@@ -119,6 +120,41 @@ def parse_vif_element(element: etree._Element, meta: dict) -> dict:
     return vif
 
 
+_BOOT_OF_DEV = {"hd": "disk", "network": "network", "cdrom": "cdrom"}
+
+
+def _parse_boot_order(root: etree._Element) -> list[str] | None:
+    """``<os><boot dev>`` (or libvirt's per-device ``<boot order>``) in the spec's words."""
+    order = [_BOOT_OF_DEV[b.get("dev")] for b in root.findall("os/boot") if b.get("dev") in _BOOT_OF_DEV]
+    if not order:
+        ranked = []
+        for element in root.findall("devices/*[boot]"):
+            rank = element.find("boot").get("order", "")
+            kind = "network" if element.tag == "interface" else element.get("device", "disk")
+            if rank.isdigit() and kind in ("network", "disk", "cdrom"):
+                ranked.append((int(rank), kind))
+        order = [kind for _, kind in sorted(ranked)]
+    deduplicated = list(dict.fromkeys(order))
+    return deduplicated or None
+
+
+def _parse_firmware(root: etree._Element) -> str:
+    """uefi for ``<os firmware='efi'>`` or a pflash loader (OVMF), else bios."""
+    loader = root.find("os/loader")
+    efi = root.find("os") is not None and root.find("os").get("firmware") == "efi"
+    return "uefi" if efi or (loader is not None and loader.get("type") == "pflash") else "bios"
+
+
+def _parse_cdrom(root: etree._Element) -> str | None:
+    """The image of the CD-ROM at lcfg.xen's place (``CDROM_TARGET``), if any."""
+    for element in root.findall("devices/disk[@device='cdrom']"):
+        target = element.find("target")
+        source = element.find("source")
+        if target is not None and target.get("dev") == CDROM_TARGET and source is not None:
+            return source.get("file") or None
+    return None
+
+
 def parse_domain(xml: str) -> dict:
     """Normalised spec of a domain definition (libvirt's own XMLDesc output)."""
     root = etree.fromstring(xml.encode())
@@ -189,6 +225,9 @@ def parse_domain(xml: str) -> dict:
         "ramdisk": text("os/initrd"),
         "cmdline": cmdline,
         "bootloader": bootloader,
+        "boot_order": _parse_boot_order(root),
+        "firmware": _parse_firmware(root),
+        "cdrom": _parse_cdrom(root),
         "extra": extra,
     }
 

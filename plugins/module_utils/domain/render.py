@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import EXTRA_KNOBS, METADATA_NS
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import CDROM_TARGET, EXTRA_KNOBS, METADATA_NS
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import (
     fragment_present,
     parse_disk_element,
@@ -82,8 +82,78 @@ def _build_os(root: etree._Element, spec: dict, caps: dict) -> etree._Element:
     if spec.get("kernel"):
         _sub_direct_boot(os_el, spec)
     elif text == "hvm":
-        _sub(os_el, "boot", dev="hd")
+        _sub_boot_order(os_el, spec)
+    _set_firmware(os_el, spec, caps)
     return os_el
+
+
+# --------------------------------------------------------------------------- boot options
+
+_DEV_OF_BOOT = {"disk": "hd", "network": "network", "cdrom": "cdrom"}
+
+
+def _sub_boot_order(os_el: etree._Element, spec: dict) -> None:
+    """``<boot dev>`` per entry of boot_order (default: the disks), which QEMU's firmware and
+    libxl's HVM boot order both take."""
+    for item in spec.get("boot_order") or ["disk"]:
+        _sub(os_el, "boot", dev=_DEV_OF_BOOT[item])
+
+
+def _set_firmware(os_el: etree._Element, spec: dict, caps: dict) -> None:
+    """UEFI as libvirt's firmware autoselection (``<os firmware='efi'>``): QEMU picks Debian's
+    OVMF from its firmware descriptors and keeps the guest's variables under
+    /var/lib/libvirt/qemu/nvram; libxl loads its OVMF. BIOS: no firmware attribute, no pflash
+    loader or nvram (Xen HVM keeps its hvmloader)."""
+    hvm = _os_type(caps["driver"], spec["type"])[0] == "hvm"
+    if spec.get("firmware") == "uefi" and hvm:
+        os_el.set("firmware", "efi")
+        for loader in os_el.findall("loader"):
+            if loader.get("type") != "pflash":
+                os_el.remove(loader)
+        return
+    if "firmware" in os_el.attrib:
+        del os_el.attrib["firmware"]
+    for tag in ("loader", "nvram", "firmware"):
+        for old in os_el.findall(tag):
+            if tag != "loader" or old.get("type") == "pflash":
+                os_el.remove(old)
+    if caps["driver"] == "xen" and hvm and caps.get("loader") and os_el.find("loader") is None:
+        os_el.find("type").addnext(etree.Element("loader"))
+        os_el.find("loader").text = caps["loader"]
+
+
+def _build_cdrom(path: str) -> etree._Element:
+    """A read-only IDE CD-ROM at ``CDROM_TARGET`` (QEMU's pc machine and Xen HVM both have IDE)."""
+    element = etree.Element("disk", type="file", device="cdrom")
+    _sub(element, "driver", name="qemu", type="raw")
+    _sub(element, "source", file=path)
+    _sub(element, "target", dev=CDROM_TARGET, bus="ide")
+    _sub(element, "readonly")
+    return element
+
+
+def _update_boot_options(root: etree._Element, spec: dict, caps: dict) -> None:
+    """boot_order and firmware of an existing definition (per-device boot orders give way)."""
+    os_el = _find_or_add(root, "os", ("vcpu",))
+    if not spec.get("kernel") and _os_type(caps["driver"], spec["type"])[0] == "hvm":
+        for boot in os_el.findall("boot"):
+            os_el.remove(boot)
+        for boot in root.findall("devices/*/boot"):
+            boot.getparent().remove(boot)
+        _sub_boot_order(os_el, spec)
+    _set_firmware(os_el, spec, caps)
+
+
+def _update_cdrom(root: etree._Element, spec: dict) -> None:
+    devices = _find_or_add(root, "devices", ("on_crash",))
+    for element in devices.findall("disk[@device='cdrom']"):
+        target = element.find("target")
+        if target is not None and target.get("dev") == CDROM_TARGET:
+            devices.remove(element)
+    if spec.get("cdrom"):
+        disks = devices.findall("disk")
+        index = devices.index(disks[-1]) + 1 if disks else _device_insert_index(devices)
+        devices.insert(index, _build_cdrom(spec["cdrom"]))
 
 
 def _build_disk(disk: dict, caps: dict) -> etree._Element:
@@ -185,6 +255,8 @@ def render_domain(spec: dict, caps: dict) -> str:
         _sub(devices, "emulator", caps["emulator"])
     for disk in spec.get("disks") or []:
         devices.append(_build_disk(disk, caps))
+    if spec.get("cdrom"):
+        devices.append(_build_cdrom(spec["cdrom"]))
     for vif in spec.get("vifs") or []:
         devices.append(_build_vif(vif, caps))
     _sub(devices, "console", type="pty")
@@ -248,6 +320,10 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
                     root.remove(cputune)
     if {"kernel", "ramdisk", "cmdline", "bootloader"} & set(changed):
         _update_boot(root, spec, caps["driver"])
+    if {"boot_order", "firmware", "kernel", "bootloader"} & set(changed):
+        _update_boot_options(root, spec, caps)
+    if "cdrom" in changed:
+        _update_cdrom(root, spec)
     if "disks" in changed:
         _update_disks(root, spec, caps)
     if "vifs" in changed:

@@ -103,7 +103,7 @@ def _lookup(conn, name: str):
 
 
 def _config_of(state: dict) -> dict:
-    keys = ("name", "mode", "bridge", "netdev", "address", "dhcp_range", "dhcp_hosts")
+    keys = ("name", "mode", "bridge", "netdev", "address", "dhcp_range", "dhcp_hosts", "tftp_root", "boot_file")
     return {key: state.get(key) for key in keys}
 
 
@@ -178,8 +178,20 @@ def _desired_network(request: dict, current: dict | None) -> dict:
     desired = {"name": request["name"], "mode": request["mode"]}
     desired["bridge"] = request["bridge"] if request["bridge"] is not None else base.get("bridge")
     if request["mode"] == "bridge":
-        desired.update({"netdev": None, "address": None, "dhcp_range": None, "dhcp_hosts": []})
+        desired.update(
+            {
+                "netdev": None,
+                "address": None,
+                "dhcp_range": None,
+                "dhcp_hosts": [],
+                "tftp_root": None,
+                "boot_file": None,
+            }
+        )
         return desired
+    for key in ("tftp_root", "boot_file"):  # "" removes it
+        value = request.get(key)
+        desired[key] = (value or None) if value is not None else base.get(key)
     desired["netdev"] = request["netdev"] if request["netdev"] is not None else base.get("netdev")
     desired["address"] = request["address"] if request["address"] is not None else base.get("address")
     desired["dhcp_range"] = request["dhcp_range"] if request["dhcp_range"] is not None else base.get("dhcp_range")
@@ -232,6 +244,11 @@ def _check_desired(desired: dict, prefix: str) -> None:
         raise ValidationError(f"{prefix}bridge", f"network {name} needs the bridge device it forwards to")
     for index, host in enumerate(desired["dhcp_hosts"] or []):
         inside_subnet(host["ip"], desired["address"], f"{prefix}dhcp_hosts[{index}].ip")
+    if desired.get("boot_file") and not desired.get("tftp_root"):
+        raise ValidationError(
+            f"{prefix}boot_file",
+            f"network {name} serves no TFTP: set tftp_root (the directory holding {desired['boot_file']})",
+        )
     if desired["dhcp_range"]:
         inside_subnet(desired["dhcp_range"]["start"], desired["address"], f"{prefix}dhcp_range")
         inside_subnet(desired["dhcp_range"]["end"], desired["address"], f"{prefix}dhcp_range")
@@ -241,7 +258,7 @@ def _plan_existing(plan: NetworkPlan, request: dict, current: dict, desired: dic
     """An existing network: redefine it or update it live, set autostart, start or restart it."""
     name = plan.name
     config = _config_of(current["config"])
-    restart_keys = [key for key in ("mode", "bridge", "netdev", "address") if config[key] != desired[key]]
+    restart_keys = [key for key in _STATIC_KEYS if config.get(key) != desired.get(key)]
     if config["dhcp_range"] != desired["dhcp_range"] and (
         config["dhcp_range"] is None or desired["dhcp_range"] is None
     ):
@@ -281,9 +298,13 @@ def _plan_existing(plan: NetworkPlan, request: dict, current: dict, desired: dic
             )
 
 
+#: what only a restart changes (dnsmasq reads its TFTP root and boot file when it starts)
+_STATIC_KEYS = ("mode", "bridge", "netdev", "address", "tftp_root", "boot_file")
+
+
 def _static(state: dict) -> dict:
     """The part of a network's definition that only a restart changes."""
-    return {key: state.get(key) for key in ("mode", "bridge", "netdev", "address")}
+    return {key: state.get(key) for key in _STATIC_KEYS}
 
 
 def _plan_hosts(plan: NetworkPlan, current: list, desired: list) -> None:

@@ -10,8 +10,9 @@ is touched (``normalise_request``), in the vocabulary the rest of ``network/`` s
 A *request* is ``name``, ``mode`` (``bridge``/``nat``/``route``), ``state``, ``bridge`` (Linux
 bridge device), ``netdev``, ``create_netdev``, ``migrate_address``, ``persist``,
 ``libvirt_network``, ``address`` (``ip/prefix``), ``dhcp_range`` (``{start, end}``),
-``dhcp_hosts`` (``[{mac, ip, name}]``), ``autostart``, ``restart``, ``adopt`` and ``vif_script``;
-``None`` leaves a value as it is.
+``dhcp_hosts`` (``[{mac, ip, name}]``), ``tftp_root`` (a host directory dnsmasq serves by TFTP,
+``""`` none), ``boot_file`` (the DHCP boot file inside it, ``""`` none), ``autostart``,
+``restart``, ``adopt`` and ``vif_script``; ``None`` leaves a value as it is.
 """
 
 from __future__ import annotations
@@ -229,6 +230,41 @@ def _addressing(params: dict, mode: str, prefix: str) -> tuple:
     return address, dhcp_range, dhcp_hosts
 
 
+_BOOT_FILE_RE = re.compile(r"^[A-Za-z0-9_.+-][A-Za-z0-9_.+/-]{0,254}\Z")
+
+
+def _network_boot(params: dict, mode: str, prefix: str) -> tuple:
+    """(tftp_root, boot_file) of a request: PXE for a nat or route network's guests. Play
+    options only (the host directory is served to every guest of the network)."""
+    tftp_root = params.get("tftp_root")
+    boot_file = params.get("boot_file")
+    if tftp_root not in (None, ""):
+        tftp_root = str(tftp_root)
+        if not tftp_root.startswith("/") or "\0" in tftp_root or ".." in tftp_root.split("/"):
+            raise ValidationError(
+                _param(prefix, "tftp_root"), f"{tftp_root!r} must be an absolute directory without '..'"
+            )
+        tftp_root = os.path.normpath(tftp_root)
+        if tftp_root == "/":
+            raise ValidationError(
+                _param(prefix, "tftp_root"), "serving the whole host by TFTP is refused; name a directory"
+            )
+    if boot_file not in (None, ""):
+        boot_file = str(boot_file)
+        if not _BOOT_FILE_RE.match(boot_file) or ".." in boot_file.split("/"):
+            raise ValidationError(
+                _param(prefix, "boot_file"),
+                f"{boot_file[:60]!r}: give a file name inside tftp_root (letters, digits, '_.+-/', no '..'), "
+                "e.g. pxelinux.0",
+            )
+    if mode == "bridge" and (tftp_root or boot_file):
+        raise ValidationError(
+            _param(prefix, "tftp_root" if tftp_root else "boot_file"),
+            "TFTP and the DHCP boot file are served on nat and route networks only (by libvirt's dnsmasq)",
+        )
+    return tftp_root, boot_file
+
+
 def normalise_request(params: dict, prefix: str = "") -> dict:
     """Validate one network request; return it in the module's vocabulary (None = leave alone)."""
     mode = params.get("mode") or "bridge"
@@ -243,6 +279,7 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
     if persist not in PERSIST_KINDS:
         raise ValidationError(_param(prefix, "persist"), f"use one of {', '.join(PERSIST_KINDS)}")
     address, dhcp_range, dhcp_hosts = _addressing(params, mode, prefix)
+    tftp_root, boot_file = _network_boot(params, mode, prefix)
     script = params.get("vif_script") or DEFAULT_VIF_SCRIPTS[mode]
     if "/" in script and not os.path.isabs(script):
         raise ValidationError(
@@ -262,6 +299,8 @@ def normalise_request(params: dict, prefix: str = "") -> dict:
         "address": address,
         "dhcp_range": dhcp_range,
         "dhcp_hosts": dhcp_hosts,
+        "tftp_root": tftp_root,
+        "boot_file": boot_file,
         "autostart": True if autostart is None else bool(autostart),
         "restart": bool(params.get("restart")),
         "adopt": bool(params.get("adopt")),

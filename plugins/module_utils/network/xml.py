@@ -5,7 +5,7 @@
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 """libvirt network XML: ``parse_network_xml`` reads a definition into a *network state*
-(``{name, mode, bridge, netdev, address, dhcp_range, dhcp_hosts, uuid}``);
+(``{name, mode, bridge, netdev, address, dhcp_range, dhcp_hosts, tftp_root, boot_file, uuid}``);
 ``render_network_xml`` writes one, replacing only the parts xen_bridge manages in an existing
 definition; ``host_xml``/``range_xml`` are the fragments libvirt's network update takes.
 """
@@ -39,7 +39,10 @@ def parse_network_xml(xml: str) -> dict:
     address = None
     dhcp_range = None
     hosts = []
+    tftp_root = boot_file = None
     ip_el = _first_ip(root)
+    if ip_el is not None:
+        tftp_root, boot_file = _network_boot_of(ip_el)
     if ip_el is not None and ip_el.get("address"):
         prefix = _prefix_of(ip_el)
         address = f"{ipaddress.ip_address(ip_el.get('address'))}" + (f"/{prefix}" if prefix is not None else "")
@@ -64,8 +67,37 @@ def parse_network_xml(xml: str) -> dict:
         "address": address,
         "dhcp_range": dhcp_range,
         "dhcp_hosts": sorted(hosts, key=lambda host: host["mac"] or ""),
+        "tftp_root": tftp_root,
+        "boot_file": boot_file,
         "uuid": root.findtext("uuid"),
     }
+
+
+def _network_boot_of(ip_el) -> tuple:
+    """(tftp root, DHCP boot file) of an ``<ip>`` element: ``<tftp root>``, ``<dhcp><bootp file>``."""
+    tftp = ip_el.find("tftp")
+    bootp = ip_el.find("dhcp/bootp")
+    return (tftp.get("root") if tftp is not None else None, bootp.get("file") if bootp is not None else None)
+
+
+def _set_network_boot(ip_el, state: dict) -> None:
+    """Write ``tftp_root`` and ``boot_file`` of ``state`` into ``<ip>`` (None or "": none)."""
+    for old in ip_el.findall("tftp"):
+        ip_el.remove(old)
+    dhcp = ip_el.find("dhcp")
+    for old in dhcp.findall("bootp") if dhcp is not None else []:
+        dhcp.remove(old)
+    if state.get("tftp_root"):
+        tftp = etree.Element("tftp")
+        tftp.set("root", state["tftp_root"])
+        if dhcp is not None:
+            dhcp.addprevious(tftp)
+        else:
+            ip_el.append(tftp)
+    if state.get("boot_file"):
+        if dhcp is None:
+            dhcp = etree.SubElement(ip_el, "dhcp")
+        etree.SubElement(dhcp, "bootp").set("file", state["boot_file"])
 
 
 def _first_ip(root):
@@ -153,6 +185,7 @@ def render_network_xml(state: dict, base_xml: str | None = None) -> str:
                 dhcp.append(_host_element(host))
         elif dhcp is not None and not [c for c in dhcp if c.tag not in ("range", "host")]:
             ip_el.remove(dhcp)
+        _set_network_boot(ip_el, state)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -82,6 +82,9 @@ __all__ = [
     "bridge_name",
     "network_name",
     "vif_script",
+    "BOOT_DEVICES",
+    "FIRMWARES",
+    "boot_device",
     "guest_problems",
     "check_guest",
     "check_guest_item",
@@ -178,6 +181,18 @@ def _abs_path(value: str) -> str:
         raise ValueError(f"path {value!r} must be absolute (start with '/')")
     if ".." in value.split("/"):
         raise ValueError(f"path {value!r} may not contain '..'")
+    return value
+
+
+#: what a guest may boot from (``boot_order``), in the words of the profile resource
+BOOT_DEVICES = ("network", "disk", "cdrom")
+FIRMWARES = ("bios", "uefi")
+
+
+def boot_device(value: str) -> str:
+    """One entry of ``boot_order``: network, disk or cdrom."""
+    if value not in BOOT_DEVICES:
+        raise ValueError(f"unknown boot device {value[:40]!r}: use network, disk or cdrom")
     return value
 
 
@@ -346,6 +361,9 @@ GUEST: dict[str, Field] = {
     "ramdisk": Field("str", check=_abs_path_or_empty),
     "cmdline": Field("str"),
     "bootloader": Field("str"),
+    "boot_order": Field("list", elements="str", check=boot_device, max_items=len(BOOT_DEVICES)),
+    "firmware": Field("str", choices=FIRMWARES),
+    "cdrom": Field("str", check=_abs_path_or_empty),
     "extra": Field("dict", options=EXTRA, free_text=True, max_length=MAX_FREE_TEXT, text_form=True),
 }
 
@@ -442,7 +460,9 @@ def _problems(value: Any, field: Field, path: str) -> Iterator[tuple[str, str]]:
         if field.max_items is not None and len(value) > field.max_items:
             yield path, f"has {len(value)} items; at most {field.max_items} are allowed"
             return
-        element = Field(field.elements or "str", free_text=field.free_text, max_length=field.max_length)
+        element = Field(
+            field.elements or "str", free_text=field.free_text, max_length=field.max_length, check=field.check
+        )
         for index, item in enumerate(value):
             if field.options is not None:
                 if not isinstance(item, dict):

@@ -41,6 +41,12 @@ BASE = {
 
 PV_BOOT = {"kernel": "/boot/vmlinuz-guest", "ramdisk": "/boot/initrd-guest", "cmdline": "root=/dev/xvda ro"}
 
+BOOT_OPTIONS = {
+    "boot_order": ["network", "cdrom", "disk"],
+    "firmware": "uefi",
+    "cdrom": "/var/lib/libvirt/images/installer.iso",
+}
+
 CASES = {
     "xen-pv": (
         {"type": "pv", **PV_BOOT, "vifs": [dict(BASE["vifs"][0], script="vif-bridge"), BASE["vifs"][1]]},
@@ -54,6 +60,17 @@ CASES = {
     "qemu-pv": ({"type": "pv"}, {"driver": "qemu", "domain_type": "qemu", "arch": "x86_64"}),
     "test-pv": ({"type": "pv", **PV_BOOT}, {"driver": "test"}),
     "test-hvm": ({"type": "hvm"}, {"driver": "test"}),
+    # boot options (issue 13): UEFI, an install ISO and network boot first
+    "kvm-hvm-uefi-boot": (
+        {"type": "hvm", **BOOT_OPTIONS},
+        {"driver": "qemu", "domain_type": "kvm", "arch": "x86_64"},
+    ),
+    "qemu-pv-netboot": ({"type": "pv", "boot_order": ["network", "disk"]}, {"driver": "qemu", "domain_type": "qemu"}),
+    "xen-hvm-uefi-boot": ({"type": "hvm", **BOOT_OPTIONS}, {"driver": "xen", "loader": "/usr/lib/xen/boot/hvmloader"}),
+    "xen-hvm-bios-cdrom": (
+        {"type": "hvm", "boot_order": ["cdrom", "disk"], "cdrom": BOOT_OPTIONS["cdrom"]},
+        {"driver": "xen", "loader": "/usr/lib/xen/boot/hvmloader"},
+    ),
 }
 
 

@@ -249,6 +249,9 @@ def test_defaults_for_a_bare_guest():
         "ramdisk": None,
         "cmdline": None,
         "bootloader": None,
+        "boot_order": None,
+        "firmware": None,
+        "cdrom": None,
         "extra": None,
     }
 

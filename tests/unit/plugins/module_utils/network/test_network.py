@@ -246,6 +246,8 @@ STATE = {
     "address": "10.0.0.254/24",
     "dhcp_range": {"start": "10.0.0.100", "end": "10.0.0.200"},
     "dhcp_hosts": [{"mac": "00:16:2a:24:a3:7c", "ip": "10.0.0.1", "name": "node1"}],
+    "tftp_root": None,
+    "boot_file": None,
 }
 
 
