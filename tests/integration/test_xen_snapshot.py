@@ -1,22 +1,33 @@
-"""xen_snapshot / xen_snapshot_info end to end on the real libvirtd (qemu:///system).
+"""xen_snapshot / xen_snapshot_info end to end on the real libvirtd (qemu:///system), and
+playbooks/rolling.yml with ``rolling_snapshot=true``.
 
 A guest named i13snap-* gets a qcow2 disk in a fresh storage directory with an ext4 file
 system (made with libguestfs, no partition table) holding /marker. The test takes a
 snapshot, changes /marker, reverts and reads /marker back with libguestfs (an independent
 reader); ``qemu-img snapshot -l`` is the independent witness of what the image holds. Each
 libguestfs appliance launch takes some 30 s here under software emulation.
+
+For rolling.yml, one running guest i13snap-r1 (HVM, no operating system, a qcow2 disk) is the
+only member of the virtual group i13snapgrp of a temporary inventory, defined from the
+inventory's own ``xen_domain`` (lcfg.xen.xen_domain) so the rolling play finds it as the
+profile says. With no operating system there is no balloon driver: the balloon never follows
+a memory change, which ``rolling_require_followed`` turns into a failed check (where
+lcfg.xen.xen_group reports what the guest did not follow).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from support import run_module, storage_directory, wait_for
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest_module_argspec
+from support import ROOT, inventory_list, remove_domains, run_module, run_playbook, storage_directory, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 guestfs = pytest.importorskip("guestfs")
@@ -32,22 +43,13 @@ DOMAIN_XML = """<domain type='{virt}'><name>{name}</name><memory unit='MiB'>128<
 <target dev='vda' bus='virtio'/></disk></devices></domain>"""
 
 
-def _remove_own(conn) -> None:
-    """Our guests with their snapshot metadata (a plain undefine refuses a guest that has any)."""
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(PREFIX):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-
-
 @pytest.fixture(scope="module")
 def conn():
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     connection = libvirt.open(URI)
-    _remove_own(connection)
+    remove_domains(URI, PREFIX)
     yield connection
-    _remove_own(connection)
+    remove_domains(URI, PREFIX)
     connection.close()
 
 
@@ -208,3 +210,108 @@ def test_raw_disk_and_bad_names_are_refused(conn, store):
     nobody = run_module("xen_snapshot", {"uri": URI, "name": f"{PREFIX}nosuch", "snapshot": "s1"})
     assert nobody["failed"] and f"guest {PREFIX}nosuch: the guest does not exist" in nobody["msg"]
     assert run_module("xen_snapshot_info", {"uri": URI, "name": f"{PREFIX}nosuch"})["exists"] is False
+
+
+# --- playbooks/rolling.yml with rolling_snapshot ---
+
+MEMBER = f"{PREFIX}r1"
+GROUP = "i13snapgrp"
+ROLLING = ROOT / "playbooks" / "rolling.yml"
+PROFILE = """/* i13snap-hv: a hypervisor with one virtual group of one guest */
+!profile.components mADD(xen)
+!xen.xendconfbridgenet mSET(off)
+!xen.virtualmachines mADD(r1)
+!xen.name_r1 mSET(i13snap-r1)
+!xen.type_r1 mSET(hvm)
+!xen.disks_r1 mADD(root)
+!xen.diskpath_r1 mSET({store})
+!xen.diskformat_r1 mSET(qcow2)
+!xen.virtualgroup mADD(i13snapgrp)
+!xen.members_i13snapgrp mADD(r1)
+!xen.groupmemory_i13snapgrp mSET({memory})
+!xen.groupmaxmem_i13snapgrp mSET(256)
+!xen.groupvcpus_i13snapgrp mSET(1)
+!xen.groupmaxvcpus_i13snapgrp mSET(2)
+"""
+
+
+def _inventory(directory: Path, store: Path, memory: int) -> Path:
+    (directory / "profiles").mkdir(exist_ok=True)
+    (directory / "profiles" / f"{PREFIX}hv").write_text(PROFILE.format(store=store, memory=memory))
+    config = directory / "site.lcfg.yml"
+    config.write_text("plugin: lcfg.xen.lcfg\nsources: [profiles]\nstrict: true\n")
+    return config
+
+
+@pytest.fixture
+def member(conn, tmp_path):
+    """The running guest, defined from the inventory at 128 MiB; yields (store, tmp_path)."""
+    with storage_directory(PREFIX) as store:
+        config = _inventory(tmp_path, store, 128)
+        spec = inventory_list(config)["_meta"]["hostvars"][MEMBER]["xen_domain"]
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", spec["disks"][0]["path"], "64M"], check=True)
+        options = {key: value for key, value in spec.items() if key in guest_module_argspec()}
+        made = run_module("xen_domain", dict(options, uri=URI, state="running"))
+        assert made["rc"] == 0 and made["after"]["state"] == "running", made
+        yield store, tmp_path
+        remove_domains(URI, PREFIX)
+
+
+def _config_mib(conn) -> int:
+    xml = conn.lookupByName(MEMBER).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    return int(re.search(r"<currentMemory unit='KiB'>(\d+)<", xml).group(1)) // 1024
+
+
+def _rolling(config: Path, **extra_vars):
+    """rolling.yml on the group; the hypervisor is this machine (extra vars: no group_vars)."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "xen_uri": URI}
+    return run_playbook(ROLLING, "--limit", GROUP, inventory=config, extra_vars=dict(local, **extra_vars))
+
+
+def test_rolling_snapshot_taken_and_dropped_when_the_check_passes(conn, member):
+    store, tmp_path = member
+    dom = conn.lookupByName(MEMBER)
+    started = dom.ID()
+    config = _inventory(tmp_path, store, 176)
+    run = _rolling(config, rolling_snapshot=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"TASK \[Snapshot the member before changing it\][^\n]*\nchanged: ", run.stdout), run.stdout
+    assert f"{MEMBER}: running, 176 MiB, 1 VCPUs; live: memory" in run.stdout
+    assert "TASK [Revert the member to its snapshot]" not in run.stdout  # the rescue did not run
+    assert _config_mib(conn) == 176 and dom.ID() == started  # changed live, not restarted
+    assert dom.snapshotNum(0) == 0  # the snapshot was dropped after the passed check
+    image = store / f"{MEMBER}.img"
+    listing = subprocess.run(["qemu-img", "snapshot", "-U", "-l", str(image)], capture_output=True, text=True)
+    assert "lcfg-rolling" not in listing.stdout
+
+
+def test_rolling_reverts_the_member_when_the_guest_does_not_follow(conn, member):
+    store, tmp_path = member
+    same = run_module("xen_group", {"uri": URI, "name": GROUP, "members": [MEMBER], "memory": 128})
+    if "live_not_followed" not in same["results"][0]:
+        pytest.skip("xen_group does not report live_not_followed (what the guest did not follow) in this checkout")
+    config = _inventory(tmp_path, store, 176)
+    run = _rolling(config, rolling_snapshot=True, rolling_require_followed=True)
+    assert run.returncode != 0, run.stdout[-3000:]
+    assert "the guest did not follow" in run.stdout and "reverted to its snapshot lcfg-rolling" in run.stdout
+    dom = conn.lookupByName(MEMBER)
+    assert _config_mib(conn) == 128  # the definition is the snapshot's again
+    assert dom.isActive() and dom.snapshotNum(0) == 0
+
+
+def test_rolling_snapshot_refused_for_a_raw_member_changes_nothing(conn, member):
+    store, tmp_path = member
+    image = store / f"{MEMBER}.img"
+    conn.lookupByName(MEMBER).destroy()
+    xml = conn.lookupByName(MEMBER).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    conn.defineXML(xml.replace("type='qcow2'", "type='raw'"))
+    conn.lookupByName(MEMBER).create()
+    config = _inventory(tmp_path, store, 176)
+    run = _rolling(config, rolling_snapshot=True)
+    assert run.returncode != 0
+    target = re.search(r"<target dev='(\w+)'", xml).group(1)
+    assert (
+        f"guest {MEMBER}: disk {target} ({image}) is raw; internal snapshots need every writable disk in qcow2"
+        in run.stdout
+    )
+    assert _config_mib(conn) == 128  # failed before the change
