@@ -248,6 +248,8 @@ def plan_snapshot(
             plan.actions.append(f"delete snapshot {snapshot}")
             plan.after = _without(snapshots, snapshot)
         return plan
+    if facts.driver not in SNAPSHOT_DRIVERS:  # the driver first: no snapshot can be there
+        raise Conflict(snapshot_refusal(facts, None) or "")
     if state == "reverted":
         if existing is None:
             names = ", ".join(listing(snapshots)["snapshots"]) or "none"
@@ -255,8 +257,6 @@ def plan_snapshot(
                 f"guest {facts.name} has no snapshot {snapshot} to revert to (it has: {names}). "
                 "Create it first with state: present"
             )
-        if facts.driver not in SNAPSHOT_DRIVERS:
-            raise Conflict(snapshot_refusal(facts, None) or "")
         plan.revert = True
         plan.force = force
         plan.actions.append(f"revert to snapshot {snapshot}")

@@ -133,6 +133,14 @@ def test_revert_to_missing_snapshot_names_what_there_is():
         plan_snapshot(facts(), [snap("a")], "b", state="reverted")
 
 
+@pytest.mark.parametrize("driver", ["xen", "lxc"])
+def test_driver_without_snapshots_is_refused_first_and_absent_is_no_change(driver):
+    for state in ("present", "reverted"):
+        with pytest.raises(Conflict, match="driver has no snapshots"):
+            plan_snapshot(facts(driver=driver), [], "s1", state=state)
+    assert not plan_snapshot(facts(driver=driver), [], "s1", state="absent").changed
+
+
 def test_missing_guest_fails_for_present_and_reverted():
     for state in ("present", "reverted"):
         with pytest.raises(NotFound, match="the guest does not exist"):
