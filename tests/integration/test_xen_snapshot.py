@@ -262,10 +262,10 @@ def _config_mib(conn) -> int:
     return int(re.search(r"<currentMemory unit='KiB'>(\d+)<", xml).group(1)) // 1024
 
 
-def _rolling(config: Path, **extra_vars):
+def _rolling(config: Path, *args: str, **extra_vars):
     """rolling.yml on the group; the hypervisor is this machine (extra vars: no group_vars)."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "xen_uri": URI}
-    return run_playbook(ROLLING, "--limit", GROUP, inventory=config, extra_vars=dict(local, **extra_vars))
+    return run_playbook(ROLLING, "--limit", GROUP, *args, inventory=config, extra_vars=dict(local, **extra_vars))
 
 
 def test_rolling_snapshot_taken_and_dropped_when_the_check_passes(conn, member):
@@ -273,6 +273,9 @@ def test_rolling_snapshot_taken_and_dropped_when_the_check_passes(conn, member):
     dom = conn.lookupByName(MEMBER)
     started = dom.ID()
     config = _inventory(tmp_path, store, 176)
+    checked = _rolling(config, "--check", rolling_snapshot=True)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+    assert dom.snapshotNum(0) == 0 and _config_mib(conn) == 128  # check mode changed nothing
     run = _rolling(config, rolling_snapshot=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert re.search(r"TASK \[Snapshot the member before changing it\][^\n]*\nchanged: ", run.stdout), run.stdout
