@@ -203,7 +203,10 @@ def remove_named(objects, prefix: str) -> None:
             if obj.isActive():
                 obj.destroy()
             if obj.isPersistent():
-                obj.undefine()
+                if getattr(obj, "snapshotNum", None) and obj.snapshotNum(0):
+                    obj.undefineFlags(2)  # VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA: a plain undefine refuses
+                else:
+                    obj.undefine()
 
 
 def _remove_from(uri: str, prefix: str, listing: str) -> None:

@@ -14,7 +14,7 @@ options:
     description:
       - Seconds to wait for another run's changing call on the same hypervisor before failing.
       - Every changing call of the collection (M(lcfg.xen.xen_domain), M(lcfg.xen.xen_guests),
-        M(lcfg.xen.xen_group), M(lcfg.xen.xen_bridge), M(lcfg.xen.xen_disk)) holds a lock per
+        M(lcfg.xen.xen_group), M(lcfg.xen.xen_bridge), M(lcfg.xen.xen_disk), M(lcfg.xen.xen_snapshot)) holds a lock per
         hypervisor from its first read to its last change, so two playbook runs on one host
         take turns instead of acting on what the other is half-way through. Check mode and the
         C(_info) modules take no lock.

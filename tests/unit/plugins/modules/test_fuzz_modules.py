@@ -43,8 +43,10 @@ from ansible_collections.lcfg.xen.plugins.modules import (
     xen_domain_info,
     xen_group,
     xen_guests,
+    xen_snapshot,
+    xen_snapshot_info,
 )
-from support import SharedConnection
+from support import SharedConnection, remove_named
 
 PREFIX = "lcfgt-schema-"
 FUZZ = settings(
@@ -206,12 +208,7 @@ def hypervisor():
     patch.setattr(AnsibleModule, "run_command", lambda _self, argv, **kwargs: host(argv, **kwargs))
     yield conn, host
     patch.undo()
-    for dom in conn.listAllDomains(0):
-        if dom.name() != "test":
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
+    remove_named([dom for dom in conn.listAllDomains(0) if dom.name() != "test"], "")  # with snapshots too
     conn.close()
 
 
@@ -368,6 +365,35 @@ def test_xen_disk(hypervisor, storage, params):
 @given(params=options_dict({k: v for k, v in xen_disk_info.ARGUMENT_SPEC.items() if k != "uri"}))
 def test_xen_disk_info(hypervisor, params):
     assert_clean(run_main(xen_disk_info, params, check=False), parameter_names(xen_disk_info.ARGUMENT_SPEC))
+
+
+SNAPSHOT_GUEST = f"{PREFIX}snap"
+SNAPSHOT_UUID = "5a0b7c4e-1111-5222-8333-0000000000aa"
+SNAPSHOT_NAMES = {
+    "name": st.one_of(st.sampled_from(["test", SNAPSHOT_GUEST]), hostile_text()),
+    "snapshot": st.one_of(st.sampled_from(["s1", "s2"]), hostile_text()),
+}
+
+
+@settings(FUZZ, max_examples=60)
+@given(params=options_dict({k: v for k, v in xen_snapshot.ARGUMENT_SPEC.items() if k != "uri"}, SNAPSHOT_NAMES))
+def test_xen_snapshot(hypervisor, params):
+    conn, _host = hypervisor
+    conn.defineXML(  # a guest that can have snapshots (test's own disk is raw)
+        f"<domain type='test'><name>{SNAPSHOT_GUEST}</name><uuid>{SNAPSHOT_UUID}</uuid><memory>131072</memory>"
+        "<os><type>hvm</type></os>"
+        "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='/guests/snap.qcow2'/><target dev='vda'/></disk></devices></domain>"
+    )
+    result = run_main(xen_snapshot, dict(params, uri="test:///default"), check=False)
+    assert_clean(result, parameter_names(xen_snapshot.ARGUMENT_SPEC))
+
+
+@settings(FUZZ, max_examples=30)
+@given(params=options_dict({k: v for k, v in xen_snapshot_info.ARGUMENT_SPEC.items() if k != "uri"}, SNAPSHOT_NAMES))
+def test_xen_snapshot_info(hypervisor, params):
+    result = run_main(xen_snapshot_info, dict(params, uri="test:///default"), check=False)
+    assert_clean(result, parameter_names(xen_snapshot_info.ARGUMENT_SPEC))
 
 
 BRIDGE_SPEC = xen_bridge._network_options(name_required=False)  # pylint: disable=protected-access
