@@ -136,7 +136,12 @@ def disk_guest(xen_lab, lcfg_clone):
         ["tar", "-C", str(lcfg_clone["path"].parent), "-cSf", "-", lcfg_clone["path"].name], stdout=subprocess.PIPE
     )
     subprocess.run(
-        ["ssh", *xen_lab.lab.ssh_options(), "root@127.0.0.1", f"tar -C {IMAGES} -xSf - && chmod 0600 {BASE}"],
+        [
+            "ssh",
+            *xen_lab.lab.ssh_options(),
+            "root@127.0.0.1",
+            f"mkdir -p {IMAGES} && tar -C {IMAGES} -xSf - && chmod 0600 {BASE}",
+        ],
         stdin=tar.stdout,
         check=True,
         timeout=900,
@@ -195,6 +200,13 @@ def libxl_probe(xen_lab, disk_guest):
     return answers
 
 
+def domain_info(xen_lab) -> dict:
+    run = xen_lab.play([{"name": "info", "lcfg.xen.xen_domain_info": {"uri": URI, "name": NAME}}])
+    assert run.rc == 0, run.output
+    (guest,) = [g for g in run["info"]["guests"] if g["name"] == NAME]
+    return guest
+
+
 def test_role_packages_are_in_the_lab(xen_lab):
     """The lab's dom0 holds every package the hypervisor role installs on a Xen host, among
     them dom0's QEMU disk backend, and libxl finds that backend."""
@@ -238,34 +250,40 @@ def test_file_backed_guest_boots_with_lcfg_disk(xen_lab, disk_guest):
 
 def test_console_log_read_back(xen_lab, disk_guest):
     """xenconsoled's per-guest log (the lab runs it with --log=guest) holds the guest's kernel
-    and /init output; xen_domain_info's console_log returns it when the module has the field."""
+    and /init output."""
     stat = xen_lab.ssh(["stat", "-c", "%U %s", CONSOLE]).stdout.split()
     assert stat[0] == "root" and int(stat[1]) > 0
-    text = xen_lab.ssh(["tail", "-n", "200", CONSOLE]).stdout
-    assert "Linux version" in xen_lab.ssh(["head", "-c", "200000", CONSOLE]).stdout
-    assert f"profile_url={PROFILE_URL}" in text
+    assert xen_lab.ssh(["grep", "-a", "-c", "^Linux version", CONSOLE]).stdout.strip() == "1"
+    lines = xen_lab.ssh(["grep", "-a", "lcfg-xen-lab disk:", CONSOLE]).stdout.splitlines()
+    assert f"lcfg-xen-lab disk: profile_url={PROFILE_URL}" in [line.strip() for line in lines], lines
+
+
+def test_console_log_in_domain_info(xen_lab, disk_guest):
+    """xen_domain_info's ``console_log`` (helper `info`) returns that file and its last lines."""
     if "console_log:" not in (ROOT / "plugins/modules/xen_domain_info.py").read_text():
         pytest.skip("xen_domain_info has no console_log field in this branch (helper `info` adds it)")
-    run = xen_lab.play([{"name": "info", "lcfg.xen.xen_domain_info": {"uri": URI, "name": NAME}}])
-    assert run.rc == 0, run.output
-    (guest,) = [g for g in run["info"]["guests"] if g["name"] == NAME]
+    guest = domain_info(xen_lab)
     log = guest["console_log"]
     assert log is not None, guest
     assert log["path"] == CONSOLE
-    assert any(f"profile_url={PROFILE_URL}" in line for line in log["lines"]), log["lines"]
+    # The last lines of the file: each one is in the file as dom0 reads it afterwards.
+    assert log["lines"], log
+    text = xen_lab.ssh(["cat", CONSOLE]).stdout
+    assert all(line.strip() in text for line in log["lines"]), log["lines"]
 
 
 def test_address_discovery(xen_lab, disk_guest, libxl_probe):
     """The guest's address: dom0's neighbour table has it (what an ARP source reads); what
-    libvirt's libxl driver answers for the lease, agent and ARP sources is recorded. With
-    xen_domain_info's ``interfaces`` (helper `info`), the module must report the address."""
+    libvirt's libxl driver answers for the lease, agent and ARP sources is checked (and
+    recorded in tests/output/xen-lab-libxl-answers.json)."""
     neigh = xen_lab.ssh(f"ip neigh show dev {BRIDGE}").stdout
     assert any(line.split()[0] == GUEST_ADDRESS and MAC in line for line in neigh.splitlines()), neigh
     # The guest's vif is on the bridge with the configured MAC (libvirt's view).
     iflist = xen_lab.ssh(f"virsh -c {URI} domiflist {NAME}").stdout
     assert MAC in iflist and BRIDGE in iflist, iflist
     # The libxl driver: lease answers (empty: no libvirt network), agent and ARP are not
-    # implemented in libvirt's libxl driver. A change in that shows up here.
+    # implemented in libvirt's libxl driver ("argument unsupported: Unsupported IP address
+    # data source"). A change in that shows up here.
     for source in ("agent", "arp"):
         answer = libxl_probe[f"addresses_{source}"]
         if answer["ok"]:
@@ -273,11 +291,13 @@ def test_address_discovery(xen_lab, disk_guest, libxl_probe):
             assert GUEST_ADDRESS in found, answer
         else:
             assert "not supported" in answer["error"] or "unsupported" in answer["error"], answer
+
+
+def test_address_in_domain_info(xen_lab, disk_guest, libxl_probe):
+    """xen_domain_info's ``interfaces`` (helper `info`) reports the guest's address on Xen."""
     if "interfaces:" not in (ROOT / "plugins/modules/xen_domain_info.py").read_text():
         pytest.skip("xen_domain_info has no interfaces field in this branch (helper `info` adds it)")
-    run = xen_lab.play([{"name": "info", "lcfg.xen.xen_domain_info": {"uri": URI, "name": NAME}}])
-    assert run.rc == 0, run.output
-    (guest,) = [g for g in run["info"]["guests"] if g["name"] == NAME]
+    guest = domain_info(xen_lab)
     (iface,) = [i for i in guest["interfaces"] if i["mac"] == MAC]
     addresses = {a["address"] for a in iface["addresses"]}
     assert GUEST_ADDRESS in addresses, guest["interfaces"]
@@ -285,7 +305,7 @@ def test_address_discovery(xen_lab, disk_guest, libxl_probe):
 
 def test_snapshots_refused_by_libxl(xen_lab, disk_guest, libxl_probe):
     """libvirt's libxl driver has no snapshot API, even for a qcow2 disk: create (full and
-    disk-only) and list fail with "not supported"; xen_snapshot must refuse clearly."""
+    disk-only) and list fail with "not supported"."""
     for key in ("snapshot_create", "snapshot_create_disk_only", "snapshot_list"):
         answer = libxl_probe[key]
         assert not answer["ok"], (key, answer)
@@ -294,6 +314,10 @@ def test_snapshots_refused_by_libxl(xen_lab, disk_guest, libxl_probe):
     # Nothing was made behind libvirt's back: the overlay has no internal snapshot.
     info = json.loads(xen_lab.ssh(["qemu-img", "info", "--output=json", "-U", OVERLAY]).stdout)
     assert not info.get("snapshots"), info
+
+
+def test_snapshot_module_refuses_on_xen(xen_lab, disk_guest):
+    """xen_snapshot (helper `snap`) fails on Xen, naming the guest and why."""
     if not module_documents("xen_snapshot"):
         pytest.skip("no xen_snapshot module in this branch (helper `snap` adds it)")
     from ansible.utils.plugin_docs import read_docstring  # noqa: PLC0415

@@ -177,6 +177,7 @@ fi
 # Xen hot-adds VCPUs as "present"; onlining them is userspace's job (udev on a full system).
 while true; do
   for f in /sys/devices/system/cpu/cpu*/online; do
+    [ -f "$f" ] || continue # no match: a guest without hot-pluggable VCPUs
     [ "$(cat "$f")" = 0 ] && echo 1 > "$f" && echo "lcfg-xen-lab guest: onlined ${f%/online}"
   done
   [ -n "$peer" ] && ping -c 1 -W 1 "$peer" >/dev/null 2>&1
