@@ -32,6 +32,9 @@ DOM0_PACKAGES=(
   linux-image-amd64 initramfs-tools
   "xen-hypervisor-${XEN_VERSION}-amd64" "xen-utils-${XEN_VERSION}" xen-utils-common xenstore-utils
   xen-system-amd64 qemu-utils
+  # dom0's QEMU disk backend (qdisk): libxl starts /usr/libexec/xen-qemu-system-i386 for a
+  # PV guest's file-backed (raw or qcow2) disks. xen-utils only recommends it.
+  qemu-system-xen
   libvirt-daemon-system libvirt-daemon-driver-xen libvirt-clients
   python3 python3-libvirt python3-lxml python3-apt
   openssh-server
@@ -93,19 +96,54 @@ cache_key() {
   } | sha256sum | cut -c1-16
 }
 
-# A busybox initramfs for PV guests: busybox from the host's busybox-static,
-# the Xen front-end modules of the dom0 kernel, and an /init that reports and idles.
-build_guest_initrd() {
-  local rootfs="$1" out="$2" kver="$3" dir
-  dir="$(mktemp -d)"
-  mkdir -p "$dir"/{bin,dev,proc,sys,lib/modules}
-  cp /bin/busybox "$dir/bin/busybox"
-  local mod
-  for mod in drivers/net/xen-netfront.ko drivers/block/xen-blkfront.ko; do
-    for cand in "$rootfs/lib/modules/$kver/kernel/$mod" "$rootfs/lib/modules/$kver/kernel/$mod.xz"; do
-      [[ -f $cand ]] && cp "$cand" "$dir/lib/modules/"
+# The kernel modules named, with everything they depend on (modules.dep), as paths
+# relative to /lib/modules/KVER, dependencies first. Built-in modules are skipped.
+module_closure() {
+  local moddir="$1"; shift
+  local -A seen=()
+  local order=()
+  visit() {
+    local name="$1" line path dep
+    line="$(grep -E "(^|/)${name}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -n1)" || true
+    [[ -n $line ]] || return 0
+    path="${line%%:*}"
+    [[ -n ${seen[$path]:-} ]] && return 0
+    seen[$path]=1
+    for dep in ${line#*:}; do
+      dep="${dep##*/}"; dep="${dep%%.ko*}"
+      visit "$dep"
     done
-  done
+    order+=("$path")
+  }
+  local mod
+  for mod in "$@"; do visit "$mod"; done
+  printf '%s\n' "${order[@]}"
+}
+
+# A busybox initramfs for PV guests: busybox from the host's busybox-static, the Xen
+# front-end modules and ext4 (with their dependencies) of the dom0 kernel, and an /init
+# that reports and idles. Optional settings on the guest's kernel command line:
+#   lcfglab.disk=DEV       mount DEV (ext4, read-only) on /mnt and print its LCFG files
+#   lcfglab.ip=A.B.C.D/N   give eth0 that address ...
+#   lcfglab.peer=A.B.C.D   ... and ping that address every few seconds, so dom0 learns the
+#                          guest's address in its neighbour (ARP) table
+build_guest_initrd() {
+  local rootfs="$1" out="$2" kver="$3" dir moddir path n=0
+  dir="$(mktemp -d)"
+  moddir="$rootfs/lib/modules/$kver"
+  mkdir -p "$dir"/{bin,dev,proc,sys,mnt,lib/modules}
+  cp /bin/busybox "$dir/bin/busybox"
+  while read -r path; do
+    [[ -n $path ]] || continue
+    n=$((n + 1))
+    # Numbered so that /init's glob loads dependencies first; compressed modules are
+    # decompressed (busybox insmod reads plain .ko files).
+    case "$path" in
+      *.ko.xz) xz -dc "$moddir/$path" > "$dir/lib/modules/$(printf %02d "$n")-$(basename "${path%.xz}")" ;;
+      *.ko.zst) zstd -qdc "$moddir/$path" > "$dir/lib/modules/$(printf %02d "$n")-$(basename "${path%.zst}")" ;;
+      *) cp "$moddir/$path" "$dir/lib/modules/$(printf %02d "$n")-$(basename "$path")" ;;
+    esac
+  done < <(module_closure "$moddir" xen-netfront xen-blkfront crc32c_generic ext4)
   cat > "$dir/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -115,13 +153,34 @@ trap 'poweroff -f' USR2 TERM
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-for m in /lib/modules/*.ko; do [ -f "$m" ] && insmod "$m"; done
+for m in /lib/modules/*.ko; do [ -f "$m" ] && insmod "$m" 2>/dev/null; done
 echo "lcfg-xen-lab guest: up, $(grep -c ^processor /proc/cpuinfo) cpu(s)"
+arg() { for word in $(cat /proc/cmdline); do case "$word" in "$1"=*) echo "${word#*=}" ;; esac; done; }
+disk="$(arg lcfglab.disk)"
+if [ -n "$disk" ]; then
+  i=0
+  while [ ! -b "$disk" ] && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
+  if mount -t ext4 -o ro "$disk" /mnt; then
+    echo "lcfg-xen-lab disk: mounted $(grep ' /mnt ' /proc/mounts)"
+    echo "lcfg-xen-lab disk: profile_url=$(cat /mnt/etc/lcfg/profile_url)"
+    echo "lcfg-xen-lab disk: hostname=$(cat /mnt/etc/hostname)"
+  else
+    echo "lcfg-xen-lab disk: cannot mount $disk"
+    ls -l /dev/xvd* 2>&1
+  fi
+fi
+address="$(arg lcfglab.ip)"
+peer="$(arg lcfglab.peer)"
+if [ -n "$address" ]; then
+  ip link set eth0 up && ip addr add "$address" dev eth0 && echo "lcfg-xen-lab net: eth0 $address"
+fi
 # Xen hot-adds VCPUs as "present"; onlining them is userspace's job (udev on a full system).
 while true; do
   for f in /sys/devices/system/cpu/cpu*/online; do
+    [ -f "$f" ] || continue # no match: a guest without hot-pluggable VCPUs
     [ "$(cat "$f")" = 0 ] && echo 1 > "$f" && echo "lcfg-xen-lab guest: onlined ${f%/online}"
   done
+  [ -n "$peer" ] && ping -c 1 -W 1 "$peer" >/dev/null 2>&1
   sleep 2
 done
 EOF
