@@ -91,7 +91,8 @@ cache_key() {
   {
     sha256sum "$HERE/build.sh" | cut -d' ' -f1
     echo "suite=$1 mirror-hash=$(printf '%s' "$2" | sha256sum | cut -d' ' -f1) size=$IMAGE_SIZE"
-    LC_ALL=C apt-cache policy "${DOM0_PACKAGES[@]}"
+    # candidates only: the Installed: lines change with what the host itself installs
+    LC_ALL=C apt-cache policy "${DOM0_PACKAGES[@]}" | grep -E '^[^ ]|Candidate:'
     dpkg-query -W "${HOST_PACKAGES[@]}"
   } | sha256sum | cut -c1-16
 }
