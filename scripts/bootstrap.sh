@@ -11,7 +11,7 @@ APT_PACKAGES=(
   pkg-config gcc python3-venv python3-dev python3-guestfs libguestfs-tools
   linux-image-amd64 qemu-system-x86 qemu-utils dnsmasq-base iptables nftables
   bridge-utils iproute2 busybox-static cpio debootstrap e2fsprogs parted fdisk
-  git rsync openssh-client shellcheck
+  git rsync openssh-client openssh-server shellcheck
   ovmf ipxe-qemu pxelinux syslinux-common xorriso
   chromium pandoc
 )
