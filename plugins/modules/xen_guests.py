@@ -22,6 +22,8 @@ description:
 author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - lcfg.xen.live_wait
+  - lcfg.xen.live_wait.start
   - lcfg.xen.connection
   - lcfg.xen.host_access
   - lcfg.xen.lock
@@ -167,6 +169,20 @@ results:
       description: The options whose new value applies at the guest's next restart.
       type: list
       elements: str
+    memory_actual:
+      description: The balloon's actual size in MiB of the running guest, beside the target C(after.memory)
+        (RV(lcfg.xen.xen_domain#module:memory_actual)); null when it does not run.
+      type: int
+    vcpus_online:
+      description:
+        - VCPUs the guest's operating system has online, as its guest agent reports them; null when no agent
+          answers (unknown).
+      type: int
+    live_not_followed:
+      description:
+        - Live changes the guest did not follow within O(live_wait) seconds, in words; each is a warning too.
+      type: list
+      elements: str
 failed_guests:
   description:
     - On failure, the names of the guests that could not be converged (the others were; their entries
@@ -218,6 +234,8 @@ def main() -> None:
                 "default_bridge": {"type": "str"},
                 "parallel": {"type": "int", "default": 8},
                 "adopt": {"type": "list", "elements": "str", "default": []},
+                "live_wait": {"type": "int", "default": 10},
+                "start_wait": {"type": "int", "default": 3},
                 **HOST_ACCESS_ARGSPEC,
                 **LOCK_ARGSPEC,
             }
@@ -236,6 +254,8 @@ def main() -> None:
             parallel=params["parallel"],
             access=host_access_from_params(params),
             adopt=params["adopt"],
+            live_wait=params["live_wait"],
+            start_wait=params["start_wait"],
         )
 
     run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)

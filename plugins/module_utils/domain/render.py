@@ -29,7 +29,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import DEVICE
 
 etree = optional_import("lxml.etree")[0]
 
-__all__ = ["render_domain", "update_domain_xml", "merge_fragment"]
+__all__ = ["render_domain", "update_domain_xml", "merge_fragment", "console_log_path", "console_log_missing"]
 
 _BUS_OF_PREFIX = {"xvd": "xen", "vd": "virtio", "sd": "sata", "hd": "ide"}
 
@@ -183,6 +183,7 @@ def render_domain(spec: dict, caps: dict) -> str:
     for vif in spec.get("vifs") or []:
         devices.append(_build_vif(vif, caps))
     _sub(devices, "console", type="pty")
+    _ensure_console_log(root, spec["name"], driver)
     if driver in ("qemu", "kvm"):
         _sub(devices, "memballoon", model="virtio")
     for fragment in extra.get("xml") or []:
@@ -257,6 +258,7 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
         for fragment in extra.get("xml") or []:
             merge_fragment(root, etree.fromstring(fragment.encode()))
     _set_metadata(root, spec)
+    _ensure_console_log(root, spec["name"], caps["driver"])
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
@@ -358,3 +360,68 @@ def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
             devices.addprevious(copy.deepcopy(fragment))
         else:
             root.append(copy.deepcopy(fragment))
+
+
+# --------------------------------------------------------------------------- console log
+
+#: where QEMU/KVM guests' serial consoles are logged (virtlogd writes it, bounded by its
+#: max_size/max_backups) and where xenconsoled (``--log=guest``) writes Xen guests' consoles
+QEMU_CONSOLE_LOG = "/var/log/libvirt/qemu/{name}-console.log"
+XEN_CONSOLE_LOG = "/var/log/xen/console/guest-{name}.log"
+
+
+def console_log_path(name: str, driver: str) -> str | None:
+    """The console log file of guest ``name`` (a validated guest name: no ``/``) on ``driver``;
+    None where the collection keeps none (the test driver). Never taken from a profile."""
+    if driver in ("qemu", "kvm"):
+        return QEMU_CONSOLE_LOG.format(name=name)
+    if driver == "xen":
+        return XEN_CONSOLE_LOG.format(name=name)
+    return None
+
+
+def _logged_serial(root: etree._Element, path: str) -> etree._Element | None:
+    for serial in root.findall("devices/serial"):
+        log = serial.find("log")
+        if log is not None and log.get("file") == path and log.get("append") == "off":
+            return serial
+    return None
+
+
+def console_log_missing(xml: str, name: str, driver: str) -> bool:
+    """Whether the definition ``xml`` of a QEMU/KVM guest lacks the serial console log the
+    collection renders (a guest defined before it did, or adopted); False on other drivers."""
+    if driver not in ("qemu", "kvm"):
+        return False
+    return _logged_serial(etree.fromstring(xml.encode()), console_log_path(name, driver)) is None
+
+
+def _ensure_console_log(root: etree._Element, name: str, driver: str) -> None:
+    """QEMU/KVM: log the guest's serial console to ``console_log_path`` (truncated at each start,
+    ``append='off'``; virtlogd bounds its size). The first pty serial gets the ``<log>``; without
+    one a pty serial is added before the console, which QEMU then shows on it. Serials of other
+    types (from a trusted ``extra.xml``) are left as they are. Other drivers: nothing (Xen's
+    console is logged by xenconsoled on the host)."""
+    if driver not in ("qemu", "kvm"):
+        return
+    path = console_log_path(name, driver)
+    if _logged_serial(root, path) is not None:
+        return
+    devices = _find_or_add(root, "devices", ("on_crash",))
+    serial = next((s for s in devices.findall("serial") if s.get("type") == "pty"), None)
+    if serial is None:
+        serial = etree.Element("serial", type="pty")
+        console = devices.find("console")
+        if console is not None:
+            console.addprevious(serial)
+        else:
+            devices.append(serial)
+            _sub(devices, "console", type="pty")
+    for old in serial.findall("log"):
+        serial.remove(old)
+    log = etree.Element("log", file=path, append="off")
+    target = serial.find("target")
+    if target is not None:
+        target.addprevious(log)
+    else:
+        serial.insert(0, log)
