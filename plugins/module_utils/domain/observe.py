@@ -129,9 +129,11 @@ def _source_answer(conn, dom, code: int, source: str, vifs: list[dict], driver: 
         return _from_libvirt(calls.interface_addresses(dom, code))
     except libvirt.libvirtError as exc:
         unsupported = exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED)
-        if not unsupported or driver == "test":
+        # libvirt's ARP source reads the kernel's neighbour table over netlink, which some
+        # libvirt/kernel pairs fail on ("wrong nlmsg len"): the host's table is read here instead.
+        if driver == "test" or not (unsupported or (source == "arp" and local)):
             raise
-    # The driver has no such source (libxl): read the same facts the QEMU driver reads.
+    # The driver has no such source (libxl), or it failed: read the same facts the QEMU driver reads.
     if source == "lease":
         return _from_leases(conn, vifs)
     if source == "arp" and local:
