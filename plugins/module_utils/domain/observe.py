@@ -157,7 +157,7 @@ def interfaces(conn, dom: Any, xml: str, driver: str, local: bool, active: bool)
         try:
             found = _source_answer(conn, dom, code, source, vifs, driver, local)
         except (libvirt.libvirtError, OSError) as exc:
-            message = exc.get_error_message() if isinstance(exc, libvirt.libvirtError) else str(exc)
+            message = (exc.get_error_message() if isinstance(exc, libvirt.libvirtError) else None) or str(exc)
             problems.append(f"{source}: {message}")
             continue
         for mac, address, prefix, family in found:
