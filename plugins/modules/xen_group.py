@@ -323,7 +323,6 @@ def run_group(params: dict, check_mode: bool) -> dict:
         params["uri"],
         lambda conn: apply_group(
             conn,
-            conn,
             plan_group(conn, settings, members, group=params["name"], access=access),
             check_mode=check_mode,
             live_wait=params["live_wait"],

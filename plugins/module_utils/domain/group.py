@@ -410,6 +410,8 @@ def apply_group(conn, plans: list, check_mode: bool = False, live_wait: float = 
     with ``changed_members``, ``diff`` and ``warnings``)."""
     results = []
     warnings: list[str] = []
+    if live_wait < 0:
+        raise ValidationError("live_wait", f"must be 0 or more seconds, got {live_wait}")
     applied = [apply_plan(conn, plan, check_mode=check_mode) for plan in plans]
     observe_results(conn, plans, applied, check_mode, live_wait)  # waits for all members at once
     for result in applied:
