@@ -205,6 +205,17 @@ def test_lease_console_and_balloon(network, boot):
     again = run_module("xen_domain", guest(name, boot, boot["net"], memory=192))
     assert again["changed"] is False, again
 
+    # xen_group: VCPUs the hypervisor hot-plugged count as live (no agent: the guest side is
+    # unknown); the memory the balloon did not follow is not claimed as live.
+    group = run_module(
+        "xen_group", {"uri": URI, "name": "i13infogrp", "members": [name], "memory": 160, "vcpus": 2, "live_wait": 3}
+    )
+    member = group["results"][0]
+    assert {"set_memory_live", "set_vcpus_live"} <= set(member["actions"]), group
+    assert member["live"] == ["vcpus"] and member["vcpus_online"] is None and member["memory_actual"] == 256
+    assert member["live_not_followed"] == ["memory: target 160 MiB, guest still at 256 MiB"]
+    assert dom.info()[3] == 2
+
 
 def test_arp_for_a_bridged_guest(network, boot):
     name = PREFIX + "bridged"
