@@ -209,3 +209,24 @@ def test_start_failure_names_why_and_shows_the_console(tmp_path, monkeypatch):
     assert message.startswith("guest dies stopped (crashed) within 5s of its start")
     assert message.endswith("Booting\nKernel panic - not syncing: Attempted to kill init!")
     assert observe.start_failure(FakeDom({}, states=[running]), "lives", "qemu", True, 0.05) is None
+
+
+def test_guest_info_waits_only_for_a_named_guest_and_says_why_it_gave_up():
+    from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError, XenError  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine  # noqa: PLC0415
+
+    conn = libvirt.open("test:///default")
+    try:
+        with pytest.raises(ValidationError, match="wait_for_address"):
+            engine.guest_info(conn, {"wait_for_address": 5})
+        with pytest.raises(ValidationError, match="console_lines"):
+            engine.guest_info(conn, {"console_lines": -1})
+        engine.converge_domain(conn, {"name": "i13info-unit", "memory": 64, "state": "stopped"})
+        with pytest.raises(XenError, match=r"guest i13info-unit \(stopped\) has no ipv6 address after 0s") as caught:
+            engine.wait_for_address(conn, "i13info-unit", 0, "ipv6")
+        assert caught.value.result["guests"][0]["name"] == "i13info-unit"
+        guest = engine.guest_info(conn, {"name": "i13info-unit"})["guests"][0]
+        assert guest["console_log"] is None and guest["memory_actual"] is None and guest["addresses"] == []
+    finally:
+        engine.converge_domain(conn, {"name": "i13info-unit", "state": "absent"})
+        conn.close()
