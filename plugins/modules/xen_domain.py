@@ -170,7 +170,7 @@ after:
 memory_actual:
   description:
     - The balloon's actual size in MiB of the running guest after the run (libvirt's memory statistics
-      C(actual), else the domain info's current memory), beside the target in RV(after.memory); null when
+      C(actual), else the domain info's current memory), beside the target in C(after.memory); null when
       the guest does not run. After a live memory change it is read once the guest followed, or
       O(live_wait) passed.
   returned: always

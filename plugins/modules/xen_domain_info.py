@@ -27,7 +27,7 @@ options:
     type: str
   console_lines:
     description:
-      - How many of the last lines of each guest's console log RV(guests[].console_log.lines) holds.
+      - How many of the last lines of each guest's console log RV(guests[].console_log) holds.
         V(0) gives only the path.
     type: int
     default: 20
