@@ -183,11 +183,11 @@ def render_domain(spec: dict, caps: dict) -> str:
     for vif in spec.get("vifs") or []:
         devices.append(_build_vif(vif, caps))
     _sub(devices, "console", type="pty")
-    _ensure_console_log(root, spec["name"], driver)
     if driver in ("qemu", "kvm"):
         _sub(devices, "memballoon", model="virtio")
     for fragment in extra.get("xml") or []:
         merge_fragment(root, etree.fromstring(fragment.encode()))
+    _ensure_console_log(root, spec["name"], driver)  # after the fragments: it may take their port-0 pty serial
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
@@ -396,26 +396,36 @@ def console_log_missing(xml: str, name: str, driver: str) -> bool:
     return _logged_serial(etree.fromstring(xml.encode()), console_log_path(name, driver)) is None
 
 
+def _port(serial: etree._Element) -> str | None:
+    target = serial.find("target")
+    return target.get("port") if target is not None else None
+
+
 def _ensure_console_log(root: etree._Element, name: str, driver: str) -> None:
     """QEMU/KVM: log the guest's serial console to ``console_log_path`` (truncated at each start,
-    ``append='off'``; virtlogd bounds its size). The first pty serial gets the ``<log>``; without
-    one a pty serial is added before the console, which QEMU then shows on it. Serials of other
-    types (from a trusted ``extra.xml``) are left as they are. Other drivers: nothing (Xen's
-    console is logged by xenconsoled on the host)."""
+    ``append='off'``; virtlogd bounds its size). The log goes on the pty serial of port 0 (the
+    guest's ttyS0, where ``console=ttyS0`` writes); without one a pty serial is added first, on
+    port 0 unless another serial holds it, so the ``<console>`` (libvirt's alias of the first
+    serial) shows it. Serials of other ports and types (from ``extra.xml``) are left as they are.
+    Other drivers: nothing (Xen's console is logged by xenconsoled on the host)."""
     if driver not in ("qemu", "kvm"):
         return
     path = console_log_path(name, driver)
     if _logged_serial(root, path) is not None:
         return
     devices = _find_or_add(root, "devices", ("on_crash",))
-    serial = next((s for s in devices.findall("serial") if s.get("type") == "pty"), None)
+    serials = devices.findall("serial")
+    serial = next((s for s in serials if s.get("type") == "pty" and _port(s) in ("0", None)), None)
     if serial is None:
         serial = etree.Element("serial", type="pty")
-        console = devices.find("console")
-        if console is not None:
-            console.addprevious(serial)
+        if not any(_port(s) == "0" for s in serials):
+            _sub(serial, "target", port="0")
+        anchor = serials[0] if serials else devices.find("console")
+        if anchor is not None:
+            anchor.addprevious(serial)
         else:
             devices.append(serial)
+        if devices.find("console") is None:
             _sub(devices, "console", type="pty")
     for old in serial.findall("log"):
         serial.remove(old)

@@ -230,3 +230,12 @@ def test_guest_info_waits_only_for_a_named_guest_and_says_why_it_gave_up():
     finally:
         engine.converge_domain(conn, {"name": "i13info-unit", "state": "absent"})
         conn.close()
+
+
+def test_the_logged_serial_is_port_0_beside_a_profiles_serial():
+    xml = QEMU_XML.replace(
+        "<console type='pty'/>", "<serial type='pty'><target port='1'/></serial><console type='pty'/>"
+    )
+    root = etree.fromstring(update_domain_xml(xml, {"name": "g1", "type": "hvm"}, [], {"driver": "qemu"}).encode())
+    serials = root.findall("devices/serial")
+    assert [(s.find("target").get("port"), s.find("log") is not None) for s in serials] == [("0", True), ("1", False)]
