@@ -15,9 +15,15 @@ running() {
 
 case "${1:-start}" in
   start)
-    if running; then exit 0; fi
-    mkdir -p /run/libvirt /var/lib/libvirt/images /var/log/libvirt
+    # virtlogd writes the guests' serial console logs (<serial><log file=.../>, bounded by
+    # /etc/libvirt/virtlogd.conf max_size/max_backups) and QEMU's own logs: it must run even
+    # when libvirtd already does (a virtlogd that died leaves new guests unable to start).
+    mkdir -p /run/libvirt /var/lib/libvirt/images /var/log/libvirt/qemu
     alive virtlogd || virtlogd -d
+    if grep -Eq '^[[:space:]]*stdio_handler[[:space:]]*=[[:space:]]*"file"' /etc/libvirt/qemu.conf 2>/dev/null; then
+      echo "warning: /etc/libvirt/qemu.conf sets stdio_handler = \"file\": console logs are not bounded by virtlogd" >&2
+    fi
+    if running; then exit 0; fi
     alive libvirtd || libvirtd -d
     # After a crash libvirtd reconnects to the guests that kept running first: that can
     # take tens of seconds on a busy machine.

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SUMMARY_FORMAT = "%-15s %-17s %-8s %5s %5s %5s %-4s  %s"
-SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "STATE", "MiB", "MAX", "VCPUS", "BOOT", "NETWORKS")
+SUMMARY_FORMAT = "%-15s %-17s %-8s %5s %6s %5s %5s %6s %-4s  %s"
+SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "STATE", "MiB", "ACTUAL", "MAX", "VCPUS", "ONLINE", "BOOT", "NETWORKS")
 
 
 def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") -> list[dict[str, Any]]:
@@ -126,17 +126,25 @@ def _networks_shown(guest: Mapping[str, Any], devices: Mapping[str, str]) -> str
 
 def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None, devices: Mapping[str, str]) -> str:
     if guest is None:
-        return SUMMARY_FORMAT % (hypervisor, name, "absent", "-", "-", "-", "-", "-")
+        return SUMMARY_FORMAT % (hypervisor, name, "absent", "-", "-", "-", "-", "-", "-", "-")
     config = guest.get("config") or {}
     live = guest.get("live") or {}
     vcpus = live["vcpus"] if "vcpus" in live else config.get("vcpus")
+    running = guest.get("state") == "running"
+    # the balloon's actual size beside the target, and the VCPUs the guest itself has online
+    # (its agent; "?" when no agent answers): a guest without balloon driver or CPU hotplug
+    # does not follow a live change, and the table shows it
+    actual = guest.get("memory_actual") if running and guest.get("memory_actual") is not None else "-"
+    online = ("?" if guest.get("vcpus_online") is None else guest["vcpus_online"]) if running else "-"
     return SUMMARY_FORMAT % (
         hypervisor,
         name,
         guest.get("state"),
         config.get("memory"),
+        actual,
         config.get("maxmem"),
         vcpus,
+        online,
         "yes" if guest.get("autostart") else "no",
         _networks_shown(guest, devices),
     )
@@ -146,7 +154,7 @@ def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str =
     """A table of every guest of the hypervisors ``hosts`` (their ``xen_host.guests``), read
     back by ``xen_domain_info`` into the host variable ``info``, and a count line."""
     lines = [SUMMARY_FORMAT % SUMMARY_HEADER]
-    total = running = 0
+    total = running = off_target = 0
     for hypervisor in sorted(hosts or []):
         host = hostvars[hypervisor]
         found = {guest.get("name"): guest for guest in (host.get(info) or {}).get("guests") or []}
@@ -156,8 +164,16 @@ def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str =
             total += 1
             guest = found.get(name)
             running += guest is not None and guest.get("state") == "running"
+            off_target += _balloon_off_target(guest)
             lines.append(_summary_row(hypervisor, name, guest, devices))
-    return "\n".join(lines) + f"\n{total} guests, {running} running"
+    tail = f", {off_target} not at their memory target (ACTUAL != MiB)" if off_target else ""
+    return "\n".join(lines) + f"\n{total} guests, {running} running{tail}"
+
+
+def _balloon_off_target(guest: Mapping[str, Any] | None) -> bool:
+    if not guest or guest.get("state") != "running" or guest.get("memory_actual") is None:
+        return False
+    return abs(guest["memory_actual"] - ((guest.get("config") or {}).get("memory") or 0)) > 2
 
 
 class FilterModule:

@@ -37,6 +37,8 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - lcfg.xen.live_wait
+  - lcfg.xen.live_wait.start
   - lcfg.xen.connection
   - lcfg.xen.guest
   - lcfg.xen.host_access
@@ -183,6 +185,31 @@ after:
     cdrom: null
     extra: {on_poweroff: destroy, on_reboot: restart, on_crash: destroy, domain_type: xen, xml: []}
     state: running
+memory_actual:
+  description:
+    - The balloon's actual size in MiB of the running guest after the run (libvirt's memory statistics
+      C(actual), else the domain info's current memory), beside the target in C(after.memory); null when
+      the guest does not run. After a live memory change it is read once the guest followed, or
+      O(live_wait) passed.
+  returned: always
+  type: int
+  sample: 256
+vcpus_online:
+  description:
+    - The VCPUs the running guest's operating system has online, from the QEMU guest agent; null when no
+      agent answers (unknown). A live VCPU change counts as done only when this (if known) and the
+      hypervisor's count match the target.
+  returned: always
+  type: int
+  sample: null
+live_not_followed:
+  description:
+    - Live changes the hypervisor accepted but the guest had not followed after O(live_wait) seconds, in
+      words (each also a warning). C([]) when the guest followed every one, or none was made.
+  returned: always
+  type: list
+  elements: str
+  sample: ["memory: target 192 MiB, guest still at 256 MiB"]
 pending_restart:
   description:
     - The names of the guests whose saved changes wait for their next restart - C([name]) when
@@ -228,12 +255,14 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest
 
 # A play option, never part of a guest spec: whether this play may take over a foreign domain.
 ADOPT_ARGSPEC = {"adopt": {"type": "bool", "default": False}}
+# Play options: how long to wait for a guest to follow a live change, and to watch a started one.
+WAIT_ARGSPEC = {"live_wait": {"type": "int", "default": 10}, "start_wait": {"type": "int", "default": 3}}
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=with_connection(
-            dict(guest_module_argspec(), **ADOPT_ARGSPEC, **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)
+            dict(guest_module_argspec(), **ADOPT_ARGSPEC, **WAIT_ARGSPEC, **HOST_ACCESS_ARGSPEC, **LOCK_ARGSPEC)
         ),
         supports_check_mode=True,
     )

@@ -94,6 +94,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - lcfg.xen.live_wait
   - lcfg.xen.connection
   - lcfg.xen.lock
   - lcfg.xen.connection.attributes
@@ -214,9 +215,25 @@ results:
       type: list
       elements: str
     live:
-      description: Fields changed on the running guest without a restart.
+      description:
+        - Fields changed on the running guest without a restart that the guest followed (or, for VCPUs
+          without a guest agent, that the hypervisor reports); a field the guest did not follow within
+          O(live_wait) is in C(live_not_followed) instead.
       type: list
       elements: str
+    memory_actual:
+      description: The balloon's actual size in MiB of the running member, beside the target C(after.memory)
+        (RV(lcfg.xen.xen_domain#module:memory_actual)); null when it does not run.
+      type: int
+      sample: 256
+    vcpus_online:
+      description: VCPUs the member's operating system has online (guest agent); null when unknown.
+      type: int
+    live_not_followed:
+      description: Live changes the member did not follow within O(live_wait) seconds, in words (also warnings).
+      type: list
+      elements: str
+      sample: ["memory: target 192 MiB, guest still at 256 MiB"]
     pending_restart:
       description: C([name]) when some change waits for the member's next restart, else C([]).
       type: list
@@ -281,6 +298,7 @@ ARGUMENT_SPEC = with_connection(
     {
         "name": {"type": "str", "required": True},
         "members": {"type": "list", "elements": "raw", "required": True},
+        "live_wait": {"type": "int", "default": 10},
         "memory": {"type": "int"},
         "maxmem": {"type": "int"},
         "vcpus": {"type": "int"},
@@ -304,7 +322,10 @@ def run_group(params: dict, check_mode: bool) -> dict:
     result = with_libvirt(
         params["uri"],
         lambda conn: apply_group(
-            conn, plan_group(conn, settings, members, group=params["name"], access=access), check_mode=check_mode
+            conn,
+            plan_group(conn, settings, members, group=params["name"], access=access),
+            check_mode=check_mode,
+            live_wait=params["live_wait"],
         ),
     )
     result["group"] = params["name"]

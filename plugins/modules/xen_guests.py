@@ -22,6 +22,8 @@ description:
 author:
   - lcfg.xen contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - lcfg.xen.live_wait
+  - lcfg.xen.live_wait.start
   - lcfg.xen.connection
   - lcfg.xen.host_access
   - lcfg.xen.lock
@@ -224,6 +226,20 @@ results:
       description: The options whose new value applies at the guest's next restart.
       type: list
       elements: str
+    memory_actual:
+      description: The balloon's actual size in MiB of the running guest, beside the target C(after.memory)
+        (RV(lcfg.xen.xen_domain#module:memory_actual)); null when it does not run.
+      type: int
+    vcpus_online:
+      description:
+        - VCPUs the guest's operating system has online, as its guest agent reports them; null when no agent
+          answers (unknown).
+      type: int
+    live_not_followed:
+      description:
+        - Live changes the guest did not follow within O(live_wait) seconds, in words; each is a warning too.
+      type: list
+      elements: str
 failed_guests:
   description:
     - On failure, the names of the guests that could not be converged (the others were; their entries
@@ -306,6 +322,8 @@ def main() -> None:
                 "prune_force": {"type": "bool", "default": False},
                 "prune_disks": {"type": "bool", "default": False},
                 "owner": {"type": "str"},
+                "live_wait": {"type": "int", "default": 10},
+                "start_wait": {"type": "int", "default": 3},
                 **HOST_ACCESS_ARGSPEC,
                 **LOCK_ARGSPEC,
             }
@@ -329,6 +347,8 @@ def main() -> None:
             prune_force=params["prune_force"],
             prune_disks=params["prune_disks"],
             owner=params["owner"],
+            live_wait=params["live_wait"],
+            start_wait=params["start_wait"],
         )
 
     run_module(module, lambda: with_libvirt(params["uri"], converge), lock=True)

@@ -47,6 +47,13 @@ __all__ = [
     "vcpu_count",
     "host_cpu_count",
     "definitions",
+    "ADDRESS_SOURCES",
+    "interface_addresses",
+    "network_leases",
+    "live_xml",
+    "state_and_reason",
+    "memory_actual",
+    "guest_vcpus_online",
 ]
 
 POLL = 0.25
@@ -263,3 +270,64 @@ def definitions(conn) -> list[tuple[str, list[str]]]:
         except libvirt.libvirtError:
             continue  # removed meanwhile
     return found
+
+
+#: libvirt's address sources (virDomainInterfaceAddressesSource), in the order they are tried
+ADDRESS_SOURCES = (("lease", 0), ("agent", 1), ("arp", 2))
+
+
+def interface_addresses(dom, source: int) -> dict:
+    """``virDomainInterfaceAddresses`` from one source; libvirt's error is raised as it is
+    (``libvirt.libvirtError``), since one source failing must not fail the others."""
+    return dom.interfaceAddresses(source, 0) or {}
+
+
+def network_leases(conn, network: str, mac: str) -> list[dict]:
+    """The DHCP leases libvirt's network ``network`` holds for ``mac`` (any driver: the
+    network's dnsmasq status); raises ``libvirt.libvirtError``."""
+    return conn.networkLookupByName(network).DHCPLeases(mac) or []
+
+
+@libvirt_errors("read the live definition of guest {name}")
+def live_xml(dom, *, name: str) -> str:
+    return dom.XMLDesc(0)
+
+
+@libvirt_errors("read the state of guest {name}")
+@missing_is_none
+def state_and_reason(dom, *, name: str) -> tuple[int, int]:
+    state, reason = dom.state()[:2]
+    return int(state), int(reason)
+
+
+def memory_actual(dom) -> int | None:
+    """The balloon's actual size in MiB (``virDomainMemoryStats`` ``actual``, else the
+    current memory of ``virDomainGetInfo``); None when libvirt answers neither."""
+    try:
+        stats = dom.memoryStats() or {}
+        if "actual" in stats:
+            return int(stats["actual"]) // 1024
+    except libvirt.libvirtError:
+        pass
+    try:
+        return int(dom.info()[2]) // 1024
+    except libvirt.libvirtError:
+        return None
+
+
+def guest_vcpus_online(dom) -> int | None:
+    """The VCPUs the guest OS has online, from the guest agent (``virDomainGetGuestVcpus``);
+    None when no agent answers (no channel, agent not running, driver without support)."""
+    try:
+        info = dom.guestVcpus(0) or {}
+    except (libvirt.libvirtError, AttributeError):
+        return None
+    online = info.get("online")
+    if online is None:
+        return None
+    count = 0
+    for item in str(online).split(","):
+        low, _sep, high = item.strip().partition("-")
+        if low.isdigit():
+            count += int(high or low) - int(low) + 1 if (high or low).isdigit() else 1
+    return count

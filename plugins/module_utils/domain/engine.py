@@ -21,7 +21,13 @@ API (everything takes an open libvirt connection from ``common.libvirt.open_conn
                              prune=False, prune_timeout=120, prune_force=False, prune_disks=False, owner=None)
     # -> list_result: {"changed", "actions", "pending_restart": [names], "results": [result
     #    per guest, in the order given], "diff", "stale": [names], "pruned": [result per pruned guest]}
-    guests = domain_info(conn, name=None)          # list of dicts, see xen_domain_info RETURN
+    guests = domain_info(conn, name=None, console_lines=20)  # list of dicts, see xen_domain_info RETURN
+
+Every result of a guest also carries ``memory_actual`` (the balloon's size in MiB of a running
+guest, else None), ``vcpus_online`` (VCPUs the guest has online, from its agent; None:
+unknown) and ``live_not_followed`` (live changes the guest did not follow within
+``live_wait`` seconds, in words; each one is a warning too). A guest started by the run that
+stops again within ``start_wait`` seconds fails its run with its console's last lines.
 
 The flow, one file per step: ``desired`` (validate and complete the spec) -> ``current``
 (what libvirt holds, parsed back by ``parse``) -> ``plan`` (compare; the new definition from
@@ -48,11 +54,12 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
@@ -64,6 +71,14 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply_plan
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps, read_current
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.observe import (
+    console_log,
+    flat_addresses,
+    follow_live,
+    guest_side,
+    interfaces,
+    start_failure,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import DomainPlan, plan_domain, validate_guest
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item, check_text
 
@@ -74,7 +89,17 @@ __all__ = [
     "converge_domain",
     "converge_guests",
     "domain_info",
+    "observe_results",
+    "wait_for_address",
+    "guest_info",
+    "LIVE_WAIT",
+    "START_WAIT",
 ]
+
+#: seconds a live change is waited for until the guest follows it (module option live_wait)
+LIVE_WAIT = 10
+#: seconds a guest the run started is watched for an early stop (module option start_wait)
+START_WAIT = 3
 
 
 def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAccess | None = None) -> dict:
@@ -94,10 +119,79 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
         adopt=bool(params.get("adopt")),
         caps=caps,
     )
-    return apply_plan(conn, plan, check_mode=check_mode)
+    result = _apply_checked(conn, plan, check_mode, _wait(params, "start_wait", START_WAIT), caps)
+    observe_results(conn, [plan], [result], check_mode, _wait(params, "live_wait", LIVE_WAIT))
+    return result
 
 
-def domain_info(conn, name: str | None = None) -> list[dict]:
+def _wait(params: dict, key: str, default: float) -> float:
+    value = params.get(key)
+    value = default if value is None else value
+    if value < 0:
+        raise ValidationError(key, f"must be 0 or more seconds, got {value}")
+    return float(value)
+
+
+def _apply_checked(conn, plan: DomainPlan, check_mode: bool, start_wait: float, caps: DriverCaps) -> dict:
+    """``apply_plan``, then, when it started the guest, watch it for ``start_wait`` seconds: a
+    guest that stops again fails with its console's last lines (the failure names why)."""
+    result = apply_plan(conn, plan, check_mode=check_mode)
+    if check_mode or start_wait <= 0 or "start" not in result["actions"]:
+        return result
+    dom = calls.lookup(conn, name=plan.name)
+    failure = None
+    if dom is not None:
+        failure = start_failure(dom, plan.name, caps.basic()["driver"], caps.local, start_wait)
+    if failure:
+        raise XenError(failure, **{k: v for k, v in result.items() if k not in ("diff", "name")})
+    return result
+
+
+def observe_results(conn, plans: list[DomainPlan], results: list[dict], check_mode: bool, live_wait: float) -> None:
+    """Add ``memory_actual``, ``vcpus_online`` and ``live_not_followed`` to each guest result
+    (in place): running guests given memory or VCPUs live are waited for together, up to
+    ``live_wait`` seconds, and what they did not follow is said in words and as a warning."""
+    by_name = {plan.name: plan for plan in plans}
+    watch = []
+    running = {}
+    for result in results:
+        result.setdefault("live_not_followed", [])
+        result["memory_actual"] = result["vcpus_online"] = None
+        if (result.get("after") or {}).get("state") != "running":
+            continue
+        plan = by_name.get(result["name"])
+        dom = plan.current.dom if plan is not None and plan.current.exists else calls.lookup(conn, name=result["name"])
+        if dom is None:
+            continue
+        running[result["name"]] = dom
+        done = [a[len("set_") : -len("_live")] for a in result["actions"] if a.endswith("_live")]
+        want = {
+            f: result["after"][f]
+            for f in ("memory", "vcpus")
+            if f in done and f not in result["pending_restart_fields"] and not check_mode
+        }
+        if want:
+            watch.append((dom, result["name"], want))
+    followed = follow_live(watch, live_wait) if watch else {}
+    for result in results:
+        dom = running.get(result["name"])
+        if dom is None:
+            continue
+        seen = followed.get(result["name"])
+        if seen is None:
+            xml = calls.live_xml(dom, name=result["name"])
+            result["memory_actual"], result["vcpus_online"] = guest_side(dom, xml)
+            continue
+        result.update(seen)
+        for what in seen["live_not_followed"]:
+            result["warnings"].append(
+                f"guest {result['name']}: the live change was made but the guest did not follow it within "
+                f"{live_wait:g}s ({what}); no balloon driver or CPU hotplug in the guest? The saved value "
+                "applies at its next start"
+            )
+
+
+def domain_info(conn, name: str | None = None, console_lines: int = 20) -> list[dict]:
     """Every guest (or the one called ``name``), defined or running, sorted by name."""
     if name is not None:
         try:
@@ -108,10 +202,13 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
         doms = {name: dom} if dom is not None else {}
     else:
         doms = calls.list_domains(conn)
+    if console_lines < 0:
+        raise ValidationError("console_lines", f"must be 0 or more, got {console_lines}")
+    caps = DriverCaps(conn).basic()
     out = []
     for guest_name in sorted(doms):
         try:
-            out.append(_info_item(conn, guest_name, doms[guest_name]))
+            out.append(_info_item(conn, guest_name, doms[guest_name], console_lines, caps))
         except XenError:
             if name is None and calls.lookup(conn, name=guest_name) is None:
                 continue  # undefined since it was listed (another run removed it): not a failure
@@ -119,8 +216,15 @@ def domain_info(conn, name: str | None = None) -> list[dict]:
     return out
 
 
-def _info_item(conn, name: str, dom: Any) -> dict:
+def _info_item(conn, name: str, dom: Any, console_lines: int, caps: dict) -> dict:
     current = read_current(conn, name, dom=dom)
+    live_xml = calls.live_xml(current.dom, name=name) if current.active else None
+    vifs, problems = interfaces(
+        conn, current.dom, live_xml or current.xml, caps["driver"], caps["local"], current.power == "running"
+    )
+    actual = online = None
+    if current.power == "running":
+        actual, online = guest_side(current.dom, live_xml)
     return {
         "name": name,
         "uuid": current.spec["uuid"],
@@ -129,6 +233,12 @@ def _info_item(conn, name: str, dom: Any) -> dict:
         "persistent": calls.is_persistent(current.dom, name=name),
         "live": calls.live_values(current.dom, name=name) if current.active else None,
         "config": current.spec,
+        "interfaces": vifs,
+        "addresses": flat_addresses(vifs),
+        "address_problems": problems,
+        "console_log": console_log(name, caps["driver"], live_xml or current.xml, caps["local"], console_lines),
+        "memory_actual": actual,
+        "vcpus_online": online,
     }
 
 
@@ -145,6 +255,8 @@ def converge_guests(
     prune_force: bool = False,
     prune_disks: bool = False,
     owner: str | None = None,
+    live_wait: float = LIVE_WAIT,
+    start_wait: float = START_WAIT,
 ) -> dict:
     """Converge every guest of ``guests`` (dicts in xen_domain's options, checked by
     ``spec.schema.check_guest_item``) on one connection.
@@ -195,7 +307,12 @@ def converge_guests(
     stale, prune_plans = _plan_prune(
         conn, items, domains, owner, prune, prune_timeout, prune_force, prune_disks, access, caps
     )
-    results = _apply_all(conn, plans, check_mode, parallel)
+    waits = (
+        _wait({"live_wait": live_wait}, "live_wait", LIVE_WAIT),
+        _wait({"start_wait": start_wait}, "start_wait", START_WAIT),
+    )
+    results = _apply_all(conn, plans, check_mode, parallel, waits[1], caps)
+    observe_results(conn, plans, results, check_mode, waits[0])
     pruned = _apply_prune(conn, prune_plans, check_mode, parallel, results)
     every = results + pruned
     return dict(
@@ -377,13 +494,15 @@ def _checked_items(
     return items
 
 
-def _apply_all(conn, plans: list[DomainPlan], check_mode: bool, parallel: int) -> list[dict]:
+def _apply_all(
+    conn, plans: list[DomainPlan], check_mode: bool, parallel: int, start_wait: float, caps: DriverCaps
+) -> list[dict]:
     """Apply the plans, up to ``parallel`` at a time; the results in plan order. A failing
     guest does not stop the others: the first failure is raised afterwards, with the rest."""
 
     def apply_one(plan: DomainPlan) -> dict | XenError:
         try:
-            return apply_plan(conn, plan, check_mode=check_mode)
+            return _apply_checked(conn, plan, check_mode, start_wait, caps)
         except XenError as exc:
             return exc
 
@@ -411,3 +530,51 @@ def _each(apply_one, plans: list[DomainPlan], check_mode: bool, parallel: int) -
     results = [o for o in outcomes if isinstance(o, dict)]
     failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
     return results, failures
+
+
+ADDRESS_FAMILIES = ("ipv4", "ipv6", "any")
+
+
+def wait_for_address(conn, name: str, timeout: float, family: str = "ipv4", console_lines: int = 20) -> list[dict]:
+    """``domain_info`` of guest ``name``, polled until the guest has an address of ``family``
+    (``ipv4``, ``ipv6`` or ``any``) or ``timeout`` seconds have passed; then it fails, naming the
+    guest, its state and its console's last lines (why a guest got no address is usually there)."""
+    if family not in ADDRESS_FAMILIES:
+        raise ValidationError("address_family", f"must be one of {', '.join(ADDRESS_FAMILIES)}, got {family!r}")
+    if timeout < 0:
+        raise ValidationError("wait_for_address", f"must be 0 or more seconds, got {timeout}")
+    deadline = time.monotonic() + timeout
+    while True:
+        guests = domain_info(conn, name, console_lines)
+        if not guests:
+            raise NotFound(f"guest {name} does not exist: no address to wait for")
+        guest = guests[0]
+        found = [a for vif in guest["interfaces"] for a in vif["addresses"] if family in ("any", a["family"])]
+        if found:
+            return guests
+        if time.monotonic() >= deadline:
+            log = guest["console_log"] or {}
+            tail = "\n".join(log.get("lines") or []) or "(no console lines)"
+            problems = "; ".join(guest["address_problems"]) or "none"
+            raise XenError(
+                f"guest {name} ({guest['state']}) has no {family} address after {timeout:g}s "
+                f"(sources that failed: {problems}); last lines of its console {log.get('path', '')}:\n{tail}",
+                guests=guests,
+            )
+        time.sleep(2)
+
+
+def guest_info(conn, params: dict) -> dict:
+    """xen_domain_info's result from its ``params`` (``name``, ``console_lines``,
+    ``wait_for_address``, ``address_family``)."""
+    lines = params.get("console_lines")
+    lines = 20 if lines is None else lines
+    if params.get("wait_for_address"):
+        if not params.get("name"):
+            raise ValidationError("wait_for_address", "needs name: the guest whose address to wait for")
+        guests = wait_for_address(
+            conn, params["name"], params["wait_for_address"], params.get("address_family") or "ipv4", lines
+        )
+    else:
+        guests = domain_info(conn, params.get("name"), lines)
+    return {"changed": False, "guests": guests}

@@ -39,7 +39,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.calls import list_domains, uri
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import DEFAULT_NETWORKS, canonical_cpuset
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import domain_info
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.engine import LIVE_WAIT, domain_info, observe_results
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import plan_domain, validate_guest
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
     BRIDGE_RE,
@@ -353,7 +353,15 @@ def summarise(result: dict) -> dict[str, Any]:
         pending_restart=bool(result["pending_restart"]),
         changed=bool(result["changed"]),
         changed_fields=changed_fields,
-        live=[f for f in live if f not in result["pending_restart_fields"]],
+        live=[
+            f
+            for f in live
+            if f not in result["pending_restart_fields"]
+            and not any(n.startswith(f"{f}:") for n in result.get("live_not_followed") or [])
+        ],
+        memory_actual=result.get("memory_actual"),
+        vcpus_online=result.get("vcpus_online"),
+        live_not_followed=list(result.get("live_not_followed") or []),
         pending_restart_fields=list(result["pending_restart_fields"]),
         state=after.get("state"),
         before=before,
@@ -400,13 +408,17 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "", acces
     return plans
 
 
-def apply_group(conn, plans: list, check_mode: bool = False) -> dict[str, Any]:
+def apply_group(conn, plans: list, check_mode: bool = False, live_wait: float = LIVE_WAIT) -> dict[str, Any]:
     """Apply the member plans in order; the module's result (``list_result`` of the members,
     with ``changed_members``, ``diff`` and ``warnings``)."""
     results = []
     warnings: list[str] = []
-    for plan in plans:
-        entry = summarise(apply_plan(conn, plan, check_mode=check_mode))
+    if live_wait < 0:
+        raise ValidationError("live_wait", f"must be 0 or more seconds, got {live_wait}")
+    applied = [apply_plan(conn, plan, check_mode=check_mode) for plan in plans]
+    observe_results(conn, plans, applied, check_mode, live_wait)  # waits for all members at once
+    for result in applied:
+        entry = summarise(result)
         warnings.extend(entry.pop("warnings"))
         results.append(entry)
     return list_result(

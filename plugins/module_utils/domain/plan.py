@@ -31,7 +31,11 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     validate_spec,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import carries_marker, diff_specs, reserved_targets
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import render_domain, update_domain_xml
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import (
+    console_log_missing,
+    render_domain,
+    update_domain_xml,
+)
 
 __all__ = ["STATES", "LIVE_FIELDS", "DomainPlan", "validate_guest", "plan_domain"]
 
@@ -300,6 +304,11 @@ def _plan_existing(plan: DomainPlan, desired: dict, caps: dict, prefix: str) -> 
     plan.before = compare
     changed = diff_specs(target, compare)
     config = [f for f in changed if f != "autostart"]
+    if console_log_missing(current.xml, plan.name, caps["driver"]):
+        # A guest defined before the console was logged (or adopted) gets the log once; a running
+        # guest writes it after its next restart (pending_restart_fields: console_log).
+        config.append("console_log")
+        plan.notes.append(f"guest {plan.name}: its serial console is logged from now on (redefined once)")
     plan.changed_fields = changed
     live_ok: list[str] = []
     if current.active and plan.state != "stopped":

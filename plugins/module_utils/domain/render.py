@@ -29,7 +29,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import DEVICE
 
 etree = optional_import("lxml.etree")[0]
 
-__all__ = ["render_domain", "update_domain_xml", "merge_fragment"]
+__all__ = ["render_domain", "update_domain_xml", "merge_fragment", "console_log_path", "console_log_missing"]
 
 _BUS_OF_PREFIX = {"xvd": "xen", "vd": "virtio", "sd": "sata", "hd": "ide"}
 
@@ -264,6 +264,7 @@ def render_domain(spec: dict, caps: dict) -> str:
         _sub(devices, "memballoon", model="virtio")
     for fragment in extra.get("xml") or []:
         merge_fragment(root, etree.fromstring(fragment.encode()))
+    _ensure_console_log(root, spec["name"], driver)  # after the fragments: it may take their port-0 pty serial
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
@@ -338,6 +339,7 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
         for fragment in extra.get("xml") or []:
             merge_fragment(root, etree.fromstring(fragment.encode()))
     _set_metadata(root, spec)
+    _ensure_console_log(root, spec["name"], caps["driver"])
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
@@ -439,3 +441,78 @@ def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
             devices.addprevious(copy.deepcopy(fragment))
         else:
             root.append(copy.deepcopy(fragment))
+
+
+# --------------------------------------------------------------------------- console log
+
+#: where QEMU/KVM guests' serial consoles are logged (virtlogd writes it, bounded by its
+#: max_size/max_backups) and where xenconsoled (``--log=guest``) writes Xen guests' consoles
+QEMU_CONSOLE_LOG = "/var/log/libvirt/qemu/{name}-console.log"
+XEN_CONSOLE_LOG = "/var/log/xen/console/guest-{name}.log"
+
+
+def console_log_path(name: str, driver: str) -> str | None:
+    """The console log file of guest ``name`` (a validated guest name: no ``/``) on ``driver``;
+    None where the collection keeps none (the test driver). Never taken from a profile."""
+    if driver in ("qemu", "kvm"):
+        return QEMU_CONSOLE_LOG.format(name=name)
+    if driver == "xen":
+        return XEN_CONSOLE_LOG.format(name=name)
+    return None
+
+
+def _logged_serial(root: etree._Element, path: str) -> etree._Element | None:
+    for serial in root.findall("devices/serial"):
+        log = serial.find("log")
+        if log is not None and log.get("file") == path and log.get("append") == "off":
+            return serial
+    return None
+
+
+def console_log_missing(xml: str, name: str, driver: str) -> bool:
+    """Whether the definition ``xml`` of a QEMU/KVM guest lacks the serial console log the
+    collection renders (a guest defined before it did, or adopted); False on other drivers."""
+    if driver not in ("qemu", "kvm"):
+        return False
+    return _logged_serial(etree.fromstring(xml.encode()), console_log_path(name, driver)) is None
+
+
+def _port(serial: etree._Element) -> str | None:
+    target = serial.find("target")
+    return target.get("port") if target is not None else None
+
+
+def _ensure_console_log(root: etree._Element, name: str, driver: str) -> None:
+    """QEMU/KVM: log the guest's serial console to ``console_log_path`` (truncated at each start,
+    ``append='off'``; virtlogd bounds its size). The log goes on the pty serial of port 0 (the
+    guest's ttyS0, where ``console=ttyS0`` writes); without one a pty serial is added first, on
+    port 0 unless another serial holds it, so the ``<console>`` (libvirt's alias of the first
+    serial) shows it. Serials of other ports and types (from ``extra.xml``) are left as they are.
+    Other drivers: nothing (Xen's console is logged by xenconsoled on the host)."""
+    if driver not in ("qemu", "kvm"):
+        return
+    path = console_log_path(name, driver)
+    if _logged_serial(root, path) is not None:
+        return
+    devices = _find_or_add(root, "devices", ("on_crash",))
+    serials = devices.findall("serial")
+    serial = next((s for s in serials if s.get("type") == "pty" and _port(s) in ("0", None)), None)
+    if serial is None:
+        serial = etree.Element("serial", type="pty")
+        if not any(_port(s) == "0" for s in serials):
+            _sub(serial, "target", port="0")
+        anchor = serials[0] if serials else devices.find("console")
+        if anchor is not None:
+            anchor.addprevious(serial)
+        else:
+            devices.append(serial)
+        if devices.find("console") is None:
+            _sub(devices, "console", type="pty")
+    for old in serial.findall("log"):
+        serial.remove(old)
+    log = etree.Element("log", file=path, append="off")
+    target = serial.find("target")
+    if target is not None:
+        target.addprevious(log)
+    else:
+        serial.insert(0, log)

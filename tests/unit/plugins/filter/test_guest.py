@@ -148,6 +148,8 @@ def test_summary_table():
             "state": "running",
             "autostart": True,
             "live": {"vcpus": 2},
+            "memory_actual": 640,
+            "vcpus_online": None,
             "config": {
                 "memory": 512,
                 "maxmem": 1024,
@@ -174,11 +176,12 @@ def test_summary_table():
         "hv1": {"xen_host": {"guests": []}},
     }
     assert guest_summary(hostvars, ["hv2", "hv1"]).split("\n") == [
-        "HYPERVISOR      GUEST             STATE      MiB   MAX VCPUS BOOT  NETWORKS",
-        "hv2             web               running    512  1024     2 yes   eth0=my-network-bridge nat:lcfg-nat",
-        "hv2             db                stopped    256   256     1 no    -",
-        "hv2             gone              absent       -     -     - -     -",
-        "3 guests, 1 running",
+        "HYPERVISOR      GUEST             STATE      MiB ACTUAL   MAX VCPUS ONLINE BOOT  NETWORKS",
+        "hv2             web               running    512    640  1024     2      ? yes   "
+        "eth0=my-network-bridge nat:lcfg-nat",
+        "hv2             db                stopped    256      -   256     1      - no    -",
+        "hv2             gone              absent       -      -     -     -      - -     -",
+        "3 guests, 1 running, 1 not at their memory target (ACTUAL != MiB)",
     ]
 
 

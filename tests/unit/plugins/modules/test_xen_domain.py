@@ -206,7 +206,7 @@ def test_examples_match_the_argument_spec(module):
 
     specs = {
         "xen_domain": with_connection(guest_module_argspec()),
-        "xen_domain_info": with_connection({"name": {"type": "str"}}),
+        "xen_domain_info": xen_domain_info.ARGUMENT_SPEC,
         "xen_guests": with_connection(
             {
                 "guests": {"type": "list", "elements": "dict", "required": True},
