@@ -59,7 +59,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError, XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import (
+    Conflict,
+    NotFound,
+    ValidationError,
+    XenError,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
