@@ -10,9 +10,8 @@ NAT network's TFTP, UEFI firmware, an install ISO as CD-ROM.
 3. An ISO image inside the storage directories is attached as CD-ROM (read back from
    libvirt); one outside them, or a link leading out, is refused with a clear message.
 
-Every object is named ``i13boot-*`` and removed by the fixtures. The console log is libvirt's
-``<log>`` of a ``<serial>`` given as trusted extra XML (a play option), at the path the
-collection uses for every guest's console log.
+Every object is named ``i13boot-*`` and removed by the fixtures. The console log is the one
+the collection renders for every guest (libvirt's ``<log>`` of the guest's ``<serial>``).
 """
 
 from __future__ import annotations
@@ -63,12 +62,6 @@ def remove_guests() -> None:
         log.unlink()
 
 
-def console_xml(name: str) -> str:
-    """The guest's serial console, written by libvirt (virtlogd) to its console log: the element
-    the collection renders for every guest (a fragment already present is not added twice)."""
-    return f"<devices><serial type='pty'><log file='{LOG_DIR}/{name}-console.log' append='off'/></serial></devices>"
-
-
 def console(name: str) -> str:
     path = LOG_DIR / f"{name}-console.log"
     return path.read_text(errors="replace") if path.exists() else ""
@@ -81,8 +74,6 @@ def guest(name: str, **params) -> dict:
         "type": "hvm",
         "memory": 256,
         "vcpus": 1,
-        "extra": {"xml": [console_xml(name)]},
-        "trusted_extra_xml": True,  # the play allows the console log element
     }
     return dict(base, **params)
 
@@ -195,7 +186,7 @@ def test_guest_network_boots_from_the_nat_networks_tftp(clean, nat_network, tftp
     name = PREFIX + "net"
     # TCG, as for UEFI: under this machine's nested KVM the NIC's iPXE option ROM never sends
     # a packet; under TCG the marker comes about 80 s after the start
-    extra = {"domain_type": "qemu", "xml": [console_xml(name)]}
+    extra = {"domain_type": "qemu"}
     vifs = [{"nettype": "nat", "network": NETWORK}]
     params = guest(name, boot_order=["network"], vifs=vifs, extra=extra, state="running")
     started = run_module("xen_domain", params)
@@ -225,7 +216,7 @@ def test_uefi_guest_reaches_its_firmwares_boot_manager(clean):
     name = PREFIX + "uefi"
     # TCG: on this nested-virtualisation machine KVM stops OVMF at once ("emulation failure"
     # running from its pflash), while SeaBIOS guests run under KVM; OVMF under TCG needs ~20 s
-    extra = {"domain_type": "qemu", "xml": [console_xml(name)]}
+    extra = {"domain_type": "qemu"}
     params = guest(name, firmware="uefi", extra=extra, state="running")
     started = run_module("xen_domain", params)
     assert not started.get("failed"), started.get("msg")
