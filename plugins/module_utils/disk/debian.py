@@ -171,15 +171,16 @@ def extlinux_config(kernel: str, initrd: str) -> str:
     )
 
 
-# The unit that makes a clone's own SSH host keys before sshd first starts.
+# The unit that makes a clone's own SSH host key before sshd first starts: ed25519 only, which
+# takes no time even under software emulation (RSA keys take minutes there).
 _HOSTKEYS_UNIT = """[Unit]
-Description=SSH host keys of this clone (lcfg.xen template)
+Description=SSH host key of this clone (lcfg.xen template)
 Before=ssh.service
 ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 
 [Install]
 WantedBy=multi-user.target
@@ -193,10 +194,18 @@ def rootfs_files() -> dict[str, str]:
             f"LABEL={ROOT_LABEL} / ext4 defaults,errors=remount-ro 0 1\nLABEL={BOOT_LABEL} /boot ext2 defaults 0 2\n"
         ),
         "etc/systemd/network/80-lcfg-dhcp.network": "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n",
-        "etc/systemd/system/lcfg-ssh-hostkeys.service": _HOSTKEYS_UNIT,
         "etc/hostname": "lcfg-template\n",
         "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         "etc/lcfg/TEMPLATE": "lcfg.xen bootable Debian template image\n",
+    }
+
+
+def image_files() -> dict[str, str]:
+    """{path: content} written into each built image over the cached root filesystem (so a
+    change here needs no new debootstrap): the SSH host key unit and sshd's one host key."""
+    return {
+        "/etc/systemd/system/lcfg-ssh-hostkeys.service": _HOSTKEYS_UNIT,
+        "/etc/ssh/sshd_config.d/lcfg-xen.conf": "HostKey /etc/ssh/ssh_host_ed25519_key\n",
     }
 
 
@@ -213,6 +222,10 @@ def _configure(root: str, run: Runner) -> None:
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
         with open(target, "w", encoding="utf-8") as handle:
             handle.write(content)
+    unit = os.path.join(root, "etc/systemd/system/lcfg-ssh-hostkeys.service")
+    os.makedirs(os.path.dirname(unit), mode=0o755, exist_ok=True)
+    with open(unit, "w", encoding="utf-8") as handle:  # enabled here, rewritten by install_rootfs
+        handle.write(_HOSTKEYS_UNIT)
     for key in glob.glob(os.path.join(root, "etc/ssh/ssh_host_*")):
         os.unlink(key)
     run(["chroot", root, "systemctl", "enable", "systemd-networkd.service", "lcfg-ssh-hostkeys.service"])
@@ -317,6 +330,9 @@ def install_rootfs(g: Any, partition: int, tarball: str) -> None:
     g.mkdir_p("/boot")
     g.mount(boot, "/boot")
     g.tar_in(tarball, "/", xattrs=True)
+    for path, content in image_files().items():
+        g.mkdir_p(os.path.dirname(path))
+        g.write(path, content.encode())
     kernel, initrd = boot_files(list(g.ls("/boot")))
     g.write("/boot/extlinux.conf", extlinux_config(kernel, initrd).encode())
     g.extlinux("/boot")

@@ -108,7 +108,9 @@ def test_rootfs_files_mount_the_labels_and_take_dhcp():
     assert f"LABEL={debian.ROOT_LABEL} / ext4" in files["etc/fstab"]
     assert f"LABEL={debian.BOOT_LABEL} /boot ext2" in files["etc/fstab"]
     assert "DHCP=yes" in files["etc/systemd/network/80-lcfg-dhcp.network"]
-    assert "ssh-keygen -A" in files["etc/systemd/system/lcfg-ssh-hostkeys.service"]
+    image = debian.image_files()
+    assert "ssh-keygen -q -t ed25519" in image["/etc/systemd/system/lcfg-ssh-hostkeys.service"]
+    assert image["/etc/ssh/sshd_config.d/lcfg-xen.conf"] == "HostKey /etc/ssh/ssh_host_ed25519_key\n"
 
 
 def test_mounts_under_lists_the_chroot_mounts_deepest_first():
@@ -178,6 +180,8 @@ def test_install_rootfs_formats_unpacks_and_installs_extlinux(tmp_path, monkeypa
     assert ("pwrite_device", ("/dev/sda", b"\xfa" * 440, 0)) in g.calls
     conf = next(args[1] for name, args in g.calls if name == "write" and args[0] == "/boot/extlinux.conf")
     assert b"LINUX /vmlinuz-6.1.0-9-amd64" in conf
+    written = [args[0] for name, args in g.calls if name == "write"]
+    assert "/etc/ssh/sshd_config.d/lcfg-xen.conf" in written and names.index("write") > names.index("tar_in")
 
 
 def test_missing_syslinux_mbr_names_the_package(monkeypatch):
