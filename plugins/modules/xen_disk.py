@@ -182,15 +182,15 @@ options:
   os:
     description:
       - With O(state=template), build a bootable template instead of an empty one. V(debian) runs
-        C(debootstrap) (minbase, a kernel C(linux-image-cloud-amd64), C(openssh-server),
+        C(debootstrap) (minbase, a kernel C(linux-image-amd64), C(openssh-server),
         C(qemu-guest-agent), C(python3), C(systemd-networkd) with DHCP on every NIC) and installs the
-        result into the image: partition 1 (ext2) holds C(/boot) and C(extlinux) with syslinux's MBR,
+        result into the image. Partition 1 (ext2) holds C(/boot) and C(extlinux) with syslinux's MBR,
         which SeaBIOS boots under QEMU/KVM; the filesystem on O(partition) is the guest's root, so
         the LCFG settings and O(authorized_keys) of its clones land in the guest's own C(/etc) and
-        C(/root). Root's password is locked; each clone makes its own SSH host keys at first boot.
+        C(/root). Root's password is locked; each clone makes its own SSH host key (ed25519) at first boot.
       - The root filesystem is cached as a tar file in O(cache_dir), named by a hash of the suite,
         mirror, package list and builder version, so later templates skip C(debootstrap).
-      - A play setting: a profile only names the template's path.
+      - A play setting; a profile only names the template's path.
     type: str
     choices: [debian]
     version_added: 0.2.0
