@@ -12,8 +12,9 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 ## The main job: the site playbook over inventory/ against the local libvirtd with QEMU.
+## LOGIN=1 adds the login demo: guests cloned from a bootable Debian template, then checked over SSH.
 site: bootstrap
-	bash scripts/site.sh
+	LCFG_XEN_LOGIN=$(LOGIN) bash scripts/site.sh
 
 ## The seed's use cases (the talk's slides, inventory-seed/) against the local libvirtd.
 ## Uses the default NAT network lcfg-nat like the demo site: run one of the two per machine.

@@ -4,6 +4,9 @@
 # guests -- building the template images the guests clone when missing, with xen_disk
 # state=template -- and the summary). Run it twice: the second run reports changed=0.
 # Usage: scripts/site.sh [extra ansible-playbook arguments, e.g. --check --diff]
+# LCFG_XEN_LOGIN=1 (make site LOGIN=1) adds the login demo (inventory-login/: guests cloned
+# from a bootable Debian template, built once and cached) and -e site_login=true: the play
+# then logs in to those guests over SSH and checks host name, memory, VCPUs and profile URL.
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -20,5 +23,10 @@ log() { printf '[site] %s\n' "$*" >&2; }
 
 scripts/libvirtd.sh start
 
-log "ansible-playbook -i $INVENTORY playbooks/site.yml $*"
-exec ansible-playbook -i "$INVENTORY" playbooks/site.yml "$@"
+ARGS=(-i "$INVENTORY")
+if [[ ${LCFG_XEN_LOGIN:-} == 1 ]]; then
+  ARGS+=(-i "${LCFG_XEN_LOGIN_INVENTORY:-inventory-login/login.lcfg.yml}" -e site_login=true)
+fi
+
+log "ansible-playbook ${ARGS[*]} playbooks/site.yml $*"
+exec ansible-playbook "${ARGS[@]}" playbooks/site.yml "$@"

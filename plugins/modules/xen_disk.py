@@ -179,6 +179,48 @@ options:
       - Name for a storage pool the module defines for the image's directory when O(uri) is set and no
         C(dir) pool covers it. Defaults to C(lcfg-xen) followed by the directory with C(/) as C(-).
     type: str
+  os:
+    description:
+      - With O(state=template), build a bootable template instead of an empty one. V(debian) runs
+        C(debootstrap) (minbase, a kernel C(linux-image-amd64), C(openssh-server),
+        C(qemu-guest-agent), C(python3), C(systemd-networkd) with DHCP on every NIC) and installs the
+        result into the image. Partition 1 (ext2) holds C(/boot) and C(extlinux) with syslinux's MBR,
+        which SeaBIOS boots under QEMU/KVM; the filesystem on O(partition) is the guest's root, so
+        the LCFG settings and O(authorized_keys) of its clones land in the guest's own C(/etc) and
+        C(/root). Root's password is locked; each clone makes its own SSH host key (ed25519) at first boot.
+      - The root filesystem is cached as a tar file in O(cache_dir), named by a hash of the suite,
+        mirror, package list and builder version, so later templates skip C(debootstrap).
+      - A play setting; a profile only names the template's path.
+    type: str
+    choices: [debian]
+    version_added: 0.2.0
+  suite:
+    description:
+      - Debian suite of O(os=debian). Defaults to the managed host's own (C(VERSION_CODENAME)).
+    type: str
+    version_added: 0.2.0
+  mirror:
+    description:
+      - Debian mirror URL of O(os=debian). Defaults to the first apt source of the managed host that
+        carries O(suite) itself (C(/etc/apt/sources.list.d/*.sources), then one-line lists).
+    type: str
+    version_added: 0.2.0
+  cache_dir:
+    description:
+      - Directory of the cached root filesystems (and debootstrap's downloaded packages) of O(os=debian).
+    type: path
+    default: /var/cache/lcfg-xen
+    version_added: 0.2.0
+  authorized_keys:
+    description:
+      - SSH public keys (one line each) written into a new LCFG-managed clone with its LCFG settings,
+        as C(/root/.ssh/authorized_keys) (directory V(0700), file V(0600)) on O(partition).
+        The play's keys (the guest role's C(guest_ssh_authorized_keys)), never a profile's.
+      - Like the LCFG settings, written only when the clone is made; an existing image is not changed.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 extends_documentation_fragment:
   - lcfg.xen.connection.attributes
 attributes:
@@ -211,6 +253,24 @@ EXAMPLES = r"""
     state: template
     partition: 5
     size_gb: 1
+
+- name: A bootable Debian template (debootstrap from the host's own apt mirror, cached), root on partition 5
+  lcfg.xen.xen_disk:
+    path: /var/lib/lcfg-xen/templates/debian.img
+    state: template
+    os: debian
+    partition: 5
+    size_gb: 2
+
+- name: A clone that root can log in to with the play's key
+  lcfg.xen.xen_disk:
+    path: /var/lib/lcfg-xen/guests/login1.img
+    template: /var/lib/lcfg-xen/templates/debian.img
+    profile_url: http://lcfg.example.org/profiles/example.org/
+    partition: 5
+    hostname: login1
+    authorized_keys:
+      - "{{ lookup('ansible.builtin.file', playbook_dir ~ '/id_ed25519.pub') }}"
 
 - name: Blank 20 GiB sparse raw image
   lcfg.xen.xen_disk:
@@ -260,6 +320,19 @@ built:
   returned: when O(state=template)
   type: bool
   sample: true
+bootable:
+  description:
+    - With O(state=template) and O(os), what the bootable template was (would be) built from; C(rootfs_cached)
+      says whether the cached root filesystem was reused (set only when the image was built).
+  returned: when O(os) is set and the template was (would be) built
+  type: dict
+  version_added: 0.2.0
+  sample:
+    os: debian
+    suite: bookworm
+    mirror: http://mirror.example.org/debian
+    cache_key: 3f2a9c0d1e4b5a67
+    rootfs_cached: false
 changed:
   description: Whether the run changed the image or its directories (in check mode, whether it would).
   returned: always
@@ -385,6 +458,7 @@ lock_waited:
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.common.module import AnsibleModule, run_module
+from ansible_collections.lcfg.xen.plugins.module_utils.disk.debian import DEFAULT_CACHE_DIR
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.engine import run_disk
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.request import (
     CLONE_MODES,
@@ -416,6 +490,11 @@ ARGUMENT_SPEC = {
     "grow": {"type": "bool", "default": False},
     "uri": {"type": "str"},
     "pool": {"type": "str"},
+    "os": {"type": "str", "choices": ["debian"]},
+    "suite": {"type": "str"},
+    "mirror": {"type": "str"},
+    "cache_dir": {"type": "path", "default": DEFAULT_CACHE_DIR},
+    "authorized_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
 }
 
 

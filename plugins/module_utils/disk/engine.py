@@ -35,6 +35,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conf
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import open_connection
 from ansible_collections.lcfg.xen.plugins.module_utils.common.lock import flock_by, lock_directory, open_lock_file
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import object_result
+from ansible_collections.lcfg.xen.plugins.module_utils.disk import debian
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.apply import apply_plan
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.guestfs import make_template, template_layout
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import (
@@ -124,17 +125,51 @@ def _run_template(req: DiskRequest, check_mode: bool) -> dict[str, Any]:
     directories = storage.missing_directories(req)
     actions = [f"create directory {d.path} (mode {d.mode:04o})" for d in directories]
     actions.append(f"build template image {req.path} (raw, {format_size(size)}, msdos, ext4 on partition {partition})")
+    prepare, extra = _bootable(req, actions)
     if not check_mode:
         for directory in directories:
             storage.make_directory(directory.path, directory.mode, directory.gid)
-        make_template(req.path, size, partition=partition)
+        make_template(req.path, size, partition=partition, populate=prepare() if prepare else None)
     return object_result(
         req.path,
         actions,
         image={"path": req.path, "exists": not check_mode},
         built=True,
+        **extra,
         diff={"before": {"path": req.path, "exists": False}, "after": {"path": req.path, "exists": True}},
     )
+
+
+def _bootable(req: DiskRequest, actions: list[str]) -> tuple[Any, dict[str, Any]]:
+    """With os=debian: the preparation of a bootable template (debian.py; it returns the
+    populate step of make_template) and its result fields; the last action says so.
+    Without: (None, {})."""
+    if req.os != "debian":
+        return None, {}
+    try:
+        suite = req.suite or debian.host_suite()
+        mirror = req.mirror or debian.apt_mirror(suite)
+        debian.check_inputs(suite, mirror)
+    except XenError as exc:
+        raise ValidationError("mirror" if req.suite else "suite", exc.message) from None
+    cache_dir = req.cache_dir or debian.DEFAULT_CACHE_DIR
+    key = debian.cache_key(suite, mirror)
+    actions[-1] = (
+        actions[-1]
+        .replace("build template image", f"build bootable Debian {suite} template image")
+        .replace("ext4 on partition", "/boot and extlinux on partition 1, the root filesystem on partition")
+        + f" from {mirror} (root filesystem cached in {cache_dir}, key {key})"
+    )
+    bootable = {"os": "debian", "suite": suite, "mirror": mirror, "cache_key": key}
+
+    def prepare() -> Any:
+        """The cached root filesystem (debootstrap first when missing), then the step that
+        installs it into the laid-out image."""
+        tarball = debian.rootfs_tarball(suite, mirror, cache_dir)
+        bootable["rootfs_cached"] = not tarball["built"]
+        return lambda g, partition: debian.install_rootfs(g, partition, tarball["path"])
+
+    return prepare, {"bootable": bootable}
 
 
 def _run_locked(req: DiskRequest, check_mode: bool) -> dict[str, Any]:

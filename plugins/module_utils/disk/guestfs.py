@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 MIN_TEMPLATE_BYTES = 128 * 1024 * 1024
+PRIVATE_DIRS = ("/root/.ssh",)  # owner-only directories of injected files (authorized_keys)
 _SECTOR = 512
 _MIB_SECTORS = 2048  # partitions start on MiB boundaries
 _BOOT_SECTORS = 100 * _MIB_SECTORS  # partition 1: a 100 MiB placeholder (like /boot)
@@ -173,7 +175,8 @@ class GuestfsSession:
 def inject_files(path: str, fmt: str, partition: int, files: dict[str, str]) -> dict[str, Any]:
     """Write ``files`` ({guest path: content}) into the filesystem on ``partition``.
 
-    Parent directories are created (mode 0755), files are written with mode 0644.
+    Parent directories are created (mode 0755), files are written with mode 0644; in
+    PRIVATE_DIRS (root's ~/.ssh) the directory is 0700 and its files 0600.
     Returns ``{"seconds": total, "launch_seconds": ..., "notes": [...]}``.
     """
     start = time.monotonic()
@@ -182,10 +185,13 @@ def inject_files(path: str, fmt: str, partition: int, files: dict[str, str]) -> 
         handle = session.handle
         for guest_path, content in files.items():
             parent = os.path.dirname(guest_path)
+            private = parent in PRIVATE_DIRS
             if parent and parent != "/":
                 handle.mkdir_p(parent)
+                if private:
+                    handle.chmod(0o700, parent)
             handle.write(guest_path, content.encode("utf-8"))
-            handle.chmod(0o644, guest_path)
+            handle.chmod(0o600 if private else 0o644, guest_path)
         handle.sync()
         notes = list(session.notes)
         launch = session.seconds
@@ -241,7 +247,14 @@ def template_layout(size_bytes: int, partition: int) -> list[tuple[str, int, int
     return parts
 
 
-def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lcfgroot", partition: int = 5) -> bool:
+def make_template(
+    path: str,
+    size_bytes: int,
+    data_mb: int = 0,
+    label: str = "lcfgroot",
+    partition: int = 5,
+    populate: Callable[[Any, int], None] | None = None,
+) -> bool:
     """Build a small template image unless ``path`` exists; return True when built.
 
     Layout (``template_layout``): msdos partition table; partition 1 primary (100 MiB,
@@ -251,6 +264,9 @@ def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lc
     ``/var/lib/template-data`` with that many MiB of random bytes (content for copy
     tests). The image is raw and sparse, built under a temporary name and linked into
     place (an existing image is never replaced).
+
+    ``populate(handle, partition)``, when given, formats and fills the laid-out partitions
+    instead (debian.install_rootfs: a bootable template).
     """
     if os.path.exists(path):
         return False
@@ -271,21 +287,29 @@ def make_template(path: str, size_bytes: int, data_mb: int = 0, label: str = "lc
             g.part_init("/dev/sda", "msdos")
             for kind, first, last in layout:
                 g.part_add("/dev/sda", kind, first, last)
-            g.mkfs("ext4", device)
-            g.set_label(device, label)
-            g.mount(device, "/")
-            g.mkdir_p("/etc/lcfg")
-            g.write("/etc/hostname", b"lcfg-template\n")
-            g.write("/etc/lcfg/TEMPLATE", b"lcfg.xen template image\n")
-            if data_mb > 0:
-                g.mkdir_p("/var/lib")
-                _fill_random(g, "/var/lib/template-data", data_mb)
+            if populate is not None:
+                populate(g, partition)
+            else:
+                _fill_lcfg_template(g, device, label, data_mb)
             g.sync()
         os.link(temp, path)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
     return True
+
+
+def _fill_lcfg_template(g: Any, device: str, label: str, data_mb: int) -> None:
+    """The empty LCFG template's filesystem: ext4 on ``device`` with /etc/hostname and /etc/lcfg."""
+    g.mkfs("ext4", device)
+    g.set_label(device, label)
+    g.mount(device, "/")
+    g.mkdir_p("/etc/lcfg")
+    g.write("/etc/hostname", b"lcfg-template\n")
+    g.write("/etc/lcfg/TEMPLATE", b"lcfg.xen template image\n")
+    if data_mb > 0:
+        g.mkdir_p("/var/lib")
+        _fill_random(g, "/var/lib/template-data", data_mb)
 
 
 def _fill_random(g: Any, guest_path: str, data_mb: int) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "FORMATS",
     "CLONE_MODES",
     "DEFAULT_LCFG_FILES",
+    "AUTHORIZED_KEYS",
     "LOCK_TIMEOUT",
     "DiskRequest",
     "build_request",
@@ -78,6 +79,12 @@ class DiskRequest:
     uri: str | None = None
     pool: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # bootable templates and login keys (issue 13): play-side options only
+    os: str | None = None
+    suite: str | None = None
+    mirror: str | None = None
+    cache_dir: str | None = None
+    authorized_keys: list[str] = field(default_factory=list)
 
     @property
     def lcfg_managed(self) -> bool:
@@ -88,7 +95,10 @@ class DiskRequest:
         if not self.lcfg_managed:
             return {}
         values = {"profile_url": self.profile_url, "hostname": self.hostname}
-        return {path: f"{values[key]}\n" for key, path in sorted(self.lcfg_files.items()) if path}
+        files = {path: f"{values[key]}\n" for key, path in sorted(self.lcfg_files.items()) if path}
+        if self.authorized_keys:
+            files[AUTHORIZED_KEYS] = "".join(f"{key}\n" for key in self.authorized_keys)
+        return files
 
 
 def build_request(params: dict[str, Any]) -> DiskRequest:
@@ -113,7 +123,41 @@ def build_request(params: dict[str, Any]) -> DiskRequest:
         _check_template_build(req, params)
     _set_template(req, params.get("template"), params.get("clone") or "copy")
     _set_lcfg_settings(req, params)
+    _set_login(req, params)
     return req
+
+
+AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
+_SSH_KEY_RE = re.compile(r"^(ssh-[a-z0-9-]+|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\r\n]*)?$")
+
+
+def _set_login(req: DiskRequest, params: dict[str, Any]) -> None:
+    """os/suite/mirror/cache_dir (a bootable template) and authorized_keys (root's SSH keys
+    written into an LCFG-managed clone with its LCFG settings): the play's, never a profile's."""
+    req.os = params.get("os") or None
+    req.suite = params.get("suite") or None
+    req.mirror = params.get("mirror") or None
+    req.cache_dir = params.get("cache_dir") or None
+    if req.os is None:
+        for key in ("suite", "mirror"):
+            if params.get(key):
+                raise ValidationError(key, "only a bootable template (state=template, os=debian) uses it: set 'os'")
+    elif req.state != "template":
+        raise ValidationError("os", "builds a bootable template image: use it with state=template")
+    if req.cache_dir is not None and not os.path.isabs(req.cache_dir):
+        raise ValidationError("cache_dir", f"must be an absolute path, got {req.cache_dir!r}")
+    keys = [str(key).strip() for key in params.get("authorized_keys") or [] if str(key).strip()]
+    for key in keys:
+        if not _SSH_KEY_RE.match(key):
+            raise ValidationError(
+                "authorized_keys", f"{key[:40]!r}... is not one SSH public key line (type, base64 key, comment)"
+            )
+    if keys and not req.lcfg_managed:
+        raise ValidationError(
+            "authorized_keys",
+            "keys are written into a clone with its LCFG settings: set template, profile_url and partition",
+        )
+    req.authorized_keys = keys
 
 
 def _check_template_build(req: DiskRequest, params: dict[str, Any]) -> None:
