@@ -177,7 +177,7 @@ def test_group_reconfigures_running_members_live(conn, members):
             assert entry["live"] == ["vcpus", "cpus"], entry
             assert entry["live_not_followed"][0].startswith("memory: target"), entry
         assert abs(entry["memory_actual"] - _live_mib(conn, entry["name"])) <= 2, entry
-        assert entry["pending_restart"] == []
+        assert entry["pending_restart"] == [], (entry["pending_restart_fields"], entry["actions"])
         assert entry["state"] == "running"
     # values read back from the running guests: the balloon moved, VCPUs are online, pinned
     for name, want in ((members[0], 192), (members[1], 192), (members[2], 160)):

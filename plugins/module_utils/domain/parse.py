@@ -225,7 +225,9 @@ def parse_domain(xml: str) -> dict:
         "ramdisk": text("os/initrd"),
         "cmdline": cmdline,
         "bootloader": bootloader,
-        "boot_order": _parse_boot_order(root),
+        # a guest that boots its kernel directly (or with a bootloader) has no firmware boot
+        # order, whatever <boot dev> libvirt adds to its live definition
+        "boot_order": None if text("os/kernel") or bootloader else _parse_boot_order(root),
         "firmware": _parse_firmware(root),
         "cdrom": _parse_cdrom(root),
         "extra": extra,
