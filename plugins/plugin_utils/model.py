@@ -707,7 +707,9 @@ def _guest(
         "cmdline": cmdline,
         "bootloader": bootloader,
         "boot_order": boot_order,
-        "firmware": firmware,
+        # a value xen_domain's choices accept when the hostvar is passed on whole (bios is
+        # what the modules complete an unset firmware to)
+        "firmware": firmware or "bios",
         "cdrom": cdrom,
         "extra": extra,
     }

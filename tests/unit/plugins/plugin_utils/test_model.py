@@ -250,7 +250,7 @@ def test_defaults_for_a_bare_guest():
         "cmdline": None,
         "bootloader": None,
         "boot_order": None,
-        "firmware": None,
+        "firmware": "bios",
         "cdrom": None,
         "extra": None,
     }
