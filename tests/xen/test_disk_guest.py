@@ -399,15 +399,18 @@ def test_prune_module_on_xen(xen_lab, hand_made):
     if not module_documents("xen_guests", "prune"):
         pytest.skip("xen_guests has no prune option in this branch (helper `prune` adds it)")
     stale = guest_params(name=STALE, state="present", disks=[], vifs=[], cmdline=GUEST_CMDLINE)
+    item = {key: value for key, value in stale.items() if key != "uri" and key not in GUEST_BOOT_ACCESS}
+    # an owner of the test's own: the other lab guests (recorded with none) are not candidates
+    owned = {"uri": URI, "owner": "i13xen-lab", **GUEST_BOOT_ACCESS}
     run = xen_lab.play(
         [
-            {"name": "stale", "lcfg.xen.xen_domain": stale},
-            {"name": "predict", "lcfg.xen.xen_guests": {"uri": URI, "guests": [], "prune": True}, "check_mode": True},
-            {"name": "prune", "lcfg.xen.xen_guests": {"uri": URI, "guests": [], "prune": True}},
+            {"name": "stale", "lcfg.xen.xen_guests": dict(owned, guests=[item])},
+            {"name": "predict", "lcfg.xen.xen_guests": dict(owned, guests=[], prune=True), "check_mode": True},
+            {"name": "prune", "lcfg.xen.xen_guests": dict(owned, guests=[], prune=True)},
         ]
     )
     assert run.rc == 0, run.output
-    assert run["predict"]["changed"] is True, run["predict"]
+    assert run["predict"]["changed"] is True and run["predict"]["stale"] == [STALE], run["predict"]
     assert run["prune"]["changed"] is True, run["prune"]
     names = domain_names(xen_lab)
     assert STALE not in names and HAND in names, names
