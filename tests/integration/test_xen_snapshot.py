@@ -279,7 +279,11 @@ def test_rolling_snapshot_taken_and_dropped_when_the_check_passes(conn, member):
     run = _rolling(config, rolling_snapshot=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert re.search(r"TASK \[Snapshot the member before changing it\][^\n]*\nchanged: ", run.stdout), run.stdout
-    assert f"{MEMBER}: running, 176 MiB, 1 VCPUs; live: memory" in run.stdout
+    assert f"{MEMBER}: running, 176 MiB, 1 VCPUs; live: " in run.stdout
+    # the member has no balloon driver unless its kernel brought one up: then memory counts as
+    # changed live, else the message says plainly that the guest did not follow
+    followed = f"{MEMBER}: running, 176 MiB, 1 VCPUs; live: memory" in run.stdout
+    assert followed or "NOT followed by the guest: memory: target 176 MiB" in run.stdout, run.stdout[-3000:]
     assert "TASK [Revert the member to its snapshot]" not in run.stdout  # the rescue did not run
     assert _config_mib(conn) == 176 and dom.ID() == started  # changed live, not restarted
     assert dom.snapshotNum(0) == 0  # the snapshot was dropped after the passed check
