@@ -286,4 +286,9 @@ main() {
   echo "$lab"
 }
 
+# One build at a time: `make test` starts a build in the background while its first stages
+# run, and the lab fixture's own call then waits here for it and finds the cache current.
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.lock"
+flock 9
 main "$@"
