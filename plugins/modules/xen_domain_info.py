@@ -52,7 +52,7 @@ notes:
     sent traffic). On Xen, whose libvirt driver has neither lease nor ARP source, the network's leases
     and the host's ARP table are read directly (ARP only when the hypervisor is this host).
   - "Console logs are kept by the collection, at paths it derives from the guest's name - on QEMU/KVM
-    C(/var/log/libvirt/qemu/<name>-console.log), written by virtlogd (bounded by its C(max_size) and
+    C(/var/log/libvirt/qemu/<name>.console), written by virtlogd (bounded by its C(max_size) and
     C(max_backups), truncated at each start of the guest); on Xen C(/var/log/xen/console/guest-<name>.log),
     written by xenconsoled when the P(lcfg.xen.hypervisor#role) role has set it up. The lines are read on
     the hypervisor (the module runs there); with a remote O(uri) only the path is given."
@@ -195,7 +195,7 @@ guests:
           definition does not log its console there (defined by hand, or running since before the
           collection added the log - it logs from its next start).
       type: dict
-      sample: {path: /var/log/libvirt/qemu/web1-console.log, exists: true, lines: ["Booting from ROM..."]}
+      sample: {path: /var/log/libvirt/qemu/web1.console, exists: true, lines: ["Booting from ROM..."]}
     memory_actual:
       description:
         - The balloon's actual size in MiB of a running guest (libvirt's memory statistics C(actual),

@@ -52,6 +52,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import (
     PROFILE_IFNAME_RE,
     URL_RE,
     boot_device,
+    guest_ip,
     guest_problems,
     network_name,
     vif_script,
@@ -768,7 +769,7 @@ def _vifs(b: _Builder, r: _Resolver, tag: str, host: dict[str, Any]) -> list[dic
     tags = b.tag_list(f"vifs_{tag}")
     for vif in tags:
         mac = b.value(f"mac_{tag}_{vif}", valid_mac)
-        ip = b.value(f"ip_{tag}_{vif}", _ip)
+        ip = b.value(f"ip_{tag}_{vif}", guest_ip)
         network = b.value(f"network_{tag}_{vif}", _netname)
         item: dict[str, Any] = {"tag": vif, "mac": mac, "ip": ip}
         sources: dict[str, tuple[Resource | None, str]] = {}

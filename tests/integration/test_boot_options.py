@@ -58,12 +58,12 @@ def remove_guests() -> None:
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
     finally:
         conn.close()
-    for log in LOG_DIR.glob(f"{PREFIX}*.log"):  # console logs and libvirt's own
+    for log in LOG_DIR.glob(f"{PREFIX}*"):  # console logs and libvirt's own
         log.unlink()
 
 
 def console(name: str) -> str:
-    path = LOG_DIR / f"{name}-console.log"
+    path = LOG_DIR / f"{name}.console"
     return path.read_text(errors="replace") if path.exists() else ""
 
 

@@ -163,7 +163,7 @@ def test_lease_console_and_balloon(network, boot):
     # The definition logs the serial console where the collection says, and libvirt keeps it.
     dom = network.lookupByName(name)
     root = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-    log_path = str(CONSOLE_DIR / f"{name}-console.log")
+    log_path = str(CONSOLE_DIR / f"{name}.console")
     assert root.find("devices/serial/log").get("file") == log_path
     assert root.find("devices/serial/log").get("append") == "off"
 
@@ -277,5 +277,5 @@ def test_existing_guest_gets_the_console_log_once(network, boot):
     redefined = run_module("xen_domain", guest(name, boot, boot["net"], state="present"))
     assert redefined["actions"] == ["redefine"] and redefined["pending_restart_fields"] == []
     root = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-    assert root.find("devices/serial/log").get("file") == str(CONSOLE_DIR / f"{name}-console.log")
+    assert root.find("devices/serial/log").get("file") == str(CONSOLE_DIR / f"{name}.console")
     assert run_module("xen_domain", guest(name, boot, boot["net"], state="present"))["changed"] is False

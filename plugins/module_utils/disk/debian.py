@@ -70,8 +70,8 @@ PACKAGES = (
     "procps",
 )
 
-_SUITE_RE = re.compile(r"^[a-z][a-z0-9.-]{1,30}$")
-_MIRROR_RE = re.compile(r"^(https?|file)://[^\s'\"]+$")
+_SUITE_RE = re.compile(r"^[a-z][a-z0-9.-]{1,30}\Z")
+_MIRROR_RE = re.compile(r"^(https?|file)://[^\s'\"]+\Z")
 
 Runner = Callable[[list[str]], None]
 
@@ -220,6 +220,8 @@ def _configure(root: str, run: Runner) -> None:
     for rel, content in rootfs_files().items():
         target = os.path.join(root, rel)
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if os.path.islink(target):
+            os.unlink(target)  # written outside any chroot: never through a link of the tree
         with open(target, "w", encoding="utf-8") as handle:
             handle.write(content)
     unit = os.path.join(root, "etc/systemd/system/lcfg-ssh-hostkeys.service")

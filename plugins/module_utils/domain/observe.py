@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import time
 from typing import Any
 
@@ -52,7 +53,8 @@ MEMORY_TOLERANCE = 2
 #: bytes read from the end of a console log for its last lines (a bound on what one call reads)
 TAIL_BYTES = 256 * 1024
 _FAMILIES = {0: "ipv4", 1: "ipv6"}
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
+#: terminal escapes, C0 and C1 controls and bidirectional overrides (the guest's text is shown raw)
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
@@ -189,7 +191,11 @@ def tail_lines(path: str, count: int) -> list[str]:
     and terminal escapes removed: the text is the guest's, shown in a play's output."""
     if count <= 0:
         return []
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)  # non-blocking: a FIFO planted there cannot hang the call
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return []
     with os.fdopen(fd, "rb") as handle:
         size = handle.seek(0, os.SEEK_END)
         handle.seek(max(0, size - TAIL_BYTES))

@@ -446,8 +446,9 @@ def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
 # --------------------------------------------------------------------------- console log
 
 #: where QEMU/KVM guests' serial consoles are logged (virtlogd writes it, bounded by its
-#: max_size/max_backups) and where xenconsoled (``--log=guest``) writes Xen guests' consoles
-QEMU_CONSOLE_LOG = "/var/log/libvirt/qemu/{name}-console.log"
+#: max_size/max_backups) and where xenconsoled (``--log=guest``) writes Xen guests' consoles.
+#: Not ``<name>-console.log``: libvirt's own log of a domain named ``<name>-console`` is that file.
+QEMU_CONSOLE_LOG = "/var/log/libvirt/qemu/{name}.console"
 XEN_CONSOLE_LOG = "/var/log/xen/console/guest-{name}.log"
 
 

@@ -82,6 +82,7 @@ __all__ = [
     "bridge_name",
     "network_name",
     "vif_script",
+    "guest_ip",
     "BOOT_DEVICES",
     "FIRMWARES",
     "boot_device",
@@ -201,13 +202,19 @@ def _abs_path_or_empty(value: str) -> str:
     return value if value == "" else _abs_path(value)
 
 
-def _ip(value: str) -> str:
+def guest_ip(value: str) -> str:
+    """A guest vif's address (the inventory's ansible_host): an IP without zone index that is
+    not loopback, unspecified, multicast or link-local."""
     try:
         addr = ipaddress.ip_address(value.strip())
     except ValueError:
         raise ValueError(f"invalid IP address {value!r}") from None
     if getattr(addr, "scope_id", None):  # Python takes anything after '%' (spaces, '-o ...')
         raise ValueError(f"invalid IP address {value!r}: a zone index ('%...') is not a guest's address")
+    mapped = getattr(addr, "ipv4_mapped", None) or addr
+    if mapped.is_loopback or mapped.is_unspecified or mapped.is_multicast or mapped.is_link_local:
+        # the inventory logs in to a guest at its address: never the host itself or a broadcast
+        raise ValueError(f"IP address {value!r} is loopback, unspecified, multicast or link-local: no guest's address")
     return str(addr)
 
 
@@ -325,7 +332,7 @@ DISK: dict[str, Field] = {
 VIF: dict[str, Field] = {
     "mac": Field("str", check=valid_mac),
     "tag": Field("str"),
-    "ip": Field("str", check=_ip),
+    "ip": Field("str", check=guest_ip),
     "nettype": Field("str", choices=("bridge", "nat", "route"), default="bridge", group="nettype"),
     "bridge": Field("str", check=bridge_name, group="bridge"),
     "network": Field("str", check=network_name, group="network"),

@@ -23,7 +23,7 @@ QEMU_XML = """<domain type='kvm'><name>g1</name><devices>
 
 
 def test_console_log_path_comes_from_the_name_and_driver():
-    assert console_log_path("web1", "qemu") == "/var/log/libvirt/qemu/web1-console.log"
+    assert console_log_path("web1", "qemu") == "/var/log/libvirt/qemu/web1.console"
     assert console_log_path("web1", "xen") == "/var/log/xen/console/guest-web1.log"
     assert console_log_path("web1", "test") is None
 
@@ -37,7 +37,7 @@ def test_console_log_added_once_and_kept():
     serials = root.findall("devices/serial")
     assert len(serials) == 1 and serials[0].get("type") == "pty"
     log = serials[0].find("log")
-    assert log.get("file") == "/var/log/libvirt/qemu/g1-console.log" and log.get("append") == "off"
+    assert log.get("file") == "/var/log/libvirt/qemu/g1.console" and log.get("append") == "off"
     # before the console, which QEMU then shows on that serial
     children = [c.tag for c in root.find("devices")]
     assert children.index("serial") == children.index("console") - 1
@@ -75,7 +75,7 @@ def test_console_log_reports_missing_and_not_configured(tmp_path, monkeypatch):
     assert observe.console_log("g1", "test", None, True, 5) is None
     assert observe.console_log("g1", "qemu", QEMU_XML, True, 5) is None  # its definition does not log
     logged = update_domain_xml(QEMU_XML, {"name": "g1", "type": "hvm"}, [], {"driver": "qemu"})
-    path = tmp_path / "g1-console.log"
+    path = tmp_path / "g1.console"
     monkeypatch.setattr(observe, "console_log_path", lambda name, driver: str(path))
     logged = logged.replace(console_log_path("g1", "qemu"), str(path))
     assert observe.console_log("g1", "qemu", logged, True, 5) == {"path": str(path), "exists": False, "lines": []}

@@ -325,3 +325,14 @@ def test_ansible_inventory_refuses_the_profile_naming_file_and_line(tmp_path):
     warning = " ".join(proc.stderr.split())
     assert f"{bad}:4: xen.bridge_vm1_eth0: vifs[0].bridge:" in warning, proc.stderr
     assert f"{bad}:5: xen.vcpus_vm3: vcpus must be at most 4096" in warning, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "127.1.2.3", "0.0.0.0", "::", "::1", "::ffff:127.0.0.1", "fe80::1", "169.254.1.1", "224.0.0.1"],
+)
+def test_a_guest_address_is_never_the_host_itself_or_a_broadcast(address):
+    # the inventory logs in to a guest at its profile address (ansible_host)
+    with pytest.raises(ValueError, match="no guest.s address"):
+        _schema.guest_ip(address)
+    assert _schema.guest_ip("10.0.0.40") == "10.0.0.40" and _schema.guest_ip("2001:db8::5") == "2001:db8::5"
