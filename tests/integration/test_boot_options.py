@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,11 @@ def tftp_root():
     kernels = sorted(Path("/boot").glob("vmlinuz-*"))
     if not (PXELINUX.exists() and LDLINUX.exists() and kernels and shutil.which("busybox")):
         pytest.skip("needs pxelinux, syslinux-common, busybox-static and /boot/vmlinuz-*")
-    with storage_directory(PREFIX + "tftp-") as root:
+    # Not under a storage directory: those may be 0710 root:libvirt-qemu, which dnsmasq's
+    # own user cannot enter; a TFTP root is a host path the play chooses (e.g. /srv/tftp).
+    root = Path(tempfile.mkdtemp(prefix=PREFIX + "tftp-", dir="/var/lib"))
+    root.chmod(0o755)
+    try:
         shutil.copy(PXELINUX, root / "pxelinux.0")
         shutil.copy(LDLINUX, root / "ldlinux.c32")
         shutil.copy(kernels[-1], root / "vmlinuz")
@@ -148,6 +153,8 @@ def tftp_root():
         for path in root.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)  # dnsmasq reads them as its own user
         yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
