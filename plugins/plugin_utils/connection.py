@@ -228,7 +228,8 @@ def jump_args(route: Route) -> str:
     hop uses the ssh agent and ssh configuration), or with a key ``-o ProxyCommand=ssh -i key
     ... -W [%h]:%p host``. Every part is quoted for Ansible's shlex split (and, inside
     ProxyCommand, for the shell that runs it, with ssh's '%' tokens escaped)."""
-    assert route.host is not None
+    if route.host is None:
+        raise ValueError("a jump needs the hypervisor's host")
     if route.key is None:
         target = (f"{route.user}@" if route.user else "") + route.host + (f":{route.port}" if route.port else "")
         return "-o " + shlex.quote(f"ProxyJump={target}")

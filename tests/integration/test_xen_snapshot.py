@@ -288,7 +288,9 @@ def test_rolling_snapshot_taken_and_dropped_when_the_check_passes(conn, member):
     assert _config_mib(conn) == 176 and dom.ID() == started  # changed live, not restarted
     assert dom.snapshotNum(0) == 0  # the snapshot was dropped after the passed check
     image = store / f"{MEMBER}.img"
-    listing = subprocess.run(["qemu-img", "snapshot", "-U", "-l", str(image)], capture_output=True, text=True)
+    listing = subprocess.run(
+        ["qemu-img", "snapshot", "-U", "-l", str(image)], capture_output=True, text=True, check=True
+    )
     assert "lcfg-rolling" not in listing.stdout
 
 

@@ -81,7 +81,7 @@ def host_suite(os_release: str = "/etc/os-release") -> str:
     try:
         with open(os_release, encoding="utf-8") as handle:
             for line in handle:
-                key, _, value = line.strip().partition("=")
+                key, _sep, value = line.strip().partition("=")
                 if key == "VERSION_CODENAME" and value.strip("\"'"):
                     return value.strip("\"'")
     except OSError:
@@ -96,7 +96,7 @@ def _deb822_mirrors(text: str, suite: str) -> list[str]:
         for line in stanza.splitlines():
             if line.lstrip().startswith("#") or ":" not in line or line[:1].isspace():
                 continue
-            key, _, value = line.partition(":")
+            key, _sep, value = line.partition(":")
             fields[key.strip().lower()] = value.strip()
         if fields.get("enabled", "yes").lower() == "no":
             continue

@@ -133,7 +133,7 @@ def _parse_boot_order(root: etree._Element) -> list[str] | None:
             kind = "network" if element.tag == "interface" else element.get("device", "disk")
             if rank.isdigit() and kind in ("network", "disk", "cdrom"):
                 ranked.append((int(rank), kind))
-        order = [kind for _, kind in sorted(ranked)]
+        order = [kind for _rank, kind in sorted(ranked)]
     deduplicated = list(dict.fromkeys(order))
     return deduplicated or None
 

@@ -173,7 +173,7 @@ def test_install_rootfs_formats_unpacks_and_installs_extlinux(tmp_path, monkeypa
     monkeypatch.setattr(debian, "SYSLINUX_MBR", str(mbr))
     g = RecordingHandle()
     debian.install_rootfs(g, 5, "/cache/root.tar")
-    names = [name for name, _ in g.calls]
+    names = [name for name, _args in g.calls]
     assert ("mkfs", ("ext2", "/dev/sda1")) in g.calls and ("mkfs", ("ext4", "/dev/sda5")) in g.calls
     assert names.index("tar_in") > names.index("mount") and ("extlinux", ("/boot",)) in g.calls
     assert ("part_set_bootable", ("/dev/sda", 1, True)) in g.calls
