@@ -166,6 +166,7 @@ def _site(tmp: Path, jump: str = "auto") -> Path:
     inventory = site / "inventory"
     (inventory / "host_vars" / "conn-remote.yml").write_text(f"ansible_host: {HV_ADDR}\nansible_user: root\n")
     # the jump's ssh takes -F from the main ssh: the hop finds its key and known_hosts there
+    (inventory / "group_vars").mkdir()
     (inventory / "group_vars" / "xen_guests.yml").write_text(f"ansible_ssh_extra_args: -F {tmp / 'ssh_config'}\n")
     config = inventory / "site.lcfg.yml"
     config.write_text(

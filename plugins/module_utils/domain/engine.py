@@ -83,6 +83,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.observe import (
     guest_side,
     interfaces,
     start_failure,
+    start_failures,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import DomainPlan, plan_domain, validate_guest
 from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import check_guest_item, check_text
@@ -502,16 +503,19 @@ def _checked_items(
 def _apply_all(
     conn, plans: list[DomainPlan], check_mode: bool, parallel: int, start_wait: float, caps: DriverCaps
 ) -> list[dict]:
-    """Apply the plans, up to ``parallel`` at a time; the results in plan order. A failing
-    guest does not stop the others: the first failure is raised afterwards, with the rest."""
+    """Apply the plans, up to ``parallel`` at a time, then watch the guests this run started,
+    all together, for ``start_wait`` seconds; the results in plan order. A failing guest does
+    not stop the others: the first failure is raised afterwards, with the rest."""
 
     def apply_one(plan: DomainPlan) -> dict | XenError:
         try:
-            return _apply_checked(conn, plan, check_mode, start_wait, caps)
+            return apply_plan(conn, plan, check_mode=check_mode)
         except XenError as exc:
             return exc
 
     results, failures = _each(apply_one, plans, check_mode, parallel)
+    if not check_mode and start_wait > 0:
+        results, failures = _watch_starts(conn, plans, results, failures, start_wait, caps)
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
@@ -521,6 +525,23 @@ def _apply_all(
             failed_guests=[p.name for p, _e in failures],
         )
     return results
+
+
+def _watch_starts(conn, plans, results, failures, start_wait: float, caps: DriverCaps):
+    """Move the guests that stopped again within ``start_wait`` of their start from
+    ``results`` to ``failures`` (the message shows their console)."""
+    started = [r["name"] for r in results if "start" in r["actions"]]
+    doms = [(calls.lookup(conn, name=name), name) for name in started]
+    stopped = start_failures([(d, n) for d, n in doms if d is not None], caps.basic()["driver"], caps.local, start_wait)
+    if not stopped:
+        return results, failures
+    by_name = {plan.name: plan for plan in plans}
+    for result in [r for r in results if r["name"] in stopped]:
+        fields = {k: v for k, v in result.items() if k not in ("diff", "name")}
+        failures.append((by_name[result["name"]], XenError(stopped[result["name"]], **fields)))
+    order = {plan.name: index for index, plan in enumerate(plans)}
+    failures.sort(key=lambda failure: order[failure[0].name])
+    return [r for r in results if r["name"] not in stopped], failures
 
 
 def _each(apply_one, plans: list[DomainPlan], check_mode: bool, parallel: int) -> tuple[list[dict], list[tuple]]:

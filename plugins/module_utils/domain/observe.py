@@ -43,6 +43,7 @@ __all__ = [
     "guest_side",
     "follow_live",
     "start_failure",
+    "start_failures",
     "MEMORY_TOLERANCE",
 ]
 
@@ -280,20 +281,41 @@ _SHUTOFF_REASONS = {1: "shut down", 2: "destroyed", 3: "crashed", 4: "migrated",
 def start_failure(dom: Any, name: str, driver: str, local: bool, wait: float, lines: int = 20) -> str | None:
     """Watch a guest just started for ``wait`` seconds; None while it keeps running, else why
     it stopped, with the last ``lines`` of its console log."""
+    return start_failures([(dom, name)], driver, local, wait, lines).get(name)
+
+
+def start_failures(
+    started: list[tuple[Any, str]], driver: str, local: bool, wait: float, lines: int = 20
+) -> dict[str, str]:
+    """Watch the guests just started (``(dom, name)``), all at once, for ``wait`` seconds in
+    total: per guest that stopped, why, with the last ``lines`` of its console log."""
     deadline = time.monotonic() + max(0.0, wait)
-    while True:
-        now = calls.state_and_reason(dom, name=name)
-        if now is None:
-            why = "was removed"
+    pending = {name: dom for dom, name in started}
+    why: dict[str, str] = {}
+    while pending:
+        for name, dom in list(pending.items()):
+            stopped = _why_stopped(dom, name)
+            if stopped:
+                why[name] = stopped
+                del pending[name]
+        if not pending or time.monotonic() >= deadline:
             break
-        state, reason = now
-        if state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED):
-            what = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else _SHUTOFF_REASONS.get(reason, "stopped")
-            why = f"stopped ({what})"
-            break
-        if time.monotonic() >= deadline:
-            return None
         time.sleep(POLL)
+    return {name: _start_failure_message(name, reason, driver, local, wait, lines) for name, reason in why.items()}
+
+
+def _why_stopped(dom: Any, name: str) -> str | None:
+    now = calls.state_and_reason(dom, name=name)
+    if now is None:
+        return "was removed"
+    state, reason = now
+    if state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED):
+        what = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else _SHUTOFF_REASONS.get(reason, "stopped")
+        return f"stopped ({what})"
+    return None
+
+
+def _start_failure_message(name: str, why: str, driver: str, local: bool, wait: float, lines: int) -> str:
     log = console_log(name, driver, None, local, lines)
     if log is None:
         shown = "no console log is kept for this driver"

@@ -42,6 +42,14 @@ DOM0_PACKAGES=(
   # boots Xen directly from QEMU, but update-grub must work.
   grub2-common grub-pc-bin
 )
+# Everything the hypervisor role installs on a Xen host is in the image too (the lab has
+# no network for apt): read from the role's defaults so the two lists cannot drift.
+role_xen_packages() {
+  awk '/^hypervisor_packages_xen:/ {inside = 1; next}
+       /^[^ #]/ {inside = 0}
+       inside && $1 == "-" {print $2}' "$HERE/../../../roles/hypervisor/defaults/main.yml"
+}
+mapfile -t DOM0_PACKAGES < <(printf '%s\n' "${DOM0_PACKAGES[@]}" $(role_xen_packages) | sort -u)
 # Host packages whose versions also go into the image (the guest initramfs).
 HOST_PACKAGES=(busybox-static debootstrap e2fsprogs)
 

@@ -4,6 +4,8 @@ libvirtd are in tests/integration/test_domain_info_live.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from lxml import etree
 
@@ -239,3 +241,18 @@ def test_the_logged_serial_is_port_0_beside_a_profiles_serial():
     root = etree.fromstring(update_domain_xml(xml, {"name": "g1", "type": "hvm"}, [], {"driver": "qemu"}).encode())
     serials = root.findall("devices/serial")
     assert [(s.find("target").get("port"), s.find("log") is not None) for s in serials] == [("0", True), ("1", False)]
+
+
+def test_start_failures_watches_every_started_guest_within_one_wait(monkeypatch):
+    monkeypatch.setattr(observe, "POLL", 0.01)
+    monkeypatch.setattr(observe, "console_log_path", lambda name, driver: None)
+    running = (libvirt.VIR_DOMAIN_RUNNING, 1)
+    destroyed = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)
+    started = [(FakeDom({}, states=[running]), f"lives{index}") for index in range(50)]
+    started.append((FakeDom({}, states=[running, running, destroyed]), "dies"))
+    began = time.monotonic()
+    failures = observe.start_failures(started, "qemu", True, 0.3)
+    # 51 guests, one wait: not 51 waits of 0.3 s one after the other
+    assert time.monotonic() - began < 3
+    assert list(failures) == ["dies"]
+    assert failures["dies"].startswith("guest dies stopped (destroyed) within 0.3s of its start")
