@@ -79,6 +79,8 @@ case "${1:-all}" in
     # built while the stages before pytest run; the lab fixture waits for it (build.sh locks).
     mkdir -p tests/output
     bash tests/xen/lab/build.sh > tests/output/xen-lab-build.log 2>&1 &
+    # Likewise the Debian root filesystem of the login test's bootable template.
+    python scripts/debian-rootfs.py > tests/output/debian-rootfs.log 2>&1 &
     run_ruff || failed+=(ruff)
     run_sanity || failed+=(sanity)
     run_matrix || failed+=(matrix)

@@ -83,6 +83,64 @@ def _cleanup(inventory: Path | None) -> None:
             image.unlink()
 
 
+def _login_site(env: dict, key: Path, reports: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "site.sh"),
+            "-e",
+            "site_login=true",
+            "-e",
+            f"site_login_key={key}",
+            "-e",
+            f"site_login_report_dir={reports}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=3600,
+        check=False,
+    )
+
+
+def _live_change_seen_by_the_guests(inventory: Path, guests: dict, env: dict, key: Path, tmp_path: Path) -> None:
+    """Raise the group's memory (384 -> 448 MiB, within groupmaxmem 512) and VCPUs (2 -> 3,
+    within groupmaxvcpus 4) in the profile and run the site again: the running guests follow
+    without a restart, and the guests themselves see it (MemTotal, nproc over SSH; the VCPUs
+    online as qemu-guest-agent reports them through the channel the collection renders)."""
+    before = {name: json.loads((tmp_path / "reports" / f"{name}.json").read_text()) for name in guests}
+    (profile,) = (inventory.parent.parent / "lcfg" / "login").glob("*login")
+    text = profile.read_text()
+    for old, new in (("groupmemory_login      mSET(384)", "mSET(448)"), ("groupvcpus_login       mSET(2)", "mSET(3)")):
+        assert old in text, f"{profile} no longer holds {old!r}"
+        text = text.replace(old, old.split("mSET")[0] + new)
+    profile.write_text(text)
+    conn = libvirt.open(URI)
+    try:
+        ids = {name: conn.lookupByName(spec["name"]).ID() for name, spec in guests.items()}
+        reports = tmp_path / "reports-live"
+        site = _login_site(env, key, reports)
+        assert site.returncode == 0, site.stdout[-6000:] + site.stderr[-3000:]
+        for name, spec in guests.items():
+            dom = conn.lookupByName(spec["name"])
+            assert dom.ID() == ids[name], f"{name} was restarted; the change was meant to be live"
+            report = json.loads((reports / f"{name}.json").read_text())
+            assert int(report["vcpus_online"]) == 3, report
+            grown = float(report["memtotal_mib"]) - float(before[name]["memtotal_mib"])
+            assert 48 <= grown <= 64, f"{name}: MemTotal {before[name]['memtotal_mib']} -> {report['memtotal_mib']} MiB"
+            agent = dom.guestVcpus()
+            assert agent["online"] == "0-2", agent
+            # the balloon's size as libvirt reads it back from QEMU
+            assert abs(dom.info()[2] - 448 * 1024) <= 8 * 1024, dom.info()
+            print(
+                f"\n{name}: live 384 -> 448 MiB, 2 -> 3 VCPUs; the guest sees MemTotal {report['memtotal_mib']} MiB, "
+                f"{report['vcpus_online']} online (agent: {agent['online']})"
+            )
+    finally:
+        conn.close()
+
+
 def test_login_site_guests_see_what_their_profile_says(tmp_path):
     inventory = _copy_of_the_login_demo(tmp_path / "site")
     key = tmp_path / "key" / "id_ed25519"
@@ -97,24 +155,7 @@ def test_login_site_guests_see_what_their_profile_says(tmp_path):
     assert sorted(guests) == [f"{PREFIX}login1", f"{PREFIX}login2"]
     try:
         started = time.monotonic()
-        site = subprocess.run(
-            [
-                "bash",
-                str(ROOT / "scripts" / "site.sh"),
-                "-e",
-                "site_login=true",
-                "-e",
-                f"site_login_key={key}",
-                "-e",
-                f"site_login_report_dir={reports}",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=3600,
-            check=False,
-        )
+        site = _login_site(env, key, reports)
         site_seconds = time.monotonic() - started
         assert site.returncode == 0, site.stdout[-6000:] + site.stderr[-3000:]
         assert key.exists() and (key.parent / "id_ed25519.pub").exists()  # made by the run, not committed
@@ -127,6 +168,8 @@ def test_login_site_guests_see_what_their_profile_says(tmp_path):
             assert 0.75 * spec["memory"] <= float(report["memtotal_mib"]) <= spec["memory"]
             assert report["profile_url"] == spec["profile_url"]
             assert report["address"] == spec["vifs"][0]["ip"]
+
+        _live_change_seen_by_the_guests(inventory, guests, env, key, tmp_path)
 
         conn = libvirt.open(URI)
         try:

@@ -24,6 +24,7 @@ the tar file and the image appear under their final names only when complete.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -200,12 +201,17 @@ def rootfs_files() -> dict[str, str]:
     }
 
 
+_CPU_ONLINE_RULE = 'SUBSYSTEM=="cpu", ACTION=="add", TEST=="online", ATTR{online}=="0", ATTR{online}="1"\n'
+
+
 def image_files() -> dict[str, str]:
     """{path: content} written into each built image over the cached root filesystem (so a
-    change here needs no new debootstrap): the SSH host key unit and sshd's one host key."""
+    change here needs no new debootstrap): the SSH host key unit, sshd's one host key, and the
+    udev rule that brings hot-added VCPUs online (the kernel adds them offline)."""
     return {
         "/etc/systemd/system/lcfg-ssh-hostkeys.service": _HOSTKEYS_UNIT,
         "/etc/ssh/sshd_config.d/lcfg-xen.conf": "HostKey /etc/ssh/ssh_host_ed25519_key\n",
+        "/etc/udev/rules.d/80-lcfg-xen-cpu-online.rules": _CPU_ONLINE_RULE,
     }
 
 
@@ -248,8 +254,17 @@ def rootfs_tarball(suite: str, mirror: str, cache_dir: str = DEFAULT_CACHE_DIR, 
     key = cache_key(suite, mirror)
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     tarball = os.path.join(cache_dir, f"debian-{suite}-{key}.tar")
-    if os.path.isfile(tarball):
-        return {"path": tarball, "built": False, "key": key}
+    # One build at a time per cache: a second play (or make test's prebuild) waits, then
+    # finds the tar file the first one made.
+    with open(os.path.join(cache_dir, f"debian-{suite}-{key}.tar.lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(tarball):
+            return {"path": tarball, "built": False, "key": key}
+        _build_rootfs(suite, mirror, cache_dir, tarball, run)
+    return {"path": tarball, "built": True, "key": key}
+
+
+def _build_rootfs(suite: str, mirror: str, cache_dir: str, tarball: str, run: Runner) -> None:
     debs = os.path.join(cache_dir, "debs")
     os.makedirs(debs, mode=0o700, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".debian-{suite}-", dir=cache_dir)
@@ -273,7 +288,6 @@ def rootfs_tarball(suite: str, mirror: str, cache_dir: str = DEFAULT_CACHE_DIR, 
     finally:
         _unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
-    return {"path": tarball, "built": True, "key": key}
 
 
 def mounts_under(path: str, mounts_text: str) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import console_log_path
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import GUEST_AGENT_CHANNEL, console_log_path
 
 etree = optional_import("lxml.etree")[0]
 
@@ -56,7 +56,6 @@ TAIL_BYTES = 256 * 1024
 _FAMILIES = {0: "ipv4", 1: "ipv6"}
 #: terminal escapes, C0 and C1 controls and bidirectional overrides (the guest's text is shown raw)
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 # --------------------------------------------------------------------------- addresses
@@ -87,7 +86,7 @@ def _agent_connected(xml: str) -> bool:
     root = etree.fromstring(xml.encode())
     for channel in root.findall("devices/channel"):
         target = channel.find("target")
-        if target is not None and target.get("name") == AGENT_CHANNEL:
+        if target is not None and target.get("name") == GUEST_AGENT_CHANNEL:
             return target.get("state") == "connected"
     return False
 

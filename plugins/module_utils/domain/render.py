@@ -261,6 +261,10 @@ def render_domain(spec: dict, caps: dict) -> str:
         devices.append(_build_vif(vif, caps))
     _sub(devices, "console", type="pty")
     if driver in ("qemu", "kvm"):
+        # the guest agent's port (libvirt picks the socket): with qemu-guest-agent in the
+        # guest, the VCPUs it really has online are read from the guest, not assumed
+        channel = _sub(devices, "channel", type="unix")
+        _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
         _sub(devices, "memballoon", model="virtio")
     for fragment in extra.get("xml") or []:
         merge_fragment(root, etree.fromstring(fragment.encode()))
@@ -444,6 +448,9 @@ def merge_fragment(root: etree._Element, fragment: etree._Element) -> None:
 
 
 # --------------------------------------------------------------------------- console log
+
+#: the virtio-serial port name qemu-guest-agent listens on
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 #: where QEMU/KVM guests' serial consoles are logged (virtlogd writes it, bounded by its
 #: max_size/max_backups) and where xenconsoled (``--log=guest``) writes Xen guests' consoles.
