@@ -253,7 +253,7 @@ def test_console_log_read_back(xen_lab, disk_guest):
     and /init output."""
     stat = xen_lab.ssh(["stat", "-c", "%U %s", CONSOLE]).stdout.split()
     assert stat[0] == "root" and int(stat[1]) > 0
-    assert xen_lab.ssh(["grep", "-a", "-c", "^Linux version", CONSOLE]).stdout.strip() == "1"
+    assert xen_lab.ssh(["grep", "-a", "-c", "-E", r"^(\[[ 0-9.]+\] )?Linux version", CONSOLE]).stdout.strip() == "1"
     lines = xen_lab.ssh(["grep", "-a", "lcfg-xen-lab disk:", CONSOLE]).stdout.splitlines()
     assert f"lcfg-xen-lab disk: profile_url={PROFILE_URL}" in [line.strip() for line in lines], lines
 

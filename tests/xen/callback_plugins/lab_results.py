@@ -36,6 +36,9 @@ class CallbackModule(CallbackBase):
         data = dict(result._result)
         if status == "ok" and data.get("changed"):
             status = "changed"
+        if status == "failed":
+            # newer ansible-core leaves the key out of an ignored failure's result
+            data["failed"] = True
         self._results.append(
             {"task": result._task.get_name(), "host": result._host.get_name(), "status": status, "result": data}
         )
