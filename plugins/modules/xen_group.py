@@ -93,6 +93,15 @@ options:
         root on the hypervisor; LCFG profiles are not.
     type: bool
     default: false
+  owner:
+    description:
+      - The site (inventory, play) the members belong to, as O(lcfg.xen.xen_guests#module:owner) records it on
+        the guests it defines. A member recorded for another owner fails before any change, naming it; members
+        recorded with no owner, or any member when O(owner) is unset, are changed as before.
+      - "1-128 letters, digits and C(. _ : @ / -), starting with a letter or digit. A play setting, never a profile's
+        (C(playbooks/rolling.yml) passes the hypervisor's C(guest_owner), by default its inventory name)."
+    type: str
+    version_added: 0.2.0
 extends_documentation_fragment:
   - lcfg.xen.live_wait
   - lcfg.xen.connection
@@ -309,6 +318,7 @@ ARGUMENT_SPEC = with_connection(
         "network": {"type": "str"},
         "script": {"type": "str"},
         "allow_host_resources": {"type": "bool", "default": False},
+        "owner": {"type": "str"},
         **LOCK_ARGSPEC,
     }
 )
@@ -323,7 +333,7 @@ def run_group(params: dict, check_mode: bool) -> dict:
         params["uri"],
         lambda conn: apply_group(
             conn,
-            plan_group(conn, settings, members, group=params["name"], access=access),
+            plan_group(conn, settings, members, group=params["name"], access=access, owner=params["owner"]),
             check_mode=check_mode,
             live_wait=params["live_wait"],
         ),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import NotFound, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, NotFound, ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess, check_vif_script
 from ansible_collections.lcfg.xen.plugins.module_utils.common.result import list_result, object_result
 from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
@@ -34,6 +34,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import (
     valid_guest_name,
     valid_mac,
 )
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import prune as pruning
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import check_access
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply_plan
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.calls import list_domains, uri
@@ -370,10 +371,21 @@ def summarise(result: dict) -> dict[str, Any]:
     )
 
 
-def plan_group(conn, settings: dict, members: list[dict], group: str = "", access: HostAccess | None = None) -> list:
+def plan_group(
+    conn,
+    settings: dict,
+    members: list[dict],
+    group: str = "",
+    access: HostAccess | None = None,
+    owner: str | None = None,
+) -> list:
     """Plan every member (reads libvirt, changes nothing); raise before anything changes.
     What a group or member sets is held to the host-access rules of xen_domain (``access``;
-    None: the defaults), so a vif script path is refused as it is there."""
+    None: the defaults), so a vif script path is refused as it is there. With ``owner``, a
+    member lcfg.xen recorded for another owner is refused (``prune.owner_conflict``)."""
+    error = pruning.check_owner_name(owner)
+    if error:
+        raise ValidationError("owner", error)
     allow = access is not None and access.allow_host_resources
     if settings.get("script") and not allow:
         check_vif_script(settings["script"], "script", access or HostAccess())
@@ -403,6 +415,10 @@ def plan_group(conn, settings: dict, members: list[dict], group: str = "", acces
         spec = validate_guest(desired, prefix=f"members[{index}].")
         check_access(conn, spec, access, prefix=f"members[{index}].", caps=caps)
         plan = plan_domain(conn, spec, "present", dom=domains[member["name"]], prefix=f"members[{index}].", caps=caps)
+        if owner and plan.current.exists:
+            conflict = pruning.owner_conflict(plan.name, pruning.owner_of(plan.current.xml)[1], owner)
+            if conflict:
+                raise Conflict(f"group {group or '?'}: {conflict}")
         plan.notes.extend(ignored)  # reported as the module's warnings
         plans.append(plan)
     return plans

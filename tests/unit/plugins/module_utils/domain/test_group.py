@@ -259,3 +259,26 @@ def test_missing_member_fails_before_any_change(conn):
         grp.plan_group(conn, settings, members, "g")
     assert "nosuch" in str(err.value)
     assert conn.lookupByName("gc").info()[2] == 128 * 1024
+
+
+def test_member_of_another_owner_is_refused_before_any_change(conn):
+    from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine as _domain
+    from ansible_collections.lcfg.xen.plugins.module_utils.domain import prune
+
+    spec = {"name": "gown", "memory": 128, "maxmem": 256, "vcpus": 1, "maxvcpus": 2, "state": "running"}
+    _domain.converge_guests(conn, [spec], owner="site-a")
+    _define(conn, "gfree")  # lcfg.xen's, recorded with no owner
+    assert prune.owner_of(conn.lookupByName("gown").XMLDesc(0)) == (True, "site-a")
+    settings = grp.validate_settings({"memory": 200})
+    members = grp.validate_members(["gfree", "gown"])
+    with pytest.raises(Conflict) as err:
+        grp.plan_group(conn, settings, members, "g", owner="site-b")
+    assert "group g: guest gown belongs to another site" in str(err.value) and "'site-a'" in str(err.value)
+    assert conn.lookupByName("gfree").info()[2] == 128 * 1024  # nothing changed, not even the first member
+    with pytest.raises(ValidationError, match="owner"):
+        grp.plan_group(conn, settings, members, "g", owner="-bad")
+    # its own owner, or none given: changed as before
+    applied = grp.apply_group(conn, grp.plan_group(conn, settings, members, "g", owner="site-a"))
+    assert applied["changed_members"] == ["gfree", "gown"]
+    assert conn.lookupByName("gown").info()[2] == 200 * 1024
