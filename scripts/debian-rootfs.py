@@ -21,6 +21,9 @@ def main() -> int:
     except XenError as exc:
         print(f"debian-rootfs: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # not root, or no room in the cache directory
+        print(f"debian-rootfs: {exc}", file=sys.stderr)
+        return 1
     verb = "built" if built["built"] else "already cached"
     print(f"debian-rootfs: {built['path']} {verb} in {time.monotonic() - started:.0f} s")
     return 0

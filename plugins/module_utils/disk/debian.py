@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,9 @@ __all__ = [
 
 BUILDER_VERSION = "1"
 DEFAULT_CACHE_DIR = "/var/cache/lcfg-xen"
+#: seconds a template build waits for another build of the same root filesystem (debootstrap
+#: takes minutes; a stalled mirror must not hold the module for ever)
+LOCK_WAIT = 1800.0
 BOOT_LABEL = "lcfgboot"
 ROOT_LABEL = "lcfgroot"
 SYSLINUX_MBR = "/usr/lib/syslinux/mbr/mbr.bin"
@@ -244,8 +248,26 @@ def _configure(root: str, run: Runner) -> None:
     run(["chroot", root, "apt-get", "clean"])
 
 
-def rootfs_tarball(suite: str, mirror: str, cache_dir: str = DEFAULT_CACHE_DIR, run: Runner = _run) -> dict[str, Any]:
+def _wait_for_lock(lock: Any, path: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise XenError(
+                    f"another build of this Debian root filesystem has held {path} for more than {wait:g} s; "
+                    "let it finish (or stop it) and run again"
+                ) from None
+            time.sleep(1)
+
+
+def rootfs_tarball(
+    suite: str, mirror: str, cache_dir: str = DEFAULT_CACHE_DIR, run: Runner = _run, lock_wait: float = LOCK_WAIT
+) -> dict[str, Any]:
     """The cached root filesystem tar for (suite, mirror): built with debootstrap when missing.
+    A build in progress elsewhere (same cache) is waited for, at most ``lock_wait`` seconds.
 
     Returns ``{"path": tar file, "built": bool, "key": cache key}``."""
     check_inputs(suite, mirror)
@@ -256,8 +278,9 @@ def rootfs_tarball(suite: str, mirror: str, cache_dir: str = DEFAULT_CACHE_DIR, 
     tarball = os.path.join(cache_dir, f"debian-{suite}-{key}.tar")
     # One build at a time per cache: a second play (or make test's prebuild) waits, then
     # finds the tar file the first one made.
-    with open(os.path.join(cache_dir, f"debian-{suite}-{key}.tar.lock"), "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock_path = os.path.join(cache_dir, f"debian-{suite}-{key}.tar.lock")
+    with open(lock_path, "w", encoding="utf-8") as lock:
+        _wait_for_lock(lock, lock_path, lock_wait)
         if os.path.isfile(tarball):
             return {"path": tarball, "built": False, "key": key}
         _build_rootfs(suite, mirror, cache_dir, tarball, run)

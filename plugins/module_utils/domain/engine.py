@@ -507,15 +507,19 @@ def _apply_all(
     all together, for ``start_wait`` seconds; the results in plan order. A failing guest does
     not stop the others: the first failure is raised afterwards, with the rest."""
 
+    finished: dict[str, float] = {}  # when apply_plan returned: a start is watched from there
+
     def apply_one(plan: DomainPlan) -> dict | XenError:
         try:
-            return apply_plan(conn, plan, check_mode=check_mode)
+            result = apply_plan(conn, plan, check_mode=check_mode)
         except XenError as exc:
             return exc
+        finished[plan.name] = time.monotonic()
+        return result
 
     results, failures = _each(apply_one, plans, check_mode, parallel)
     if not check_mode and start_wait > 0:
-        results, failures = _watch_starts(conn, plans, results, failures, start_wait, caps)
+        results, failures = _watch_starts(conn, plans, (results, failures), finished, start_wait, caps)
     if failures:
         plan, exc = failures[0]
         others = f" ({len(failures) - 1} more guests failed too)" if len(failures) > 1 else ""
@@ -527,12 +531,22 @@ def _apply_all(
     return results
 
 
-def _watch_starts(conn, plans, results, failures, start_wait: float, caps: DriverCaps):
-    """Move the guests that stopped again within ``start_wait`` of their start from
-    ``results`` to ``failures`` (the message shows their console)."""
-    started = [r["name"] for r in results if "start" in r["actions"]]
-    doms = [(calls.lookup(conn, name=name), name) for name in started]
-    stopped = start_failures([(d, n) for d, n in doms if d is not None], caps.basic()["driver"], caps.local, start_wait)
+def _watch_starts(conn, plans, outcome: tuple[list, list], finished: dict[str, float], start_wait: float, caps):
+    """Move the guests that stopped again within ``start_wait`` of their own start (``finished``:
+    when each apply returned) from the results to the failures of ``outcome`` (the message
+    shows their console; a guest that cannot be looked up or read fails with that error)."""
+    results, failures = outcome
+    watched = []
+    stopped: dict[str, str] = {}
+    for name in [r["name"] for r in results if "start" in r["actions"]]:
+        try:
+            dom = calls.lookup(conn, name=name)
+        except XenError as exc:
+            stopped[name] = exc.message
+            continue
+        if dom is not None:
+            watched.append((dom, name, finished.get(name, time.monotonic())))
+    stopped.update(start_failures(watched, caps.basic()["driver"], caps.local, start_wait))
     if not stopped:
         return results, failures
     by_name = {plan.name: plan for plan in plans}

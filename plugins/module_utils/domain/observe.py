@@ -28,6 +28,7 @@ import stat
 import time
 from typing import Any
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
@@ -280,27 +281,34 @@ _SHUTOFF_REASONS = {1: "shut down", 2: "destroyed", 3: "crashed", 4: "migrated",
 def start_failure(dom: Any, name: str, driver: str, local: bool, wait: float, lines: int = 20) -> str | None:
     """Watch a guest just started for ``wait`` seconds; None while it keeps running, else why
     it stopped, with the last ``lines`` of its console log."""
-    return start_failures([(dom, name)], driver, local, wait, lines).get(name)
+    return start_failures([(dom, name, time.monotonic())], driver, local, wait, lines).get(name)
 
 
 def start_failures(
-    started: list[tuple[Any, str]], driver: str, local: bool, wait: float, lines: int = 20
+    started: list[tuple[Any, str, float]], driver: str, local: bool, wait: float, lines: int = 20
 ) -> dict[str, str]:
-    """Watch the guests just started (``(dom, name)``), all at once, for ``wait`` seconds in
-    total: per guest that stopped, why, with the last ``lines`` of its console log."""
-    deadline = time.monotonic() + max(0.0, wait)
-    pending = {name: dom for dom, name in started}
+    """Watch the guests just started (``(dom, name, started_at)``, ``time.monotonic()`` of each
+    start), all at once, each until ``wait`` seconds after its own start: per guest that
+    stopped, why, with the last ``lines`` of its console log. A guest whose state cannot be
+    read fails with that error (its own, not the others')."""
+    pending = {name: (dom, started_at + max(0.0, wait)) for dom, name, started_at in started}
     why: dict[str, str] = {}
     while pending:
-        for name, dom in list(pending.items()):
-            stopped = _why_stopped(dom, name)
-            if stopped:
-                why[name] = stopped
+        for name, (dom, deadline) in list(pending.items()):
+            try:
+                stopped = _why_stopped(dom, name)
+            except XenError as exc:
+                why[name] = exc.message
                 del pending[name]
-        if not pending or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL)
-    return {name: _start_failure_message(name, reason, driver, local, wait, lines) for name, reason in why.items()}
+                continue
+            if stopped:
+                why[name] = _start_failure_message(name, stopped, driver, local, wait, lines)
+                del pending[name]
+            elif time.monotonic() >= deadline:
+                del pending[name]
+        if pending:
+            time.sleep(POLL)
+    return why
 
 
 def _why_stopped(dom: Any, name: str) -> str | None:

@@ -261,15 +261,29 @@ def render_domain(spec: dict, caps: dict) -> str:
         devices.append(_build_vif(vif, caps))
     _sub(devices, "console", type="pty")
     if driver in ("qemu", "kvm"):
-        # the guest agent's port (libvirt picks the socket): with qemu-guest-agent in the
-        # guest, the VCPUs it really has online are read from the guest, not assumed
-        channel = _sub(devices, "channel", type="unix")
-        _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
         _sub(devices, "memballoon", model="virtio")
     for fragment in extra.get("xml") or []:
         merge_fragment(root, etree.fromstring(fragment.encode()))
+    _ensure_agent_channel(devices, driver)  # after the fragments: one of them may bring it
     _ensure_console_log(root, spec["name"], driver)  # after the fragments: it may take their port-0 pty serial
     return etree.tostring(root, encoding="unicode", pretty_print=True)
+
+
+def _ensure_agent_channel(devices: etree._Element, driver: str) -> None:
+    """QEMU/KVM: the guest agent's port (libvirt places the socket), unless the definition has
+    a channel of that name already (two would clash), so the VCPUs a guest running
+    qemu-guest-agent has online are read from the guest, not assumed."""
+    if driver not in ("qemu", "kvm"):
+        return
+    if any(target.get("name") == GUEST_AGENT_CHANNEL for target in devices.findall("channel/target")):
+        return
+    channel = etree.Element("channel", type="unix")
+    _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+    balloon = devices.find("memballoon")
+    if balloon is not None:
+        balloon.addprevious(channel)
+    else:
+        devices.append(channel)
 
 
 # --------------------------------------------------------------------------- in-place update

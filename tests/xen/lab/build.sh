@@ -42,14 +42,17 @@ DOM0_PACKAGES=(
   # boots Xen directly from QEMU, but update-grub must work.
   grub2-common grub-pc-bin
 )
-# Everything the hypervisor role installs on a Xen host is in the image too (the lab has
+# The Xen packages of the hypervisor role (hypervisor_packages_xen) are in the image too (the lab has
 # no network for apt): read from the role's defaults so the two lists cannot drift.
 role_xen_packages() {
   awk '/^hypervisor_packages_xen:/ {inside = 1; next}
        /^[^ #]/ {inside = 0}
-       inside && $1 == "-" {print $2}' "$HERE/../../../roles/hypervisor/defaults/main.yml"
+       inside && $1 == "-" {gsub(/["\047]/, "", $2); print $2}' "$HERE/../../../roles/hypervisor/defaults/main.yml"
 }
-mapfile -t DOM0_PACKAGES < <(printf '%s\n' "${DOM0_PACKAGES[@]}" $(role_xen_packages) | sort -u)
+mapfile -t ROLE_PACKAGES < <(role_xen_packages)
+# a list the parse cannot read (say, a flow-style one) must not leave the lab short
+((${#ROLE_PACKAGES[@]} >= 5)) || { echo "build.sh: cannot read hypervisor_packages_xen from the role's defaults" >&2; exit 1; }
+mapfile -t DOM0_PACKAGES < <(printf '%s\n' "${DOM0_PACKAGES[@]}" "${ROLE_PACKAGES[@]}" | sort -u)
 # Host packages whose versions also go into the image (the guest initramfs).
 HOST_PACKAGES=(busybox-static debootstrap e2fsprogs)
 

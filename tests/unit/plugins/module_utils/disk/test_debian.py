@@ -264,3 +264,18 @@ def test_bad_or_unplaceable_keys_are_refused(params, match):
     with pytest.raises(ValidationError, match=match) as err:
         req(**params)
     assert err.value.parameter == "authorized_keys"
+
+
+def test_a_build_in_progress_is_waited_for_at_most_lock_wait(tmp_path, monkeypatch):
+    import fcntl  # noqa: PLC0415
+
+    from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError  # noqa: PLC0415
+
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/sbin/debootstrap")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    key = debian.cache_key("bookworm", "http://a/debian")
+    with open(cache / f"debian-bookworm-{key}.tar.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another build holds it
+        with pytest.raises(XenError, match="another build of this Debian root filesystem"):
+            debian.rootfs_tarball("bookworm", "http://a/debian", str(cache), run=lambda args: None, lock_wait=0.2)

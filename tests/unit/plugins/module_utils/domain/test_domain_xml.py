@@ -624,3 +624,19 @@ def test_property_update_in_place_reaches_the_target(driver, first, second, leav
     for key in leave_out - {"type"}:
         if key in ("memory", "vcpus", "cpus", "disks"):
             assert reparsed[key] == parsed[key] or "type" in changed
+
+
+@pytest.mark.parametrize("from_extra", [False, True])
+def test_one_guest_agent_channel_whether_or_not_extra_xml_brings_one(from_extra):
+    fragment = (
+        "<devices><channel type='unix'><source mode='bind'/>"
+        "<target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>"
+    )
+    extra = {"xml": [fragment]} if from_extra else {}
+    full = complete_spec(spec(extra=extra), None, "kvm", domain_type="kvm")
+    root = etree.fromstring(render_domain(full, CAPS["kvm"]).encode())
+    channels = root.findall("devices/channel")
+    assert [c.find("target").get("name") for c in channels] == ["org.qemu.guest_agent.0"]
+    assert (channels[0].find("source") is not None) is from_extra  # the fragment's own, when it has one
+    xen = etree.fromstring(render_domain(complete_spec(spec(), None, "xen"), CAPS["xen"]).encode())
+    assert xen.findall("devices/channel") == []  # libxl: no virtio-serial agent port

@@ -275,10 +275,12 @@ def test_member_of_another_owner_is_refused_before_any_change(conn):
     with pytest.raises(Conflict) as err:
         grp.plan_group(conn, settings, members, "g", owner="site-b")
     assert "group g: guest gown belongs to another site" in str(err.value) and "'site-a'" in str(err.value)
-    assert conn.lookupByName("gfree").info()[2] == 128 * 1024  # nothing changed, not even the first member
     with pytest.raises(ValidationError, match="owner"):
         grp.plan_group(conn, settings, members, "g", owner="-bad")
-    # its own owner, or none given: changed as before
+    # no owner given: any lcfg.xen member is planned, as before
+    assert [p.name for p in grp.plan_group(conn, settings, members, "g")] == ["gfree", "gown"]
+    # its own owner: changed, and the recorded owner kept
     applied = grp.apply_group(conn, grp.plan_group(conn, settings, members, "g", owner="site-a"))
     assert applied["changed_members"] == ["gfree", "gown"]
     assert conn.lookupByName("gown").info()[2] == 200 * 1024
+    assert prune.owner_of(conn.lookupByName("gown").XMLDesc(0)) == (True, "site-a")

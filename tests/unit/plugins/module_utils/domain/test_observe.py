@@ -248,11 +248,38 @@ def test_start_failures_watches_every_started_guest_within_one_wait(monkeypatch)
     monkeypatch.setattr(observe, "console_log_path", lambda name, driver: None)
     running = (libvirt.VIR_DOMAIN_RUNNING, 1)
     destroyed = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)
-    started = [(FakeDom({}, states=[running]), f"lives{index}") for index in range(50)]
-    started.append((FakeDom({}, states=[running, running, destroyed]), "dies"))
     began = time.monotonic()
+    started = [(FakeDom({}, states=[running]), f"lives{index}", began) for index in range(50)]
+    started.append((FakeDom({}, states=[running, running, destroyed]), "dies", began))
     failures = observe.start_failures(started, "qemu", True, 0.3)
     # 51 guests, one wait: not 51 waits of 0.3 s one after the other
     assert time.monotonic() - began < 3
     assert list(failures) == ["dies"]
     assert failures["dies"].startswith("guest dies stopped (destroyed) within 0.3s of its start")
+
+
+def test_start_failures_watch_each_guest_from_its_own_start_and_keep_read_errors_its_own(monkeypatch):
+    monkeypatch.setattr(observe, "POLL", 0.01)
+    monkeypatch.setattr(observe, "console_log_path", lambda name, driver: None)
+    running = (libvirt.VIR_DOMAIN_RUNNING, 1)
+    crashed = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_CRASHED)
+
+    class Unreadable:
+        def state(self, flags=0):
+            raise libvirt.libvirtError("connection reset")
+
+    now = time.monotonic()
+    failures = observe.start_failures(
+        [
+            # started long before its window: crashes later, which is not an early stop
+            (FakeDom({}, states=[running, crashed]), "old", now - 60),
+            (FakeDom({}, states=[running, crashed]), "new", now),
+            (Unreadable(), "broken", now),
+        ],
+        "qemu",
+        True,
+        5,
+    )
+    assert sorted(failures) == ["broken", "new"]
+    assert failures["new"].startswith("guest new stopped (crashed) within 5s of its start")
+    assert failures["broken"].startswith("read the state of guest broken")

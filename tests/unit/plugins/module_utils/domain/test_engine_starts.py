@@ -1,0 +1,35 @@
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""xen_guests' watch of the guests it started (engine._apply_all, on libvirt's test driver)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
+from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine
+
+libvirt = pytest.importorskip("libvirt")
+
+
+def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monkeypatch):
+    watched: list = []
+
+    def fake_start_failures(started, driver, local, wait, lines=20):
+        watched.extend(started)
+        return {"ws-c": "guest ws-c stopped (crashed) within 3s of its start; ...", "ws-a": "guest ws-a stopped"}
+
+    monkeypatch.setattr(engine, "start_failures", fake_start_failures)
+    conn = libvirt.open("test:///default")
+    try:
+        guests = [{"name": f"ws-{x}", "memory": 64, "vcpus": 1, "state": "running"} for x in "abc"]
+        with pytest.raises(XenError) as err:
+            engine.converge_guests(conn, guests, start_wait=3)
+    finally:
+        conn.close()
+    # one watch over every started guest, each with its own start time
+    assert sorted(name for _dom, name, _at in watched) == ["ws-a", "ws-b", "ws-c"]
+    assert all(isinstance(at, float) for _dom, _name, at in watched)
+    assert err.value.message.startswith("guest ws-a: guest ws-a stopped (1 more guests failed too)")
+    assert err.value.result["failed_guests"] == ["ws-a", "ws-c"]
+    assert [r["name"] for r in err.value.result["results"]] == ["ws-b"]
