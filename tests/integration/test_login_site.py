@@ -114,7 +114,7 @@ def _live_change_seen_by_the_guests(inventory: Path, guests: dict, env: dict, ke
     text = profile.read_text()
     for old, new in (("groupmemory_login      mSET(384)", "mSET(448)"), ("groupvcpus_login       mSET(2)", "mSET(3)")):
         assert old in text, f"{profile} no longer holds {old!r}"
-        text = text.replace(old, old.split("mSET")[0] + new)
+        text = text.replace(old, old.split("mSET", maxsplit=1)[0] + new)
     profile.write_text(text)
     conn = libvirt.open(URI)
     try:
