@@ -53,9 +53,14 @@ options:
       - Relative paths are relative to the directory of this configuration file.
       - Profiles are read in sorted path order; a guest name that an earlier profile already
         defined is an error in the later profile.
+      - Unset in the file, it comes from the environment variable E(LCFG_XEN_SOURCES) (comma-separated),
+        which is how pull mode (C(playbooks/pull.yml)) gives each hypervisor its own profile's URL.
     type: list
     elements: str
     required: true
+    env:
+      - name: LCFG_XEN_SOURCES
+        version_added: 0.2.0
   strict_profiles:
     description:
       - Whether an error in a profile (reading it, the model, its host and guest names) fails
