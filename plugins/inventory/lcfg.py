@@ -105,9 +105,9 @@ options:
     description:
       - Directory where the answers of http(s) sources are kept with their C(ETag) and
         C(Last-Modified), so the next read asks with C(If-None-Match) / C(If-Modified-Since) and an
-        unchanged profile costs one C(304 Not Modified). With O(cache) on, a site whose profiles all
-        answer 304 (and whose files are unchanged) is read from the cached model without parsing.
-      - Relative to the directory of this configuration file; C(~) is expanded. Created with mode 0700.
+        unchanged profile costs one C(304 Not Modified). With O(cache) on, a site whose profiles'
+        content did not change (and whose files are unchanged) is read from the cached model without parsing.
+      - Relative to the directory of this configuration file; C(~) is expanded. Created with mode 0700 when missing.
         An empty value keeps nothing (every read fetches every profile in full).
     type: str
     default: ~/.cache/lcfg-xen/http
@@ -218,10 +218,10 @@ notes:
   - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
     configuration, by the path, modification time and size of every file under O(sources) and
     O(include_path), and of every file the profiles read (includes too); any change to them
-    rebuilds it, so the cache is never stale. Sources with http(s) URLs (any case) are part of
-    the key through their validators (see O(http_store)); an entry is used only when every URL
-    answered 304 or with the same C(ETag)/C(Last-Modified); a server that sends neither makes
-    the site uncachable.
+    rebuilds it, so the cache is never stale. Sources with http(s) URLs (any case) are fetched
+    first (conditionally, see O(http_store)) and the SHA-256 of each profile's content is part of
+    the key, so an unchanged site is not parsed again; a URL that cannot be fetched makes the
+    site uncachable for that read.
   - Profiles are untrusted. C(#include) opens only files inside O(include_path) and the
     directories of O(sources) (real paths, symlinks resolved); a profile file found in a
     source directory that is a symlink to a file outside it is refused. Every profile has
@@ -478,10 +478,11 @@ def _fingerprint(
     include_path: list[str],
     defines: dict[str, str],
     host_access: dict[str, Any] | None = None,
-    url_validators: dict[str, str | None] | None = None,
+    url_digests: dict[str, str | None] | None = None,
 ) -> str | None:
-    """Hash of the options, of (path, mtime, size) of every input file and of each URL source's
-    validators (``url_validators``); None if uncachable (a URL without validators)."""
+    """Hash of the options, of (path, mtime, size) of every input file and of the content of
+    each URL source (``url_digests``, as fetched for this read); None if uncachable (a URL
+    that could not be fetched, or a URL in the include path)."""
     digest = hashlib.sha256()
     # host_access decides which profiles the model accepts
     digest.update(
@@ -491,14 +492,15 @@ def _fingerprint(
     for path in _model_code():
         stat = os.stat(path)
         digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
-    for entry in list(sources) + list(include_path):
-        if is_url(entry.strip()):
-            validator = (url_validators or {}).get(entry.strip()) if entry in sources else None
-            if validator is None:
+    listed = [entry.strip() for entry in sources]  # stripped as the loader strips them
+    for entry in listed + [entry.strip() for entry in include_path]:
+        if is_url(entry):
+            content = (url_digests or {}).get(entry) if entry in listed else None
+            if content is None:
                 return None
-            digest.update(f"U{entry.strip()}\0{validator}\0".encode())
+            digest.update(f"U{entry}\0{content}\0".encode())
             continue
-        top = os.path.join(base_dir, os.path.expanduser(entry))
+        top = os.path.normpath(os.path.join(base_dir, os.path.expanduser(entry)))
         try:
             if os.path.isdir(top):
                 for root, dirs, files in os.walk(top):
@@ -620,15 +622,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 f"{path}: option 'http_concurrency' must be 1 to {MAX_HTTP_CONCURRENCY}, got {concurrency!r}"
             )
         urls = [source.strip() for source in sources if is_url(source.strip())]
+        if any(urllib.parse.urlsplit(url).username for url in urls):
+            # ansible's Request.open installs its opener process-wide before opening; the auth
+            # handler of credentials in a URL would race with the other threads' openers
+            concurrency = 1
         store = self._http_store(base_dir) if urls else None
-        # URLs first (one conditional request each): their validators are part of the cache key
+        # URLs first (one conditional request each): their content is part of the cache key
         prefetched = fetch_profiles(urls, timeout, validate_certs, opener, store, concurrency) if urls else {}
-        validators = {url: got[1] if isinstance(got, tuple) else None for url, got in prefetched.items()}
+        digests = {url: got[1] if isinstance(got, tuple) else None for url, got in prefetched.items()}
         user_cache = bool(self.get_option("cache"))
         fingerprint = (
-            _fingerprint(base_dir, sources, include_path, defines, self._host_access, validators)
-            if user_cache
-            else None
+            _fingerprint(base_dir, sources, include_path, defines, self._host_access, digests) if user_cache else None
         )
         cache_key = self.get_cache_key(path)
         data = None

@@ -86,7 +86,16 @@ def test_ansible_pull_converges_this_hypervisor_from_its_own_profile(tmp_path):
     remove_domains(URI, PREFIX)
     repo = _site_repository(tmp_path / "site")
     try:
-        with serving(lambda handler: (200, {}, _profile(node))) as base:
+        asked = []
+
+        def answer(handler):
+            # an LCFG server's answer with an ETag: the second run costs a 304
+            asked.append(handler.headers.get("If-None-Match"))
+            if handler.headers.get("If-None-Match") == '"p1"':
+                return 304, {"ETag": '"p1"'}, b""
+            return 200, {"ETag": '"p1"'}, _profile(node)
+
+        with serving(answer) as base:
             env = ansible_env()
             env["LCFG_XEN_SOURCES"] = f"{base}/{node}/XML/profile.xml"
             first = _pull(repo, tmp_path / "checkout", env)
@@ -103,5 +112,6 @@ def test_ansible_pull_converges_this_hypervisor_from_its_own_profile(tmp_path):
             second = _pull(repo, tmp_path / "checkout", env)
             assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
             assert _recap(second.stdout, node)["changed"] == 0, second.stdout[-6000:]
+            assert asked[0] is None and asked[-1] == '"p1"'  # the store made the later reads conditional
     finally:
         remove_domains(URI, PREFIX)

@@ -11,8 +11,9 @@ inventory reads. For each URL the store keeps the last body and its validators (
 ``Last-Modified``); the next request sends ``If-None-Match`` / ``If-Modified-Since`` and a
 ``304 Not Modified`` answer reuses the stored body. Only answers that carry a validator are
 kept. Each URL is two files named by a hash of the URL (``<hash>.xml`` and ``<hash>.json``,
-written atomically, the directory mode 0700); the JSON names its URL, so a hash collision or
-a file from elsewhere is never taken for another URL's answer.
+written atomically; a directory the store creates is mode 0700); the JSON names its URL and
+the SHA-256 of the body, so a file from elsewhere, a torn body or the body of another writer
+is never taken for this URL's answer.
 """
 
 from __future__ import annotations
@@ -21,16 +22,37 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any
+from dataclasses import dataclass
 
-__all__ = ["HttpStore", "validator_key"]
+__all__ = ["HttpStore", "StoredAnswer", "body_digest"]
 
 
-def validator_key(etag: str | None, last_modified: str | None) -> str | None:
-    """One string for what identifies a stored answer (None when the server gave neither)."""
-    if not etag and not last_modified:
-        return None
-    return f"etag={etag or ''};last-modified={last_modified or ''}"
+def body_digest(body: bytes) -> str:
+    """What identifies a profile's content (the inventory's model cache is keyed on it)."""
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """One kept answer: its body and the validators the server sent with it."""
+
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+    def request_headers(self) -> dict[str, str]:
+        """The conditional request headers that ask whether this answer is still current."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+    def still_current(self, etag: str | None, last_modified: str | None) -> bool:
+        """Whether a 304 carrying these validators confirms this answer (a validator the 304
+        sends must be the one kept: some servers compare only the date)."""
+        return (etag is None or etag == self.etag) and (last_modified is None or last_modified == self.last_modified)
 
 
 class HttpStore:
@@ -45,56 +67,37 @@ class HttpStore:
         base = os.path.join(self.directory, name)
         return base + ".xml", base + ".json"
 
-    def _meta(self, url: str) -> dict[str, Any] | None:
-        _body, meta_path = self._paths(url)
+    def stored(self, url: str) -> StoredAnswer | None:
+        """The kept answer for ``url``: None when there is none, or when its metadata names
+        another URL or does not match its body (torn, or two writers interleaved)."""
+        body_path, meta_path = self._paths(url)
         try:
             with open(meta_path, encoding="utf-8") as handle:
                 meta = json.load(handle)
+            with open(body_path, "rb") as handle:
+                body = handle.read()
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or meta.get("url") != url:
+        if not isinstance(meta, dict) or meta.get("url") != url or meta.get("sha256") != body_digest(body):
             return None
-        return meta
-
-    def request_headers(self, url: str) -> dict[str, str]:
-        """The conditional request headers for ``url`` (empty without a stored answer)."""
-        meta = self._meta(url)
-        if meta is None or not os.path.isfile(self._paths(url)[0]):
-            return {}
-        headers = {}
-        if isinstance(meta.get("etag"), str) and meta["etag"]:
-            headers["If-None-Match"] = meta["etag"]
-        if isinstance(meta.get("last_modified"), str) and meta["last_modified"]:
-            headers["If-Modified-Since"] = meta["last_modified"]
-        return headers
-
-    def stored(self, url: str) -> tuple[bytes, str | None] | None:
-        """``(body, validator_key)`` of the stored answer for ``url``, or None."""
-        meta = self._meta(url)
-        if meta is None:
+        etag = meta.get("etag") if isinstance(meta.get("etag"), str) else None
+        last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
+        if not etag and not last_modified:
             return None
-        try:
-            with open(self._paths(url)[0], "rb") as handle:
-                body = handle.read()
-        except OSError:
-            return None
-        if len(body) != meta.get("size"):
-            return None  # torn or replaced: ask again without validators
-        return body, validator_key(meta.get("etag"), meta.get("last_modified"))
+        return StoredAnswer(body, etag or None, last_modified or None)
 
     def remember(self, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
         """Keep ``body`` with its validators (nothing kept, and any old answer dropped, when the
         server sent neither)."""
         body_path, meta_path = self._paths(url)
-        if validator_key(etag, last_modified) is None:
+        if not etag and not last_modified:
             for path in (meta_path, body_path):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
             return
-        meta = {"url": url, "etag": etag, "last_modified": last_modified, "size": len(body)}
-        # body first: a reader that finds the new metadata also finds its body (size checked)
+        meta = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": body_digest(body)}
         self._write(body_path, body)
         self._write(meta_path, json.dumps(meta, sort_keys=True).encode())
 

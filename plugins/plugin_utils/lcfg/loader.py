@@ -43,7 +43,7 @@ from typing import Any
 
 from .cpp import inside
 from .errors import LcfgError, excerpt
-from .http_store import HttpStore, validator_key
+from .http_store import HttpStore, body_digest
 from .profile import Profile
 from .source import read_source_profile
 from .xml import read_xml_profile, xml_host_name
@@ -125,8 +125,8 @@ class LoadedProfile:
     error: LcfgError | None
     #: every local file read for it: path -> (mtime_ns, size) (the inventory cache's key)
     inputs: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: an http(s) profile's validators (``http_store.validator_key``); None: not a URL, or none sent
-    validator: str | None = None
+    #: an http(s) profile's content digest (``http_store.body_digest``); None: not a URL
+    digest: str | None = None
 
 
 def is_url(source: str) -> bool:
@@ -272,10 +272,8 @@ def fetch_url(
     a daemon thread so that neither a slow connect nor trickled headers can hold
     the caller past the deadline.
     """
-    answer = fetch_answer(url, timeout, validate_certs, max_size, opener)
-    if answer.data is None:  # a 304 without a conditional request
-        raise LcfgError("HTTP 304 Not Modified to a request that was not conditional", file=url)
-    return answer.data
+    # a 304 comes back only to a conditional request (without one it is an HTTP error)
+    return fetch_answer(url, timeout, validate_certs, max_size, opener).data or b""
 
 
 def fetch_answer(
@@ -315,7 +313,7 @@ def fetch_answer(
     if "error" in state:
         error = state["error"]
         if headers and isinstance(error, urllib.error.HTTPError) and error.code == 304:
-            return Answer(None, not_modified=True)
+            return Answer(None, True, _header(error, "ETag"), _header(error, "Last-Modified"))
         raise _fetch_error(url, error) from None
     data = state["data"]
     if len(data) > max_size:
@@ -325,24 +323,23 @@ def fetch_answer(
 
 def _fetch_profile(
     url: str, timeout: float, validate_certs: bool, opener: Opener | None, store: HttpStore | None
-) -> tuple[bytes, str | None]:
-    """The body of ``url`` and its validator key: from ``store`` after a 304 to a conditional
-    request, else fetched (and kept in ``store`` when the server sent validators)."""
-    headers = store.request_headers(url) if store is not None else {}
-    answer = fetch_answer(url, timeout, validate_certs, opener=opener, headers=headers)
-    if answer.not_modified and store is not None:
-        stored = store.stored(url)
-        if stored is not None:
-            return stored
-        answer = fetch_answer(url, timeout, validate_certs, opener=opener)  # lost meanwhile: ask in full
-    if answer.data is None:
-        raise LcfgError("HTTP 304 Not Modified, and no stored answer to reuse", file=url)
+) -> tuple[bytes, str]:
+    """The body of ``url`` and its digest (``http_store.body_digest``): the kept answer when
+    the server confirms it with a 304 to a conditional request, else fetched (and kept in
+    ``store`` when the server sent validators)."""
+    kept = store.stored(url) if store is not None else None
+    answer = fetch_answer(url, timeout, validate_certs, opener=opener, headers=kept.request_headers() if kept else {})
+    if answer.not_modified:
+        if kept is not None and kept.still_current(answer.etag, answer.last_modified):
+            return kept.body, body_digest(kept.body)
+        answer = fetch_answer(url, timeout, validate_certs, opener=opener)  # a 304 for other validators
+    data = answer.data if answer.data is not None else b""
     if store is not None:
         try:
-            store.remember(url, answer.data, answer.etag, answer.last_modified)
+            store.remember(url, data, answer.etag, answer.last_modified)
         except OSError:
             pass  # a store that cannot be written only costs the next read a full answer
-    return answer.data, validator_key(answer.etag, answer.last_modified)
+    return data, body_digest(data)
 
 
 def fetch_profiles(
@@ -352,13 +349,13 @@ def fetch_profiles(
     opener: Opener | None = None,
     store: HttpStore | None = None,
     concurrency: int = HTTP_CONCURRENCY,
-) -> dict[str, tuple[bytes, str | None] | LcfgError]:
+) -> dict[str, tuple[bytes, str] | LcfgError]:
     """Fetch ``urls`` (up to ``concurrency`` at a time, conditionally against ``store``) without
-    reading them: per URL ``(body, validator key)`` or the LcfgError naming it. What
+    reading them: per URL ``(body, digest)`` or the LcfgError naming it. What
     ``load_profiles`` takes as ``prefetched``; the inventory keys its model cache on the
-    validators first."""
+    digests first."""
 
-    def one(url: str) -> tuple[bytes, str | None] | LcfgError:
+    def one(url: str) -> tuple[bytes, str] | LcfgError:
         try:
             return _fetch_profile(url, timeout, validate_certs, opener, store)
         except LcfgError as exc:
@@ -400,8 +397,8 @@ def _load_one(
                 got = _fetch_profile(source, timeout, validate_certs, opener, store)
             elif isinstance(got, LcfgError):
                 raise got
-            data, validator = got
-            return LoadedProfile(source, read_xml_profile(source, data=data), None, validator=validator)
+            data, digest = got
+            return LoadedProfile(source, read_xml_profile(source, data=data), None, digest=digest)
         if source.lower().endswith(".xml"):
             try:
                 st = os.stat(source)

@@ -373,12 +373,12 @@ def test_cache_covers_every_file_read_even_outside_the_sources(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("url", ["http://h/p.xml", "HTTP://h/p.xml", "Https://h/p.xml"])
-def test_url_sources_without_validators_in_any_case_are_never_cached(tmp_path, url):
-    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None
-    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}, None, {url: None}) is None
-    keyed = plugin_mod._fingerprint(str(tmp_path), [url], [], {}, None, {url: "etag=1"})
+def test_url_sources_in_any_case_are_keyed_by_their_content(tmp_path, url):
+    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None  # not fetched
+    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}, None, {url: None}) is None  # fetch failed
+    keyed = plugin_mod._fingerprint(str(tmp_path), [f" {url} "], [], {}, None, {url: "sha-1"})
     assert keyed is not None
-    assert keyed != plugin_mod._fingerprint(str(tmp_path), [url], [], {}, None, {url: "etag=2"})
+    assert keyed != plugin_mod._fingerprint(str(tmp_path), [f" {url} "], [], {}, None, {url: "sha-2"})
 
 
 def test_an_unchanged_url_site_is_read_from_the_cached_model(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore, validator_key
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore, StoredAnswer, body_digest
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_profiles, load_profiles
 from http_serving import PROFILE_XML, opener, serving
 
@@ -68,12 +68,12 @@ def test_an_unchanged_site_costs_one_304_per_profile_and_a_change_is_seen(tmp_pa
         again = load_profiles(urls, "/", timeout=5, opener=opener(), store=store)
         assert [r.profile.value("xen", "a") for r in again] == names
         assert (site.full, site.not_modified) == (6, 6)
-        assert [r.validator for r in again] == [r.validator for r in first] and first[0].validator
+        assert [r.digest for r in again] == [r.digest for r in first] and first[0].digest
         site.change("h3", "changed")
         third = load_profiles(urls, "/", timeout=5, opener=opener(), store=store)
     assert [r.profile.value("xen", "a") for r in third] == ["h0", "h1", "h2", "changed", "h4", "h5"]
     assert (site.full, site.not_modified) == (7, 11)
-    assert third[3].validator != first[3].validator and third[2].validator == first[2].validator
+    assert third[3].digest != first[3].digest and third[2].digest == first[2].digest
     assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
 
 
@@ -84,7 +84,7 @@ def test_without_validators_nothing_is_kept_and_every_read_is_full(tmp_path):
         urls = [f"{base}/{name}/XML/profile.xml" for name in ("a", "b")]
         for _round in range(2):
             loaded = load_profiles(urls, "/", timeout=5, opener=opener(), store=store)
-            assert [r.validator for r in loaded] == [None, None]
+            assert [r.digest for r in loaded] == [body_digest(site.bodies[f"/{n}/XML/profile.xml"]) for n in "ab"]
     assert (site.full, site.not_modified) == (4, 0)
     assert os.listdir(store.directory) == []
 
@@ -96,24 +96,71 @@ def test_a_lost_or_torn_stored_answer_is_asked_for_in_full(tmp_path):
         url = f"{base}/a/XML/profile.xml"
         [first] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
         body = next(p for p in os.listdir(store.directory) if p.endswith(".xml"))
-        with open(os.path.join(store.directory, body), "ab") as handle:
-            handle.write(b"<!-- torn -->")  # no longer the size recorded
+        with open(os.path.join(store.directory, body), "r+b") as handle:
+            handle.write(b"X")  # same size, other content: another writer's body, say
         [second] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
     assert first.profile.value("xen", "a") == second.profile.value("xen", "a") == "a"
     assert site.full == 2  # the torn answer was never used: no validators sent for it
 
 
-def test_a_stored_answer_names_its_url(tmp_path):
+def test_a_304_for_other_validators_is_asked_for_again_in_full(tmp_path):
+    """Some servers compare only the date: a 304 whose ETag is not the kept one does not
+    confirm the kept body."""
+    state = {"body": PROFILE_XML % b"old", "tag": '"v1"', "asked": []}
+
+    def answer(handler):
+        conditional = "If-None-Match" in handler.headers
+        state["asked"].append(conditional)
+        if conditional:  # answers 304 to any conditional request, with the current ETag
+            return 304, {"ETag": state["tag"]}, b""
+        return 200, {"ETag": state["tag"]}, state["body"]
+
+    store = HttpStore(str(tmp_path / "store"))
+    with serving(answer) as base:
+        url = f"{base}/a/XML/profile.xml"
+        [first] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
+        state["body"], state["tag"] = PROFILE_XML % b"new", '"v2"'
+        [second] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
+        [third] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
+    assert first.profile.value("xen", "a") == "old"
+    assert second.profile.value("xen", "a") == third.profile.value("xen", "a") == "new"
+    # the 304 for "v2" did not confirm "v1": asked again in full; then "v2" is confirmed
+    assert state["asked"] == [False, True, False, True]
+
+
+def test_a_304_to_a_request_that_was_not_conditional_is_an_error():
+    with serving(lambda handler: (304, {}, b"")) as base:
+        [result] = load_profiles([f"{base}/a/XML/profile.xml"], "/", timeout=5, opener=opener())
+    assert result.profile is None and "HTTP error 304" in result.error.problem
+
+
+def test_a_store_that_cannot_be_written_costs_only_full_answers(tmp_path, monkeypatch):
+    site = Site(["a"])
+    store = HttpStore(str(tmp_path / "store"))
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(store, "_write", refuse)
+    with serving(site) as base:
+        url = f"{base}/a/XML/profile.xml"
+        for _round in range(2):
+            [result] = load_profiles([url], "/", timeout=5, opener=opener(), store=store)
+            assert result.error is None and result.profile.value("xen", "a") == "a"
+    assert (site.full, site.not_modified) == (2, 0)
+
+
+def test_a_stored_answer_names_its_url_and_its_body(tmp_path):
     store = HttpStore(str(tmp_path / "store"))
     store.remember("http://a/x.xml", b"<x/>", '"1"', None)
-    assert store.stored("http://a/x.xml") == (b"<x/>", validator_key('"1"', None))
-    assert store.request_headers("http://a/x.xml") == {"If-None-Match": '"1"'}
+    kept = store.stored("http://a/x.xml")
+    assert kept == StoredAnswer(b"<x/>", '"1"', None)
+    assert kept.request_headers() == {"If-None-Match": '"1"'}
+    assert kept.still_current('"1"', None) and not kept.still_current('"2"', None)
     # another URL whose files would be these (a collision, a copied store) is not served them
     meta = next(p for p in os.listdir(store.directory) if p.endswith(".json"))
-    other = "http://b/y.xml"
-    target = store._paths(other)[1]
-    os.replace(os.path.join(store.directory, meta), target)
-    assert store.stored(other) is None and store.request_headers(other) == {}
+    os.replace(os.path.join(store.directory, meta), store._paths("http://b/y.xml")[1])
+    assert store.stored("http://b/y.xml") is None
 
 
 def test_urls_are_fetched_in_parallel_up_to_the_concurrency(tmp_path):
