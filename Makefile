@@ -64,6 +64,7 @@ test-xen: bootstrap
 
 bench-inventory: bootstrap
 	$(VENV)/python benchmarks/inventory/run.py
+	$(VENV)/python benchmarks/inventory/over_http.py
 
 bench-rollout: bootstrap
 	bash benchmarks/rollout/run.sh

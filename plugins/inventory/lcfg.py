@@ -53,9 +53,14 @@ options:
       - Relative paths are relative to the directory of this configuration file.
       - Profiles are read in sorted path order; a guest name that an earlier profile already
         defined is an error in the later profile.
+      - Unset in the file, it comes from the environment variable E(LCFG_XEN_SOURCES) (comma-separated),
+        which is how pull mode (C(playbooks/pull.yml)) gives each hypervisor its own profile's URL.
     type: list
     elements: str
     required: true
+    env:
+      - name: LCFG_XEN_SOURCES
+        version_added: 0.2.0
   strict_profiles:
     description:
       - Whether an error in a profile (reading it, the model, its host and guest names) fails
@@ -90,6 +95,23 @@ options:
     description: Verify the TLS certificate of XML profiles fetched over https.
     type: bool
     default: true
+  http_concurrency:
+    description:
+      - How many http(s) profiles are fetched at the same time (1 to 64).
+    type: int
+    default: 8
+    version_added: 0.2.0
+  http_store:
+    description:
+      - Directory where the answers of http(s) sources are kept with their C(ETag) and
+        C(Last-Modified), so the next read asks with C(If-None-Match) / C(If-Modified-Since) and an
+        unchanged profile costs one C(304 Not Modified). With O(cache) on, a site whose profiles'
+        content did not change (and whose files are unchanged) is read from the cached model without parsing.
+      - Relative to the directory of this configuration file; C(~) is expanded. Created with mode 0700 when missing.
+        An empty value keeps nothing (every read fetches every profile in full).
+    type: str
+    default: ~/.cache/lcfg-xen/http
+    version_added: 0.2.0
   http_headers:
     description:
       - Extra HTTP headers sent with every http(s) request, for example an C(Authorization)
@@ -196,8 +218,10 @@ notes:
   - The cache (O(cache=true), off by default) stores the parsed model, keyed by the
     configuration, by the path, modification time and size of every file under O(sources) and
     O(include_path), and of every file the profiles read (includes too); any change to them
-    rebuilds it, so the cache is never stale. Sources with http(s) URLs (any case) are never
-    cached.
+    rebuilds it, so the cache is never stale. Sources with http(s) URLs (any case) are fetched
+    first (conditionally, see O(http_store)) and the SHA-256 of each profile's content is part of
+    the key, so an unchanged site is not parsed again; a URL that cannot be fetched makes the
+    site uncachable for that read.
   - Profiles are untrusted. C(#include) opens only files inside O(include_path) and the
     directories of O(sources) (real paths, symlinks resolved); a profile file found in a
     source directory that is a symlink to a file outside it is refused. Every profile has
@@ -285,6 +309,7 @@ cache_connection: ~/.cache/lcfg-xen-inventory
 import hashlib
 import json
 import os
+import threading
 import urllib.error
 import urllib.parse
 from typing import Any
@@ -293,7 +318,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.helpers import get_group_vars
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
@@ -307,7 +332,15 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
 from ansible_collections.lcfg.xen.plugins.plugin_utils import connection as _connection
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import Opener, host_name, is_url, load_profiles
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
+    HTTP_CONCURRENCY,
+    Opener,
+    fetch_profiles,
+    host_name,
+    is_url,
+    load_profiles,
+)
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
 HYPERVISORS = "xen_hypervisors"
@@ -316,6 +349,7 @@ CACHE_FORMAT = 2
 USER_AGENT = "lcfg.xen-inventory"
 MAX_TIMEOUT = 86400  # seconds; threading's wait() refuses an infinite one
 MAX_REDIRECTS = 10
+MAX_HTTP_CONCURRENCY = 64
 
 
 def make_opener(
@@ -326,18 +360,37 @@ def make_opener(
     ca_path: str | None,
     use_proxy: bool,
 ) -> Opener:
-    """``opener(url, timeout)`` for the loader: Ansible's open_url with the plugin's settings."""
-    all_headers = {"Accept": "application/xml, text/xml, */*"}
-    all_headers.update(headers)
+    """``opener(url, timeout, extra_headers)`` for the loader: Ansible's open_url with the
+    plugin's settings (``extra_headers``: the conditional request's)."""
+    base_headers = {"Accept": "application/xml, text/xml, */*"}
+    base_headers.update(headers)
+    # One TLS context for every request: open_url builds one per call, and loading the system
+    # CA store costs ~50 ms of CPU each time (most of a site's read with thousands of profiles).
+    # Made at the first request, so a bad certificate path fails that URL as it did per call.
+    contexts: list[Any] = []
+    lock = threading.Lock()
 
-    def open_(url: str, timeout: float) -> Any:
+    def context() -> Any:
+        with lock:
+            if not contexts:
+                contexts.append(
+                    make_context(
+                        cafile=ca_path, validate_certs=validate_certs, client_cert=client_cert, client_key=client_key
+                    )
+                )
+            return contexts[0]
+
+    def open_(url: str, timeout: float, extra_headers: dict[str, str]) -> Any:
+        all_headers = {**base_headers, **extra_headers}
         source = url
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 # decompress=False: the size cap counts the bytes we keep (no gzip bomb);
                 # redirects followed here, so their scheme is checked before connecting
-                return open_url(
+                return Request(use_netrc=True).open(
+                    "GET",
                     url,
+                    context=context(),
                     headers=all_headers,
                     use_proxy=use_proxy,
                     timeout=timeout,
@@ -425,8 +478,11 @@ def _fingerprint(
     include_path: list[str],
     defines: dict[str, str],
     host_access: dict[str, Any] | None = None,
+    url_digests: dict[str, str | None] | None = None,
 ) -> str | None:
-    """Hash of the options and of (path, mtime, size) of every input file; None if uncachable."""
+    """Hash of the options, of (path, mtime, size) of every input file and of the content of
+    each URL source (``url_digests``, as fetched for this read); None if uncachable (a URL
+    that could not be fetched, or a URL in the include path)."""
     digest = hashlib.sha256()
     # host_access decides which profiles the model accepts
     digest.update(
@@ -436,10 +492,15 @@ def _fingerprint(
     for path in _model_code():
         stat = os.stat(path)
         digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
-    for entry in list(sources) + list(include_path):
+    listed = [entry.strip() for entry in sources]  # stripped as the loader strips them
+    for entry in listed + [entry.strip() for entry in include_path]:
         if is_url(entry):
-            return None
-        top = os.path.join(base_dir, os.path.expanduser(entry))
+            content = (url_digests or {}).get(entry) if entry in listed else None
+            if content is None:
+                return None
+            digest.update(f"U{entry}\0{content}\0".encode())
+            continue
+        top = os.path.normpath(os.path.join(base_dir, os.path.expanduser(entry)))
         try:
             if os.path.isdir(top):
                 for root, dirs, files in os.walk(top):
@@ -470,6 +531,9 @@ def load_site(
     validate_certs: bool,
     opener: Opener | None = None,
     access: HostAccess | None = None,
+    prefetched: dict[str, Any] | None = None,
+    store: HttpStore | None = None,
+    concurrency: int = HTTP_CONCURRENCY,
 ) -> dict[str, Any]:
     """Read and model every profile; return plain data (what is cached and populated)."""
     loaded = load_profiles(
@@ -480,6 +544,9 @@ def load_site(
         timeout=timeout,
         validate_certs=validate_certs,
         opener=opener,
+        store=store,
+        concurrency=concurrency,
+        prefetched=prefetched,
     )
     rejected: dict[str, list[str]] = {}
     profiles = []
@@ -540,8 +607,33 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._guest_connection = _connection.guest_connection_option(self.get_option("guest_connection"), base_dir)
         except ValueError as exc:
             raise AnsibleParserError(f"{path}: {exc}") from None
+        validate_certs = bool(self.get_option("validate_certs"))
+        opener = make_opener(
+            {str(k): str(v) for k, v in (self.get_option("http_headers") or {}).items()},
+            validate_certs,
+            self._path_option("client_cert", base_dir),
+            self._path_option("client_key", base_dir),
+            self._path_option("ca_path", base_dir),
+            bool(self.get_option("use_proxy")),
+        )
+        concurrency = self.get_option("http_concurrency")
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_HTTP_CONCURRENCY:
+            raise AnsibleParserError(
+                f"{path}: option 'http_concurrency' must be 1 to {MAX_HTTP_CONCURRENCY}, got {concurrency!r}"
+            )
+        urls = [source.strip() for source in sources if is_url(source.strip())]
+        if any(urllib.parse.urlsplit(url).username for url in urls):
+            # ansible's Request.open installs its opener process-wide before opening; the auth
+            # handler of credentials in a URL would race with the other threads' openers
+            concurrency = 1
+        store = self._http_store(base_dir) if urls else None
+        # URLs first (one conditional request each): their content is part of the cache key
+        prefetched = fetch_profiles(urls, timeout, validate_certs, opener, store, concurrency) if urls else {}
+        digests = {url: got[1] if isinstance(got, tuple) else None for url, got in prefetched.items()}
         user_cache = bool(self.get_option("cache"))
-        fingerprint = _fingerprint(base_dir, sources, include_path, defines, self._host_access) if user_cache else None
+        fingerprint = (
+            _fingerprint(base_dir, sources, include_path, defines, self._host_access, digests) if user_cache else None
+        )
         cache_key = self.get_cache_key(path)
         data = None
         if user_cache and cache and fingerprint is not None:
@@ -557,22 +649,37 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             ):
                 data = entry.get("data")
         if data is None:
-            validate_certs = bool(self.get_option("validate_certs"))
-            opener = make_opener(
-                {str(k): str(v) for k, v in (self.get_option("http_headers") or {}).items()},
-                validate_certs,
-                self._path_option("client_cert", base_dir),
-                self._path_option("client_key", base_dir),
-                self._path_option("ca_path", base_dir),
-                bool(self.get_option("use_proxy")),
-            )
             try:
-                data = load_site(base_dir, sources, include_path, defines, timeout, validate_certs, opener, access)
+                data = load_site(
+                    base_dir,
+                    sources,
+                    include_path,
+                    defines,
+                    timeout,
+                    validate_certs,
+                    opener,
+                    access,
+                    prefetched=prefetched,
+                    store=store,
+                    concurrency=concurrency,
+                )
             except LcfgError as exc:
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:
                 self._cache[cache_key] = {"fingerprint": fingerprint, "data": data}
         self._populate(data)
+
+    def _http_store(self, base_dir: str) -> HttpStore | None:
+        """The ``http_store`` directory's store; None when disabled or not usable (a warning)."""
+        value = self.get_option("http_store")
+        if not value:
+            return None
+        directory = os.path.join(base_dir, os.path.expanduser(str(value)))
+        try:
+            return HttpStore(directory)
+        except OSError as exc:
+            self.display.warning(f"lcfg.xen.lcfg: http_store {directory} cannot be used ({exc}); fetching in full")
+            return None
 
     def _path_option(self, name: str, base_dir: str) -> str | None:
         value = self.get_option(name)

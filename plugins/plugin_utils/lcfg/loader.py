@@ -37,11 +37,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cpp import inside
 from .errors import LcfgError, excerpt
+from .http_store import HttpStore, body_digest
 from .profile import Profile
 from .source import read_source_profile
 from .xml import read_xml_profile, xml_host_name
@@ -52,6 +54,10 @@ __all__ = [
     "is_url",
     "is_profile_file",
     "fetch_url",
+    "fetch_answer",
+    "fetch_profiles",
+    "Answer",
+    "HTTP_CONCURRENCY",
     "host_name",
     "MAX_URL_SIZE",
     "Opener",
@@ -60,8 +66,12 @@ __all__ = [
 MAX_URL_SIZE = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 
-#: ``opener(url, timeout)`` returns a file-like HTTP response (``read``, ``geturl``, ``close``)
-Opener = Callable[[str, float], Any]
+#: ``opener(url, timeout, headers)`` returns a file-like HTTP response (``read``, ``geturl``,
+#: ``close``, ``headers``); ``headers``: extra request headers (the conditional ones)
+Opener = Callable[[str, float, dict[str, str]], Any]
+
+#: parallel http(s) fetches by default (an LCFG server answers many small requests well)
+HTTP_CONCURRENCY = 8
 
 _SKIP_SUFFIXES = (
     ".h",
@@ -115,6 +125,8 @@ class LoadedProfile:
     error: LcfgError | None
     #: every local file read for it: path -> (mtime_ns, size) (the inventory cache's key)
     inputs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: an http(s) profile's content digest (``http_store.body_digest``); None: not a URL
+    digest: str | None = None
 
 
 def is_url(source: str) -> bool:
@@ -174,18 +186,42 @@ def _urllib_opener(validate_certs: bool) -> Opener:
         context.verify_mode = ssl.CERT_NONE
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SafeRedirect())
 
-    def open_(url: str, timeout: float) -> Any:
+    def open_(url: str, timeout: float, headers: dict[str, str]) -> Any:
         request = urllib.request.Request(
-            url, headers={"User-Agent": "lcfg.xen-inventory", "Accept": "application/xml, text/xml, */*"}
+            url, headers={"User-Agent": "lcfg.xen-inventory", "Accept": "application/xml, text/xml, */*", **headers}
         )
         return opener.open(request, timeout=timeout)
 
     return open_
 
 
-def _transfer(url: str, opener: Opener, timeout: float, max_size: int, deadline: float, state: dict[str, Any]) -> bytes:
+@dataclass
+class Answer:
+    """What one http(s) request brought: the body, or ``not_modified`` (a 304 to a
+    conditional request), and the validators the server sent."""
+
+    data: bytes | None
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def _header(resp: Any, name: str) -> str | None:
+    headers = getattr(resp, "headers", None)
+    value = headers.get(name) if headers is not None else None
+    # a validator is sent back verbatim: no line breaks, bounded
+    if not isinstance(value, str) or len(value) > 512 or any(c in value for c in "\r\n\0"):
+        return None
+    return value
+
+
+def _transfer(
+    url: str, opener: Opener, timeout: float, max_size: int, deadline: float, state: dict[str, Any], headers: dict
+) -> bytes:
     """Open ``url`` and read at most ``max_size + 1`` bytes, stopping at ``deadline``."""
-    resp = state["response"] = opener(url, timeout)
+    resp = state["response"] = opener(url, timeout, headers)
+    state["etag"] = _header(resp, "ETag")
+    state["last_modified"] = _header(resp, "Last-Modified")
     try:
         final = resp.geturl() if hasattr(resp, "geturl") else url
         if final and not is_url(str(final)):
@@ -236,6 +272,20 @@ def fetch_url(
     a daemon thread so that neither a slow connect nor trickled headers can hold
     the caller past the deadline.
     """
+    # a 304 comes back only to a conditional request (without one it is an HTTP error)
+    return fetch_answer(url, timeout, validate_certs, max_size, opener).data or b""
+
+
+def fetch_answer(
+    url: str,
+    timeout: float = 30.0,
+    validate_certs: bool = True,
+    max_size: int | None = None,
+    opener: Opener | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """``fetch_url`` with extra request ``headers`` (the conditional ones): the body and the
+    server's validators, or ``not_modified`` for a 304."""
     if max_size is None:
         max_size = MAX_URL_SIZE
     if opener is None:
@@ -246,7 +296,7 @@ def fetch_url(
 
     def work() -> None:
         try:
-            state["data"] = _transfer(url, opener, timeout, max_size, deadline, state)
+            state["data"] = _transfer(url, opener, timeout, max_size, deadline, state, headers or {})
         except BaseException as exc:  # noqa: B902 - reported to the waiting caller
             state["error"] = exc
         finally:
@@ -261,11 +311,63 @@ def fetch_url(
             file=url,
         )
     if "error" in state:
-        raise _fetch_error(url, state["error"]) from None
+        error = state["error"]
+        if headers and isinstance(error, urllib.error.HTTPError) and error.code == 304:
+            return Answer(None, True, _header(error, "ETag"), _header(error, "Last-Modified"))
+        raise _fetch_error(url, error) from None
     data = state["data"]
     if len(data) > max_size:
         raise LcfgError(f"profile larger than {max_size} bytes", file=url)
-    return data
+    return Answer(data, etag=state.get("etag"), last_modified=state.get("last_modified"))
+
+
+def _fetch_profile(
+    url: str, timeout: float, validate_certs: bool, opener: Opener | None, store: HttpStore | None
+) -> tuple[bytes, str]:
+    """The body of ``url`` and its digest (``http_store.body_digest``): the kept answer when
+    the server confirms it with a 304 to a conditional request, else fetched (and kept in
+    ``store`` when the server sent validators)."""
+    kept = store.stored(url) if store is not None else None
+    answer = fetch_answer(url, timeout, validate_certs, opener=opener, headers=kept.request_headers() if kept else {})
+    if answer.not_modified:
+        if kept is not None and kept.still_current(answer.etag, answer.last_modified):
+            return kept.body, body_digest(kept.body)
+        answer = fetch_answer(url, timeout, validate_certs, opener=opener)  # a 304 for other validators
+    data = answer.data if answer.data is not None else b""
+    if store is not None:
+        try:
+            store.remember(url, data, answer.etag, answer.last_modified)
+        except OSError:
+            pass  # a store that cannot be written only costs the next read a full answer
+    return data, body_digest(data)
+
+
+def fetch_profiles(
+    urls: list[str],
+    timeout: float = 30.0,
+    validate_certs: bool = True,
+    opener: Opener | None = None,
+    store: HttpStore | None = None,
+    concurrency: int = HTTP_CONCURRENCY,
+) -> dict[str, tuple[bytes, str] | LcfgError]:
+    """Fetch ``urls`` (up to ``concurrency`` at a time, conditionally against ``store``) without
+    reading them: per URL ``(body, digest)`` or the LcfgError naming it. What
+    ``load_profiles`` takes as ``prefetched``; the inventory keys its model cache on the
+    digests first."""
+
+    def one(url: str) -> tuple[bytes, str] | LcfgError:
+        try:
+            return _fetch_profile(url, timeout, validate_certs, opener, store)
+        except LcfgError as exc:
+            return exc
+        except Exception as exc:  # one profile never takes the site down
+            return LcfgError(f"cannot fetch: {type(exc).__name__}: {excerpt(exc, 200)}", file=url)
+
+    unique = sorted(set(urls))
+    if len(unique) > 1 and concurrency > 1:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(unique)), thread_name_prefix="lcfg-url") as pool:
+            return dict(zip(unique, pool.map(one, unique), strict=True))
+    return {url: one(url) for url in unique}
 
 
 def host_name(source: str) -> str:
@@ -284,12 +386,19 @@ def _load_one(
     validate_certs: bool,
     allowed_dirs: list[str],
     opener: Opener | None,
+    store: HttpStore | None = None,
+    prefetched: dict[str, Any] | None = None,
 ) -> LoadedProfile:
     inputs: dict[str, tuple[int, int]] = {}
     try:
         if is_url(source):
-            data = fetch_url(source, timeout=timeout, validate_certs=validate_certs, opener=opener)
-            return LoadedProfile(source, read_xml_profile(source, data=data), None)
+            got = (prefetched or {}).get(source)
+            if got is None:
+                got = _fetch_profile(source, timeout, validate_certs, opener, store)
+            elif isinstance(got, LcfgError):
+                raise got
+            data, digest = got
+            return LoadedProfile(source, read_xml_profile(source, data=data), None, digest=digest)
         if source.lower().endswith(".xml"):
             try:
                 st = os.stat(source)
@@ -324,11 +433,16 @@ def load_profiles(
     timeout: float = 30.0,
     validate_certs: bool = True,
     opener: Opener | None = None,
+    store: HttpStore | None = None,
+    concurrency: int = HTTP_CONCURRENCY,
+    prefetched: dict[str, Any] | None = None,
 ) -> list[LoadedProfile]:
     """Read every profile named by ``sources``, one result per profile, in sorted path order.
 
-    ``opener(url, timeout)`` opens http(s) sources (default: urllib, honouring
-    ``validate_certs``); ``timeout`` is the deadline of one URL.
+    ``opener(url, timeout, headers)`` opens http(s) sources (default: urllib, honouring
+    ``validate_certs``); ``timeout`` is the deadline of one URL. URLs are fetched up to
+    ``concurrency`` at a time, with conditional requests against ``store`` when given;
+    ``prefetched`` holds what ``fetch_profiles`` already brought for some of them.
     """
     base_dir = os.path.abspath(base_dir)
     inc = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(str(p)))) for p in (include_path or [])]
@@ -356,7 +470,17 @@ def load_profiles(
             failed.append(LoadedProfile(path, None, LcfgError("not a regular file or directory", file=path)))
         else:
             failed.append(LoadedProfile(path, None, LcfgError("no such file or directory", file=path)))
-    results = [_load_one(item, inc, defines, timeout, validate_certs, allowed, opener) for item in items]
+
+    def load(item: str) -> LoadedProfile:
+        return _load_one(item, inc, defines, timeout, validate_certs, allowed, opener, store, prefetched)
+
+    urls = sorted(item for item in items if is_url(item))
+    results = [load(item) for item in sorted(items) if not is_url(item)]
+    if len(urls) > 1 and concurrency > 1:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(urls)), thread_name_prefix="lcfg-url") as pool:
+            results.extend(pool.map(load, urls))
+    else:
+        results.extend(load(url) for url in urls)
     results.extend(failed)
     results.sort(key=lambda r: r.source)
     return results

@@ -266,6 +266,13 @@ def test_verify_file_missing(tmp_path):
 
 # ---------------------------------------------------------------- parse() in-process
 
+XML_HYPERVISOR = (
+    b'<?xml version="1.0"?>\n<profile><lcfg><components>'
+    b"<profile><node>hvx</node><components>xen</components></profile>"
+    b"<xen><virtualmachines>vmx</virtualmachines><memory_vmx>MEMORY</memory_vmx><maxmem_vmx>512</maxmem_vmx></xen>"
+    b"</components></lcfg></profile>\n"
+)
+
 PROFILE = """#define MEM 128
 !profile.components mADD(xen)
 !xen.virtualmachines mADD(vm1)
@@ -366,8 +373,45 @@ def test_cache_covers_every_file_read_even_outside_the_sources(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("url", ["http://h/p.xml", "HTTP://h/p.xml", "Https://h/p.xml"])
-def test_url_sources_in_any_case_are_never_cached(tmp_path, url):
-    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None
+def test_url_sources_in_any_case_are_keyed_by_their_content(tmp_path, url):
+    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}) is None  # not fetched
+    assert plugin_mod._fingerprint(str(tmp_path), [url], [], {}, None, {url: None}) is None  # fetch failed
+    keyed = plugin_mod._fingerprint(str(tmp_path), [f" {url} "], [], {}, None, {url: "sha-1"})
+    assert keyed is not None
+    assert keyed != plugin_mod._fingerprint(str(tmp_path), [f" {url} "], [], {}, None, {url: "sha-2"})
+
+
+def test_an_unchanged_url_site_is_read_from_the_cached_model(tmp_path, monkeypatch):
+    from http_serving import serving  # noqa: PLC0415
+
+    memory = {"value": "128"}
+    asked = []
+
+    def answer(handler):
+        tag = f'"{memory["value"]}"'
+        asked.append(handler.headers.get("If-None-Match"))
+        if handler.headers.get("If-None-Match") == tag:
+            return 304, {"ETag": tag}, b""
+        body = XML_HYPERVISOR.replace(b"MEMORY", memory["value"].encode())
+        return 200, {"ETag": tag}, body
+
+    calls = []
+    real = plugin_mod.load_site
+    monkeypatch.setattr(plugin_mod, "load_site", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with serving(answer) as base:
+        config = tmp_path / "site.lcfg.yml"
+        config.write_text(
+            "plugin: lcfg.xen.lcfg\n"
+            f"sources: [{base}/hvx/XML/profile.xml]\n"
+            f"http_store: {tmp_path / 'store'}\n"
+            f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {tmp_path / 'cache'}\n"
+        )
+        assert parse(config).get_host("vmx").vars["xen_domain"]["memory"] == 128
+        assert parse(config).get_host("vmx").vars["xen_domain"]["memory"] == 128
+        assert len(calls) == 1 and asked == [None, '"128"']  # one 304, the model from the cache
+        memory["value"] = "192"
+        assert parse(config).get_host("vmx").vars["xen_domain"]["memory"] == 192
+        assert len(calls) == 2
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", ".nan", ".inf", "100000"])

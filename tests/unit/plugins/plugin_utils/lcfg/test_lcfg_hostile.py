@@ -7,13 +7,10 @@ other profiles still load.
 
 from __future__ import annotations
 
-import http.server
 import os
 import socket
 import subprocess
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -28,6 +25,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_source_profile
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+from http_serving import PROFILE_XML, opener, serving
 from support import trickle_server
 
 SECRET = "root:$6$lcfgt-inv-SECRET-HASH:19000:0:99999:7:::"
@@ -340,48 +338,6 @@ def test_the_deadline_holds_with_ansibles_open_url(trickle_url):
     [r] = load_profiles([trickle_url], "/", timeout=2, opener=opener)
     assert r.profile is None and "no complete answer" in r.error.problem
     assert time.monotonic() - start < 3
-
-
-PROFILE_XML = b"<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>"
-
-
-@contextmanager
-def serving(answer, context=None):
-    """A loopback HTTP(S) server; ``answer(handler)`` gives (status, headers, body).
-
-    Yields the base URL; ``serving.paths`` lists the paths asked for.
-    """
-    paths: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server API
-            paths.append(self.path)
-            status, headers, body = answer(self)
-            self.send_response(status)
-            for key, value in {**headers, "Content-Length": str(len(body))}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    serving.paths = paths
-    try:
-        yield f"{'https' if context else 'http'}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def opener(headers=None, client_cert=None, client_key=None, ca_path=None, use_proxy=False):
-    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
-
-    return make_opener(headers or {}, True, client_cert, client_key, ca_path, use_proxy)
 
 
 def test_open_url_sends_the_configured_headers():

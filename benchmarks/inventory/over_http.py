@@ -1,0 +1,269 @@
+"""Benchmark: the lcfg.xen.lcfg inventory plugin reading an LCFG server's XML profiles over HTTP.
+
+A loopback HTTP server (in this process) publishes N XML profiles shaped like an LCFG
+server's: every machine has the usual components (a few hundred resources each), one in ten
+is a hypervisor with the xen component and 10 guests. Every answer carries an ETag and a
+Last-Modified, and the server answers conditional requests with 304. Each measurement is a
+fresh Python process that runs the plugin's ``parse()`` on the site (what every
+``ansible-playbook`` run pays for the inventory), with ``http_store`` and the jsonfile model
+cache in a scratch directory:
+
+  1. first read: empty store and cache (every profile fetched and parsed);
+  2. unchanged re-read: every profile answers 304, the model comes from the cache;
+  3. re-read after one profile changed (its value is checked in the result).
+
+Medians of --runs repetitions (each repetition starts from an empty store); peak resident
+memory of the measuring process. Targets (issue 14): (2) <= 0.1 x (1), (3) <= 0.15 x (1).
+
+    .venv/bin/python benchmarks/inventory/over_http.py              # 2,000 profiles
+    .venv/bin/python benchmarks/inventory/over_http.py --hosts 100  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+from email.utils import formatdate
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".collections"
+OUT = ROOT / "benchmarks" / "output" / "inventory-http"
+
+#: the usual components of an LCFG machine and how many resources each has (a few hundred in all)
+COMPONENTS = {
+    "auth": 40,
+    "network": 45,
+    "inv": 15,
+    "boot": 25,
+    "fstab": 30,
+    "openssh": 35,
+    "syslog": 20,
+    "ntp": 10,
+    "kerberos": 25,
+    "hardware": 30,
+    "sysinfo": 20,
+    "updaterpms": 40,
+}
+
+
+def profile_xml(index: int, hypervisor: bool, guests: int, generation: int = 0) -> bytes:
+    node = f"m{index:05d}"
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<profile xmlns:cfg="http://www.lcfg.org/namespace/profile-1.2">',
+        "<lcfg><components>",
+        f"<profile><node>{node}</node><domain>example.org</domain>"
+        f"<components>{' '.join([*COMPONENTS, *(['xen'] if hypervisor else [])])}</components>"
+        f"<release>lcfg-bench</release><generation>{generation}</generation></profile>",
+    ]
+    for comp, count in COMPONENTS.items():
+        values = "".join(
+            f'<r{n} cfg:derivation="/var/lcfg/conf/server/source/{node}:{n + 10}">{comp}-value-{index}-{n}</r{n}>'
+            for n in range(count)
+        )
+        parts.append(f"<{comp}>{values}</{comp}>")
+    if hypervisor:
+        tags = [f"g{n}" for n in range(guests)]
+        xen = [f"<virtualmachines>{' '.join(tags)}</virtualmachines>"]
+        for n, tag in enumerate(tags):
+            uid = index * 100 + n
+            xen += [
+                f"<name_{tag}>{node}-{tag}</name_{tag}>",
+                f"<memory_{tag}>{512 + 64 * generation}</memory_{tag}>",
+                f"<vcpus_{tag}>{1 + n % 2}</vcpus_{tag}>",
+                f"<vifs_{tag}>vif1</vifs_{tag}>",
+                f"<mac_{tag}_vif1>00:16:3e:{uid >> 16 & 255:02x}:{uid >> 8 & 255:02x}:{uid & 255:02x}</mac_{tag}_vif1>",
+                f"<ip_{tag}_vif1>10.{(uid >> 16) & 255}.{(uid >> 8) & 255}.{uid & 255}</ip_{tag}_vif1>",
+            ]
+        parts.append(f"<xen>{''.join(xen)}</xen>")
+    parts.append("</components></lcfg></profile>\n")
+    return "".join(parts).encode()
+
+
+class Site:
+    """The published profiles: path -> (body, etag, last_modified); counts answers by status."""
+
+    def __init__(self, hosts: int, guests: int, every: int) -> None:
+        self.guests = guests
+        self.every = every
+        self.pages: dict[str, tuple[bytes, str, str]] = {}
+        self.counts = {200: 0, 304: 0}
+        self.lock = threading.Lock()
+        for index in range(hosts):
+            self.publish(index, 0)
+
+    def publish(self, index: int, generation: int) -> None:
+        body = profile_xml(index, index % self.every == 0, self.guests, generation)
+        tag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        stamp = formatdate(1_700_000_000 + generation * 60, usegmt=True)
+        self.pages[f"/m{index:05d}/XML/profile.xml"] = (body, tag, stamp)
+
+    def serve(self) -> http.server.ThreadingHTTPServer:
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self):  # noqa: N802 - http.server API
+                page = site.pages.get(self.path)
+                if page is None:
+                    self.send_error(404)
+                    return
+                body, tag, stamp = page
+                fresh = self.headers.get("If-None-Match") == tag or (
+                    "If-None-Match" not in self.headers and self.headers.get("If-Modified-Since") == stamp
+                )
+                status = 304 if fresh else 200
+                with site.lock:
+                    site.counts[status] += 1
+                self.send_response(status)
+                self.send_header("ETag", tag)
+                self.send_header("Last-Modified", stamp)
+                if status == 200:
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if status == 200:
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+MEASURE = r"""
+import json, resource, sys, time
+from ansible.inventory.data import InventoryData
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader, inventory_loader
+config, probe, collections = sys.argv[1], sys.argv[2], sys.argv[3]
+init_plugin_loader([collections])
+start = time.perf_counter()
+cpu0 = time.process_time()
+mod = inventory_loader.get("lcfg.xen.lcfg")
+inv = InventoryData()
+mod.parse(inv, DataLoader(), config, cache=True)
+mod.update_cache_if_changed()
+seconds = time.perf_counter() - start
+probe_host = inv.get_host(probe)
+print(json.dumps({
+    "seconds": seconds,
+    "cpu": time.process_time() - cpu0,
+    "hosts": len(inv.hosts),
+    "probe_memory": probe_host.vars["xen_domain"]["memory"] if probe_host else None,
+    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def measure(config: Path, probe: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLLECTIONS), env.get("PYTHONPATH")]))
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(config), probe, str(COLLECTIONS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"the plugin failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_config(out: Path, base: str, hosts: int) -> Path:
+    config = out / "http.lcfg.yml"
+    sources = "\n".join(f"  - {base}/m{index:05d}/XML/profile.xml" for index in range(hosts))
+    config.write_text(
+        "plugin: lcfg.xen.lcfg\nstrict: true\n"
+        f"http_store: {out / 'store'}\n"
+        f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {out / 'cache'}\ncache_timeout: 0\n"
+        f"sources:\n{sources}\n"
+    )
+    return config
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--hosts", type=int, default=2000, help="published profiles (default 2000)")
+    parser.add_argument("--every", type=int, default=10, help="one hypervisor every N profiles (default 10)")
+    parser.add_argument("--guests", type=int, default=10, help="guests per hypervisor (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (median)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"scratch directory (default {OUT})")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    site = Site(args.hosts, args.guests, args.every)
+    server = site.serve()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    size = sum(len(body) for body, _tag, _stamp in site.pages.values())
+    print(
+        f"{args.hosts} XML profiles ({args.hosts // args.every} hypervisors x {args.guests} guests), "
+        f"{size / 1e6:.1f} MB, served on {base}; plugin parse(), median of {args.runs}:",
+        flush=True,
+    )
+    changed = 0  # the hypervisor whose profile changes in case 3
+    probe = f"m{changed:05d}-g0"
+    samples: dict[str, list[dict]] = {"first": [], "unchanged": [], "one_changed": []}
+    for run in range(args.runs):
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        config = write_config(out, base, args.hosts)
+        site.publish(changed, 0)
+        for case in ("first", "unchanged"):
+            before = dict(site.counts)
+            result = measure(config, probe)
+            result["answers"] = {str(k): site.counts[k] - before[k] for k in site.counts}
+            samples[case].append(result)
+        site.publish(changed, run + 1)  # one profile changes: its guest's memory too
+        before = dict(site.counts)
+        result = measure(config, probe)
+        result["answers"] = {str(k): site.counts[k] - before[k] for k in site.counts}
+        if result["probe_memory"] != 512 + 64 * (run + 1):
+            raise SystemExit(f"the re-read did not show the change: {result}")
+        samples["one_changed"].append(result)
+    server.shutdown()
+    summary: dict = {"hosts": args.hosts, "hypervisors": args.hosts // args.every, "runs": args.runs}
+    first = statistics.median(s["seconds"] for s in samples["first"])
+    for case, runs in samples.items():
+        seconds = statistics.median(s["seconds"] for s in runs)
+        summary[case] = {
+            "seconds": [round(s["seconds"], 3) for s in runs],
+            "median_s": seconds,
+            "cpu_median_s": statistics.median(s["cpu"] for s in runs),
+            "ratio_to_first": seconds / first,
+            "maxrss_mb": max(s["maxrss_mb"] for s in runs),
+            "answers": runs[-1]["answers"],
+            "inventory_hosts": runs[-1]["hosts"],
+        }
+        print(
+            f"  {case:<12} {seconds:7.2f} s  (x{seconds / first:.3f} of the first read)  "
+            f"peak {summary[case]['maxrss_mb']:.0f} MB  answers {runs[-1]['answers']}  "
+            f"runs {summary[case]['seconds']}",
+            flush=True,
+        )
+    print(
+        f"  targets: unchanged <= 0.1 x first ({summary['unchanged']['ratio_to_first']:.3f}), "
+        f"one changed <= 0.15 x first ({summary['one_changed']['ratio_to_first']:.3f})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

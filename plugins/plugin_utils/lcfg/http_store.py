@@ -1,0 +1,115 @@
+# Copyright (c) lcfg.xen contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+"""The answers of http(s) profile sources kept on disk, for conditional requests.
+
+An LCFG server publishes every machine's XML profile; most do not change between two
+inventory reads. For each URL the store keeps the last body and its validators (``ETag``,
+``Last-Modified``); the next request sends ``If-None-Match`` / ``If-Modified-Since`` and a
+``304 Not Modified`` answer reuses the stored body. Only answers that carry a validator are
+kept. Each URL is two files named by a hash of the URL (``<hash>.xml`` and ``<hash>.json``,
+written atomically; a directory the store creates is mode 0700); the JSON names its URL and
+the SHA-256 of the body, so a file from elsewhere, a torn body or the body of another writer
+is never taken for this URL's answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+__all__ = ["HttpStore", "StoredAnswer", "body_digest"]
+
+
+def body_digest(body: bytes) -> str:
+    """What identifies a profile's content (the inventory's model cache is keyed on it)."""
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """One kept answer: its body and the validators the server sent with it."""
+
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+    def request_headers(self) -> dict[str, str]:
+        """The conditional request headers that ask whether this answer is still current."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+    def still_current(self, etag: str | None, last_modified: str | None) -> bool:
+        """Whether a 304 carrying these validators confirms this answer (a validator the 304
+        sends must be the one kept: some servers compare only the date)."""
+        return (etag is None or etag == self.etag) and (last_modified is None or last_modified == self.last_modified)
+
+
+class HttpStore:
+    """Stored answers under ``directory`` (created 0700 when missing)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def _paths(self, url: str) -> tuple[str, str]:
+        name = hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+        base = os.path.join(self.directory, name)
+        return base + ".xml", base + ".json"
+
+    def stored(self, url: str) -> StoredAnswer | None:
+        """The kept answer for ``url``: None when there is none, or when its metadata names
+        another URL or does not match its body (torn, or two writers interleaved)."""
+        body_path, meta_path = self._paths(url)
+        try:
+            with open(meta_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+            with open(body_path, "rb") as handle:
+                body = handle.read()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("url") != url or meta.get("sha256") != body_digest(body):
+            return None
+        etag = meta.get("etag") if isinstance(meta.get("etag"), str) else None
+        last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
+        if not etag and not last_modified:
+            return None
+        return StoredAnswer(body, etag or None, last_modified or None)
+
+    def remember(self, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
+        """Keep ``body`` with its validators (nothing kept, and any old answer dropped, when the
+        server sent neither)."""
+        body_path, meta_path = self._paths(url)
+        if not etag and not last_modified:
+            for path in (meta_path, body_path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            return
+        meta = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": body_digest(body)}
+        self._write(body_path, body)
+        self._write(meta_path, json.dumps(meta, sort_keys=True).encode())
+
+    def _write(self, path: str, data: bytes) -> None:
+        handle, partial = tempfile.mkstemp(prefix=".partial-", dir=self.directory)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(partial, path)
+        except BaseException:
+            try:
+                os.unlink(partial)
+            except FileNotFoundError:
+                pass
+            raise

@@ -1,0 +1,51 @@
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A loopback HTTP(S) profile server and the inventory plugin's opener, for the unit tests
+of http(s) profile sources."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from contextlib import contextmanager
+
+PROFILE_XML = b"<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>"
+
+
+@contextmanager
+def serving(answer, context=None):
+    """A loopback HTTP(S) server; ``answer(handler)`` gives (status, headers, body).
+
+    Yields the base URL; ``serving.paths`` lists the paths asked for.
+    """
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            paths.append(self.path)
+            status, headers, body = answer(self)
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving.paths = paths
+    try:
+        yield f"{'https' if context else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def opener(headers=None, client_cert=None, client_key=None, ca_path=None, use_proxy=False):
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
+
+    return make_opener(headers or {}, True, client_cert, client_key, ca_path, use_proxy)
