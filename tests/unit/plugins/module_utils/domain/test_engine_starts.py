@@ -16,7 +16,7 @@ def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monke
     watched: list = []
 
     def fake_start_failures(started, driver, local, wait, lines=20):
-        watched.extend(started)
+        watched.extend((name, at) for _dom, name, at in started)  # no domain objects kept
         return {"ws-c": "guest ws-c stopped (crashed) within 3s of its start; ...", "ws-a": "guest ws-a stopped"}
 
     monkeypatch.setattr(engine, "start_failures", fake_start_failures)
@@ -25,11 +25,17 @@ def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monke
         guests = [{"name": f"ws-{x}", "memory": 64, "vcpus": 1, "state": "running"} for x in "abc"]
         with pytest.raises(XenError) as err:
             engine.converge_guests(conn, guests, start_wait=3)
+        message, result = err.value.message, err.value.result
+        del err  # its traceback holds the run's domain objects (and so the connection)
     finally:
+        for name in ("ws-a", "ws-b", "ws-c"):
+            dom = conn.lookupByName(name)
+            dom.destroy()
+            dom.undefine()
         conn.close()
     # one watch over every started guest, each with its own start time
-    assert sorted(name for _dom, name, _at in watched) == ["ws-a", "ws-b", "ws-c"]
-    assert all(isinstance(at, float) for _dom, _name, at in watched)
-    assert err.value.message.startswith("guest ws-a: guest ws-a stopped (1 more guests failed too)")
-    assert err.value.result["failed_guests"] == ["ws-a", "ws-c"]
-    assert [r["name"] for r in err.value.result["results"]] == ["ws-b"]
+    assert sorted(name for name, _at in watched) == ["ws-a", "ws-b", "ws-c"]
+    assert all(isinstance(at, float) for _name, at in watched)
+    assert message.startswith("guest ws-a: guest ws-a stopped (1 more guests failed too)")
+    assert result["failed_guests"] == ["ws-a", "ws-c"]
+    assert [r["name"] for r in result["results"]] == ["ws-b"]

@@ -194,7 +194,10 @@ def test_parse_guest_disks():
 
 # --- the engine on libvirt's test driver (snapshots kept in memory, per connection) ---
 
-TEST_GUEST = """<domain type='test'><name>snapunit</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+# a fixed UUID: test:///default keeps its domains while any connection of the process is open,
+# and a redefinition with the same name and UUID replaces the definition
+TEST_GUEST = """<domain type='test'><name>snapunit</name><uuid>5e1f0c2a-7d3b-4c8e-9a61-2b7f3d9e0a11</uuid>
+<memory unit='MiB'>128</memory><vcpu>1</vcpu>
 <os><type>hvm</type></os><devices>
 <disk type='file' device='disk'><driver name='qemu' type='{fmt}'/><source file='/guests/snapunit.img'/>
 <target dev='vda' bus='virtio'/></disk></devices></domain>"""
@@ -204,8 +207,20 @@ TEST_GUEST = """<domain type='test'><name>snapunit</name><memory unit='MiB'>128<
 def conn():
     libvirt = pytest.importorskip("libvirt")
     connection = libvirt.open("test:///default")
+    _forget(connection, libvirt)  # another test's connection may have kept the shared state
     yield connection
+    _forget(connection, libvirt)
     connection.close()
+
+
+def _forget(connection, libvirt) -> None:
+    try:
+        dom = connection.lookupByName("snapunit")
+    except libvirt.libvirtError:
+        return
+    for snap in dom.listAllSnapshots():
+        snap.delete(0)
+    dom.undefine()
 
 
 def _define(conn, fmt="qcow2"):
