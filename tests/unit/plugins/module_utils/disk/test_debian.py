@@ -138,7 +138,7 @@ def test_rootfs_tarball_reuses_the_cache_and_runs_argument_lists(tmp_path, monke
             root = args[-2]
             for sub in ("etc/ssh", "boot"):
                 (tmp_path / root / sub).mkdir(parents=True, exist_ok=True)
-            (tmp_path / root / "etc/ssh/ssh_host_rsa_key").write_text("shared")
+            (tmp_path / root / "etc/ssh/ssh_host_rsa_key").write_text("one key for every clone")
         if args[0] == "tar":
             open(args[args.index("-cf") + 1], "w").close()
 
