@@ -24,6 +24,7 @@ DOCS = ROOT / "docs"
 DOCSITE = DOCS / "docsite"
 OUT = DOCSITE / "rst"
 LABEL = re.compile(r"^(\.\. _ansible_collections\.lcfg\.xen\.docsite\.\S+:)\n(?=\S)", re.M)
+FENCE = re.compile(r"^ *```(.*)$")
 
 
 def listed_guides(extra_docs: dict) -> list[str]:
@@ -35,6 +36,20 @@ def check(listed: list[str], present: set[str]) -> list[str]:
     missing = "is listed in docs/docsite/extra-docs.yml but does not exist"
     errors = [f"docs/{n}.md {missing}" for n in listed if n not in present]
     errors += [f"docs/{n}.md is not listed in docs/docsite/extra-docs.yml" for n in sorted(present - set(listed))]
+    return errors
+
+
+def unlabelled_fences(name: str, text: str) -> list[str]:
+    """Code blocks that name no language: Sphinx would lex them as YAML+Jinja and, with -W,
+    fail the docs build on the first one that is not YAML."""
+    errors, inside = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        fence = FENCE.match(line)
+        if not fence:
+            continue
+        if not inside and not fence.group(1).strip():
+            errors.append(f"docs/{name}:{number}: code block names no language (```text, ```console, ```yaml ...)")
+        inside = not inside
     return errors
 
 
@@ -65,6 +80,7 @@ def main() -> int:
         return 1
     guides = listed_guides(yaml.safe_load((DOCSITE / "extra-docs.yml").read_text()))
     errors = check(guides, {p.stem for p in DOCS.glob("*.md")})
+    errors += [e for p in sorted(DOCS.glob("*.md")) for e in unlabelled_fences(p.name, p.read_text())]
     if errors:
         print("\n".join(f"docs-rst: {e}" for e in errors), file=sys.stderr)
         return 1

@@ -28,6 +28,17 @@ def test_every_guide_in_docs_is_listed():
     assert docs_rst.check(listed, {p.stem for p in (ROOT / "docs").glob("*.md")}) == []
 
 
+def test_unlabelled_code_blocks_are_reported_with_their_line():
+    text = "# T\n\n```yaml\na: 1\n```\n\n```\n*/15 * * * * root run\n```\n"
+    assert docs_rst.unlabelled_fences("scale.md", text) == [
+        "docs/scale.md:7: code block names no language (```text, ```console, ```yaml ...)"
+    ]
+
+
+def test_every_code_block_in_the_guides_names_its_language():
+    assert [e for p in (ROOT / "docs").glob("*.md") for e in docs_rst.unlabelled_fences(p.name, p.read_text())] == []
+
+
 @needs_pandoc
 def test_convert_labels_headings_and_links_guides(tmp_path):
     md = tmp_path / "inventory.md"
