@@ -34,6 +34,7 @@ options:
       - Seconds a guest this task started is watched afterwards. If it stops again within them (crashes,
         powers off), the task fails, saying why and showing the last lines of its console log (see
         M(lcfg.xen.xen_domain_info), C(console_log)). V(0) does not watch.
+      - Guests of libvirt's test driver (V(test:///default)) run nothing and are not watched.
     type: int
     default: 3
 """
