@@ -89,8 +89,11 @@ case "${1:-all}" in
     if ((${#failed[@]})); then
       echo "FAILED stages before pytest: ${failed[*]}" >&2
     fi
-    stage "pytest: unit, integration, Xen lab"
-    "${PYTEST[@]}" tests/unit tests/integration tests/xen --durations=25 || failed+=(pytest)
+    # Two workers (tests/conftest.py groups the tests): one runs the integration tests, which
+    # share the host's libvirtd, one at a time; the other the unit tests, then the Xen lab.
+    stage "pytest: unit, integration, Xen lab (2 workers)"
+    LCFG_XEN_LAB=1 "${PYTEST[@]}" -n 2 --dist loadgroup tests/unit tests/integration tests/xen --durations=40 \
+      || failed+=(pytest)
     ((${#failed[@]} == 0))
     ;;
   *) echo "usage: $0 all|ruff|sanity|matrix|lint|docs|unit|integration|molecule|xen" >&2; exit 2 ;;
