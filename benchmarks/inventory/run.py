@@ -54,7 +54,7 @@ HEADER = """/* Site header: every hypervisor of the synthetic site. */
 MACROS = """/* Site macros shared by every profile. */
 #ifndef SITE_MACROS_H
 #define SITE_MACROS_H
-#define GUEST_DIR /srv/xen/guests
+#define GUEST_DIR /var/lib/xen/images
 #define SMALL_MEM 512
 #define LARGE_MEM 2048
 #define DISK_GB 20
@@ -123,6 +123,14 @@ def env() -> dict[str, str]:
 
 
 def generate(out: Path, hosts: int, guests: int) -> tuple[Path, Path, Path]:
+    plain, cached = write_site(out, hosts, guests)
+    yaml_inv = out / "static.yml"
+    write_static_yaml(plain, yaml_inv)
+    return plain, cached, yaml_inv
+
+
+def write_site(out: Path, hosts: int, guests: int) -> tuple[Path, Path]:
+    """The profiles, headers and two plugin configurations (cache off, jsonfile cache on)."""
     if out.exists():
         shutil.rmtree(out)
     site = out / "site"
@@ -141,9 +149,7 @@ def generate(out: Path, hosts: int, guests: int) -> tuple[Path, Path, Path]:
         base + "cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
         f"cache_connection: {out / 'cache'}\ncache_timeout: 0\n"
     )
-    yaml_inv = out / "static.yml"
-    write_static_yaml(plain, yaml_inv)
-    return plain, cached, yaml_inv
+    return plain, cached
 
 
 def write_static_yaml(config: Path, target: Path) -> None:

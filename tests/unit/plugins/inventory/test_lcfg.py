@@ -689,3 +689,56 @@ def test_guest_connection_option_errors_name_the_configuration(tmp_path):
     mod = inventory_loader.get("lcfg.xen.lcfg")
     with pytest.raises(AnsibleParserError, match=r"site\.lcfg\.yml: option guest_connection\.jump: 'sometimes'"):
         mod.parse(InventoryData(), DataLoader(), str(config), cache=False)
+
+
+def test_host_vars_names_are_what_host_group_vars_would_find(tmp_path, monkeypatch):
+    (tmp_path / "host_vars" / "dir-host").mkdir(parents=True)
+    for name in ("a.yml", "b.yaml", "c.json", "plain", "d.txt"):
+        (tmp_path / "host_vars" / name).write_text("x: 1\n")
+    config = tmp_path / "site.lcfg.yml"
+    names = plugin_mod._host_vars_names([str(config), "h1,h2"])  # a host list is no path
+    assert {"a", "b", "c", "plain", "dir-host", "d.txt"} <= names and "d" not in names
+    assert plugin_mod._host_vars_names([str(tmp_path / "elsewhere" / "x.lcfg.yml")]) == set()
+    # another vars plugin could give any host variables: ask per host
+    monkeypatch.setattr(plugin_mod.C, "VARIABLE_PLUGINS_ENABLED", ["host_group_vars", "my.site.vars"])
+    assert plugin_mod._host_vars_names([str(config)]) is True
+
+
+def test_guests_without_host_vars_files_skip_the_per_host_lookup(plugin, tmp_path, monkeypatch):
+    mod = plugin()
+    mod._guest_connection = plugin_mod._connection.GuestConnection(user="ansible")
+    mod.inventory.current_source = site_dir(tmp_path, {"host_vars/nat1.yml": "ansible_user: mine\n"})
+    asked = []
+    real = plugin_mod.get_vars_from_inventory_sources
+    monkeypatch.setattr(
+        plugin_mod,
+        "get_vars_from_inventory_sources",
+        lambda loader, sources, entities, stage: (
+            asked.extend(e.name for e in entities) or real(loader, sources, entities, stage)
+        ),
+    )
+    mod._populate(site_data([make("xen1", NET)]))
+    # per host: only nat1, which has a file; its user still wins over the plugin's
+    assert [name for name in asked if name in ("nat1", "br1")] == ["nat1"]
+    assert "ansible_user" not in connection_vars(mod, "nat1")
+    assert connection_vars(mod, "br1")["ansible_user"] == "ansible"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [None, "text", {"fingerprint": "other", "data_json": "{}"}, {"fingerprint": "f", "data_json": "{not json"}],
+)
+def test_a_cache_entry_for_another_site_or_unreadable_is_a_miss(entry):
+    assert plugin_mod.cached_data(entry, "f") is None
+
+
+def test_a_cache_entry_is_one_json_string_read_back_whole(tmp_path):
+    data = {"hosts": [{"name": "h", "guests": {"g": {"memory": 512}}}], "inputs": {}}
+    entry = {"fingerprint": "f", "data_json": plugin_mod.json.dumps(data)}
+    assert plugin_mod.cached_data(entry, "f") == data
+    # an input file that changed since makes it a miss
+    source = tmp_path / "p"
+    source.write_text("x")
+    stat = source.stat()
+    data["inputs"] = {str(source): [stat.st_mtime_ns, stat.st_size + 1]}
+    assert plugin_mod.cached_data({"fingerprint": "f", "data_json": plugin_mod.json.dumps(data)}, "f") is None
