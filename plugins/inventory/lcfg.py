@@ -342,7 +342,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
     is_url,
     load_profiles,
 )
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
+from ansible_collections.lcfg.xen.plugins.plugin_utils.model import BuiltProfile, build_profile, build_site
 
 HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
@@ -551,9 +551,21 @@ def load_site(
     store: HttpStore | None = None,
     concurrency: int = HTTP_CONCURRENCY,
 ) -> dict[str, Any]:
-    """Read and model every profile; return plain data (what is cached and populated)."""
+    """Read and model every profile; return plain data (what is cached and populated).
+
+    A URL whose body (``prefetched``) was built before with the same options and code is
+    taken from ``store`` as built then, not read again; each URL built here is kept there."""
+    kept_key = _built_key_maker(access)
+    prebuilt: dict[str, BuiltProfile] = {}
+    for url, got in (prefetched or {}).items():
+        kept = store.built(kept_key(url, got[1])) if store is not None and isinstance(got, tuple) else None
+        if kept is not None:
+            try:
+                prebuilt[url] = BuiltProfile.from_data(kept)
+            except (KeyError, TypeError, ValueError):
+                pass  # not what this code keeps: build it again
     loaded = load_profiles(
-        sources,
+        [source for source in sources if str(source).strip() not in prebuilt],
         base_dir,
         include_path=include_path,
         defines=defines,
@@ -565,7 +577,7 @@ def load_site(
         prefetched=prefetched,
     )
     rejected: dict[str, list[str]] = {}
-    profiles = []
+    items: list[tuple[str, BuiltProfile]] = list(prebuilt.items())
     unreadable = []  # their host names stay claimed: a guest elsewhere may not take them
     inputs: dict[str, list[int]] = {}
     for item in loaded:
@@ -574,17 +586,39 @@ def load_site(
             error = item.error or LcfgError("profile could not be read", file=item.source)
             rejected[item.source] = [str(error)]
             unreadable.append((host_name(item.source), item.source))
-        else:
-            profiles.append(item.profile)
-    site = build_site(profiles, access, unreadable)
+            continue
+        built = build_profile(item.profile, access)
+        items.append((item.source, built))
+        if store is not None and item.digest is not None:
+            try:
+                store.remember_built(kept_key(item.source, item.digest), built.to_data())
+            except OSError:
+                pass  # a store that cannot be written only costs the next read a rebuild
+    items.sort(key=lambda pair: pair[0])
+    site = build_site([built for _source, built in items], access, unreadable)
     for name, errors in site.rejected.items():
         rejected[name] = [str(err) for err in errors]
     return {
-        "hosts": [host.to_data() for host in site.hosts.values()],
+        "hosts": site.data,
         "rejected": rejected,
         "warnings": list(site.warnings),
         "inputs": inputs,
     }
+
+
+def _built_key_maker(access: HostAccess | None):
+    """``key(url, digest)``: what a profile built from that body with these options and this
+    code is kept under in the http_store (see ``_fingerprint`` for why the code counts)."""
+    code = hashlib.sha256()
+    for path in _model_code():
+        stat = os.stat(path)
+        code.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+    options = json.dumps([CACHE_FORMAT, code.hexdigest(), host_access_data(access)], sort_keys=True)
+
+    def key(url: str, digest: str) -> str:
+        return f"{options}\0{url}\0{digest}"
+
+    return key
 
 
 def _host_vars_names(sources: list[str]) -> set[str] | bool:

@@ -76,6 +76,8 @@ __all__ = [
     "Site",
     "build_host",
     "build_site",
+    "build_profile",
+    "BuiltProfile",
     "bridge_device_name",
 ]
 
@@ -195,6 +197,60 @@ class HostModel:
         }
 
 
+def _error_data(err: LcfgError) -> list[Any]:
+    return [err.problem, err.file, err.line, err.resource]
+
+
+@dataclass
+class BuiltProfile:
+    """One profile built on its own (``build_profile``): its host data, or its own errors,
+    and what the site-wide checks of ``build_site`` need of it. Plain data (``to_data``), so
+    the inventory can keep it per profile and skip reading an unchanged profile again."""
+
+    name: str
+    path: str
+    #: ``HostModel.to_data()``; None when the profile is rejected (``errors``) or unreadable
+    data: dict[str, Any] | None = None
+    errors: list[LcfgError] = field(default_factory=list)
+    #: guest name -> (derivation "file:line", resource name) of what defines it
+    origins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: virtual group names, and (file, line) of xen.virtualgroup
+    groups: list[str] = field(default_factory=list)
+    group_location: tuple[str | None, int | None] = (None, None)
+    #: (guest, use, path, resource name, where, file, line) of every file a guest names
+    files: list[tuple[str, str, str, str, str, str | None, int | None]] = field(default_factory=list)
+    #: the model itself when built in this process (not part of ``to_data``)
+    model: HostModel | None = None
+    unreadable: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "data": self.data,
+            "errors": [_error_data(err) for err in self.errors],
+            "origins": {name: list(origin) for name, origin in self.origins.items()},
+            "groups": self.groups,
+            "group_location": list(self.group_location),
+            "files": [list(entry) for entry in self.files],
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> BuiltProfile:
+        """The inverse of ``to_data`` (KeyError, TypeError or ValueError when it is not that)."""
+        file, line = data["group_location"]
+        return cls(
+            name=str(data["name"]),
+            path=str(data["path"]),
+            data=data["data"],
+            errors=[LcfgError(problem, file=f, line=n, resource=r) for problem, f, n, r in data["errors"]],
+            origins={str(name): (str(origin), str(key)) for name, (origin, key) in data["origins"].items()},
+            groups=[str(group) for group in data["groups"]],
+            group_location=(file, line),
+            files=[tuple(entry) for entry in data["files"]],
+        )
+
+
 @dataclass
 class Site:
     """Accepted hosts in source order, rejected profiles with their errors, and warnings."""
@@ -202,6 +258,11 @@ class Site:
     hosts: dict[str, HostModel] = field(default_factory=dict)
     rejected: dict[str, list[LcfgError]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the accepted hosts' data (``HostModel.to_data``) in source order, also of profiles
+    #: given to ``build_site`` already built (``hosts`` holds only the models built here)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    #: every profile as built on its own, in source order (what the inventory keeps per profile)
+    built: list[BuiltProfile] = field(default_factory=list)
 
     @property
     def errors(self) -> list[LcfgError]:
@@ -1056,7 +1117,7 @@ def _origin_error(origin: str, key: str, problem: str) -> LcfgError:
     )
 
 
-def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> list[LcfgError]:
+def _name_errors(profile: BuiltProfile, hosts: dict[str, str]) -> list[LcfgError]:
     """Host, guest and group names that would break the inventory.
 
     ``hosts``: every inventory host name of the site -> the profile defining it. A virtual
@@ -1082,15 +1143,15 @@ def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> l
                 file=profile.path,
             )
         )
-    for name, (origin, key) in model.origins.items():
+    for name, (origin, key) in profile.origins.items():
         if name in RESERVED_GROUPS:
             errors.append(
                 _origin_error(
                     origin, key, f"guest name {name!r} is a group name of the inventory ({reserved}); rename the guest"
                 )
             )
-    vg_file, vg_line = _location(profile.get(COMPONENT, "virtualgroup"))
-    for group in model.groups:
+    vg_file, vg_line = profile.group_location
+    for group in profile.groups:
         problem = None
         if group[0].isdigit():  # Ansible group names are identifiers
             problem = f"group name {group!r} starts with a digit; Ansible group names must start with a letter or '_'"
@@ -1104,7 +1165,7 @@ def _name_errors(profile: Profile, model: HostModel, hosts: dict[str, str]) -> l
 
 
 def _claim_errors(
-    built: list[tuple[Profile, HostModel | None]], claims: dict[str, list[tuple[int, str, str, str]]]
+    built: list[BuiltProfile], claims: dict[str, list[tuple[int, str, str, str]]]
 ) -> dict[int, list[LcfgError]]:
     """Inventory names claimed more than once -> errors per profile (index into ``built``).
 
@@ -1142,7 +1203,7 @@ def _claim_errors(
                 )
         elif len({c[0] for c in guests}) > 1:
             for index, _kind, where, key in guests:
-                others = ", ".join(f"{c[2]} (host {built[c[0]][0].name})" for c in guests if c[0] != index)
+                others = ", ".join(f"{c[2]} (host {built[c[0]].name})" for c in guests if c[0] != index)
                 errors.setdefault(index, []).append(
                     _origin_error(
                         where,
@@ -1155,8 +1216,10 @@ def _claim_errors(
     return errors
 
 
-def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str, str, str, Resource | None]]:
-    """(guest, use, path, resource name, resource) of every file a guest of ``model`` names:
+def _guest_files(
+    profile: Profile, model: HostModel
+) -> Iterable[tuple[str, str, str, str, str, str | None, int | None]]:
+    """(guest, use, path, resource name, where, file, line) of every file a guest of ``model`` names:
     ``use`` is "disk", "kernel", "ramdisk", "cdrom" or "template"."""
     for name, guest in model.guests.items():
         key = model.origins[name][1]
@@ -1167,13 +1230,21 @@ def _guest_files(profile: Profile, model: HostModel) -> Iterable[tuple[str, str,
             names = [f"{res}_{tag}_{disk['tag']}" for res in ("diskpath", "diskname")]
             names += [f"{res}_{tag}" for res in ("diskpath", "diskname")] + [f"disks_{tag}"]
             res_name = next((n for n in names if profile.get(COMPONENT, n) is not None), names[-1])
-            yield name, "disk", disk["path"], res_name, profile.get(COMPONENT, res_name)
+            yield _file_use(profile, name, "disk", disk["path"], res_name)
         for use in ("kernel", "ramdisk", "cdrom", "template"):
             if guest.get(use):
-                yield name, use, guest[use], f"{use}_{tag}", profile.get(COMPONENT, f"{use}_{tag}")
+                yield _file_use(profile, name, use, guest[use], f"{use}_{tag}")
 
 
-def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[int, list[LcfgError]]:
+def _file_use(
+    profile: Profile, guest: str, use: str, path: str, res_name: str
+) -> tuple[str, str, str, str, str, str | None, int | None]:
+    res = profile.get(COMPONENT, res_name)
+    file, line = _location(res)
+    return guest, use, path, res_name, _where(res, profile.path), file, line
+
+
+def _shared_file_errors(built: list[BuiltProfile]) -> dict[int, list[LcfgError]]:
     """A guest may not reach a template of the site or another guest's disk image.
 
     A file that is a template somewhere and a guest's disk, kernel or ramdisk elsewhere is an
@@ -1183,16 +1254,16 @@ def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[i
     guest's disk image on the same hypervisor is the booting guest's error. (Two guests of one
     hypervisor with one disk image are build_host's error.)
     """
-    uses: dict[str, list[tuple[int, str, str, str, str, Resource | None]]] = {}
-    for index, (profile, model) in enumerate(built):
-        if model is None:
+    uses: dict[str, list[tuple[int, str, str, str, str, str | None, int | None]]] = {}
+    for index, profile in enumerate(built):
+        if profile.data is None:
             continue
-        for guest, use, path, res_name, res in _guest_files(profile, model):
-            uses.setdefault(path, []).append((index, guest, use, _where(res, profile.path), res_name, res))
+        for guest, use, path, res_name, where, file, line in profile.files:
+            uses.setdefault(path, []).append((index, guest, use, where, res_name, file, line))
     errors: dict[int, list[LcfgError]] = {}
     for path, users in uses.items():
         has_template = any(u[2] == "template" for u in users)
-        for index, guest, use, _origin, res_name, res in users:
+        for index, guest, use, _origin, res_name, file, line in users:
             if has_template and any(u[2] != "template" or use != "template" for u in users if u[1:3] != (guest, use)):
                 others = "; ".join(f"{u[2]} of guest {u[1]!r} ({u[3]})" for u in users if u[1:3] != (guest, use))
                 problem = (
@@ -1207,65 +1278,78 @@ def _shared_file_errors(built: list[tuple[Profile, HostModel | None]]) -> dict[i
                     f"{use} {path} is the disk image of guest {borrowed[0][1]!r} ({borrowed[0][3]}): "
                     "a guest boots only its own files; choose another path"
                 )
-            file, line = _location(res)
             errors.setdefault(index, []).append(
-                LcfgError(problem, file=file or built[index][0].path, line=line, resource=f"{COMPONENT}.{res_name}")
+                LcfgError(problem, file=file or built[index].path, line=line, resource=f"{COMPONENT}.{res_name}")
             )
     return errors
 
 
+def build_profile(profile: Profile, access: HostAccess | None = None) -> BuiltProfile:
+    """``build_host`` of one profile, its errors kept rather than raised (a model bug too: it
+    must not take every other profile down), with what ``build_site`` checks across profiles."""
+    try:
+        model = build_host(profile, access)
+    except ModelErrors as exc:
+        return BuiltProfile(profile.name, profile.path, errors=list(exc.errors))
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        error = LcfgError(f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=profile.path)
+        return BuiltProfile(profile.name, profile.path, errors=[error])
+    return BuiltProfile(
+        profile.name,
+        profile.path,
+        data=model.to_data(),
+        origins=dict(model.origins),
+        groups=list(model.groups),
+        group_location=_location(profile.get(COMPONENT, "virtualgroup")),
+        files=list(_guest_files(profile, model)),
+        model=model,
+    )
+
+
 def build_site(
-    profiles: Iterable[Profile], access: HostAccess | None = None, unreadable: Iterable[tuple[str, str]] = ()
+    profiles: Iterable[Profile | BuiltProfile],
+    access: HostAccess | None = None,
+    unreadable: Iterable[tuple[str, str]] = (),
 ) -> Site:
     """Build every profile; names are checked before anything is added.
 
     No host or guest may take a reserved group name, no virtual group the name of any host of
     the site, and no inventory name is used twice (``_claim_errors``: nothing depends on the
-    order of the profiles). ``unreadable``: (host name, path) of the profiles that could not
-    be read; their names stay claimed too.
+    order of the profiles). ``profiles`` may hold profiles already built on their own
+    (``build_profile``, kept from an earlier read). ``unreadable``: (host name, path) of the
+    profiles that could not be read; their names stay claimed too.
     """
     site = Site()
-    #: every profile with its model (None: rejected); a rejected profile's host name stays
-    #: claimed, so a guest elsewhere cannot take it
-    built: list[tuple[Profile, HostModel | None]] = []
+    built = [BuiltProfile(name, path, unreadable=True) for name, path in unreadable]
+    built += [p if isinstance(p, BuiltProfile) else build_profile(p, access) for p in profiles]
     hosts: dict[str, str] = {}  # every inventory host name -> the profile defining it
-    #: inventory name -> (index into built, "host"/"guest", where, resource) of each claim
+    #: inventory name -> (index into built, "host"/"guest", where, resource) of each claim;
+    #: a rejected profile's host name stays claimed, so a guest elsewhere cannot take it
     claims: dict[str, list[tuple[int, str, str, str]]] = {}
-    unread = [Profile(name=name, path=path) for name, path in unreadable]
-    for index, profile in enumerate([*unread, *profiles]):
+    for index, profile in enumerate(built):
         claims.setdefault(profile.name, []).append((index, "host", profile.path, ""))
-        if index < len(unread):
-            built.append((profile, None))
+        if profile.data is None:
             continue
-        try:
-            model: HostModel | None = build_host(profile, access)
-        except ModelErrors as exc:
-            site.rejected.setdefault(profile.name, []).extend(exc.errors)
-            model = None
-        except Exception as exc:  # a model bug must not take every other profile down
-            site.rejected.setdefault(profile.name, []).append(
-                LcfgError(f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=profile.path)
-            )
-            model = None
-        built.append((profile, model))
-        if model is None:
-            continue
-        for name, (origin, key) in model.origins.items():
+        for name, (origin, key) in profile.origins.items():
             claims.setdefault(name, []).append((index, "guest", origin, key))
-        for name in [profile.name, *model.origins]:
+        for name in [profile.name, *profile.origins]:
             hosts.setdefault(name, profile.path)
     duplicates = _claim_errors(built, claims)
     for index, errors in _shared_file_errors(built).items():
         duplicates.setdefault(index, []).extend(errors)
-    for index, (profile, model) in enumerate(built):
-        if model is None:
-            if index >= len(unread):  # (an unreadable profile's own error is the reader's)
-                site.rejected[profile.name].extend(duplicates.get(index, []))
+    for index, profile in enumerate(built):
+        if profile.unreadable:  # (its own error is the reader's)
             continue
-        errors = _name_errors(profile, model, hosts) + duplicates.get(index, [])
+        site.built.append(profile)
+        if profile.data is None:
+            site.rejected.setdefault(profile.name, []).extend(profile.errors + duplicates.get(index, []))
+            continue
+        errors = _name_errors(profile, hosts) + duplicates.get(index, [])
         if errors:
             site.rejected.setdefault(profile.name, []).extend(errors)
             continue
-        site.hosts[profile.name] = model
-        site.warnings.extend(model.warnings)
+        if profile.model is not None:
+            site.hosts[profile.name] = profile.model
+        site.data.append(profile.data)
+        site.warnings.extend(profile.data.get("warnings") or [])
     return site

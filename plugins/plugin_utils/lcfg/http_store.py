@@ -13,7 +13,9 @@ inventory reads. For each URL the store keeps the last body and its validators (
 kept. Each URL is two files named by a hash of the URL (``<hash>.xml`` and ``<hash>.json``,
 written atomically; a directory the store creates is mode 0700); the JSON names its URL and
 the SHA-256 of the body, so a file from elsewhere, a torn body or the body of another writer
-is never taken for this URL's answer.
+is never taken for this URL's answer. ``built/`` keeps each profile as the inventory built
+it from a body (keyed by the body's digest, the options and the code), so a re-read after
+one profile changed builds only that one.
 """
 
 from __future__ import annotations
@@ -100,6 +102,27 @@ class HttpStore:
         meta = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": body_digest(body)}
         self._write(body_path, body)
         self._write(meta_path, json.dumps(meta, sort_keys=True).encode())
+
+    def built(self, key: str) -> dict | None:
+        """What ``remember_built`` kept under ``key`` (a profile as the inventory built it from
+        one body, with one set of options), or None."""
+        try:
+            with open(self._built_path(key), encoding="utf-8") as handle:
+                kept = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(kept, dict) or kept.get("key") != key or not isinstance(kept.get("built"), dict):
+            return None
+        return kept["built"]
+
+    def remember_built(self, key: str, built: dict) -> None:
+        """Keep ``built`` (plain JSON data) under ``key``: the inventory's hash of the body's
+        digest, the URL, its options and its code, so a kept entry is never stale."""
+        os.makedirs(os.path.join(self.directory, "built"), mode=0o700, exist_ok=True)
+        self._write(self._built_path(key), json.dumps({"key": key, "built": built}).encode())
+
+    def _built_path(self, key: str) -> str:
+        return os.path.join(self.directory, "built", hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
 
     def _write(self, path: str, data: bytes) -> None:
         handle, partial = tempfile.mkstemp(prefix=".partial-", dir=self.directory)

@@ -414,6 +414,58 @@ def test_an_unchanged_url_site_is_read_from_the_cached_model(tmp_path, monkeypat
         assert len(calls) == 2
 
 
+def test_after_one_url_changed_only_that_profile_is_read_again(tmp_path, monkeypatch):
+    from http_serving import serving  # noqa: PLC0415
+
+    memory = {"hva": "128", "hvb": "128"}
+
+    def answer(handler):
+        node = handler.path.split("/")[1]
+        tag = f'"{node}-{memory[node]}"'
+        if handler.headers.get("If-None-Match") == tag:
+            return 304, {"ETag": tag}, b""
+        body = XML_HYPERVISOR.replace(b"MEMORY", memory[node].encode())
+        return 200, {"ETag": tag}, body.replace(b"hvx", node.encode()).replace(b"vmx", f"vm{node}".encode())
+
+    read = []
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader  # noqa: PLC0415
+
+    real = loader.read_xml_profile
+    monkeypatch.setattr(loader, "read_xml_profile", lambda source, **k: read.append(source) or real(source, **k))
+    with serving(answer) as base:
+        config = tmp_path / "site.lcfg.yml"
+        config.write_text(
+            "plugin: lcfg.xen.lcfg\n"
+            f"sources: [{base}/hva/XML/profile.xml, {base}/hvb/XML/profile.xml]\n"
+            f"http_store: {tmp_path / 'store'}\n"  # no model cache: the store alone
+        )
+        first = parse(config)
+        assert [first.get_host(g).vars["xen_domain"]["memory"] for g in ("vmhva", "vmhvb")] == [128, 128]
+        assert len(read) == 2
+        memory["hvb"] = "192"
+        again = parse(config)
+        assert [again.get_host(g).vars["xen_domain"]["memory"] for g in ("vmhva", "vmhvb")] == [128, 192]
+        assert read[2:] == [f"{base}/hvb/XML/profile.xml"]  # hva came from the store as built
+        # the same hosts, variables and order as a read without the store
+        (tmp_path / "store").rename(tmp_path / "old-store")
+        fresh = parse(config)
+        assert list(fresh.hosts) == list(again.hosts)
+        assert all(fresh.get_host(h).vars == again.get_host(h).vars for h in fresh.hosts)
+
+
+def test_a_damaged_built_entry_is_built_again(tmp_path):
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore  # noqa: PLC0415
+
+    store = HttpStore(str(tmp_path))
+    store.remember_built("k", {"name": "h"})
+    assert store.built("k") == {"name": "h"} and store.built("other") is None
+    built_file = next((tmp_path / "built").iterdir())
+    built_file.write_text('{"key": "k", "built": [1]}')
+    assert store.built("k") is None
+    with pytest.raises(KeyError):
+        plugin_mod.BuiltProfile.from_data({"name": "h"})
+
+
 @pytest.mark.parametrize("timeout", ["0", "-1", ".nan", ".inf", "100000"])
 def test_timeout_must_be_a_positive_finite_number(tmp_path, timeout):
     with pytest.raises(AnsibleParserError, match="option 'timeout'"):

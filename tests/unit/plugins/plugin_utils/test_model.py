@@ -7,6 +7,7 @@ error can be checked for its file, line and resource.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.source import read_s
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import read_xml_profile
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import (
     DOMAIN_KEYS,
+    BuiltProfile,
     ModelErrors,
     build_host,
+    build_profile,
     build_site,
 )
 from support import PROFILES
@@ -1156,3 +1159,37 @@ def test_build_site_applies_host_access_to_every_profile():
         HostAccess(allowed_boot_paths=("/usr/local/bin/mygrub",)),
     )
     assert not site.rejected and set(site.hosts) == {"h1", "h2"}
+
+
+def _kept(profile):
+    """A profile built on its own, kept as JSON and read back (what the inventory's store does)."""
+    return BuiltProfile.from_data(json.loads(json.dumps(build_profile(profile).to_data())))
+
+
+def _outcome(site):
+    return site.data, {name: [str(err) for err in errors] for name, errors in site.rejected.items()}, site.warnings
+
+
+def test_profiles_kept_as_built_meet_the_same_site_rules_as_fresh_ones():
+    res = [("virtualmachines", "web g"), ("disks_web", "root"), ("ramdisk_g", VICTIM_DISK)]
+    sites = [
+        # a guest name two profiles define, a guest named like a host, a host name given twice
+        [
+            make([("virtualmachines", "vm1")], name="a", path="/site/a"),
+            make([("virtualmachines", "x vm1"), ("name_x", "zzz")], name="b", path="/site/b"),
+            make([("virtualmachines", "vm2")], name="zzz", path="/site/zzz"),
+            make([], name="a", path="/site/x/a"),
+        ],
+        # a template that is another guest's disk, a ramdisk that is a disk of the same host
+        list(_site_with([("virtualmachines", "g"), ("template_g", VICTIM_DISK)])) + [make(res, name="h9")],
+        # a profile the model rejects on its own, and a virtual group named like a host
+        [
+            make([("virtualmachines", "vm2"), ("uuid_vm2", "x")], name="bad", path="/site/bad"),
+            make([("virtualmachines", "g1"), ("virtualgroup", "good"), ("members_good", "g1")], name="good"),
+        ],
+    ]
+    for profiles in sites:
+        fresh = build_site(profiles)
+        assert fresh.rejected, "each site breaks a rule"
+        for mixed in ([_kept(p) for p in profiles], [_kept(p) if i % 2 else p for i, p in enumerate(profiles)]):
+            assert _outcome(build_site(mixed)) == _outcome(fresh)
