@@ -40,3 +40,48 @@ def test_inventory_over_http_smoke(tmp_path):
     assert result["unchanged"]["answers"] == {"200": 0, "304": 30}
     assert result["one_changed"]["answers"] == {"200": 1, "304": 29}
     assert result["first"]["inventory_hosts"] == 30 + 3 * 10
+
+
+def test_inventory_limit_smoke(tmp_path):
+    report = tmp_path / "limit.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "inventory" / "limit.py"),
+            *("--hosts", "20", "--runs", "1", "--out", str(tmp_path / "out"), "--json", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["inventory_hosts"] == 20 * 11
+    assert {"lcfg", "bare"} <= result.keys() and result["lcfg"]["maxrss_mb"] > 0
+
+
+def test_rollout_on_many_hypervisors_smoke(tmp_path):
+    """Two hypervisor profiles of two guests each, define + autostart, every tool once."""
+    env = ansible_env()
+    env.update(BENCH_HYPERVISORS="2", BENCH_START="0", BENCH_REPEAT="1")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "rollout" / "run.sh"), "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((ROOT / "benchmarks" / "output" / "rollout-2x2.json").read_text())
+    assert (result["guests"], result["hypervisors"]) == (4, 2)
+    assert [row["run"] for row in result["results"]] == ["first", "rerun"]
+    specs = json.loads((ROOT / "benchmarks" / "output" / "rollout" / "specs.json").read_text())
+    assert [spec["name"] for spec in specs] == [
+        "lcfgbench-01-01",
+        "lcfgbench-01-02",
+        "lcfgbench-02-01",
+        "lcfgbench-02-02",
+    ]
