@@ -55,26 +55,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-SESSION_STARTED = time.time()
-
-
 def pytest_terminal_summary(terminalreporter):
-    timings = TIMINGS or _timings_from_a_worker()
-    if timings:
+    if TIMINGS:
         terminalreporter.section("Xen lab stage timings (seconds)")
-        for stage, seconds in timings.items():
+        for stage, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{stage:>28}: {seconds:7.1f}")
-
-
-def _timings_from_a_worker() -> dict:
-    """Under pytest-xdist the lab ran in a worker, which wrote its timings for this summary."""
-    written = OUTPUT / "xen-lab-timings.json"
-    try:
-        if written.stat().st_mtime >= SESSION_STARTED:
-            return json.loads(written.read_text())
-    except (OSError, ValueError):
-        pass
-    return {}
 
 
 class PlayResult:
