@@ -10,4 +10,3 @@ import support  # noqa: F401  # pylint: disable=unused-import
 # Same default as scripts/test.sh, for pytest started directly: libguestfs's KVM attempt
 # can spin without end under nested virtualisation.
 os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-
