@@ -73,6 +73,24 @@ def lookup(conn, *, name: str):
     return conn.lookupByName(name)
 
 
+@libvirt_errors("list the persistent guests")
+def persistent_names(conn) -> set[str]:
+    """The names of the defined (persistent) guests, in one call."""
+    return {dom.name() for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)}
+
+
+@libvirt_errors("read the metadata of guest {name}")
+def metadata_element(dom, namespace: str, *, name: str) -> str | None:
+    """The element of ``namespace`` in the guest's defined ``<metadata>`` (None: it has none):
+    one small call, where reading the whole definition takes several and a parse."""
+    try:
+        return dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
+
+
 @libvirt_errors("read the definition of guest {name}")
 def read_definition(dom, *, name: str) -> tuple[str, bool, int]:
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

@@ -76,6 +76,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.access import (
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.apply import apply_plan
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps, read_current
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import METADATA_NS
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.observe import (
     console_log,
     flat_addresses,
@@ -387,14 +388,16 @@ def _plan_prune(
     if timeout is None or timeout < 0:
         raise ValidationError("prune_timeout", f"must be 0 or more seconds, got {timeout}")
     listed = {spec["name"] for _prefix, _item, spec in items}
-    definitions = {}
+    # A transient domain was not defined by lcfg.xen: nothing to undefine. The others are
+    # judged by their marker alone (one small call each: a hypervisor may run many guests
+    # that are not this play's).
+    persistent = calls.persistent_names(conn) if any(name not in listed for name in domains) else set()
+    definitions: dict[str, str | None] = {}
     for name, dom in domains.items():
-        if name in listed:
+        if name in listed or name not in persistent:
             continue
         try:
-            if not calls.is_persistent(dom, name=name):
-                continue  # a transient domain was not defined by lcfg.xen: nothing to undefine
-            definitions[name] = calls.read_definition(dom, name=name)[0]
+            definitions[name] = calls.metadata_element(dom, METADATA_NS, name=name)
         except XenError:
             if calls.lookup(conn, name=name) is None:
                 continue  # undefined since it was listed (another run, another tool): not ours to judge

@@ -20,12 +20,12 @@ with an owner refuses to converge another owner's guest (unless adopted) and cla
 unowned guests it lists; a call without one (like ``xen_domain``) changes any lcfg.xen guest
 and keeps its recorded owner.
 
-- ``owner_of(xml)``: ``(marked, owner)`` of a domain definition.
+- ``owner_of(xml)``: ``(marked, owner)`` of a domain definition or of its marker element.
 - ``stamp_owner(xml, owner)``: the definition with ``owner`` recorded on its marker.
 - ``owner_conflict(name, current_owner, owner)``: why a play of ``owner`` may not converge a
   guest recorded for ``current_owner`` (None when it may).
 - ``plan_prune(definitions, listed, owner)``: the ``PrunePlan`` (stale names, the others left
-  alone and why).
+  alone and why); a definition may be given as its marker element alone, or None.
 - ``kept_paths(remove_paths, listed_paths)``: the image files a prune must keep because a
   listed guest names them.
 """
@@ -71,9 +71,14 @@ def _marker(root):
     return root.find(f"metadata/{{{METADATA_NS}}}guest")
 
 
-def owner_of(xml: str) -> tuple[bool, str | None]:
-    """``(carries lcfg.xen's marker, the owner recorded on it or None)``."""
-    marker = _marker(etree.fromstring(xml.encode()))
+def owner_of(xml: str | None) -> tuple[bool, str | None]:
+    """``(carries lcfg.xen's marker, the owner recorded on it or None)`` of a domain
+    definition, or of the marker element alone (None: a domain without one)."""
+    if xml is None:
+        return False, None
+    root = etree.fromstring(xml.encode())
+    # libvirt's metadata call hands the marker back without its namespace
+    marker = root if root.tag in (f"{{{METADATA_NS}}}guest", "guest") else _marker(root)
     if marker is None:
         return False, None
     return True, marker.get(OWNER_ATTR) or None
@@ -115,7 +120,7 @@ class PrunePlan:
     unmarked: list[str] = field(default_factory=list)
 
 
-def plan_prune(definitions: dict[str, str], listed: set[str] | list[str], owner: str | None) -> PrunePlan:
+def plan_prune(definitions: dict[str, str | None], listed: set[str] | list[str], owner: str | None) -> PrunePlan:
     """Sort the persistent domains ``definitions`` ({name: inactive XML}) that are not in
     ``listed`` into stale (this owner's, to prune), other owners' and unmarked ones."""
     plan = PrunePlan()

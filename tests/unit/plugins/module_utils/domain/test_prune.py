@@ -258,13 +258,35 @@ def test_new_guests_carry_the_marker_on_every_define(conn):
 
 def test_a_guest_undefined_while_it_is_read_is_skipped(conn, monkeypatch):
     _domain.converge_guests(conn, [guest(0), guest(1)])
-    real_read = calls.read_definition
+    real_read = calls.metadata_element
 
-    def vanishing(dom, *, name):
+    def vanishing(dom, namespace, *, name):
         if name == f"{PREFIX}1":
             dom.undefine()  # another run removes it between the listing and the read
-        return real_read(dom, name=name)
+        return real_read(dom, namespace, name=name)
 
-    monkeypatch.setattr(calls, "read_definition", vanishing)
+    monkeypatch.setattr(calls, "metadata_element", vanishing)
     result = _domain.converge_guests(conn, [guest(0)], prune=True)
     assert ours(result["stale"]) == [] and names(conn) == {f"{PREFIX}0"}
+
+
+def test_a_marker_element_alone_counts_like_the_definition_holding_it():
+    marker = f'<lcfg:guest xmlns:lcfg="{METADATA_NS}" type="pv" owner="site-a"/>'
+    assert prune.owner_of(marker) == (True, "site-a")
+    assert prune.owner_of(None) == (False, None)
+    plan = prune.plan_prune({"mine": marker, "byhand": None}, [], "site-a")
+    assert (plan.stale, plan.unmarked) == (["mine"], ["byhand"])
+
+
+def test_the_metadata_call_reads_the_marker_of_the_definition():
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.defineXML(xml("markerunit", owner="site-q"))
+        plain = conn.defineXML(xml("plainunit", marker=False))
+        assert prune.owner_of(calls.metadata_element(dom, METADATA_NS, name="markerunit")) == (True, "site-q")
+        assert calls.metadata_element(plain, METADATA_NS, name="plainunit") is None
+        assert {"markerunit", "plainunit"} <= calls.persistent_names(conn)
+        dom.undefine()
+        plain.undefine()
+    finally:
+        conn.close()
