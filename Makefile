@@ -65,9 +65,11 @@ test-xen: bootstrap
 bench-inventory: bootstrap
 	$(VENV)/python benchmarks/inventory/run.py
 	$(VENV)/python benchmarks/inventory/over_http.py
+	$(VENV)/python benchmarks/inventory/limit.py
 
 bench-rollout: bootstrap
 	bash benchmarks/rollout/run.sh
+	BENCH_HYPERVISORS=20 BENCH_START=0 bash benchmarks/rollout/run.sh 50
 
 build: bootstrap
 	$(VENV)/python scripts/docs-rst.py  # the guides as the RST extra docs the tarball carries

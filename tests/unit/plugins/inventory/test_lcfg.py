@@ -794,3 +794,32 @@ def test_a_cache_entry_is_one_json_string_read_back_whole(tmp_path):
     stat = source.stat()
     data["inputs"] = {str(source): [stat.st_mtime_ns, stat.st_size + 1]}
     assert plugin_mod.cached_data({"fingerprint": "f", "data_json": plugin_mod.json.dumps(data)}, "f") is None
+
+
+def test_the_opener_sends_netrc_credentials_and_follows_redirects_itself(tmp_path, monkeypatch):
+    from http_serving import serving  # noqa: PLC0415
+
+    seen = []
+
+    def answer(handler):
+        seen.append((handler.path, handler.headers.get("Authorization"), handler.headers.get("User-Agent")))
+        if handler.path == "/old":
+            return 302, {"Location": "/new"}, b""
+        return 200, {}, b"<profile/>"
+
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login site password s3cret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    opener = plugin_mod.make_opener({"X-Site": "a"}, True, None, None, None, False)
+    with serving(answer) as base:
+        assert opener(f"{base}/old", 5, {}).read() == b"<profile/>"
+    auth = "Basic " + __import__("base64").b64encode(b"site:s3cret").decode()
+    assert seen == [("/old", auth, "lcfg.xen-inventory"), ("/new", auth, "lcfg.xen-inventory")]
+
+
+def test_a_netrc_file_that_cannot_be_parsed_fails_the_request(tmp_path, monkeypatch):
+    import netrc  # noqa: PLC0415
+
+    (tmp_path / "netrc").write_text("machine\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    with pytest.raises(netrc.NetrcParseError):
+        plugin_mod.make_opener({}, True, None, None, None, False)("http://127.0.0.1:9/p.xml", 5, {})
