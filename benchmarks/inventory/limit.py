@@ -62,8 +62,9 @@ def write_bare_inventory(out: Path, hosts: int, guests: int) -> Path:
     return script
 
 
-def play_once(inventory: Path, play: Path, limit: str) -> tuple[float, float]:
-    """Wall-clock seconds and peak resident MB of one ``ansible-playbook --limit`` run."""
+def play_once(inventory: Path, play: Path, limit: str) -> tuple[float, float, float]:
+    """Wall-clock seconds, peak resident MB and CPU seconds (user + system, with the forked
+    workers) of one ``ansible-playbook --limit`` run."""
     start = time.perf_counter()
     with open(os.devnull, "w") as null:
         proc = subprocess.Popen(
@@ -78,7 +79,7 @@ def play_once(inventory: Path, play: Path, limit: str) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or "WARNING" in stderr:
         raise SystemExit(f"ansible-playbook failed or warned on {inventory}:\n{stderr[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -98,7 +99,7 @@ def main() -> int:
     play_once(cached, play, limit)  # fills the cache
     cases = {"lcfg": cached, "bare": bare}
     labels = {"lcfg": "lcfg.xen.lcfg, warm cache", "bare": "bare script, names only"}
-    samples: dict[str, list[tuple[float, float]]] = {case: [] for case in cases}
+    samples: dict[str, list[tuple[float, float, float]]] = {case: [] for case in cases}
     for _round in range(args.runs):
         for case, inventory in cases.items():
             samples[case].append(play_once(inventory, play, limit))
@@ -106,14 +107,25 @@ def main() -> int:
     print(f"ansible-playbook --limit {limit}, one task, {hosts} inventory hosts, median of {args.runs}:")
     result: dict = {"hosts": args.hosts, "inventory_hosts": hosts, "runs": args.runs}
     for case, runs in samples.items():
-        seconds = statistics.median(wall for wall, _rss in runs)
-        peak = max(rss for _wall, rss in runs)
-        result[case] = {"seconds": [round(w, 3) for w, _r in runs], "median_s": seconds, "maxrss_mb": peak}
-        print(f"  {labels[case]:<28} {seconds:6.2f} s  peak {peak:5.0f} MB  runs {result[case]['seconds']}")
+        seconds = statistics.median(wall for wall, _rss, _cpu in runs)
+        cpu = statistics.median(cpu for _wall, _rss, cpu in runs)
+        peak = max(rss for _wall, rss, _cpu in runs)
+        result[case] = {
+            "seconds": [round(wall, 3) for wall, _rss, _cpu in runs],
+            "median_s": seconds,
+            "cpu_median_s": cpu,
+            "maxrss_mb": peak,
+        }
+        print(
+            f"  {labels[case]:<28} {seconds:6.2f} s  cpu {cpu:6.2f} s  peak {peak:5.0f} MB  "
+            f"runs {result[case]['seconds']}"
+        )
     ratio = result["lcfg"]["median_s"] / result["bare"]["median_s"]
     result["ratio_to_bare"] = ratio
+    result["cpu_ratio_to_bare"] = result["lcfg"]["cpu_median_s"] / result["bare"]["cpu_median_s"]
     print(
-        f"  targets: lcfg <= 2 s ({result['lcfg']['median_s']:.2f}), <= 3 x bare ({ratio:.2f}), "
+        f"  targets: lcfg <= 2 s ({result['lcfg']['median_s']:.2f}), <= 3 x bare ({ratio:.2f}; cpu "
+        f"{result['cpu_ratio_to_bare']:.2f}), "
         f"peak <= 256 MB ({result['lcfg']['maxrss_mb']:.0f})"
     )
     if args.json:
