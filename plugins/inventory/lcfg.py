@@ -306,6 +306,7 @@ cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/lcfg-xen-inventory
 """
 
+import copy
 import hashlib
 import json
 import netrc
@@ -316,7 +317,6 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from ansible import constants as C
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.helpers import get_group_vars
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -612,12 +612,15 @@ def load_site(
     kept_key = _built_key_maker(access)
     prebuilt: dict[str, BuiltProfile] = {}
     for url, got in (prefetched or {}).items():
-        kept = store.built(kept_key(url, got[1])) if store is not None and isinstance(got, tuple) else None
-        if kept is not None:
-            try:
-                prebuilt[url] = BuiltProfile.from_data(kept)
-            except (KeyError, TypeError, ValueError):
-                pass  # not what this code keeps: build it again
+        kept = store.built(url, kept_key(url, got[1])) if store is not None and isinstance(got, tuple) else None
+        if kept is None:
+            continue
+        try:
+            built = BuiltProfile.from_data(kept)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # not what this code keeps: build it again
+        if (built.name, built.path) == (host_name(url), url):
+            prebuilt[url] = built
     loaded = load_profiles(
         [source for source in sources if str(source).strip() not in prebuilt],
         base_dir,
@@ -643,9 +646,9 @@ def load_site(
             continue
         built = build_profile(item.profile, access)
         items.append((item.source, built))
-        if store is not None and item.digest is not None:
+        if store is not None and item.digest is not None and built.keep:
             try:
-                store.remember_built(kept_key(item.source, item.digest), built.to_data())
+                store.remember_built(item.source, kept_key(item.source, item.digest), built.to_data())
             except OSError:
                 pass  # a store that cannot be written only costs the next read a rebuild
     items.sort(key=lambda pair: pair[0])
@@ -675,11 +678,28 @@ def _built_key_maker(access: HostAccess | None):
     return key
 
 
+def _only_host_group_vars() -> bool:
+    """Whether ansible's host_group_vars is the one vars plugin that runs: an enabled one, or
+    an old-style one from ANSIBLE_VARS_PLUGINS or a vars_plugins/ directory, could give any
+    host variables. (Read from the vars plugin loader as ansible primes it; if that cannot be
+    read, the answer is no.)"""
+    try:
+        from ansible.plugins.loader import vars_loader  # pylint: disable=import-outside-toplevel
+        from ansible.vars.plugins import _prime_vars_loader  # pylint: disable=import-outside-toplevel
+
+        if vars_loader._paths is None:  # pylint: disable=protected-access
+            _prime_vars_loader()
+        return list(vars_loader._plugin_instance_cache) == ["ansible.builtin.host_group_vars"]  # pylint: disable=protected-access
+    except Exception:  # pylint: disable=broad-exception-caught
+        return False
+
+
 def _host_vars_names(sources: list[str]) -> set[str] | bool:
-    """The names ansible's host_group_vars finds in the ``host_vars/`` directories beside
-    ``sources`` (a file or directory named after the host, with or without a YAML or JSON
-    extension); True (ask the vars plugins per host) when other vars plugins are enabled."""
-    if [name.rsplit(".", 1)[-1] for name in C.VARIABLE_PLUGINS_ENABLED] != ["host_group_vars"]:
+    """The names ansible's host_group_vars may find in the ``host_vars/`` directories beside
+    ``sources``, lower-cased: each entry and every part of it before a dot (a file or
+    directory named after the host, with any extension; more names than it finds is harmless).
+    True (ask the vars plugins per host) when other vars plugins run."""
+    if not _only_host_group_vars():
         return True
     names: set[str] = set()
     for source in sources:
@@ -691,10 +711,8 @@ def _host_vars_names(sources: list[str]) -> set[str] | bool:
         except OSError:
             continue
         for entry in entries:
-            stem, extension = os.path.splitext(entry)
-            names.add(entry)
-            if extension in C.YAML_FILENAME_EXTENSIONS:
-                names.add(stem)
+            parts = entry.lower().split(".")
+            names.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
     return names
 
 
@@ -849,7 +867,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             inventory.add_child(HYPERVISORS, name)
             inventory.set_variable(name, "xen_host", host["xen_host"])
             if self._host_access is not None:  # from this configuration file, never a profile
-                inventory.set_variable(name, "xen_host_access", self._host_access)
+                inventory.set_variable(name, "xen_host_access", copy.deepcopy(self._host_access))
             for guest_name, domain in host["guests"].items():
                 inventory.add_host(guest_name, group=GUESTS)
                 inventory.set_variable(guest_name, "xen_hypervisor", name)
@@ -888,7 +906,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         entry for the name. Asking the plugins per host costs ~0.15 ms, 3 s for 20,000 guests."""
         if self._host_vars_names is None:
             self._host_vars_names = _host_vars_names(sources)
-        return self._host_vars_names is True or name in self._host_vars_names
+        return self._host_vars_names is True or name.lower() in self._host_vars_names
 
     def _connect_guests(self, hypervisor: str, guests: dict[str, dict[str, Any]]) -> None:
         """Each guest's connection variables (plugin_utils/connection.py), except those the

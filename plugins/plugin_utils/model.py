@@ -222,6 +222,9 @@ class BuiltProfile:
     #: the model itself when built in this process (not part of ``to_data``)
     model: HostModel | None = None
     unreadable: bool = False
+    #: False when the build failed for a reason other than the profile (a model bug, memory):
+    #: not kept, so the next read builds it again
+    keep: bool = True
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -237,18 +240,58 @@ class BuiltProfile:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> BuiltProfile:
-        """The inverse of ``to_data`` (KeyError, TypeError or ValueError when it is not that)."""
+        """The inverse of ``to_data``; ValueError (or KeyError, TypeError) when ``data`` is not
+        what ``to_data`` makes: every field's type, and the host data agreeing with the names
+        the site-wide checks see (host, guests, groups), so a kept entry cannot add a host,
+        guest or group those checks did not judge."""
+        name, path, host = data["name"], data["path"], data["data"]
         file, line = data["group_location"]
-        return cls(
-            name=str(data["name"]),
-            path=str(data["path"]),
-            data=data["data"],
-            errors=[LcfgError(problem, file=f, line=n, resource=r) for problem, f, n, r in data["errors"]],
-            origins={str(name): (str(origin), str(key)) for name, (origin, key) in data["origins"].items()},
-            groups=[str(group) for group in data["groups"]],
-            group_location=(file, line),
-            files=[tuple(entry) for entry in data["files"]],
+        built = cls(
+            name=_text(name),
+            path=_text(path),
+            data=host,
+            errors=[
+                LcfgError(_text(p), file=_opt(f, str), line=_opt(n, int), resource=_opt(r, str))
+                for p, f, n, r in data["errors"]
+            ],
+            origins={_text(guest): (_text(origin), _text(key)) for guest, (origin, key) in data["origins"].items()},
+            groups=[_text(group) for group in data["groups"]],
+            group_location=(_opt(file, str), _opt(line, int)),
+            files=[_file_entry(entry) for entry in data["files"]],
         )
+        if host is not None:
+            if (
+                not isinstance(host, dict)
+                or host.get("name") != built.name
+                or not isinstance(host.get("is_hypervisor"), bool)
+            ):
+                raise ValueError("kept host data does not match its profile")
+            if set(host.get("guests") or {}) != set(built.origins) or set(host.get("groups") or {}) != set(
+                built.groups
+            ):
+                raise ValueError("kept host data names other guests or groups than its profile's checks")
+            if not isinstance(host.get("resources"), dict) or not isinstance(host.get("warnings") or [], list):
+                raise ValueError("kept host data is not a host's data")
+        elif built.origins or built.groups or built.files or not built.errors:
+            raise ValueError("a kept rejected profile has only its errors")
+        return built
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt(value: Any, kind: type) -> Any:
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError(f"expected {kind.__name__} or None, got {type(value).__name__}")
+    return value
+
+
+def _file_entry(entry: Any) -> tuple[str, str, str, str, str, str | None, int | None]:
+    guest, use, path, res_name, where, file, line = entry
+    return _text(guest), _text(use), _text(path), _text(res_name), _text(where), _opt(file, str), _opt(line, int)
 
 
 @dataclass
@@ -1293,7 +1336,7 @@ def build_profile(profile: Profile, access: HostAccess | None = None) -> BuiltPr
         return BuiltProfile(profile.name, profile.path, errors=list(exc.errors))
     except Exception as exc:  # pylint: disable=broad-exception-caught
         error = LcfgError(f"cannot model the profile: {type(exc).__name__}: {excerpt(exc, 200)}", file=profile.path)
-        return BuiltProfile(profile.name, profile.path, errors=[error])
+        return BuiltProfile(profile.name, profile.path, errors=[error], keep=False)
     return BuiltProfile(
         profile.name,
         profile.path,

@@ -399,7 +399,8 @@ def _plan_prune(
         try:
             definitions[name] = calls.metadata_element(dom, METADATA_NS, name=name)
         except XenError:
-            if calls.lookup(conn, name=name) is None:
+            again = calls.lookup(conn, name=name)
+            if again is None or not calls.is_persistent(again, name=name):
                 continue  # undefined since it was listed (another run, another tool): not ours to judge
             raise
     stale = pruning.plan_prune(definitions, listed, owner).stale

@@ -103,11 +103,11 @@ class HttpStore:
         self._write(body_path, body)
         self._write(meta_path, json.dumps(meta, sort_keys=True).encode())
 
-    def built(self, key: str) -> dict | None:
-        """What ``remember_built`` kept under ``key`` (a profile as the inventory built it from
-        one body, with one set of options), or None."""
+    def built(self, url: str, key: str) -> dict | None:
+        """What ``remember_built`` kept for ``url`` under ``key`` (the profile as the inventory
+        built it from one body, with one set of options), or None."""
         try:
-            with open(self._built_path(key), encoding="utf-8") as handle:
+            with open(self._built_path(url), encoding="utf-8") as handle:
                 kept = json.load(handle)
         except (OSError, ValueError):
             return None
@@ -115,14 +115,16 @@ class HttpStore:
             return None
         return kept["built"]
 
-    def remember_built(self, key: str, built: dict) -> None:
-        """Keep ``built`` (plain JSON data) under ``key``: the inventory's hash of the body's
-        digest, the URL, its options and its code, so a kept entry is never stale."""
+    def remember_built(self, url: str, key: str, built: dict) -> None:
+        """Keep ``built`` (plain JSON data) for ``url`` under ``key``: the inventory's hash of the
+        body's digest, the URL, its options and its code, so a kept entry is never stale. One
+        entry per URL: the next one replaces it."""
         os.makedirs(os.path.join(self.directory, "built"), mode=0o700, exist_ok=True)
-        self._write(self._built_path(key), json.dumps({"key": key, "built": built}).encode())
+        self._write(self._built_path(url), json.dumps({"key": key, "built": built}).encode())
 
-    def _built_path(self, key: str) -> str:
-        return os.path.join(self.directory, "built", hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+    def _built_path(self, url: str) -> str:
+        name = hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+        return os.path.join(self.directory, "built", name + ".json")
 
     def _write(self, path: str, data: bytes) -> None:
         handle, partial = tempfile.mkstemp(prefix=".partial-", dir=self.directory)

@@ -457,13 +457,28 @@ def test_a_damaged_built_entry_is_built_again(tmp_path):
     from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore  # noqa: PLC0415
 
     store = HttpStore(str(tmp_path))
-    store.remember_built("k", {"name": "h"})
-    assert store.built("k") == {"name": "h"} and store.built("other") is None
-    built_file = next((tmp_path / "built").iterdir())
-    built_file.write_text('{"key": "k", "built": [1]}')
-    assert store.built("k") is None
-    with pytest.raises(KeyError):
-        plugin_mod.BuiltProfile.from_data({"name": "h"})
+    store.remember_built("http://h/a.xml", "k", {"name": "h"})
+    assert store.built("http://h/a.xml", "k") == {"name": "h"}
+    assert store.built("http://h/a.xml", "other") is None and store.built("http://h/b.xml", "k") is None
+    store.remember_built("http://h/a.xml", "k2", {"name": "h2"})  # one entry per URL: replaced
+    assert len(list((tmp_path / "built").iterdir())) == 1 and store.built("http://h/a.xml", "k") is None
+    next((tmp_path / "built").iterdir()).write_text('{"key": "k2", "built": [1]}')
+    assert store.built("http://h/a.xml", "k2") is None
+
+
+def test_a_kept_entry_must_agree_with_what_the_site_checks_judged():
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import read_xml_profile  # noqa: PLC0415
+
+    body = XML_HYPERVISOR.replace(b"MEMORY", b"128").replace(b"hvx", b"hvk").replace(b"vmx", b"vmk")
+    kept = plugin_mod.build_profile(read_xml_profile("http://h/hvk/XML/profile.xml", data=body)).to_data()
+    assert plugin_mod.BuiltProfile.from_data(kept).data["guests"].keys() == {"vmk"}
+    smuggled = {**kept, "data": {**kept["data"], "guests": {**kept["data"]["guests"], "all": {}}}}
+    renamed = {**kept, "data": {**kept["data"], "name": "other"}}
+    grouped = {**kept, "data": {**kept["data"], "groups": {"xen_hypervisors": ["vmk"]}}}
+    shapeless = {**kept, "files": [["a"]]}
+    for bad in (smuggled, renamed, grouped, shapeless, {**kept, "data": ["oops"]}, {**kept, "errors": [[1, 2, 3, 4]]}):
+        with pytest.raises((KeyError, TypeError, ValueError)):
+            plugin_mod.BuiltProfile.from_data(bad)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", ".nan", ".inf", "100000"])
@@ -745,14 +760,17 @@ def test_guest_connection_option_errors_name_the_configuration(tmp_path):
 
 def test_host_vars_names_are_what_host_group_vars_would_find(tmp_path, monkeypatch):
     (tmp_path / "host_vars" / "dir-host").mkdir(parents=True)
-    for name in ("a.yml", "b.yaml", "c.json", "plain", "d.txt"):
+    for name in ("a.yml", "b.yaml", "c.json", "plain", "d.txt", "E.YML", "f.x.yml"):
         (tmp_path / "host_vars" / name).write_text("x: 1\n")
     config = tmp_path / "site.lcfg.yml"
+    assert plugin_mod._only_host_group_vars()  # ansible's default
     names = plugin_mod._host_vars_names([str(config), "h1,h2"])  # a host list is no path
-    assert {"a", "b", "c", "plain", "dir-host", "d.txt"} <= names and "d" not in names
+    # every part before a dot, lower-cased: more than host_group_vars finds is harmless
+    assert {"a", "b", "c", "plain", "dir-host", "d", "d.txt", "e", "f", "f.x", "f.x.yml"} <= names
     assert plugin_mod._host_vars_names([str(tmp_path / "elsewhere" / "x.lcfg.yml")]) == set()
-    # another vars plugin could give any host variables: ask per host
-    monkeypatch.setattr(plugin_mod.C, "VARIABLE_PLUGINS_ENABLED", ["host_group_vars", "my.site.vars"])
+    # another vars plugin (enabled, or old-style from ANSIBLE_VARS_PLUGINS) could give any
+    # host variables: ask per host
+    monkeypatch.setattr(plugin_mod, "_only_host_group_vars", lambda: False)
     assert plugin_mod._host_vars_names([str(config)]) is True
 
 

@@ -290,3 +290,20 @@ def test_the_metadata_call_reads_the_marker_of_the_definition():
         plain.undefine()
     finally:
         conn.close()
+
+
+def test_a_running_guest_undefined_while_it_is_read_is_skipped(conn, monkeypatch):
+    _domain.converge_guests(conn, [guest(0), dict(guest(1), state="running")])
+    real_read = calls.metadata_element
+
+    def undefined_meanwhile(dom, namespace, *, name):
+        if name == f"{PREFIX}1":
+            dom.undefine()  # it keeps running, transient now: its definition is gone
+        return real_read(dom, namespace, name=name)
+
+    monkeypatch.setattr(calls, "metadata_element", undefined_meanwhile)
+    result = _domain.converge_guests(conn, [guest(0)], prune=True)
+    assert ours(result["stale"]) == []
+    still = conn.lookupByName(f"{PREFIX}1")
+    assert still.isActive() and not still.isPersistent()
+    still.destroy()
