@@ -402,7 +402,9 @@ def _plan_prune(
             again = calls.lookup(conn, name=name)
             if again is None or not calls.is_persistent(again, name=name):
                 continue  # undefined since it was listed (another run, another tool): not ours to judge
-            raise
+            # a driver may refuse the metadata call for some domains (libxl: Domain-0): the
+            # whole definition tells the same
+            definitions[name] = calls.read_definition(again, name=name)[0]
     stale = pruning.plan_prune(definitions, listed, owner).stale
     if not wanted:
         return stale, []

@@ -307,3 +307,18 @@ def test_a_running_guest_undefined_while_it_is_read_is_skipped(conn, monkeypatch
     still = conn.lookupByName(f"{PREFIX}1")
     assert still.isActive() and not still.isPersistent()
     still.destroy()
+
+
+def test_a_domain_whose_metadata_cannot_be_read_is_judged_by_its_definition(conn, monkeypatch):
+    # libxl refuses the metadata call for Domain-0 (seen in the Xen lab); the definition says the same
+    _domain.converge_guests(conn, [guest(0), guest(1)])
+    real_read = calls.metadata_element
+
+    def refusing(dom, namespace, *, name):
+        if name == f"{PREFIX}1":
+            raise XenError(f"read the metadata of guest {name}: An error occurred, but the cause is unknown")
+        return real_read(dom, namespace, name=name)
+
+    monkeypatch.setattr(calls, "metadata_element", refusing)
+    result = _domain.converge_guests(conn, [guest(0)], prune=True)
+    assert ours(result["stale"]) == [f"{PREFIX}1"] and names(conn) == {f"{PREFIX}0"}
