@@ -19,7 +19,6 @@ Medians of --runs repetitions, the cases interleaved; peak resident memory of ea
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -83,13 +82,7 @@ def play_once(inventory: Path, play: Path, limit: str) -> tuple[float, float, fl
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--hosts", type=int, default=2000, help="host profiles (default 2000)")
-    parser.add_argument("--guests", type=int, default=10, help="guests per host (default 10)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per case (median)")
-    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"directory for the generated files (default {OUT})")
-    args = parser.parse_args()
+    args = run.site_arguments(__doc__, OUT).parse_args()
     out = args.out.resolve()
     _plain, cached = run.write_site(out, args.hosts, args.guests)
     bare = write_bare_inventory(out, args.hosts, args.guests)

@@ -542,6 +542,15 @@ def _model_code() -> list[str]:
     return files
 
 
+def _model_code_digest() -> str:
+    """Hash of (path, mtime, size) of every file of ``_model_code``: part of every cache key."""
+    digest = hashlib.sha256()
+    for path in _model_code():
+        stat = os.stat(path)
+        digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+    return digest.hexdigest()
+
+
 def _fingerprint(
     base_dir: str,
     sources: list[str],
@@ -559,9 +568,7 @@ def _fingerprint(
         json.dumps([CACHE_FORMAT, base_dir, sources, include_path, defines, host_access], sort_keys=True).encode()
     )
     # the code that builds the model: an upgraded collection never reads an old entry
-    for path in _model_code():
-        stat = os.stat(path)
-        digest.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+    digest.update(f"C{_model_code_digest()}\0".encode())
     listed = [entry.strip() for entry in sources]  # stripped as the loader strips them
     for entry in listed + [entry.strip() for entry in include_path]:
         if is_url(entry):
@@ -666,11 +673,7 @@ def load_site(
 def _built_key_maker(access: HostAccess | None):
     """``key(url, digest)``: what a profile built from that body with these options and this
     code is kept under in the http_store (see ``_fingerprint`` for why the code counts)."""
-    code = hashlib.sha256()
-    for path in _model_code():
-        stat = os.stat(path)
-        code.update(f"C{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
-    options = json.dumps([CACHE_FORMAT, code.hexdigest(), host_access_data(access)], sort_keys=True)
+    options = json.dumps([CACHE_FORMAT, _model_code_digest(), host_access_data(access)], sort_keys=True)
 
     def key(url: str, digest: str) -> str:
         return f"{options}\0{url}\0{digest}"

@@ -12,20 +12,14 @@ import sys
 from support import ROOT, ansible_env
 
 
-def test_inventory_over_http_smoke(tmp_path):
-    report = tmp_path / "http.json"
-    proc = subprocess.run(
+def run_inventory_benchmark(script: str, tmp_path, report, *args: str) -> subprocess.CompletedProcess:
+    """A short run (one repetition) of benchmarks/inventory/<script>, its results in ``report``."""
+    return subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "inventory" / "over_http.py"),
-            "--hosts",
-            "30",
-            "--runs",
-            "1",
-            "--out",
-            str(tmp_path / "out"),
-            "--json",
-            str(report),
+            str(ROOT / "benchmarks" / "inventory" / script),
+            *args,
+            *("--runs", "1", "--out", str(tmp_path / "out"), "--json", str(report)),
         ],
         capture_output=True,
         text=True,
@@ -33,6 +27,11 @@ def test_inventory_over_http_smoke(tmp_path):
         timeout=600,
         check=False,
     )
+
+
+def test_inventory_over_http_smoke(tmp_path):
+    report = tmp_path / "http.json"
+    proc = run_inventory_benchmark("over_http.py", tmp_path, report, "--hosts", "30")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(report.read_text())
     # what the server answered: all in full, then one 304 each, then one profile in full
@@ -44,18 +43,7 @@ def test_inventory_over_http_smoke(tmp_path):
 
 def test_inventory_limit_smoke(tmp_path):
     report = tmp_path / "limit.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "inventory" / "limit.py"),
-            *("--hosts", "20", "--runs", "1", "--out", str(tmp_path / "out"), "--json", str(report)),
-        ],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=600,
-        check=False,
-    )
+    proc = run_inventory_benchmark("limit.py", tmp_path, report, "--hosts", "20")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["inventory_hosts"] == 20 * 11
