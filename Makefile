@@ -68,8 +68,8 @@ bench-inventory: bootstrap
 	$(VENV)/python benchmarks/inventory/limit.py
 
 bench-rollout: bootstrap
-	bash benchmarks/rollout/run.sh
-	BENCH_HYPERVISORS=20 BENCH_START=0 bash benchmarks/rollout/run.sh 50
+	BENCH_REPEAT=3 bash benchmarks/rollout/run.sh
+	BENCH_HYPERVISORS=20 BENCH_START=0 BENCH_REPEAT=3 BENCH_COMMUNITY_REPEAT=1 bash benchmarks/rollout/run.sh 50
 
 build: bootstrap
 	$(VENV)/python scripts/docs-rst.py  # the guides as the RST extra docs the tarball carries

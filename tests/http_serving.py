@@ -13,14 +13,24 @@ PROFILE_XML = b"<profile><lcfg><components><xen><a>%s</a></xen></components></lc
 
 
 @contextmanager
-def serving(answer, context=None):
+def serving(answer, context=None, keep_alive=False):
     """A loopback HTTP(S) server; ``answer(handler)`` gives (status, headers, body).
+    ``keep_alive``: HTTP/1.1, connections kept open between requests (else HTTP/1.0, one
+    request per connection).
 
-    Yields the base URL; ``serving.paths`` lists the paths asked for.
+    Yields the base URL; ``serving.paths`` lists the paths asked for, ``serving.connections``
+    counts the connections the server accepted.
     """
     paths: list[str] = []
+    connections = [0]
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+        def setup(self):
+            connections[0] += 1
+            super().setup()
+
         def do_GET(self):  # noqa: N802 - http.server API
             paths.append(self.path)
             status, headers, body = answer(self)
@@ -38,6 +48,7 @@ def serving(answer, context=None):
         server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     serving.paths = paths
+    serving.connections = connections
     try:
         yield f"{'https' if context else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:

@@ -13,9 +13,10 @@ inventory reads. For each URL the store keeps the last body and its validators (
 kept. Each URL is two files named by a hash of the URL (``<hash>.xml`` and ``<hash>.json``,
 written atomically; a directory the store creates is mode 0700); the JSON names its URL and
 the SHA-256 of the body, so a file from elsewhere, a torn body or the body of another writer
-is never taken for this URL's answer. ``built/`` keeps each profile as the inventory built
-it from a body (keyed by the body's digest, the options and the code), so a re-read after
-one profile changed builds only that one.
+is never taken for this URL's answer. The body is read only when it is needed: a 304 for a
+profile whose built model is kept costs reading the small JSON alone. ``built/`` keeps each
+profile as the inventory built it from a body (keyed by the body's digest, the options and
+the code), so a re-read after one profile changed builds only that one.
 """
 
 from __future__ import annotations
@@ -36,11 +37,25 @@ def body_digest(body: bytes) -> str:
 
 @dataclass(frozen=True)
 class StoredAnswer:
-    """One kept answer: its body and the validators the server sent with it."""
+    """One kept answer: the digest of its body and the validators the server sent with it.
 
-    body: bytes
+    The body itself is read only when asked for (``read_body``): after a 304 the inventory
+    mostly needs only the digest (its model cache is keyed on it)."""
+
+    digest: str
     etag: str | None
     last_modified: str | None
+    body_path: str
+
+    def read_body(self) -> bytes | None:
+        """The kept body; None when the file is gone or no longer has the kept digest (torn,
+        or replaced by another writer)."""
+        try:
+            with open(self.body_path, "rb") as handle:
+                body = handle.read()
+        except OSError:
+            return None
+        return body if body_digest(body) == self.digest else None
 
     def request_headers(self) -> dict[str, str]:
         """The conditional request headers that ask whether this answer is still current."""
@@ -71,22 +86,22 @@ class HttpStore:
 
     def stored(self, url: str) -> StoredAnswer | None:
         """The kept answer for ``url``: None when there is none, or when its metadata names
-        another URL or does not match its body (torn, or two writers interleaved)."""
+        another URL or lacks a validator or a digest (the body is checked against the digest
+        when it is read)."""
         body_path, meta_path = self._paths(url)
         try:
             with open(meta_path, encoding="utf-8") as handle:
                 meta = json.load(handle)
-            with open(body_path, "rb") as handle:
-                body = handle.read()
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or meta.get("url") != url or meta.get("sha256") != body_digest(body):
+        if not isinstance(meta, dict) or meta.get("url") != url:
             return None
+        digest = meta.get("sha256")
         etag = meta.get("etag") if isinstance(meta.get("etag"), str) else None
         last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
-        if not etag and not last_modified:
+        if not isinstance(digest, str) or len(digest) != 64 or (not etag and not last_modified):
             return None
-        return StoredAnswer(body, etag or None, last_modified or None)
+        return StoredAnswer(digest, etag or None, last_modified or None, body_path)
 
     def remember(self, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
         """Keep ``body`` with its validators (nothing kept, and any old answer dropped, when the

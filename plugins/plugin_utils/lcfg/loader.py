@@ -43,7 +43,7 @@ from typing import Any
 
 from .cpp import inside
 from .errors import LcfgError, excerpt
-from .http_store import HttpStore, body_digest
+from .http_store import HttpStore, StoredAnswer, body_digest
 from .profile import Profile
 from .source import read_source_profile
 from .xml import read_xml_profile, xml_host_name
@@ -323,16 +323,20 @@ def fetch_answer(
 
 def _fetch_profile(
     url: str, timeout: float, validate_certs: bool, opener: Opener | None, store: HttpStore | None
-) -> tuple[bytes, str]:
-    """The body of ``url`` and its digest (``http_store.body_digest``): the kept answer when
-    the server confirms it with a 304 to a conditional request, else fetched (and kept in
-    ``store`` when the server sent validators)."""
+) -> tuple[bytes | StoredAnswer, str]:
+    """What ``url`` holds and its digest (``http_store.body_digest``): the kept answer (its
+    body not read yet) when the server confirms it with a 304 to a conditional request, else
+    the body fetched (and kept in ``store`` when the server sent validators)."""
     kept = store.stored(url) if store is not None else None
     answer = fetch_answer(url, timeout, validate_certs, opener=opener, headers=kept.request_headers() if kept else {})
     if answer.not_modified:
         if kept is not None and kept.still_current(answer.etag, answer.last_modified):
-            return kept.body, body_digest(kept.body)
+            return kept, kept.digest
         answer = fetch_answer(url, timeout, validate_certs, opener=opener)  # a 304 for other validators
+    return _fetched(url, answer, store)
+
+
+def _fetched(url: str, answer: Answer, store: HttpStore | None) -> tuple[bytes, str]:
     data = answer.data if answer.data is not None else b""
     if store is not None:
         try:
@@ -340,6 +344,25 @@ def _fetch_profile(
         except OSError:
             pass  # a store that cannot be written only costs the next read a full answer
     return data, body_digest(data)
+
+
+def _profile_body(
+    url: str,
+    got: tuple[bytes | StoredAnswer, str],
+    timeout: float,
+    validate_certs: bool,
+    opener: Opener | None,
+    store: HttpStore | None,
+) -> tuple[bytes, str]:
+    """The body and digest of a fetched profile, reading a kept body now (fetched in full
+    again when the kept file no longer matches its digest)."""
+    data, digest = got
+    if not isinstance(data, StoredAnswer):
+        return data, digest
+    body = data.read_body()
+    if body is not None:
+        return body, digest
+    return _fetched(url, fetch_answer(url, timeout, validate_certs, opener=opener), store)
 
 
 def fetch_profiles(
@@ -351,7 +374,8 @@ def fetch_profiles(
     concurrency: int = HTTP_CONCURRENCY,
 ) -> dict[str, tuple[bytes, str] | LcfgError]:
     """Fetch ``urls`` (up to ``concurrency`` at a time, conditionally against ``store``) without
-    reading them: per URL ``(body, digest)`` or the LcfgError naming it. What
+    reading them: per URL ``(body, digest)`` (the ``StoredAnswer`` in place of the body after
+    a 304: its body is read when needed) or the LcfgError naming it. What
     ``load_profiles`` takes as ``prefetched``; the inventory keys its model cache on the
     digests first."""
 
@@ -397,7 +421,7 @@ def _load_one(
                 got = _fetch_profile(source, timeout, validate_certs, opener, store)
             elif isinstance(got, LcfgError):
                 raise got
-            data, digest = got
+            data, digest = _profile_body(source, got, timeout, validate_certs, opener, store)
             return LoadedProfile(source, read_xml_profile(source, data=data), None, digest=digest)
         if source.lower().endswith(".xml"):
             try:

@@ -154,7 +154,8 @@ def test_a_stored_answer_names_its_url_and_its_body(tmp_path):
     store = HttpStore(str(tmp_path / "store"))
     store.remember("http://a/x.xml", b"<x/>", '"1"', None)
     kept = store.stored("http://a/x.xml")
-    assert kept == StoredAnswer(b"<x/>", '"1"', None)
+    assert kept == StoredAnswer(body_digest(b"<x/>"), '"1"', None, store._paths("http://a/x.xml")[0])
+    assert kept.read_body() == b"<x/>"
     assert kept.request_headers() == {"If-None-Match": '"1"'}
     assert kept.still_current('"1"', None) and not kept.still_current('"2"', None)
     # another URL whose files would be these (a collision, a copied store) is not served them
