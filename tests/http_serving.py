@@ -60,3 +60,44 @@ def opener(headers=None, client_cert=None, client_key=None, ca_path=None, use_pr
     from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener
 
     return make_opener(headers or {}, True, client_cert, client_key, ca_path, use_proxy)
+
+
+@contextmanager
+def raw_serving(reply):
+    """A loopback HTTP/1.1 server (connections kept open) that answers each GET with the raw
+    bytes ``reply(handler)`` gives: status lines, headers and bodies as written, so answers
+    http.server would not send (1xx before the answer, a 304 with Transfer-Encoding, a
+    trickled body) can be served. Yields the base URL; ``raw_serving.connections`` counts the
+    connections accepted."""
+    connections = [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            connections[0] += 1
+            super().setup()
+
+        def do_GET(self):  # noqa: N802 - http.server API
+            data = reply(self)
+            if data:
+                self.wfile.write(data)
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    raw_serving.connections = connections
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def raw_answer(status_line, headers, body=b""):
+    """The bytes of one answer: ``status_line`` ("200 OK"), ``headers`` as given, ``body``."""
+    head = f"HTTP/1.1 {status_line}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return head.encode() + body

@@ -442,7 +442,8 @@ def make_opener(
         login = netrc_file.authenticators(parts.hostname) if netrc_file is not None and parts.hostname else None
         if login and login[0] and login[2]:
             all_headers = {**all_headers, "Authorization": basic_auth_header(login[0], login[2])}
-        if parts.scheme.lower() in proxies and not urllib.request.proxy_bypass(parts.hostname or ""):
+        # proxy_bypass is given host:port, as urllib's ProxyHandler gives it (no_proxy may name a port)
+        if parts.scheme.lower() in proxies and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
             return shared().open(urllib.request.Request(url, headers=all_headers), timeout=timeout)
         return kept.open(url, all_headers, timeout)
 
@@ -464,6 +465,7 @@ def make_opener(
                     ) from None
         raise LcfgError(f"more than {MAX_REDIRECTS} redirects", file=source)
 
+    open_.close = kept.close  # type: ignore[attr-defined]  # the kept connections, once the read is done
     return open_
 
 
@@ -836,6 +838,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError(str(exc)) from exc
             if user_cache and fingerprint is not None:
                 self._cache[cache_key] = {"fingerprint": fingerprint, "data_json": json.dumps(data)}
+        opener.close()
         self._populate(data)
 
     def _http_store(self, base_dir: str) -> HttpStore | None:

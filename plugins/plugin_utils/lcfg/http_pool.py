@@ -12,8 +12,8 @@ connecting (and, over https, TLS handshakes). ``KeptConnections.open`` sends eac
 an idle connection to the same server when there is one (HTTP/1.1 keep-alive, as Apache
 httpd serves LCFG profiles) and takes the connection back once its answer has been read to
 the end. Answers behave as urllib's do: an object with ``headers``, ``geturl()``, ``read1``,
-``read`` and ``close()`` for a 2xx, ``urllib.error.HTTPError`` for anything else, and
-``urllib.error.URLError`` for a connection that fails.
+``read`` and ``close()`` for a 2xx, ``urllib.error.HTTPError`` for anything else (its body
+not read), and ``urllib.error.URLError`` for a connection that fails.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from typing import Any
 
 __all__ = ["KeptConnections"]
 
-#: how much of an error answer's body is read (and kept for the HTTPError) before the
-#: connection is given up instead of drained
-ERROR_BODY_LIMIT = 64 * 1024
 #: idle connections kept per server
 IDLE_LIMIT = 64
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -106,15 +103,21 @@ class KeptConnections:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise urllib.error.URLError(exc) from None
-        answer = _Answer(self, key, conn, raw, url)
+            except BaseException:  # e.g. a target http.client refuses to send: never kept
+                conn.close()
+                raise
         if 200 <= raw.status < 300:
-            return answer
-        try:
-            body = raw.read(ERROR_BODY_LIMIT)
-        except (OSError, http.client.HTTPException):
-            body = b""
-        answer.close()
-        raise urllib.error.HTTPError(url, raw.status, raw.reason, raw.headers, io.BytesIO(body))
+            return _Answer(self, key, conn, raw, url)
+        # An error or a redirect is not read: its body could trickle past the deadline, or
+        # (a 304 with Transfer-Encoding: chunked) never come. Only a 304 or 204 is known to end
+        # with its headers; after an interim 1xx (which http.client takes for the answer) the
+        # real answer is still to come, so that connection is never used again.
+        raw.close()
+        if raw.status in (204, 304) and not raw.will_close:
+            self._give_back(key, conn)
+        else:
+            conn.close()
+        raise urllib.error.HTTPError(url, raw.status, raw.reason, raw.headers, io.BytesIO(b""))
 
     def _take(self, key: tuple, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:

@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+import threading
+import time
 import urllib.error
 
 import pytest
@@ -11,7 +15,7 @@ import pytest
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_answer, fetch_profiles, fetch_url
-from http_serving import PROFILE_XML, opener, serving
+from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, serving
 
 
 def profile(handler):
@@ -63,15 +67,22 @@ def test_an_idle_connection_the_server_closed_is_replaced():
     assert accepted == 2 and pool.opened == 2
 
 
-def test_an_error_answer_is_an_http_error_and_the_connection_stays_usable():
+@pytest.mark.parametrize(("path", "code", "connections"), [("/missing/x", 404, 2), ("/ok/x", 304, 1)])
+def test_an_error_answer_is_an_http_error_its_body_unread(path, code, connections):
+    def answer(handler):
+        if handler.headers.get("If-None-Match") == '"1"':
+            return 304, {"ETag": '"1"'}, b""
+        return profile(handler)
+
     pool = KeptConnections(lambda: None)
-    with serving(profile, keep_alive=True) as base:
+    with serving(answer, keep_alive=True) as base:
         with pytest.raises(urllib.error.HTTPError) as raised:
-            pool.open(f"{base}/missing/XML/profile.xml", {}, 5)
-        after = read_all(pool, f"{base}/ok/XML/profile.xml")
+            pool.open(f"{base}{path}", {"If-None-Match": '"1"'} if code == 304 else {}, 5)
+        after = read_all(pool, f"{base}/next/XML/profile.xml")
         accepted = serving.connections[0]
-    assert raised.value.code == 404 and raised.value.read() == b"no such profile"
-    assert after == PROFILE_XML % b"ok" and accepted == 1
+    assert raised.value.code == code and raised.value.read() == b""
+    # a 304 ends with its headers: its connection is kept; after a 404 it is closed
+    assert after == PROFILE_XML % b"next" and accepted == connections
 
 
 def test_a_body_left_unread_never_reaches_the_next_answer():
@@ -95,3 +106,113 @@ def test_a_refused_connection_is_a_url_error():
         dead = base
     with pytest.raises(urllib.error.URLError):
         pool.open(f"{dead}/a/XML/profile.xml", {}, 5)
+
+
+# Answers that must not desynchronise a kept connection, each also run through the loader's
+# own urllib opener (a connection per request) as the control
+OPENERS = pytest.mark.parametrize("make", [opener, lambda: None], ids=["kept", "urllib"])
+
+
+@OPENERS
+def test_a_304_with_transfer_encoding_chunked_is_not_modified(make):
+    # RFC 9112 6.1 / RFC 7230 3.3.1: a server MAY send Transfer-Encoding in a 304; it has no body
+    def reply(handler):
+        if handler.headers.get("If-None-Match") == '"1"':
+            return raw_answer("304 Not Modified", {"ETag": '"1"', "Transfer-Encoding": "chunked"})
+        body = PROFILE_XML % b"a"
+        return raw_answer("200 OK", {"ETag": '"1"', "Content-Length": len(body)}, body)
+
+    with raw_serving(reply) as base:
+        answer = fetch_answer(f"{base}/a/XML/profile.xml", timeout=2, opener=make(), headers={"If-None-Match": '"1"'})
+    assert answer.not_modified and answer.etag == '"1"'
+
+
+@OPENERS
+@pytest.mark.parametrize("interim", ["102 Processing", "103 Early Hints"])
+def test_an_interim_1xx_answer_never_gives_one_url_another_urls_body(make, interim):
+    def reply(handler):
+        name = handler.path.split("/")[1]
+        body = PROFILE_XML % name.encode()
+        final = raw_answer("200 OK", {"Content-Length": len(body)}, body)
+        if name == "a":  # the interim answer at once, the final one once it is ready
+            handler.wfile.write(raw_answer(interim, {"Link": "</x.css>; rel=preload"}))
+            handler.wfile.flush()
+            time.sleep(0.3)
+        return final
+
+    with raw_serving(reply) as base:
+        open_ = make()
+        try:
+            fetch_url(f"{base}/a/XML/profile.xml", timeout=2, opener=open_)
+        except LcfgError:
+            pass  # failing /a is acceptable (urllib fails it too); serving its body as /b's is not
+        got = fetch_url(f"{base}/b/XML/profile.xml", timeout=2, opener=open_)
+    assert got == PROFILE_XML % b"b"
+
+
+@OPENERS
+def test_no_fetch_thread_outlives_its_deadline_reading_a_trickled_error_body(make):
+    def reply(handler):
+        handler.wfile.write(raw_answer("404 Not Found", {"Content-Length": 1000}))
+        for _ in range(25):
+            try:
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+            except OSError:
+                break
+            time.sleep(0.2)
+        handler.close_connection = True
+        return b""
+
+    before = set(threading.enumerate())
+    with raw_serving(reply) as base:
+        with pytest.raises(LcfgError):
+            fetch_answer(f"{base}/a/XML/profile.xml", timeout=1, opener=make())
+        time.sleep(2)  # past the deadline and one socket timeout
+        left = [t for t in set(threading.enumerate()) - before if t.name == "lcfg-fetch" and t.is_alive()]
+    assert not left
+
+
+def self_signed(tmp_path, name, alt):
+    """A certificate and key for ``name`` (subjectAltName ``alt``), and a server context."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName={alt}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    return cert, context
+
+
+def test_a_kept_https_connection_checks_the_server_name(tmp_path):
+    cert, context = self_signed(tmp_path, "other.example", "DNS:other.example")
+    with serving(profile, context, keep_alive=True) as base, pytest.raises(LcfgError, match="cannot fetch"):
+        fetch_url(f"{base}/a/XML/profile.xml", timeout=5, opener=opener(ca_path=str(cert)))
+
+
+def test_through_a_proxy_no_connection_is_kept(monkeypatch):
+    proxied = lambda handler: (200, {}, PROFILE_XML % b"proxied")  # noqa: E731
+    with serving(proxied, keep_alive=True) as proxy, serving(profile, keep_alive=True) as base:
+        monkeypatch.setenv("http_proxy", proxy)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        got = fetch_url(f"{base}/a/XML/profile.xml", timeout=5, opener=opener(use_proxy=True))
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        direct = fetch_url(f"{base}/b/XML/profile.xml", timeout=5, opener=opener(use_proxy=True))
+    assert got == PROFILE_XML % b"proxied" and direct == PROFILE_XML % b"b"
+
+
+def test_an_idle_https_connection_the_server_closed_is_replaced(tmp_path):
+    cert, context = self_signed(tmp_path, "127.0.0.1", "IP:127.0.0.1")
+
+    def closing(handler):
+        handler.close_connection = True  # closes after answering, without saying so
+        return profile(handler)
+
+    open_ = opener(ca_path=str(cert))
+    with serving(closing, context, keep_alive=True) as base:
+        got = [fetch_url(f"{base}/h{index}/XML/profile.xml", timeout=5, opener=open_) for index in range(3)]
+    assert got == [PROFILE_XML % f"h{index}".encode() for index in range(3)]
