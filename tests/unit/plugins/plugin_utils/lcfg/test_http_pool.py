@@ -154,7 +154,7 @@ def test_an_interim_1xx_answer_never_gives_one_url_another_urls_body(make, inter
 def test_no_fetch_thread_outlives_its_deadline_reading_a_trickled_error_body(make):
     def reply(handler):
         handler.wfile.write(raw_answer("404 Not Found", {"Content-Length": 1000}))
-        for _ in range(25):
+        for _byte in range(25):
             try:
                 handler.wfile.write(b"x")
                 handler.wfile.flush()
@@ -194,7 +194,9 @@ def test_a_kept_https_connection_checks_the_server_name(tmp_path):
 
 
 def test_through_a_proxy_no_connection_is_kept(monkeypatch):
-    proxied = lambda handler: (200, {}, PROFILE_XML % b"proxied")  # noqa: E731
+    def proxied(handler):
+        return 200, {}, PROFILE_XML % b"proxied"
+
     with serving(proxied, keep_alive=True) as proxy, serving(profile, keep_alive=True) as base:
         monkeypatch.setenv("http_proxy", proxy)
         monkeypatch.delenv("no_proxy", raising=False)
