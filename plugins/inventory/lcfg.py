@@ -908,7 +908,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         host_vars/ and group_vars/ beside them (vars plugins, as constructed's
         use_vars_plugins reads them)."""
         host = self.inventory.get_host(name)
-        sources = [s for s in [*self.inventory.processed_sources, self.inventory.current_source] if s]
+        sources = self._var_sources()
         data = combine_vars(self._vars_of_groups(host, sources), host.get_vars())
         if sources and self._may_have_host_vars(name, sources):
             data = combine_vars(data, get_vars_from_inventory_sources(self.loader, sources, [host], "all"))
@@ -920,10 +920,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         guests, and its own variables are the plugin's, not the user's, unless host_vars/
         may give it some (then the whole ``_user_vars``)."""
         host = self.inventory.get_host(name)
-        sources = [s for s in [*self.inventory.processed_sources, self.inventory.current_source] if s]
+        sources = self._var_sources()
         if sources and self._may_have_host_vars(name, sources):
             return self._user_vars(name)
         return self._vars_of_groups(host, sources).keys() | host.vars.keys()
+
+    def _var_sources(self) -> list[str]:
+        """The inventory sources read before (and during) this one: where vars plugins look."""
+        return [s for s in [*self.inventory.processed_sources, self.inventory.current_source] if s]
 
     def _vars_of_groups(self, host: Any, sources: list[str]) -> dict[str, Any]:
         groups = list({g.name: g for g in [self.inventory.groups["all"], *host.get_groups()]}.values())

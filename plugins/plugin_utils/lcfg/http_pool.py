@@ -40,7 +40,6 @@ class _Answer:
     def __init__(self, pool: KeptConnections, key: tuple, conn: http.client.HTTPConnection, raw: Any, url: str):
         self._pool, self._key, self._conn, self._raw, self._url = pool, key, conn, raw, url
         self.headers = raw.headers
-        self.status = raw.status
         self._closed = False
 
     def geturl(self) -> str:

@@ -372,14 +372,14 @@ def fetch_profiles(
     opener: Opener | None = None,
     store: HttpStore | None = None,
     concurrency: int = HTTP_CONCURRENCY,
-) -> dict[str, tuple[bytes, str] | LcfgError]:
+) -> dict[str, tuple[bytes | StoredAnswer, str] | LcfgError]:
     """Fetch ``urls`` (up to ``concurrency`` at a time, conditionally against ``store``) without
     reading them: per URL ``(body, digest)`` (the ``StoredAnswer`` in place of the body after
     a 304: its body is read when needed) or the LcfgError naming it. What
     ``load_profiles`` takes as ``prefetched``; the inventory keys its model cache on the
     digests first."""
 
-    def one(url: str) -> tuple[bytes, str] | LcfgError:
+    def one(url: str) -> tuple[bytes | StoredAnswer, str] | LcfgError:
         try:
             return _fetch_profile(url, timeout, validate_certs, opener, store)
         except LcfgError as exc:
