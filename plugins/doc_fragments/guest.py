@@ -35,10 +35,15 @@ options:
         balloon) in a normal guest; V(hvm) means emulated devices (SATA disks, e1000
         NICs). V(pvh) is Xen only.
       - V(paravm) and V(para) are accepted for V(pv) (LCFG spelling).
+      - V(container) (also V(lxc)) is a Linux container on libvirt's LXC driver
+        (O(uri=lxc:///system)). Its first and only disk is a raw image holding the root
+        filesystem (loop-mounted), it runs C(/sbin/init) from it, O(memory) is its memory
+        limit and O(vcpus) its CPU quota (O(vcpus) CPUs' worth of time); both change live.
+        O(cpus) applies at its next start. See the collection's docs/hypervisors.md.
       - Default for a new guest V(pv). Changing the type of an existing guest rewrites its
         definition (UUID and MACs kept) and applies at the next restart.
     type: str
-    choices: [pv, hvm, pvh, paravm, para]
+    choices: [pv, hvm, pvh, paravm, para, container, lxc]
   memory:
     description:
       - Memory in MiB the guest runs with (libvirt C(currentMemory)).
@@ -265,13 +270,13 @@ options:
       domain_type:
         description:
           - The libvirt domain type. On KVM/QEMU V(kvm) (hardware virtualisation) or V(qemu)
-            (TCG emulation); on Xen only V(xen), on the test driver only V(test) (accepted so
+            (TCG emulation); on Xen only V(xen), on LXC only V(lxc), on the test driver only V(test) (accepted so
             that RV(lcfg.xen.xen_domain_info#module:guests[].config) can be fed back).
           - Default for a new guest V(kvm) when the hypervisor offers it and C(/dev/kvm) can
             be opened on the managed host, else V(qemu). An existing guest keeps its type.
           - Useful where KVM is offered but unusable or very slow (nested virtualisation).
         type: str
-        choices: [kvm, qemu, xen, test]
+        choices: [kvm, qemu, xen, lxc, test]
       xml:
         description:
           - libvirt domain XML fragments merged into the definition, each one element.

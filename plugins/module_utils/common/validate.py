@@ -36,8 +36,16 @@ __all__ = [
     "safe_name",
 ]
 
-GUEST_TYPES = ("pv", "hvm", "pvh")
-TYPE_ALIASES = {"pv": "pv", "paravm": "pv", "para": "pv", "hvm": "hvm", "pvh": "pvh"}
+GUEST_TYPES = ("pv", "hvm", "pvh", "container")
+TYPE_ALIASES = {
+    "pv": "pv",
+    "paravm": "pv",
+    "para": "pv",
+    "hvm": "hvm",
+    "pvh": "pvh",
+    "container": "container",
+    "lxc": "container",
+}
 
 
 def _dotted_labels(rest: str, end: str) -> str:
@@ -128,7 +136,9 @@ def parse_bool(value: object) -> bool:
 def canonical_guest_type(value: str) -> str:
     key = str(value).strip().lower()
     if key not in TYPE_ALIASES:
-        raise ValueError(f"unknown guest type {value!r}: use one of pv (also paravm, para), hvm, pvh")
+        raise ValueError(
+            f"unknown guest type {value!r}: use one of pv (also paravm, para), hvm, pvh, container (also lxc)"
+        )
     return TYPE_ALIASES[key]
 
 

@@ -24,6 +24,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import cp
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import read_current
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.plan import DomainPlan
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import container_quota
 
 __all__ = ["apply_plan", "ensure_defined", "ensure_live", "ensure_autostart", "ensure_power_state", "ensure_absent"]
 
@@ -70,9 +71,14 @@ def ensure_live(run: _Run, state: dict) -> tuple[bool, dict]:
         return True, new_state
     dom = run.dom
     failures: dict[str, str | None] = {}
-    if "memory" in plan.live:
+    container = plan.after.get("type") == "container"
+    if "memory" in plan.live and container:  # the saved limit is in the new definition
+        failures["memory"] = calls.live_only(dom.setMemoryFlags, plan.live["memory"] * 1024)
+    elif "memory" in plan.live:
         failures["memory"] = calls.live_and_config(dom.setMemoryFlags, plan.live["memory"] * 1024)
-    if "vcpus" in plan.live:
+    if "vcpus" in plan.live and container:
+        failures["vcpus"] = calls.set_container_quota(dom, container_quota(plan.live["vcpus"]))
+    elif "vcpus" in plan.live:
         failures["vcpus"] = calls.live_and_config(dom.setVcpusFlags, plan.live["vcpus"])
     if "cpus" in plan.live:
         ncpus = calls.host_cpu_count(run.conn)

@@ -228,6 +228,11 @@ def live_and_config(func, value: int) -> str | None:
     return _live_call(func, value, live)
 
 
+def live_only(func, value: int) -> str | None:
+    """``func(value, AFFECT_LIVE)``: the running guest only (its definition is saved apart)."""
+    return _live_call(func, value, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
 def pin(dom: Any, vcpu: int, cpumap: tuple) -> str | None:
     error = _live_call(dom.pinVcpuFlags, vcpu, cpumap, libvirt.VIR_DOMAIN_AFFECT_LIVE)
     if error is not None and "unsupported flags" in error:
@@ -331,6 +336,47 @@ def memory_actual(dom) -> int | None:
         return int(dom.info()[2]) // 1024
     except libvirt.libvirtError:
         return None
+
+
+def network_definitions(conn) -> dict[str, str]:
+    """The XML of every libvirt network, by name (networks that cannot be read are left out)."""
+    out: dict[str, str] = {}
+    try:
+        networks = conn.listAllNetworks()
+    except libvirt.libvirtError:
+        return out
+    for network in networks:
+        try:
+            out[network.name()] = network.XMLDesc(0)
+        except libvirt.libvirtError:
+            continue
+    return out
+
+
+def container_limits(dom) -> tuple[int | None, int | None]:
+    """A running container's limits as its kernel enforces them (libvirt reads the cgroup):
+    ``(memory limit in MiB, CPU quota in whole CPUs)``; None for what cannot be read or has
+    no limit."""
+    memory = vcpus = None
+    try:
+        hard = int(dom.memoryParameters(0).get("hard_limit", 0))
+        if 0 < hard < 2**53:  # libvirt's "unlimited" is 2**53 - 1 KiB
+            memory = hard // 1024
+    except libvirt.libvirtError:
+        pass
+    try:
+        params = dom.schedulerParameters()
+        quota, period = int(params.get("vcpu_quota", 0)), int(params.get("vcpu_period", 0))
+        if quota > 0 and period > 0:
+            vcpus = max(1, round(quota / period))
+    except libvirt.libvirtError:
+        pass
+    return memory, vcpus
+
+
+def set_container_quota(dom, quota: int) -> str | None:
+    """Set a running container's CPU quota (µs per period); libvirt's message on failure."""
+    return _live_call(dom.setSchedulerParametersFlags, {"vcpu_quota": quota}, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
 
 def guest_vcpus_online(dom) -> int | None:

@@ -17,7 +17,11 @@ from typing import Any
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import driver_name
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
-from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import parse_domain, present_fragments
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import (
+    network_gateways,
+    parse_domain,
+    present_fragments,
+)
 
 etree = optional_import("lxml.etree")[0]
 
@@ -48,6 +52,11 @@ class DriverCaps:
         if self._caps is None:
             uri = calls.uri(self.conn)
             self._caps = {"driver": driver_name(self.conn), "local": _is_local(uri), "uri": uri}
+            if self._caps["driver"] == "lxc":
+                # containers get their vif addresses set inside: the networks' prefixes and gateways
+                self._caps["networks"] = {
+                    name: network_gateways(xml) for name, xml in calls.network_definitions(self.conn).items()
+                }
         return self._caps
 
     @property

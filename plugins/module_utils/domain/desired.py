@@ -103,7 +103,7 @@ SPEC_FIELDS = (
 VIF_FIELDS = ("mac", "nettype", "bridge", "network", "script", "model", "ip", "tag")
 EXTRA_KNOBS = ("on_poweroff", "on_reboot", "on_crash")
 LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart")
-DOMAIN_TYPES = ("kvm", "qemu", "xen", "test")
+DOMAIN_TYPES = ("kvm", "qemu", "xen", "lxc", "test")
 METADATA_NS = "urn:lcfg:xen:guest:1"
 DEFAULT_NETWORKS = {"nat": "lcfg-nat", "route": "lcfg-route"}
 DEFAULT_MEMORY = 512
@@ -409,15 +409,17 @@ def _no_duplicates(items: list[dict], key: str, where: str) -> None:
         seen.add(value)
 
 
-SUPPORTED_DRIVERS = ("xen", "qemu", "kvm", "test")
+SUPPORTED_DRIVERS = ("xen", "qemu", "kvm", "lxc", "test")
 
 
 def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
     """Driver-specific rules, checked before anything changes."""
     if driver not in SUPPORTED_DRIVERS:
-        # the renderer knows Xen, QEMU/KVM and the test driver; any other driver (lxc, vbox,
-        # ...) would get HVM XML it cannot use
-        _fail("uri", f"libvirt driver {driver!r} is not supported; use xen://, qemu:// or test://")
+        # the renderer knows Xen, QEMU/KVM, LXC and the test driver; any other driver (vbox,
+        # openvz, ...) would get XML it cannot use
+        _fail("uri", f"libvirt driver {driver!r} is not supported; use xen://, qemu://, lxc:// or test://")
+    if _check_container_driver(spec, driver, prefix):
+        return
     chosen = (spec.get("extra") or {}).get("domain_type")
     allowed = ("kvm", "qemu") if driver in ("qemu", "kvm") else (driver,)
     if chosen and chosen not in allowed:
@@ -435,6 +437,52 @@ def check_driver(spec: dict, driver: str, prefix: str = "") -> None:
             f"{prefix}bootloader",
             f"a bootloader (pygrub) needs Xen; on {driver} boot with kernel/ramdisk or from the disks",
         )
+
+
+def _check_container_driver(spec: dict, driver: str, prefix: str) -> bool:
+    """Containers run only on libvirt's LXC driver, and that driver runs only containers.
+    True when the spec is a container's (its own rules are checked on completion)."""
+    container = spec.get("type") == "container"
+    if driver == "lxc" and spec.get("type") not in (None, "container"):
+        _fail(
+            f"{prefix}type",
+            f"an LXC connection runs containers, not {spec['type']} virtual machines: set type container, "
+            "or converge this guest on the hypervisor's own URI (xen:// or qemu://)",
+        )
+    if container and driver != "lxc":
+        _fail(
+            f"{prefix}type",
+            f"a container needs libvirt's LXC driver, not {driver}: converge it with uri lxc:///system "
+            "(the guest role sends containers to guest_container_uri)",
+        )
+    return driver == "lxc"
+
+
+#: what a container cannot have: it shares the host's kernel and boots nothing
+_NOT_FOR_CONTAINERS = ("kernel", "ramdisk", "bootloader", "boot_order", "cdrom")
+
+
+def _check_container(out: dict, prefix: str) -> None:
+    """A completed container spec: one raw root filesystem image at most, nothing to boot."""
+    for field in _NOT_FOR_CONTAINERS:
+        if out.get(field):
+            _fail(f"{prefix}{field}", f"a container shares the host's kernel and boots nothing: remove {field}")
+    if out.get("firmware") == "uefi":
+        _fail(f"{prefix}firmware", "a container has no firmware: remove firmware")
+    disks = out.get("disks") or []
+    if len(disks) > 1:
+        _fail(
+            f"{prefix}disks",
+            f"a container has one disk, its root filesystem image; {len(disks)} given "
+            "(mount further storage from inside the container)",
+        )
+    for index, disk in enumerate(disks):
+        if disk["type"] != "image" or disk["format"] != "raw":
+            _fail(
+                f"{prefix}disks[{index}]",
+                f"a container's root filesystem is a raw image file (libvirt loop-mounts it); "
+                f"{disk['path']} is a {disk['format']} {disk['type']}: use format raw",
+            )
 
 
 def _check_boot_driver(out: dict, driver: str, prefix: str) -> None:
@@ -575,7 +623,7 @@ def complete_spec(
         value = desired.get(field)
         out[field] = copy.deepcopy(value if value is not None else cur.get(field))
     out["uuid"] = out["uuid"] or generated_uuid(out["name"])
-    out["type"] = out["type"] or "pv"
+    out["type"] = out["type"] or ("container" if driver == "lxc" else "pv")
     _complete_with_ceiling(out, desired, "memory", "maxmem", DEFAULT_MEMORY, " MiB", prefix)
     _complete_with_ceiling(out, desired, "vcpus", "maxvcpus", 1, "", prefix)
     out["cpus"] = out["cpus"] or ""
@@ -595,6 +643,10 @@ def complete_spec(
     same_type = not cur or cur.get("type") == out["type"]
     out["disks"] = _complete_disks(out, desired, cur, driver, same_type, reserved, prefix)
     out["vifs"] = _complete_vifs(out, desired, cur, driver, same_type, prefix)
+    if out["type"] == "container":
+        out["firmware"] = out["firmware"] or "bios"
+        _check_container(out, prefix)
+        return out
     _complete_boot(out, desired, driver, prefix)
     return out
 

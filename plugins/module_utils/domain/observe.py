@@ -81,6 +81,10 @@ def _vifs_of(xml: str) -> list[dict]:
     return out
 
 
+def _is_container(xml: str) -> bool:
+    return etree.fromstring(xml.encode()).get("type") == "lxc"
+
+
 def _agent_connected(xml: str) -> bool:
     """Whether the live definition has a guest agent channel libvirt sees connected; asking
     an agent that is not there can block for libvirt's agent timeout."""
@@ -235,6 +239,8 @@ def console_log(name: str, driver: str, xml: str | None, local: bool, count: int
 def guest_side(dom: Any, xml: str | None) -> tuple[int | None, int | None]:
     """``(memory_actual, vcpus_online)`` of a running guest: the balloon's size in MiB, and
     the VCPUs the guest has online when its agent answers (else None: unknown)."""
+    if xml is not None and _is_container(xml):
+        return calls.container_limits(dom)  # what its cgroup enforces is what a container has
     actual = calls.memory_actual(dom)
     online = calls.guest_vcpus_online(dom) if xml is not None and _agent_connected(xml) else None
     return actual, online
@@ -246,7 +252,10 @@ def _not_followed(dom: Any, name: str, want: dict) -> tuple[list[str], int | Non
     missing = []
     if "memory" in want and actual is not None and abs(actual - want["memory"]) > MEMORY_TOLERANCE:
         missing.append(f"memory: target {want['memory']} MiB, guest still at {actual} MiB")
-    if "vcpus" in want:
+    if "vcpus" in want and _is_container(xml):
+        if online != want["vcpus"]:
+            missing.append(f"vcpus: target {want['vcpus']}, the container's CPU quota is {online} CPUs")
+    elif "vcpus" in want:
         have = calls.vcpu_count(dom, name=name)
         if have != want["vcpus"]:
             missing.append(f"vcpus: target {want['vcpus']}, hypervisor reports {have}")

@@ -16,7 +16,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
+from ansible_collections.lcfg.xen.plugins.module_utils.common.validate import GUEST_TYPES
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     CDROM_TARGET,
     DEFAULT_NETWORKS,
@@ -120,6 +123,58 @@ def parse_vif_element(element: etree._Element, meta: dict) -> dict:
     return vif
 
 
+def _container_vcpus(root: etree._Element, maxvcpus: int) -> int:
+    """A container's vcpus: its CPU quota in whole CPUs (no quota: all of its maxvcpus)."""
+    try:
+        quota = int(root.findtext("cputune/quota") or 0)
+        period = int(root.findtext("cputune/period") or 100000)
+    except ValueError:
+        return maxvcpus
+    if quota <= 0 or period <= 0:
+        return maxvcpus
+    return max(1, round(quota / period))
+
+
+def _container_disks(root: etree._Element, disk_meta: dict) -> list[dict]:
+    """A container's root filesystem image (a loop-mounted file at /) as its one disk; the
+    device name it had in the spec is kept in the metadata."""
+    devs = list(disk_meta)
+    disks = []
+    for element in root.findall("devices/filesystem"):
+        source, target = element.find("source"), element.find("target")
+        if element.get("type") != "file" or source is None or target is None or target.get("dir") != "/":
+            continue
+        driver = element.find("driver")
+        device = devs[0] if devs else "xvda"
+        info = disk_meta.get(device, {})
+        disks.append(
+            {
+                "path": source.get("file"),
+                "type": "image",
+                "format": (driver.get("format") if driver is not None else None) or "raw",
+                "device": device,
+                "tag": info.get("tag"),
+                "name": info.get("name"),
+            }
+        )
+    return disks
+
+
+def network_gateways(xml: str) -> dict[int, tuple[int, str]]:
+    """A libvirt network's ``{4 or 6: (prefix, address)}``: the first address of each family,
+    which its guests use as their gateway."""
+    families: dict[int, tuple[int, str]] = {}
+    for ip_el in etree.fromstring(xml.encode()).findall("ip"):
+        address = ip_el.get("address") or ""
+        family = 6 if ":" in address or ip_el.get("family") == "ipv6" else 4
+        prefix = ip_el.get("prefix")
+        if not prefix and ip_el.get("netmask"):
+            prefix = str(ipaddress.ip_network(f"0.0.0.0/{ip_el.get('netmask')}").prefixlen)
+        if address and prefix and family not in families:
+            families[family] = (int(prefix), address)
+    return families
+
+
 _BOOT_OF_DEV = {"hd": "disk", "network": "network", "cdrom": "cdrom"}
 
 
@@ -174,13 +229,20 @@ def parse_domain(xml: str) -> dict:
         gtype = "pvh"
     else:
         gtype = "hvm"
-    if meta_el is not None and meta_el.get("type") in ("pv", "hvm", "pvh") and root.get("type") != "xen":
+    if meta_el is not None and meta_el.get("type") in GUEST_TYPES and root.get("type") != "xen":
         gtype = meta_el.get("type")  # on KVM and the test driver the XML does not show it
+    container = root.get("type") == "lxc"
+    if container:
+        gtype = "container"
     maxmem = _kib_to_mib(root.find("memory"))
     memory = _kib_to_mib(root.find("currentMemory"))
+    if container and root.find("memtune/hard_limit") is not None:
+        memory = _kib_to_mib(root.find("memtune/hard_limit"))  # the limit libvirt sets at start
     vcpu = root.find("vcpu")
     maxvcpus = int(vcpu.text.strip()) if vcpu is not None and vcpu.text else 1
     vcpus = int(vcpu.get("current")) if vcpu is not None and vcpu.get("current") else maxvcpus
+    if container:
+        vcpus = _container_vcpus(root, maxvcpus)
     cpus = ""
     pins = root.findall("cputune/vcpupin")
     if pins and len({p.get("cpuset") for p in pins}) == 1 and len(pins) >= maxvcpus:
@@ -198,6 +260,8 @@ def parse_domain(xml: str) -> dict:
         disk["tag"] = info.get("tag")
         disk["name"] = info.get("name")
         disks.append(disk)
+    if container:
+        disks = _container_disks(root, disk_meta)
     vifs = [parse_vif_element(element, vif_meta) for element in root.findall("devices/interface")]
 
     def text(path: str) -> str | None:
@@ -227,7 +291,7 @@ def parse_domain(xml: str) -> dict:
         "bootloader": bootloader,
         # a guest that boots its kernel directly (or with a bootloader) has no firmware boot
         # order, whatever <boot dev> libvirt adds to its live definition
-        "boot_order": None if text("os/kernel") or bootloader else _parse_boot_order(root),
+        "boot_order": None if text("os/kernel") or bootloader or container else _parse_boot_order(root),
         "firmware": _parse_firmware(root),
         "cdrom": _parse_cdrom(root),
         "extra": extra,

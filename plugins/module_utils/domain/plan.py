@@ -316,7 +316,7 @@ def _plan_existing(plan: DomainPlan, desired: dict, caps: dict, prefix: str) -> 
             live_ok.append("memory")
         if "vcpus" in config and "maxvcpus" not in config:
             live_ok.append("vcpus")
-        if "cpus" in config:
+        if "cpus" in config and caps["driver"] != "lxc":  # libvirt's LXC driver pins nothing live
             live_ok.append("cpus")
         plan.pending_restart_fields = [
             f for f in config if f not in live_ok and not _cosmetic_only(f, target, compare, caps["driver"])
@@ -324,6 +324,8 @@ def _plan_existing(plan: DomainPlan, desired: dict, caps: dict, prefix: str) -> 
         for f in live_ok:
             plan.live[f] = target[f]
     redefine = [f for f in config if f not in ("memory", "vcpus") or f not in live_ok]
+    if caps["driver"] == "lxc":
+        redefine = config  # a container's saved limits are in its definition (memtune, cputune)
     # An adopted domain is redefined once even when it matches, to carry the marker.
     if redefine or "cpus" in live_ok or not carries_marker(current.xml):
         plan.new_xml = update_domain_xml(current.xml, target, config, render_caps)

@@ -225,6 +225,8 @@ def render_domain(spec: dict, caps: dict) -> str:
     ``caps``: ``driver`` (xen, qemu, kvm, test), ``domain_type`` (kvm or qemu for QEMU),
     optional ``arch`` and ``loader`` (Xen hvmloader path), ``emulator``.
     """
+    if spec["type"] == "container":
+        return _render_container(spec, caps)
     driver = caps["driver"]
     root = etree.Element("domain", type=_domain_type(spec, caps))
     _sub(root, "name", spec["name"])
@@ -269,6 +271,75 @@ def render_domain(spec: dict, caps: dict) -> str:
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 
+# --------------------------------------------------------------------------- containers (LXC)
+
+#: the CFS period a container's CPU quota is counted in (libvirt's default, in µs)
+CPU_PERIOD_US = 100000
+#: the program a container runs first, from its own root filesystem (as lxc-start does)
+CONTAINER_INIT = "/sbin/init"
+_DEFAULT_PREFIX = {4: 24, 6: 64}
+
+
+def container_quota(vcpus: int) -> int:
+    """The CFS quota (µs per ``CPU_PERIOD_US``) that gives a container ``vcpus`` CPUs' worth of time."""
+    return vcpus * CPU_PERIOD_US
+
+
+def _container_ip(element: etree._Element, vif: dict, caps: dict) -> None:
+    """The vif's address configured inside the container (libvirt sets it before init runs):
+    on a NAT or routed network with that network's prefix and its address as the gateway, on
+    a bridge with /24 (IPv4) or /64 (IPv6) and no gateway."""
+    if not vif.get("ip"):
+        return
+    family = 6 if ":" in vif["ip"] else 4
+    network = (caps.get("networks") or {}).get(vif.get("network") or "", {}).get(family)
+    prefix, gateway = network if network else (_DEFAULT_PREFIX[family], None)
+    _sub(element, "ip", address=vif["ip"], prefix=prefix)
+    if gateway and vif["nettype"] != "bridge":
+        _sub(element, "route", address="::" if family == 6 else "0.0.0.0", prefix=0, gateway=gateway)
+
+
+def _render_container(spec: dict, caps: dict) -> str:
+    """A container on libvirt's LXC driver: the memory limit (memtune hard_limit, which libvirt
+    sets at every start, autostart included), a CPU quota of ``vcpus`` CPUs, the root filesystem
+    image loop-mounted at /, and the vifs with their addresses set inside."""
+    root = etree.Element("domain", type="lxc")
+    _sub(root, "name", spec["name"])
+    _sub(root, "uuid", spec["uuid"])
+    _set_metadata(root, spec)
+    _sub(root, "memory", spec["maxmem"] * 1024, unit="KiB")
+    _sub(root, "currentMemory", spec["memory"] * 1024, unit="KiB")
+    memtune = _sub(root, "memtune")
+    _sub(memtune, "hard_limit", spec["memory"] * 1024, unit="KiB")
+    vcpu = _sub(root, "vcpu", spec["maxvcpus"], placement="static")
+    if spec.get("cpus"):
+        vcpu.set("cpuset", spec["cpus"])
+    cputune = _sub(root, "cputune")
+    _sub(cputune, "period", CPU_PERIOD_US)
+    _sub(cputune, "quota", container_quota(spec["vcpus"]))
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "exe", arch=caps.get("arch"))
+    _sub(os_el, "init", CONTAINER_INIT)
+    _sub(root, "clock", offset="utc")
+    extra = spec.get("extra") or {}
+    for knob in EXTRA_KNOBS:
+        _sub(root, knob, extra.get(knob) or ("restart" if knob == "on_reboot" else "destroy"))
+    devices = _sub(root, "devices")
+    for disk in spec.get("disks") or []:
+        filesystem = _sub(devices, "filesystem", type="file", accessmode="passthrough")
+        _sub(filesystem, "driver", type="loop", format="raw")
+        _sub(filesystem, "source", file=disk["path"])
+        _sub(filesystem, "target", dir="/")
+    for vif in spec.get("vifs") or []:
+        element = _build_vif(vif, caps)
+        _container_ip(element, vif, caps)
+        devices.append(element)
+    _sub(devices, "console", type="pty")
+    for fragment in extra.get("xml") or []:
+        merge_fragment(root, etree.fromstring(fragment.encode()))
+    return etree.tostring(root, encoding="unicode", pretty_print=True)
+
+
 def _ensure_agent_channel(devices: etree._Element, driver: str) -> None:
     """QEMU/KVM: the guest agent's port (libvirt places the socket), unless the definition has
     a channel of that name already (two would clash), so the VCPUs a guest running
@@ -309,7 +380,8 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
     Fields not in ``changed`` and devices the spec does not model are left as they are.
     A change of ``type`` re-renders the definition (keeping UUID and MACs).
     """
-    if "type" in changed:
+    if "type" in changed or spec["type"] == "container":
+        # a container's definition is all the spec's: rewritten whole (UUID and MACs kept)
         return render_domain(spec, caps)
     root = etree.fromstring(xml.encode())
     if "maxmem" in changed:

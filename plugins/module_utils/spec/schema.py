@@ -344,14 +344,16 @@ EXTRA: dict[str, Field] = {
     "on_poweroff": Field("str", choices=_LIFECYCLE),
     "on_reboot": Field("str", choices=_LIFECYCLE),
     "on_crash": Field("str", choices=_LIFECYCLE),
-    "domain_type": Field("str", choices=("kvm", "qemu", "xen", "test")),
+    "domain_type": Field("str", choices=("kvm", "qemu", "xen", "lxc", "test")),
     "xml": Field("list", elements="str", free_text=True, max_length=MAX_FREE_TEXT, text_form=True, max_items=64),
 }
 
 GUEST: dict[str, Field] = {
     "name": Field("str", required=True, check=valid_guest_name),
     "uuid": Field("str", check=valid_uuid),
-    "type": Field("str", choices=("pv", "hvm", "pvh", "paravm", "para"), check=canonical_guest_type),
+    "type": Field(
+        "str", choices=("pv", "hvm", "pvh", "paravm", "para", "container", "lxc"), check=canonical_guest_type
+    ),
     "memory": Field("int", minimum=16, maximum=MAX_MEMORY_MIB, live=True, group="memory"),
     "maxmem": Field("int", minimum=16, maximum=MAX_MEMORY_MIB, group="maxmem"),
     "vcpus": Field("int", minimum=1, maximum=MAX_VCPUS, live=True, group="vcpus"),

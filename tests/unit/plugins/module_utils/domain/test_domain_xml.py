@@ -59,7 +59,7 @@ def spec(**params):
         ({"uuid": "not-a-uuid"}, "uuid"),
         ({"cpus": "3-1"}, "cpus"),
         ({"cpus": "a,b"}, "cpus"),
-        ({"type": "lxc"}, "type"),
+        ({"type": "vmware"}, "type"),
         ({"type": "hvm", "kernel": "/boot/vmlinuz"}, "kernel"),
         ({"type": "hvm", "bootloader": "pygrub"}, "bootloader"),
         ({"kernel": "/boot/vmlinuz", "bootloader": "pygrub"}, "bootloader"),
@@ -141,9 +141,9 @@ def test_xen_only_features_fail_on_qemu(params, parameter):
     check_driver(spec(**params), "xen")  # fine on Xen
 
 
-@pytest.mark.parametrize("driver", ["lxc", "vbox", "openvz"])
+@pytest.mark.parametrize("driver", ["vbox", "openvz", "uml"])
 def test_unsupported_drivers_are_refused(driver):
-    """The renderer knows Xen, QEMU/KVM and the test driver only: an LXC URI would get HVM XML."""
+    """The renderer knows Xen, QEMU/KVM, LXC and the test driver only: a VirtualBox URI would get XML it cannot use."""
     with pytest.raises(ValidationError, match=f"libvirt driver '{driver}' is not supported") as info:
         check_driver(spec(), driver)
     assert info.value.parameter == "uri"
