@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 APT_PACKAGES=(
-  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-clients libvirt-dev
   pkg-config gcc python3-venv python3-dev python3-guestfs libguestfs-tools
   linux-image-amd64 qemu-system-x86 qemu-utils dnsmasq-base iptables nftables
   bridge-utils iproute2 busybox-static cpio debootstrap e2fsprogs parted fdisk

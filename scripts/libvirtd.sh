@@ -9,6 +9,24 @@ alive() {
   pgrep -x --runstates D,I,R,S,T,t "$1" >/dev/null
 }
 
+# libvirt's LXC driver treats a cgroup v1 + v2 hybrid host whose v2 hierarchy offers a
+# controller as "v2 available" and then fails every container start ("Unable to create
+# directory /sys/fs/cgroup/unified"). Hosts without systemd (this machine, CI) leave such
+# controllers (hugetlb here) unmounted in v1: mount each in v1, as systemd's hybrid mode does,
+# so the v2 hierarchy offers none. Changes nothing on pure v1 or pure v2 hosts.
+mount_v1_controllers() {
+  local unified=/sys/fs/cgroup/unified controller controllers=()
+  [[ -r $unified/cgroup.controllers ]] || return 0
+  mountpoint -q /sys/fs/cgroup || return 0
+  read -ra controllers <"$unified/cgroup.controllers" || true
+  for controller in "${controllers[@]}"; do
+    [[ -d /sys/fs/cgroup/$controller ]] && mountpoint -q "/sys/fs/cgroup/$controller" && continue
+    mkdir -p "/sys/fs/cgroup/$controller"
+    mount -t cgroup -o "$controller" cgroup "/sys/fs/cgroup/$controller" ||
+      echo "warning: could not mount the $controller cgroup controller in v1: LXC containers may not start" >&2
+  done
+}
+
 running() {
   [[ -S $SOCK ]] && virsh -c qemu:///system version >/dev/null 2>&1
 }
@@ -19,6 +37,7 @@ case "${1:-start}" in
     # /etc/libvirt/virtlogd.conf max_size/max_backups) and QEMU's own logs: it must run even
     # when libvirtd already does (a virtlogd that died leaves new guests unable to start).
     mkdir -p /run/libvirt /var/lib/libvirt/images /var/log/libvirt/qemu
+    mount_v1_controllers
     alive virtlogd || virtlogd -d
     if grep -Eq '^[[:space:]]*stdio_handler[[:space:]]*=[[:space:]]*"file"' /etc/libvirt/qemu.conf 2>/dev/null; then
       echo "warning: /etc/libvirt/qemu.conf sets stdio_handler = \"file\": console logs are not bounded by virtlogd" >&2

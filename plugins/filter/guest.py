@@ -13,8 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SUMMARY_FORMAT = "%-15s %-17s %-8s %5s %6s %5s %5s %6s %-4s  %s"
-SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "STATE", "MiB", "ACTUAL", "MAX", "VCPUS", "ONLINE", "BOOT", "NETWORKS")
+from ansible.errors import AnsibleFilterError
+
+SUMMARY_FORMAT = "%-15s %-17s %-9s %-8s %5s %6s %5s %5s %6s %-4s  %s"
+SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "KIND", "STATE", "MiB", "ACTUAL", "MAX", "VCPUS", "ONLINE", "BOOT", "NETWORKS")
+#: the guest kinds the guest role converges on separate libvirt connections
+KINDS = ("vm", "container")
+
+
+def guest_kind(spec: Mapping[str, Any]) -> str:
+    """``container`` for a container guest (type container), else ``vm``."""
+    return "container" if spec.get("type") in ("container", "lxc") else "vm"
 
 
 def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") -> list[dict[str, Any]]:
@@ -33,7 +42,10 @@ def guest_disks(specs: Iterable[Mapping[str, Any]], disk_format: str = "qcow2") 
                     "tag": disk.get("tag", ""),
                     "path": disk["path"],
                     "size_gb": disk.get("size_gb"),
-                    "image_format": disk.get("format") or (None if template else disk_format),
+                    # a container's root filesystem is loop-mounted: raw, a full copy of its template
+                    "kind": guest_kind(spec),
+                    "image_format": disk.get("format")
+                    or (None if template else ("raw" if guest_kind(spec) == "container" else disk_format)),
                     "template": template,
                     "profile_url": url,
                     "root_partition": spec.get("partition") if url else None,
@@ -51,7 +63,7 @@ def guest_templates(specs: Iterable[Mapping[str, Any]], partition: int = 5) -> l
     found: dict[str, dict[str, Any]] = {}
     for spec in specs or []:
         template = spec.get("template")
-        if not template:
+        if not template or guest_kind(spec) == "container":  # a container's template is a root filesystem
             continue
         entry = found.setdefault(str(template), {"path": str(template), "guests": [], "partitions": []})
         entry["guests"].append(spec["name"])
@@ -83,12 +95,17 @@ def guest_items(
     start_autostart: bool = True,
     state_autostart: str = "running",
     state_other: str = "present",
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
     """The ``guests`` option of ``xen_guests``: each spec with the power state it should have
     (``state_autostart`` for guests marked to boot when ``start_autostart``, else ``state_other``)
-    and its vifs completed (``_vif``)."""
+    and its vifs completed (``_vif``). ``kind`` (vm or container): only the guests of that kind."""
+    if kind is not None and kind not in KINDS:
+        raise AnsibleFilterError(f"guest_items: unknown kind {kind!r}; use vm or container")
     items = []
     for spec in specs or []:
+        if kind is not None and guest_kind(spec) != kind:
+            continue
         boots = spec.get("autostart", False) and start_autostart
         vifs = [_vif(vif, networks or {}, vif_scripts) for vif in spec.get("vifs") or []]
         items.append(dict(spec, state=state_autostart if boots else state_other, vifs=vifs))
@@ -96,9 +113,15 @@ def guest_items(
 
 
 def guest_removals(
-    specs: Iterable[Mapping[str, Any]], shutdown_timeout: int = 120, remove_disks: bool = False
+    specs: Iterable[Mapping[str, Any]],
+    shutdown_timeout: int = 120,
+    remove_disks: bool = False,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``guests`` option of ``xen_guests`` that stops and undefines each guest by name."""
+    """The ``guests`` option of ``xen_guests`` that stops and undefines each guest by name
+    (``kind``, vm or container: only the guests of that kind)."""
+    if kind is not None and kind not in KINDS:
+        raise AnsibleFilterError(f"guest_removals: unknown kind {kind!r}; use vm or container")
     return [
         {
             "name": spec["name"],
@@ -108,6 +131,7 @@ def guest_removals(
             "remove_disks": bool(remove_disks),
         }
         for spec in specs or []
+        if kind is None or guest_kind(spec) == kind
     ]
 
 
@@ -126,7 +150,7 @@ def _networks_shown(guest: Mapping[str, Any], devices: Mapping[str, str]) -> str
 
 def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None, devices: Mapping[str, str]) -> str:
     if guest is None:
-        return SUMMARY_FORMAT % (hypervisor, name, "absent", "-", "-", "-", "-", "-", "-", "-")
+        return SUMMARY_FORMAT % (hypervisor, name, "-", "absent", "-", "-", "-", "-", "-", "-", "-")
     config = guest.get("config") or {}
     live = guest.get("live") or {}
     vcpus = live["vcpus"] if "vcpus" in live else config.get("vcpus")
@@ -139,6 +163,7 @@ def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None, de
     return SUMMARY_FORMAT % (
         hypervisor,
         name,
+        guest_kind(config),
         guest.get("state"),
         config.get("memory"),
         actual,
@@ -150,14 +175,16 @@ def _summary_row(hypervisor: str, name: str, guest: Mapping[str, Any] | None, de
     )
 
 
-def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str = "summary_info") -> str:
+def guest_summary(hostvars: Mapping[str, Any], hosts: Iterable[str], info: str | Iterable[str] = "summary_info") -> str:
     """A table of every guest of the hypervisors ``hosts`` (their ``xen_host.guests``), read
-    back by ``xen_domain_info`` into the host variable ``info``, and a count line."""
+    back by ``xen_domain_info`` into the host variable ``info`` (or each of a list of them:
+    VMs and containers are read on their own connections), and a count line."""
     lines = [SUMMARY_FORMAT % SUMMARY_HEADER]
     total = running = off_target = 0
+    infos = [info] if isinstance(info, str) else list(info)
     for hypervisor in sorted(hosts or []):
         host = hostvars[hypervisor]
-        found = {guest.get("name"): guest for guest in (host.get(info) or {}).get("guests") or []}
+        found = {guest.get("name"): guest for var in infos for guest in (host.get(var) or {}).get("guests") or []}
         xen_host = host.get("xen_host") or {}
         devices = xen_host.get("bridge_devices") or {}
         for name in xen_host.get("guests") or []:
@@ -183,6 +210,7 @@ class FilterModule:
         return {
             "guest_disks": guest_disks,
             "guest_items": guest_items,
+            "guest_kind": guest_kind,
             "guest_removals": guest_removals,
             "guest_summary": guest_summary,
             "guest_templates": guest_templates,

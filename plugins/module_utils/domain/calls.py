@@ -353,29 +353,25 @@ def network_definitions(conn) -> dict[str, str]:
     return out
 
 
-def container_limits(dom) -> tuple[int | None, int | None]:
-    """A running container's limits as its kernel enforces them (libvirt reads the cgroup):
-    ``(memory limit in MiB, CPU quota in whole CPUs)``; None for what cannot be read or has
-    no limit."""
-    memory = vcpus = None
+def container_memory_limit(dom) -> int | None:
+    """A container's memory limit in MiB as its cgroup enforces it (libvirt reads
+    memory.limit_in_bytes); None when it cannot be read or there is none."""
     try:
         hard = int(dom.memoryParameters(0).get("hard_limit", 0))
-        if 0 < hard < 2**53:  # libvirt's "unlimited" is 2**53 - 1 KiB
-            memory = hard // 1024
     except libvirt.libvirtError:
-        pass
-    try:
-        params = dom.schedulerParameters()
-        quota, period = int(params.get("vcpu_quota", 0)), int(params.get("vcpu_period", 0))
-        if quota > 0 and period > 0:
-            vcpus = max(1, round(quota / period))
-    except libvirt.libvirtError:
-        pass
-    return memory, vcpus
+        return None
+    return hard // 1024 if 0 < hard < 2**53 else None  # libvirt's "unlimited" is 2**53 - 1 KiB
 
 
 def set_container_quota(dom, quota: int) -> str | None:
-    """Set a running container's CPU quota (µs per period); libvirt's message on failure."""
+    """Set a running container's CPU quota (µs per period); libvirt's message on failure.
+    libvirt 9.0's LXC driver dereferences the cgroup of a stopped container in its scheduler
+    calls and crashes the daemon: they are made only on a container seen running."""
+    try:
+        if not dom.isActive():
+            return "the container is not running"
+    except libvirt.libvirtError as exc:
+        return exc.get_error_message()
     return _live_call(dom.setSchedulerParametersFlags, {"vcpu_quota": quota}, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
 

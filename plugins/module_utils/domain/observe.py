@@ -32,6 +32,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenE
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
 from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
+from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import parse_container_vcpus
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.render import GUEST_AGENT_CHANNEL, console_log_path
 
 etree = optional_import("lxml.etree")[0]
@@ -240,7 +241,9 @@ def guest_side(dom: Any, xml: str | None) -> tuple[int | None, int | None]:
     """``(memory_actual, vcpus_online)`` of a running guest: the balloon's size in MiB, and
     the VCPUs the guest has online when its agent answers (else None: unknown)."""
     if xml is not None and _is_container(xml):
-        return calls.container_limits(dom)  # what its cgroup enforces is what a container has
+        # what its cgroup enforces is what a container has: the memory limit read from it, the
+        # CPU quota libvirt set (its live definition; libvirt's scheduler reads can crash 9.0)
+        return calls.container_memory_limit(dom), parse_container_vcpus(xml)
     actual = calls.memory_actual(dom)
     online = calls.guest_vcpus_online(dom) if xml is not None and _agent_connected(xml) else None
     return actual, online

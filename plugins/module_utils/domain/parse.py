@@ -135,6 +135,15 @@ def _container_vcpus(root: etree._Element, maxvcpus: int) -> int:
     return max(1, round(quota / period))
 
 
+def parse_container_vcpus(xml: str) -> int | None:
+    """A container's CPU quota in whole CPUs from its (live) definition; None without a quota."""
+    root = etree.fromstring(xml.encode())
+    if not (root.findtext("cputune/quota") or "").strip():
+        return None
+    vcpu = root.find("vcpu")
+    return _container_vcpus(root, int(vcpu.text.strip()) if vcpu is not None and vcpu.text else 1)
+
+
 def _container_disks(root: etree._Element, disk_meta: dict) -> list[dict]:
     """A container's root filesystem image (a loop-mounted file at /) as its one disk; the
     device name it had in the spec is kept in the metadata."""

@@ -27,6 +27,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import Cur
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     METADATA_NS,
     check_driver,
+    check_networks_exist,
     complete_spec,
     validate_spec,
 )
@@ -250,6 +251,8 @@ def plan_domain(
         raise ValidationError(f"{prefix}remove_disks", "only valid with state: absent")
     driver = caps.basic()["driver"]
     check_driver(desired, driver, prefix=prefix)
+    if driver == "lxc":  # the networks were read for the containers' addresses: refuse a missing one now
+        check_networks_exist(desired, caps.basic()["networks"], prefix)
     desired = copy.deepcopy(desired)
     _disk_formats(desired, plan.local, dirs, prefix)
     if current.exists:

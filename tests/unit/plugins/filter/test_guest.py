@@ -3,6 +3,9 @@ items of the guest role and the teardown playbook, and the summary table."""
 
 from __future__ import annotations
 
+import pytest
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.lcfg.xen.plugins.filter.guest import (
     FilterModule,
     guest_disks,
@@ -73,6 +76,7 @@ def test_the_template_goes_into_the_first_disk_only():
             "tag": "root",
             "path": "/guests/web.img",
             "size_gb": 8,
+            "kind": "vm",
             "image_format": None,
             "template": "/guests/base.img",
             "profile_url": "http://lcfg/p",
@@ -84,6 +88,7 @@ def test_the_template_goes_into_the_first_disk_only():
             "tag": "data",
             "path": "/guests/web-data.img",
             "size_gb": None,
+            "kind": "vm",
             "image_format": "raw",
             "template": None,
             "profile_url": None,
@@ -110,6 +115,7 @@ def test_hand_written_specs():
             "tag": "",
             "path": "/guests/g.img",
             "size_gb": 1,
+            "kind": "vm",
             "image_format": "qcow2",
             "template": None,
             "profile_url": None,
@@ -160,27 +166,31 @@ def test_summary_table():
                 ],
             },
         },
+    ]
+    # containers are read on their own connection, into a variable of their own
+    containers = [
         {
             "name": "db",
             "state": "stopped",
             "autostart": False,
             "live": None,
-            "config": {"memory": 256, "maxmem": 256, "vcpus": 1, "vifs": []},
+            "config": {"type": "container", "memory": 256, "maxmem": 256, "vcpus": 1, "vifs": []},
         },
     ]
     hostvars = {
         "hv2": {
             "xen_host": {"guests": ["web", "db", "gone"], "bridge_devices": {"my-network-bridge": "my-networ-1a2b3"}},
             "summary_info": {"guests": guests},
+            "summary_containers": {"guests": containers},
         },
         "hv1": {"xen_host": {"guests": []}},
     }
-    assert guest_summary(hostvars, ["hv2", "hv1"]).split("\n") == [
-        "HYPERVISOR      GUEST             STATE      MiB ACTUAL   MAX VCPUS ONLINE BOOT  NETWORKS",
-        "hv2             web               running    512    640  1024     2      ? yes   "
+    assert guest_summary(hostvars, ["hv2", "hv1"], ["summary_info", "summary_containers"]).split("\n") == [
+        "HYPERVISOR      GUEST             KIND      STATE      MiB ACTUAL   MAX VCPUS ONLINE BOOT  NETWORKS",
+        "hv2             web               vm        running    512    640  1024     2      ? yes   "
         "eth0=my-network-bridge nat:lcfg-nat",
-        "hv2             db                stopped    256      -   256     1      - no    -",
-        "hv2             gone              absent       -      -     -     -      - -     -",
+        "hv2             db                container stopped    256      -   256     1      - no    -",
+        "hv2             gone              -         absent       -      -     -     -      - -     -",
         "3 guests, 1 running, 1 not at their memory target (ACTUAL != MiB)",
     ]
 
@@ -189,6 +199,7 @@ def test_filter_names():
     assert set(FilterModule().filters()) == {
         "guest_disks",
         "guest_items",
+        "guest_kind",
         "guest_removals",
         "guest_summary",
         "guest_templates",
@@ -220,3 +231,17 @@ def test_templates_with_clashing_partitions_list_them_all():
     ]
     (item,) = guest_templates(specs)
     assert item["partitions"] == [5, 2] and item["guests"] == ["a", "b"]
+
+
+def test_guest_items_of_one_kind():
+    specs = [{"name": "vm1", "type": "hvm"}, {"name": "ct1", "type": "container"}, {"name": "vm2"}]
+    assert [g["name"] for g in guest_items(specs, kind="vm")] == ["vm1", "vm2"]
+    assert [g["name"] for g in guest_items(specs, kind="container")] == ["ct1"]
+    assert [g["name"] for g in guest_items(specs)] == ["vm1", "ct1", "vm2"]
+    with pytest.raises(AnsibleFilterError, match="unknown kind"):
+        guest_items(specs, kind="vz")
+
+
+def test_container_templates_are_not_built_empty():
+    specs = [{"name": "ct1", "type": "container", "template": "/t/ct.img"}, {"name": "vm", "template": "/t/vm.img"}]
+    assert [t["path"] for t in guest_templates(specs)] == ["/t/vm.img"]
