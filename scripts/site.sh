@@ -22,10 +22,9 @@ INVENTORY="${LCFG_XEN_INVENTORY:-inventory/site.lcfg.yml}"
 log() { printf '[site] %s\n' "$*" >&2; }
 
 scripts/libvirtd.sh start
-# The demo site's container (demo-ct1 of lcfg/profiles/demo-single) clones this root filesystem.
-if [[ $INVENTORY == inventory/site.lcfg.yml ]]; then
-  scripts/container-template.sh /var/lib/lcfg-xen/templates/container_busybox.img
-fi
+# The example site's container (demo-ct1 of lcfg/profiles/demo-single, and the tests' renamed
+# copies of it) clones this root filesystem; built once, never replaced.
+"$(dirname "${BASH_SOURCE[0]}")/container-template.sh" /var/lib/lcfg-xen/templates/container_busybox.img
 
 ARGS=(-i "$INVENTORY")
 if [[ ${LCFG_XEN_LOGIN:-} == 1 ]]; then

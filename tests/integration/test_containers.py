@@ -59,8 +59,8 @@ def networks():
                 "name": NAT,
                 "mode": "nat",
                 "bridge": "lcfgtestctn0",
-                "address": "10.77.0.1/24",
-                "dhcp_hosts": [{"mac": "52:54:00:77:00:05", "ip": "10.77.0.5", "name": f"{PREFIX}net"}],
+                "address": "10.78.0.1/24",
+                "dhcp_hosts": [{"mac": "52:54:00:78:00:05", "ip": "10.78.0.5", "name": f"{PREFIX}net"}],
             },
             {"name": BRIDGE},
         ],
@@ -159,21 +159,21 @@ def test_container_addresses_on_nat_and_bridge(rootfs, networks):
         "memory": 32,
         "disks": [{"path": clone(directory, template, name)}],
         "vifs": [
-            {"nettype": "nat", "network": NAT, "mac": "52:54:00:77:00:05", "ip": "10.77.0.5"},
+            {"nettype": "nat", "network": NAT, "mac": "52:54:00:78:00:05", "ip": "10.78.0.5"},
             {"bridge": BRIDGE, "ip": "192.0.2.77"},
         ],
         "state": "running",
     }
     four_steps("xen_domain", params, URI)
     inside = wait_for(lambda: addresses_inside(name), what="the container's addresses")
-    assert inside["eth0"] == ["10.77.0.5/24"] and inside["eth1"] == ["192.0.2.77/24"]
+    assert inside["eth0"] == ["10.78.0.5/24"] and inside["eth1"] == ["192.0.2.77/24"]
     routes = subprocess.run(
         ["nsenter", "-t", str(init_pid(name)), "-n", "ip", "-j", "route", "show", "default"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    assert json.loads(routes)[0]["gateway"] == "10.77.0.1"
+    assert json.loads(routes)[0]["gateway"] == "10.78.0.1"
 
 
 @pytest.mark.parametrize(

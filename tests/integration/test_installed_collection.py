@@ -40,7 +40,9 @@ RENAMES = (
     ("52:54:00:6c:", "52:54:00:9d:"),
     ("10.0.", "10.83."),
     ("lcfg_template.img", "lcfgin_template.img"),
+    ("container_busybox.img", "lcfgin_container.img"),
 )
+CONTAINER_URI = "lxc:///system"
 BIN = Path(sys.executable).parent
 
 
@@ -144,7 +146,10 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
     hostvars = untrusted(json.loads(inv.stdout))["_meta"]["hostvars"]
     guests = {hv["xen_domain"]["name"]: hv["xen_domain"] for hv in hostvars.values() if "xen_domain" in hv}
     assert guests and all(name.startswith(PREFIX) for name in guests), sorted(guests)
-    templates = {spec["template"] for spec in guests.values() if spec.get("template")}
+    # a container's template is a root filesystem the play does not build: made here, as make site does
+    rootfs = {spec["template"] for spec in guests.values() if spec.get("template") and spec["type"] == "container"}
+    assert rootfs and all(Path(t).name == "lcfgin_container.img" for t in rootfs), rootfs
+    templates = {spec["template"] for spec in guests.values() if spec.get("template")} - rootfs
     assert templates and all(Path(t).name == "lcfgin_template.img" for t in templates), templates
     images = {
         disk["path"] for spec in guests.values() for disk in spec["disks"] if disk.get("type", "image") == "image"
@@ -152,10 +157,12 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
     assert images and all(PREFIX in Path(path).name for path in images), images
     made = [p for p in templates | images if os.path.lexists(p)]
     assert not made, f"left over from an earlier run: {made}"
-    template_dirs_before = {str(Path(t).parent): Path(t).parent.exists() for t in templates}
+    template_dirs_before = {str(Path(t).parent): Path(t).parent.exists() for t in templates | rootfs}
 
     site = [str(BIN / "ansible-playbook"), "-i", str(config), "lcfg.xen.site"]
     try:
+        for path in rootfs:
+            subprocess.run(["bash", str(ROOT / "scripts" / "container-template.sh"), path, "32"], check=True)
         check = _run([*site, "--check"], env, project, timeout=1800)
         assert check.returncode == 0, check.stdout[-5000:] + check.stderr[-2000:]
         assert _own_objects() == (set(), set()), "the check run defined domains or networks"
@@ -174,14 +181,15 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
             assert Path(template).is_file(), template
             info = json.loads(_run(["qemu-img", "info", "-f", "raw", "--output=json", template], env, project).stdout)
             assert info["virtual-size"] == 1024**3
-        conn = libvirt.open(URI)
+        conn, containers = libvirt.open(URI), libvirt.open(CONTAINER_URI)
         try:
             for name, spec in guests.items():
-                dom = conn.lookupByName(name)
+                dom = (containers if spec["type"] == "container" else conn).lookupByName(name)
                 assert bool(dom.isActive()) == spec["autostart"], name
                 assert bool(dom.autostart()) == spec["autostart"], name
         finally:
             conn.close()
+            containers.close()
         assert any(spec["autostart"] for spec in guests.values())
 
         teardown = _run(
@@ -204,8 +212,9 @@ def test_installed_collection_documents_itself_and_runs_the_site(tmp_path):
         assert not [p for p in images if os.path.lexists(p)]
     finally:
         remove_domains(URI, PREFIX)
+        remove_domains(CONTAINER_URI, PREFIX)
         remove_networks(URI, PREFIX)
-        for path in templates | images:
+        for path in templates | rootfs | images:
             if os.path.lexists(path):
                 os.unlink(path)
         for directory, existed in template_dirs_before.items():

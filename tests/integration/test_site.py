@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, ansible_env, example_site_copy, inventory_list, run_playbook
+from support import ROOT, ansible_env, example_site_copy, inventory_list, libvirt_domains, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 libvirt = pytest.importorskip("libvirt")
 
 URI = "qemu:///system"
+CONTAINER_URI = "lxc:///system"
 
 # Applied to every file of the copy: demo names -> names of the test's own.
 SITE_TEST_RENAMES = (
@@ -83,9 +84,10 @@ def test_site_playbook_twice_then_teardown(tmp_path):
     guests = {name: hv["xen_domain"] for name, hv in hostvars.items() if "xen_domain" in hv}
     assert guests
     conn = libvirt.open(URI)
+    containers = libvirt.open(CONTAINER_URI)
     try:
         for name, spec in guests.items():
-            dom = conn.lookupByName(spec["name"])
+            dom = (containers if spec["type"] == "container" else conn).lookupByName(spec["name"])
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             assert f"<currentMemory unit='KiB'>{spec['memory'] * 1024}</currentMemory>" in xml, name
             assert f"<memory unit='KiB'>{spec['maxmem'] * 1024}</memory>" in xml, name
@@ -98,6 +100,8 @@ def test_site_playbook_twice_then_teardown(tmp_path):
                 assert disk["path"] in xml
     finally:
         conn.close()
+        containers.close()
+    assert any(spec["type"] == "container" for spec in guests.values())
 
     # The demo guests have no operating system to answer an ACPI shutdown.
     teardown = run_playbook(
@@ -108,7 +112,7 @@ def test_site_playbook_twice_then_teardown(tmp_path):
     assert teardown.returncode == 0, teardown.stdout[-3000:] + teardown.stderr[-2000:]
     conn = libvirt.open(URI)
     try:
-        names = {d.name() for d in conn.listAllDomains(0)}
+        names = {d.name() for d in conn.listAllDomains(0)} | set(libvirt_domains(CONTAINER_URI))
         assert not names & {spec["name"] for spec in guests.values()}
     finally:
         conn.close()
