@@ -14,6 +14,8 @@ APT_PACKAGES=(
   git rsync openssh-client openssh-server shellcheck
   ovmf ipxe-qemu pxelinux syslinux-common xorriso
   chromium pandoc
+  # the ESX tests build VMware's simulator (govmomi's vcsim) from Debian's Go sources
+  golang-go golang-github-vmware-govmomi-dev
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

@@ -167,10 +167,11 @@ def libvirt_domains(uri: str) -> dict:
         conn.close()
 
 
-def four_steps(module: str, params: dict, uri: str = "qemu:///system") -> dict:
-    """Run ``module`` check -> apply -> check -> apply on ``uri``; each check predicts its run
-    (changed, diff, actions) and the second pair changes nothing. Returns the first apply."""
-    params = dict(params, uri=uri)
+def four_steps(module: str, params: dict, uri: str | None = "qemu:///system") -> dict:
+    """Run ``module`` check -> apply -> check -> apply on ``uri`` (None: a module without one);
+    each check predicts its run (changed, diff, actions) and the second pair changes nothing.
+    Returns the first apply."""
+    params = dict(params, uri=uri) if uri else dict(params)
     results = [run_module(module, params, check=check, diff=True) for check in (True, False, True, False)]
     for result in results:
         assert result["rc"] == 0, result.get("msg")

@@ -218,7 +218,10 @@ def test_example_site_in_inventory_loads():
     assert len(guests) >= 8
     for g in guests:
         assert 64 <= g["memory"] <= g["maxmem"] <= 256
-        assert all(d["size_gb"] == 1 and d["path"].startswith("/var/lib/lcfg-xen/guests/") for d in g["disks"])
+        assert all(d["path"].startswith("/var/lib/lcfg-xen/guests/") for d in g["disks"])
+        # a container's root filesystem is its template's size; a VM's disk is 1 GiB
+        assert all(d["size_gb"] == (None if g["type"] == "container" else 1) for d in g["disks"])
+    assert [g["name"] for g in guests if g["type"] == "container"] == ["demo-ct1"]
     started = [g["name"] for g in guests if g["autostart"]]
     assert 1 <= len(started) <= 4
     groups = site.hosts["demo-groups"].groups
