@@ -80,8 +80,8 @@ options:
     default: otherLinux64Guest
   port_groups:
     description:
-      - The port group each profile bridge name stands for on ESX, for example
-        C({xenbr0: VM Network}). A bridge not listed is a port group of the same name.
+      - The port group each profile bridge name stands for on ESX, for example C(xenbr0) mapped
+        to C(VM Network). A bridge not listed is a port group of the same name.
       - A play's setting, never a profile's.
     type: dict
     default: {}
