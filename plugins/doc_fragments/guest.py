@@ -28,7 +28,7 @@ options:
   type:
     description:
       - Virtualisation type.
-      - On Xen (O(uri=xen:///system)) V(pv) is a paravirtualised guest (direct kernel boot
+      - On Xen (C(uri=xen:///system)) V(pv) is a paravirtualised guest (direct kernel boot
         or a bootloader such as pygrub, C(xvd*) disks on the xen bus), V(hvm) a fully
         virtualised guest (hvmloader), V(pvh) a PVH guest.
       - On KVM/QEMU V(pv) means paravirtual devices (virtio disks and NICs, virtio
@@ -36,7 +36,7 @@ options:
         NICs). V(pvh) is Xen only.
       - V(paravm) and V(para) are accepted for V(pv) (LCFG spelling).
       - V(container) (also V(lxc)) is a Linux container on libvirt's LXC driver
-        (O(uri=lxc:///system)). Its first and only disk is a raw image holding the root
+        (C(uri=lxc:///system)). Its first and only disk is a raw image holding the root
         filesystem (loop-mounted), it runs C(/sbin/init) from it, O(memory) is its memory
         limit and O(vcpus) its CPU quota (O(vcpus) CPUs' worth of time); both change live.
         O(cpus) applies at its next start. See the collection's docs/hypervisors.md.
@@ -54,7 +54,7 @@ options:
   maxmem:
     description:
       - Maximum memory in MiB (libvirt C(memory)); the ceiling for live memory changes.
-      - A change on a running guest applies at the next restart (RV(pending_restart)).
+      - A change on a running guest applies at the next restart (RV(lcfg.xen.xen_domain#module:pending_restart)).
       - Default for a new guest O(memory). From 16 to 16777216 (16 TiB).
     type: int
   vcpus:
@@ -181,28 +181,31 @@ options:
   kernel:
     description:
       - Kernel for direct boot (V(pv)/V(pvh) guests), an absolute path on the hypervisor host.
-      - Must lie inside O(storage_dirs) (or be a PV-GRUB2 kernel) unless the play allows it with
-        O(allowed_boot_paths) or O(allow_host_resources).
+      - Must lie inside O(lcfg.xen.xen_domain#module:storage_dirs) (or be a PV-GRUB2 kernel)
+        unless the play allows it with O(lcfg.xen.xen_domain#module:allowed_boot_paths) or
+        O(lcfg.xen.xen_domain#module:allow_host_resources).
       - The empty string removes it.
     type: str
   ramdisk:
     description:
       - Initial ramdisk for direct kernel boot. The empty string removes it.
-      - Must lie inside O(storage_dirs) unless the play allows it with O(allowed_boot_paths) or
-        O(allow_host_resources).
+      - Must lie inside O(lcfg.xen.xen_domain#module:storage_dirs) unless the play allows it
+        with O(lcfg.xen.xen_domain#module:allowed_boot_paths) or
+        O(lcfg.xen.xen_domain#module:allow_host_resources).
     type: str
   cmdline:
     description:
       - Kernel command line (with O(kernel)), or the bootloader arguments (with O(bootloader)).
       - As bootloader arguments only C(--entry=), C(--kernel=), C(--ramdisk=), C(--args=) (one word
-        each) and C(-q) are accepted, unless O(allow_host_resources).
+        each) and C(-q) are accepted, unless O(lcfg.xen.xen_domain#module:allow_host_resources).
     type: str
   bootloader:
     description:
       - Host-side bootloader for Xen PV guests, for example V(pygrub). Xen only.
       - It runs in dom0, so only the known pygrub paths are accepted (V(pygrub), C(/usr/bin/pygrub),
         C(/usr/lib/xen-<version>/bin/pygrub), ...) unless the play allows another with
-        O(allowed_boot_paths) or O(allow_host_resources).
+        O(lcfg.xen.xen_domain#module:allowed_boot_paths) or
+        O(lcfg.xen.xen_domain#module:allow_host_resources).
     type: str
   boot_order:
     description:
@@ -235,8 +238,9 @@ options:
         installer to boot with O(boot_order) V(cdrom) first. V('') removes it.
       - From the LCFG resource C(cdrom_$).
       - The host reads it into the guest, so it must lie inside the storage directories
-        (O(storage_dirs)), compared with symlinks resolved; a path outside them is refused unless
-        the play allows host resources (O(allow_host_resources)). Several guests may share one
+        (O(lcfg.xen.xen_domain#module:storage_dirs)), compared with symlinks resolved; a path
+        outside them is refused unless the play allows host resources
+        (O(lcfg.xen.xen_domain#module:allow_host_resources)). Several guests may share one
         image, but never another guest's disk image.
       - A Xen PV or PVH guest is refused (use O(type=hvm)).
     type: str
@@ -287,9 +291,10 @@ options:
             found in the definition (libvirt may add defaults), so re-runs are idempotent.
           - Elements managed by other options (C(name), C(uuid), C(memory), C(currentMemory),
             C(vcpu), C(os), C(metadata)) are refused.
-          - Unless the play sets O(trusted_extra_xml) (or O(allow_host_resources)), only guest-side
-            elements are accepted (see O(trusted_extra_xml) and C(docs/domains.md)); anything that
-            reaches the host (C(<disk>), C(<hostdev>), C(<qemu:commandline>), file chardevs, ...)
+          - Unless the play sets O(lcfg.xen.xen_domain#module:trusted_extra_xml) (or
+            O(lcfg.xen.xen_domain#module:allow_host_resources)), only guest-side elements are
+            accepted (see O(lcfg.xen.xen_domain#module:trusted_extra_xml) and C(docs/domains.md));
+            anything that reaches the host (C(<disk>), C(<hostdev>), C(<qemu:commandline>), file chardevs, ...)
             fails naming the parameter and the element.
         type: list
         elements: str

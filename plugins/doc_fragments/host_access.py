@@ -33,6 +33,17 @@ options:
         LCFG profiles are not such specs.
     type: bool
     default: false
+  allow_containers:
+    description:
+      - Let guest specs of type V(container) run (libvirt's LXC driver). A container runs
+        privileged - libvirt loop-mounts its root filesystem, which cannot be done in a user
+        namespace - so its root user is root on the host, held in only by namespaces and the
+        capabilities libvirt drops. That is no boundary against whoever controls the guest, as a
+        VM's hypervisor is; without this option a container spec is refused, naming its C(type).
+      - Only where the profiles' authors may be trusted with the host. Implied by
+        O(allow_host_resources).
+    type: bool
+    default: false
   trusted_extra_xml:
     description:
       - Merge C(extra.xml) fragments verbatim, with any element (C(<hostdev>), C(<disk>),

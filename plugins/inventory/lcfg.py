@@ -144,7 +144,8 @@ options:
         M(lcfg.xen.xen_domain) and M(lcfg.xen.xen_guests), validated by the same code -
         C(storage_dirs) (list of absolute directories; default the collection's list),
         C(trusted_extra_xml) (bool), C(allowed_boot_paths) (list), C(allowed_block_devices)
-        (list) and C(allow_host_resources) (bool). See the collection's C(docs/domains.md).
+        (list), C(allow_containers) (bool) and C(allow_host_resources) (bool). See the
+        collection's C(docs/domains.md).
       - Unset, profiles are held to the modules' default rules, and a profile that asks for more
         (a bootloader other than pygrub, a kernel or disk image outside the storage
         directories, a block device, host-reaching C(extra) XML) is an error naming C(file:line).
@@ -153,7 +154,8 @@ options:
       - When set, every hypervisor host gets the variable C(xen_host_access) (these keys,
         normalised), from which the C(lcfg.xen.guest) role defaults its C(guest_storage_dirs),
         C(guest_trusted_extra_xml), C(guest_allowed_boot_paths), C(guest_allowed_block_devices)
-        and C(guest_allow_host_resources); the modules themselves never read it.
+        C(guest_allow_containers) and C(guest_allow_host_resources); the modules themselves
+        never read it.
     type: dict
   guest_connection:
     description:

@@ -99,6 +99,7 @@ attributes:
     description: A check run reads the VM and its host and predicts the same actions and diff.
   diff_mode:
     support: full
+    description: The VM before and after, in the view RV(vm) shows.
 notes:
   - Tested against VMware's simulator (govmomi's vcsim) by the collection's integration tests,
     not against a real ESX host; see the collection's docs/hypervisors.md.

@@ -514,6 +514,17 @@ def _guest_side(field_name: str, access: HostAccess) -> Callable[[str], str]:
     return parse
 
 
+def _guest_type(access: HostAccess) -> Callable[[str], str]:
+    """Parser of type_<tag>: a known type, and a container only where host_access allows them."""
+
+    def parse(text: str) -> str:
+        gtype = canonical_guest_type(text)
+        profile_value_problem("type", gtype, access)
+        return gtype
+
+    return parse
+
+
 def _template(b: _Builder) -> Callable[[str], str]:
     """Parser of template_<tag>: inside the storage directories, as xen_disk confines it
     (b.access: the inventory's host_access or the default list, narrowed by xen.storagedirs)."""
@@ -745,7 +756,7 @@ def _guest(
             name = valid_guest_name(tag)
         except ValueError as exc:
             b.error(vm_res, "virtualmachines", str(exc))
-    gtype = b.value(f"type_{tag}", canonical_guest_type)
+    gtype = b.value(f"type_{tag}", _guest_type(b.access))
     uuid = b.value(f"uuid_{tag}", valid_uuid)
 
     vals: dict[str, tuple[Any, Resource | None, str]] = {}

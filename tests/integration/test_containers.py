@@ -121,6 +121,7 @@ def test_container_is_defined_started_and_limited(rootfs):
         "disks": [{"path": clone(directory, template, name)}],
         "state": "running",
         "autostart": True,
+        "allow_containers": True,
     }
     first = four_steps("xen_domain", params, URI)
     assert first["actions"][:1] == ["define"] and "start" in first["actions"]
@@ -163,6 +164,7 @@ def test_container_addresses_on_nat_and_bridge(rootfs, networks):
             {"bridge": BRIDGE, "ip": "192.0.2.77"},
         ],
         "state": "running",
+        "allow_containers": True,
     }
     four_steps("xen_domain", params, URI)
     inside = wait_for(lambda: addresses_inside(name), what="the container's addresses")
@@ -179,6 +181,7 @@ def test_container_addresses_on_nat_and_bridge(rootfs, networks):
 @pytest.mark.parametrize(
     ("params", "parameter", "words"),
     [
+        ({"allow_containers": False}, "type", "only the play can allow containers"),
         ({"type": "hvm"}, "type", "LXC connection runs containers"),
         ({"memory": 512, "maxmem": 256}, "maxmem", "exceeds"),
         ({"vifs": [{"nettype": "nat", "network": "lcfgtest-no-such-net"}]}, "vifs[0].network", "does not exist"),
@@ -189,7 +192,13 @@ def test_bad_container_input_changes_nothing(rootfs, params, parameter, words):
     directory, template = rootfs
     name = PREFIX + "bad"
     before = libvirt_domains(URI)
-    full = {"name": name, "memory": 32, "disks": [{"path": str(directory / "bad.img")}], "state": "running"}
+    full = {
+        "name": name,
+        "memory": 32,
+        "disks": [{"path": str(directory / "bad.img")}],
+        "state": "running",
+        "allow_containers": True,
+    }
     full.update(params)
     if full.get("kernel") == "KERNEL":  # inside the storage directories: the container rule answers
         full["kernel"] = str(directory / "vmlinuz")

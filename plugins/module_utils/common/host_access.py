@@ -47,6 +47,7 @@ __all__ = [
     "HostAccess",
     "host_access_from_params",
     "check_guest_access",
+    "check_container",
     "check_disk_access",
     "narrowed_access",
     "check_extra_element",
@@ -81,6 +82,7 @@ RNG_SOURCES = ("/dev/urandom", "/dev/random")
 HOST_ACCESS_ARGSPEC: dict = {
     "storage_dirs": {"type": "list", "elements": "path"},
     "allow_host_resources": {"type": "bool", "default": False},
+    "allow_containers": {"type": "bool", "default": False},
     "trusted_extra_xml": {"type": "bool", "default": False},
     "allowed_boot_paths": {"type": "list", "elements": "path", "default": []},
     "allowed_block_devices": {"type": "list", "elements": "path", "default": []},
@@ -93,6 +95,7 @@ class HostAccess:
 
     storage_dirs: tuple = ()
     allow_host_resources: bool = False
+    allow_containers: bool = False
     trusted_extra_xml: bool = False
     allowed_boot_paths: tuple = ()
     allowed_block_devices: tuple = ()
@@ -123,6 +126,7 @@ def host_access_from_params(params: dict, default_storage_dirs: list | tuple | N
     return HostAccess(
         storage_dirs=_abs_dirs(default_storage_dirs if dirs is None else dirs, "storage_dirs"),
         allow_host_resources=bool(params.get("allow_host_resources")),
+        allow_containers=bool(params.get("allow_containers")),
         trusted_extra_xml=bool(params.get("trusted_extra_xml")),
         allowed_boot_paths=_abs_dirs(params.get("allowed_boot_paths"), "allowed_boot_paths"),
         allowed_block_devices=_abs_dirs(params.get("allowed_block_devices"), "allowed_block_devices"),
@@ -586,6 +590,8 @@ def check_guest_access(
 ) -> None:
     """Refuse the parts of a validated guest spec that reach the host beyond what ``access``
     allows. ``realpath`` resolves symlinks (given when the module runs on the hypervisor)."""
+    if spec.get("type") in ("container", "lxc"):
+        check_container(f"{prefix}type", access)
     if access.allow_host_resources:
         return
     for index, disk in enumerate(spec.get("disks") or []):
@@ -641,6 +647,20 @@ def _extra_fragments(text: str) -> list:
     return []
 
 
+def check_container(where: str, access: HostAccess) -> None:
+    """A container only where the play allows them: libvirt's LXC driver runs it without a
+    user namespace (a loop-mounted root filesystem cannot be mounted in one), so its root user
+    is root on the host, held in only by dropped capabilities and namespaces - not a boundary
+    against whoever controls the guest, as a VM is."""
+    if not (access.allow_containers or access.allow_host_resources):
+        raise ValidationError(
+            where,
+            "a container runs as a privileged container (its root user is root on the host, "
+            "unlike a VM's), so only the play can allow containers: allow_containers: true "
+            "(guest role: guest_allow_containers; inventory: host_access.allow_containers)",
+        )
+
+
 def profile_value_problem(field_name: str, value: Any, access: HostAccess | None = None) -> None:
     """The rules for one guest field as a profile gives it (inventory): raises ValueError with
     the problem. ``extra`` is the text of ``extra_$``, ``bootloader_args`` the ``cmdline`` of a
@@ -649,7 +669,10 @@ def profile_value_problem(field_name: str, value: Any, access: HostAccess | None
     if access is None:
         access = host_access_from_params({})
     try:
-        if field_name == "bootloader":
+        if field_name == "type":
+            if str(value).strip().lower() in ("container", "lxc"):
+                check_container(field_name, access)
+        elif field_name == "bootloader":
             check_bootloader(str(value), field_name, access)
         elif field_name == "script":
             check_vif_script(str(value), field_name, access)

@@ -19,6 +19,7 @@ import os
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
     HostAccess,
+    check_container,
     check_guest_access,
     host_access_from_params,
 )
@@ -122,7 +123,10 @@ def check_access(
         return
     if access is None:
         access = host_access_from_params({})
-    local = (caps or DriverCaps(conn)).local
+    caps = caps or DriverCaps(conn)
+    local = caps.local
+    if caps.basic()["driver"] == "lxc":  # every guest of an LXC connection is a container
+        check_container(f"{prefix}type", access)
     _check_image_paths(spec, local, prefix)
     check_guest_access(spec, access, prefix, realpath=os.path.realpath if local else None)
     if not access.allow_host_resources:

@@ -523,6 +523,7 @@ def test_host_access_lets_the_site_bootloader_in_and_sets_xen_host_access(tmp_pa
     assert access == {
         "storage_dirs": list(DEFAULT_STORAGE_DIRS),
         "allow_host_resources": False,
+        "allow_containers": False,
         "trusted_extra_xml": False,
         "allowed_boot_paths": ["/usr/local/bin/mygrub"],
         "allowed_block_devices": [],

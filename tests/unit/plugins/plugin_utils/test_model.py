@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
 from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import HostAccess
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
@@ -212,7 +213,11 @@ def test_all_of_source_is_one_site_of_17_guests():
 def test_example_site_in_inventory_loads():
     inc = [str(REPO / "lcfg" / "include")]
     profiles = [read_source_profile(str(p), include_path=inc) for p in sorted((REPO / "lcfg" / "profiles").iterdir())]
-    site = build_site(profiles)
+    # demo-single's container is refused unless the play allows containers (the site's config does)
+    refused = build_site(profiles).rejected
+    assert list(refused) == ["demo-single"] and "type_ct1" in str(refused["demo-single"])
+    assert "allow_containers" in str(refused["demo-single"])
+    site = build_site(profiles, HostAccess(storage_dirs=tuple(DEFAULT_STORAGE_DIRS), allow_containers=True))
     assert site.rejected == {} and site.warnings == []
     guests = [g for h in site.hosts.values() for g in h.guests.values()]
     assert len(guests) >= 8

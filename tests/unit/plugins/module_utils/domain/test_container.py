@@ -7,6 +7,11 @@ import pytest
 from lxml import etree
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import (
+    HostAccess,
+    check_guest_access,
+    profile_value_problem,
+)
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     check_driver,
     complete_spec,
@@ -123,3 +128,17 @@ def test_network_gateways():
         "<ip family='ipv6' address='fd00::1' prefix='64'/><ip address='10.1.0.1' prefix='16'/></network>"
     )
     assert network_gateways(xml) == {4: (24, "10.0.0.254"), 6: (64, "fd00::1")}
+
+
+def test_containers_only_where_the_play_allows_them():
+    spec = container(disks=[])
+    with pytest.raises(ValidationError, match="privileged") as info:
+        check_guest_access(spec, HostAccess(), prefix="guests[1].")
+    assert info.value.parameter == "guests[1].type"
+    check_guest_access(spec, HostAccess(allow_containers=True))
+    check_guest_access(spec, HostAccess(allow_host_resources=True))
+    check_guest_access(validate_spec({"name": "vm", "type": "hvm"}), HostAccess())
+    with pytest.raises(ValueError, match="allow_containers"):
+        profile_value_problem("type", "LXC")
+    profile_value_problem("type", "container", HostAccess(allow_containers=True))
+    profile_value_problem("type", "hvm")
