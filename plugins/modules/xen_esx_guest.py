@@ -91,6 +91,19 @@ options:
         like its own (it is not re-marked).
     type: bool
     default: false
+  guest:
+    description:
+      - The whole guest as one dict instead of the separate guest options - the inventory's
+        C(xen_domain) variable as it is (C(guest="{{ xen_domain }}")). Checked like an item of
+        M(lcfg.xen.xen_guests) (keys that are unset, C(null), or for disk handling are fine);
+        errors name C(guest.<key>). O(state), O(shutdown_timeout), O(force_stop) and
+        O(remove_disks) stay module options.
+      - Exactly one of O(name) and O(guest).
+    type: dict
+  name:
+    description:
+      - Name of the VM. Exactly one of O(name) and O(guest).
+    type: str
 extends_documentation_fragment:
   - lcfg.xen.guest
 attributes:
@@ -116,12 +129,24 @@ EXAMPLES = r"""
     datastore: datastore1
     port_groups:
       xenbr0: VM Network
-    name: "{{ xen_domain.name }}"
-    memory: "{{ xen_domain.memory }}"
-    vcpus: "{{ xen_domain.vcpus }}"
-    disks: "{{ xen_domain.disks }}"
-    vifs: "{{ xen_domain.vifs }}"
-    autostart: "{{ xen_domain.autostart }}"
+    guest: "{{ xen_domain }}"
+    state: running
+
+- name: The same, option by option
+  lcfg.xen.xen_esx_guest:
+    hostname: esx1.example.org
+    username: "{{ vault_esx_user }}"
+    password: "{{ vault_esx_password }}"
+    name: web1
+    memory: 1024
+    vcpus: 2
+    disks:
+      - {path: /guests/web1.img, size_gb: 12}
+    vifs:
+      - {bridge: xenbr0, mac: "00:50:56:00:00:01"}
+    port_groups:
+      xenbr0: VM Network
+    autostart: true
     state: running
 
 - name: Stop a VM, forcing it off when VMware Tools do not answer within 60 s
@@ -206,7 +231,13 @@ CONNECTION_ARGSPEC = {
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(guest_module_argspec(), **CONNECTION_ARGSPEC), supports_check_mode=True)
+    guest = dict(guest_module_argspec(), name={"type": "str"})  # or the whole guest in O(guest)
+    module = AnsibleModule(
+        argument_spec=dict(guest, guest={"type": "dict"}, **CONNECTION_ARGSPEC),
+        required_one_of=[("name", "guest")],
+        mutually_exclusive=[("name", "guest")],
+        supports_check_mode=True,
+    )
     if PYVMOMI_ERROR is not None:
         module.fail_json(msg=missing_required_lib("pyvmomi"), exception=str(PYVMOMI_ERROR))
     run_module(module, lambda: converge_esx_guest(module.params, check_mode=module.check_mode))

@@ -7,14 +7,16 @@ runs and the second pair changes nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from support import ROOT, four_steps, run_module
+from support import ROOT, four_steps, run_module, run_playbook
 
 pyvmomi = pytest.importorskip("pyVmomi")
 from pyVim.connect import Disconnect, SmartConnect  # noqa: E402 - after the importorskip
@@ -192,3 +194,42 @@ def test_bad_input_changes_nothing(esx, params, words):
     assert result["rc"] != 0 and words in result["msg"], result.get("msg")
     after = {name: (vm.config.hardware.memoryMB, vm.runtime.powerState) for name, vm in vms(content).items()}
     assert after == before
+
+
+def test_playbook_makes_the_guests_an_esx_profile_describes(esx, tmp_path):
+    """playbooks/esx.yml over an LCFG profile (tests/fixtures/esx/esx-demo) and a hosts file
+    saying where its ESX host is: check run, real run, then a run that changes nothing."""
+    options, content = esx
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "esx.lcfg.yml").write_text(
+        "plugin: lcfg.xen.lcfg\n"
+        f"sources:\n  - {ROOT / 'tests' / 'fixtures' / 'esx' / 'esx-demo'}\n"
+        "strict_profiles: true\n"
+    )
+    host = {
+        "esx_hostname": options["hostname"],
+        "esx_port": options["port"],
+        "esx_protocol": options["protocol"],
+        "esx_username": options["username"],
+        "esx_password": options["password"],
+        "esx_port_groups": {"xenbr0": "VM Network"},
+        "ansible_python_interpreter": sys.executable,
+    }
+    # read after the profiles (a directory's files are read in name order): a profile's host
+    # joins no host another source made first, but a later source may put it in a group
+    (inventory / "hosts.yml").write_text(json.dumps({"esx_hypervisors": {"hosts": {"esx-demo": host}}}))
+    playbook = ROOT / "playbooks" / "esx.yml"
+    check = run_playbook(playbook, "--check", inventory=inventory)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert "changed=1" in check.stdout and not {"lcfgtest-esxpb-web", "lcfgtest-esxpb-db"} & set(vms(content))
+    for expected in ("changed=1", "changed=0"):
+        run = run_playbook(playbook, inventory=inventory)
+        assert run.returncode == 0 and expected in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]
+    made = vms(content)
+    web, db = made["lcfgtest-esxpb-web"], made["lcfgtest-esxpb-db"]
+    assert (web.config.hardware.memoryMB, web.config.hardware.numCPU, web.runtime.powerState) == (256, 2, "poweredOn")
+    assert [n.macAddress for n in devices(web, vim.vm.device.VirtualEthernetCard)] == ["00:50:56:00:20:01"]
+    assert autostart_of(content, web) == "powerOn" and autostart_of(content, db) in (None, "none")
+    assert (db.config.hardware.memoryMB, db.runtime.powerState) == (128, "poweredOff")
+    assert [d.capacityInKB // 1024**2 for d in devices(db, vim.vm.device.VirtualDisk)] == [1, 3]

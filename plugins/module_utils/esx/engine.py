@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from ansible_collections.lcfg.xen.plugins.module_utils.esx import client
 from ansible_collections.lcfg.xen.plugins.module_utils.esx.plan import esx_desired, plan_vm
+from ansible_collections.lcfg.xen.plugins.module_utils.spec.schema import OPERATION, check_guest_item
 
-__all__ = ["converge_esx_guest"]
+__all__ = ["converge_esx_guest", "guest_options"]
+
+
+def guest_options(params: dict) -> tuple[dict, str]:
+    """The guest options to converge, and the prefix that names them in errors: the module's
+    own, or its ``guest`` dict (an inventory ``xen_domain`` variable as it is, checked like a
+    ``xen_guests`` item) with the module's state, shutdown_timeout, force_stop, remove_disks."""
+    if not params.get("guest"):
+        return params, ""
+    item = check_guest_item(params["guest"], "guest.")
+    for key in OPERATION:
+        item[key] = params.get(key, item.get(key))
+    return dict(params, **item), "guest."
 
 
 def converge_esx_guest(params: dict, check_mode: bool = False) -> dict:
     """Converge the VM the guest options of ``params`` describe; the module's result."""
-    desired = esx_desired(params, params.get("port_groups"))  # refused before any connection
+    params, prefix = guest_options(params)
+    desired = esx_desired(params, params.get("port_groups"), prefix)  # refused before any connection
     with client.connection(params) as content:
         host = client.host_facts(content, params.get("esx_host"))
         current = client.read_vm(content, desired["name"], params.get("esx_host"))
@@ -28,6 +42,7 @@ def converge_esx_guest(params: dict, check_mode: bool = False) -> dict:
             state=params["state"],
             adopt=params.get("adopt", False),
             remove_disks=params.get("remove_disks", False),
+            prefix=prefix,
         )
         if plan.changed and not check_mode:
             client.apply_plan(content, plan, params)

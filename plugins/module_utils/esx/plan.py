@@ -80,34 +80,38 @@ def _fail(parameter: str, message: str) -> None:
     raise ValidationError(parameter, message)
 
 
-def esx_desired(params: dict, port_groups: dict | None = None) -> dict:
+def esx_desired(params: dict, port_groups: dict | None = None, prefix: str = "") -> dict:
     """The ESX view of a guest's options (see the module docstring); ValidationError names
     the option that ESX cannot take. ``port_groups`` maps a profile's bridge name to the ESX
-    port group its NICs join (a bridge not listed is a port group of the same name)."""
-    spec = validate_spec(params)
+    port group its NICs join (a bridge not listed is a port group of the same name). ``prefix``
+    goes before the option names in errors (``guest.``)."""
+    spec = validate_spec(params, prefix)
     if spec["type"] in ("pvh", "container"):
-        _fail("type", f"an ESX VM is a full virtual machine; type {spec['type']} is for Xen or LXC (use hvm or pv)")
+        _fail(
+            f"{prefix}type",
+            f"an ESX VM is a full virtual machine; type {spec['type']} is for Xen or LXC (use hvm or pv)",
+        )
     for option, why in _NOT_ON_ESX.items():
         if spec.get(option):
-            _fail(option, f"{why}: remove {option}")
+            _fail(f"{prefix}{option}", f"{why}: remove {option}")
     if spec.get("firmware") == "uefi":
-        _fail("firmware", "set the VM's firmware on the ESX side (a guest ID with EFI); remove firmware")
+        _fail(f"{prefix}firmware", "set the VM's firmware on the ESX side (a guest ID with EFI); remove firmware")
     raw_disks = params.get("disks") or []
     disks = []
     for index, disk in enumerate(spec.get("disks") or []):
         if disk["type"] != "image":
-            _fail(f"disks[{index}].type", "an ESX VM's disks are virtual disks on a datastore: use type image")
+            _fail(f"{prefix}disks[{index}].type", "an ESX VM's disks are virtual disks on a datastore: use type image")
         size = (raw_disks[index] or {}).get("size_gb") if index < len(raw_disks) else None
         disks.append({"size_gb": float(size) if size else float(DEFAULT_DISK_GB)})
     vifs = []
     for index, vif in enumerate(spec.get("vifs") or []):
         if vif["nettype"] != "bridge":
             _fail(
-                f"vifs[{index}].nettype",
+                f"{prefix}vifs[{index}].nettype",
                 f"ESX has no libvirt {vif['nettype']} network: give the vif a bridge, the port group it joins",
             )
         if not vif.get("bridge"):
-            _fail(f"vifs[{index}].bridge", "an ESX NIC needs 'bridge': the port group it joins")
+            _fail(f"{prefix}vifs[{index}].bridge", "an ESX NIC needs 'bridge': the port group it joins")
         group = (port_groups or {}).get(vif["bridge"], vif["bridge"])
         vifs.append({"mac": vif.get("mac"), "port_group": group})
     return {
@@ -120,15 +124,15 @@ def esx_desired(params: dict, port_groups: dict | None = None) -> dict:
     }
 
 
-def _check_host(desired: dict, host: dict) -> None:
+def _check_host(desired: dict, host: dict, prefix: str) -> None:
     """What the host cannot give: more memory than it has, a port group it lacks."""
     if desired["memory"] and host.get("memory_mb") and desired["memory"] > host["memory_mb"]:
-        _fail("memory", f"{desired['memory']} MiB is more than the ESX host has ({host['memory_mb']} MiB)")
+        _fail(f"{prefix}memory", f"{desired['memory']} MiB is more than the ESX host has ({host['memory_mb']} MiB)")
     known = host.get("port_groups") or []
     for index, vif in enumerate(desired["vifs"]):
         if vif["port_group"] not in known:
             _fail(
-                f"vifs[{index}].bridge",
+                f"{prefix}vifs[{index}].bridge",
                 f"port group {vif['port_group']!r} does not exist on the ESX host "
                 f"(it has {', '.join(known) or 'none'}); create it there, or map the bridge to an "
                 "existing one with port_groups",
@@ -152,6 +156,7 @@ def plan_vm(
     state: str = "present",
     adopt: bool = False,
     remove_disks: bool = False,
+    prefix: str = "",
 ) -> EsxPlan:
     """Compare ``desired`` (``esx_desired``) with the VM ``current`` (None: absent) on ``host``.
     Raises ValidationError or Conflict for what cannot be done; changes nothing."""
@@ -172,7 +177,7 @@ def plan_vm(
                     f"VM {name}: unregistered; its disks stay on the datastore (remove_disks deletes them)"
                 )
         return plan
-    _check_host(desired, host)
+    _check_host(desired, host, prefix)
     running = current is not None and current["state"] == "running"
     if current is None:
         plan.create = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import Conflict, ValidationError
+from ansible_collections.lcfg.xen.plugins.module_utils.esx.engine import guest_options
 from ansible_collections.lcfg.xen.plugins.module_utils.esx.plan import DEFAULT_DISK_GB, esx_desired, plan_vm
 
 HOST = {"name": "esx1", "memory_mb": 4096, "port_groups": ["VM Network", "xenbr1"], "datastores": ["ds1"]}
@@ -142,3 +143,34 @@ def test_what_the_host_lacks_is_refused_before_any_change(params, parameter, wor
     with pytest.raises(ValidationError, match=words) as info:
         plan_vm(guest(**params), None, HOST, state="running")
     assert info.value.parameter == parameter
+
+
+def test_a_whole_inventory_guest_is_taken_as_it_is():
+    hostvar = {
+        "name": "web1",
+        "type": "pv",
+        "memory": 256,
+        "maxmem": 256,
+        "vcpus": 1,
+        "cpus": None,
+        "kernel": None,
+        "template": None,
+        "profile_url": None,
+        "partition": None,
+        "groups": [],
+        "disks": [
+            {"path": "/g/web1.img", "size_gb": 2, "format": None, "tag": "root", "name": "web1", "type": "image"}
+        ],
+        "vifs": [{"bridge": "xenbr0", "mac": None, "ip": None, "nettype": "bridge", "network": None, "tag": "eth0"}],
+        "autostart": True,
+    }
+    params, prefix = guest_options({"guest": hostvar, "state": "running", "force_stop": True})
+    assert prefix == "guest." and params["state"] == "running" and params["force_stop"] is True
+    desired = esx_desired(params, {"xenbr0": "VM Network"}, prefix)
+    assert desired["disks"] == [{"size_gb": 2.0}] and desired["vifs"] == [{"mac": None, "port_group": "VM Network"}]
+    with pytest.raises(ValidationError) as info:
+        esx_desired(guest_options({"guest": dict(hostvar, cdrom="/srv/x.iso"), "state": "present"})[0], None, "guest.")
+    assert info.value.parameter == "guest.cdrom"
+    with pytest.raises(ValidationError) as info:
+        guest_options({"guest": dict(hostvar, memory="lots"), "state": "present"})
+    assert info.value.parameter == "guest.memory"
