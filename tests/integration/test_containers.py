@@ -10,6 +10,7 @@ Containers are named ``lcfgtest-ct-*`` and removed by the fixtures.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,6 +129,8 @@ def test_container_is_defined_started_and_limited(rootfs):
     assert cgroup_value(name, "memory", "memory.limit_in_bytes") == 64 * 1024**2
     assert cgroup_value(name, "cpu", "cpu.cfs_quota_us") == 100000
     assert first["memory_actual"] == 64 and first["vcpus_online"] == 1
+    # no vif, yet a network namespace of its own (not the host's)
+    assert os.readlink(f"/proc/{init_pid(name)}/ns/net") != os.readlink("/proc/self/ns/net")
     xml = libvirt_domains(URI)[name]
     assert '<type arch="x86_64">exe</type>' in xml.replace("'", '"')
     conn = libvirt.open(URI)
@@ -143,9 +146,17 @@ def test_container_is_defined_started_and_limited(rootfs):
     assert cgroup_value(name, "cpu", "cpu.cfs_quota_us") == 200000
     assert (changed["memory_actual"], changed["vcpus_online"]) == (128, 2)
 
-    # the saved limits survive a restart (memtune and cputune in the definition)
-    stopped = run_module("xen_domain", dict(params, memory=128, vcpus=2, state="stopped", force_stop=True, uri=URI))
-    assert stopped["rc"] == 0, stopped.get("msg")
+    # a VM never opens a container's image (nor the other way round)
+    vm = run_module(
+        "xen_domain",
+        {"uri": "qemu:///system", "name": PREFIX + "vm", "memory": 32, "disks": params["disks"]},
+        check=True,
+    )
+    assert vm["rc"] != 0 and "already used by" in vm["msg"] and name in vm["msg"], vm.get("msg")
+
+    # stopped without force (its init is sent SIGTERM); the saved limits survive a restart
+    stopped = run_module("xen_domain", dict(params, memory=128, vcpus=2, state="stopped", shutdown_timeout=30, uri=URI))
+    assert stopped["rc"] == 0 and stopped["actions"] == ["stop"], stopped.get("msg")
     started = run_module("xen_domain", dict(params, memory=128, vcpus=2, uri=URI))
     assert started["rc"] == 0 and "start" in started["actions"]
     assert cgroup_value(name, "memory", "memory.limit_in_bytes") == 128 * 1024**2

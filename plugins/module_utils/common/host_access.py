@@ -48,6 +48,7 @@ __all__ = [
     "host_access_from_params",
     "check_guest_access",
     "check_container",
+    "check_container_xml",
     "check_disk_access",
     "narrowed_access",
     "check_extra_element",
@@ -592,6 +593,7 @@ def check_guest_access(
     allows. ``realpath`` resolves symlinks (given when the module runs on the hypervisor)."""
     if spec.get("type") in ("container", "lxc"):
         check_container(f"{prefix}type", access)
+        check_container_xml(spec, access, prefix)
     if access.allow_host_resources:
         return
     for index, disk in enumerate(spec.get("disks") or []):
@@ -658,6 +660,19 @@ def check_container(where: str, access: HostAccess) -> None:
             "a container runs as a privileged container (its root user is root on the host, "
             "unlike a VM's), so only the play can allow containers: allow_containers: true "
             "(guest role: guest_allow_containers; inventory: host_access.allow_containers)",
+        )
+
+
+def check_container_xml(spec: dict, access: HostAccess, prefix: str = "") -> None:
+    """A container takes no ``extra.xml`` unless the play trusts it: on libvirt's LXC driver
+    even guest-side elements reach the host (a ``<clock>`` timer becomes the host's
+    ``/dev/rtc0`` or ``/dev/hpet`` in the container)."""
+    fragments = (spec.get("extra") or {}).get("xml") or []
+    if fragments and not (access.trusted_extra_xml or access.allow_host_resources):
+        raise ValidationError(
+            f"{prefix}extra.xml[0]",
+            "a container takes no extra XML (on libvirt's LXC driver even a <clock> timer hands it a host "
+            "device); only the play can allow it (trusted_extra_xml)",
         )
 
 

@@ -24,6 +24,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
     host_access_from_params,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
+from ansible_collections.lcfg.xen.plugins.module_utils.common.libvirt import driver_name, libvirt
 from ansible_collections.lcfg.xen.plugins.module_utils.disk.imagecheck import recorded_origin
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import calls
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import DriverCaps
@@ -54,6 +55,9 @@ class SharedFiles:
     def others(self, name: str) -> dict:
         if self._users is None:
             self._users = _files_of_domains(self.conn, self.key)
+            if self.local:
+                for path, users in _files_of_sibling_drivers(self.conn, self.key).items():
+                    self._users.setdefault(path, []).extend(u for u in users if u not in self._users.get(path, []))
         return {
             path: [u for u in users if u[0] != name]
             for path, users in self._users.items()
@@ -75,10 +79,39 @@ def _files_of_domains(conn, key) -> dict:
                 (s.get("file") or s.get("dev"), "cdrom" if s.getparent().get("device") == "cdrom" else "disk")
                 for s in root.iterfind("devices/disk/source")
             ]
+            # a container's root filesystem image
+            found += [(s.get("file"), "disk") for s in root.iterfind("devices/filesystem/source")]
             found += [(root.findtext("os/kernel"), "kernel"), (root.findtext("os/initrd"), "ramdisk")]
             for path, role in found:
                 if path and (name, role) not in used.setdefault(key(path), []):
                     used[key(path)].append((name, role))
+    return used
+
+
+#: the other local libvirt drivers whose guests may open the same files (the VMs and the
+#: containers of one host): their guests' files count as used too
+_SIBLING_URIS = {
+    "qemu": ("lxc:///system",),
+    "kvm": ("lxc:///system",),
+    "xen": ("lxc:///system",),
+    "lxc": ("qemu:///system", "xen:///system"),
+}
+
+
+def _files_of_sibling_drivers(conn, key) -> dict:
+    """``_files_of_domains`` of the host's other drivers that answer (a driver not installed is
+    skipped: it has no guests)."""
+    used: dict = {}
+    for uri in _SIBLING_URIS.get(driver_name(conn), ()):
+        try:
+            other = libvirt.open(uri)
+        except libvirt.libvirtError:
+            continue
+        try:
+            for path, users in _files_of_domains(other, key).items():
+                used.setdefault(path, []).extend(users)
+        finally:
+            other.close()
     return used
 
 

@@ -187,7 +187,12 @@ def stop(dom, timeout: float, force: bool, *, name: str) -> str | None:
     if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
         dom.resume()  # a paused guest cannot react to the shutdown request
     try:
-        dom.shutdown()
+        if dom.connect().getType() == "LXC":
+            # a container's init is asked with SIGTERM (libvirt's default, initctl, needs a
+            # SysV init listening)
+            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_SIGNAL)
+        else:
+            dom.shutdown()
     except libvirt.libvirtError:
         if dom.isActive() and not force:
             raise

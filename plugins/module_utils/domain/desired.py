@@ -482,10 +482,11 @@ def _check_container(out: dict, prefix: str) -> None:
     if out.get("firmware") == "uefi":
         _fail(f"{prefix}firmware", "a container has no firmware: remove firmware")
     disks = out.get("disks") or []
-    if len(disks) > 1:
+    if len(disks) != 1:
+        # without one libvirt would run it on the host's own root filesystem
         _fail(
             f"{prefix}disks",
-            f"a container has one disk, its root filesystem image; {len(disks)} given "
+            f"a container has exactly one disk, its root filesystem image; {len(disks)} given "
             "(mount further storage from inside the container)",
         )
     for index, disk in enumerate(disks):

@@ -320,6 +320,8 @@ def _render_container(spec: dict, caps: dict) -> str:
     os_el = _sub(root, "os")
     _sub(os_el, "type", "exe", arch=caps.get("arch"))
     _sub(os_el, "init", CONTAINER_INIT)
+    # its own network namespace even without a vif (libvirt otherwise shares the host's)
+    _sub(_sub(root, "features"), "privnet")
     _sub(root, "clock", offset="utc")
     extra = spec.get("extra") or {}
     for knob in EXTRA_KNOBS:
@@ -381,8 +383,9 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
     A change of ``type`` re-renders the definition (keeping UUID and MACs).
     """
     if "type" in changed or spec["type"] == "container":
-        # a container's definition is all the spec's: rewritten whole (UUID and MACs kept)
-        return render_domain(spec, caps)
+        # a container's definition is all the spec's: rewritten whole (UUID, MACs and the
+        # owner recorded in the metadata kept)
+        return _with_owner_of(xml, render_domain(spec, caps))
     root = etree.fromstring(xml.encode())
     if "maxmem" in changed:
         _set_kib(_find_or_add(root, "memory", ("uuid", "name")), spec["maxmem"])
@@ -430,6 +433,17 @@ def update_domain_xml(xml: str, spec: dict, changed: list[str], caps: dict) -> s
             merge_fragment(root, etree.fromstring(fragment.encode()))
     _set_metadata(root, spec)
     _ensure_console_log(root, spec["name"], caps["driver"])
+    return etree.tostring(root, encoding="unicode", pretty_print=True)
+
+
+def _with_owner_of(old_xml: str, new_xml: str) -> str:
+    """``new_xml`` with the owner the metadata of ``old_xml`` records (xen_guests ``owner``)."""
+    marker = f"metadata/{{{METADATA_NS}}}guest"
+    old = etree.fromstring(old_xml.encode()).find(marker)
+    if old is None or not old.get("owner"):
+        return new_xml
+    root = etree.fromstring(new_xml.encode())
+    root.find(marker).set("owner", old.get("owner"))
     return etree.tostring(root, encoding="unicode", pretty_print=True)
 
 

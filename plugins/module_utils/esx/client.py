@@ -19,7 +19,7 @@ from typing import Any
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import NotFound, XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.common.imports import optional_import
-from ansible_collections.lcfg.xen.plugins.module_utils.esx.plan import OWNER_KEY, EsxPlan
+from ansible_collections.lcfg.xen.plugins.module_utils.esx.plan import OWNER_KEY, EsxPlan, disk_kib
 
 pyvmomi, PYVMOMI_ERROR = optional_import("pyVmomi")
 connect_module = optional_import("pyVim.connect")[0]
@@ -51,13 +51,18 @@ def connection(params: dict) -> Iterator[Any]:
             protocol=params["protocol"],
             sslContext=context,
         )
-    except (vim.fault.InvalidLogin, vim.fault.HostConnectFault, OSError, ssl.SSLError) as exc:
+    # pyVim raises a plain Exception for an endpoint that is not vSphere
+    except Exception as exc:  # pylint: disable=broad-except
         raise XenError(
             f"cannot connect to the ESX host {params['hostname']}:{params['port']} over {params['protocol']} "
             f"({_fault_text(exc)}); check hostname, port, protocol, credentials and validate_certs"
         ) from None
     try:
         yield service.RetrieveContent()
+    except vmodl.MethodFault as exc:
+        raise XenError(f"the ESX host {params['hostname']} refused a request ({_fault_text(exc)})") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise XenError(f"the connection to the ESX host {params['hostname']} broke ({_fault_text(exc)})") from None
     finally:
         with contextlib.suppress(Exception):
             connect_module.Disconnect(service)
@@ -126,7 +131,7 @@ def read_vm(content: Any, name: str, esx_host: str | None) -> dict | None:
     disks, vifs = [], []
     for device in hardware.device:
         if isinstance(device, vim.vm.device.VirtualDisk):
-            disks.append({"size_gb": round(device.capacityInKB / _KIB_PER_GIB, 3)})
+            disks.append({"size_gb": device.capacityInKB / _KIB_PER_GIB})
         elif isinstance(device, vim.vm.device.VirtualEthernetCard):
             backing = device.backing
             group = getattr(backing, "deviceName", None) or getattr(getattr(backing, "network", None), "name", None)
@@ -184,7 +189,7 @@ def _disk_specs(disks: list[dict], controller_key: int, first_unit: int) -> list
             key=-200 - unit,
             controllerKey=controller_key,
             unitNumber=unit,
-            capacityInKB=int(disk["size_gb"] * _KIB_PER_GIB),
+            capacityInKB=disk_kib(disk["size_gb"]),
             backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True),
         )
         specs.append(
@@ -239,7 +244,7 @@ def _reconfigure(vm: Any, plan: EsxPlan) -> None:
     disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
     for grow in change.get("grow_disks", []):
         disk = disks[grow["index"]]
-        disk.capacityInKB = int(grow["size_gb"] * _KIB_PER_GIB)
+        disk.capacityInKB = disk_kib(grow["size_gb"])
         devices.append(vim.vm.device.VirtualDeviceSpec(operation=edit, device=disk))
     if change.get("add_disks"):
         controller = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualSCSIController))

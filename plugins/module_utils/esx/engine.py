@@ -43,6 +43,7 @@ def converge_esx_guest(params: dict, check_mode: bool = False) -> dict:
             adopt=params.get("adopt", False),
             remove_disks=params.get("remove_disks", False),
             prefix=prefix,
+            datastore=params.get("datastore"),
         )
         if plan.changed and not check_mode:
             client.apply_plan(content, plan, params)

@@ -27,6 +27,16 @@ __all__ = ["EsxPlan", "esx_desired", "plan_vm", "DEFAULT_DISK_GB", "OWNER_KEY"]
 
 #: a disk the profile gives no size gets this many GiB (an ESX disk must have one)
 DEFAULT_DISK_GB = 8
+#: a new VM's memory when the spec gives none (xen_domain's default too)
+DEFAULT_MEMORY_MB = 512
+_KIB_PER_GIB = 1024 * 1024
+
+
+def disk_kib(size_gb: float) -> int:
+    """A disk size in whole KiB, as ESX keeps it (sizes are compared in KiB)."""
+    return int(round(size_gb * _KIB_PER_GIB))
+
+
 #: the extraConfig key lcfg.xen writes on every VM it creates (its ownership marker)
 OWNER_KEY = "lcfg.xen.managed"
 #: guest options that have no meaning on ESX: refused rather than silently dropped
@@ -97,13 +107,13 @@ def esx_desired(params: dict, port_groups: dict | None = None, prefix: str = "")
     if spec.get("firmware") == "uefi":
         _fail(f"{prefix}firmware", "set the VM's firmware on the ESX side (a guest ID with EFI); remove firmware")
     raw_disks = params.get("disks") or []
-    disks = []
+    disks = None if spec.get("disks") is None else []  # None: the VM's disks are left as they are
     for index, disk in enumerate(spec.get("disks") or []):
         if disk["type"] != "image":
             _fail(f"{prefix}disks[{index}].type", "an ESX VM's disks are virtual disks on a datastore: use type image")
         size = (raw_disks[index] or {}).get("size_gb") if index < len(raw_disks) else None
         disks.append({"size_gb": float(size) if size else float(DEFAULT_DISK_GB)})
-    vifs = []
+    vifs = None if spec.get("vifs") is None else []  # None: the VM's NICs are left as they are
     for index, vif in enumerate(spec.get("vifs") or []):
         if vif["nettype"] != "bridge":
             _fail(
@@ -124,12 +134,18 @@ def esx_desired(params: dict, port_groups: dict | None = None, prefix: str = "")
     }
 
 
-def _check_host(desired: dict, host: dict, prefix: str) -> None:
-    """What the host cannot give: more memory than it has, a port group it lacks."""
+def _check_host(desired: dict, host: dict, prefix: str, datastore: str | None) -> None:
+    """What the host cannot give: more memory than it has, a port group or datastore it lacks."""
+    if datastore and datastore not in (host.get("datastores") or []):
+        _fail(
+            "datastore",
+            f"datastore {datastore!r} is not on the ESX host "
+            f"(it has {', '.join(host.get('datastores') or []) or 'none'})",
+        )
     if desired["memory"] and host.get("memory_mb") and desired["memory"] > host["memory_mb"]:
         _fail(f"{prefix}memory", f"{desired['memory']} MiB is more than the ESX host has ({host['memory_mb']} MiB)")
     known = host.get("port_groups") or []
-    for index, vif in enumerate(desired["vifs"]):
+    for index, vif in enumerate(desired["vifs"] or []):
         if vif["port_group"] not in known:
             _fail(
                 f"{prefix}vifs[{index}].bridge",
@@ -157,6 +173,7 @@ def plan_vm(
     adopt: bool = False,
     remove_disks: bool = False,
     prefix: str = "",
+    datastore: str | None = None,
 ) -> EsxPlan:
     """Compare ``desired`` (``esx_desired``) with the VM ``current`` (None: absent) on ``host``.
     Raises ValidationError or Conflict for what cannot be done; changes nothing."""
@@ -177,12 +194,19 @@ def plan_vm(
                     f"VM {name}: unregistered; its disks stay on the datastore (remove_disks deletes them)"
                 )
         return plan
-    _check_host(desired, host, prefix)
+    _check_host(desired, host, prefix, datastore)
     running = current is not None and current["state"] == "running"
     if current is None:
         plan.create = True
-        target = dict(copy.deepcopy(desired), autostart=bool(desired["autostart"]))
-        target["vifs"] = [dict(v) for v in desired["vifs"]]
+        target = copy.deepcopy(desired)
+        # what a new VM gets for what the spec leaves out (the diff shows the real values)
+        target.update(
+            memory=desired["memory"] or DEFAULT_MEMORY_MB,
+            vcpus=desired["vcpus"] or 1,
+            disks=desired["disks"] or [],
+            vifs=desired["vifs"] or [],
+            autostart=bool(desired["autostart"]),
+        )
     else:
         target = _plan_existing(plan, desired, current, running and state != "stopped")
     want_on = state == "running" or (state == "present" and running)
@@ -224,16 +248,19 @@ def _plan_existing(plan: EsxPlan, desired: dict, current: dict, live: bool) -> d
 
 
 def _plan_disks(plan: EsxPlan, desired: dict, current: dict, target: dict) -> None:
-    """Disks by position: missing ones are added, smaller ones grown; nothing is shrunk or removed."""
+    """Disks by position: missing ones are added, smaller ones grown; nothing is shrunk or
+    removed. Sizes are compared in KiB, as ESX keeps them."""
+    if desired["disks"] is None:
+        return
     have = current["disks"]
     grow, add = [], []
     for index, disk in enumerate(desired["disks"]):
         if index >= len(have):
             add.append(disk)
             continue
-        if disk["size_gb"] > have[index]["size_gb"]:
+        if disk_kib(disk["size_gb"]) > disk_kib(have[index]["size_gb"]):
             grow.append({"index": index, "size_gb": disk["size_gb"]})
-        elif disk["size_gb"] < have[index]["size_gb"]:
+        elif disk_kib(disk["size_gb"]) < disk_kib(have[index]["size_gb"]):
             plan.warnings.append(
                 f"VM {plan.name}: disk {index} is {have[index]['size_gb']:g} GiB, more than the "
                 f"{disk['size_gb']:g} GiB asked; a disk is never shrunk"
@@ -247,30 +274,33 @@ def _plan_disks(plan: EsxPlan, desired: dict, current: dict, target: dict) -> No
         plan.reconfigure["grow_disks"] = grow
     if add:
         plan.reconfigure["add_disks"] = add
-    target["disks"] = [
-        dict(d, size_gb=max(d["size_gb"], desired["disks"][i]["size_gb"])) if i < len(desired["disks"]) else d
-        for i, d in enumerate(have)
-    ] + [dict(d) for d in add]
+    grown = {g["index"]: g["size_gb"] for g in grow}
+    target["disks"] = [dict(d, size_gb=grown.get(i, d["size_gb"])) for i, d in enumerate(have)] + [dict(d) for d in add]
 
 
 def _plan_nics(plan: EsxPlan, desired: dict, current: dict, target: dict) -> None:
-    """NICs: matched by MAC, else by position; port groups changed in place; the list is
-    the spec's (NICs it no longer lists are removed, new ones added)."""
+    """NICs: matched by MAC first, then each vif without a MAC takes the first NIC left;
+    port groups changed in place; NICs the spec no longer lists are removed, new ones added
+    after the others. The VM keeps its NICs' order (an edit cannot reorder them), so the
+    target lists the kept NICs in the VM's order. No vifs in the spec: the NICs are left as
+    they are."""
+    if desired["vifs"] is None:
+        return
     have = list(current["vifs"])
     by_mac = {v["mac"]: i for i, v in enumerate(have) if v.get("mac")}
-    used: set = set()
+    matches: list = [by_mac.get(vif["mac"]) if vif.get("mac") else None for vif in desired["vifs"]]
+    free = [i for i in range(len(have)) if i not in set(matches)]
+    for index, vif in enumerate(desired["vifs"]):
+        if not vif.get("mac") and free:
+            matches[index] = free.pop(0)
     wanted = []
     for index, vif in enumerate(desired["vifs"]):
-        match = by_mac.get((vif.get("mac") or "").lower()) if vif.get("mac") else None
-        if match is None and not vif.get("mac") and index < len(have) and index not in used:
-            match = index
-        if match is not None:
-            used.add(match)
+        match = matches[index]
         mac = vif.get("mac") or (have[match]["mac"] if match is not None else None)
         wanted.append({"match": match, "mac": mac, "port_group": vif["port_group"]})
-    same = [w["match"] for w in wanted] == list(range(len(have))) and all(
-        have[w["match"]]["port_group"] == w["port_group"] for w in wanted
-    )
+    kept = sorted((w for w in wanted if w["match"] is not None), key=lambda w: w["match"])
+    added = [w for w in wanted if w["match"] is None]
+    same = not added and len(kept) == len(have) and all(have[w["match"]]["port_group"] == w["port_group"] for w in kept)
     if not same:
         plan.reconfigure["nics"] = wanted
-    target["vifs"] = [{"mac": w["mac"], "port_group": w["port_group"]} for w in wanted]
+    target["vifs"] = [{"mac": w["mac"], "port_group": w["port_group"]} for w in kept + added]

@@ -60,6 +60,7 @@ def test_container_definition_sets_limits_root_and_addresses():
     assert filesystem.find("target").get("dir") == "/"
     assert filesystem.find("driver").attrib == {"type": "loop", "format": "raw"}
     assert root.find("devices/disk") is None
+    assert root.find("features/privnet") is not None  # its own network namespace, vif or not
     nat, bridge = root.findall("devices/interface")
     assert nat.find("ip").attrib == {"address": "10.0.0.61", "prefix": "24"}
     assert nat.find("route").get("gateway") == "10.0.0.254"
@@ -106,6 +107,7 @@ def test_containers_only_on_lxc(params, driver, parameter):
         ({"boot_order": ["disk"]}, "boot_order"),
         ({"cdrom": "/srv/x.iso"}, "cdrom"),
         ({"firmware": "uefi"}, "firmware"),
+        ({"disks": []}, "disks"),  # libvirt would run it on the host's own root filesystem
         ({"disks": [{"path": "/var/lib/libvirt/images/a.img"}, {"path": "/var/lib/libvirt/images/b.img"}]}, "disks"),
         ({"disks": [{"path": "/var/lib/libvirt/images/a.qcow2", "format": "qcow2"}]}, "disks[0]"),
     ],
@@ -117,7 +119,7 @@ def test_container_rules_name_the_parameter(params, parameter):
 
 
 def test_a_guest_without_type_on_lxc_is_a_container():
-    spec = validate_spec({"name": "ct2"})
+    spec = validate_spec({"name": "ct2", "disks": [{"path": "/var/lib/libvirt/images/ct2.img"}]})
     check_driver(spec, "lxc")
     assert complete_spec(spec, None, "lxc")["type"] == "container"
 
@@ -142,3 +144,23 @@ def test_containers_only_where_the_play_allows_them():
         profile_value_problem("type", "LXC")
     profile_value_problem("type", "container", HostAccess(allow_containers=True))
     profile_value_problem("type", "hvm")
+
+
+def test_a_container_takes_no_extra_xml_unless_trusted():
+    timers = '<clock offset="utc"><timer name="rtc" present="yes"/></clock>'
+    spec = container(extra={"xml": [timers]})
+    dirs = ("/var/lib/libvirt/images",)
+    with pytest.raises(ValidationError, match="host device") as info:
+        check_guest_access(spec, HostAccess(storage_dirs=dirs, allow_containers=True), prefix="guests[0].")
+    assert info.value.parameter == "guests[0].extra.xml[0]"
+    check_guest_access(spec, HostAccess(storage_dirs=dirs, allow_containers=True, trusted_extra_xml=True))
+
+
+def test_a_redefined_container_keeps_its_owner():
+    first = complete_spec(container(), None, "lxc")
+    root = etree.fromstring(render_domain(first, CAPS).encode())
+    root.find("metadata/{urn:lcfg:xen:guest:1}guest").set("owner", "site-a")
+    xml = etree.tostring(root, encoding="unicode")
+    second = complete_spec(container(memory=256), parse_domain(xml), "lxc")
+    updated = etree.fromstring(update_domain_xml(xml, second, ["memory"], CAPS).encode())
+    assert updated.find("metadata/{urn:lcfg:xen:guest:1}guest").get("owner") == "site-a"

@@ -174,3 +174,48 @@ def test_a_whole_inventory_guest_is_taken_as_it_is():
     with pytest.raises(ValidationError) as info:
         guest_options({"guest": dict(hostvar, memory="lots"), "state": "present"})
     assert info.value.parameter == "guest.memory"
+
+
+def test_nics_by_mac_first_then_by_position():
+    have = existing(
+        vifs=[
+            {"mac": "00:50:56:00:10:02", "port_group": "VM Network"},
+            {"mac": "00:50:56:00:10:01", "port_group": "VM Network"},
+        ]
+    )
+    vifs = [{"bridge": "xenbr0"}, {"bridge": "xenbr0", "mac": "00:50:56:00:10:02"}]
+    plan = plan_vm(guest(vifs=vifs), have, HOST, state="running")
+    assert plan.reconfigure == {} and plan.after["vifs"] == have["vifs"]  # both kept, in the VM's order
+    vifs = [{"bridge": "xenbr1"}, {"bridge": "xenbr0", "mac": "00:50:56:00:10:02"}, {"bridge": "xenbr0"}]
+    plan = plan_vm(guest(vifs=vifs), have, HOST, state="running")
+    assert [n["match"] for n in plan.reconfigure["nics"]] == [1, 0, None]
+    assert plan.after["vifs"] == [
+        {"mac": "00:50:56:00:10:02", "port_group": "VM Network"},
+        {"mac": "00:50:56:00:10:01", "port_group": "xenbr1"},
+        {"mac": None, "port_group": "VM Network"},
+    ]
+
+
+def test_options_left_out_leave_the_vm_as_it_is():
+    params = {"name": "web1", "memory": 512, "vcpus": 1}
+    plan = plan_vm(esx_desired(params), existing(), HOST, state="running")
+    assert plan.actions == [] and plan.after["vifs"] == existing()["vifs"]
+    new = plan_vm(esx_desired({"name": "new1"}), None, HOST, state="present")
+    assert (new.after["memory"], new.after["vcpus"], new.after["disks"], new.after["vifs"]) == (512, 1, [], [])
+
+
+def test_sizes_compare_in_kib():
+    plan = plan_vm(guest(disks=[{"path": "/g/a.img", "size_gb": 1.0004}]), existing(disks=[{"size_gb": 4.0}]), HOST)
+    assert "never shrunk" in plan.warnings[0]
+    odd = 1.0004
+    kib = round(odd * 1024 * 1024)
+    plan = plan_vm(
+        guest(disks=[{"path": "/g/a.img", "size_gb": odd}]), existing(disks=[{"size_gb": kib / 1024**2}]), HOST
+    )
+    assert plan.reconfigure == {}
+
+
+def test_a_datastore_the_host_lacks_is_refused_before_any_change():
+    with pytest.raises(ValidationError, match="datastore 'nosuch' is not on the ESX host") as info:
+        plan_vm(guest(), None, HOST, state="running", datastore="nosuch")
+    assert info.value.parameter == "datastore"
