@@ -268,9 +268,10 @@ def test_remove_disks_only_with_absent(conn):
 class StubbornDomain:
     """A guest that ignores shutdown requests."""
 
-    def __init__(self):
+    def __init__(self, driver="QEMU"):
         self.active = True
         self.calls = []
+        self.driver = driver
 
     def isActive(self):  # noqa: N802 - libvirt's name
         return self.active
@@ -281,9 +282,18 @@ class StubbornDomain:
     def shutdown(self):
         self.calls.append("shutdown")
 
+    def shutdownFlags(self, flags):  # noqa: N802 - libvirt's name
+        self.calls.append(f"shutdown({flags})")
+
     def destroy(self):
         self.calls.append("destroy")
         self.active = False
+
+    def connect(self):
+        return self
+
+    def getType(self):  # noqa: N802 - the connection's, as libvirt names it
+        return self.driver
 
 
 def test_stop_waits_then_fails_without_force(monkeypatch):
@@ -579,3 +589,11 @@ def test_plan_fields_match_the_actions(conn):
     assert stop.power == "stop" and stop.actions == ["stop"]
     absent = plan("absent")
     assert absent.stop_first and absent.power is None and absent.actions == ["stop", "undefine"]
+
+
+def test_a_container_is_asked_to_stop_with_sigterm(monkeypatch):
+    """libvirt's default shutdown of an LXC container (initctl) needs a SysV init; SIGTERM works."""
+    monkeypatch.setattr(calls, "POLL", 0.01)
+    dom = StubbornDomain(driver="LXC")
+    assert calls.stop(dom, 0.05, True, name=NAME) == "destroy"
+    assert dom.calls == [f"shutdown({libvirt.VIR_DOMAIN_SHUTDOWN_SIGNAL})", "destroy"]
