@@ -112,6 +112,12 @@ def guest_items(
     return items
 
 
+def guest_container_templates(specs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The templates the container specs clone, once each, sorted: root filesystem images that
+    nothing builds empty, so the guest role checks that they exist."""
+    return sorted({str(s["template"]) for s in specs or [] if guest_kind(s) == "container" and s.get("template")})
+
+
 def guest_removals(
     specs: Iterable[Mapping[str, Any]],
     shutdown_timeout: int = 120,
@@ -211,6 +217,7 @@ class FilterModule:
             "guest_disks": guest_disks,
             "guest_items": guest_items,
             "guest_kind": guest_kind,
+            "guest_container_templates": guest_container_templates,
             "guest_removals": guest_removals,
             "guest_summary": guest_summary,
             "guest_templates": guest_templates,

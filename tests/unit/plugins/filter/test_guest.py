@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.lcfg.xen.plugins.filter.guest import (
     FilterModule,
+    guest_container_templates,
     guest_disks,
     guest_items,
     guest_removals,
@@ -198,6 +199,7 @@ def test_summary_table():
 def test_filter_names():
     assert set(FilterModule().filters()) == {
         "guest_disks",
+        "guest_container_templates",
         "guest_items",
         "guest_kind",
         "guest_removals",
@@ -240,6 +242,17 @@ def test_guest_items_of_one_kind():
     assert [g["name"] for g in guest_items(specs)] == ["vm1", "ct1", "vm2"]
     with pytest.raises(AnsibleFilterError, match="unknown kind"):
         guest_items(specs, kind="vz")
+
+
+def test_container_templates_are_checked_not_built():
+    specs = [
+        {"name": "ct1", "type": "container", "template": "/t/ct.img"},
+        {"name": "ct2", "type": "lxc", "template": "/t/ct.img"},
+        {"name": "ct3", "type": "container"},
+        {"name": "vm", "template": "/t/vm.img"},
+        {"name": "bare"},
+    ]
+    assert guest_container_templates(specs) == ["/t/ct.img"]
 
 
 def test_container_templates_are_not_built_empty():
