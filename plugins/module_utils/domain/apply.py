@@ -50,6 +50,8 @@ def ensure_defined(run: _Run, state: dict) -> tuple[bool, dict]:
     plan = run.plan
     if plan.new_xml is None:
         return False, state
+    if plan.missing_network is not None and not run.check_mode:
+        raise plan.missing_network  # before anything of this guest changes
     new_state = dict(
         copy.deepcopy(plan.after), state=state.get("state", "stopped"), autostart=state.get("autostart", False)
     )

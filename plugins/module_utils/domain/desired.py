@@ -70,7 +70,7 @@ __all__ = [
     "validate_spec",
     "parse_extra_text",
     "check_driver",
-    "check_networks_exist",
+    "missing_network",
     "complete_spec",
     "canonical_cpuset",
     "detect_format",
@@ -459,15 +459,17 @@ def _check_container_driver(spec: dict, driver: str, prefix: str) -> bool:
     return driver == "lxc"
 
 
-def check_networks_exist(spec: dict, networks: dict, prefix: str = "") -> None:
-    """Every NAT or routed vif names a libvirt network of ``networks`` (names known to the host)."""
+def missing_network(spec: dict, networks: dict, prefix: str = "") -> ValidationError | None:
+    """The error for the first NAT or routed vif whose libvirt network is not in ``networks``
+    (the host's), or None."""
     for index, vif in enumerate(spec.get("vifs") or []):
         if vif.get("nettype") in ("nat", "route") and vif.get("network") not in networks:
-            _fail(
+            return ValidationError(
                 f"{prefix}vifs[{index}].network",
                 f"libvirt network {vif['network']!r} does not exist on this host; create it first "
                 "(lcfg.xen.xen_bridge, or the network role) or name an existing one",
             )
+    return None
 
 
 #: what a container cannot have: it shares the host's kernel and boots nothing

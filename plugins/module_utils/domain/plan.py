@@ -27,8 +27,8 @@ from ansible_collections.lcfg.xen.plugins.module_utils.domain.current import Cur
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.desired import (
     METADATA_NS,
     check_driver,
-    check_networks_exist,
     complete_spec,
+    missing_network,
     validate_spec,
 )
 from ansible_collections.lcfg.xen.plugins.module_utils.domain.parse import carries_marker, diff_specs, reserved_targets
@@ -69,6 +69,9 @@ class DomainPlan:
     power: str | None = None
     #: state absent: stop the running guest before it is undefined (action ``stop``)
     stop_first: bool = False
+    #: a container's NAT or routed network that does not exist (yet): the real run fails on it
+    #: before defining anything; a check run only warns (the play may create it first)
+    missing_network: ValidationError | None = None
 
     @property
     def changed(self) -> bool:
@@ -251,8 +254,13 @@ def plan_domain(
         raise ValidationError(f"{prefix}remove_disks", "only valid with state: absent")
     driver = caps.basic()["driver"]
     check_driver(desired, driver, prefix=prefix)
-    if driver == "lxc":  # the networks were read for the containers' addresses: refuse a missing one now
-        check_networks_exist(desired, caps.basic()["networks"], prefix)
+    if driver == "lxc":  # the networks were read for the containers' addresses
+        plan.missing_network = missing_network(desired, caps.basic()["networks"], prefix)
+        if plan.missing_network:
+            plan.notes.append(
+                f"guest {name}: {plan.missing_network.message} (the real run stops there, "
+                "unless the play creates it first)"
+            )
     desired = copy.deepcopy(desired)
     _disk_formats(desired, plan.local, dirs, prefix)
     if current.exists:
