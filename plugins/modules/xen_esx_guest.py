@@ -104,6 +104,7 @@ options:
     description:
       - Name of the VM. Exactly one of O(name) and O(guest).
     type: str
+    required: false
 extends_documentation_fragment:
   - lcfg.xen.guest
 attributes:
