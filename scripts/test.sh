@@ -52,7 +52,11 @@ run_lint() {
   ansible-galaxy collection build --force --output-path build/ >/dev/null || rc=1
   if [[ -d roles && -n "$(ls roles 2>/dev/null)" ]]; then
     stage "ansible-lint"
-    ansible-lint --offline -q roles playbooks || rc=1
+    # A private HOME: ansible-lint puts ~/.ansible/collections first in the collections path, where
+    # an older installed lcfg.xen (molecule's, a user's) would shadow this checkout's modules.
+    lint_home="$(mktemp -d)"
+    HOME="$lint_home" ansible-lint --offline -q roles playbooks || rc=1
+    rm -rf "$lint_home"
   fi
   return "$rc"
 }
