@@ -99,7 +99,7 @@ def test_host_access_in_the_configuration_lets_the_site_in(tmp_path):
         ("phy", "/dev/vg_lcfgt/vm1-data"),
     ]
     assert hv["lcfgt-access-hv"]["xen_host_access"] == dict(
-        HOST_ACCESS, allow_host_resources=False, trusted_extra_xml=False
+        HOST_ACCESS, allow_host_resources=False, allow_containers=False, trusted_extra_xml=False
     )
     assert "xen_host_access" not in hv["vm1"]
 
