@@ -104,7 +104,8 @@ def test_pv_guest_boots_and_changes_live(xen_lab, cleanup):
         lambda: (x := xen_lab.xl_list(PV)) and x["mem"] == 200 and x, 120, "xl list to show 200 MiB", step=5
     )
     assert listed["vcpus"] == 2
-    assert xen_lab.xl_vcpus_online(PV) == 2
+    # the guest brings the hot-added VCPU online in its own time: wait for it, as for memory
+    wait_for(lambda: xen_lab.xl_vcpus_online(PV) == 2, 120, "xl to show 2 VCPUs online", step=5)
     assert xen_lab.ssh(f"virsh -c {URI} dominfo {PV}").stdout.count("running") == 1
     console = wait_for(
         lambda: (c := guest_console(xen_lab, PV)) and "lcfg-xen-lab guest: up" in c and c,
