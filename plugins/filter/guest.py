@@ -21,6 +21,11 @@ SUMMARY_HEADER = ("HYPERVISOR", "GUEST", "KIND", "STATE", "MiB", "ACTUAL", "MAX"
 KINDS = ("vm", "container")
 
 
+def _check_kind(filter_name: str, kind: str | None) -> None:
+    if kind is not None and kind not in KINDS:
+        raise AnsibleFilterError(f"{filter_name}: unknown kind {kind!r}; use vm or container")
+
+
 def guest_kind(spec: Mapping[str, Any]) -> str:
     """``container`` for a container guest (type container), else ``vm``."""
     return "container" if spec.get("type") in ("container", "lxc") else "vm"
@@ -100,8 +105,7 @@ def guest_items(
     """The ``guests`` option of ``xen_guests``: each spec with the power state it should have
     (``state_autostart`` for guests marked to boot when ``start_autostart``, else ``state_other``)
     and its vifs completed (``_vif``). ``kind`` (vm or container): only the guests of that kind."""
-    if kind is not None and kind not in KINDS:
-        raise AnsibleFilterError(f"guest_items: unknown kind {kind!r}; use vm or container")
+    _check_kind("guest_items", kind)
     items = []
     for spec in specs or []:
         if kind is not None and guest_kind(spec) != kind:
@@ -126,8 +130,7 @@ def guest_removals(
 ) -> list[dict[str, Any]]:
     """The ``guests`` option of ``xen_guests`` that stops and undefines each guest by name
     (``kind``, vm or container: only the guests of that kind)."""
-    if kind is not None and kind not in KINDS:
-        raise AnsibleFilterError(f"guest_removals: unknown kind {kind!r}; use vm or container")
+    _check_kind("guest_removals", kind)
     return [
         {
             "name": spec["name"],

@@ -219,6 +219,26 @@ def _set_metadata(root: etree._Element, spec: dict) -> None:
     metadata.append(guest)
 
 
+def _domain_head(spec: dict, domain_type: str) -> etree._Element:
+    """A new ``<domain>`` with name, UUID, the lcfg.xen metadata and the memory sizes."""
+    root = etree.Element("domain", type=domain_type)
+    _sub(root, "name", spec["name"])
+    _sub(root, "uuid", spec["uuid"])
+    _set_metadata(root, spec)
+    _sub(root, "memory", spec["maxmem"] * 1024, unit="KiB")
+    _sub(root, "currentMemory", spec["memory"] * 1024, unit="KiB")
+    return root
+
+
+def _sub_clock_and_lifecycle(root: etree._Element, spec: dict) -> dict:
+    """``<clock>`` and the ``on_*`` actions; returns the spec's ``extra``."""
+    _sub(root, "clock", offset="utc")
+    extra = spec.get("extra") or {}
+    for knob in EXTRA_KNOBS:
+        _sub(root, knob, extra.get(knob) or ("restart" if knob == "on_reboot" else "destroy"))
+    return extra
+
+
 def render_domain(spec: dict, caps: dict) -> str:
     """Render a complete spec (see ``complete_spec``) for ``caps``.
 
@@ -228,12 +248,7 @@ def render_domain(spec: dict, caps: dict) -> str:
     if spec["type"] == "container":
         return _render_container(spec, caps)
     driver = caps["driver"]
-    root = etree.Element("domain", type=_domain_type(spec, caps))
-    _sub(root, "name", spec["name"])
-    _sub(root, "uuid", spec["uuid"])
-    _set_metadata(root, spec)
-    _sub(root, "memory", spec["maxmem"] * 1024, unit="KiB")
-    _sub(root, "currentMemory", spec["memory"] * 1024, unit="KiB")
+    root = _domain_head(spec, _domain_type(spec, caps))
     vcpu = _sub(root, "vcpu", spec["maxvcpus"], placement="static")
     if spec["vcpus"] != spec["maxvcpus"]:
         vcpu.set("current", str(spec["vcpus"]))
@@ -248,10 +263,7 @@ def render_domain(spec: dict, caps: dict) -> str:
         features = _sub(root, "features")
         _sub(features, "acpi")
         _sub(features, "apic")
-    _sub(root, "clock", offset="utc")
-    extra = spec.get("extra") or {}
-    for knob in EXTRA_KNOBS:
-        _sub(root, knob, extra.get(knob) or ("restart" if knob == "on_reboot" else "destroy"))
+    extra = _sub_clock_and_lifecycle(root, spec)
     devices = _sub(root, "devices")
     if caps.get("emulator"):
         _sub(devices, "emulator", caps["emulator"])
@@ -303,12 +315,7 @@ def _render_container(spec: dict, caps: dict) -> str:
     """A container on libvirt's LXC driver: the memory limit (memtune hard_limit, which libvirt
     sets at every start, autostart included), a CPU quota of ``vcpus`` CPUs, the root filesystem
     image loop-mounted at /, and the vifs with their addresses set inside."""
-    root = etree.Element("domain", type="lxc")
-    _sub(root, "name", spec["name"])
-    _sub(root, "uuid", spec["uuid"])
-    _set_metadata(root, spec)
-    _sub(root, "memory", spec["maxmem"] * 1024, unit="KiB")
-    _sub(root, "currentMemory", spec["memory"] * 1024, unit="KiB")
+    root = _domain_head(spec, "lxc")
     memtune = _sub(root, "memtune")
     _sub(memtune, "hard_limit", spec["memory"] * 1024, unit="KiB")
     vcpu = _sub(root, "vcpu", spec["maxvcpus"], placement="static")
@@ -322,10 +329,7 @@ def _render_container(spec: dict, caps: dict) -> str:
     _sub(os_el, "init", CONTAINER_INIT)
     # its own network namespace even without a vif (libvirt otherwise shares the host's)
     _sub(_sub(root, "features"), "privnet")
-    _sub(root, "clock", offset="utc")
-    extra = spec.get("extra") or {}
-    for knob in EXTRA_KNOBS:
-        _sub(root, knob, extra.get(knob) or ("restart" if knob == "on_reboot" else "destroy"))
+    extra = _sub_clock_and_lifecycle(root, spec)
     devices = _sub(root, "devices")
     for disk in spec.get("disks") or []:
         filesystem = _sub(devices, "filesystem", type="file", accessmode="passthrough")

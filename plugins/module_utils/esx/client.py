@@ -203,7 +203,7 @@ def _disk_specs(disks: list[dict], controller_key: int, first_unit: int) -> list
     return specs
 
 
-def _create(content: Any, plan: EsxPlan, host: Any, params: dict) -> Any:
+def _create(plan: EsxPlan, host: Any, params: dict) -> Any:
     datacenter = _datacenter_of(host)
     datastore = params.get("datastore") or host.datastore[0].name
     if datastore not in [ds.name for ds in host.datastore]:
@@ -311,7 +311,7 @@ def apply_plan(content: Any, plan: EsxPlan, params: dict) -> None:
     """Carry out ``plan`` (see ``EsxPlan.actions`` for the order)."""
     host = _host(content, params.get("esx_host"))
     try:
-        vm = _create(content, plan, host, params) if plan.create else _find_vm(content, plan.name)
+        vm = _create(plan, host, params) if plan.create else _find_vm(content, plan.name)
         if plan.power == "off":  # removal powers off without asking the guest: it is going anyway
             _power(vm, False, plan, dict(params, force_stop=params.get("force_stop") or plan.remove))
         if plan.reconfigure:
