@@ -112,6 +112,31 @@ options:
     type: str
     default: ~/.cache/lcfg-xen/http
     version_added: 0.2.0
+  only_limited_profiles:
+    description:
+      - With a C(--limit) (C(ansible-playbook), C(ansible), C(ansible-inventory)), add to the
+        inventory only the profiles the limit can select, each whole (its host, all its guests and
+        virtual groups), instead of every profile of the site. A run limited to one hypervisor of a
+        2,000-profile site then holds 11 hosts, not 22,000 (see the collection's C(docs/scale.md)).
+      - Every profile is still read, checked and cached as without the option; profile errors and
+        warnings are the same.
+      - A limit term is matched as ansible-core matches it (C(~regex), globs, exact names) against
+        the names of this source's hosts, guests and virtual groups. A term that matches none of
+        them (another source's group, a constructed group, C(localhost)), that matches C(all),
+        C(xen_hypervisors) or C(xen_guests), or a limit of exclusions only, loads every profile.
+        With O(groups) or O(keyed_groups) set, only terms naming a host or guest exactly are
+        judged; any other term loads every profile.
+      - The hosts left out are not in C(hostvars) or C(groups) for that run. Leave this off for plays
+        that read other hypervisors' variables, and when another inventory source adds this
+        source's hosts to its groups by glob.
+    type: bool
+    default: false
+    env:
+      - name: LCFG_XEN_ONLY_LIMITED_PROFILES
+    ini:
+      - section: lcfg_xen
+        key: only_limited_profiles
+    version_added: 0.2.0
   http_headers:
     description:
       - Extra HTTP headers sent with every http(s) request, for example an C(Authorization)
@@ -335,6 +360,7 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
     host_access_from_params,
 )
 from ansible_collections.lcfg.xen.plugins.plugin_utils import connection as _connection
+from ansible_collections.lcfg.xen.plugins.plugin_utils import limit as _limit
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections
@@ -730,6 +756,12 @@ def _host_vars_names(sources: list[str]) -> set[str] | bool:
     return names
 
 
+def _read_lines(path: str) -> list[str]:
+    """The lines of a ``--limit @file`` (a retry file: one host name per line)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read().splitlines()
+
+
 def _plain_data(inventory: Any) -> Any:
     """The inventory data behind ansible-core's proxy (2.19 and later), else ``inventory``.
 
@@ -877,7 +909,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         inventory = _plain_data(self.inventory)
         self._group_vars: dict[tuple[str, ...], dict[str, Any]] = {}  # _user_vars: group names -> variables
         self._host_vars_names: set[str] | bool | None = None  # _may_have_host_vars: None until needed
-        hosts = self._without_names_taken_elsewhere(data.get("hosts") or [], strict)
+        hosts = self._limited(self._without_names_taken_elsewhere(data.get("hosts") or [], strict))
         if any(h.get("is_hypervisor") for h in hosts):
             inventory.add_group(HYPERVISORS)
             inventory.add_group(GUESTS)
@@ -903,6 +935,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._construct(name)
             for guest_name in host["guests"]:
                 self._construct(guest_name)
+
+    def _limited(self, hosts: list[dict]) -> list[dict]:
+        """``hosts`` the run's ``--limit`` can select, with ``only_limited_profiles``; else all."""
+        if not self.get_option("only_limited_profiles"):
+            return hosts
+        from ansible import context  # pylint: disable=import-outside-toplevel
+
+        units = [
+            _limit.Unit(host["name"], tuple(host.get("guests") or ()), tuple(host.get("groups") or ()))
+            for host in hosts
+        ]
+        keep = _limit.selected_units(
+            (context.CLIARGS or {}).get("subset"),
+            units,
+            ["all", "ungrouped", HYPERVISORS, GUESTS],
+            bool(self.get_option("groups") or self.get_option("keyed_groups")),
+            read_file=_read_lines,
+        )
+        return hosts if keep is None else [host for index, host in enumerate(hosts) if index in keep]
 
     def _user_vars(self, name: str) -> dict[str, Any]:
         """The variables of host ``name`` as the user set them so far: group and host

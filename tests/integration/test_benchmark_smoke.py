@@ -47,7 +47,8 @@ def test_inventory_limit_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["inventory_hosts"] == 20 * 11
-    assert {"lcfg", "bare"} <= result.keys() and result["lcfg"]["maxrss_mb"] > 0
+    assert {"lcfg", "only", "bare"} <= result.keys() and result["lcfg"]["maxrss_mb"] > 0
+    assert result["only"]["ratio_to_bare"] > 0
 
 
 def test_rollout_on_many_hypervisors_smoke(tmp_path):

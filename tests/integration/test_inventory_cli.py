@@ -120,6 +120,36 @@ def test_source_directory_is_one_site(tmp_path):
     assert (net["nat_network"], net["bridge_network"]) == (True, True)
 
 
+GROUPS_PLAY = """- name: What the inventory holds, whatever --limit selects
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Print the hypervisors and guests the inventory holds
+      run_once: true
+      ansible.builtin.debug:
+        msg: "HOLDS {{ groups['xen_hypervisors'] | sort | join(',') }} / {{ groups['xen_guests'] | length }}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("limit", "only", "holds"),
+    [
+        ("xen-groups", True, "xen-groups / 8"),  # its guests and virtual groups come with it
+        ("cluster2", True, "xen-groups / 8"),  # a virtual group selects its profile
+        ("node3,profiledev", True, "xen-cluster,xen-single / 9"),
+        ("xen_hypervisors", True, "xen-cluster,xen-groups,xen-networks,xen-single / 17"),
+        ("xen-groups", False, "xen-cluster,xen-groups,xen-networks,xen-single / 17"),  # the default
+    ],
+)
+def test_only_limited_profiles_loads_what_the_limit_can_select(tmp_path, limit, only, holds):
+    config = write_config(tmp_path, [str(PROFILES / "source")], only_limited_profiles=only)
+    play = tmp_path / "holds.yml"
+    play.write_text(GROUPS_PLAY)
+    proc = run_playbook(play, "--limit", limit, inventory=config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"HOLDS {holds}" in proc.stdout
+
+
 def test_seed_variant_gives_the_same_facts(tmp_path):
     check_single(inventory(write_config(tmp_path, [str(PROFILES / "variants" / "xen-single-seed")])), "xen-single-seed")
 

@@ -32,6 +32,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profi
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
 OPTIONS = {
+    "only_limited_profiles": False,
     "strict": False,
     "strict_profiles": None,
     "compose": {},
@@ -122,6 +123,37 @@ def test_populate_hosts_groups_and_vars(plugin):
     assert "lcfg_resources" in desk and not {"xen_host", "xen_domain", "xen_hypervisor"} & set(desk)
     assert "desk" not in [h.name for h in inv.groups["xen_hypervisors"].get_hosts()]
     assert mod.display.warnings == []
+
+
+def _with_limit(monkeypatch, subset):
+    from ansible import context
+    from ansible.utils.context_objects import CLIArgs
+
+    monkeypatch.setattr(context, "CLIARGS", CLIArgs({"subset": subset}))
+
+
+XEN2 = {"virtualmachines": "db", "virtualgroup": "dbs", "members_dbs": "db"}
+
+
+@pytest.mark.parametrize(
+    ("subset", "only", "hosts"),
+    [
+        ("xen2", True, {"xen2", "db"}),  # the profile whole: its guests come with it
+        ("web", True, {"xen1", "web", "vm2"}),
+        ("dbs,desk", True, {"xen2", "db", "desk"}),
+        ("xen2", False, {"xen1", "web", "vm2", "xen2", "db", "desk"}),  # the default: every profile
+        ("elsewhere", True, {"xen1", "web", "vm2", "xen2", "db", "desk"}),  # unknown term: every profile
+        (None, True, {"xen1", "web", "vm2", "xen2", "db", "desk"}),
+    ],
+)
+def test_only_limited_profiles_adds_the_profiles_the_limit_can_select(plugin, monkeypatch, subset, only, hosts):
+    _with_limit(monkeypatch, subset)
+    mod = plugin(only_limited_profiles=only)
+    mod._populate(site_data([make("xen1", XEN1), make("xen2", XEN2), make("desk", None)]))
+    assert set(mod.inventory.hosts) == hosts
+    if "db" in hosts:
+        assert [h.name for h in mod.inventory.groups["dbs"].get_hosts()] == ["db"]
+        assert mod.inventory.get_host("db").vars["xen_hypervisor"] == "xen2"
 
 
 def test_profile_values_stay_plain_strings(plugin):
