@@ -154,10 +154,13 @@ def _apply_checked(conn, plan: DomainPlan, check_mode: bool, start_wait: float, 
     return result
 
 
-def observe_results(conn, plans: list[DomainPlan], results: list[dict], check_mode: bool, live_wait: float) -> None:
+def observe_results(
+    conn, plans: list[DomainPlan], results: list[dict], check_mode: bool, live_wait: float, parallel: int = 8
+) -> None:
     """Add ``memory_actual``, ``vcpus_online`` and ``live_not_followed`` to each guest result
     (in place): running guests given memory or VCPUs live are waited for together, up to
-    ``live_wait`` seconds, and what they did not follow is said in words and as a warning."""
+    ``live_wait`` seconds, and what they did not follow is said in words and as a warning.
+    The other running guests are read ``parallel`` at a time (each read asks QEMU or Xen)."""
     by_name = {plan.name: plan for plan in plans}
     watch = []
     running = {}
@@ -180,14 +183,21 @@ def observe_results(conn, plans: list[DomainPlan], results: list[dict], check_mo
         if want:
             watch.append((dom, result["name"], want))
     followed = follow_live(watch, live_wait) if watch else {}
+
+    def read_guest_side(result: dict) -> None:
+        dom = running[result["name"]]
+        result["memory_actual"], result["vcpus_online"] = guest_side(dom, calls.live_xml(dom, name=result["name"]))
+
+    unwatched = [r for r in results if r["name"] in running and r["name"] not in followed]
+    if parallel > 1 and len(unwatched) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(unwatched))) as pool:
+            list(pool.map(read_guest_side, unwatched))
+    else:
+        for result in unwatched:
+            read_guest_side(result)
     for result in results:
-        dom = running.get(result["name"])
-        if dom is None:
-            continue
         seen = followed.get(result["name"])
         if seen is None:
-            xml = calls.live_xml(dom, name=result["name"])
-            result["memory_actual"], result["vcpus_online"] = guest_side(dom, xml)
             continue
         result.update(seen)
         for what in seen["live_not_followed"]:
@@ -319,7 +329,7 @@ def converge_guests(
         _wait({"start_wait": start_wait}, "start_wait", START_WAIT),
     )
     results = _apply_all(conn, plans, check_mode, parallel, waits[1], caps)
-    observe_results(conn, plans, results, check_mode, waits[0])
+    observe_results(conn, plans, results, check_mode, waits[0], parallel)
     pruned = _apply_prune(conn, prune_plans, check_mode, parallel, results)
     every = results + pruned
     return dict(
