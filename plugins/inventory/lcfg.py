@@ -460,20 +460,36 @@ def make_opener(
             decompress=False,
         )
 
-    def open_once(url: str, all_headers: dict[str, str], timeout: float) -> Any:
-        parts = urllib.parse.urlsplit(url)
-        if "@" in parts.netloc:
-            return with_credentials(url, all_headers, timeout)
+    def with_netrc(parts: urllib.parse.SplitResult, all_headers: dict[str, str]) -> dict[str, str]:
         netrc_file = logins()
         if isinstance(netrc_file, Exception):
             raise netrc_file
         login = netrc_file.authenticators(parts.hostname) if netrc_file is not None and parts.hostname else None
         if login and login[0] and login[2]:
-            all_headers = {**all_headers, "Authorization": basic_auth_header(login[0], login[2])}
+            return {**all_headers, "Authorization": basic_auth_header(login[0], login[2])}
+        return all_headers
+
+    def proxied(parts: urllib.parse.SplitResult) -> bool:
         # proxy_bypass is given host:port, as urllib's ProxyHandler gives it (no_proxy may name a port)
-        if parts.scheme.lower() in proxies and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
+        return parts.scheme.lower() in proxies and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2])
+
+    def open_once(url: str, all_headers: dict[str, str], timeout: float) -> Any:
+        parts = urllib.parse.urlsplit(url)
+        if "@" in parts.netloc:
+            return with_credentials(url, all_headers, timeout)
+        all_headers = with_netrc(parts, all_headers)
+        if proxied(parts):
             return shared().open(urllib.request.Request(url, headers=all_headers), timeout=timeout)
         return kept.open(url, all_headers, timeout)
+
+    def open_idle(url: str, timeout: float, extra_headers: dict[str, str], deadline: float) -> Any:
+        """``open_`` on an idle kept connection in the caller's thread, held to ``deadline``
+        (``KeptConnections.open_idle``); None when it cannot be sent that way (no idle
+        connection, a proxy, credentials in the URL)."""
+        parts = urllib.parse.urlsplit(url)
+        if "@" in parts.netloc or proxied(parts):
+            return None
+        return kept.open_idle(url, with_netrc(parts, {**base_headers, **extra_headers}), timeout, deadline)
 
     def open_(url: str, timeout: float, extra_headers: dict[str, str]) -> Any:
         all_headers = {**base_headers, **extra_headers}
@@ -494,6 +510,7 @@ def make_opener(
         raise LcfgError(f"more than {MAX_REDIRECTS} redirects", file=source)
 
     open_.close = kept.close  # type: ignore[attr-defined]  # the kept connections, once the read is done
+    open_.open_idle = open_idle  # type: ignore[attr-defined]  # see loader.fetch_answer
     return open_
 
 

@@ -291,6 +291,11 @@ def fetch_answer(
     if opener is None:
         opener = _urllib_opener(validate_certs)
     deadline = time.monotonic() + timeout
+    open_idle = getattr(opener, "open_idle", None)
+    if open_idle is not None:
+        answer = _answer_on_idle_connection(url, open_idle, timeout, max_size, deadline, headers or {})
+        if answer is not None:
+            return answer
     state: dict[str, Any] = {}
     done = threading.Event()
 
@@ -303,15 +308,47 @@ def fetch_answer(
             done.set()
 
     threading.Thread(target=work, name="lcfg-fetch", daemon=True).start()
-    if not done.wait(timeout) or isinstance(state.get("error"), TimeoutError):
+    if not done.wait(timeout):
         state["abandoned"] = True
-        raise LcfgError(
-            f"cannot fetch: no complete answer within the timeout of {timeout:g} s "
-            "(one deadline for connecting, headers and body)",
-            file=url,
-        )
-    if "error" in state:
-        error = state["error"]
+        raise _timed_out(url, timeout)
+    return _answer_of(url, state, headers, timeout, max_size)
+
+
+def _answer_on_idle_connection(
+    url: str, open_idle: Callable, timeout: float, max_size: int, deadline: float, headers: dict[str, str]
+) -> Answer | None:
+    """``fetch_answer`` on an idle kept connection, in this thread (the opener's ``open_idle``
+    holds it to ``deadline``); None when it cannot go that way (no idle connection, a proxy, a
+    redirect to follow): then the caller sends it its own way."""
+    state: dict[str, Any] = {}
+    try:
+        resp = open_idle(url, timeout, headers, deadline)
+        if resp is None:
+            return None
+        state["data"] = _transfer(url, lambda *_args: resp, timeout, max_size, deadline, state, headers)
+    except Exception as exc:  # noqa: BLE001 - judged below, as the threaded path judges it
+        if isinstance(exc, urllib.error.HTTPError) and exc.code in (301, 302, 303, 307, 308):
+            return None
+        state["error"] = exc
+    if time.monotonic() >= deadline:  # the watchdog may have cut the body short
+        raise _timed_out(url, timeout)
+    return _answer_of(url, state, headers, timeout, max_size)
+
+
+def _timed_out(url: str, timeout: float) -> LcfgError:
+    return LcfgError(
+        f"cannot fetch: no complete answer within the timeout of {timeout:g} s "
+        "(one deadline for connecting, headers and body)",
+        file=url,
+    )
+
+
+def _answer_of(url: str, state: dict[str, Any], headers: dict | None, timeout: float, max_size: int) -> Answer:
+    """The ``Answer`` of a finished transfer's ``state`` (``data``, or ``error``)."""
+    error = state.get("error")
+    if isinstance(error, TimeoutError):
+        raise _timed_out(url, timeout)
+    if error is not None:
         if headers and isinstance(error, urllib.error.HTTPError) and error.code == 304:
             return Answer(None, True, _header(error, "ETag"), _header(error, "Last-Modified"))
         raise _fetch_error(url, error) from None

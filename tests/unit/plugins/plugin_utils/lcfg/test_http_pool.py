@@ -173,6 +173,118 @@ def test_no_fetch_thread_outlives_its_deadline_reading_a_trickled_error_body(mak
     assert not left
 
 
+def warm_then(slow_path, slow_reply):
+    """A reply: ``/warm`` answers at once (its connection is then kept idle), ``slow_path``
+    with the raw bytes ``slow_reply(handler)`` gives."""
+
+    def reply(handler):
+        if handler.path == slow_path:
+            return slow_reply(handler)
+        body = PROFILE_XML % handler.path.split("/")[1].encode()
+        return raw_answer("200 OK", {"ETag": '"1"', "Content-Length": len(body)}, body)
+
+    return reply
+
+
+def trickle(first, rest, seconds=0.2, count=25):
+    """A reply writing ``first`` at once, then ``rest`` a byte every ``seconds``."""
+
+    def reply(handler):
+        handler.wfile.write(first)
+        handler.wfile.flush()
+        for byte in rest[:count]:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                break
+            time.sleep(seconds)
+        handler.close_connection = True
+        return b""
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    "slow",
+    [
+        trickle(b"", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),  # the status line and headers
+        trickle(raw_answer("200 OK", {"Content-Length": 1000}), b"x" * 1000),  # the body
+    ],
+    ids=["headers", "body"],
+)
+def test_a_trickled_answer_on_a_kept_connection_fails_at_its_deadline(slow):
+    with raw_serving(warm_then("/slow/XML/profile.xml", slow)) as base:
+        open_ = opener()
+        assert fetch_url(f"{base}/warm/XML/profile.xml", timeout=5, opener=open_) == PROFILE_XML % b"warm"
+        start = time.monotonic()
+        with pytest.raises(LcfgError, match="no complete answer within the timeout of 1 s"):
+            fetch_answer(f"{base}/slow/XML/profile.xml", timeout=1, opener=open_)
+        took = time.monotonic() - start
+        # the connection cut off is never reused: the next URL gets its own answer
+        assert fetch_url(f"{base}/next/XML/profile.xml", timeout=5, opener=open_) == PROFILE_XML % b"next"
+    assert 1 <= took < 2.5  # the deadline, not the 25 bytes at 0.2 s each (5 s)
+
+
+def test_requests_on_kept_connections_start_no_thread_each(monkeypatch):
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader
+
+    started = []
+    real = loader.threading.Thread
+
+    def counting(*args, **kwargs):
+        started.append(kwargs.get("name"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader.threading, "Thread", counting)
+    with serving(profile, keep_alive=True) as base:
+        open_ = opener()
+        bodies = [fetch_url(f"{base}/h{index}/XML/profile.xml", timeout=5, opener=open_) for index in range(5)]
+        accepted = serving.connections[0]
+    assert bodies == [PROFILE_XML % f"h{index}".encode() for index in range(5)]
+    assert started.count("lcfg-fetch") == 1 and accepted == 1  # only the first, to connect
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_by_the_loader():
+    def closing(handler):
+        handler.close_connection = True  # closes after answering, without saying so
+        return profile(handler)
+
+    with serving(closing, keep_alive=True) as base:
+        open_ = opener()
+        got = [fetch_url(f"{base}/{name}/XML/profile.xml", timeout=5, opener=open_) for name in "abc"]
+    assert got == [PROFILE_XML % name for name in (b"a", b"b", b"c")]
+
+
+def test_a_redirect_on_a_kept_connection_is_followed():
+    def reply(handler):
+        if handler.path == "/moved/XML/profile.xml":
+            return raw_answer("301 Moved", {"Location": "/there/XML/profile.xml", "Content-Length": 0})
+        return warm_then("", None)(handler)
+
+    with raw_serving(reply) as base:
+        open_ = opener()
+        fetch_url(f"{base}/warm/XML/profile.xml", timeout=5, opener=open_)
+        assert fetch_url(f"{base}/moved/XML/profile.xml", timeout=5, opener=open_) == PROFILE_XML % b"there"
+
+
+def test_a_304_on_a_kept_connection_is_not_modified():
+    def reply(handler):
+        if handler.headers.get("If-None-Match") == '"1"':
+            return raw_answer("304 Not Modified", {"ETag": '"1"'})
+        return warm_then("", None)(handler)
+
+    with raw_serving(reply) as base:
+        open_ = opener()
+        fetch_url(f"{base}/warm/XML/profile.xml", timeout=5, opener=open_)
+        answers = [
+            fetch_answer(f"{base}/a/XML/profile.xml", timeout=5, opener=open_, headers={"If-None-Match": '"1"'})
+            for _ in range(3)
+        ]
+        accepted = raw_serving.connections[0]
+    assert all(a.not_modified and a.etag == '"1"' for a in answers) and accepted == 1
+
+
 def self_signed(tmp_path, name, alt):
     """A certificate and key for ``name`` (subjectAltName ``alt``), and a server context."""
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
