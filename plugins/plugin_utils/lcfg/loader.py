@@ -425,10 +425,26 @@ def fetch_profiles(
             return LcfgError(f"cannot fetch: {type(exc).__name__}: {excerpt(exc, 200)}", file=url)
 
     unique = sorted(set(urls))
-    if len(unique) > 1 and concurrency > 1:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(unique)), thread_name_prefix="lcfg-url") as pool:
-            return dict(zip(unique, pool.map(one, unique), strict=True))
-    return {url: one(url) for url in unique}
+    if len(unique) <= 1 or concurrency <= 1:
+        return {url: one(url) for url in unique}
+    # each worker takes the next URL itself: thousands of futures handed over one by one cost
+    # more than the 304s they wait for
+    results: dict[str, tuple[bytes | StoredAnswer, str] | LcfgError] = {}
+    pending = iter(unique)
+    take = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with take:
+                url = next(pending, None)
+            if url is None:
+                return
+            results[url] = one(url)
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(unique)), thread_name_prefix="lcfg-url") as pool:
+        for done in [pool.submit(worker) for _ in range(min(concurrency, len(unique)))]:
+            done.result()
+    return {url: results[url] for url in unique}
 
 
 def host_name(source: str) -> str:
