@@ -441,8 +441,9 @@ def fetch_profiles(
                 return
             results[url] = one(url)
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(unique)), thread_name_prefix="lcfg-url") as pool:
-        for done in [pool.submit(worker) for _ in range(min(concurrency, len(unique)))]:
+    workers = min(concurrency, len(unique))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lcfg-url") as pool:
+        for done in [pool.submit(worker) for _worker in range(workers)]:
             done.result()
     return {url: results[url] for url in unique}
 

@@ -16,8 +16,8 @@ UNITS = [
 ]
 
 
-def select(limit, units=UNITS, constructed=False, read_file=None):
-    return selected_units(limit, units, SITE_GROUPS, constructed, read_file=read_file)
+def select(limit, constructed=False, read_file=None):
+    return selected_units(limit, UNITS, SITE_GROUPS, constructed, read_file=read_file)
 
 
 @pytest.mark.parametrize(

@@ -232,9 +232,9 @@ def test_requests_on_kept_connections_start_no_thread_each(monkeypatch):
     started = []
     real = loader.threading.Thread
 
-    def counting(*args, **kwargs):
-        started.append(kwargs.get("name"))
-        return real(*args, **kwargs)
+    def counting(*args, target=None, name=None, **kwargs):
+        started.append(name)
+        return real(*args, target=target, name=name, **kwargs)
 
     monkeypatch.setattr(loader.threading, "Thread", counting)
     with serving(profile, keep_alive=True) as base:
@@ -279,7 +279,7 @@ def test_a_304_on_a_kept_connection_is_not_modified():
         fetch_url(f"{base}/warm/XML/profile.xml", timeout=5, opener=open_)
         answers = [
             fetch_answer(f"{base}/a/XML/profile.xml", timeout=5, opener=open_, headers={"If-None-Match": '"1"'})
-            for _ in range(3)
+            for _attempt in range(3)
         ]
         accepted = raw_serving.connections[0]
     assert all(a.not_modified and a.etag == '"1"' for a in answers) and accepted == 1
