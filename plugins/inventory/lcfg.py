@@ -120,15 +120,14 @@ options:
         2,000-profile site then holds 11 hosts, not 22,000 (see the collection's C(docs/scale.md)).
       - Every profile is still read, checked and cached as without the option; profile errors and
         warnings are the same.
-      - A limit term is matched as ansible-core matches it (C(~regex), globs, exact names) against
-        the names of this source's hosts, guests and virtual groups. A term that matches none of
-        them (another source's group, a constructed group, C(localhost)), that matches C(all),
-        C(xen_hypervisors) or C(xen_guests), or a limit of exclusions only, loads every profile.
-        With O(groups) or O(keyed_groups) set, only terms naming a host or guest exactly are
-        judged; any other term loads every profile.
+      - Only limit terms naming one of this source's hosts or guests exactly are judged (a
+        subscript such as C(xen1[0]), C(!) and C(&) terms and C(@retry) files work as in
+        ansible-core). Any other term loads every profile, because it could also match a group
+        that another inventory source or a constructed group gives other members; so do a glob,
+        a C(~regex), a group name (a virtual group too), C(all) and C(localhost). A limit of
+        exclusions only loads every profile too.
       - The hosts left out are not in C(hostvars) or C(groups) for that run. Leave this off for plays
-        that read other hypervisors' variables, and when another inventory source adds this
-        source's hosts to its groups by glob.
+        that read other hypervisors' variables.
     type: bool
     default: false
     env:
@@ -774,7 +773,10 @@ def _host_vars_names(sources: list[str]) -> set[str] | bool:
 
 
 def _read_lines(path: str) -> list[str]:
-    """The lines of a ``--limit @file`` (a retry file: one host name per line)."""
+    """The lines of a ``--limit @file`` (a retry file: one host name per line); only a regular
+    file, as ansible-core reads it (a FIFO or a device could block the inventory)."""
+    if not os.path.isfile(path):
+        raise OSError(f"not a regular file: {path}")
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read().splitlines()
 
@@ -959,17 +961,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return hosts
         from ansible import context  # pylint: disable=import-outside-toplevel
 
-        units = [
-            _limit.Unit(host["name"], tuple(host.get("guests") or ()), tuple(host.get("groups") or ()))
-            for host in hosts
-        ]
-        keep = _limit.selected_units(
-            (context.CLIARGS or {}).get("subset"),
-            units,
-            ["all", "ungrouped", HYPERVISORS, GUESTS],
-            bool(self.get_option("groups") or self.get_option("keyed_groups")),
-            read_file=_read_lines,
-        )
+        units = [_limit.Unit(host["name"], tuple(host.get("guests") or ())) for host in hosts]
+        keep = _limit.selected_units((context.CLIARGS or {}).get("subset"), units, read_file=_read_lines)
         return hosts if keep is None else [host for index, host in enumerate(hosts) if index in keep]
 
     def _user_vars(self, name: str) -> dict[str, Any]:

@@ -135,7 +135,8 @@ GROUPS_PLAY = """- name: What the inventory holds, whatever --limit selects
     ("limit", "only", "holds"),
     [
         ("xen-groups", True, "xen-groups / 8"),  # its guests and virtual groups come with it
-        ("cluster2", True, "xen-groups / 8"),  # a virtual group selects its profile
+        ("gnode4[0]", True, "xen-groups / 8"),  # a guest selects its hypervisor's profile
+        ("cluster2", True, "xen-cluster,xen-groups,xen-networks,xen-single / 17"),  # a group: all
         ("node3,profiledev", True, "xen-cluster,xen-single / 9"),
         ("xen_hypervisors", True, "xen-cluster,xen-groups,xen-networks,xen-single / 17"),
         ("xen-groups", False, "xen-cluster,xen-groups,xen-networks,xen-single / 17"),  # the default

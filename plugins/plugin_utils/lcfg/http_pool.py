@@ -58,7 +58,9 @@ class _Ticket:
         sock = self.conn.sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)  # a blocked receive returns at once
+                # the plain socket's shutdown: SSLSocket's own drops its TLS state first, and a
+                # send racing with it could go out unencrypted
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # a blocked receive returns at once
             except OSError:
                 pass
 
@@ -77,8 +79,8 @@ class _Watchdog:
         with self._cond:
             heapq.heappush(self._heap, (deadline, next(self._order), ticket))
             if self._pid != os.getpid():
-                self._pid = os.getpid()
                 threading.Thread(target=self._run, name="lcfg-deadlines", daemon=True).start()
+                self._pid = os.getpid()  # only once it runs
             self._cond.notify()
         return ticket
 
@@ -192,7 +194,11 @@ class KeptConnections:
             conn = idle.pop() if idle else None
         if conn is None or conn.sock is None:
             return None
-        ticket = _WATCHDOG.watch(conn, deadline)
+        try:
+            ticket = _WATCHDOG.watch(conn, deadline)
+        except RuntimeError:  # no thread to hold the deadline: the caller's own way
+            conn.close()
+            return None
         conn.timeout = timeout
         conn.sock.settimeout(timeout)
         try:

@@ -308,7 +308,8 @@ def fetch_answer(
             done.set()
 
     threading.Thread(target=work, name="lcfg-fetch", daemon=True).start()
-    if not done.wait(timeout):
+    # what is left of the one deadline: an attempt on an idle connection may have used some
+    if not done.wait(max(0.0, deadline - time.monotonic())):
         state["abandoned"] = True
         raise _timed_out(url, timeout)
     return _answer_of(url, state, headers, timeout, max_size)

@@ -7,6 +7,7 @@ written to tmp_path (real readers, real cache plugin).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -140,7 +141,8 @@ XEN2 = {"virtualmachines": "db", "virtualgroup": "dbs", "members_dbs": "db"}
     [
         ("xen2", True, {"xen2", "db"}),  # the profile whole: its guests come with it
         ("web", True, {"xen1", "web", "vm2"}),
-        ("dbs,desk", True, {"xen2", "db", "desk"}),
+        ("db,desk", True, {"xen2", "db", "desk"}),
+        ("dbs", True, {"xen1", "web", "vm2", "xen2", "db", "desk"}),  # a group: every profile
         ("xen2", False, {"xen1", "web", "vm2", "xen2", "db", "desk"}),  # the default: every profile
         ("elsewhere", True, {"xen1", "web", "vm2", "xen2", "db", "desk"}),  # unknown term: every profile
         (None, True, {"xen1", "web", "vm2", "xen2", "db", "desk"}),
@@ -154,6 +156,13 @@ def test_only_limited_profiles_adds_the_profiles_the_limit_can_select(plugin, mo
     if "db" in hosts:
         assert [h.name for h in mod.inventory.groups["dbs"].get_hosts()] == ["db"]
         assert mod.inventory.get_host("db").vars["xen_hypervisor"] == "xen2"
+
+
+def test_a_retry_file_that_is_not_a_regular_file_is_not_read(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        plugin_mod._read_lines(str(fifo))  # opening a FIFO would block the inventory
 
 
 def test_profile_values_stay_plain_strings(plugin):

@@ -226,6 +226,26 @@ def test_a_trickled_answer_on_a_kept_connection_fails_at_its_deadline(slow):
     assert 1 <= took < 2.5  # the deadline, not the 25 bytes at 0.2 s each (5 s)
 
 
+def test_a_redirect_late_on_a_kept_connection_leaves_only_the_rest_of_the_deadline():
+    def reply(handler):
+        if handler.path == "/moved/XML/profile.xml":
+            time.sleep(0.7)
+            return raw_answer("302 Found", {"Location": "/silent/XML/profile.xml", "Content-Length": 0})
+        if handler.path == "/silent/XML/profile.xml":
+            time.sleep(3)  # never answers within the deadline
+            return b""
+        return warm_then("", None)(handler)
+
+    with raw_serving(reply) as base:
+        open_ = opener()
+        fetch_url(f"{base}/warm/XML/profile.xml", timeout=5, opener=open_)
+        start = time.monotonic()
+        with pytest.raises(LcfgError, match="no complete answer within the timeout of 1 s"):
+            fetch_answer(f"{base}/moved/XML/profile.xml", timeout=1, opener=open_)
+        took = time.monotonic() - start
+    assert took < 1.5  # one deadline for the URL, not a second full timeout after the redirect
+
+
 def test_requests_on_kept_connections_start_no_thread_each(monkeypatch):
     from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader
 
