@@ -17,12 +17,10 @@ leave hosts out of a run silently.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# "name[0]", "name[1:3]", "name[-1]": a subscript narrows what a name selects, never widens it
-_SUBSCRIPT = re.compile(r"^(.+)\[(?:-?[0-9]+|[0-9]+[:-][0-9]*)\]$")
+from ansible.inventory.manager import PATTERN_WITH_SUBSCRIPT, split_host_pattern
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class Unit:
 def split_limit(limit: str) -> list[str]:
     """The terms of a ``--limit`` value: comma-separated, or colon-separated when no comma
     is present (ansible-core's own rule, which also keeps IPv6 addresses whole)."""
-    from ansible.inventory.manager import split_host_pattern  # pylint: disable=import-outside-toplevel
 
     return [term for term in split_host_pattern(limit) if term]
 
@@ -61,7 +58,8 @@ def positive_terms(terms: Sequence[str], read_file: Callable[[str], list[str]] |
             continue
         if term.startswith(("!", "&")):
             continue
-        match = _SUBSCRIPT.match(term)
+        # "name[0]", "name[1:3]": a subscript narrows what a name selects, never widens it
+        match = PATTERN_WITH_SUBSCRIPT.match(term)
         found.append(match.group(1) if match else term)
     return found or None
 

@@ -188,13 +188,7 @@ def observe_results(
         dom = running[result["name"]]
         result["memory_actual"], result["vcpus_online"] = guest_side(dom, calls.live_xml(dom, name=result["name"]))
 
-    unwatched = [r for r in results if r["name"] in running and r["name"] not in followed]
-    if parallel > 1 and len(unwatched) > 1:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(unwatched))) as pool:
-            list(pool.map(read_guest_side, unwatched))
-    else:
-        for result in unwatched:
-            read_guest_side(result)
+    _in_parallel(read_guest_side, [r for r in results if r["name"] in running and r["name"] not in followed], parallel)
     for result in results:
         seen = followed.get(result["name"])
         if seen is None:
@@ -584,14 +578,18 @@ def _each(apply_one, plans: list[DomainPlan], check_mode: bool, parallel: int) -
     """``apply_one`` (a result, or the XenError it caught) over ``plans``, up to ``parallel`` at
     a time when more than one changes; ``(results in plan order, [(plan, error)])``."""
     busy = [plan for plan in plans if plan.actions and not check_mode]
-    if parallel > 1 and len(busy) > 1:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(busy))) as pool:
-            outcomes = list(pool.map(apply_one, plans))
-    else:
-        outcomes = [apply_one(plan) for plan in plans]
+    outcomes = _in_parallel(apply_one, plans, min(parallel, len(busy)))
     results = [o for o in outcomes if isinstance(o, dict)]
     failures = [(plan, o) for plan, o in zip(plans, outcomes, strict=True) if isinstance(o, XenError)]
     return results, failures
+
+
+def _in_parallel(func, items: list, parallel: int) -> list:
+    """``func`` over ``items`` (results in order), up to ``parallel`` at a time."""
+    if parallel > 1 and len(items) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
+            return list(pool.map(func, items))
+    return [func(item) for item in items]
 
 
 ADDRESS_FAMILIES = ("ipv4", "ipv6", "any")
