@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from contextlib import contextmanager
 
 PROFILE_XML = b"<profile><lcfg><components><xen><a>%s</a></xen></components></lcfg></profile>"
@@ -101,3 +102,22 @@ def raw_answer(status_line, headers, body=b""):
     """The bytes of one answer: ``status_line`` ("200 OK"), ``headers`` as given, ``body``."""
     head = f"HTTP/1.1 {status_line}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return head.encode() + body
+
+
+def trickle(first, rest, seconds=0.2, count=25):
+    """A reply writing ``first`` at once, then ``rest`` a byte every ``seconds``."""
+
+    def reply(handler):
+        handler.wfile.write(first)
+        handler.wfile.flush()
+        for byte in rest[:count]:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                break
+            time.sleep(seconds)
+        handler.close_connection = True
+        return b""
+
+    return reply

@@ -39,7 +39,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["KeptConnections"]
+__all__ = ["KeptConnections", "server_and_target"]
 
 #: idle connections kept per server
 IDLE_LIMIT = 64
@@ -163,7 +163,7 @@ class KeptConnections:
 
     def open(self, url: str, headers: dict[str, str], timeout: float) -> _Answer:
         """GET ``url`` with ``headers``; see the module's docstring for what comes back."""
-        key, target = _server_and_target(url)
+        key, target = server_and_target(url)
         while True:
             conn, reused = self._take(key, timeout)
             try:
@@ -188,7 +188,7 @@ class KeptConnections:
         its socket shut down at ``deadline`` (``time.monotonic()``); a request cut off there
         raises ``TimeoutError``. None when no connection was idle, or the one taken had been
         closed by the server: the caller then sends the request its own way."""
-        key, target = _server_and_target(url)
+        key, target = server_and_target(url)
         with self._lock:
             idle = self._idle.get(key)
             conn = idle.pop() if idle else None
@@ -269,7 +269,7 @@ def _released_in_time(ticket: _Ticket | None) -> bool:
     return ticket is None or _WATCHDOG.release(ticket)
 
 
-def _server_and_target(url: str) -> tuple[tuple[str, str, int], str]:
+def server_and_target(url: str) -> tuple[tuple[str, str, int], str]:
     """``((scheme, host, port), path and query)`` of an http(s) URL (``URLError`` otherwise)."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()

@@ -208,8 +208,11 @@ class Answer:
 
 def _header(resp: Any, name: str) -> str | None:
     headers = getattr(resp, "headers", None)
-    value = headers.get(name) if headers is not None else None
-    # a validator is sent back verbatim: no line breaks, bounded
+    return _validator(headers.get(name) if headers is not None else None)
+
+
+def _validator(value: Any) -> str | None:
+    """A validator the server sent, if it may be sent back verbatim: no line breaks, bounded."""
     if not isinstance(value, str) or len(value) > 512 or any(c in value for c in "\r\n\0"):
         return None
     return value
@@ -426,12 +429,17 @@ def fetch_profiles(
             return LcfgError(f"cannot fetch: {type(exc).__name__}: {excerpt(exc, 200)}", file=url)
 
     unique = sorted(set(urls))
-    if len(unique) <= 1 or concurrency <= 1:
-        return {url: one(url) for url in unique}
+    results: dict[str, tuple[bytes | StoredAnswer, str] | LcfgError] = {}
+    pipelined = getattr(opener, "open_pipelined", None)
+    if pipelined is not None and len(unique) > 1:
+        results.update(_fetch_pipelined(unique, pipelined, timeout, store, concurrency))
+    rest = [url for url in unique if url not in results]
+    if len(rest) <= 1 or concurrency <= 1:
+        results.update((url, one(url)) for url in rest)
+        return {url: results[url] for url in unique}
     # each worker takes the next URL itself: thousands of futures handed over one by one cost
     # more than the 304s they wait for
-    results: dict[str, tuple[bytes | StoredAnswer, str] | LcfgError] = {}
-    pending = iter(unique)
+    pending = iter(rest)
     take = threading.Lock()
 
     def worker() -> None:
@@ -442,11 +450,36 @@ def fetch_profiles(
                 return
             results[url] = one(url)
 
-    workers = min(concurrency, len(unique))
+    workers = min(concurrency, len(rest))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lcfg-url") as pool:
         for done in [pool.submit(worker) for _worker in range(workers)]:
             done.result()
     return {url: results[url] for url in unique}
+
+
+def _fetch_pipelined(
+    urls: list[str], pipelined: Callable, timeout: float, store: HttpStore | None, concurrency: int
+) -> dict[str, tuple[bytes | StoredAnswer, str] | LcfgError]:
+    """What the opener's ``open_pipelined`` brought for ``urls`` (conditionally against
+    ``store``), as ``fetch_profiles`` gives it; a URL it did not take is left out (the
+    ordinary path sends it): a redirect, an error, a 304 for other validators."""
+    kept = {url: store.stored(url) if store is not None else None for url in urls}
+    asked = [(url, kept[url].request_headers() if kept[url] else {}) for url in urls]
+    got: dict[str, tuple[bytes | StoredAnswer, str] | LcfgError] = {}
+    for url, answer in zip(urls, pipelined(asked, timeout, MAX_URL_SIZE, concurrency), strict=True):
+        stored = kept[url]
+        if isinstance(answer, TimeoutError):
+            got[url] = _timed_out(url, timeout)
+        elif answer is None:
+            continue
+        elif answer.status == 304:
+            etag, last_modified = _validator(answer.etag), _validator(answer.last_modified)
+            if stored is not None and stored.still_current(etag, last_modified):
+                got[url] = (stored, stored.digest)
+        elif answer.status == 200:
+            validators = {"etag": _validator(answer.etag), "last_modified": _validator(answer.last_modified)}
+            got[url] = _fetched(url, Answer(answer.body, **validators), store)
+    return got
 
 
 def host_name(source: str) -> str:

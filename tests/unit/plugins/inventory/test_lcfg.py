@@ -838,22 +838,34 @@ def test_guests_without_host_vars_files_skip_the_per_host_lookup(plugin, tmp_pat
 
 @pytest.mark.parametrize(
     "entry",
-    [None, "text", {"fingerprint": "other", "data_json": "{}"}, {"fingerprint": "f", "data_json": "{not json"}],
+    [
+        None,
+        "text",
+        {"fingerprint": "other", "data_zlib": plugin_mod.cache_entry("other", {})["data_zlib"]},
+        {"fingerprint": "f", "data_zlib": "not base64!"},
+        {"fingerprint": "f", "data_zlib": plugin_mod.base64.b64encode(b"not zlib").decode()},
+        {"fingerprint": "f", "data_zlib": plugin_mod.base64.b64encode(plugin_mod.zlib.compress(b"{not json")).decode()},
+        {"fingerprint": "f", "data_zlib": plugin_mod.base64.b64encode(plugin_mod.zlib.compress(b"[1]")).decode()},
+        {"fingerprint": "f", "data_json": "{}"},  # what an older collection kept
+    ],
 )
 def test_a_cache_entry_for_another_site_or_unreadable_is_a_miss(entry):
-    assert plugin_mod.cached_data(entry, "f") is None
+    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "f") is None
+    assert plugin_mod.decoded_entry(entry, "f") is None
 
 
-def test_a_cache_entry_is_one_json_string_read_back_whole(tmp_path):
+def test_a_cache_entry_is_compressed_json_read_back_whole(tmp_path):
     data = {"hosts": [{"name": "h", "guests": {"g": {"memory": 512}}}], "inputs": {}}
-    entry = {"fingerprint": "f", "data_json": plugin_mod.json.dumps(data)}
-    assert plugin_mod.cached_data(entry, "f") == data
+    entry = plugin_mod.cache_entry("f", data)
+    assert set(entry) == {"fingerprint", "data_zlib"} and entry["data_zlib"].isascii()
+    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "f") == data
+    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "other") is None
     # an input file that changed since makes it a miss
     source = tmp_path / "p"
     source.write_text("x")
     stat = source.stat()
     data["inputs"] = {str(source): [stat.st_mtime_ns, stat.st_size + 1]}
-    assert plugin_mod.cached_data({"fingerprint": "f", "data_json": plugin_mod.json.dumps(data)}, "f") is None
+    assert plugin_mod.cached_data(plugin_mod.decoded_entry(plugin_mod.cache_entry("f", data)), "f") is None
 
 
 def test_the_opener_sends_netrc_credentials_and_follows_redirects_itself(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_answer, fetch_profiles, fetch_url
-from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, serving
+from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, serving, trickle
 
 
 def profile(handler):
@@ -152,17 +152,7 @@ def test_an_interim_1xx_answer_never_gives_one_url_another_urls_body(make, inter
 
 @OPENERS
 def test_no_fetch_thread_outlives_its_deadline_reading_a_trickled_error_body(make):
-    def reply(handler):
-        handler.wfile.write(raw_answer("404 Not Found", {"Content-Length": 1000}))
-        for _byte in range(25):
-            try:
-                handler.wfile.write(b"x")
-                handler.wfile.flush()
-            except OSError:
-                break
-            time.sleep(0.2)
-        handler.close_connection = True
-        return b""
+    reply = trickle(raw_answer("404 Not Found", {"Content-Length": 1000}), b"x" * 25)
 
     before = set(threading.enumerate())
     with raw_serving(reply) as base:
@@ -182,25 +172,6 @@ def warm_then(slow_path, slow_reply):
             return slow_reply(handler)
         body = PROFILE_XML % handler.path.split("/")[1].encode()
         return raw_answer("200 OK", {"ETag": '"1"', "Content-Length": len(body)}, body)
-
-    return reply
-
-
-def trickle(first, rest, seconds=0.2, count=25):
-    """A reply writing ``first`` at once, then ``rest`` a byte every ``seconds``."""
-
-    def reply(handler):
-        handler.wfile.write(first)
-        handler.wfile.flush()
-        for byte in rest[:count]:
-            try:
-                handler.wfile.write(bytes([byte]))
-                handler.wfile.flush()
-            except OSError:
-                break
-            time.sleep(seconds)
-        handler.close_connection = True
-        return b""
 
     return reply
 

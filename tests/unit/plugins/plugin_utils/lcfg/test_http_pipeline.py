@@ -1,0 +1,279 @@
+# Copyright: lcfg.xen contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pipelined requests for http(s) profile sources (plugin_utils/lcfg/http_pipeline.py), alone
+and through the loader with the inventory plugin's opener."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import http_pipeline
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pipeline import get_pipelined, request_bytes
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore, StoredAnswer
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_profiles
+from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, trickle
+
+
+def body_of(name):
+    return PROFILE_XML % name.encode()
+
+
+def name_of(handler):
+    return handler.path.split("/")[1]
+
+
+def answering(handler, extra=None):
+    """A 304 to a request with this URL's ETag, else the URL's own body with its ETag."""
+    name = name_of(handler)
+    tag = f'"{name}"'
+    if handler.headers.get("If-None-Match") == tag:
+        return raw_answer("304 Not Modified", {"ETag": tag, **(extra or {})})
+    body = body_of(name)
+    return raw_answer("200 OK", {"ETag": tag, "Content-Length": len(body), **(extra or {})}, body)
+
+
+def urls_of(base, count):
+    return [f"{base}/h{index:03d}/XML/profile.xml" for index in range(count)]
+
+
+def server_of(base):
+    host, port = base.split("//")[1].split(":")
+    return ("http", host, int(port))
+
+
+def requests_for(base, names, headers=None):
+    _scheme, host, port = server_of(base)
+    return [request_bytes(host, port, 80, f"/{name}/XML/profile.xml", headers or {}) for name in names]
+
+
+# --- request_bytes --------------------------------------------------------------------------
+
+
+def test_a_request_is_a_plain_http_1_1_get():
+    request = request_bytes("lcfg.example.org", 8080, 80, "/a/XML/profile.xml?x=1", {"If-None-Match": '"7"'})
+    assert request == (
+        b"GET /a/XML/profile.xml?x=1 HTTP/1.1\r\nHost: lcfg.example.org:8080\r\nAccept-Encoding: identity\r\n"
+        b'If-None-Match: "7"\r\n\r\n'
+    )
+    assert request_bytes("::1", 443, 443, "/", {}).startswith(b"GET / HTTP/1.1\r\nHost: [::1]\r\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        ("/a b", {}),  # a space in the target
+        ("/a\r\nX-Injected: 1", {}),
+        ("/caf\u00e9", {}),  # not ASCII: http.client refuses it, the ordinary path says so
+        ("relative", {}),
+        ("/a", {"X-Header": "a\r\nX-Injected: 1"}),
+        ("/a", {"Bad Name": "1"}),
+        ("/a", {"Host": "elsewhere"}),  # the request's own framing is never a header to set
+        ("/a", {"Content-Length": "5"}),
+        ("/a", {"X-Name": "\u20ac"}),  # not latin-1
+    ],
+)
+def test_a_request_http_client_would_refuse_or_change_is_not_pipelined(target, headers):
+    assert request_bytes("lcfg.example.org", 80, 80, target, headers) is None
+
+
+# --- get_pipelined alone --------------------------------------------------------------------
+
+
+def test_every_answer_reaches_its_own_request_on_a_few_connections():
+    names = [f"h{index:03d}" for index in range(250)]
+    with raw_serving(answering) as base:
+        answers = get_pipelined(server_of(base), requests_for(base, names), 5, 1 << 20, lambda: None, connections=2)
+        accepted = raw_serving.connections[0]
+    assert [answer.body for answer in answers] == [body_of(name) for name in names]
+    assert [answer.etag for answer in answers] == [f'"{name}"' for name in names]
+    assert accepted == 2
+
+
+@pytest.mark.parametrize("say_so", [True, False], ids=["connection-close", "silent-close"])
+def test_a_server_closing_between_answers_gets_the_rest_on_new_connections(say_so):
+    served = [0]
+    lock = threading.Lock()
+
+    def reply(handler):
+        with lock:
+            served[0] += 1
+            last = served[0] % 7 == 0  # like Apache's MaxKeepAliveRequests, but 7
+        if last:
+            handler.close_connection = True  # the requests pipelined behind it are dropped
+        return answering(handler, {"Connection": "close"} if last and say_so else None)
+
+    names = [f"h{index:03d}" for index in range(60)]
+    with raw_serving(reply) as base:
+        answers = get_pipelined(server_of(base), requests_for(base, names), 5, 1 << 20, lambda: None, connections=2)
+        accepted = raw_serving.connections[0]
+    assert [answer.body for answer in answers] == [body_of(name) for name in names]
+    assert accepted >= 60 // 7
+
+
+def test_a_304_is_taken_without_a_body_even_with_framing_headers():
+    def reply(handler):
+        return raw_answer("304 Not Modified", {"ETag": '"x"', "Transfer-Encoding": "chunked", "Content-Length": 99})
+
+    with raw_serving(reply) as base:
+        answers = get_pipelined(server_of(base), requests_for(base, ["a", "b", "c"]), 5, 1 << 20, lambda: None)
+    assert [(a.status, a.body, a.etag) for a in answers] == [(304, None, '"x"')] * 3
+
+
+@pytest.mark.parametrize(
+    ("odd", "rest_follow"),
+    [
+        (raw_answer("302 Found", {"Location": "/elsewhere", "Content-Length": 3}, b"see"), True),
+        (raw_answer("404 Not Found", {"Content-Length": 9}, b"not there"), True),
+        (raw_answer("200 OK", {"Transfer-Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n"), False),
+        (raw_answer("200 OK", {"Content-Length": 2 << 20}), False),  # over max_size
+        (raw_answer("200 OK", {"Content-Length": "5, 6"}, b"hello"), False),
+        (raw_answer("103 Early Hints", {"Link": "</x>"}), False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", False),
+        (b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", False),  # bare line feeds
+        (b"HTTP/1.1 200 OK\r\n Folded: x\r\nContent-Length: 5\r\n\r\nhello", False),
+        (raw_answer("500 Oops", {"Content-Length": 1 << 20}), False),  # too long to read past
+    ],
+    ids=[
+        "redirect",
+        "404",
+        "chunked",
+        "too-large",
+        "two-lengths",
+        "interim",
+        "http-1.0",
+        "bare-lf",
+        "folded",
+        "big-error",
+    ],
+)
+def test_an_answer_not_taken_leaves_its_url_to_the_ordinary_path(odd, rest_follow):
+    def reply(handler):
+        if name_of(handler) == "b":
+            handler.wfile.write(odd)
+            handler.wfile.flush()
+            handler.close_connection = not rest_follow
+            return b""
+        return answering(handler)
+
+    with raw_serving(reply) as base:
+        answers = get_pipelined(server_of(base), requests_for(base, ["a", "b", "c"]), 5, 1 << 20, lambda: None, 1)
+    assert answers[0].body == body_of("a")
+    assert answers[1] is None
+    # after an answer read whole the next one is read on; otherwise the ordinary path takes it
+    assert (answers[2] is not None and answers[2].body == body_of("c")) if rest_follow else answers[2] is None
+
+
+def test_a_trickled_answer_fails_at_its_own_deadline_and_leaves_the_rest():
+    slow = trickle(b"HTTP/1.1 200 OK\r\n", b"X" * 30)
+
+    def reply(handler):
+        return slow(handler) if name_of(handler) == "slow" else answering(handler)
+
+    with raw_serving(reply) as base:
+        start = time.monotonic()
+        answers = get_pipelined(server_of(base), requests_for(base, ["a", "slow", "c"]), 1, 1 << 20, lambda: None, 1)
+        took = time.monotonic() - start
+    assert answers[0].body == body_of("a")
+    assert isinstance(answers[1], TimeoutError)
+    assert answers[2] is None
+    assert 1 <= took < 2.5  # one deadline, not 30 bytes at 0.2 s each
+
+
+def test_a_connection_that_never_completes_is_left_to_the_ordinary_path(monkeypatch):
+    # connecting blocks past the deadline (a name that does not resolve): the caller gives up
+    monkeypatch.setattr(http_pipeline, "GRACE", 0.2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stalled = threading.Event()
+
+    def slow_connect(self):
+        stalled.wait(10)  # as a name that does not resolve blocks
+        raise OSError("never")
+
+    monkeypatch.setattr(http_pipeline._Pipeline, "_connect", slow_connect)
+    try:
+        start = time.monotonic()
+        requests = [b"GET / HTTP/1.1\r\n\r\n"] * 3
+        answers = get_pipelined(("http", "127.0.0.1", port), requests, 0.5, 1 << 20, lambda: None)
+        took = time.monotonic() - start
+    finally:
+        stalled.set()
+        listener.close()
+    assert answers == [None, None, None]
+    assert took < 2
+
+
+def test_a_refused_connection_is_left_to_the_ordinary_path():
+    with raw_serving(answering) as base:
+        server = server_of(base)
+    assert get_pipelined(server, [b"GET / HTTP/1.1\r\n\r\n"] * 2, 2, 1 << 20, lambda: None) == [None, None]
+
+
+# --- through the loader and the inventory plugin's opener -----------------------------------
+
+
+def test_an_unchanged_site_is_one_304_per_profile_on_a_few_connections(tmp_path):
+    store = HttpStore(str(tmp_path / "store"))
+    with raw_serving(answering) as base:
+        urls = urls_of(base, 120)
+        first = fetch_profiles(urls, timeout=5, opener=opener(), store=store)
+        accepted = raw_serving.connections[0]
+        again = fetch_profiles(urls, timeout=5, opener=opener(), store=store)
+        accepted_again = raw_serving.connections[0] - accepted
+    assert all(first[url][0] == body_of(url.split("/")[3]) for url in urls)
+    assert all(isinstance(again[url][0], StoredAnswer) and again[url][1] == first[url][1] for url in urls)
+    assert accepted <= 4 and accepted_again <= 4
+
+
+def test_what_the_pipeline_leaves_goes_the_ordinary_way_with_its_own_errors(tmp_path):
+    def reply(handler):
+        name = name_of(handler)
+        if name == "moved":
+            return raw_answer("301 Moved", {"Location": "/target/XML/profile.xml", "Content-Length": 0})
+        if name == "gone":
+            return raw_answer("404 Not Found", {"Content-Length": 4}, b"gone")
+        if name == "chunked":
+            body = body_of("chunked")
+            return raw_answer("200 OK", {"Transfer-Encoding": "chunked"}, b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        return answering(handler)
+
+    with raw_serving(reply) as base:
+        names = ["a", "moved", "gone", "chunked", "z"]
+        urls = [f"{base}/{name}/XML/profile.xml" for name in names]
+        got = fetch_profiles(urls, timeout=5, opener=opener(), store=HttpStore(str(tmp_path / "s")))
+    assert got[urls[0]][0] == body_of("a") and got[urls[4]][0] == body_of("z")
+    assert got[urls[1]][0] == body_of("target")  # the redirect followed
+    assert isinstance(got[urls[2]], LcfgError) and "HTTP error 404" in str(got[urls[2]])
+    assert got[urls[3]][0] == body_of("chunked")
+
+
+def test_a_304_for_other_validators_is_asked_again_in_full(tmp_path):
+    store = HttpStore(str(tmp_path / "s"))
+    changed = [False]
+
+    def reply(handler):
+        if changed[0] and handler.headers.get("If-None-Match"):
+            return raw_answer("304 Not Modified", {"ETag": '"other"'})
+        return answering(handler)
+
+    with raw_serving(reply) as base:
+        urls = urls_of(base, 3)
+        fetch_profiles(urls, timeout=5, opener=opener(), store=store)
+        changed[0] = True
+        got = fetch_profiles(urls, timeout=5, opener=opener(), store=store)
+    assert all(got[url][0] == body_of(url.split("/")[3]) for url in urls)
+
+
+def test_pipelining_can_be_turned_off():
+    from ansible_collections.lcfg.xen.plugins.inventory.lcfg import make_opener  # noqa: PLC0415
+
+    assert not hasattr(make_opener({}, True, None, None, None, False, pipelining=False), "open_pipelined")
+    with raw_serving(answering) as base:
+        urls = urls_of(base, 6)
+        got = fetch_profiles(urls, opener=make_opener({}, True, None, None, None, False, pipelining=False))
+    assert all(got[url][0] == body_of(url.split("/")[3]) for url in urls)
