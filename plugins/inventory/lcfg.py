@@ -635,27 +635,29 @@ def cache_entry(fingerprint: str, data: dict[str, Any]) -> dict[str, str]:
     return {"fingerprint": fingerprint, "data_zlib": base64.b64encode(packed).decode("ascii")}
 
 
-def decoded_entry(entry: Any, fingerprint: str | None = None) -> tuple[str, dict[str, Any]] | None:
-    """``(fingerprint, site data)`` of a cache entry (``cache_entry``); None when it is not
-    one, cannot be decoded, or was made for another ``fingerprint`` (when given)."""
+def unpacked_entry(entry: Any) -> tuple[str, bytes] | None:
+    """``(fingerprint, JSON of the site data)`` of a cache entry (``cache_entry``); None when
+    it is not one. (zlib lets other threads run while it decompresses; json does not.)"""
     if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str):
         return None
-    if fingerprint is not None and entry["fingerprint"] != fingerprint:
-        return None
     try:
-        data = json.loads(zlib.decompress(base64.b64decode(str(entry.get("data_zlib")), validate=True)))
+        return entry["fingerprint"], zlib.decompress(base64.b64decode(str(entry.get("data_zlib")), validate=True))
     except (ValueError, zlib.error):  # binascii.Error is a ValueError
         return None
-    return (entry["fingerprint"], data) if isinstance(data, dict) else None
 
 
-def cached_data(decoded: tuple[str, dict[str, Any]] | None, fingerprint: str) -> dict[str, Any] | None:
-    """The site data of a ``decoded_entry`` made for ``fingerprint`` whose input files are
+def cached_data(unpacked: tuple[str, bytes] | None, fingerprint: str) -> dict[str, Any] | None:
+    """The site data of an ``unpacked_entry`` made for ``fingerprint`` whose input files are
     unchanged, else None."""
-    if decoded is None or decoded[0] != fingerprint:
+    if unpacked is None or unpacked[0] != fingerprint:
         return None
-    data = decoded[1]
-    return data if inputs_unchanged(data.get("inputs") or {}) else None
+    try:
+        data = json.loads(unpacked[1])
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not inputs_unchanged(data.get("inputs") or {}):
+        return None
+    return data
 
 
 def _model_code() -> list[str]:
@@ -974,9 +976,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         store = self._http_store(base_dir) if urls else None
         user_cache = bool(self.get_option("cache"))
         cache_key = self.get_cache_key(path)
-        # the cache entry is read and decoded while the URLs are fetched, before the fingerprint
-        # that decides whether it is used is known: the fetching mostly waits for the server
-        entry = _InBackground(self._decoded_cache_entry, cache_key) if user_cache and cache and urls else None
+        # the cache entry is read and decompressed while the URLs are fetched (both mostly wait,
+        # for the server and for zlib); only the entry the fingerprint then asks for is decoded
+        entry = _InBackground(self._unpacked_cache_entry, cache_key) if user_cache and cache and urls else None
         # URLs first (one conditional request each): their content is part of the cache key
         prefetched = fetch_profiles(urls, timeout, validate_certs, opener, store, concurrency) if urls else {}
         digests = {url: got[1] if isinstance(got, tuple) else None for url, got in prefetched.items()}
@@ -985,8 +987,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         )
         data = None
         if user_cache and cache and fingerprint is not None:
-            decoded = entry.result() if entry else self._decoded_cache_entry(cache_key, fingerprint)
-            data = cached_data(decoded, fingerprint)
+            data = cached_data(entry.result() if entry else self._unpacked_cache_entry(cache_key), fingerprint)
         if data is None:
             try:
                 data = load_site(
@@ -1009,12 +1010,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         opener.close()
         self._populate(data)
 
-    def _decoded_cache_entry(self, cache_key: str, fingerprint: str | None = None) -> tuple[str, dict] | None:
+    def _unpacked_cache_entry(self, cache_key: str) -> tuple[str, bytes] | None:
         try:
             entry = self._cache[cache_key]
         except KeyError:
             return None
-        return decoded_entry(entry, fingerprint)
+        return unpacked_entry(entry)
 
     def _read_config_data(self, path):
         # ansible-core deep-copies the file it parsed, against changes to its file cache; the

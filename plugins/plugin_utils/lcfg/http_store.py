@@ -16,7 +16,10 @@ the SHA-256 of the body, so a file from elsewhere, a torn body or the body of an
 is never taken for this URL's answer. The body is read only when it is needed: a 304 for a
 profile whose built model is kept costs reading the small JSON alone. ``built/`` keeps each
 profile as the inventory built it from a body (keyed by the body's digest, the options and
-the code), so a re-read after one profile changed builds only that one.
+the code), so a re-read after one profile changed builds only that one. ``index.json``
+repeats what the per-URL JSON files say, so a read of thousands of URLs opens one file, not
+thousands; an entry missing from it (or not valid) is read from its own file, and one the
+server no longer confirms costs no more than a full answer.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class HttpStore:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._index: dict[str, dict] | None = None  # index.json as read
+        self._current: dict[str, dict | None] = {}  # what this process read or kept, per URL
 
     def _paths(self, url: str) -> tuple[str, str]:
         name = hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()[:40]
@@ -88,12 +93,48 @@ class HttpStore:
         """The kept answer for ``url``: None when there is none, or when its metadata names
         another URL or lacks a validator or a digest (the body is checked against the digest
         when it is read)."""
-        body_path, meta_path = self._paths(url)
+        _body_path, meta_path = self._paths(url)
         try:
             with open(meta_path, encoding="utf-8") as handle:
                 meta = json.load(handle)
         except (OSError, ValueError):
             return None
+        return self._answer(url, meta)
+
+    def stored_many(self, urls: list[str]) -> dict[str, StoredAnswer | None]:
+        """``stored`` of each URL, from ``index.json`` where it has a valid entry."""
+        index = self._read_index()
+        found = {}
+        for url in urls:
+            answer = self._answer(url, index[url]) if url in index else None
+            found[url] = answer if answer is not None else self.stored(url)
+        return found
+
+    def save_index(self) -> None:
+        """Write ``index.json`` again when what this process read or kept differs from it (the
+        entries of other URLs, another inventory's, are kept)."""
+        index = dict(self._read_index())
+        for url, meta in list(self._current.items()):
+            if meta is None:
+                index.pop(url, None)
+            else:
+                index[url] = meta
+        if index != self._index:
+            self._write(os.path.join(self.directory, "index.json"), json.dumps(index, sort_keys=True).encode())
+            self._index = index
+
+    def _read_index(self) -> dict[str, dict]:
+        if self._index is None:
+            try:
+                with open(os.path.join(self.directory, "index.json"), encoding="utf-8") as handle:
+                    index = json.load(handle)
+            except (OSError, ValueError):
+                index = {}
+            self._index = index if isinstance(index, dict) else {}
+        return self._index
+
+    def _answer(self, url: str, meta: object) -> StoredAnswer | None:
+        """The StoredAnswer a metadata entry describes, if it is valid and names ``url``."""
         if not isinstance(meta, dict) or meta.get("url") != url:
             return None
         digest = meta.get("sha256")
@@ -101,12 +142,14 @@ class HttpStore:
         last_modified = meta.get("last_modified") if isinstance(meta.get("last_modified"), str) else None
         if not isinstance(digest, str) or len(digest) != 64 or (not etag and not last_modified):
             return None
-        return StoredAnswer(digest, etag or None, last_modified or None, body_path)
+        self._current[url] = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": digest}
+        return StoredAnswer(digest, etag or None, last_modified or None, self._paths(url)[0])
 
     def remember(self, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
         """Keep ``body`` with its validators (nothing kept, and any old answer dropped, when the
         server sent neither)."""
         body_path, meta_path = self._paths(url)
+        self._current[url] = None
         if not etag and not last_modified:
             for path in (meta_path, body_path):
                 try:
@@ -117,6 +160,7 @@ class HttpStore:
         meta = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": body_digest(body)}
         self._write(body_path, body)
         self._write(meta_path, json.dumps(meta, sort_keys=True).encode())
+        self._current[url] = meta
 
     def built(self, url: str, key: str) -> dict | None:
         """What ``remember_built`` kept for ``url`` under ``key`` (the profile as the inventory

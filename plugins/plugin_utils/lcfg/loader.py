@@ -436,7 +436,7 @@ def fetch_profiles(
     rest = [url for url in unique if url not in results]
     if len(rest) <= 1 or concurrency <= 1:
         results.update((url, one(url)) for url in rest)
-        return {url: results[url] for url in unique}
+        return _saving_index({url: results[url] for url in unique}, store)
     # each worker takes the next URL itself: thousands of futures handed over one by one cost
     # more than the 304s they wait for
     pending = iter(rest)
@@ -454,7 +454,17 @@ def fetch_profiles(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lcfg-url") as pool:
         for done in [pool.submit(worker) for _worker in range(workers)]:
             done.result()
-    return {url: results[url] for url in unique}
+    return _saving_index({url: results[url] for url in unique}, store)
+
+
+def _saving_index(results: dict[str, Any], store: HttpStore | None) -> dict[str, Any]:
+    """``results``, once ``store`` has saved its index for the next read (when it can)."""
+    if store is not None:
+        try:
+            store.save_index()
+        except OSError:
+            pass  # a store that cannot be written only costs the next read more files to open
+    return results
 
 
 def _fetch_pipelined(
@@ -463,7 +473,7 @@ def _fetch_pipelined(
     """What the opener's ``open_pipelined`` brought for ``urls`` (conditionally against
     ``store``), as ``fetch_profiles`` gives it; a URL it did not take is left out (the
     ordinary path sends it): a redirect, an error, a 304 for other validators."""
-    kept = {url: store.stored(url) if store is not None else None for url in urls}
+    kept = store.stored_many(urls) if store is not None else dict.fromkeys(urls)
     asked = [(url, kept[url].request_headers() if kept[url] else {}) for url in urls]
     got: dict[str, tuple[bytes | StoredAnswer, str] | LcfgError] = {}
     for url, answer in zip(urls, pipelined(asked, timeout, MAX_URL_SIZE, concurrency), strict=True):

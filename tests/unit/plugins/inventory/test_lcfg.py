@@ -850,22 +850,21 @@ def test_guests_without_host_vars_files_skip_the_per_host_lookup(plugin, tmp_pat
     ],
 )
 def test_a_cache_entry_for_another_site_or_unreadable_is_a_miss(entry):
-    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "f") is None
-    assert plugin_mod.decoded_entry(entry, "f") is None
+    assert plugin_mod.cached_data(plugin_mod.unpacked_entry(entry), "f") is None
 
 
 def test_a_cache_entry_is_compressed_json_read_back_whole(tmp_path):
     data = {"hosts": [{"name": "h", "guests": {"g": {"memory": 512}}}], "inputs": {}}
     entry = plugin_mod.cache_entry("f", data)
     assert set(entry) == {"fingerprint", "data_zlib"} and entry["data_zlib"].isascii()
-    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "f") == data
-    assert plugin_mod.cached_data(plugin_mod.decoded_entry(entry), "other") is None
+    assert plugin_mod.cached_data(plugin_mod.unpacked_entry(entry), "f") == data
+    assert plugin_mod.cached_data(plugin_mod.unpacked_entry(entry), "other") is None
     # an input file that changed since makes it a miss
     source = tmp_path / "p"
     source.write_text("x")
     stat = source.stat()
     data["inputs"] = {str(source): [stat.st_mtime_ns, stat.st_size + 1]}
-    assert plugin_mod.cached_data(plugin_mod.decoded_entry(plugin_mod.cache_entry("f", data)), "f") is None
+    assert plugin_mod.cached_data(plugin_mod.unpacked_entry(plugin_mod.cache_entry("f", data)), "f") is None
 
 
 def test_the_opener_sends_netrc_credentials_and_follows_redirects_itself(tmp_path, monkeypatch):

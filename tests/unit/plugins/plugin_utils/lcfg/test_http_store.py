@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -185,3 +186,51 @@ def test_one_failing_url_is_its_own_error(tmp_path):
         got = fetch_profiles([good, bad], timeout=5, opener=opener())
     assert isinstance(got[good], tuple)
     assert got[bad].file == bad
+
+
+def test_one_index_file_holds_every_kept_answer_for_the_next_read(tmp_path):
+    directory = str(tmp_path / "store")
+    site = Site(["a", "b", "c"])
+    with serving(site, keep_alive=True) as base:
+        urls = [f"{base}/{name}/XML/profile.xml" for name in ("a", "b", "c")]
+        fetch_profiles(urls, timeout=5, opener=opener(), store=HttpStore(directory))
+        index = os.path.join(directory, "index.json")
+        written = os.stat(index).st_mtime_ns
+        # the next read finds every answer in the index, without the per-URL files
+        for url in urls:
+            os.unlink(HttpStore(directory)._paths(url)[1])
+        got = fetch_profiles(urls, timeout=5, opener=opener(), store=HttpStore(directory))
+    assert all(isinstance(got[url][0], StoredAnswer) for url in urls)
+    assert (site.full, site.not_modified) == (3, 3)
+    assert os.stat(index).st_mtime_ns == written  # nothing changed: not written again
+
+
+def test_an_index_entry_that_is_not_valid_for_its_url_is_read_from_the_url_file(tmp_path):
+    directory = str(tmp_path / "store")
+    store = HttpStore(directory)
+    store.remember("http://a/x.xml", b"<x/>", '"1"', None)
+    store.remember("http://a/y.xml", b"<y/>", '"2"', None)
+    store.save_index()
+    index = os.path.join(directory, "index.json")
+    with open(index, encoding="utf-8") as handle:
+        entries = json.load(handle)
+    entries["http://a/x.xml"]["url"] = "http://elsewhere/x.xml"  # copied from another store
+    entries["http://a/y.xml"]["sha256"] = "short"
+    with open(index, "w", encoding="utf-8") as handle:
+        json.dump(entries, handle)
+    found = HttpStore(directory).stored_many(["http://a/x.xml", "http://a/y.xml", "http://a/none.xml"])
+    assert found["http://a/x.xml"].etag == '"1"' and found["http://a/y.xml"].etag == '"2"'
+    assert found["http://a/none.xml"] is None
+
+
+def test_saving_the_index_keeps_other_urls_and_drops_answers_no_longer_kept(tmp_path):
+    directory = str(tmp_path / "store")
+    first = HttpStore(directory)
+    first.remember("http://a/x.xml", b"<x/>", '"1"', None)
+    first.remember("http://a/y.xml", b"<y/>", '"2"', None)
+    first.save_index()
+    second = HttpStore(directory)  # another inventory, sharing the store
+    second.stored_many(["http://a/y.xml"])
+    second.remember("http://a/y.xml", b"<y2/>", None, None)  # now served without validators
+    second.save_index()
+    assert set(HttpStore(directory)._read_index()) == {"http://a/x.xml"}
