@@ -103,9 +103,9 @@ options:
     version_added: 0.2.0
   http_pipelining:
     description:
-      - Send the requests for many profiles on one server back to back on a few kept-alive
-        connections (HTTP/1.1 pipelining, on up to 4 connections and never more than
-        O(http_concurrency)), reading the answers in order. An unchanged site's re-read is then
+      - Send the requests for many profiles on one server back to back on kept-alive
+        connections (HTTP/1.1 pipelining, on up to O(http_concurrency) connections per server,
+        up to 100 requests at a time on each), reading the answers in order. An unchanged site's re-read is then
         one C(304 Not Modified) per profile without a round trip each.
       - Only a C(304) and a C(200) with a C(Content-Length) are taken that way. A redirect, an error,
         a chunked answer or anything unexpected sends that URL again the ordinary way, one
@@ -380,7 +380,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils import connection as _con
 from ansible_collections.lcfg.xen.plugins.plugin_utils import limit as _limit
 from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pipeline import get_pipelined, request_bytes
+from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pipeline import get_pipelined_many, request_bytes
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections, server_and_target
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
@@ -400,7 +400,6 @@ USER_AGENT = "lcfg.xen-inventory"
 MAX_TIMEOUT = 86400  # seconds; threading's wait() refuses an infinite one
 MAX_REDIRECTS = 10
 MAX_HTTP_CONCURRENCY = 64
-PIPELINE_CONNECTIONS = 4  # pipelined connections per server: more only add threads
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -538,7 +537,7 @@ def make_opener(
         """Per ``(url, extra_headers)``: what ``get_pipelined`` brought, None for a URL to send
         the ordinary way (a proxy, credentials in the URL, a request it would not send)."""
         results: list[Any] = [None] * len(asked)
-        by_server: dict[tuple, list[tuple[int, bytes]]] = {}
+        by_server: dict[tuple, list[tuple[int, bytes, tuple[str | None, str | None]]]] = {}
         for index, (url, extra_headers) in enumerate(asked):
             parts = urllib.parse.urlsplit(url)
             if "@" in parts.netloc or proxied(parts):
@@ -551,18 +550,22 @@ def make_opener(
             default_port = 443 if server[0] == "https" else 80
             request = request_bytes(server[1], server[2], default_port, target, all_headers)
             if request is not None:
-                by_server.setdefault(server, []).append((index, request))
-        for server, requests in by_server.items():
-            answers = get_pipelined(
-                server,
-                [request for _index, request in requests],
-                timeout,
-                max_size,
-                context,
-                connections=min(concurrency, PIPELINE_CONNECTIONS),
-            )
-            for (index, _request), answer in zip(requests, answers, strict=True):
-                results[index] = answer
+                asked_with = (extra_headers.get("If-None-Match"), extra_headers.get("If-Modified-Since"))
+                by_server.setdefault(server, []).append((index, request, asked_with))
+        servers = list(by_server)
+        answers = get_pipelined_many(
+            [
+                (server, [entry[1] for entry in by_server[server]], [entry[2] for entry in by_server[server]])
+                for server in servers
+            ],
+            timeout,
+            max_size,
+            context,
+            connections=concurrency,
+        )
+        for server, server_answers in zip(servers, answers, strict=True):
+            for entry, answer in zip(by_server[server], server_answers, strict=True):
+                results[entry[0]] = answer
         return results
 
     open_.close = kept.close  # type: ignore[attr-defined]  # the kept connections, once the read is done
@@ -790,6 +793,11 @@ def load_site(
                 store.remember_built(item.source, kept_key(item.source, item.digest), built.to_data())
             except OSError:
                 pass  # a store that cannot be written only costs the next read a rebuild
+    if store is not None:  # what was fetched in full again since fetch_profiles saved it
+        try:
+            store.save_index()
+        except OSError:
+            pass
     items.sort(key=lambda pair: pair[0])
     site = build_site([built for _source, built in items], access, unreadable)
     for name, errors in site.rejected.items():
@@ -895,6 +903,9 @@ class _InBackground:
         except BaseException as exc:  # noqa: B902 - raised again in the waiting thread
             self._outcome.append((False, exc))
 
+    def join(self) -> None:
+        self._thread.join()
+
     def result(self) -> Any:
         self._thread.join()
         done, value = self._outcome[0]
@@ -989,6 +1000,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         data = None
         if user_cache and cache and fingerprint is not None:
             data = cached_data(entry.result() if entry else self._unpacked_cache_entry(cache_key), fingerprint)
+        elif entry is not None:
+            entry.join()  # not wanted after all, but done before the cache is written
         if data is None:
             try:
                 data = load_site(

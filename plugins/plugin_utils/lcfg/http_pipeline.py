@@ -33,6 +33,7 @@ and then leaves that connection's URLs to the ordinary path.
 from __future__ import annotations
 
 import re
+import select
 import socket
 import ssl
 import threading
@@ -124,6 +125,8 @@ class _Reader:
         self._sock = sock
         self._buffer = bytearray()
         self._start = 0  # where the unread bytes begin
+        self._scanned = 0  # how far the end of the current head was looked for
+        self.answered = 0  # answers read whole on this connection
 
     def _receive(self, deadline: float) -> bool:
         """Receive more bytes before ``deadline``; False at the end of the stream."""
@@ -136,6 +139,7 @@ class _Reader:
             return False
         if self._start > _RECEIVE:  # drop what was read, once it is worth moving the rest
             del self._buffer[: self._start]
+            self._scanned -= self._start
             self._start = 0
         self._buffer += chunk
         return True
@@ -143,19 +147,24 @@ class _Reader:
     def _take(self, size: int) -> bytes:
         data = bytes(self._buffer[self._start : self._start + size])
         self._start += size
+        self._scanned = self._start
         return data
 
     def _head(self, deadline: float) -> list[bytes]:
+        self._scanned = max(self._scanned, self._start)
         while True:
-            end = self._buffer.find(b"\r\n\r\n", self._start, self._start + HEAD_LIMIT)
+            # each receive's bytes are scanned once (a line end may straddle two receives)
+            since = max(self._start, self._scanned - 3)
+            end = self._buffer.find(b"\r\n\r\n", since, self._start + HEAD_LIMIT)
             if end >= 0:
                 lines = self._take(end + 4 - self._start)[:-4].split(b"\r\n")
                 if any(b"\n" in line or b"\r" in line for line in lines):
                     raise _Unusable  # a bare line feed: framing this parser does not trust
                 return lines
             waiting = len(self._buffer) - self._start
-            if waiting >= HEAD_LIMIT or b"\n\n" in self._buffer[self._start :]:
+            if waiting >= HEAD_LIMIT or self._buffer.find(b"\n\n", max(self._start, self._scanned - 1)) >= 0:
                 raise _Unusable
+            self._scanned = len(self._buffer)
             if not self._receive(deadline):
                 if waiting:
                     raise _Unusable  # closed in the middle of an answer
@@ -184,6 +193,7 @@ class _Reader:
         if status < 200:
             raise _Unusable  # an interim answer: the real one is still to come
         if status == 304:
+            self.answered += 1
             return self._answer(status, fields, None), close
         if b"transfer-encoding" in fields:
             raise _Unusable
@@ -194,11 +204,38 @@ class _Reader:
         if status != 200:
             if length > SKIP_LIMIT:
                 raise _Unusable
-            self._body(length, deadline)
+            try:
+                self._body(length, deadline)
+            except TimeoutError:  # the ordinary path never waits for an error's body
+                raise _Unusable from None
+            self.answered += 1
             raise _NotTaken(close)
         if length > max_size:
             raise _Unusable  # the ordinary path says it is too large
-        return self._answer(status, fields, self._body(length, deadline)), close
+        body = self._body(length, deadline)
+        self.answered += 1
+        return self._answer(status, fields, body), close
+
+    def stray(self) -> bool:
+        """Whether bytes past the answers read are already here: an answer no request asked
+        for, after which no answer on this connection can be trusted to be its request's."""
+        if len(self._buffer) > self._start:
+            return True
+        pending = getattr(self._sock, "pending", None)
+        try:
+            if pending is not None and pending():
+                return True
+            readable = select.select([self._sock], [], [], 0)[0]
+            if not readable:
+                return False
+            if pending is not None:  # TLS: peeking is not possible, and the connection ends here
+                self._sock.setblocking(False)
+                return bool(self._sock.recv(1))
+            return bool(self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # b"": closed
+        except ssl.SSLWantReadError:
+            return False  # a TLS record that carries no data (a session ticket)
+        except (OSError, ValueError):
+            return True
 
     @staticmethod
     def _answer(status: int, fields: dict[bytes, list[bytes]], body: bytes | None) -> PipelinedAnswer:
@@ -215,10 +252,13 @@ class _Worker:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.sock: socket.socket | None = None
+        self.batch: list[int] = []
         self.done = self.abandoned = False
 
 
 class _Pipeline:
+    """The requests to one server, sent by ``connections`` workers."""
+
     def __init__(
         self,
         server: tuple[str, str, int],
@@ -226,71 +266,98 @@ class _Pipeline:
         timeout: float,
         max_size: int,
         context: Callable[[], ssl.SSLContext | None],
+        connections: int,
+        validators: list[tuple[str | None, str | None]] | None = None,
     ) -> None:
         self.server, self.requests, self.timeout, self.max_size = server, requests, timeout, max_size
+        self.validators = validators or [(None, None)] * len(requests)
         self.context = context
-        self.results: list[PipelinedAnswer | TimeoutError | None] = [None] * len(requests)
+        self.results: list[PipelinedAnswer | OSError | None] = [None] * len(requests)
         indexes = [index for index, request in enumerate(requests) if request is not None]
-        self.batches = deque(indexes[start : start + BATCH] for start in range(0, len(indexes), BATCH))
+        # every connection gets a share, so a slow server answers on all of them at once
+        size = min(BATCH, max(1, -(-len(indexes) // connections)))
+        self.batches = deque(indexes[start : start + size] for start in range(0, len(indexes), size))
         self.cond = threading.Condition()
-        self.stopped = False  # a connection failed: the rest go the ordinary way
+        self.stopped = False  # the rest go the ordinary way
+        first = time.monotonic() + timeout  # until a worker sets its own
+        self.workers = [_Worker(first) for _index in range(min(connections, len(self.batches)))]
 
-    def run(self, connections: int) -> list[PipelinedAnswer | TimeoutError | None]:
-        first = time.monotonic() + self.timeout  # until the worker sets its own
-        workers = [_Worker(first) for _index in range(min(connections, len(self.batches)))]
-        for worker in workers:
-            threading.Thread(target=self._work, args=(worker,), name="lcfg-pipeline", daemon=True).start()
-        with self.cond:
-            while True:
-                waiting = [w for w in workers if not w.done and not w.abandoned]
-                if not waiting:
-                    return list(self.results)
-                now = time.monotonic()
-                overdue = [w for w in waiting if w.deadline + GRACE <= now]
-                for worker in overdue:  # stuck connecting: its URLs go the ordinary way
-                    worker.abandoned = self.stopped = True
-                    _shut(worker.sock)
-                if not overdue:
-                    self.cond.wait(min(w.deadline for w in waiting) + GRACE - now)
+    def start(self) -> None:
+        for worker in self.workers:
+            try:
+                threading.Thread(target=self._work, args=(worker,), name="lcfg-pipeline", daemon=True).start()
+            except RuntimeError:  # no thread to be had: its share goes the ordinary way
+                worker.done = True
 
-    def _give(self, worker: _Worker, index: int, result: PipelinedAnswer | TimeoutError) -> None:
+    def overdue(self, now: float) -> float:
+        """Give up on workers stuck past their deadline (connecting); the next deadline."""
+        waiting = [w for w in self.workers if not w.done and not w.abandoned]
+        for worker in [w for w in waiting if w.deadline + GRACE <= now]:
+            # it could not connect in time: its URLs timed out, the rest go the ordinary way
+            worker.abandoned = self.stopped = True
+            _shut(worker.sock)
+            for index in worker.batch:
+                self.results[index] = TimeoutError()
+        return min((w.deadline + GRACE for w in waiting if not w.abandoned), default=0.0)
+
+    def _give(self, worker: _Worker, taken: list[tuple[int, PipelinedAnswer | OSError]]) -> None:
         with self.cond:
             if not worker.abandoned:
-                self.results[index] = result
+                for index, result in taken:
+                    self.results[index] = result
 
-    def _next_batch(self) -> list[int] | None:
+    def _next_batch(self, worker: _Worker) -> list[int] | None:
         with self.cond:
-            if self.stopped or not self.batches:
+            if self.stopped or not self.batches or worker.abandoned:
                 return None
-            return self.batches.popleft()
+            worker.batch = self.batches.popleft()
+            return worker.batch
+
+    def _stop(self) -> None:
+        with self.cond:
+            self.stopped = True
 
     def _work(self, worker: _Worker) -> None:
-        reader, fresh = None, False
+        reader = None
         try:
-            batch = self._next_batch()
+            batch = self._next_batch(worker)
             while batch:
+                fresh = reader is None
                 if reader is None:
                     worker.deadline = time.monotonic() + self.timeout
-                    worker.sock = self._connect()
-                    reader, fresh = _Reader(worker.sock), True
-                answered, keep = self._exchange(worker, reader, batch)
-                batch = batch[answered:]
+                    try:
+                        worker.sock = self._connect()
+                    except OSError as exc:  # its URLs fail as the ordinary path would fail them
+                        self._stop()
+                        self._give(worker, [(index, exc) for index in batch])
+                        return
+                    reader = _Reader(worker.sock)
+                again, keep = self._exchange(worker, reader, batch)
                 if not keep:
                     _close(worker.sock)
                     worker.sock = reader = None
-                    if batch and fresh and answered == 0:
-                        batch = None  # a new connection closed unanswered: not again
-                fresh = False
-                if not batch:
-                    batch = self._next_batch()
-        except Exception:  # noqa: BLE001 - cannot connect (or worse): the ordinary path words why
-            with self.cond:
-                self.stopped = True
+                # what a new connection closed unanswered is not tried again
+                if again and not (fresh and len(again) == len(batch)):
+                    batch = worker.batch = again
+                else:
+                    batch = self._next_batch(worker)
+        except Exception:  # noqa: BLE001 - anything else: the ordinary path tries again and words it
+            self._stop()
         finally:
             _close(worker.sock)
             with self.cond:
                 worker.done = True
                 self.cond.notify_all()
+
+    def _confirms(self, index: int, answer: PipelinedAnswer) -> bool:
+        """Whether a 304 can be the answer to request ``index``: it asked conditionally, and
+        any validator the 304 sends is the one asked with."""
+        etag, last_modified = self.validators[index]
+        if etag is None and last_modified is None:
+            return False  # a 304 to a request that was not conditional
+        if answer.etag is not None and etag is not None and answer.etag != etag:
+            return False
+        return answer.last_modified is None or last_modified is None or answer.last_modified == last_modified
 
     def _connect(self) -> socket.socket:
         scheme, host, port = self.server
@@ -305,9 +372,11 @@ class _Pipeline:
             raise
         return sock
 
-    def _exchange(self, worker: _Worker, reader: _Reader, batch: list[int]) -> tuple[int, bool]:
-        """Send ``batch`` and read its answers: (how many were answered, whether the connection
-        can be used again). A URL whose answer is not taken keeps None."""
+    def _exchange(self, worker: _Worker, reader: _Reader, batch: list[int]) -> tuple[list[int], bool]:
+        """Send ``batch`` and read its answers: (the requests to send again on a new
+        connection, whether this one can be used again). The answers are given only when the
+        batch ended cleanly: all answered (or the server closed between two answers) with no
+        stray bytes after them. Otherwise the batch goes the ordinary way."""
         sock = worker.sock
         assert sock is not None
         sock.settimeout(self.timeout)  # the whole send: Python holds sendall to it
@@ -315,26 +384,39 @@ class _Pipeline:
         try:
             sock.sendall(b"".join(self.requests[index] or b"" for index in batch))
         except OSError:
-            return 0, False  # closed while idle: again on a new connection, once
+            return batch, False  # closed while idle: again on a new connection, once
+        taken: list[tuple[int, PipelinedAnswer | OSError]] = []
+        done, close = len(batch), False
         ended = time.monotonic()
         for count, index in enumerate(batch):
             worker.deadline = ended + self.timeout
             try:
                 answer, close = reader.answer(worker.deadline, self.max_size)
-                self._give(worker, index, answer)
+                if answer.status == 304 and not self._confirms(index, answer):
+                    self._stop()  # another request's 304: the answers are out of step
+                    return [], False
+                taken.append((index, answer))
             except _NotTaken as not_taken:
                 close = not_taken.close
             except TimeoutError:
-                self._give(worker, index, TimeoutError())
-                return len(batch), False  # the rest of the batch: the ordinary path
-            except _Closed:
-                return count, False  # the rest again on a new connection
+                self._stop()  # a server this slow gets no more pipelined requests
+                if not reader.answered:  # nothing at all on this connection: it timed out
+                    self._give(worker, [(index, TimeoutError())])
+                return [], False  # after answers: a server that does not pipeline
+            except _Closed:  # between two answers: the rest again on a new connection
+                self._give(worker, taken)
+                return batch[count:], False
             except (_Unusable, OSError):
-                return len(batch), False
+                return [], False
             ended = time.monotonic()
             if close:
-                return count + 1, False
-        return len(batch), True
+                done = count + 1
+                break
+        if reader.stray():
+            self._stop()  # more answers than requests: none of them can be trusted
+            return [], False
+        self._give(worker, taken)
+        return batch[done:], done == len(batch) and not close
 
 
 def _shut(sock: socket.socket | None) -> None:
@@ -353,6 +435,31 @@ def _close(sock: socket.socket | None) -> None:
             pass
 
 
+def get_pipelined_many(
+    asked: list[tuple[tuple[str, str, int], list[bytes | None], list[tuple[str | None, str | None]] | None]],
+    timeout: float,
+    max_size: int,
+    context: Callable[[], ssl.SSLContext | None],
+    connections: int = 4,
+) -> list[list[PipelinedAnswer | OSError | None]]:
+    """``get_pipelined`` for several servers at once (each with up to ``connections``):
+    ``asked`` holds (server, requests, validators) per server."""
+    pipelines = [
+        _Pipeline(server, requests, timeout, max_size, context, max(1, connections), validators)
+        for server, requests, validators in asked
+    ]
+    for pipeline in pipelines:
+        pipeline.start()
+    for pipeline in pipelines:
+        with pipeline.cond:
+            while True:
+                next_deadline = pipeline.overdue(time.monotonic())
+                if not next_deadline:
+                    break
+                pipeline.cond.wait(max(0.0, next_deadline - time.monotonic()))
+    return [list(pipeline.results) for pipeline in pipelines]
+
+
 def get_pipelined(
     server: tuple[str, str, int],
     requests: list[bytes | None],
@@ -360,11 +467,14 @@ def get_pipelined(
     max_size: int,
     context: Callable[[], ssl.SSLContext | None],
     connections: int = 4,
-) -> list[PipelinedAnswer | TimeoutError | None]:
+    validators: list[tuple[str | None, str | None]] | None = None,
+) -> list[PipelinedAnswer | OSError | None]:
     """Send ``requests`` (``request_bytes``, None for one not to pipeline) to ``server``
     (scheme, host, port) pipelined on up to ``connections`` connections: per request, the
-    ``PipelinedAnswer`` taken, a ``TimeoutError`` for an answer that missed its deadline, or
-    None for one to send the ordinary way. ``context()`` gives the TLS context for https."""
-    if not any(requests):
-        return [None] * len(requests)
-    return _Pipeline(server, requests, timeout, max_size, context).run(max(1, connections))
+    ``PipelinedAnswer`` taken, a ``TimeoutError`` for one whose answer missed its deadline, the
+    ``OSError`` of a connection that could not be made for it, or None for one to send the
+    ordinary way. ``validators``: per request, the ``ETag`` and
+    ``Last-Modified`` it asks with (``If-None-Match``, ``If-Modified-Since``); a ``304`` with
+    others is taken as a sign that the answers are out of step. ``context()`` gives the TLS
+    context for https."""
+    return get_pipelined_many([(server, requests, validators)], timeout, max_size, context, connections)[0]

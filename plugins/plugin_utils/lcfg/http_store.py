@@ -97,7 +97,7 @@ class HttpStore:
         try:
             with open(meta_path, encoding="utf-8") as handle:
                 meta = json.load(handle)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         return self._answer(url, meta)
 
@@ -112,26 +112,28 @@ class HttpStore:
 
     def save_index(self) -> None:
         """Write ``index.json`` again when what this process read or kept differs from it (the
-        entries of other URLs, another inventory's, are kept)."""
-        index = dict(self._read_index())
+        entries of other URLs, another inventory's, are kept as the file has them now)."""
+        known = self._read_index()
+        if all(known.get(url) == meta for url, meta in list(self._current.items())):
+            return
+        index = self._read_index(again=True)
         for url, meta in list(self._current.items()):
             if meta is None:
                 index.pop(url, None)
             else:
                 index[url] = meta
-        if index != self._index:
-            self._write(os.path.join(self.directory, "index.json"), json.dumps(index, sort_keys=True).encode())
-            self._index = index
+        self._write(os.path.join(self.directory, "index.json"), json.dumps(index, sort_keys=True).encode())
+        self._index = index
 
-    def _read_index(self) -> dict[str, dict]:
-        if self._index is None:
+    def _read_index(self, again: bool = False) -> dict[str, dict]:
+        if self._index is None or again:
             try:
                 with open(os.path.join(self.directory, "index.json"), encoding="utf-8") as handle:
                     index = json.load(handle)
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # a nested file can exhaust the decoder
                 index = {}
             self._index = index if isinstance(index, dict) else {}
-        return self._index
+        return dict(self._index)
 
     def _answer(self, url: str, meta: object) -> StoredAnswer | None:
         """The StoredAnswer a metadata entry describes, if it is valid and names ``url``."""
@@ -168,7 +170,7 @@ class HttpStore:
         try:
             with open(self._built_path(url), encoding="utf-8") as handle:
                 kept = json.load(handle)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(kept, dict) or kept.get("key") != key or not isinstance(kept.get("built"), dict):
             return None

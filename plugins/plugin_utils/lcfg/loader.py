@@ -480,6 +480,8 @@ def _fetch_pipelined(
         stored = kept[url]
         if isinstance(answer, TimeoutError):
             got[url] = _timed_out(url, timeout)
+        elif isinstance(answer, OSError):  # no connection to be had
+            got[url] = _fetch_error(url, answer)
         elif answer is None:
             continue
         elif answer.status == 304:
