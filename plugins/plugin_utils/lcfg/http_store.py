@@ -30,6 +30,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from .. import json_codec
+
 __all__ = ["HttpStore", "StoredAnswer", "body_digest"]
 
 
@@ -168,8 +170,8 @@ class HttpStore:
         """What ``remember_built`` kept for ``url`` under ``key`` (the profile as the inventory
         built it from one body, with one set of options), or None."""
         try:
-            with open(self._built_path(url), encoding="utf-8") as handle:
-                kept = json.load(handle)
+            with open(self._built_path(url), "rb") as handle:
+                kept = json_codec.loads(handle.read())
         except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(kept, dict) or kept.get("key") != key or not isinstance(kept.get("built"), dict):
@@ -181,7 +183,7 @@ class HttpStore:
         body's digest, the URL, its options and its code, so a kept entry is never stale. One
         entry per URL: the next one replaces it."""
         os.makedirs(os.path.join(self.directory, "built"), mode=0o700, exist_ok=True)
-        self._write(self._built_path(url), json.dumps({"key": key, "built": built}).encode())
+        self._write(self._built_path(url), json_codec.dumps({"key": key, "built": built}))
 
     def _built_path(self, url: str) -> str:
         name = hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()[:40]
