@@ -378,7 +378,8 @@ class _Pipeline:
         batch ended cleanly: all answered (or the server closed between two answers) with no
         stray bytes after them. Otherwise the batch goes the ordinary way."""
         sock = worker.sock
-        assert sock is not None
+        if sock is None:  # abandoned meanwhile
+            return [], False
         sock.settimeout(self.timeout)  # the whole send: Python holds sendall to it
         worker.deadline = time.monotonic() + self.timeout
         try:
