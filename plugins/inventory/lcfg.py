@@ -544,7 +544,7 @@ def make_opener(
             if "@" in parts.netloc or proxied(parts):
                 continue
             try:
-                server, target = server_and_target(url)
+                server, target = server_and_target(url, parts)
                 all_headers = with_netrc(parts, {**base_headers, **extra_headers})
             except Exception:  # noqa: BLE001 - the ordinary path words it
                 continue

@@ -32,6 +32,7 @@ and then leaves that connection's URLs to the ordinary path.
 
 from __future__ import annotations
 
+import functools
 import re
 import select
 import socket
@@ -94,6 +95,18 @@ def request_bytes(host: str, port: int, default_port: int, target: str, headers:
     change something in it (then the ordinary path sends it, or words why it cannot)."""
     if not _TARGET.fullmatch(target):
         return None
+    lines = [f"GET {target} HTTP/1.1", _host_line(host, port, default_port)]
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            return None
+        lines.append(_header_line(name, value))
+    if None in lines:
+        return None
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")  # every line is latin-1
+
+
+@functools.lru_cache(maxsize=64)
+def _host_line(host: str, port: int, default_port: int) -> str | None:
     try:
         host.encode("ascii")
     except UnicodeEncodeError:
@@ -101,21 +114,23 @@ def request_bytes(host: str, port: int, default_port: int, target: str, headers:
     authority = f"[{host}]" if ":" in host else host
     if port != default_port:
         authority = f"{authority}:{port}"
-    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}", "Accept-Encoding: identity"]
-    for name, value in headers.items():
-        if (
-            not isinstance(name, str)
-            or not isinstance(value, str)
-            or not _REQUEST_FIELD_NAME.fullmatch(name)
-            or name.lower() in _OWN_FIELDS
-            or any(char in value for char in "\r\n\0")
-        ):
-            return None
-        lines.append(f"{name}: {value}")
+    return f"Host: {authority}\r\nAccept-Encoding: identity"
+
+
+@functools.lru_cache(maxsize=1024)  # the same few headers on every request, and the ETags
+def _header_line(name: str, value: str) -> str | None:
+    if (
+        not _REQUEST_FIELD_NAME.fullmatch(name)
+        or name.lower() in _OWN_FIELDS
+        or any(char in value for char in "\r\n\0")
+    ):
+        return None
+    line = f"{name}: {value}"
     try:
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        line.encode("latin-1")
     except UnicodeEncodeError:
         return None
+    return line
 
 
 class _Reader:

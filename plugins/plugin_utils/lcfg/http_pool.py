@@ -269,9 +269,10 @@ def _released_in_time(ticket: _Ticket | None) -> bool:
     return ticket is None or _WATCHDOG.release(ticket)
 
 
-def server_and_target(url: str) -> tuple[tuple[str, str, int], str]:
-    """``((scheme, host, port), path and query)`` of an http(s) URL (``URLError`` otherwise)."""
-    parts = urllib.parse.urlsplit(url)
+def server_and_target(url: str, parts: urllib.parse.SplitResult | None = None) -> tuple[tuple[str, str, int], str]:
+    """``((scheme, host, port), path and query)`` of an http(s) URL (``URLError`` otherwise);
+    ``parts``: the URL already split."""
+    parts = parts or urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         raise urllib.error.URLError(f"not an http(s) URL: {url}")
