@@ -359,7 +359,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.helpers import get_group_vars
@@ -379,7 +379,6 @@ from ansible_collections.lcfg.xen.plugins.module_utils.common.host_access import
 from ansible_collections.lcfg.xen.plugins.plugin_utils import connection as _connection
 from ansible_collections.lcfg.xen.plugins.plugin_utils import json_codec
 from ansible_collections.lcfg.xen.plugins.plugin_utils import limit as _limit
-from ansible_collections.lcfg.xen.plugins.plugin_utils import model as _model
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError, excerpt
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pipeline import get_pipelined_many, request_bytes
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections, server_and_target
@@ -392,7 +391,13 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import (
     is_url,
     load_profiles,
 )
-from ansible_collections.lcfg.xen.plugins.plugin_utils.model import BuiltProfile, build_profile, build_site
+
+if TYPE_CHECKING:
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.model import BuiltProfile
+
+# plugin_utils.model (and the LCFG readers, see plugin_utils.lcfg.loader) are imported where a
+# profile is built: a read from the warm cache builds none, and Ansible compiles every
+# collection module it imports from source, on every run.
 
 HYPERVISORS = "xen_hypervisors"
 GUESTS = "xen_guests"
@@ -668,7 +673,7 @@ def cached_data(unpacked: tuple[str, bytes] | None, fingerprint: str) -> dict[st
 def _model_code() -> list[str]:
     """The Python files the model is built by: plugin_utils (the model and the LCFG reader) and
     the module_utils it validates with (common: validate, host_access; spec: the guest schema)."""
-    plugin_utils = os.path.dirname(os.path.abspath(_model.__file__))
+    plugin_utils = os.path.dirname(os.path.abspath(json_codec.__file__))  # model.py's directory
     module_utils = os.path.join(os.path.dirname(plugin_utils), "module_utils")
     files = []
     for top in (plugin_utils, os.path.join(module_utils, "common"), os.path.join(module_utils, "spec")):
@@ -752,6 +757,9 @@ def load_site(
 
     A URL whose body (``prefetched``) was built before with the same options and code is
     taken from ``store`` as built then, not read again; each URL built here is kept there."""
+    # pylint: disable-next=import-outside-toplevel  # see the imports
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.model import BuiltProfile, build_profile, build_site
+
     kept_key = _built_key_maker(access)
     prebuilt: dict[str, BuiltProfile] = {}
     for url, got in (prefetched or {}).items():

@@ -39,14 +39,16 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cpp import inside
 from .errors import LcfgError, excerpt
 from .http_store import HttpStore, StoredAnswer, body_digest
-from .profile import Profile
-from .source import read_source_profile
-from .xml import read_xml_profile, xml_host_name
+
+if TYPE_CHECKING:
+    from .profile import Profile
+
+# The readers (.cpp, .source, .xml) are imported where a profile is read: an inventory read
+# from its warm cache reads none, and Ansible compiles every module it imports from source.
 
 __all__ = [
     "LoadedProfile",
@@ -145,6 +147,8 @@ def is_profile_file(name: str) -> bool:
 
 
 def _scan(directory: str) -> tuple[list[str], list[LoadedProfile]]:
+    from .cpp import inside  # pylint: disable=import-outside-toplevel  # see the imports
+
     found: list[str] = []
     errors: list[LoadedProfile] = []
     root_real = os.path.realpath(directory)
@@ -498,6 +502,8 @@ def host_name(source: str) -> str:
     """The inventory host name of the profile at ``source``, from its path or URL alone (as
     the readers name it; also for a profile that cannot be read)."""
     if is_url(source) or source.lower().endswith(".xml"):
+        from .xml import xml_host_name  # pylint: disable=import-outside-toplevel  # see the imports
+
         return xml_host_name(source)
     return os.path.basename(source)
 
@@ -513,6 +519,10 @@ def _load_one(
     store: HttpStore | None = None,
     prefetched: dict[str, Any] | None = None,
 ) -> LoadedProfile:
+    # pylint: disable-next=import-outside-toplevel  # see the imports
+    from . import source as source_reader
+    from . import xml as xml_reader
+
     inputs: dict[str, tuple[int, int]] = {}
     try:
         if is_url(source):
@@ -522,17 +532,17 @@ def _load_one(
             elif isinstance(got, LcfgError):
                 raise got
             data, digest = _profile_body(source, got, timeout, validate_certs, opener, store)
-            return LoadedProfile(source, read_xml_profile(source, data=data), None, digest=digest)
+            return LoadedProfile(source, xml_reader.read_xml_profile(source, data=data), None, digest=digest)
         if source.lower().endswith(".xml"):
             try:
                 st = os.stat(source)
                 inputs[source] = (st.st_mtime_ns, st.st_size)
             except OSError:
                 pass  # the reader says why it cannot read it
-            return LoadedProfile(source, read_xml_profile(source), None, inputs)
+            return LoadedProfile(source, xml_reader.read_xml_profile(source), None, inputs)
         return LoadedProfile(
             source,
-            read_source_profile(
+            source_reader.read_source_profile(
                 source, include_path=include_path, defines=defines, allowed_dirs=allowed_dirs, inputs=inputs
             ),
             None,

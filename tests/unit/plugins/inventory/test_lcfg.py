@@ -29,6 +29,7 @@ init_plugin_loader([str(Path(__file__).resolve().parents[4] / ".collections")])
 
 from ansible_collections.lcfg.xen.plugins.inventory import lcfg as plugin_mod
 from ansible_collections.lcfg.xen.plugins.module_utils.common.confinement import DEFAULT_STORAGE_DIRS
+from ansible_collections.lcfg.xen.plugins.plugin_utils import model as model_mod
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.profile import Profile, Resource
 from ansible_collections.lcfg.xen.plugins.plugin_utils.model import build_site
 
@@ -469,10 +470,10 @@ def test_after_one_url_changed_only_that_profile_is_read_again(tmp_path, monkeyp
         return 200, {"ETag": tag}, body.replace(b"hvx", node.encode()).replace(b"vmx", f"vm{node}".encode())
 
     read = []
-    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader  # noqa: PLC0415
+    from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import xml as xml_reader  # noqa: PLC0415
 
-    real = loader.read_xml_profile
-    monkeypatch.setattr(loader, "read_xml_profile", lambda source, **k: read.append(source) or real(source, **k))
+    real = xml_reader.read_xml_profile
+    monkeypatch.setattr(xml_reader, "read_xml_profile", lambda source, **k: read.append(source) or real(source, **k))
     with serving(answer) as base:
         config = tmp_path / "site.lcfg.yml"
         config.write_text(
@@ -511,15 +512,15 @@ def test_a_kept_entry_must_agree_with_what_the_site_checks_judged():
     from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.xml import read_xml_profile  # noqa: PLC0415
 
     body = XML_HYPERVISOR.replace(b"MEMORY", b"128").replace(b"hvx", b"hvk").replace(b"vmx", b"vmk")
-    kept = plugin_mod.build_profile(read_xml_profile("http://h/hvk/XML/profile.xml", data=body)).to_data()
-    assert plugin_mod.BuiltProfile.from_data(kept).data["guests"].keys() == {"vmk"}
+    kept = model_mod.build_profile(read_xml_profile("http://h/hvk/XML/profile.xml", data=body)).to_data()
+    assert model_mod.BuiltProfile.from_data(kept).data["guests"].keys() == {"vmk"}
     smuggled = {**kept, "data": {**kept["data"], "guests": {**kept["data"]["guests"], "all": {}}}}
     renamed = {**kept, "data": {**kept["data"], "name": "other"}}
     grouped = {**kept, "data": {**kept["data"], "groups": {"xen_hypervisors": ["vmk"]}}}
     shapeless = {**kept, "files": [["a"]]}
     for bad in (smuggled, renamed, grouped, shapeless, {**kept, "data": ["oops"]}, {**kept, "errors": [[1, 2, 3, 4]]}):
         with pytest.raises((KeyError, TypeError, ValueError)):
-            plugin_mod.BuiltProfile.from_data(bad)
+            model_mod.BuiltProfile.from_data(bad)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", ".nan", ".inf", "100000"])

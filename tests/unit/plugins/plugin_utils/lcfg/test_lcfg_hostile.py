@@ -16,7 +16,6 @@ import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common import validate as _validate
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import cpp
-from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import loader as _loader
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import mutations as _mutations
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import source as _source
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg import xml as _xml
@@ -247,7 +246,7 @@ def test_unexpected_exception_in_the_loader_is_one_profiles_error(site, monkeypa
     def boom(*args, **kwargs):
         raise MemoryError("exhausted")
 
-    monkeypatch.setattr(_loader, "read_xml_profile", boom)
+    monkeypatch.setattr(_xml, "read_xml_profile", boom)  # the loader reads XML with it
     (site / "site/profiles/evil.xml").write_text("<profile/>")
     results = {os.path.basename(r.source): r for r in load_profiles(["profiles"], str(site / "site"))}
     assert "MemoryError" in results["evil.xml"].error.problem
