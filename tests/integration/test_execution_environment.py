@@ -93,7 +93,7 @@ def install(tarball: Path, dest: Path, cwd: Path | None = None, requirements: st
 
 def test_the_declared_ee_needs_are_the_controllers_only():
     assert META["version"] == 1
-    assert [name_of(r) for r in EE_PYTHON] == ["lxml", "pyvmomi"]
+    assert [name_of(r) for r in EE_PYTHON] == ["lxml", "orjson", "pyvmomi"]
     assert {name_of(r) for r in EE_PYTHON + EE_SYSTEM} & NOT_IN_EE == set()
     run([str(BIN / "bindep"), "--file", str(ROOT / META["dependencies"]["system"]), "--profiles"])
 

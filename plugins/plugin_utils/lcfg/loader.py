@@ -422,7 +422,8 @@ def fetch_profiles(
     reading them: per URL ``(body, digest)`` (the ``StoredAnswer`` in place of the body after
     a 304: its body is read when needed) or the LcfgError naming it. What
     ``load_profiles`` takes as ``prefetched``; the inventory keys its model cache on the
-    digests first."""
+    digests first. An opener with ``open_pipelined`` (the inventory's, see ``make_opener``)
+    gets every URL first to send pipelined; what it does not take goes one request at a time."""
 
     def one(url: str) -> tuple[bytes | StoredAnswer, str] | LcfgError:
         try:
