@@ -268,7 +268,7 @@ class _Worker:
         self.deadline = deadline
         self.sock: socket.socket | None = None
         self.batch: list[int] = []
-        self.done = self.abandoned = False
+        self.done = self.abandoned = self.connecting = False
 
 
 class _Pipeline:
@@ -305,15 +305,20 @@ class _Pipeline:
                 worker.done = True
 
     def overdue(self, now: float) -> float:
-        """Give up on workers stuck past their deadline (connecting); the next deadline."""
+        """Give up on workers stuck connecting past their deadline; the next deadline. (A worker
+        reading answers holds itself to its deadlines: a busy machine may only run it late.)"""
         waiting = [w for w in self.workers if not w.done and not w.abandoned]
-        for worker in [w for w in waiting if w.deadline + GRACE <= now]:
+        for worker in [w for w in waiting if w.connecting and w.deadline + GRACE <= now]:
             # it could not connect in time: its URLs timed out, the rest go the ordinary way
             worker.abandoned = self.stopped = True
             _shut(worker.sock)
             for index in worker.batch:
                 self.results[index] = TimeoutError()
-        return min((w.deadline + GRACE for w in waiting if not w.abandoned), default=0.0)
+        left = [w for w in waiting if not w.abandoned]
+        if not left:
+            return 0.0
+        # a worker that starts connecting later is looked at within a second
+        return min([now + 1.0] + [w.deadline + GRACE for w in left if w.connecting])
 
     def _give(self, worker: _Worker, taken: list[tuple[int, PipelinedAnswer | OSError]]) -> None:
         with self.cond:
@@ -340,12 +345,15 @@ class _Pipeline:
                 fresh = reader is None
                 if reader is None:
                     worker.deadline = time.monotonic() + self.timeout
+                    worker.connecting = True
                     try:
                         worker.sock = self._connect()
                     except OSError as exc:  # its URLs fail as the ordinary path would fail them
                         self._stop()
                         self._give(worker, [(index, exc) for index in batch])
                         return
+                    finally:
+                        worker.connecting = False
                     reader = _Reader(worker.sock)
                 again, keep = self._exchange(worker, reader, batch)
                 if not keep:
