@@ -6,6 +6,8 @@ of http(s) profile sources."""
 from __future__ import annotations
 
 import http.server
+import ssl
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -121,3 +123,17 @@ def trickle(first, rest, seconds=0.2, count=25):
         return b""
 
     return reply
+
+
+def self_signed(tmp_path, name, alt):
+    """A certificate and key for ``name`` (subjectAltName ``alt``), and a server context."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName={alt}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    return cert, context

@@ -6,6 +6,7 @@ and through the loader with the inventory plugin's opener."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 
@@ -16,7 +17,7 @@ from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgEr
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pipeline import get_pipelined, request_bytes
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_store import HttpStore, StoredAnswer
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_profiles
-from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, trickle
+from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, self_signed, serving, trickle
 
 
 def body_of(name):
@@ -374,3 +375,32 @@ def test_slow_answers_are_spread_over_the_connections_and_servers_are_read_toget
     assert all(got[url][0] == body_of(url.split("/")[3]) for url in urls)
     # 8 URLs on 4 connections per server, both servers at once: 2 answers of 0.5 s in turn
     assert took < 1.8
+
+
+@pytest.mark.parametrize(("name", "alt", "works"), [("127.0.0.1", "IP:127.0.0.1", True), ("other", "DNS:other", False)])
+def test_https_is_pipelined_with_the_server_name_checked(tmp_path, name, alt, works):
+    def answer(handler):  # answering()'s answers, as serving() takes them
+        tag = f'"{name_of(handler)}"'
+        if handler.headers.get("If-None-Match") == tag:
+            return 304, {"ETag": tag}, b""
+        return 200, {"ETag": tag}, body_of(name_of(handler))
+
+    cert, context = self_signed(tmp_path, name, alt)
+    store = HttpStore(str(tmp_path / "s"))
+    with serving(answer, context, keep_alive=True) as base:
+        urls = urls_of(base, 12)
+        got = fetch_profiles(urls, timeout=5, opener=opener(ca_path=str(cert)), store=store, concurrency=3)
+        accepted = serving.connections[0]
+        again = fetch_profiles(urls, timeout=5, opener=opener(ca_path=str(cert)), store=store, concurrency=3)
+        client = ssl.create_default_context(cafile=str(cert))
+        names = [f"h{index:03d}" for index in range(12)]
+        server = ("https", *server_of(base)[1:])
+        direct = get_pipelined(server, requests_for(base, names), 5, 1 << 20, lambda: client, 3)
+    if works:
+        assert [answer.body for answer in direct] == [body_of(name) for name in names]  # pipelined itself
+        assert all(got[url][0] == body_of(url.split("/")[3]) for url in urls)
+        assert all(isinstance(again[url][0], StoredAnswer) for url in urls)
+        assert accepted <= 3  # pipelined on http_concurrency connections, not one per URL
+    else:  # the certificate names another server: the ordinary path's error and hint
+        assert all("CERTIFICATE_VERIFY_FAILED" in str(got[url]) for url in urls)
+        assert all(isinstance(answer, ssl.SSLCertVerificationError) for answer in direct if answer is not None)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -15,7 +13,7 @@ import pytest
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.errors import LcfgError
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.http_pool import KeptConnections
 from ansible_collections.lcfg.xen.plugins.plugin_utils.lcfg.loader import fetch_answer, fetch_profiles, fetch_url
-from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, serving, trickle
+from http_serving import PROFILE_XML, opener, raw_answer, raw_serving, self_signed, serving, trickle
 
 
 def profile(handler):
@@ -274,20 +272,6 @@ def test_a_304_on_a_kept_connection_is_not_modified():
         ]
         accepted = raw_serving.connections[0]
     assert all(a.not_modified and a.etag == '"1"' for a in answers) and accepted == 1
-
-
-def self_signed(tmp_path, name, alt):
-    """A certificate and key for ``name`` (subjectAltName ``alt``), and a server context."""
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName={alt}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    return cert, context
 
 
 def test_a_kept_https_connection_checks_the_server_name(tmp_path):
