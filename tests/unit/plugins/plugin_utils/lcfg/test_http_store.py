@@ -205,12 +205,18 @@ def test_one_index_file_holds_every_kept_answer_for_the_next_read(tmp_path):
     assert os.stat(index).st_mtime_ns == written  # nothing changed: not written again
 
 
-def test_an_index_entry_that_is_not_valid_for_its_url_is_read_from_the_url_file(tmp_path):
+def indexed_store(tmp_path):
+    """A store directory keeping answers for http://a/x.xml and http://a/y.xml, indexed."""
     directory = str(tmp_path / "store")
     store = HttpStore(directory)
     store.remember("http://a/x.xml", b"<x/>", '"1"', None)
     store.remember("http://a/y.xml", b"<y/>", '"2"', None)
     store.save_index()
+    return directory
+
+
+def test_an_index_entry_that_is_not_valid_for_its_url_is_read_from_the_url_file(tmp_path):
+    directory = indexed_store(tmp_path)
     index = os.path.join(directory, "index.json")
     with open(index, encoding="utf-8") as handle:
         entries = json.load(handle)
@@ -224,11 +230,7 @@ def test_an_index_entry_that_is_not_valid_for_its_url_is_read_from_the_url_file(
 
 
 def test_saving_the_index_keeps_other_urls_and_drops_answers_no_longer_kept(tmp_path):
-    directory = str(tmp_path / "store")
-    first = HttpStore(directory)
-    first.remember("http://a/x.xml", b"<x/>", '"1"', None)
-    first.remember("http://a/y.xml", b"<y/>", '"2"', None)
-    first.save_index()
+    directory = indexed_store(tmp_path)
     second = HttpStore(directory)  # another inventory, sharing the store
     second.stored_many(["http://a/y.xml"])
     second.remember("http://a/y.xml", b"<y2/>", None, None)  # now served without validators
