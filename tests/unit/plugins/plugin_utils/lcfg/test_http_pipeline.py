@@ -131,6 +131,21 @@ def test_a_304_is_taken_without_a_body_even_with_framing_headers():
     assert unasked == other == [None]
 
 
+@pytest.mark.parametrize(("asked", "answered"), [('W/"x"', '"x"'), ('"x"', 'W/"x"')], ids=["weak-asked", "weak-answered"])
+def test_a_304_whose_tag_differs_only_by_its_weak_mark_is_taken(asked, answered):
+    # Apache httpd tags a file weak in its first second, and answers the weak tag's If-None-Match
+    # with the strong one: the same tag, compared weakly as If-None-Match is
+    def reply(handler):
+        return raw_answer("304 Not Modified", {"ETag": answered})
+
+    with raw_serving(reply) as base:
+        requests = requests_for(base, ["a", "b"], {"If-None-Match": asked})
+        answers = get_pipelined(server_of(base), requests, 5, 1 << 20, lambda: None, 1, [(asked, None)] * 2)
+        other = get_pipelined(server_of(base), requests[:1], 5, 1 << 20, lambda: None, 1, [('W/"y"', None)])
+    assert [(a.status, a.etag) for a in answers] == [(304, answered)] * 2
+    assert other == [None]
+
+
 @pytest.mark.parametrize(
     ("odd", "rest_follow"),
     [
