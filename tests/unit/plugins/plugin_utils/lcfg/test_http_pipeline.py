@@ -131,7 +131,9 @@ def test_a_304_is_taken_without_a_body_even_with_framing_headers():
     assert unasked == other == [None]
 
 
-@pytest.mark.parametrize(("asked", "answered"), [('W/"x"', '"x"'), ('"x"', 'W/"x"')], ids=["weak-asked", "weak-answered"])
+@pytest.mark.parametrize(
+    ("asked", "answered"), [('W/"x"', '"x"'), ('"x"', 'W/"x"')], ids=["weak-asked", "weak-answered"]
+)
 def test_a_304_whose_tag_differs_only_by_its_weak_mark_is_taken(asked, answered):
     # Apache httpd tags a file weak in its first second, and answers the weak tag's If-None-Match
     # with the strong one: the same tag, compared weakly as If-None-Match is
