@@ -480,24 +480,21 @@ def make_opener(
 
     def with_credentials(url: str, all_headers: dict[str, str], timeout: float) -> Any:
         # decompress=False: the size cap counts the bytes we keep (no gzip bomb)
-        return (
-            _urls()
-            .Request(use_netrc=True)
-            .open(
-                "GET",
-                url,
-                context=context(),
-                headers=all_headers,
-                use_proxy=use_proxy,
-                timeout=timeout,
-                validate_certs=validate_certs,
-                http_agent=USER_AGENT,
-                follow_redirects="none",
-                client_cert=client_cert,
-                client_key=client_key,
-                ca_path=ca_path,
-                decompress=False,
-            )
+        request = _urls().Request(use_netrc=True)
+        return request.open(
+            "GET",
+            url,
+            context=context(),
+            headers=all_headers,
+            use_proxy=use_proxy,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            http_agent=USER_AGENT,
+            follow_redirects="none",
+            client_cert=client_cert,
+            client_key=client_key,
+            ca_path=ca_path,
+            decompress=False,
         )
 
     def with_netrc(parts: urllib.parse.SplitResult, all_headers: dict[str, str]) -> dict[str, str]:
