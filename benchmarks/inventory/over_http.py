@@ -28,10 +28,12 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import threading
+import time
 from email.utils import formatdate
 from pathlib import Path
 
@@ -110,6 +112,11 @@ class Site:
         stamp = formatdate(1_700_000_000 + generation * 60, usegmt=True)
         self.pages[f"/m{index:05d}/XML/profile.xml"] = (body, tag, stamp)
 
+    def answers(self) -> dict[int, int]:
+        """How many answers of each status (200, 304) the server gave so far."""
+        with self.lock:
+            return dict(self.counts)
+
     def serve(self) -> http.server.ThreadingHTTPServer:
         site = self
 
@@ -148,6 +155,77 @@ class Site:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
+
+
+class ApacheSite(Site):
+    """The same profiles as files under ``directory/www``, served by Apache httpd, the web server
+    of an LCFG server (``--server apache``; Debian's ``apache2`` package, run as root so that
+    its workers run as www-data). Apache makes the ``ETag`` (from the file's size and mtime) and
+    ``Last-Modified`` and answers conditional requests itself; answers are counted from its
+    access log."""
+
+    MODULES = Path("/usr/lib/apache2/modules")
+
+    def __init__(self, hosts: int, guests: int, every: int, directory: Path) -> None:
+        self.directory = directory
+        self.docroot = directory / "www"
+        self.binary = shutil.which("apache2")
+        if self.binary is None or not (self.MODULES / "mod_mpm_event.so").exists():
+            raise SystemExit("--server apache needs Apache httpd: apt-get install apache2")
+        shutil.rmtree(directory, ignore_errors=True)
+        self.docroot.mkdir(parents=True)
+        super().__init__(hosts, guests, every)
+
+    def publish(self, index: int, generation: int) -> None:
+        super().publish(index, generation)
+        path = f"/m{index:05d}/XML/profile.xml"
+        target = self.docroot / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(".partial")
+        partial.write_bytes(self.pages[path][0])
+        os.replace(partial, target)
+
+    def answers(self) -> dict[int, int]:
+        log = self.directory / "access.log"
+        statuses = log.read_text().split() if log.exists() else []
+        return {status: statuses.count(str(status)) for status in (200, 304)}
+
+    def serve(self) -> _Apache:  # type: ignore[override]
+        with socket.socket() as probe:  # a free port
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        conf = self.directory / "httpd.conf"
+        run_as = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"ServerRoot {self.directory}\nDefaultRuntimeDir {self.directory}\n"
+            f"LoadModule mpm_event_module {self.MODULES}/mod_mpm_event.so\n"
+            f"LoadModule authz_core_module {self.MODULES}/mod_authz_core.so\n"
+            f"{run_as}Listen 127.0.0.1:{port}\nServerName localhost\n"
+            f"PidFile {self.directory}/httpd.pid\nErrorLog {self.directory}/error.log\n"
+            f'LogFormat "%>s" status\nCustomLog {self.directory}/access.log status\n'
+            f"DocumentRoot {self.docroot}\n<Directory {self.docroot}>\n  Require all granted\n</Directory>\n"
+        )
+        subprocess.run([self.binary, "-f", str(conf), "-k", "start"], check=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"Apache httpd did not start; see {self.directory}/error.log") from None
+                time.sleep(0.05)
+        return _Apache(self.binary, conf, port)
+
+
+class _Apache:
+    """A started Apache httpd, as ``serve()`` gives a server: its address, and ``shutdown()``."""
+
+    def __init__(self, binary: str, conf: Path, port: int) -> None:
+        self.binary, self.conf, self.server_address = binary, conf, ("127.0.0.1", port)
+
+    def shutdown(self) -> None:
+        subprocess.run([self.binary, "-f", str(self.conf), "-k", "stop"], check=False)
 
 
 MEASURE = r"""
@@ -215,15 +293,24 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="repetitions (median)")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--out", type=Path, default=OUT, help=f"scratch directory (default {OUT})")
+    parser.add_argument(
+        "--server",
+        choices=("python", "apache"),
+        default="python",
+        help="the loopback server: Python's http.server in this process (default), or Apache httpd",
+    )
     args = parser.parse_args()
     out = args.out.resolve()
-    site = Site(args.hosts, args.guests, args.every)
+    if args.server == "apache":
+        site: Site = ApacheSite(args.hosts, args.guests, args.every, out.with_name(out.name + "-apache"))
+    else:
+        site = Site(args.hosts, args.guests, args.every)
     server = site.serve()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     size = sum(len(body) for body, _tag, _stamp in site.pages.values())
     print(
         f"{args.hosts} XML profiles ({args.hosts // args.every} hypervisors x {args.guests} guests), "
-        f"{size / 1e6:.1f} MB, served on {base}; plugin parse(), median of {args.runs}:",
+        f"{size / 1e6:.1f} MB, served by {args.server} on {base}; plugin parse(), median of {args.runs}:",
         flush=True,
     )
     changed = 0  # the hypervisor whose profile changes in case 3
@@ -236,14 +323,14 @@ def main() -> int:
         config = write_config(out, base, args.hosts)
         site.publish(changed, 0)
         for case in ("first", "unchanged"):
-            before = dict(site.counts)
+            before = site.answers()
             result = measure(config, probe)
-            result["answers"] = {str(k): site.counts[k] - before[k] for k in site.counts}
+            result["answers"] = {str(k): count - before[k] for k, count in site.answers().items()}
             samples[case].append(result)
         site.publish(changed, repetition + 1)  # one profile changes: its guest's memory too
-        before = dict(site.counts)
+        before = site.answers()
         result = measure(config, probe)
-        result["answers"] = {str(k): site.counts[k] - before[k] for k in site.counts}
+        result["answers"] = {str(k): count - before[k] for k, count in site.answers().items()}
         if result["probe_memory"] != 512 + 64 * (repetition + 1):
             raise SystemExit(f"the re-read did not show the change: {result}")
         samples["one_changed"].append(result)

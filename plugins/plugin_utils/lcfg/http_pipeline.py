@@ -43,6 +43,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .http_store import same_entity_tag
+
 __all__ = ["PipelinedAnswer", "get_pipelined"]
 
 #: requests sent back to back on one connection before reading their answers (Apache's
@@ -378,7 +380,7 @@ class _Pipeline:
         etag, last_modified = self.validators[index]
         if etag is None and last_modified is None:
             return False  # a 304 to a request that was not conditional
-        if answer.etag is not None and etag is not None and _opaque(answer.etag) != _opaque(etag):
+        if answer.etag is not None and etag is not None and not same_entity_tag(answer.etag, etag):
             return False
         return answer.last_modified is None or last_modified is None or answer.last_modified == last_modified
 
@@ -441,13 +443,6 @@ class _Pipeline:
             return [], False
         self._give(worker, taken)
         return batch[done:], done == len(batch) and not close
-
-
-def _opaque(etag: str) -> str:
-    """An entity tag without its weak mark: a 304 answers ``If-None-Match`` by weak comparison,
-    and Apache httpd marks a file's tag weak while the file is less than a second old, then
-    answers with the strong tag (RFC 9110 8.8.3.2)."""
-    return etag[2:] if etag.startswith("W/") else etag
 
 
 def _shut(sock: socket.socket | None) -> None:

@@ -74,7 +74,16 @@ class StoredAnswer(NamedTuple):
     def still_current(self, etag: str | None, last_modified: str | None) -> bool:
         """Whether a 304 carrying these validators confirms this answer (a validator the 304
         sends must be the one kept: some servers compare only the date)."""
-        return (etag is None or etag == self.etag) and (last_modified is None or last_modified == self.last_modified)
+        return (etag is None or (self.etag is not None and same_entity_tag(etag, self.etag))) and (
+            last_modified is None or last_modified == self.last_modified
+        )
+
+
+def same_entity_tag(one: str, other: str) -> bool:
+    """Whether two entity tags name the same representation, compared weakly (as a 304 answers
+    ``If-None-Match``): Apache httpd tags a file weak in its first second (``W/"…"``), then
+    answers a request with that tag with the strong one (RFC 9110 8.8.3.2)."""
+    return one.removeprefix("W/") == other.removeprefix("W/")
 
 
 class HttpStore:

@@ -159,6 +159,8 @@ def test_a_stored_answer_names_its_url_and_its_body(tmp_path):
     assert kept.read_body() == b"<x/>"
     assert kept.request_headers() == {"If-None-Match": '"1"'}
     assert kept.still_current('"1"', None) and not kept.still_current('"2"', None)
+    # compared weakly, as the server compared If-None-Match: W/ marks timing, not content
+    assert kept.still_current('W/"1"', None) and not kept.still_current('W/"2"', None)
     # another URL whose files would be these (a collision, a copied store) is not served them
     meta = next(p for p in os.listdir(store.directory) if p.endswith(".json"))
     os.replace(os.path.join(store.directory, meta), store._paths("http://b/y.xml")[1])
