@@ -36,6 +36,7 @@ import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (benchmarks/inventory/run.py: the measuring environment)
@@ -43,6 +44,7 @@ import run  # noqa: E402  (benchmarks/inventory/run.py: the measuring environmen
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / ".collections"
 OUT = ROOT / "benchmarks" / "output" / "inventory-http"
+APACHE_OUT = ROOT / "benchmarks" / "output" / "inventory-http-apache"  # docroot, configuration, logs
 
 #: the usual components of an LCFG machine and how many resources each has (a few hundred in all)
 COMPONENTS = {
@@ -94,6 +96,12 @@ def profile_xml(index: int, hypervisor: bool, guests: int, generation: int = 0) 
     return "".join(parts).encode()
 
 
+def published_at(generation: int) -> int:
+    """When a profile's ``generation`` was published (seconds since the epoch): long ago, as an
+    unchanged site's profiles are (Apache tags a file weak in its first second)."""
+    return 1_700_000_000 + generation * 60
+
+
 class Site:
     """The published profiles: path -> (body, etag, last_modified); counts answers by status."""
 
@@ -109,7 +117,7 @@ class Site:
     def publish(self, index: int, generation: int) -> None:
         body = profile_xml(index, index % self.every == 0, self.guests, generation)
         tag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        stamp = formatdate(1_700_000_000 + generation * 60, usegmt=True)
+        stamp = formatdate(published_at(generation), usegmt=True)
         self.pages[f"/m{index:05d}/XML/profile.xml"] = (body, tag, stamp)
 
     def answers(self) -> dict[int, int]:
@@ -183,6 +191,7 @@ class ApacheSite(Site):
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(".partial")
         partial.write_bytes(self.pages[path][0])
+        os.utime(partial, (published_at(generation), published_at(generation)))
         os.replace(partial, target)
 
     def answers(self) -> dict[int, int]:
@@ -203,7 +212,8 @@ class ApacheSite(Site):
             f"{run_as}Listen 127.0.0.1:{port}\nServerName localhost\n"
             f"PidFile {self.directory}/httpd.pid\nErrorLog {self.directory}/error.log\n"
             f'LogFormat "%>s" status\nCustomLog {self.directory}/access.log status\n'
-            f"DocumentRoot {self.docroot}\n<Directory {self.docroot}>\n  Require all granted\n</Directory>\n"
+            f"DocumentRoot {self.docroot}\n<Directory />\n  AllowOverride None\n</Directory>\n"
+            f"<Directory {self.docroot}>\n  Require all granted\n</Directory>\n"
         )
         subprocess.run([self.binary, "-f", str(conf), "-k", "start"], check=True)
         deadline = time.monotonic() + 10
@@ -225,7 +235,11 @@ class _Apache:
         self.binary, self.conf, self.server_address = binary, conf, ("127.0.0.1", port)
 
     def shutdown(self) -> None:
+        pid_file = self.conf.with_name("httpd.pid")
         subprocess.run([self.binary, "-f", str(self.conf), "-k", "stop"], check=False)
+        deadline = time.monotonic() + 10  # "-k stop" only signals; Apache removes its pid file on exit
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 MEASURE = r"""
@@ -285,27 +299,8 @@ def write_config(out: Path, base: str, hosts: int) -> Path:
     return config
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--hosts", type=int, default=2000, help="published profiles (default 2000)")
-    parser.add_argument("--every", type=int, default=10, help="one hypervisor every N profiles (default 10)")
-    parser.add_argument("--guests", type=int, default=10, help="guests per hypervisor (default 10)")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions (median)")
-    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"scratch directory (default {OUT})")
-    parser.add_argument(
-        "--server",
-        choices=("python", "apache"),
-        default="python",
-        help="the loopback server: Python's http.server in this process (default), or Apache httpd",
-    )
-    args = parser.parse_args()
-    out = args.out.resolve()
-    if args.server == "apache":
-        site: Site = ApacheSite(args.hosts, args.guests, args.every, out.with_name(out.name + "-apache"))
-    else:
-        site = Site(args.hosts, args.guests, args.every)
-    server = site.serve()
+def run_cases(args: argparse.Namespace, site: Site, server: Any, out: Path) -> dict[str, list[dict]]:
+    """The three cases, ``args.runs`` times, against ``server``: the samples per case."""
     base = f"http://127.0.0.1:{server.server_address[1]}"
     size = sum(len(body) for body, _tag, _stamp in site.pages.values())
     print(
@@ -334,7 +329,34 @@ def main() -> int:
         if result["probe_memory"] != 512 + 64 * (repetition + 1):
             raise SystemExit(f"the re-read did not show the change: {result}")
         samples["one_changed"].append(result)
-    server.shutdown()
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--hosts", type=int, default=2000, help="published profiles (default 2000)")
+    parser.add_argument("--every", type=int, default=10, help="one hypervisor every N profiles (default 10)")
+    parser.add_argument("--guests", type=int, default=10, help="guests per hypervisor (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (median)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"scratch directory (default {OUT})")
+    parser.add_argument(
+        "--server",
+        choices=("python", "apache"),
+        default="python",
+        help="the loopback server: Python's http.server in this process (default), or Apache httpd",
+    )
+    args = parser.parse_args()
+    out = args.out.resolve()
+    if args.server == "apache":
+        site: Site = ApacheSite(args.hosts, args.guests, args.every, APACHE_OUT)
+    else:
+        site = Site(args.hosts, args.guests, args.every)
+    server = site.serve()
+    try:
+        samples = run_cases(args, site, server, out)
+    finally:
+        server.shutdown()
     summary: dict = {"hosts": args.hosts, "hypervisors": args.hosts // args.every, "runs": args.runs}
     first = statistics.median(s["seconds"] for s in samples["first"])
     for case, runs in samples.items():

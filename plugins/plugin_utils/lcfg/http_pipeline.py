@@ -376,7 +376,9 @@ class _Pipeline:
 
     def _confirms(self, index: int, answer: PipelinedAnswer) -> bool:
         """Whether a 304 can be the answer to request ``index``: it asked conditionally, and
-        any validator the 304 sends is the one asked with."""
+        any validator the 304 sends is the one asked with (tags compared weakly, as the server
+        compares them: ``W/"x"`` answered with ``"x"`` is in step; whether it confirms the kept
+        body is the store's call, ``StoredAnswer.still_current``)."""
         etag, last_modified = self.validators[index]
         if etag is None and last_modified is None:
             return False  # a 304 to a request that was not conditional

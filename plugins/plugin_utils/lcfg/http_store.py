@@ -73,16 +73,26 @@ class StoredAnswer(NamedTuple):
 
     def still_current(self, etag: str | None, last_modified: str | None) -> bool:
         """Whether a 304 carrying these validators confirms this answer (a validator the 304
-        sends must be the one kept: some servers compare only the date)."""
-        return (etag is None or (self.etag is not None and same_entity_tag(etag, self.etag))) and (
-            last_modified is None or last_modified == self.last_modified
-        )
+        sends must be the one kept: some servers compare only the date). A strong tag confirms
+        only the same strong tag (RFC 9111 4.3.4): Apache httpd tags a file weak in its first
+        second and answers that tag with the strong one later, and a file rewritten within the
+        same second with the same size gets that same tag, so the kept body may be the older
+        one; it is fetched again, once. A weak tag confirms the same tag, weak or strong."""
+        if etag is not None and not self._tag_confirmed(etag):
+            return False
+        return last_modified is None or last_modified == self.last_modified
+
+    def _tag_confirmed(self, etag: str) -> bool:
+        if self.etag is None:
+            return False
+        if etag.startswith("W/"):
+            return same_entity_tag(etag, self.etag)
+        return etag == self.etag
 
 
 def same_entity_tag(one: str, other: str) -> bool:
-    """Whether two entity tags name the same representation, compared weakly (as a 304 answers
-    ``If-None-Match``): Apache httpd tags a file weak in its first second (``W/"…"``), then
-    answers a request with that tag with the strong one (RFC 9110 8.8.3.2)."""
+    """Whether two entity tags are the same tag, compared weakly (RFC 9110 8.8.3.2), as a
+    server compares ``If-None-Match``."""
     return one.removeprefix("W/") == other.removeprefix("W/")
 
 

@@ -159,8 +159,11 @@ def test_a_stored_answer_names_its_url_and_its_body(tmp_path):
     assert kept.read_body() == b"<x/>"
     assert kept.request_headers() == {"If-None-Match": '"1"'}
     assert kept.still_current('"1"', None) and not kept.still_current('"2"', None)
-    # compared weakly, as the server compared If-None-Match: W/ marks timing, not content
+    # a weak tag confirms the same tag; a strong one only the same strong one (RFC 9111 4.3.4)
     assert kept.still_current('W/"1"', None) and not kept.still_current('W/"2"', None)
+    store.remember("http://a/w.xml", b"<w/>", 'W/"1"', None)
+    weak = store.stored("http://a/w.xml")
+    assert weak.still_current('W/"1"', None) and not weak.still_current('"1"', None)
     # another URL whose files would be these (a collision, a copied store) is not served them
     meta = next(p for p in os.listdir(store.directory) if p.endswith(".json"))
     os.replace(os.path.join(store.directory, meta), store._paths("http://b/y.xml")[1])
