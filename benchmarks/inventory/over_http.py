@@ -159,7 +159,12 @@ class Site:
             def log_message(self, *args):
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver's backlog of 5 drops connections made at once (the plugin opens up to
+            # http_concurrency), which wait for a SYN retransmission: 1 s; Apache's is 511
+            request_queue_size = 128
+
+        server = Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server

@@ -726,9 +726,10 @@ def _fingerprint(
     # the code that builds the model: an upgraded collection never reads an old entry
     digest.update(f"C{_model_code_digest()}\0".encode())
     listed = [entry.strip() for entry in sources]  # stripped as the loader strips them
+    sourced = set(listed)  # looked up once per entry: thousands of URLs
     for entry in listed + [entry.strip() for entry in include_path]:
         if is_url(entry):
-            content = (url_digests or {}).get(entry) if entry in listed else None
+            content = (url_digests or {}).get(entry) if entry in sourced else None
             if content is None:
                 return None
             digest.update(f"U{entry}\0{content}\0".encode())
