@@ -1006,7 +1006,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 f"{path}: option 'http_concurrency' must be 1 to {MAX_HTTP_CONCURRENCY}, got {concurrency!r}"
             )
         urls = [source.strip() for source in sources if is_url(source.strip())]
-        if any(urllib.parse.urlsplit(url).username for url in urls):
+        if any("@" in url and urllib.parse.urlsplit(url).username for url in urls):  # "@": no split per URL
             # ansible's Request.open installs its opener process-wide before opening; the auth
             # handler of credentials in a URL would race with the other threads' openers
             concurrency = 1
