@@ -4,10 +4,12 @@ A loopback HTTP server (in this process) publishes N XML profiles shaped like an
 server's: every machine has the usual components (a few hundred resources each), one in ten
 is a hypervisor with the xen component and 10 guests. Every answer carries an ETag and a
 Last-Modified, and the server answers conditional requests with 304; it keeps connections
-alive (HTTP/1.1), as Apache httpd serving an LCFG server's profiles does by default. Each measurement is a
+alive (HTTP/1.1), as Apache httpd serving an LCFG server's profiles does by default. With
+``--server apache``, Apache httpd itself serves the profiles as files. Each measurement is a
 fresh Python process that runs the plugin's ``parse()`` on the site (what every
-``ansible-playbook`` run pays for the inventory), with ``http_store`` and the jsonfile model
-cache in a scratch directory:
+``ansible-playbook`` run pays for the inventory; the timer starts once ansible-core's own
+inventory plugin base is imported), with ``http_store`` and the jsonfile model cache in a
+scratch directory:
 
   1. first read: empty store and cache (every profile fetched and parsed);
   2. unchanged re-read: every profile answers 304, the model comes from the cache;
@@ -18,6 +20,7 @@ memory of the measuring process. Targets (issue 14): (2) <= 0.1 x (1), (3) <= 0.
 
     .venv/bin/python benchmarks/inventory/over_http.py              # 2,000 profiles
     .venv/bin/python benchmarks/inventory/over_http.py --hosts 100  # smoke run
+    .venv/bin/python benchmarks/inventory/over_http.py --server apache  # needs apt-get install apache2
 """
 
 from __future__ import annotations
