@@ -44,8 +44,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (benchmarks/inventory/run.py: the measuring environment)
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = ROOT / ".collections"
+ROOT = run.ROOT
+COLLECTIONS = run.COLLECTIONS
 OUT = ROOT / "benchmarks" / "output" / "inventory-http"
 APACHE_OUT = ROOT / "benchmarks" / "output" / "inventory-http-apache"  # docroot, configuration, logs
 
@@ -280,14 +280,11 @@ print(json.dumps({
 
 
 def measure(config: Path, probe: str) -> dict:
-    env = run.without_bytecode_switch_off(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLLECTIONS), env.get("PYTHONPATH")]))
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
     proc = subprocess.run(
         [sys.executable, "-c", MEASURE, str(config), probe, str(COLLECTIONS)],
         capture_output=True,
         text=True,
-        env=env,
+        env=run.env(),
         check=False,
     )
     if proc.returncode != 0:

@@ -114,21 +114,16 @@ def profile_text(index: int, guests: int) -> str:
 
 
 def env() -> dict[str, str]:
-    e = without_bytecode_switch_off(os.environ)
+    """The measured processes' environment. Without PYTHONDONTWRITEBYTECODE: measured as an
+    installed collection runs, with Python's bytecode cache. With the switch set machine-wide,
+    every measured process compiles the plugin file again, while ansible-core's files come
+    precompiled from pip, so only one side of each comparison would pay for it."""
+    e = dict(os.environ)
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLLECTIONS), e.get("PYTHONPATH")]))
     e["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS)
     e["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "false"
     e["ANSIBLE_NOCOLOR"] = "1"
-    return e
-
-
-def without_bytecode_switch_off(environ: os._Environ | dict[str, str]) -> dict[str, str]:
-    """``environ`` without PYTHONDONTWRITEBYTECODE: measured as an installed collection runs,
-    with Python's bytecode cache. With the switch set machine-wide, every measured process
-    compiles the collection's Python files again (about 30 ms), while ansible-core's files come
-    precompiled from pip, so only one side of each comparison would pay for it."""
-    e = dict(environ)
-    e.pop("PYTHONDONTWRITEBYTECODE", None)
     return e
 
 
