@@ -57,16 +57,20 @@ fi
 "$PY" "$HERE/make_inventory.py" "$OUT/inventory" --guests "$N" --hypervisors "$HYPERVISORS" --uri "$URI" \
   --domain-type "$DOMAIN_TYPE"
 INV="$OUT/inventory/bench.lcfg.yml"
-# The specs, for the floor script (the inventory is parsed outside its timing).
+# The specs, for the floor script (the inventory is parsed outside its timing), and the
+# hypervisors' names as a static inventory (ansible-core's share, without the LCFG inventory).
 "$ROOT/.venv/bin/ansible-inventory" -i "$INV" --list | "$PY" -c '
 import json, sys
-hv = json.load(sys.stdin)["_meta"]["hostvars"]
+listing = json.load(sys.stdin)
+hv = listing["_meta"]["hostvars"]
 def plain(v):
     if isinstance(v, dict):
         return v.get("__ansible_unsafe") if set(v) == {"__ansible_unsafe"} else {k: plain(x) for k, x in v.items()}
     return [plain(x) for x in v] if isinstance(v, list) else v
+hypervisors = {name: {"ansible_connection": "local"} for name in listing["xen_hypervisors"]["hosts"]}
+json.dump({"xen_hypervisors": {"hosts": hypervisors}}, open(sys.argv[1], "w"))
 print(json.dumps(sorted((plain(h["xen_domain"]) for h in hv.values() if "xen_domain" in h), key=lambda s: s["name"])))
-' > "$OUT/specs.json"
+' "$OUT/static-hypervisors.json" > "$OUT/specs.json"
 
 cleanup() { "$PY" "$HERE/floor.py" --cleanup --uri "$URI" >/dev/null; }
 
@@ -94,10 +98,15 @@ for rep in $(seq 1 "$REPEAT"); do
   grep -q "changed=0" "$OUT/ours-$rep-2.log" || log "warning: lcfg.xen's re-run reported changes"
   cleanup
   if [[ $START == 1 ]]; then
-    # the same work as the floor: no start watch (xen_guests start_wait 0)
-    timed oursnowatch_first "$OUT/ours-nowatch-$rep-1.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" \
-      -e "$interp" -e '{"bench_start_wait": 0}'
+    # with the 3-second start watch (Xen's and LXC's default; QEMU's is 0: checked once)
+    timed ourswatch_first "$OUT/ours-watch-$rep-1.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" \
+      -e "$interp" -e '{"bench_start_wait": 3}'
     cleanup
+    # ansible-core's own share: the same play with ansible.builtin.ping as its only task, over the
+    # LCFG inventory and over a static list of the same hypervisors
+    timed ansible_ping "$OUT/ansible-ping-$rep.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ping.yml" -e "$interp"
+    timed ansible_ping_static "$OUT/ansible-ping-static-$rep.log" "$ROOT/.venv/bin/ansible-playbook" \
+      -i "$OUT/static-hypervisors.json" "$HERE/ping.yml" -e "$interp"
   fi
   if ((rep <= COMMUNITY_REPEAT)); then
     timed community_first "$OUT/community-$rep-1.log" "$BENCH_VENV/bin/ansible-playbook" -i "$INV" "$HERE/community.yml" -e "$interp"
@@ -139,14 +148,19 @@ for run in ("first", "rerun"):
 print(f"floor with 8 parallel starts, first run: {t['floorpar_first']:.2f} s "
       f"({t['floorpar_first'] / t['community_first']:.3f} of community.libvirt; lcfg.xen "
       f"{t['ours_first'] / t['floorpar_first']:.2f}x of it)")
-if "oursnowatch_first" in t:
-    print(f"lcfg.xen without the start watch (start_wait 0, the floor's work): {t['oursnowatch_first']:.2f} s, "
-          f"{t['oursnowatch_first'] / t['floorpar_first']:.2f}x the parallel floor")
+if "ourswatch_first" in t:
+    print(f"lcfg.xen with a 3-s start watch (start_wait 3, the Xen and LXC default): {t['ourswatch_first']:.2f} s, "
+          f"{t['ourswatch_first'] / t['floorpar_first']:.2f}x the parallel floor")
+for key, over in (("ansible_ping", "the LCFG inventory"), ("ansible_ping_static", "a static list of the hypervisors")):
+    if key in t:
+        print(f"ansible-playbook alone (the same play, one ansible.builtin.ping task, over {over}): {t[key]:.2f} s; "
+              f"parallel floor + that: {(t['floorpar_first'] + t[key]) / t['floorpar_first']:.3f}x the parallel floor")
 ratio, rerun = (0.05, 10) if hvs > 1 else (0.1, 5)
 print(f"targets: ours/community <= {ratio} on both runs; no-change re-run <= {rerun} s "
       f"(re-run took {t['ours_rerun']:.2f} s)")
 json.dump({"guests": n, "hypervisors": hvs, "forks": ${ANSIBLE_FORKS}, "steps": what, "domain_type": "${DOMAIN_TYPE}", "ansible_pin": "${ANSIBLE_PIN}",
            "repetitions": reps, "community_repetitions": community_reps, "results": rows, "floor_parallel_first": t["floorpar_first"],
-           "ours_nowatch_first": t.get("oursnowatch_first"),
+           "ours_watch_first": t.get("ourswatch_first"), "ansible_ping": t.get("ansible_ping"),
+           "ansible_ping_static": t.get("ansible_ping_static"),
            "samples": samples}, open(path, "w"), indent=2)
 PY

@@ -255,8 +255,9 @@ from ansible_collections.lcfg.xen.plugins.module_utils.spec.argspec import guest
 
 # A play option, never part of a guest spec: whether this play may take over a foreign domain.
 ADOPT_ARGSPEC = {"adopt": {"type": "bool", "default": False}}
-# Play options: how long to wait for a guest to follow a live change, and to watch a started one.
-WAIT_ARGSPEC = {"live_wait": {"type": "int", "default": 10}, "start_wait": {"type": "int", "default": 3}}
+# Play options: how long to wait for a guest to follow a live change, and to watch a started one
+# (no default here: the engine's depends on the driver).
+WAIT_ARGSPEC = {"live_wait": {"type": "int", "default": 10}, "start_wait": {"type": "int"}}
 
 
 def main() -> None:

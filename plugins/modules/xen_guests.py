@@ -323,7 +323,7 @@ def main() -> None:
                 "prune_disks": {"type": "bool", "default": False},
                 "owner": {"type": "str"},
                 "live_wait": {"type": "int", "default": 10},
-                "start_wait": {"type": "int", "default": 3},
+                "start_wait": {"type": "int"},
                 **HOST_ACCESS_ARGSPEC,
                 **LOCK_ARGSPEC,
             }

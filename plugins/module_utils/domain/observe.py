@@ -342,4 +342,5 @@ def _start_failure_message(name: str, why: str, driver: str, local: bool, wait: 
         shown = f"last lines of its console ({log['path']}):\n" + "\n".join(log["lines"])
     else:
         shown = f"its console log {log['path']} is empty or not readable here"
-    return f"guest {name} {why} within {wait:g}s of its start; {shown}"
+    when = f"within {wait:g}s of its start" if wait else "after its start, before the task ended"
+    return f"guest {name} {why} {when}; {shown}"
