@@ -98,7 +98,7 @@ for rep in $(seq 1 "$REPEAT"); do
   grep -q "changed=0" "$OUT/ours-$rep-2.log" || log "warning: lcfg.xen's re-run reported changes"
   cleanup
   if [[ $START == 1 ]]; then
-    # with the 3-second start watch (Xen's and LXC's default; QEMU's is 0: checked once)
+    # with the 3-second start watch (Xen's and LXC's default; QEMU's is 0: no watch)
     timed ourswatch_first "$OUT/ours-watch-$rep-1.log" "$ROOT/.venv/bin/ansible-playbook" -i "$INV" "$HERE/ours.yml" \
       -e "$interp" -e '{"bench_start_wait": 3}'
     cleanup

@@ -33,14 +33,14 @@ options:
     description:
       - Seconds a guest this task started is watched afterwards. If it stops again within them (crashes,
         powers off), the task fails, saying why and showing the last lines of its console log (see
-        M(lcfg.xen.xen_domain_info), C(console_log)). V(0) checks each started guest once, without waiting.
+        M(lcfg.xen.xen_domain_info), C(console_log)). V(0) does not watch.
       - The default depends on the driver. On Xen and LXC it is V(3). libvirt's start returns before a Xen
         guest's kernel or a container's init runs, so a guest whose kernel or init fails stops just after it
         (an LXC container whose init fails, 0.2 s after).
-      - On QEMU/KVM it is V(0). A QEMU guest stops by itself only when it powers off, after its firmware and a
-        boot (at least 6 s for a Linux kernel with a one-line init under TCG), and without a pvpanic device a
-        kernel panic does not stop it, so a short watch would catch nothing. Set a longer O(start_wait) to
-        watch such guests through their boot.
+      - On QEMU/KVM, and every other driver, it is V(0). A QEMU guest stops by itself only when it powers
+        off, after its firmware and a boot (at least 6 s for a Linux kernel with a one-line init under TCG),
+        and without a pvpanic device a kernel panic does not stop it, so a short watch would catch nothing.
+        Set a longer O(start_wait) to watch such guests through their boot.
       - Guests of libvirt's test driver (V(test:///default)) run nothing and are not watched.
     type: int
 """

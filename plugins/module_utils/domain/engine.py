@@ -110,12 +110,12 @@ LIVE_WAIT = 10
 #: driver. create() returns before a Xen guest's kernel or a container's init runs, and they die
 #: within a second when that fails. A QEMU/KVM guest can only stop by powering itself off, after
 #: its firmware and a boot (6 s at the least under TCG here), and its kernel panics do not stop
-#: it: it is checked once, without waiting (0).
+#: it: not watched (0), like guests of every other driver.
 START_WAIT = {"xen": 3.0, "lxc": 3.0}
 
 
 def start_wait_default(driver: str) -> float:
-    """``start_wait`` when the play sets none: 3 s on Xen and LXC, 0 (checked once) elsewhere."""
+    """``start_wait`` when the play sets none: 3 s on Xen and LXC, 0 (no watch) elsewhere."""
     return START_WAIT.get(driver, 0.0)
 
 
@@ -154,7 +154,7 @@ def _apply_checked(conn, plan: DomainPlan, check_mode: bool, start_wait: float, 
     """``apply_plan``, then, when it started the guest, watch it for ``start_wait`` seconds: a
     guest that stops again fails with its console's last lines (the failure names why)."""
     result = apply_plan(conn, plan, check_mode=check_mode)
-    if check_mode or not _starts_are_watched(caps) or "start" not in result["actions"]:
+    if check_mode or not _starts_are_watched(start_wait, caps) or "start" not in result["actions"]:
         return result
     dom = calls.lookup(conn, name=plan.name)
     failure = None
@@ -539,7 +539,7 @@ def _apply_all(
         return result
 
     results, failures = _each(apply_one, plans, check_mode, parallel)
-    if not check_mode and _starts_are_watched(caps):
+    if not check_mode and _starts_are_watched(start_wait, caps):
         results, failures = _watch_starts(conn, plans, (results, failures), finished, start_wait, caps)
     if failures:
         plan, exc = failures[0]
@@ -552,11 +552,11 @@ def _apply_all(
     return results
 
 
-def _starts_are_watched(caps: DriverCaps) -> bool:
-    """libvirt's test driver runs no guest, so none of its guests can stop again by itself:
-    watching them would only add ``start_wait`` seconds to every run that starts one. Elsewhere
-    a ``start_wait`` of 0 still checks each started guest once."""
-    return caps.basic()["driver"] != "test"
+def _starts_are_watched(start_wait: float, caps: DriverCaps) -> bool:
+    """0 turns the watch off. libvirt's test driver runs no guest, so none of its guests can stop
+    again by itself: watching them would only add ``start_wait`` seconds to every run that
+    starts one."""
+    return start_wait > 0 and caps.basic()["driver"] != "test"
 
 
 def _watch_starts(conn, plans, outcome: tuple[list, list], finished: dict[str, float], start_wait: float, caps):

@@ -303,20 +303,21 @@ def start_failures(
     start), all at once, each until ``wait`` seconds after its own start: per guest that
     stopped, why, with the last ``lines`` of its console log. A guest whose state cannot be
     read fails with that error (its own, not the others')."""
-    pending = {name: (dom, started_at + max(0.0, wait)) for dom, name, started_at in started}
+    pending = {name: (dom, started_at) for dom, name, started_at in started}
     why: dict[str, str] = {}
     while pending:
-        for name, (dom, deadline) in list(pending.items()):
+        for name, (dom, started_at) in list(pending.items()):
             try:
                 stopped = _why_stopped(dom, name)
             except XenError as exc:
                 why[name] = exc.message
                 del pending[name]
                 continue
+            since_start = time.monotonic() - started_at
             if stopped:
-                why[name] = _start_failure_message(name, stopped, driver, local, wait, lines)
+                why[name] = _start_failure_message(name, stopped, driver, local, (wait, since_start), lines)
                 del pending[name]
-            elif time.monotonic() >= deadline:
+            elif since_start >= max(0.0, wait):
                 del pending[name]
         if pending:
             time.sleep(POLL)
@@ -334,7 +335,10 @@ def _why_stopped(dom: Any, name: str) -> str | None:
     return None
 
 
-def _start_failure_message(name: str, why: str, driver: str, local: bool, wait: float, lines: int) -> str:
+def _start_failure_message(
+    name: str, why: str, driver: str, local: bool, timing: tuple[float, float], lines: int
+) -> str:
+    """``timing``: (the watch's seconds, seconds from the start to the read that saw it stopped)."""
     log = console_log(name, driver, None, local, lines)
     if log is None:
         shown = "no console log is kept for this driver"
@@ -342,5 +346,7 @@ def _start_failure_message(name: str, why: str, driver: str, local: bool, wait: 
         shown = f"last lines of its console ({log['path']}):\n" + "\n".join(log["lines"])
     else:
         shown = f"its console log {log['path']} is empty or not readable here"
-    when = f"within {wait:g}s of its start" if wait else "after its start, before the task ended"
+    wait, seen = timing
+    # a guest read only after its watch ended (its turn came late) may have stopped after it
+    when = f"within {wait:g}s of its start" if seen <= wait else f"by {seen:.1f}s after its start (watch: {wait:g}s)"
     return f"guest {name} {why} {when}; {shown}"

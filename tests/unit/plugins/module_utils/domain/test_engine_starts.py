@@ -24,8 +24,8 @@ def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monke
     monkeypatch.setattr(engine, "start_failures", fake_start_failures)
     conn = libvirt.open("test:///default")
     # the test driver's guests cannot stop by themselves, so the engine watches none of them
-    assert not engine._starts_are_watched(engine.DriverCaps(conn))
-    monkeypatch.setattr(engine, "_starts_are_watched", lambda caps: True)
+    assert not engine._starts_are_watched(3, engine.DriverCaps(conn))
+    monkeypatch.setattr(engine, "_starts_are_watched", lambda wait, caps: wait > 0)
     try:
         guests = [{"name": f"ws-{x}", "memory": 64, "vcpus": 1, "state": "running"} for x in "abc"]
         with pytest.raises(XenError) as err:
@@ -47,7 +47,7 @@ def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monke
     assert [r["name"] for r in result["results"]] == ["ws-b"]
 
 
-def test_start_wait_defaults_to_the_drivers_and_zero_still_checks(monkeypatch):
+def test_start_wait_defaults_to_the_drivers_and_zero_does_not_watch(monkeypatch):
     assert engine.start_wait_default("xen") == 3.0 and engine.start_wait_default("lxc") == 3.0
     assert engine.start_wait_default("qemu") == 0.0
     waits: list = []
@@ -57,19 +57,21 @@ def test_start_wait_defaults_to_the_drivers_and_zero_still_checks(monkeypatch):
         return {}
 
     monkeypatch.setattr(engine, "start_failures", fake_start_failures)
-    monkeypatch.setattr(engine, "_starts_are_watched", lambda caps: True)
+    # xen_domain's path watches its one guest through start_failure
+    monkeypatch.setattr(engine, "start_failure", lambda dom, name, driver, local, wait: waits.append(([name], wait)))
+    monkeypatch.setattr(engine, "_starts_are_watched", lambda wait, caps: wait > 0)
     # the plumbing: no start_wait given means the connection's driver's default
     monkeypatch.setattr(engine, "START_WAIT", {"test": 7.0})
     conn = libvirt.open("test:///default")
     try:
         engine.converge_guests(conn, [{"name": "wd-a", "memory": 64, "vcpus": 1, "state": "running"}])
         engine.converge_guests(conn, [{"name": "wd-b", "memory": 64, "vcpus": 1, "state": "running"}], start_wait=0)
-        # nothing started: nothing to watch
-        engine.converge_guests(conn, [{"name": "wd-b", "memory": 64, "vcpus": 1, "state": "running"}], start_wait=0)
+        engine.converge_domain(conn, {"name": "wd-c", "memory": 64, "vcpus": 1, "state": "running"})
     finally:
-        for name in ("wd-a", "wd-b"):
+        for name in ("wd-a", "wd-b", "wd-c"):
             dom = conn.lookupByName(name)
             dom.destroy()
             dom.undefine()
         conn.close()
-    assert waits == [(["wd-a"], 7.0), (["wd-b"], 0.0), ([], 0.0)]
+    assert waits == [(["wd-a"], 7.0), (["wd-c"], 7.0)]
+    assert not engine._starts_are_watched(0, None)  # 0: off, whatever the driver

@@ -211,12 +211,14 @@ def test_start_failure_names_why_and_shows_the_console(tmp_path, monkeypatch):
     assert message.startswith("guest dies stopped (crashed) within 5s of its start")
     assert message.endswith("Booting\nKernel panic - not syncing: Attempted to kill init!")
     assert observe.start_failure(FakeDom({}, states=[running]), "lives", "qemu", True, 0.05) is None
-    # 0 (QEMU's default) waits for nothing but still reads each guest's state once
-    gone = observe.start_failure(FakeDom({}, states=[crashed, running]), "gone", "qemu", True, 0)
-    assert gone.startswith("guest gone stopped (crashed) after its start, before the task ended;")
+    # a wait of 0 reads each guest once
     up = FakeDom({}, states=[running, crashed])
     assert observe.start_failure(up, "up", "qemu", True, 0) is None
     assert up.states == [crashed]  # one read
+    # a guest read only after its watch ended is not said to have stopped within it
+    late = observe.start_failures([(FakeDom({}, states=[crashed]), "late", time.monotonic() - 4)], "qemu", True, 1)
+    assert late["late"].startswith("guest late stopped (crashed) by 4.")
+    assert "s after its start (watch: 1s);" in late["late"]
 
 
 def test_guest_info_waits_only_for_a_named_guest_and_says_why_it_gave_up():
