@@ -119,6 +119,11 @@ def start_wait_default(driver: str) -> float:
     return START_WAIT.get(driver, 0.0)
 
 
+def _start_wait(value: float | None, caps: DriverCaps) -> float:
+    """The play's ``start_wait``, checked, or the default of the connection's driver."""
+    return _wait({"start_wait": value}, "start_wait", start_wait_default(caps.basic()["driver"]))
+
+
 def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAccess | None = None) -> dict:
     """validate_guest + plan_domain + apply_plan for one guest from module-style ``params``;
     ``access``: what the play lets the spec reach on the host (see ``access.check_access``)."""
@@ -136,8 +141,7 @@ def converge_domain(conn, params: dict, check_mode: bool = False, access: HostAc
         adopt=bool(params.get("adopt")),
         caps=caps,
     )
-    start_wait = _wait(params, "start_wait", start_wait_default(caps.basic()["driver"]))
-    result = _apply_checked(conn, plan, check_mode, start_wait, caps)
+    result = _apply_checked(conn, plan, check_mode, _start_wait(params.get("start_wait"), caps), caps)
     observe_results(conn, [plan], [result], check_mode, _wait(params, "live_wait", LIVE_WAIT))
     return result
 
@@ -331,7 +335,7 @@ def converge_guests(
     )
     waits = (
         _wait({"live_wait": live_wait}, "live_wait", LIVE_WAIT),
-        _wait({"start_wait": start_wait}, "start_wait", start_wait_default(caps.basic()["driver"])),
+        _start_wait(start_wait, caps),
     )
     results = _apply_all(conn, plans, check_mode, parallel, waits[1], caps)
     observe_results(conn, plans, results, check_mode, waits[0], parallel)

@@ -315,7 +315,7 @@ def start_failures(
                 continue
             since_start = time.monotonic() - started_at
             if stopped:
-                why[name] = _start_failure_message(name, stopped, driver, local, (wait, since_start), lines)
+                why[name] = _start_failure_message(name, stopped, driver, local, lines, wait=wait, seen=since_start)
                 del pending[name]
             elif since_start >= max(0.0, wait):
                 del pending[name]
@@ -336,9 +336,9 @@ def _why_stopped(dom: Any, name: str) -> str | None:
 
 
 def _start_failure_message(
-    name: str, why: str, driver: str, local: bool, timing: tuple[float, float], lines: int
+    name: str, why: str, driver: str, local: bool, lines: int, *, wait: float, seen: float
 ) -> str:
-    """``timing``: (the watch's seconds, seconds from the start to the read that saw it stopped)."""
+    """``wait``: the watch's seconds; ``seen``: seconds from the start to the read that saw it stopped."""
     log = console_log(name, driver, None, local, lines)
     if log is None:
         shown = "no console log is kept for this driver"
@@ -346,7 +346,6 @@ def _start_failure_message(
         shown = f"last lines of its console ({log['path']}):\n" + "\n".join(log["lines"])
     else:
         shown = f"its console log {log['path']} is empty or not readable here"
-    wait, seen = timing
     # a guest read only after its watch ended (its turn came late) may have stopped after it
     when = f"within {wait:g}s of its start" if seen <= wait else f"by {seen:.1f}s after its start (watch: {wait:g}s)"
     return f"guest {name} {why} {when}; {shown}"

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.lcfg.xen.plugins.module_utils.common.errors import XenError
 from ansible_collections.lcfg.xen.plugins.module_utils.domain import engine
+from support import remove_named
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -33,10 +34,7 @@ def test_guests_that_stop_early_fail_in_plan_order_with_the_others_results(monke
         message, result = err.value.message, err.value.result
         del err  # its traceback holds the run's domain objects (and so the connection)
     finally:
-        for name in ("ws-a", "ws-b", "ws-c"):
-            dom = conn.lookupByName(name)
-            dom.destroy()
-            dom.undefine()
+        remove_named(conn.listAllDomains(0), "ws-")
         conn.close()
     # one watch over every started guest, each with its own start time
     assert sorted(name for name, _at in watched) == ["ws-a", "ws-b", "ws-c"]
@@ -68,10 +66,7 @@ def test_start_wait_defaults_to_the_drivers_and_zero_does_not_watch(monkeypatch)
         engine.converge_guests(conn, [{"name": "wd-b", "memory": 64, "vcpus": 1, "state": "running"}], start_wait=0)
         engine.converge_domain(conn, {"name": "wd-c", "memory": 64, "vcpus": 1, "state": "running"})
     finally:
-        for name in ("wd-a", "wd-b", "wd-c"):
-            dom = conn.lookupByName(name)
-            dom.destroy()
-            dom.undefine()
+        remove_named(conn.listAllDomains(0), "wd-")
         conn.close()
     assert waits == [(["wd-a"], 7.0), (["wd-c"], 7.0)]
     assert not engine._starts_are_watched(0, None)  # 0: off, whatever the driver
